@@ -1,0 +1,9 @@
+//! Seldesk's domain: the policy model and its loader, domain types, the clock.
+//!
+//! Nothing here knows HTTP or which SQL database runs underneath.
+
+pub mod clock;
+pub mod policy;
+
+pub use clock::{Clock, SystemClock, TestClock};
+pub use policy::{Policy, PolicyError};

@@ -1,0 +1,301 @@
+//! Configuration: defaults, then a TOML file, then `SELDESK_*` environment
+//! variables, then command-line flags (each overrides the one before).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A cron schedule that enqueues a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Five-field cron expression, in UTC ("30 2 * * *").
+    pub cron: String,
+    /// Job kind to enqueue at each fire.
+    pub job: String,
+}
+
+/// Job workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Concurrent workers on this node (0 disables job execution here).
+    pub workers: u32,
+    /// How often an idle worker looks for due jobs, in milliseconds.
+    pub poll_ms: u64,
+    /// Finished jobs are purged after this many days.
+    pub keep_finished_days: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            poll_ms: 500,
+            keep_finished_days: 30,
+        }
+    }
+}
+
+/// Everything an operator can set.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data folder: control database, customer databases, blobs, mail.
+    pub data: PathBuf,
+    /// Public web listener.
+    pub listen: SocketAddr,
+    /// Admin listener (metrics, health); keep it off the public network.
+    pub admin_listen: SocketAddr,
+    /// Control-plane database; default `sqlite://<data>/control.db`.
+    pub database_url: Option<String>,
+    /// Blob store; default a folder `<data>/blobs`.
+    pub blobs: Option<String>,
+    /// Policy file replacing the built-in one.
+    pub policy: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `seldesk=debug,info`.
+    pub log_level: String,
+    pub jobs: JobsConfig,
+    /// Cron schedules by name.
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut schedules = BTreeMap::new();
+        schedules.insert(
+            "jobs-purge".to_string(),
+            ScheduleConfig {
+                cron: "15 3 * * *".into(),
+                job: crate::app::JOB_PURGE.into(),
+            },
+        );
+        Self {
+            data: PathBuf::from("./seldesk-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8069)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9069)),
+            database_url: None,
+            blobs: None,
+            policy: None,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            jobs: JobsConfig::default(),
+            schedules,
+        }
+    }
+}
+
+// Debug must never print secrets: the database URL may hold a password.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data", &self.data)
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(seldesk_store::redact_url),
+            )
+            .field(
+                "blobs",
+                &self.blobs.as_deref().map(seldesk_store::redact_url),
+            )
+            .field("policy", &self.policy)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("jobs", &self.jobs)
+            .field("schedules", &self.schedules)
+            .finish()
+    }
+}
+
+/// Top-level keys, as environment variables may set them.
+const CONFIG_KEYS: &[&str] = &[
+    "data",
+    "listen",
+    "admin_listen",
+    "database_url",
+    "blobs",
+    "policy",
+    "log_format",
+    "log_level",
+    "jobs",
+    "schedules",
+];
+
+/// A configuration that cannot be used; names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Values given on the command line (highest priority).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Layers defaults, `file`, the environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(
+                // Only our keys: other SELDESK_* variables (test switches, SELDESK_CONFIG) are not config.
+                Env::prefixed("SELDESK_")
+                    .filter(|k| {
+                        CONFIG_KEYS.contains(&k.as_str().split("__").next().unwrap_or_default())
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let mut msg = e.to_string();
+            if !key.is_empty() && !msg.contains(&key) {
+                msg = format!("key `{key}`: {msg}");
+            }
+            ConfigError(msg)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data.as_os_str().is_empty() {
+            return Err(ConfigError(
+                "key `data`: the data folder must not be empty".into(),
+            ));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite://")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "key `database_url`: `{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DB",
+                seldesk_store::redact_url(url)
+            )));
+        }
+        if self.jobs.poll_ms == 0 {
+            return Err(ConfigError("key `jobs.poll_ms`: must be at least 1".into()));
+        }
+        for (name, s) in &self.schedules {
+            seldesk_jobs::Schedule::parse(name, &s.job, &s.cron)
+                .map_err(|e| ConfigError(format!("key `schedules.{name}.cron`: {e}")))?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| {
+            ConfigError(format!(
+                "key `log_level`: `{}` is not a log filter: {e}",
+                self.log_level
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// The control-plane database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("control.db").display()))
+    }
+
+    /// The blob store location.
+    pub fn blobs(&self) -> String {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| self.data.join("blobs").display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, &Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8069");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9069");
+        assert_eq!(c.database_url(), "sqlite://./seldesk-data/control.db");
+        assert_eq!(c.blobs(), "./seldesk-data/blobs");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("seldesk.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata = \"/srv/a\"\n").expect("write");
+        let o = Overrides {
+            listen: Some("127.0.0.1:2000".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &o).expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2000");
+        assert_eq!(c.data, PathBuf::from("/srv/a"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("seldesk.toml");
+        std::fs::write(&file, "admin_listen = \"not an address\"\n").expect("write");
+        let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
+        assert!(err.to_string().contains("admin_listen"), "{err}");
+        std::fs::write(
+            &file,
+            "[schedules.backup]\ncron = \"daily\"\njob = \"backup.run\"\n",
+        )
+        .expect("write");
+        let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
+        assert!(err.to_string().contains("schedules.backup.cron"), "{err}");
+        std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").expect("write");
+        let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_database_password() {
+        let c = Config {
+            database_url: Some("postgres://app:hunter2@db/seldesk".into()),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

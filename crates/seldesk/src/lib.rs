@@ -1,0 +1,9 @@
+//! The `seldesk` binary's library: configuration, wiring and the command line,
+//! public so integration tests start the real server in-process.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,138 @@
+//! The web layer: public pages, `/healthz`, and the admin listener with
+//! Prometheus `/metrics`. Handlers are thin: they ask the domain (the policy
+//! object, the stores) and render.
+
+mod markdown;
+mod pages;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use seldesk_domain::{Clock, Policy};
+use seldesk_store::Db;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use markdown::markdown_to_html;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub policy: Arc<Policy>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every
+/// server started in this process, as tests start several).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's); then
+            // our handle still renders what it has, which is nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The public site and API.
+pub fn router(state: AppState) -> Router {
+    let security_headers = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            "geolocation=(), camera=(), microphone=()",
+        ),
+    ];
+    let mut app = pages::routes()
+        .route("/healthz", get(healthz))
+        .fallback(pages::not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024));
+    for (name, value) in security_headers {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app.layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+}
+
+/// The admin listener: metrics and health, never exposed with the site.
+pub fn admin_router(state: AppState) -> Router {
+    let handle = metrics_handle();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// 200 when the control-plane database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let db = tokio::time::timeout(Duration::from_secs(5), state.db.ping()).await;
+    let ok = matches!(db, Ok(Ok(())));
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "database": if ok { "ok" } else { "unreachable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "checked_in_ms": started.elapsed().as_millis(),
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Counts requests and their latency by route, not by raw path (no IDs or
+/// personal data in metric labels).
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("seldesk_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("seldesk_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

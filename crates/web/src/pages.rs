@@ -1,0 +1,244 @@
+//! Server-rendered public pages.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use seldesk_domain::policy::Version;
+use time::Date;
+use time::macros::format_description;
+
+use crate::{AppState, markdown_to_html};
+
+const STYLESHEET: &str = include_str!("../static/site.css");
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/privacy", get(privacy))
+        .route("/privacy.md", get(privacy_markdown))
+        .route("/privacy/versions", get(privacy_versions))
+        .route("/privacy/versions/{date}", get(privacy_version))
+        .route("/static/site.css", get(stylesheet))
+}
+
+/// Renders a template, or a plain 500 when rendering itself fails.
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be rendered.",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn long_date(d: Date) -> String {
+    d.format(format_description!(
+        "[day padding:none] [month repr:long] [year]"
+    ))
+    .unwrap_or_else(|_| d.to_string())
+}
+
+/// A region, as the home page shows it.
+struct RegionView {
+    name: String,
+    city: String,
+    hosting: bool,
+    backup: bool,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    title: &'static str,
+    org: String,
+    regions: Vec<RegionView>,
+    backup_regions: String,
+    browser_keep: String,
+    grace: String,
+    backup_keep: String,
+    last_updated: String,
+}
+
+async fn home(State(state): State<AppState>) -> Response {
+    let p = &state.policy;
+    let keep = |id: &str| {
+        p.retention(id)
+            .map(|r| r.keep.to_string())
+            .unwrap_or_default()
+    };
+    let current = p.current_version(state.clock.now().date());
+    let page = HomePage {
+        title: "Your business database, hosted with its privacy promises kept",
+        org: p.organisation.name.clone(),
+        regions: p
+            .regions
+            .iter()
+            .map(|r| RegionView {
+                name: r.name.clone(),
+                city: r.city.clone(),
+                hosting: r.hosting,
+                backup: r.backup,
+            })
+            .collect(),
+        backup_regions: p
+            .backup_regions()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        browser_keep: keep("browser_event"),
+        grace: keep("customer_database"),
+        backup_keep: keep("backup"),
+        last_updated: long_date(current.effective),
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "privacy.html")]
+struct PrivacyPage {
+    title: String,
+    body: String,
+    effective: String,
+    is_current: bool,
+    current_link: String,
+    upcoming: Option<(String, String)>,
+}
+
+fn privacy_page(state: &AppState, version: &Version) -> PrivacyPage {
+    let p = &state.policy;
+    let today = state.clock.now().date();
+    let current = p.current_version(today);
+    let newest = p.newest_version();
+    let upcoming = (newest.effective > today)
+        .then(|| (newest.effective.to_string(), long_date(newest.effective)));
+    PrivacyPage {
+        title: format!("{} Privacy Policy", p.organisation.name),
+        body: markdown_to_html(&p.text_of(version)),
+        effective: version.effective.to_string(),
+        is_current: version.effective == current.effective,
+        current_link: "/privacy".into(),
+        upcoming,
+    }
+}
+
+async fn privacy(State(state): State<AppState>) -> Response {
+    let version = state.policy.current_version(state.clock.now().date());
+    render(StatusCode::OK, &privacy_page(&state, version))
+}
+
+async fn privacy_markdown(State(state): State<AppState>) -> Response {
+    let version = state.policy.current_version(state.clock.now().date());
+    (
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        state.policy.text_of(version),
+    )
+        .into_response()
+}
+
+struct VersionRow {
+    date: String,
+    label: String,
+    summary: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "versions.html")]
+struct VersionsPage {
+    title: &'static str,
+    rows: Vec<VersionRow>,
+}
+
+async fn privacy_versions(State(state): State<AppState>) -> Response {
+    let today = state.clock.now().date();
+    let current = state.policy.current_version(today).effective;
+    let rows = state
+        .policy
+        .versions()
+        .iter()
+        .map(|v| VersionRow {
+            date: v.effective.to_string(),
+            label: long_date(v.effective),
+            summary: v.summary.clone(),
+            status: if v.effective == current {
+                "in force"
+            } else if v.effective > today {
+                "upcoming"
+            } else {
+                "superseded"
+            },
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &VersionsPage {
+            title: "Privacy policy versions",
+            rows,
+        },
+    )
+}
+
+async fn privacy_version(State(state): State<AppState>, Path(date): Path<String>) -> Response {
+    let parsed = Date::parse(&date, format_description!("[year]-[month]-[day]"));
+    let Ok(date) = parsed else {
+        return render(
+            StatusCode::NOT_FOUND,
+            &NotFoundPage {
+                title: "No such policy version",
+                message: format!(
+                    "\u{201c}{date}\u{201d} is not a date. Versions are named by their effective date, like /privacy/versions/2026-11-25."
+                ),
+            },
+        );
+    };
+    match state.policy.version(date) {
+        Some(version) => render(StatusCode::OK, &privacy_page(&state, version)),
+        None => render(
+            StatusCode::NOT_FOUND,
+            &NotFoundPage {
+                title: "No such policy version",
+                message: format!(
+                    "No version of the privacy policy took effect on {date}. The list of versions shows every date."
+                ),
+            },
+        ),
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage {
+    title: &'static str,
+    message: String,
+}
+
+pub(crate) async fn not_found() -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        &NotFoundPage {
+            title: "Page not found",
+            message:
+                "There is no page at this address. It may have moved, or the link may be mistyped."
+                    .into(),
+        },
+    )
+}
