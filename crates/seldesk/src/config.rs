@@ -179,7 +179,13 @@ impl Config {
                 // Only our keys: other SELDESK_* variables (test switches, SELDESK_CONFIG) are not config.
                 Env::prefixed("SELDESK_")
                     .filter(|k| {
-                        CONFIG_KEYS.contains(&k.as_str().split("__").next().unwrap_or_default())
+                        let top = k
+                            .as_str()
+                            .split("__")
+                            .next()
+                            .unwrap_or_default()
+                            .to_ascii_lowercase();
+                        CONFIG_KEYS.contains(&top.as_str())
                     })
                     .split("__"),
             )

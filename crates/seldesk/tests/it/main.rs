@@ -1,0 +1,10 @@
+//! The one integration-test binary: starts the real server in-process on
+//! port 0 over a temporary data folder (SQLite, or a fresh PostgreSQL
+//! database when SELDESK_TEST_PG is set), runs the CLI, and drives headless
+//! Chromium for page journeys.
+
+mod browser;
+mod cli;
+mod helpers;
+mod jobs;
+mod pages;

@@ -1,0 +1,210 @@
+use seldesk_domain::Policy;
+
+use crate::helpers::{edited_policy, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn home_page_describes_the_product_and_links_onward() {
+    let app = spawn_app().await;
+    let (status, body) = app.text("/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("href=\"/privacy\""), "links to the policy");
+    assert!(
+        body.contains("India") && body.contains("Singapore") && body.contains("United Kingdom")
+    );
+    assert!(body.contains("/static/site.css"));
+    let css = app.get("/static/site.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/css")
+    );
+    app.stop().await;
+}
+
+// promise: POL-1
+#[tokio::test]
+async fn privacy_page_shows_last_updated_of_the_version_in_force() {
+    let app = spawn_app().await;
+    let policy = Policy::builtin().expect("policy");
+    let current = policy.current_version(app.clock_today());
+    let (status, body) = app.text("/privacy").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("Last updated: {}", current.effective)),
+        "last updated shown"
+    );
+    for older in policy
+        .versions()
+        .iter()
+        .filter(|v| v.effective < current.effective)
+    {
+        let (status, old) = app
+            .text(&format!("/privacy/versions/{}", older.effective))
+            .await;
+        assert_eq!(status, 200);
+        assert!(old.contains(&format!("Last updated: {}", older.effective)));
+        assert!(
+            old.contains("You are reading the version"),
+            "older versions say so"
+        );
+        assert!(
+            old.contains("3 months after the last successful upgrade"),
+            "the archived text, not today's"
+        );
+    }
+    let (status, list) = app.text("/privacy/versions").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("in force"));
+    app.stop().await;
+}
+
+// promise: PRC-1
+#[tokio::test]
+async fn privacy_page_has_every_section_and_the_provider_table_from_the_registry() {
+    let app = spawn_app().await;
+    let (_, body) = app.text("/privacy").await;
+    for section in [
+        "Information we collect",
+        "How we use this information",
+        "Accessing, updating or deleting your personal information",
+        "Security",
+        "Third-party service providers",
+        "Data retention",
+        "Safety retention period",
+        "Transfer of data",
+        "International staff",
+        "Disclosure to third parties",
+        "Cookie policy",
+        "Policy updates",
+        "Contacting us",
+    ] {
+        assert!(
+            body.contains(&format!(">{section}</h")),
+            "section {section}"
+        );
+    }
+    for figure in [
+        "usually 2 months",
+        "up to 2 years",
+        "deactivated for 3 weeks",
+        "up to 4 months",
+        "up to 12 months",
+    ] {
+        assert!(body.contains(figure), "figure {figure}");
+    }
+    let policy = Policy::builtin().expect("policy");
+    for provider in policy
+        .providers
+        .iter()
+        .filter(|p| p.kind != seldesk_domain::policy::ProviderKind::Recipient)
+    {
+        assert!(
+            body.contains(&format!("<td>{}", provider.name)),
+            "row for {}",
+            provider.name
+        );
+    }
+    assert!(body.contains("Shared with PayPal: Order amount, Order currency, Order description, Order reference, Customer name, Customer e-mail."));
+    app.stop().await;
+}
+
+// promise: CK-6
+#[tokio::test]
+async fn privacy_page_states_do_not_track_is_not_supported() {
+    let app = spawn_app().await;
+    let (_, body) = app.text("/privacy").await;
+    assert!(body.contains("We do not currently support Do Not Track signals"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn changing_a_period_in_the_policy_file_changes_the_page() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = edited_policy(
+        dir.path(),
+        r#"retention = { keep = "2 months", after = "created" }"#,
+        r#"retention = { keep = "7 weeks", after = "created" }"#,
+    );
+    let policy = Policy::load(&file).expect("edited policy is valid");
+    let app = spawn_app_with(|_| {}, policy).await;
+    let (_, body) = app.text("/privacy").await;
+    assert!(
+        body.contains("usually 7 weeks"),
+        "the page follows the file"
+    );
+    assert!(!body.contains("usually 2 months"));
+    let (_, md) = app.text("/privacy.md").await;
+    assert!(md.contains("usually 7 weeks"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_pages_and_versions_get_a_404_in_the_site_layout() {
+    let app = spawn_app().await;
+    for path in [
+        "/no/such/page",
+        "/privacy/versions/1999-01-01",
+        "/privacy/versions/yesterday",
+    ] {
+        let (status, body) = app.text(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            body.contains("class=\"site-header\""),
+            "{path} uses the layout"
+        );
+        assert!(body.contains("href=\"/\""), "{path} links home");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = spawn_app().await;
+    let r = app.get("/privacy").await;
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("default-src 'self'")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_answers_and_metrics_live_only_on_the_admin_listener() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        404,
+        "no metrics on the public listener"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("seldesk_http_requests_total"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "no addresses in metric labels");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_reports_an_unreachable_database() {
+    let app = spawn_app().await;
+    app.app().db().close().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 503);
+    app.stop().await;
+}
