@@ -60,9 +60,13 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 say "tests on SQLite"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$log"
 say "tests on PostgreSQL ($(printf '%s' "$PG_URL" | sed -E 's#://([^:@/]+):[^@]*@#://\1:***@#'))"
-SELDESK_TEST_PG="$PG_URL" cargo test --workspace --locked
+SELDESK_TEST_PG="$PG_URL" cargo test --workspace --locked 2>&1 | tee -a "$log"
 say "promise coverage"
 ./scripts/promises.sh --check
+# One closing line over both runs.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\nall tests: %d passed, %d failed\n", p, f }' "$log"
