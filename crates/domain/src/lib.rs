@@ -2,8 +2,10 @@
 //!
 //! Nothing here knows HTTP or which SQL database runs underneath.
 
+pub mod actor;
 pub mod clock;
 pub mod policy;
 
+pub use actor::{Actor, Role};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use policy::{Policy, PolicyError};

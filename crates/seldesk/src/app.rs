@@ -1,12 +1,17 @@
-//! Wiring: builds the control plane, the web and admin listeners and the job
-//! runner from a [`Config`], runs them, and stops them gracefully.
+//! Wiring: builds the services from a [`Config`] and a policy, then the web
+//! and admin listeners and the job runner; runs them and stops them
+//! gracefully. The CLI uses the same [`Services`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use seldesk_domain::{Clock, Policy};
-use seldesk_jobs::{Job, Queue, Runner, Schedule, Scheduler};
+use seldesk_domain::{Actor, Clock, Policy};
+use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner, Schedule, Scheduler};
+use seldesk_privacy::audit::AuditEraser;
+use seldesk_privacy::disclosure::DisclosureEraser;
+use seldesk_privacy::erasure::ErasureLogEraser;
+use seldesk_privacy::{AuditLog, DisclosureGate, Eraser, ErasureLog, RetentionEngine};
 use seldesk_store::Db;
 use seldesk_web::AppState;
 use tokio::net::TcpListener;
@@ -17,12 +22,20 @@ use crate::config::Config;
 
 /// Job kind: delete finished jobs past `jobs.keep_finished_days`.
 pub const JOB_PURGE: &str = "jobs.purge";
+/// Job kind: apply every retention rule.
+pub const JOB_RETENTION: &str = "retention.run";
+
+/// Personal-data categories this build stores. Each must have an eraser
+/// registered in [`Services::open`], or the node refuses to start.
+pub const COLLECTED_CATEGORIES: &[&str] = &["audit_event", "disclosure_record", "erasure_record"];
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] seldesk_store::StoreError),
+    #[error(transparent)]
+    Privacy(#[from] seldesk_privacy::PrivacyError),
     #[error("cannot create the data folder {path}: {source}")]
     DataDir {
         path: String,
@@ -39,16 +52,6 @@ pub enum StartError {
     Schedule(#[from] seldesk_jobs::ScheduleError),
 }
 
-/// A running Seldesk node.
-pub struct Application {
-    web_addr: SocketAddr,
-    admin_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    db: Db,
-    queue: Queue,
-}
-
 /// Opens the control plane and applies migrations.
 pub async fn open_db(config: &Config) -> Result<Db, StartError> {
     std::fs::create_dir_all(&config.data).map_err(|source| StartError::DataDir {
@@ -60,29 +63,83 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
     Ok(db)
 }
 
-fn runner(
-    config: &Config,
-    queue: &Queue,
-    db: &Db,
-    worker: String,
-    schedules_here: bool,
-) -> Result<Runner, StartError> {
-    let schedules = config
-        .schedules
-        .iter()
-        .map(|(name, s)| Schedule::parse(name, &s.job, &s.cron))
-        .collect::<Result<Vec<_>, _>>()?;
-    let purge = PurgeJobs {
-        queue: queue.clone(),
-        keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)),
-    };
-    let mut r = Runner::new(queue.clone(), worker)
-        .poll_interval(Duration::from_millis(config.jobs.poll_ms))
-        .handle(JOB_PURGE, purge);
-    if schedules_here {
-        r = r.with_scheduler(Scheduler::new(queue.clone(), db.clone(), schedules));
+/// Everything the web layer, the jobs and the CLI work with.
+#[derive(Clone)]
+pub struct Services {
+    pub policy: Arc<Policy>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub queue: Queue,
+    pub audit: AuditLog,
+    pub erasure_log: ErasureLog,
+    pub disclosures: DisclosureGate,
+    pub retention: RetentionEngine,
+}
+
+impl Services {
+    /// Opens the control plane and builds the services; refuses to start when
+    /// a stored personal category has no eraser.
+    pub async fn open(
+        config: &Config,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let db = open_db(config).await?;
+        let policy = Arc::new(policy);
+        let erasers: Vec<Arc<dyn Eraser>> = vec![
+            Arc::new(AuditEraser { db: db.clone() }),
+            Arc::new(DisclosureEraser { db: db.clone() }),
+            Arc::new(ErasureLogEraser { db: db.clone() }),
+        ];
+        let retention = RetentionEngine::new(
+            policy.clone(),
+            db.clone(),
+            clock.clone(),
+            erasers,
+            COLLECTED_CATEGORIES,
+        )?;
+        let audit = AuditLog::new(db.clone(), clock.clone());
+        Ok(Self {
+            queue: Queue::new(db.clone(), clock.clone()),
+            erasure_log: ErasureLog::new(db.clone(), clock.clone()),
+            disclosures: DisclosureGate::new(
+                policy.clone(),
+                db.clone(),
+                clock.clone(),
+                audit.clone(),
+            ),
+            audit,
+            retention,
+            policy,
+            db,
+            clock,
+        })
     }
-    Ok(r)
+
+    /// Records in the audit trail that a changed policy took effect on this
+    /// control plane (once per change, whichever node sees it first).
+    pub async fn audit_policy(&self) -> Result<(), StartError> {
+        let last = self.audit.last_of("policy.loaded").await?;
+        let seen = last
+            .as_ref()
+            .and_then(|e| e.details.get("fingerprint"))
+            .and_then(|v| v.as_str());
+        if seen != Some(self.policy.fingerprint.as_str()) {
+            self.audit
+                .record(
+                    &Actor::System,
+                    "policy.loaded",
+                    None,
+                    Some(&self.policy.source_name),
+                    serde_json::json!({
+                        "fingerprint": self.policy.fingerprint,
+                        "version": self.policy.newest_version().effective.to_string(),
+                    }),
+                )
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// Deletes finished jobs older than the configured age.
@@ -91,8 +148,8 @@ struct PurgeJobs {
     keep: time::Duration,
 }
 
-impl seldesk_jobs::Handler for PurgeJobs {
-    fn run<'a>(&'a self, _job: &'a Job) -> seldesk_jobs::HandlerFuture<'a> {
+impl Handler for PurgeJobs {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
             let n = self
                 .queue
@@ -104,6 +161,67 @@ impl seldesk_jobs::Handler for PurgeJobs {
     }
 }
 
+/// Applies every retention rule.
+struct RunRetention {
+    engine: RetentionEngine,
+}
+
+impl Handler for RunRetention {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let report = self
+                .engine
+                .run(&Actor::System, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "erased {} records, {} held",
+                report.erased(),
+                report.held()
+            ))
+        })
+    }
+}
+
+fn runner(
+    config: &Config,
+    s: &Services,
+    worker: String,
+    schedules_here: bool,
+) -> Result<Runner, StartError> {
+    let schedules = config
+        .schedules
+        .iter()
+        .map(|(name, sc)| Schedule::parse(name, &sc.job, &sc.cron))
+        .collect::<Result<Vec<_>, _>>()?;
+    let purge = PurgeJobs {
+        queue: s.queue.clone(),
+        keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)),
+    };
+    let mut r = Runner::new(s.queue.clone(), worker)
+        .poll_interval(Duration::from_millis(config.jobs.poll_ms))
+        .handle(JOB_PURGE, purge)
+        .handle(
+            JOB_RETENTION,
+            RunRetention {
+                engine: s.retention.clone(),
+            },
+        );
+    if schedules_here {
+        r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
+    }
+    Ok(r)
+}
+
+/// A running Seldesk node.
+pub struct Application {
+    web_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    services: Services,
+}
+
 impl Application {
     /// Opens everything and binds the listeners (port 0 picks a free port).
     pub async fn build(
@@ -111,11 +229,12 @@ impl Application {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let db = open_db(&config).await?;
+        let services = Services::open(&config, policy, clock).await?;
+        services.audit_policy().await?;
         let state = AppState {
-            policy: Arc::new(policy),
-            db: db.clone(),
-            clock: clock.clone(),
+            policy: services.policy.clone(),
+            db: services.db.clone(),
+            clock: services.clock.clone(),
         };
         let web = TcpListener::bind(config.listen)
             .await
@@ -154,7 +273,7 @@ impl Application {
                 tracing::error!(error = %e, "web listener failed");
             }
         }));
-        let admin_app = seldesk_web::admin_router(state.clone());
+        let admin_app = seldesk_web::admin_router(state);
         let rx_admin = rx.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(admin, admin_app)
@@ -165,11 +284,10 @@ impl Application {
             }
         }));
 
-        let queue = Queue::new(db.clone(), clock);
         let node = format!("{}-{}", web_addr, std::process::id());
         for i in 0..config.jobs.workers {
             // One scheduler per node is enough; dedupe keys make each fire once per cluster.
-            let r = runner(&config, &queue, &db, format!("{node}-w{i}"), i == 0)?;
+            let r = runner(&config, &services, format!("{node}-w{i}"), i == 0)?;
             tasks.push(tokio::spawn(r.run(rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
@@ -178,8 +296,7 @@ impl Application {
             admin_addr,
             shutdown,
             tasks,
-            db,
-            queue,
+            services,
         })
     }
 
@@ -191,12 +308,12 @@ impl Application {
         self.admin_addr
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
-    pub fn queue(&self) -> &Queue {
-        &self.queue
+    pub fn db(&self) -> &Db {
+        &self.services.db
     }
 
     /// A handle that asks this node to stop.
@@ -210,7 +327,7 @@ impl Application {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.db.close().await;
+        self.services.db.close().await;
         tracing::info!("seldesk stopped");
     }
 

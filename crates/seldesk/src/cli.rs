@@ -52,6 +52,90 @@ enum Command {
     /// Inspect the durable job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Apply retention rules, report on them, and manage legal holds.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Verify and read the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Erase every record past its category's retention period (what the
+    /// daily job does), except what a legal hold covers.
+    Run {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Say what would be erased, per category, and erase nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// For each category: rule, live records, oldest, overdue, held, last run.
+    /// Exits 1 when any record is overdue, so monitoring can alert.
+    Report {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Legal holds keep named records past their period, with a reason and an end date.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HoldCommand {
+    /// Place a hold (as the operator; in the staff console the security or dpo role).
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Data category to hold, e.g. browser_event.
+        #[arg(long)]
+        category: String,
+        /// Only records about this person or account (opaque reference).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only records from this date (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records up to this date (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Why: the case or legal request.
+        #[arg(long)]
+        reason: String,
+        /// The hold ends at the start of this date (YYYY-MM-DD).
+        #[arg(long)]
+        until: String,
+    },
+    /// List holds.
+    List(DbArgs),
+    /// End a hold early.
+    Release {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The hold's number (from `list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exit 1 naming every edited, removed or reordered entry.
+    Verify(DbArgs),
+    /// Print entries, newest first.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only entries about this person or database (opaque reference).
+        #[arg(long)]
+        subject: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +175,19 @@ enum PolicyCommand {
     Render(RenderArgs),
     /// List the policy's versions and which is in force.
     Versions,
+    /// Print the records of processing activities (categories, purposes,
+    /// legal bases, recipients, locations, retention, security measures).
+    Ropa {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: RopaFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RopaFormat {
+    Md,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -237,11 +334,248 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let policy = load_policy(config.policy.as_deref()).map_err(usage)?;
             policy_command(cmd, &policy)
         }
+        Command::Retention(cmd) => {
+            let db = match cmd {
+                RetentionCommand::Run { db, .. } | RetentionCommand::Report { db, .. } => db,
+                RetentionCommand::Hold(
+                    HoldCommand::Add { db, .. } | HoldCommand::Release { db, .. },
+                ) => db,
+                RetentionCommand::Hold(HoldCommand::List(db)) => db,
+            };
+            let (config, policy) = config_and_policy(&cli, db)?;
+            runtime()?.block_on(retention_command(cmd, &config, policy))
+        }
+        Command::Audit(cmd) => {
+            let db = match cmd {
+                AuditCommand::Verify(db) | AuditCommand::List { db, .. } => db,
+            };
+            let (config, policy) = config_and_policy(&cli, db)?;
+            runtime()?.block_on(audit_command(cmd, &config, policy))
+        }
         Command::Jobs(JobsCommand::Status(args)) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;
             runtime()?.block_on(jobs_status(&config))
         }
     }
+}
+
+fn config_and_policy(cli: &Cli, db: &DbArgs) -> Result<(Config, Policy), Failure> {
+    let config = load_config(cli, &overrides(cli, Some(db)))?;
+    init_logs_quiet(&config);
+    let policy = load_policy(config.policy.as_deref()).map_err(usage)?;
+    Ok((config, policy))
+}
+
+/// Operator commands print their own output; logs only for warnings.
+fn init_logs_quiet(config: &Config) {
+    let quiet = Config {
+        log_level: "warn".into(),
+        ..config.clone()
+    };
+    init_logs(&quiet);
+}
+
+fn parse_date(flag: &str, s: &str) -> Result<time::OffsetDateTime, Failure> {
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            usage(anyhow::anyhow!(
+                "--{flag} `{s}` is not a date; write YYYY-MM-DD"
+            ))
+        })
+}
+
+async fn retention_command(
+    cmd: &RetentionCommand,
+    config: &Config,
+    policy: Policy,
+) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock)).await?;
+    let result = match cmd {
+        RetentionCommand::Run { dry_run, .. } => {
+            let report = s
+                .retention
+                .run(&seldesk_domain::Actor::Operator, *dry_run)
+                .await?;
+            let verb = if *dry_run { "would erase" } else { "erased" };
+            for c in &report.categories {
+                println!(
+                    "{:<20} {verb} {:>6}   held {:>6}",
+                    c.category,
+                    if *dry_run { c.due } else { c.erased },
+                    c.held
+                );
+            }
+            println!(
+                "{} {} records in all{}",
+                verb,
+                if *dry_run {
+                    report.categories.iter().map(|c| c.due).sum::<u64>()
+                } else {
+                    report.erased()
+                },
+                if *dry_run {
+                    " (dry run: nothing was erased)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        RetentionCommand::Report { json, .. } => {
+            let report = s.retention.report().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{:<20} {:<45} {:>9} {:>8} {:>8} {:>6}",
+                    "category", "rule", "live", "oldest", "overdue", "held"
+                );
+                for r in &report.rows {
+                    let oldest = r
+                        .oldest_age_days
+                        .map(|d| format!("{d} d"))
+                        .unwrap_or_else(|| "-".into());
+                    let live = if r.collected {
+                        r.live.to_string()
+                    } else {
+                        "not kept".into()
+                    };
+                    println!(
+                        "{:<20} {:<45} {:>9} {:>8} {:>8} {:>6}",
+                        r.category, r.rule, live, oldest, r.overdue, r.held
+                    );
+                }
+                match report.last_run {
+                    Some(t) => println!("retention engine last ran {t}"),
+                    None => println!("retention engine has never run on this control plane"),
+                }
+            }
+            let overdue = report.overdue();
+            if overdue > 0 {
+                Err(anyhow::anyhow!(
+                    "{overdue} records are past their retention period: is the retention job running? (`seldesk retention run` erases them now)"
+                )
+                .into())
+            } else {
+                Ok(())
+            }
+        }
+        RetentionCommand::Hold(HoldCommand::Add {
+            category,
+            subject,
+            from,
+            to,
+            reason,
+            until,
+            ..
+        }) => {
+            let hold = seldesk_privacy::NewHold {
+                category: category.clone(),
+                subject: subject.clone(),
+                from: from.as_deref().map(|d| parse_date("from", d)).transpose()?,
+                to: to.as_deref().map(|d| parse_date("to", d)).transpose()?,
+                reason: reason.clone(),
+                until: parse_date("until", until)?,
+            };
+            let id = s
+                .retention
+                .place_hold(&seldesk_domain::Actor::Operator, hold)
+                .await
+                .map_err(usage)?;
+            println!("legal hold {id} placed on {category}");
+            Ok(())
+        }
+        RetentionCommand::Hold(HoldCommand::List(_)) => {
+            let now = s.clock.now();
+            for h in s.retention.holds().await? {
+                let state = if h.released_at.is_some() {
+                    "released"
+                } else if h.until <= now {
+                    "ended"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:>4}  {:<8} {:<18} subject {:<20} until {}  by {}  — {}",
+                    h.id,
+                    state,
+                    h.category,
+                    h.subject.as_deref().unwrap_or("(all)"),
+                    h.until.date(),
+                    h.created_by,
+                    h.reason
+                );
+            }
+            Ok(())
+        }
+        RetentionCommand::Hold(HoldCommand::Release { id, .. }) => {
+            s.retention
+                .release_hold(&seldesk_domain::Actor::Operator, *id)
+                .await
+                .map_err(usage)?;
+            println!("legal hold {id} released");
+            Ok(())
+        }
+    };
+    s.db.close().await;
+    result
+}
+
+async fn audit_command(cmd: &AuditCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock)).await?;
+    let result = match cmd {
+        AuditCommand::Verify(_) => {
+            let report = s.audit.verify().await?;
+            if report.is_intact() {
+                match (report.first_seq, report.last_seq) {
+                    (Some(a), Some(b)) => {
+                        println!("audit trail intact: {} entries, {a} to {b}", report.checked)
+                    }
+                    _ => println!("audit trail intact: no entries yet"),
+                }
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    println!("TAMPERED: {p}");
+                }
+                Err(anyhow::anyhow!(
+                    "the audit trail has been tampered with: {} problems in {} entries",
+                    report.problems.len(),
+                    report.checked
+                )
+                .into())
+            }
+        }
+        AuditCommand::List { subject, limit, .. } => {
+            let entries = match subject {
+                Some(sub) => s
+                    .audit
+                    .about(sub)
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .take(usize::try_from(*limit).unwrap_or(50))
+                    .collect(),
+                None => s.audit.recent(*limit).await?,
+            };
+            for e in entries {
+                println!(
+                    "{:>6}  {}  {:<16} {:<24} subject {:<20} target {:<16} {}",
+                    e.seq,
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.subject.as_deref().unwrap_or("-"),
+                    e.target.as_deref().unwrap_or("-"),
+                    e.details
+                );
+            }
+            Ok(())
+        }
+    };
+    s.db.close().await;
+    result
 }
 
 async fn serve(config: Config, policy: Policy) -> Result<(), Failure> {
@@ -346,6 +680,13 @@ fn policy_command(cmd: &PolicyCommand, policy: &Policy) -> Result<(), Failure> {
             match args.format {
                 RenderFormat::Md => print!("{md}"),
                 RenderFormat::Html => print!("{}", seldesk_web::markdown_to_html(&md)),
+            }
+        }
+        PolicyCommand::Ropa { format } => {
+            let ropa = seldesk_domain::policy::Ropa::from_policy(policy);
+            match format {
+                RopaFormat::Md => print!("{}", ropa.to_markdown()),
+                RopaFormat::Json => println!("{}", serde_json::to_string_pretty(&ropa)?),
             }
         }
         PolicyCommand::Versions => {

@@ -80,6 +80,13 @@ impl Default for Config {
     fn default() -> Self {
         let mut schedules = BTreeMap::new();
         schedules.insert(
+            "retention".to_string(),
+            ScheduleConfig {
+                cron: "30 2 * * *".into(),
+                job: crate::app::JOB_RETENTION.into(),
+            },
+        );
+        schedules.insert(
             "jobs-purge".to_string(),
             ScheduleConfig {
                 cron: "15 3 * * *".into(),

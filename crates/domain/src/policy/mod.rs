@@ -9,6 +9,7 @@
 
 mod period;
 mod render;
+mod ropa;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use time::{Date, OffsetDateTime};
 
 pub use period::{Period, PeriodError, Unit};
 pub use render::render_markdown;
+pub use ropa::{Ropa, RopaEntry};
 
 /// The policy file shipped with Seldesk.
 pub const BUILTIN_SOURCE: &str = include_str!("../../../../policy/seldesk.toml");
@@ -48,6 +50,7 @@ pub const REQUIRED_CATEGORIES: &[&str] = &[
     "disclosure_record",
     "audit_event",
     "helpdesk_ticket",
+    "erasure_record",
 ];
 
 /// A policy file that could not be loaded: names the key, the line when it
@@ -95,12 +98,19 @@ pub struct Policy {
     /// CI fails when one of them has no tagged test.
     #[serde(default)]
     pub implemented_promises: Vec<String>,
+    /// Security measures, as the records of processing activities list them.
+    #[serde(default)]
+    pub security_measures: Vec<String>,
+    pub research: Research,
     /// Archived Markdown of earlier versions, by effective date.
     #[serde(skip)]
     pub archives: BTreeMap<Date, String>,
     /// Where the policy came from (file path or "built in").
     #[serde(skip)]
     pub source_name: String,
+    /// BLAKE3 of the file and its archived texts: changes whenever the policy does.
+    #[serde(skip)]
+    pub fingerprint: String,
 }
 
 /// Who publishes the policy and how people reach them.
@@ -129,6 +139,14 @@ pub struct Version {
     pub archive: Option<String>,
 }
 
+/// Rules for aggregates shared for research and trends (PRC-3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Research {
+    /// Groups smaller than this are suppressed from any aggregate we publish.
+    pub min_group_size: u64,
+}
+
 /// Why we process data.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +162,8 @@ pub struct Purpose {
 pub struct Field {
     pub id: String,
     pub label: String,
+    /// The data category the field belongs to.
+    pub category: String,
 }
 
 /// Legal basis of processing (GDPR art. 6 terms; the same four cover the
@@ -463,6 +483,12 @@ impl Policy {
                 });
             }
         }
+        let mut h = blake3::Hasher::new();
+        h.update(source.as_bytes());
+        for text in archives.values() {
+            h.update(text.as_bytes());
+        }
+        policy.fingerprint = h.finalize().to_hex().to_string();
         policy.archives = archives;
         Ok(policy)
     }

@@ -265,6 +265,21 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
         )?;
     }
 
+    for (i, f) in p.fields.iter().enumerate() {
+        known(
+            &categories,
+            &f.category,
+            "category",
+            vec![item("fields", i, &f.id), key("category")],
+        )?;
+    }
+    if p.research.min_group_size < 2 {
+        fail(
+            vec![key("research"), key("min_group_size")],
+            "must be at least 2, or single people could be singled out",
+        )?;
+    }
+
     for (i, pr) in p.providers.iter().enumerate() {
         let at = |k: &str| vec![item("providers", i, &pr.id), key(k)];
         for purpose in &pr.purposes {

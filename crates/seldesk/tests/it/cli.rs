@@ -4,20 +4,7 @@ use std::time::{Duration, Instant};
 
 use seldesk_domain::Policy;
 
-use crate::helpers::{bin, edited_policy, fresh_database_url};
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("SELDESK_CONFIG")
-        .output()
-        .expect("run seldesk");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::helpers::{bin, cli_run as run, edited_policy, fresh_database_url};
 
 #[test]
 fn version_and_help_on_every_subcommand() {

@@ -14,7 +14,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: TestClock,
     pub app: Option<Application>,
-    pub _data: TempDir,
+    pub database_url: String,
+    pub data: TempDir,
 }
 
 impl TestApp {
@@ -85,6 +86,12 @@ pub fn test_config(data: &Path, database_url: String) -> Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: Some(database_url),
+        // Tests move the clock and run jobs by hand; background workers would
+        // race them. Tests of the runner turn workers on.
+        jobs: seldesk::config::JobsConfig {
+            workers: 0,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -97,6 +104,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), policy: Policy) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
     let url = fresh_database_url(data.path()).await;
+    let url_for_app = url.clone();
     let mut config = test_config(data.path(), url);
     tweak(&mut config);
     let clock = TestClock::new(OffsetDateTime::now_utc());
@@ -112,7 +120,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), policy: Policy) -> 
             .expect("client"),
         clock,
         app: Some(app),
-        _data: data,
+        database_url: url_for_app,
+        data,
     }
 }
 
@@ -146,4 +155,33 @@ impl TestApp {
         use seldesk_domain::Clock;
         self.clock.now().date()
     }
+}
+
+impl TestApp {
+    /// The control-plane URL, for running the CLI against this server's data.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
+    }
+
+    pub fn data_dir(&self) -> &str {
+        self.data.path().to_str().expect("utf-8 temp path")
+    }
+
+    pub fn db(&self) -> &seldesk_store::Db {
+        self.app().db()
+    }
+}
+
+/// Runs the built binary; returns exit code, stdout, stderr.
+pub fn cli_run(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .env_remove("SELDESK_CONFIG")
+        .output()
+        .expect("run seldesk");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -246,3 +246,34 @@ async fn finished_jobs_are_purged_after_their_age() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_server_runs_the_scheduled_retention_job() {
+    let app = crate::helpers::spawn_app_with(
+        |c| {
+            c.jobs = seldesk::config::JobsConfig {
+                workers: 1,
+                poll_ms: 50,
+                ..Default::default()
+            }
+        },
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let services = app.app().services();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let report = services.retention.report().await.expect("report");
+        if report.last_run.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retention job ran within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stats = services.queue.stats().await.expect("stats");
+    assert!(stats.done >= 1, "{stats:?}");
+    app.stop().await;
+}

@@ -8,3 +8,4 @@ mod cli;
 mod helpers;
 mod jobs;
 mod pages;
+mod privacy;

@@ -1,0 +1,430 @@
+//! The audit trail: append-only, each entry chained to the previous one by
+//! a BLAKE3 hash. People appear only by opaque references.
+
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock};
+use seldesk_store::{Db, from_millis, to_millis};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::{BoxFuture, Candidate, Census, Eraser, PrivacyError, placeholders};
+
+/// One entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub target: Option<String>,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    /// Each problem names the entry.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The hash of an entry: every stored column but the hash, in order.
+#[allow(clippy::too_many_arguments)]
+fn entry_hash(
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: Option<&str>,
+    target: Option<&str>,
+    details: &str,
+    prev: &str,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [
+        seq.to_string().as_str(),
+        at.to_string().as_str(),
+        actor,
+        action,
+        subject.unwrap_or("\u{0}"),
+        target.unwrap_or("\u{0}"),
+        details,
+        prev,
+    ] {
+        // Length-prefixed so no two different entries hash the same text.
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The trail.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    db: Db,
+    clock: Arc<dyn Clock>,
+}
+
+const COLUMNS: &str = "seq, at, actor, action, subject, target, details, prev_hash, hash";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        at: from_millis(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        target: row.try_get("target")?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+impl AuditLog {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    /// Appends an entry. `subject` is the opaque id of the person or database
+    /// concerned, `target` what was touched; `details` must hold no personal data.
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: Option<&str>,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<i64, PrivacyError> {
+        let at = to_millis(self.clock.now());
+        let actor = actor.reference();
+        let details = details.to_string();
+        let mut tx = self.db.begin_write().await?;
+        // Taking the head row first serialises writers (row lock on PostgreSQL,
+        // the write lock on SQLite), so the chain never forks.
+        let head =
+            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *tx)
+                .await?;
+        let seq: i64 = head.try_get("seq")?;
+        let prev: String = head.try_get("hash")?;
+        let hash = entry_hash(seq, at, &actor, action, subject, target, &details, &prev);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, target, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(&actor)
+        .bind(action)
+        .bind(subject)
+        .bind(target)
+        .bind(&details)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Entries about one subject, oldest first (for the person's own view and
+    /// access export).
+    pub async fn about(&self, subject: &str) -> Result<Vec<AuditEntry>, PrivacyError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE subject = $1 ORDER BY seq");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subject)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The newest entries, newest first.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<AuditEntry>, PrivacyError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The last entry of an action, if any.
+    pub async fn last_of(&self, action: &str) -> Result<Option<AuditEntry>, PrivacyError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_log WHERE action = $1 ORDER BY seq DESC LIMIT 1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(action)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
+    /// Recomputes the whole chain from its base to its head.
+    pub async fn verify(&self) -> Result<VerifyReport, PrivacyError> {
+        let head =
+            sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
+                .fetch_one(self.db.pool())
+                .await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
+        let mut expected_seq: i64 = head.try_get::<i64, _>("base_seq")? + 1;
+        let mut expected_prev: String = head.try_get("base_hash")?;
+        let mut report = VerifyReport::default();
+        let page: i64 = 1000;
+        let mut after: i64 = i64::MIN;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, action, subject, target, details, prev_hash, hash
+                 FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(page)
+            .fetch_all(self.db.pool())
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let seq: i64 = row.try_get("seq")?;
+                let at: i64 = row.try_get("at")?;
+                let actor: String = row.try_get("actor")?;
+                let action: String = row.try_get("action")?;
+                let subject: Option<String> = row.try_get("subject")?;
+                let target: Option<String> = row.try_get("target")?;
+                let details: String = row.try_get("details")?;
+                let prev: String = row.try_get("prev_hash")?;
+                let hash: String = row.try_get("hash")?;
+                report.checked += 1;
+                report.first_seq.get_or_insert(seq);
+                report.last_seq = Some(seq);
+                if seq != expected_seq {
+                    if seq > expected_seq {
+                        report.problems.push(format!(
+                            "entries {expected_seq} to {} are missing (removed)",
+                            seq - 1
+                        ));
+                    } else {
+                        report.problems.push(format!("entry {seq} is out of order"));
+                    }
+                }
+                if prev != expected_prev {
+                    report.problems.push(format!(
+                        "entry {seq} does not follow the entry before it (an entry was removed, inserted or reordered)"
+                    ));
+                }
+                let recomputed = entry_hash(
+                    seq,
+                    at,
+                    &actor,
+                    &action,
+                    subject.as_deref(),
+                    target.as_deref(),
+                    &details,
+                    &prev,
+                );
+                if recomputed != hash {
+                    report.problems.push(format!(
+                        "entry {seq} was edited: its content no longer matches its hash"
+                    ));
+                }
+                expected_seq = seq + 1;
+                expected_prev = hash;
+                after = seq;
+            }
+        }
+        if expected_seq - 1 != head_seq {
+            report.problems.push(format!(
+                "the trail ends at entry {} but its head records entry {head_seq}: the newest entries were removed",
+                expected_seq - 1
+            ));
+        } else if expected_prev != head_hash {
+            report.problems.push(format!(
+                "entry {head_seq} does not match the hash recorded in the head"
+            ));
+        }
+        Ok(report)
+    }
+}
+
+/// Retention of the audit trail: the oldest entries go first, as a prefix,
+/// and the head's base moves forward so `verify` still checks what remains.
+pub struct AuditEraser {
+    pub db: Db,
+}
+
+impl Eraser for AuditEraser {
+    fn category(&self) -> &'static str {
+        "audit_event"
+    }
+
+    fn candidates<'a>(
+        &'a self,
+        cutoff: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT seq, at, subject FROM audit_log WHERE at <= $1 ORDER BY seq")
+                    .bind(to_millis(cutoff))
+                    .fetch_all(self.db.pool())
+                    .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        record: r.try_get::<i64, _>("seq")?.to_string(),
+                        subject: r.try_get("subject")?,
+                        start: from_millis(r.try_get("at")?),
+                        country: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut seqs: Vec<i64> = records
+                .iter()
+                .filter_map(|c| c.record.parse().ok())
+                .collect();
+            seqs.sort_unstable();
+            let mut tx = self.db.begin_write().await?;
+            let head = sqlx::query("SELECT base_seq FROM audit_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+            let base: i64 = head.try_get("base_seq")?;
+            // Only a contiguous run from the base can go: a held entry stops it.
+            let mut last = base;
+            for s in seqs {
+                if s == last + 1 {
+                    last = s;
+                } else if s > last + 1 {
+                    break;
+                }
+            }
+            if last == base {
+                tx.commit().await?;
+                return Ok(0);
+            }
+            let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(last)
+                .fetch_one(&mut *tx)
+                .await?;
+            let hash: String = row.try_get("hash")?;
+            let done = sqlx::query("DELETE FROM audit_log WHERE seq > $1 AND seq <= $2")
+                .bind(base)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1")
+                .bind(last)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(census(&self.db, "audit_log", "at"))
+    }
+}
+
+/// Live count and oldest record of a table (table and column are ours, never input).
+pub(crate) async fn census(
+    db: &Db,
+    table: &'static str,
+    at: &'static str,
+) -> Result<Census, PrivacyError> {
+    let sql = format!("SELECT COUNT(*) AS n, MIN({at}) AS oldest FROM {table}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(db.pool())
+        .await?;
+    let n: i64 = row.try_get("n")?;
+    let oldest: Option<i64> = row.try_get("oldest")?;
+    Ok(Census {
+        live: u64::try_from(n).unwrap_or(0),
+        oldest: oldest.map(from_millis),
+    })
+}
+
+/// Deletes rows of `table` by integer id, in chunks (table and column are ours).
+pub(crate) async fn delete_ids(
+    db: &Db,
+    table: &'static str,
+    ids: &[i64],
+) -> Result<u64, PrivacyError> {
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        n += q.execute(db.pool()).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn chain_verifies_and_catches_edits() {
+        let (db, clock, _dir) = testing::db().await;
+        let log = AuditLog::new(db.clone(), testing::clock(&clock));
+        for i in 0..5 {
+            log.record(
+                &Actor::System,
+                "test.action",
+                Some("person:a"),
+                None,
+                json!({ "n": i }),
+            )
+            .await
+            .expect("record");
+        }
+        let report = log.verify().await.expect("verify");
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.checked, 5);
+        sqlx::query("UPDATE audit_log SET details = '{\"n\":99}' WHERE seq = 3")
+            .execute(db.pool())
+            .await
+            .expect("tamper");
+        let report = log.verify().await.expect("verify");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("entry 3 was edited")),
+            "{:?}",
+            report.problems
+        );
+    }
+}

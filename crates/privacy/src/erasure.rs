@@ -1,0 +1,183 @@
+//! The erasure log: what was erased, when and why — identifiers and
+//! categories only, never the erased content. A restore replays it; receipts
+//! are built from it.
+
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock};
+use seldesk_store::{Db, from_millis, to_millis};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::audit::{census, delete_ids};
+use crate::{BoxFuture, Candidate, Census, Eraser, PrivacyError};
+
+/// Why something was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasureReason {
+    /// Its retention period ended.
+    Retention,
+    /// The person asked (erasure request, objection, withdrawal).
+    PersonRequest,
+    /// The customer removed the database.
+    DatabaseRemoved,
+    /// A cancelled database's grace period ended.
+    GracePeriodEnded,
+    /// An upgrade succeeded, so its upload went.
+    UpgradeFinished,
+}
+
+impl ErasureReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Retention => "retention",
+            Self::PersonRequest => "person_request",
+            Self::DatabaseRemoved => "database_removed",
+            Self::GracePeriodEnded => "grace_period_ended",
+            Self::UpgradeFinished => "upgrade_finished",
+        }
+    }
+}
+
+/// One logged erasure.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErasureRecord {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub category: String,
+    pub subject: Option<String>,
+    pub record: String,
+    pub reason: String,
+    pub actor: String,
+}
+
+/// The log.
+#[derive(Debug, Clone)]
+pub struct ErasureLog {
+    db: Db,
+    clock: Arc<dyn Clock>,
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<ErasureRecord, sqlx::Error> {
+    Ok(ErasureRecord {
+        id: r.try_get("id")?,
+        at: from_millis(r.try_get("at")?),
+        category: r.try_get("category")?,
+        subject: r.try_get("subject")?,
+        record: r.try_get("record")?,
+        reason: r.try_get("reason")?,
+        actor: r.try_get("actor")?,
+    })
+}
+
+impl ErasureLog {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    /// Logs erasures of `records` (opaque references) of one category.
+    pub async fn record(
+        &self,
+        category: &str,
+        records: &[(Option<&str>, &str)],
+        reason: ErasureReason,
+        actor: &Actor,
+    ) -> Result<(), PrivacyError> {
+        let at = to_millis(self.clock.now());
+        let actor = actor.reference();
+        let mut tx = self.db.begin_write().await?;
+        for (subject, record) in records {
+            sqlx::query(
+                "INSERT INTO erasure_log (at, category, subject, record, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(at)
+            .bind(category)
+            .bind(*subject)
+            .bind(*record)
+            .bind(reason.as_str())
+            .bind(&actor)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Erasures since `at` (a restore replays those made after its snapshot).
+    pub async fn since(&self, at: OffsetDateTime) -> Result<Vec<ErasureRecord>, PrivacyError> {
+        let rows = sqlx::query(
+            "SELECT id, at, category, subject, record, reason, actor FROM erasure_log WHERE at >= $1 ORDER BY id",
+        )
+        .bind(to_millis(at))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Erasures about one person (for receipts).
+    pub async fn for_subject(&self, subject: &str) -> Result<Vec<ErasureRecord>, PrivacyError> {
+        let rows = sqlx::query(
+            "SELECT id, at, category, subject, record, reason, actor FROM erasure_log WHERE subject = $1 ORDER BY id",
+        )
+        .bind(subject)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// Retention of the erasure log itself (kept longer than any backup, so a
+/// restore can always replay what it needs).
+pub struct ErasureLogEraser {
+    pub db: Db,
+}
+
+impl Eraser for ErasureLogEraser {
+    fn category(&self) -> &'static str {
+        "erasure_record"
+    }
+
+    fn candidates<'a>(
+        &'a self,
+        cutoff: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT id, at, subject FROM erasure_log WHERE at <= $1 ORDER BY id")
+                    .bind(to_millis(cutoff))
+                    .fetch_all(self.db.pool())
+                    .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        record: r.try_get::<i64, _>("id")?.to_string(),
+                        subject: r.try_get("subject")?,
+                        start: from_millis(r.try_get("at")?),
+                        country: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let ids: Vec<i64> = records
+                .iter()
+                .filter_map(|c| c.record.parse().ok())
+                .collect();
+            delete_ids(&self.db, "erasure_log", &ids).await
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(census(&self.db, "erasure_log", "at"))
+    }
+
+    fn logs_erasures(&self) -> bool {
+        // Logging the erasure of log entries would only create new log entries.
+        false
+    }
+}

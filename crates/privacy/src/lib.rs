@@ -1,0 +1,82 @@
+//! Seldesk's privacy core.
+//!
+//! - [`retention`]: one engine applies every category's rule from the policy
+//!   file through erasers that stores register; legal holds suspend it.
+//! - [`erasure`]: the log of every erasure (identifiers, never content),
+//!   replayed after a restore and used for receipts.
+//! - [`audit`]: an append-only trail in which each entry carries the hash of
+//!   the one before; `verify` finds edits, removals and reordering.
+//! - [`disclosure`]: the one path by which personal data leaves Seldesk,
+//!   refusing anything the provider registry does not allow, and its ledger.
+//! - [`card`]: the card-number guard (PAY-2).
+//! - [`research`]: aggregates with small groups suppressed (PRC-3).
+
+pub mod audit;
+pub mod card;
+pub mod disclosure;
+pub mod erasure;
+pub mod research;
+pub mod retention;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use audit::{AuditEntry, AuditLog, VerifyReport};
+pub use disclosure::{
+    Disclosure, DisclosureGate, DisclosureRecord, Refusal, Transport, WebhookTransport,
+};
+pub use erasure::{ErasureLog, ErasureReason, ErasureRecord};
+pub use retention::{
+    Candidate, Census, Eraser, LegalHold, NewHold, RetentionEngine, RetentionReport,
+};
+
+/// A boxed future, so store traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Errors of the privacy core.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("privacy store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] seldesk_store::StoreError),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("disclosure refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error("retention is misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// `($1, $2, …)` for `n` values starting at `$first`: placeholders only,
+/// the values are always bound.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use seldesk_domain::TestClock;
+    use seldesk_store::Db;
+    use time::macros::datetime;
+
+    pub async fn db() -> (Db, TestClock, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Db::connect(&format!("sqlite://{}/c.db", dir.path().display()))
+            .await
+            .expect("db");
+        db.migrate().await.expect("migrate");
+        (db, TestClock::new(datetime!(2026-01-10 09:00 UTC)), dir)
+    }
+
+    pub fn clock(c: &TestClock) -> Arc<dyn seldesk_domain::Clock> {
+        Arc::new(c.clone())
+    }
+}
