@@ -102,8 +102,7 @@ pub struct Queue {
     clock: Arc<dyn Clock>,
 }
 
-const COLUMNS: &str =
-    "id, kind, payload, dedupe_key, status, attempts, max_attempts, run_at, last_error";
+const COLUMNS: &str = "id, kind, payload, dedupe_key, status, attempts, max_attempts, run_at, last_error";
 
 fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
     let payload: String = row.try_get("payload")?;
@@ -256,11 +255,10 @@ impl Queue {
     /// Deletes finished jobs older than `older_than`; returns how many.
     pub async fn purge_finished(&self, older_than: Duration) -> Result<u64, JobError> {
         let cutoff = to_millis(self.clock.now() - older_than);
-        let done =
-            sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1")
-                .bind(cutoff)
-                .execute(self.db.pool())
-                .await?;
+        let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1")
+            .bind(cutoff)
+            .execute(self.db.pool())
+            .await?;
         Ok(done.rows_affected())
     }
 }

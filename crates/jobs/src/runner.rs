@@ -86,10 +86,7 @@ impl Runner {
         };
         let outcome = match self.handlers.get(&job.kind) {
             Some(handler) => handler.run(&job).await,
-            None => Err(format!(
-                "no handler for job kind `{}` on this node",
-                job.kind
-            )),
+            None => Err(format!("no handler for job kind `{}` on this node", job.kind)),
         };
         match outcome {
             Ok(summary) => {
@@ -99,11 +96,7 @@ impl Runner {
             }
             Err(error) => {
                 let status = self.queue.fail(&job, &self.worker, &error).await?;
-                let outcome = if status == JobStatus::Failed {
-                    "failed"
-                } else {
-                    "retry"
-                };
+                let outcome = if status == JobStatus::Failed { "failed" } else { "retry" };
                 tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, %error, outcome, "job failed");
                 metrics::counter!("seldesk_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome).increment(1);
             }

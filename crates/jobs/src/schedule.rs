@@ -81,11 +81,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(queue: Queue, db: Db, schedules: Vec<Schedule>) -> Self {
-        Self {
-            queue,
-            db,
-            schedules,
-        }
+        Self { queue, db, schedules }
     }
 
     pub fn schedules(&self) -> &[Schedule] {

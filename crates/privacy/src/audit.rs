@@ -116,10 +116,9 @@ impl AuditLog {
         let mut tx = self.db.begin_write().await?;
         // Taking the head row first serialises writers (row lock on PostgreSQL,
         // the write lock on SQLite), so the chain never forks.
-        let head =
-            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-                .fetch_one(&mut *tx)
-                .await?;
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
         let seq: i64 = head.try_get("seq")?;
         let prev: String = head.try_get("hash")?;
         let hash = entry_hash(seq, at, &actor, action, subject, target, &details, &prev);
@@ -169,8 +168,7 @@ impl AuditLog {
 
     /// The last entry of an action, if any.
     pub async fn last_of(&self, action: &str) -> Result<Option<AuditEntry>, PrivacyError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM audit_log WHERE action = $1 ORDER BY seq DESC LIMIT 1");
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE action = $1 ORDER BY seq DESC LIMIT 1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(action)
             .fetch_optional(self.db.pool())
@@ -180,10 +178,9 @@ impl AuditLog {
 
     /// Recomputes the whole chain from its base to its head.
     pub async fn verify(&self) -> Result<VerifyReport, PrivacyError> {
-        let head =
-            sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
-                .fetch_one(self.db.pool())
-                .await?;
+        let head = sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
+            .fetch_one(self.db.pool())
+            .await?;
         let head_seq: i64 = head.try_get("seq")?;
         let head_hash: String = head.try_get("hash")?;
         let mut expected_seq: i64 = head.try_get::<i64, _>("base_seq")? + 1;
@@ -218,10 +215,9 @@ impl AuditLog {
                 report.last_seq = Some(seq);
                 if seq != expected_seq {
                     if seq > expected_seq {
-                        report.problems.push(format!(
-                            "entries {expected_seq} to {} are missing (removed)",
-                            seq - 1
-                        ));
+                        report
+                            .problems
+                            .push(format!("entries {expected_seq} to {} are missing (removed)", seq - 1));
                     } else {
                         report.problems.push(format!("entry {seq} is out of order"));
                     }
@@ -257,9 +253,9 @@ impl AuditLog {
                 expected_seq - 1
             ));
         } else if expected_prev != head_hash {
-            report.problems.push(format!(
-                "entry {head_seq} does not match the hash recorded in the head"
-            ));
+            report
+                .problems
+                .push(format!("entry {head_seq} does not match the hash recorded in the head"));
         }
         Ok(report)
     }
@@ -276,16 +272,12 @@ impl Eraser for AuditEraser {
         "audit_event"
     }
 
-    fn candidates<'a>(
-        &'a self,
-        cutoff: OffsetDateTime,
-    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
         Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT seq, at, subject FROM audit_log WHERE at <= $1 ORDER BY seq")
-                    .bind(to_millis(cutoff))
-                    .fetch_all(self.db.pool())
-                    .await?;
+            let rows = sqlx::query("SELECT seq, at, subject FROM audit_log WHERE at <= $1 ORDER BY seq")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
             rows.iter()
                 .map(|r| {
                     Ok(Candidate {
@@ -302,10 +294,7 @@ impl Eraser for AuditEraser {
 
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
         Box::pin(async move {
-            let mut seqs: Vec<i64> = records
-                .iter()
-                .filter_map(|c| c.record.parse().ok())
-                .collect();
+            let mut seqs: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
             seqs.sort_unstable();
             let mut tx = self.db.begin_write().await?;
             let head = sqlx::query("SELECT base_seq FROM audit_head WHERE id = 1")
@@ -351,15 +340,9 @@ impl Eraser for AuditEraser {
 }
 
 /// Live count and oldest record of a table (table and column are ours, never input).
-pub(crate) async fn census(
-    db: &Db,
-    table: &'static str,
-    at: &'static str,
-) -> Result<Census, PrivacyError> {
+pub(crate) async fn census(db: &Db, table: &'static str, at: &'static str) -> Result<Census, PrivacyError> {
     let sql = format!("SELECT COUNT(*) AS n, MIN({at}) AS oldest FROM {table}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_one(db.pool())
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(db.pool()).await?;
     let n: i64 = row.try_get("n")?;
     let oldest: Option<i64> = row.try_get("oldest")?;
     Ok(Census {
@@ -369,17 +352,10 @@ pub(crate) async fn census(
 }
 
 /// Deletes rows of `table` by integer id, in chunks (table and column are ours).
-pub(crate) async fn delete_ids(
-    db: &Db,
-    table: &'static str,
-    ids: &[i64],
-) -> Result<u64, PrivacyError> {
+pub(crate) async fn delete_ids(db: &Db, table: &'static str, ids: &[i64]) -> Result<u64, PrivacyError> {
     let mut n = 0;
     for chunk in ids.chunks(500) {
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN ({})",
-            placeholders(1, chunk.len())
-        );
+        let sql = format!("DELETE FROM {table} WHERE id IN ({})", placeholders(1, chunk.len()));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(*id);
@@ -400,15 +376,9 @@ mod tests {
         let (db, clock, _dir) = testing::db().await;
         let log = AuditLog::new(db.clone(), testing::clock(&clock));
         for i in 0..5 {
-            log.record(
-                &Actor::System,
-                "test.action",
-                Some("person:a"),
-                None,
-                json!({ "n": i }),
-            )
-            .await
-            .expect("record");
+            log.record(&Actor::System, "test.action", Some("person:a"), None, json!({ "n": i }))
+                .await
+                .expect("record");
         }
         let report = log.verify().await.expect("verify");
         assert!(report.is_intact(), "{:?}", report.problems);
@@ -419,10 +389,7 @@ mod tests {
             .expect("tamper");
         let report = log.verify().await.expect("verify");
         assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.contains("entry 3 was edited")),
+            report.problems.iter().any(|p| p.contains("entry 3 was edited")),
             "{:?}",
             report.problems
         );

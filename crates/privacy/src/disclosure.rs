@@ -151,9 +151,7 @@ impl DisclosureGate {
                 });
             }
             if contains_card_number(value) {
-                return Err(Refusal::CardNumber {
-                    field: field.clone(),
-                });
+                return Err(Refusal::CardNumber { field: field.clone() });
             }
         }
         Ok(())
@@ -161,12 +159,7 @@ impl DisclosureGate {
 
     /// Checks, delivers through `transport`, and records the disclosure.
     /// A refused disclosure is audited (field names only) and never delivered.
-    pub async fn send(
-        &self,
-        actor: &Actor,
-        d: &Disclosure,
-        transport: &dyn Transport,
-    ) -> Result<i64, PrivacyError> {
+    pub async fn send(&self, actor: &Actor, d: &Disclosure, transport: &dyn Transport) -> Result<i64, PrivacyError> {
         let names: Vec<String> = d.fields.keys().cloned().collect();
         if let Err(refusal) = self.check(d) {
             self.audit
@@ -265,16 +258,12 @@ impl Eraser for DisclosureEraser {
         "disclosure_record"
     }
 
-    fn candidates<'a>(
-        &'a self,
-        cutoff: OffsetDateTime,
-    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
         Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT id, at, subject FROM disclosures WHERE at <= $1 ORDER BY id")
-                    .bind(to_millis(cutoff))
-                    .fetch_all(self.db.pool())
-                    .await?;
+            let rows = sqlx::query("SELECT id, at, subject FROM disclosures WHERE at <= $1 ORDER BY id")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
             rows.iter()
                 .map(|r| {
                     Ok(Candidate {
@@ -291,10 +280,7 @@ impl Eraser for DisclosureEraser {
 
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
         Box::pin(async move {
-            let ids: Vec<i64> = records
-                .iter()
-                .filter_map(|c| c.record.parse().ok())
-                .collect();
+            let ids: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
             delete_ids(&self.db, "disclosures", &ids).await
         })
     }

@@ -138,16 +138,12 @@ impl Eraser for ErasureLogEraser {
         "erasure_record"
     }
 
-    fn candidates<'a>(
-        &'a self,
-        cutoff: OffsetDateTime,
-    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
         Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT id, at, subject FROM erasure_log WHERE at <= $1 ORDER BY id")
-                    .bind(to_millis(cutoff))
-                    .fetch_all(self.db.pool())
-                    .await?;
+            let rows = sqlx::query("SELECT id, at, subject FROM erasure_log WHERE at <= $1 ORDER BY id")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
             rows.iter()
                 .map(|r| {
                     Ok(Candidate {
@@ -164,10 +160,7 @@ impl Eraser for ErasureLogEraser {
 
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
         Box::pin(async move {
-            let ids: Vec<i64> = records
-                .iter()
-                .filter_map(|c| c.record.parse().ok())
-                .collect();
+            let ids: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
             delete_ids(&self.db, "erasure_log", &ids).await
         })
     }

@@ -15,10 +15,7 @@ pub struct Aggregate<K: Ord> {
 }
 
 /// Counts `items` by key and suppresses groups under `min_group_size`.
-pub fn aggregate<K: Ord + Clone>(
-    items: impl IntoIterator<Item = K>,
-    min_group_size: u64,
-) -> Aggregate<K> {
+pub fn aggregate<K: Ord + Clone>(items: impl IntoIterator<Item = K>, min_group_size: u64) -> Aggregate<K> {
     let mut counts: BTreeMap<K, u64> = BTreeMap::new();
     for k in items {
         *counts.entry(k).or_default() += 1;
@@ -27,10 +24,7 @@ pub fn aggregate<K: Ord + Clone>(
 }
 
 /// Suppresses groups under `min_group_size` from counts made elsewhere (SQL GROUP BY).
-pub fn from_counts<K: Ord>(
-    counts: impl IntoIterator<Item = (K, u64)>,
-    min_group_size: u64,
-) -> Aggregate<K> {
+pub fn from_counts<K: Ord>(counts: impl IntoIterator<Item = (K, u64)>, min_group_size: u64) -> Aggregate<K> {
     let mut groups = Vec::new();
     let mut suppressed_groups = 0;
     for (k, n) in counts {
@@ -53,11 +47,7 @@ mod tests {
     // promise: PRC-3
     #[test]
     fn groups_under_the_minimum_are_suppressed() {
-        let items = ["IN"; 7]
-            .into_iter()
-            .chain(["SG"; 5])
-            .chain(["GB"; 4])
-            .chain(["FR"; 1]);
+        let items = ["IN"; 7].into_iter().chain(["SG"; 5]).chain(["GB"; 4]).chain(["FR"; 1]);
         let agg = aggregate(items, 5);
         assert_eq!(agg.groups, vec![("IN", 7), ("SG", 5)]);
         assert_eq!(agg.suppressed_groups, 2);

@@ -39,10 +39,7 @@ pub struct Census {
 pub trait Eraser: Send + Sync {
     fn category(&self) -> &'static str;
     /// Records whose clock started at or before `cutoff`, oldest first.
-    fn candidates<'a>(
-        &'a self,
-        cutoff: OffsetDateTime,
-    ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>>;
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>>;
     /// Erases these records physically; returns how many went.
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>>;
     /// Live records and the oldest clock start.
@@ -74,9 +71,7 @@ pub struct LegalHold {
 impl LegalHold {
     /// Whether the hold covers a record of its category.
     pub fn covers(&self, c: &Candidate) -> bool {
-        self.subject
-            .as_ref()
-            .is_none_or(|s| c.subject.as_ref() == Some(s))
+        self.subject.as_ref().is_none_or(|s| c.subject.as_ref() == Some(s))
             && self.from.is_none_or(|f| c.start >= f)
             && self.to.is_none_or(|t| c.start <= t)
     }
@@ -166,9 +161,7 @@ pub struct RetentionEngine {
 impl std::fmt::Debug for RetentionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let cats: Vec<&str> = self.erasers.iter().map(|e| e.category()).collect();
-        f.debug_struct("RetentionEngine")
-            .field("categories", &cats)
-            .finish()
+        f.debug_struct("RetentionEngine").field("categories", &cats).finish()
     }
 }
 
@@ -210,9 +203,7 @@ impl RetentionEngine {
         }
         for c in collected {
             let category = policy.category(c).ok_or_else(|| {
-                PrivacyError::Misconfigured(format!(
-                    "category `{c}` is stored but the policy file does not list it"
-                ))
+                PrivacyError::Misconfigured(format!("category `{c}` is stored but the policy file does not list it"))
             })?;
             if category.personal && !seen.contains_key(c) {
                 return Err(PrivacyError::Misconfigured(format!(
@@ -233,9 +224,9 @@ impl RetentionEngine {
     }
 
     fn rule(&self, category: &str) -> Result<&RetentionRule, PrivacyError> {
-        self.policy.retention(category).ok_or_else(|| {
-            PrivacyError::Misconfigured(format!("no retention rule for `{category}`"))
-        })
+        self.policy
+            .retention(category)
+            .ok_or_else(|| PrivacyError::Misconfigured(format!("no retention rule for `{category}`")))
     }
 
     /// Due records of one store, split into (to erase, held).
@@ -246,10 +237,7 @@ impl RetentionEngine {
         now: OffsetDateTime,
     ) -> Result<(Vec<Candidate>, u64), PrivacyError> {
         let rule = self.rule(eraser.category())?;
-        let holds: Vec<&LegalHold> = holds
-            .iter()
-            .filter(|h| h.category == eraser.category())
-            .collect();
+        let holds: Vec<&LegalHold> = holds.iter().filter(|h| h.category == eraser.category()).collect();
         let mut erase = Vec::new();
         let mut held = 0;
         for c in eraser.candidates(cutoff(rule, now)).await? {
@@ -284,10 +272,8 @@ impl RetentionEngine {
             if !dry_run && !due.is_empty() {
                 line.erased = eraser.erase(&due).await?;
                 if eraser.logs_erasures() {
-                    let refs: Vec<(Option<&str>, &str)> = due
-                        .iter()
-                        .map(|c| (c.subject.as_deref(), c.record.as_str()))
-                        .collect();
+                    let refs: Vec<(Option<&str>, &str)> =
+                        due.iter().map(|c| (c.subject.as_deref(), c.record.as_str())).collect();
                     self.erasure_log
                         .record(eraser.category(), &refs, ErasureReason::Retention, actor)
                         .await?;
@@ -348,10 +334,9 @@ impl RetentionEngine {
             }
             rows.push(row);
         }
-        let last =
-            sqlx::query("SELECT MAX(finished_at) AS last FROM retention_runs WHERE dry_run = 0")
-                .fetch_one(self.db.pool())
-                .await?;
+        let last = sqlx::query("SELECT MAX(finished_at) AS last FROM retention_runs WHERE dry_run = 0")
+            .fetch_one(self.db.pool())
+            .await?;
         let last_run: Option<i64> = last.try_get("last")?;
         Ok(RetentionReport {
             generated_at: now,
@@ -380,16 +365,12 @@ impl RetentionEngine {
         }
         let now = self.clock.now();
         if hold.until <= now {
-            return Err(PrivacyError::Invalid(
-                "the hold must end in the future".into(),
-            ));
+            return Err(PrivacyError::Invalid("the hold must end in the future".into()));
         }
         if let (Some(f), Some(t)) = (hold.from, hold.to)
             && f > t
         {
-            return Err(PrivacyError::Invalid(
-                "the held period starts after it ends".into(),
-            ));
+            return Err(PrivacyError::Invalid("the held period starts after it ends".into()));
         }
         let row = sqlx::query(
             "INSERT INTO legal_holds (category, subject, from_at, to_at, reason, until_at, created_by, created_at)
@@ -476,12 +457,7 @@ impl RetentionEngine {
 
     async fn active_holds(&self) -> Result<Vec<LegalHold>, PrivacyError> {
         let now = self.clock.now();
-        Ok(self
-            .holds()
-            .await?
-            .into_iter()
-            .filter(|h| h.active(now))
-            .collect())
+        Ok(self.holds().await?.into_iter().filter(|h| h.active(now)).collect())
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -512,10 +488,7 @@ mod tests {
         fn category(&self) -> &'static str {
             self.category
         }
-        fn candidates<'a>(
-            &'a self,
-            cutoff: OffsetDateTime,
-        ) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
             let v = self
                 .records
                 .lock()
@@ -526,10 +499,7 @@ mod tests {
                 .collect();
             Box::pin(async move { Ok(v) })
         }
-        fn erase<'a>(
-            &'a self,
-            records: &'a [Candidate],
-        ) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
             let mut all = self.records.lock().expect("lock");
             let before = all.len();
             all.retain(|c| !records.contains(c));
@@ -562,58 +532,31 @@ mod tests {
         let start = datetime!(2026-01-10 09:00 UTC);
         let store = Arc::new(Memory {
             category: "invoice",
-            records: Mutex::new(vec![
-                record("sg", start, Some("SG")),
-                record("fr", start, Some("FR")),
-            ]),
+            records: Mutex::new(vec![record("sg", start, Some("SG")), record("fr", start, Some("FR"))]),
         });
         let engine =
-            RetentionEngine::new(policy, db, testing::clock(&clock), vec![store.clone()], &[])
-                .expect("engine");
+            RetentionEngine::new(policy, db, testing::clock(&clock), vec![store.clone()], &[]).expect("engine");
         clock.set(datetime!(2031-01-09 09:00 UTC));
         assert_eq!(
-            engine
-                .run(&Actor::System, false)
-                .await
-                .expect("run")
-                .erased(),
+            engine.run(&Actor::System, false).await.expect("run").erased(),
             0,
             "SG: 5 years not yet over"
         );
         clock.set(datetime!(2031-01-10 09:00 UTC));
         assert_eq!(
-            engine
-                .run(&Actor::System, false)
-                .await
-                .expect("run")
-                .erased(),
+            engine.run(&Actor::System, false).await.expect("run").erased(),
             1,
             "SG invoice at 5 years"
         );
         clock.set(datetime!(2036-01-09 09:00 UTC));
-        assert_eq!(
-            engine
-                .run(&Actor::System, false)
-                .await
-                .expect("run")
-                .erased(),
-            0
-        );
+        assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 0);
         clock.set(datetime!(2036-01-10 09:00 UTC));
         assert_eq!(
-            engine
-                .run(&Actor::System, false)
-                .await
-                .expect("run")
-                .erased(),
+            engine.run(&Actor::System, false).await.expect("run").erased(),
             1,
             "default 10 years"
         );
-        let log = engine
-            .erasure_log()
-            .for_subject("person:sg")
-            .await
-            .expect("log");
+        let log = engine.erasure_log().for_subject("person:sg").await.expect("log");
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].reason, "retention");
     }
@@ -635,8 +578,7 @@ mod tests {
             category: "not_in_policy",
             records: Mutex::new(vec![]),
         });
-        let err = RetentionEngine::new(policy, db, testing::clock(&clock), vec![stray], &[])
-            .expect_err("refused");
+        let err = RetentionEngine::new(policy, db, testing::clock(&clock), vec![stray], &[]).expect_err("refused");
         assert!(err.to_string().contains("not_in_policy"), "{err}");
     }
 
@@ -644,8 +586,7 @@ mod tests {
     async fn holds_need_the_right_role_and_a_reason() {
         let (db, clock, _dir) = testing::db().await;
         let policy = Arc::new(Policy::builtin().expect("policy"));
-        let engine =
-            RetentionEngine::new(policy, db, testing::clock(&clock), vec![], &[]).expect("engine");
+        let engine = RetentionEngine::new(policy, db, testing::clock(&clock), vec![], &[]).expect("engine");
         let hold = NewHold {
             category: "browser_event".into(),
             subject: None,
@@ -682,9 +623,6 @@ mod tests {
                 .any(|e| e.action == "legal_hold.place" && e.actor == "staff:s2")
         );
         engine.release_hold(&security, id).await.expect("released");
-        assert!(
-            engine.release_hold(&security, id).await.is_err(),
-            "only once"
-        );
+        assert!(engine.release_hold(&security, id).await.is_err(), "only once");
     }
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use seldesk_accounts::erasers::{AccessExportEraser, AccountEraser, TicketEraser};
+use seldesk_accounts::{Accounts, AccountsConfig, Mailer};
 use seldesk_domain::{Actor, Clock, Policy};
 use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner, Schedule, Scheduler};
 use seldesk_privacy::audit::AuditEraser;
@@ -27,7 +29,14 @@ pub const JOB_RETENTION: &str = "retention.run";
 
 /// Personal-data categories this build stores. Each must have an eraser
 /// registered in [`Services::open`], or the node refuses to start.
-pub const COLLECTED_CATEGORIES: &[&str] = &["audit_event", "disclosure_record", "erasure_record"];
+pub const COLLECTED_CATEGORIES: &[&str] = &[
+    "audit_event",
+    "disclosure_record",
+    "erasure_record",
+    "account_contact",
+    "helpdesk_ticket",
+    "access_export",
+];
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -37,19 +46,15 @@ pub enum StartError {
     #[error(transparent)]
     Privacy(#[from] seldesk_privacy::PrivacyError),
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(
         "cannot listen on {addr}: {source} (is another program using the port? choose another with --listen / --admin-listen)"
     )]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("invalid schedule: {0}")]
     Schedule(#[from] seldesk_jobs::ScheduleError),
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 /// Opens the control plane and applies migrations.
@@ -74,6 +79,7 @@ pub struct Services {
     pub erasure_log: ErasureLog,
     pub disclosures: DisclosureGate,
     pub retention: RetentionEngine,
+    pub accounts: Accounts,
 }
 
 impl Services {
@@ -83,6 +89,7 @@ impl Services {
         config: &Config,
         policy: Policy,
         clock: Arc<dyn Clock>,
+        public_url: String,
     ) -> Result<Self, StartError> {
         let db = open_db(config).await?;
         let policy = Arc::new(policy);
@@ -90,24 +97,41 @@ impl Services {
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(DisclosureEraser { db: db.clone() }),
             Arc::new(ErasureLogEraser { db: db.clone() }),
+            Arc::new(AccountEraser { db: db.clone() }),
+            Arc::new(TicketEraser { db: db.clone() }),
+            Arc::new(AccessExportEraser { db: db.clone() }),
         ];
-        let retention = RetentionEngine::new(
-            policy.clone(),
+        let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;
+        let audit = AuditLog::new(db.clone(), clock.clone());
+        let queue = Queue::new(db.clone(), clock.clone());
+        let erasure_log = ErasureLog::new(db.clone(), clock.clone());
+        let disclosures = DisclosureGate::new(policy.clone(), db.clone(), clock.clone(), audit.clone());
+        let mailer = match &config.mail.smtp_url {
+            Some(url) => Mailer::smtp(url, config.mail.from.clone()).map_err(|e| StartError::Mail(e.to_string()))?,
+            None => Mailer::outbox(config.data.join("mail").join("outbox"), config.mail.from.clone()),
+        };
+        let accounts = Accounts::new(
             db.clone(),
             clock.clone(),
-            erasers,
-            COLLECTED_CATEGORIES,
-        )?;
-        let audit = AuditLog::new(db.clone(), clock.clone());
+            policy.clone(),
+            audit.clone(),
+            erasure_log.clone(),
+            disclosures.clone(),
+            mailer,
+            queue.clone(),
+            AccountsConfig {
+                base_url: public_url,
+                exports_dir: config.data.join("exports"),
+                idle: time::Duration::hours(2),
+                absolute: time::Duration::hours(12),
+                api_ttl: time::Duration::hours(24),
+            },
+        );
         Ok(Self {
-            queue: Queue::new(db.clone(), clock.clone()),
-            erasure_log: ErasureLog::new(db.clone(), clock.clone()),
-            disclosures: DisclosureGate::new(
-                policy.clone(),
-                db.clone(),
-                clock.clone(),
-                audit.clone(),
-            ),
+            queue,
+            erasure_log,
+            disclosures,
+            accounts,
             audit,
             retention,
             policy,
@@ -151,11 +175,7 @@ struct PurgeJobs {
 impl Handler for PurgeJobs {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self
-                .queue
-                .purge_finished(self.keep)
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = self.queue.purge_finished(self.keep).await.map_err(|e| e.to_string())?;
             Ok(format!("purged {n} finished jobs"))
         })
     }
@@ -174,21 +194,39 @@ impl Handler for RunRetention {
                 .run(&Actor::System, false)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(format!(
-                "erased {} records, {} held",
-                report.erased(),
-                report.held()
-            ))
+            Ok(format!("erased {} records, {} held", report.erased(), report.held()))
         })
     }
 }
 
-fn runner(
-    config: &Config,
-    s: &Services,
-    worker: String,
-    schedules_here: bool,
-) -> Result<Runner, StartError> {
+/// Builds an access archive or erases an account, from a ticket id in the payload.
+struct TicketJob {
+    accounts: Accounts,
+    erase: bool,
+}
+
+impl Handler for TicketJob {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let ticket = job
+                .payload
+                .get("ticket")
+                .and_then(|v| v.as_i64())
+                .ok_or("the job has no ticket id")?;
+            let result = if self.erase {
+                self.accounts.erase_account(ticket).await
+            } else {
+                self.accounts
+                    .build_access_export(ticket)
+                    .await
+                    .map(|_| format!("archive built for ticket {ticket}"))
+            };
+            result.map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -> Result<Runner, StartError> {
     let schedules = config
         .schedules
         .iter()
@@ -205,6 +243,20 @@ fn runner(
             JOB_RETENTION,
             RunRetention {
                 engine: s.retention.clone(),
+            },
+        )
+        .handle(
+            seldesk_accounts::JOB_ACCESS_EXPORT,
+            TicketJob {
+                accounts: s.accounts.clone(),
+                erase: false,
+            },
+        )
+        .handle(
+            seldesk_accounts::JOB_ERASE,
+            TicketJob {
+                accounts: s.accounts.clone(),
+                erase: true,
             },
         );
     if schedules_here {
@@ -224,18 +276,7 @@ pub struct Application {
 
 impl Application {
     /// Opens everything and binds the listeners (port 0 picks a free port).
-    pub async fn build(
-        config: Config,
-        policy: Policy,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StartError> {
-        let services = Services::open(&config, policy, clock).await?;
-        services.audit_policy().await?;
-        let state = AppState {
-            policy: services.policy.clone(),
-            db: services.db.clone(),
-            clock: services.clock.clone(),
-        };
+    pub async fn build(config: Config, policy: Policy, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let web = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -256,20 +297,28 @@ impl Application {
             addr: config.admin_listen,
             source,
         })?;
+        let services = Services::open(&config, policy, clock, config.public_url(web_addr)).await?;
+        services.audit_policy().await?;
+        let state = AppState {
+            policy: services.policy.clone(),
+            db: services.db.clone(),
+            clock: services.clock.clone(),
+            accounts: services.accounts.clone(),
+            retention: services.retention.clone(),
+            web: seldesk_web::WebSettings {
+                secure_cookies: config.secure_cookies,
+            },
+        };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let stop = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let site =
-            seldesk_web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let site = seldesk_web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let rx_web = rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(web, site)
-                .with_graceful_shutdown(stop(rx_web))
-                .await
-            {
+            if let Err(e) = axum::serve(web, site).with_graceful_shutdown(stop(rx_web)).await {
                 tracing::error!(error = %e, "web listener failed");
             }
         }));
@@ -314,6 +363,17 @@ impl Application {
 
     pub fn db(&self) -> &Db {
         &self.services.db
+    }
+
+    /// Runs every job that is due now, on this task, and returns how many ran
+    /// (operators' `jobs run`, and tests that move the clock).
+    pub async fn run_pending_jobs(&self, config: &Config) -> Result<usize, StartError> {
+        let r = runner(config, &self.services, format!("{}-manual", self.web_addr), false)?;
+        let mut n = 0;
+        while r.run_once().await.unwrap_or(false) {
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// A handle that asks this node to stop.

@@ -16,12 +16,7 @@ use crate::config::{Config, LogFormat, Overrides};
 /// Seldesk hosts one business database per customer, with the website,
 /// accounts and helpdesk around it, and enforces its privacy policy in code.
 #[derive(Debug, Parser)]
-#[command(
-    name = "seldesk",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "seldesk", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Configuration file (TOML). Without one, defaults apply.
     #[arg(long, global = true, env = "SELDESK_CONFIG", value_name = "FILE")]
@@ -58,6 +53,27 @@ enum Command {
     /// Verify and read the hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage staff accounts (one role model for all staff).
+    #[command(subcommand)]
+    Staff(StaffCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Create a staff account; prints a one-time password and the TOTP secret
+    /// (otpauth:// URL) for an authenticator app. Staff sign in at /staff.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Staff member's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Role: admin, support, hr, security, finance or dpo (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// List staff accounts and their roles.
+    List(DbArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,9 +302,7 @@ fn init_logs(config: &Config) {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -337,9 +351,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Retention(cmd) => {
             let db = match cmd {
                 RetentionCommand::Run { db, .. } | RetentionCommand::Report { db, .. } => db,
-                RetentionCommand::Hold(
-                    HoldCommand::Add { db, .. } | HoldCommand::Release { db, .. },
-                ) => db,
+                RetentionCommand::Hold(HoldCommand::Add { db, .. } | HoldCommand::Release { db, .. }) => db,
                 RetentionCommand::Hold(HoldCommand::List(db)) => db,
             };
             let (config, policy) = config_and_policy(&cli, db)?;
@@ -351,6 +363,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             let (config, policy) = config_and_policy(&cli, db)?;
             runtime()?.block_on(audit_command(cmd, &config, policy))
+        }
+        Command::Staff(cmd) => {
+            let db = match cmd {
+                StaffCommand::Add { db, .. } | StaffCommand::List(db) => db,
+            };
+            let (config, policy) = config_and_policy(&cli, db)?;
+            runtime()?.block_on(staff_command(cmd, &config, policy))
         }
         Command::Jobs(JobsCommand::Status(args)) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;
@@ -378,25 +397,14 @@ fn init_logs_quiet(config: &Config) {
 fn parse_date(flag: &str, s: &str) -> Result<time::OffsetDateTime, Failure> {
     Date::parse(s, format_description!("[year]-[month]-[day]"))
         .map(|d| d.midnight().assume_utc())
-        .map_err(|_| {
-            usage(anyhow::anyhow!(
-                "--{flag} `{s}` is not a date; write YYYY-MM-DD"
-            ))
-        })
+        .map_err(|_| usage(anyhow::anyhow!("--{flag} `{s}` is not a date; write YYYY-MM-DD")))
 }
 
-async fn retention_command(
-    cmd: &RetentionCommand,
-    config: &Config,
-    policy: Policy,
-) -> Result<(), Failure> {
-    let s = app::Services::open(config, policy, Arc::new(SystemClock)).await?;
+async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
     let result = match cmd {
         RetentionCommand::Run { dry_run, .. } => {
-            let report = s
-                .retention
-                .run(&seldesk_domain::Actor::Operator, *dry_run)
-                .await?;
+            let report = s.retention.run(&seldesk_domain::Actor::Operator, *dry_run).await?;
             let verb = if *dry_run { "would erase" } else { "erased" };
             for c in &report.categories {
                 println!(
@@ -414,11 +422,7 @@ async fn retention_command(
                 } else {
                     report.erased()
                 },
-                if *dry_run {
-                    " (dry run: nothing was erased)"
-                } else {
-                    ""
-                }
+                if *dry_run { " (dry run: nothing was erased)" } else { "" }
             );
             Ok(())
         }
@@ -523,7 +527,7 @@ async fn retention_command(
 }
 
 async fn audit_command(cmd: &AuditCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
-    let s = app::Services::open(config, policy, Arc::new(SystemClock)).await?;
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
     let result = match cmd {
         AuditCommand::Verify(_) => {
             let report = s.audit.verify().await?;
@@ -569,6 +573,53 @@ async fn audit_command(cmd: &AuditCommand, config: &Config, policy: Policy) -> R
                     e.subject.as_deref().unwrap_or("-"),
                     e.target.as_deref().unwrap_or("-"),
                     e.details
+                );
+            }
+            Ok(())
+        }
+    };
+    s.db.close().await;
+    result
+}
+
+async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
+    let result = match cmd {
+        StaffCommand::Add { email, roles, .. } => {
+            let mut parsed = Vec::new();
+            for r in roles {
+                parsed.push(seldesk_domain::Role::parse(r).ok_or_else(|| {
+                    usage(anyhow::anyhow!(
+                        "--role `{r}` is not a role; use admin, support, hr, security, finance or dpo"
+                    ))
+                })?);
+            }
+            let creds = s
+                .accounts
+                .add_staff(
+                    &seldesk_domain::Actor::Operator,
+                    seldesk_accounts::NewStaff {
+                        email: email.clone(),
+                        roles: parsed,
+                    },
+                )
+                .await
+                .map_err(usage)?;
+            println!("staff account created: {} ({})", creds.staff.email, roles.join(", "));
+            println!("one-time password: {}", creds.password);
+            println!("TOTP secret:       {}", creds.totp_secret);
+            println!("authenticator URL: {}", creds.totp_url);
+            println!("Hand these over in person; they are not shown again.");
+            Ok(())
+        }
+        StaffCommand::List(_) => {
+            for m in s.accounts.list_staff().await? {
+                let roles: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "{:<32} {:<30} {}",
+                    m.email,
+                    roles.join(","),
+                    if m.disabled { "disabled" } else { "active" }
                 );
             }
             Ok(())
@@ -658,17 +709,9 @@ fn policy_command(cmd: &PolicyCommand, policy: &Policy) -> Result<(), Failure> {
                 None => policy.current_version(today),
                 Some(s) => {
                     let date = Date::parse(s, format_description!("[year]-[month]-[day]"))
-                        .map_err(|_| {
-                            usage(anyhow::anyhow!(
-                                "--effective `{s}` is not a date; write YYYY-MM-DD"
-                            ))
-                        })?;
+                        .map_err(|_| usage(anyhow::anyhow!("--effective `{s}` is not a date; write YYYY-MM-DD")))?;
                     policy.version(date).ok_or_else(|| {
-                        let known: Vec<String> = policy
-                            .versions()
-                            .iter()
-                            .map(|v| v.effective.to_string())
-                            .collect();
+                        let known: Vec<String> = policy.versions().iter().map(|v| v.effective.to_string()).collect();
                         usage(anyhow::anyhow!(
                             "no policy version took effect on {date}; versions: {}",
                             known.join(", ")
@@ -721,10 +764,7 @@ async fn jobs_status(config: &Config) -> Result<(), Failure> {
             .next_fire(now)
             .map(|t| t.to_string())
             .unwrap_or_else(|| "never".into());
-        println!(
-            "schedule {name}: `{}` runs {} next at {next}",
-            s.cron, s.job
-        );
+        println!("schedule {name}: `{}` runs {} next at {next}", s.cron, s.job);
     }
     db.close().await;
     Ok(())

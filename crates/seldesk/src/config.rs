@@ -52,6 +52,35 @@ impl Default for JobsConfig {
     }
 }
 
+/// Outgoing mail.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// `smtp://host:25`, `smtp://user:pass@host:587?tls=required` or `smtps://…`.
+    /// Without it, mail is written as .eml files under `<data>/mail/outbox`.
+    pub smtp_url: Option<String>,
+    /// The sender of every message.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Seldesk <no-reply@seldesk.com>".into(),
+        }
+    }
+}
+
+impl fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("smtp_url", &self.smtp_url.as_deref().map(seldesk_store::redact_url))
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
 /// Everything an operator can set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +101,11 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `seldesk=debug,info`.
     pub log_level: String,
     pub jobs: JobsConfig,
+    /// Public address of the site, used in links in e-mails; default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Mark cookies `Secure`; turn on whenever the site is served over HTTPS.
+    pub secure_cookies: bool,
+    pub mail: MailConfig,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
 }
@@ -103,6 +137,9 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_level: "info".into(),
             jobs: JobsConfig::default(),
+            public_url: None,
+            secure_cookies: false,
+            mail: MailConfig::default(),
             schedules,
         }
     }
@@ -119,14 +156,14 @@ impl fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_deref().map(seldesk_store::redact_url),
             )
-            .field(
-                "blobs",
-                &self.blobs.as_deref().map(seldesk_store::redact_url),
-            )
+            .field("blobs", &self.blobs.as_deref().map(seldesk_store::redact_url))
             .field("policy", &self.policy)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("jobs", &self.jobs)
+            .field("public_url", &self.public_url)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("mail", &self.mail)
             .field("schedules", &self.schedules)
             .finish()
     }
@@ -144,6 +181,9 @@ const CONFIG_KEYS: &[&str] = &[
     "log_level",
     "jobs",
     "schedules",
+    "public_url",
+    "secure_cookies",
+    "mail",
 ];
 
 /// A configuration that cannot be used; names the key.
@@ -174,10 +214,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.is_file() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
             }
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -186,12 +223,7 @@ impl Config {
                 // Only our keys: other SELDESK_* variables (test switches, SELDESK_CONFIG) are not config.
                 Env::prefixed("SELDESK_")
                     .filter(|k| {
-                        let top = k
-                            .as_str()
-                            .split("__")
-                            .next()
-                            .unwrap_or_default()
-                            .to_ascii_lowercase();
+                        let top = k.as_str().split("__").next().unwrap_or_default().to_ascii_lowercase();
                         CONFIG_KEYS.contains(&top.as_str())
                     })
                     .split("__"),
@@ -211,19 +243,29 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.data.as_os_str().is_empty() {
-            return Err(ConfigError(
-                "key `data`: the data folder must not be empty".into(),
-            ));
+            return Err(ConfigError("key `data`: the data folder must not be empty".into()));
         }
         if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite://")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             return Err(ConfigError(format!(
                 "key `database_url`: `{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DB",
                 seldesk_store::redact_url(url)
             )));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "key `public_url`: `{url}` must start with http:// or https://"
+            )));
+        }
+        if let Some(url) = &self.mail.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError(
+                "key `mail.smtp_url`: must start with smtp:// or smtps://".into(),
+            ));
         }
         if self.jobs.poll_ms == 0 {
             return Err(ConfigError("key `jobs.poll_ms`: must be at least 1".into()));
@@ -246,6 +288,15 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data.join("control.db").display()))
+    }
+
+    /// The site's public address (for links in e-mails).
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// The blob store location.
@@ -290,16 +341,20 @@ mod tests {
         std::fs::write(&file, "admin_listen = \"not an address\"\n").expect("write");
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
         assert!(err.to_string().contains("admin_listen"), "{err}");
-        std::fs::write(
-            &file,
-            "[schedules.backup]\ncron = \"daily\"\njob = \"backup.run\"\n",
-        )
-        .expect("write");
+        std::fs::write(&file, "[schedules.backup]\ncron = \"daily\"\njob = \"backup.run\"\n").expect("write");
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
         assert!(err.to_string().contains("schedules.backup.cron"), "{err}");
         std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").expect("write");
         let err = Config::load(Some(&file), &Overrides::default()).expect_err("refused");
         assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        let v = serde_json::to_value(Config::default()).expect("json");
+        for key in v.as_object().expect("object").keys() {
+            assert!(CONFIG_KEYS.contains(&key.as_str()), "{key} is missing from CONFIG_KEYS");
+        }
     }
 
     #[test]

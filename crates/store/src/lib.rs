@@ -30,10 +30,7 @@ pub enum StoreError {
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("cannot create the folder for the SQLite database {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the control-plane database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("control-plane migration failed: {0}")]
@@ -55,11 +52,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "foundation",
         include_str!("../migrations/sqlite/0001_foundation.sql"),
     ),
-    (
-        2,
-        "privacy",
-        include_str!("../migrations/sqlite/0002_privacy.sql"),
-    ),
+    (2, "privacy", include_str!("../migrations/sqlite/0002_privacy.sql")),
+    (3, "accounts", include_str!("../migrations/sqlite/0003_accounts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -67,11 +61,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "foundation",
         include_str!("../migrations/postgres/0001_foundation.sql"),
     ),
-    (
-        2,
-        "privacy",
-        include_str!("../migrations/postgres/0002_privacy.sql"),
-    ),
+    (2, "privacy", include_str!("../migrations/postgres/0002_privacy.sql")),
+    (3, "accounts", include_str!("../migrations/postgres/0003_accounts.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.
@@ -102,10 +93,7 @@ impl Db {
             if file.is_empty() {
                 return Err(StoreError::UnsupportedUrl(url.to_string()));
             }
-            if let Some(dir) = Path::new(file)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
+            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                     path: dir.display().to_string(),
                     source,
@@ -122,7 +110,17 @@ impl Db {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        let sqlite = backend == Backend::Sqlite;
         let options = AnyPoolOptions::new()
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Erasure is physical: deleted content is overwritten, not left in free pages.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10));
         let pool = options
@@ -157,9 +155,7 @@ impl Db {
                 )
             })
             .collect();
-        Migrator::with_migrations(migrations)
-            .run(&self.pool)
-            .await?;
+        Migrator::with_migrations(migrations).run(&self.pool).await?;
         Ok(())
     }
 
@@ -201,8 +197,7 @@ pub fn to_millis(t: OffsetDateTime) -> i64 {
 
 /// The inverse of [`to_millis`].
 pub fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]
@@ -211,10 +206,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -2,8 +2,12 @@
 //! Prometheus `/metrics`. Handlers are thin: they ask the domain (the policy
 //! object, the stores) and render.
 
+mod account_pages;
+mod api;
+pub mod auth;
 mod markdown;
 mod pages;
+mod staff_pages;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -30,6 +34,16 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub db: Db,
     pub clock: Arc<dyn Clock>,
+    pub accounts: seldesk_accounts::Accounts,
+    pub retention: seldesk_privacy::RetentionEngine,
+    pub web: WebSettings,
+}
+
+/// Web settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Mark cookies `Secure` (set when the site is served over TLS).
+    pub secure_cookies: bool,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every
@@ -64,6 +78,9 @@ pub fn router(state: AppState) -> Router {
         ),
     ];
     let mut app = pages::routes()
+        .merge(account_pages::routes())
+        .merge(staff_pages::routes())
+        .merge(api::routes())
         .route("/healthz", get(healthz))
         .fallback(pages::not_found)
         .with_state(state)
@@ -75,8 +92,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static(value),
         ));
     }
-    app.layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::new())
+    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
 }
 
 /// The admin listener: metrics and health, never exposed with the site.
@@ -87,12 +103,7 @@ pub fn admin_router(state: AppState) -> Router {
             "/metrics",
             get(move || {
                 let handle = handle.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        handle.render(),
-                    )
-                }
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }
             }),
         )
         .route("/healthz", get(healthz))
@@ -132,7 +143,6 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     metrics::counter!("seldesk_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
-    metrics::histogram!("seldesk_http_request_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("seldesk_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     response
 }

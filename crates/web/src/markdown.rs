@@ -3,10 +3,7 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd, 
 /// A heading's anchor: lowercase words joined by `-`.
 fn slug(text: &str) -> String {
     let mut out = String::new();
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push('-');
         }
@@ -64,10 +61,7 @@ mod tests {
         let html = markdown_to_html(
             "# Title\n\n## Safety retention period\n\n<script>x</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
         );
-        assert!(
-            html.contains(r#"<h2 id="safety-retention-period">"#),
-            "{html}"
-        );
+        assert!(html.contains(r#"<h2 id="safety-retention-period">"#), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("<table>"), "{html}");
     }

@@ -25,25 +25,19 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Renders a template, or a plain 500 when rendering itself fails.
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The page could not be rendered.",
-            )
-                .into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, "The page could not be rendered.").into_response()
         }
     }
 }
 
 fn long_date(d: Date) -> String {
-    d.format(format_description!(
-        "[day padding:none] [month repr:long] [year]"
-    ))
-    .unwrap_or_else(|_| d.to_string())
+    d.format(format_description!("[day padding:none] [month repr:long] [year]"))
+        .unwrap_or_else(|_| d.to_string())
 }
 
 /// A region, as the home page shows it.
@@ -69,11 +63,7 @@ struct HomePage {
 
 async fn home(State(state): State<AppState>) -> Response {
     let p = &state.policy;
-    let keep = |id: &str| {
-        p.retention(id)
-            .map(|r| r.keep.to_string())
-            .unwrap_or_default()
-    };
+    let keep = |id: &str| p.retention(id).map(|r| r.keep.to_string()).unwrap_or_default();
     let current = p.current_version(state.clock.now().date());
     let page = HomePage {
         title: "Your business database, hosted with its privacy promises kept",
@@ -117,8 +107,7 @@ fn privacy_page(state: &AppState, version: &Version) -> PrivacyPage {
     let today = state.clock.now().date();
     let current = p.current_version(today);
     let newest = p.newest_version();
-    let upcoming = (newest.effective > today)
-        .then(|| (newest.effective.to_string(), long_date(newest.effective)));
+    let upcoming = (newest.effective > today).then(|| (newest.effective.to_string(), long_date(newest.effective)));
     PrivacyPage {
         title: format!("{} Privacy Policy", p.organisation.name),
         body: markdown_to_html(&p.text_of(version)),
@@ -236,9 +225,19 @@ pub(crate) async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         &NotFoundPage {
             title: "Page not found",
-            message:
-                "There is no page at this address. It may have moved, or the link may be mistyped."
-                    .into(),
+            message: "There is no page at this address. It may have moved, or the link may be mistyped.".into(),
         },
     )
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A plain page with a title and a message, in the site's layout.
+pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &MessagePage { title, message })
 }

@@ -265,11 +265,7 @@ impl fmt::Display for RetentionRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.keep, self.after.label())?;
         if !self.by_country.is_empty() {
-            let parts: Vec<String> = self
-                .by_country
-                .iter()
-                .map(|(c, p)| format!("{c}: {p}"))
-                .collect();
+            let parts: Vec<String> = self.by_country.iter().map(|(c, p)| format!("{c}: {p}")).collect();
             write!(f, " (by country: {})", parts.join(", "))?;
         }
         Ok(())
@@ -397,8 +393,7 @@ fn de_date<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
         ));
     };
     let month = time::Month::try_from(date.month).map_err(serde::de::Error::custom)?;
-    Date::from_calendar_date(i32::from(date.year), month, date.day)
-        .map_err(serde::de::Error::custom)
+    Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(serde::de::Error::custom)
 }
 
 impl Policy {
@@ -424,12 +419,8 @@ impl Policy {
         })?;
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse(&source, &name, |rel| {
-            std::fs::read_to_string(dir.join(rel)).map_err(|e| {
-                format!(
-                    "cannot read archived text `{}`: {e}",
-                    dir.join(rel).display()
-                )
-            })
+            std::fs::read_to_string(dir.join(rel))
+                .map_err(|e| format!("cannot read archived text `{}`: {e}", dir.join(rel).display()))
         })
     }
 
@@ -445,9 +436,7 @@ impl Policy {
                 .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
             PolicyError {
                 source_name: source_name.to_string(),
-                key: line
-                    .map(|l| validate::key_at_line(source, l))
-                    .unwrap_or_default(),
+                key: line.map(|l| validate::key_at_line(source, l)).unwrap_or_default(),
                 line,
                 message: e.message().trim().to_string(),
             }
@@ -459,9 +448,7 @@ impl Policy {
             key: v.key(),
             message: v.message,
         })?;
-        policy
-            .versions
-            .sort_by_key(|v| std::cmp::Reverse(v.effective));
+        policy.versions.sort_by_key(|v| std::cmp::Reverse(v.effective));
         let mut archives = BTreeMap::new();
         for (i, version) in policy.versions.iter().enumerate() {
             if let Some(rel) = &version.archive {
@@ -506,13 +493,10 @@ impl Policy {
 
     /// The version in force on `today`: the newest whose effective date has come.
     pub fn current_version(&self, today: Date) -> &Version {
-        self.versions
-            .iter()
-            .find(|v| v.effective <= today)
-            .unwrap_or_else(|| {
-                // Every version is in the future: show the oldest as current.
-                &self.versions[self.versions.len() - 1]
-            })
+        self.versions.iter().find(|v| v.effective <= today).unwrap_or_else(|| {
+            // Every version is in the future: show the oldest as current.
+            &self.versions[self.versions.len() - 1]
+        })
     }
 
     /// A version by its effective date.
@@ -573,11 +557,7 @@ impl Policy {
     pub fn nearest_region(&self, country: Option<&str>) -> &Region {
         let wanted = country.map(str::to_ascii_uppercase);
         self.hosting_regions()
-            .find(|r| {
-                wanted
-                    .as_ref()
-                    .is_some_and(|c| r.countries.iter().any(|x| x == c))
-            })
+            .find(|r| wanted.as_ref().is_some_and(|c| r.countries.iter().any(|x| x == c)))
             .or_else(|| self.hosting_regions().find(|r| r.default))
             .unwrap_or_else(|| {
                 // validate() guarantees a default hosting region.

@@ -92,9 +92,7 @@ impl FromStr for Period {
     type Err = PeriodError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || PeriodError {
-            input: s.to_string(),
-        };
+        let err = || PeriodError { input: s.to_string() };
         let mut parts = s.split_whitespace();
         let amount: u32 = parts.next().ok_or_else(err)?.parse().map_err(|_| err())?;
         let unit = match parts.next().ok_or_else(err)? {
@@ -144,10 +142,7 @@ mod tests {
         let p: Period = "2 months".parse().expect("valid");
         assert_eq!(p, Period::new(2, Unit::Months));
         assert_eq!(p.to_string(), "2 months");
-        assert_eq!(
-            "1 year".parse::<Period>().expect("valid").to_string(),
-            "1 year"
-        );
+        assert_eq!("1 year".parse::<Period>().expect("valid").to_string(), "1 year");
         for bad in [
             "",
             "2",

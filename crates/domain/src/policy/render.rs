@@ -37,23 +37,11 @@ impl PrivacyText<'_> {
     }
 
     fn hosting_regions(&self) -> String {
-        join_and(
-            &self
-                .p
-                .hosting_regions()
-                .map(|r| r.name.clone())
-                .collect::<Vec<_>>(),
-        )
+        join_and(&self.p.hosting_regions().map(|r| r.name.clone()).collect::<Vec<_>>())
     }
 
     fn backup_regions(&self) -> String {
-        join_and(
-            &self
-                .p
-                .backup_regions()
-                .map(|r| r.name.clone())
-                .collect::<Vec<_>>(),
-        )
+        join_and(&self.p.backup_regions().map(|r| r.name.clone()).collect::<Vec<_>>())
     }
 
     fn upgrade_provider(&self) -> String {
@@ -91,12 +79,7 @@ impl PrivacyText<'_> {
 
     fn provider_table(&self) -> String {
         let mut out = String::from("| Service provider | Purpose | Data shared |\n|---|---|---|\n");
-        for pr in self
-            .p
-            .providers
-            .iter()
-            .filter(|pr| pr.kind != ProviderKind::Recipient)
-        {
+        for pr in self.p.providers.iter().filter(|pr| pr.kind != ProviderKind::Recipient) {
             let mut name = cell(&pr.name);
             if let Some(cert) = &pr.certification {
                 name.push_str(&format!(" ({})", cell(cert)));
@@ -134,9 +117,8 @@ impl PrivacyText<'_> {
     }
 
     fn retention_table(&self) -> String {
-        let mut out = String::from(
-            "| Data | Why we hold it | Legal basis | How long we keep it |\n|---|---|---|---|\n",
-        );
+        let mut out =
+            String::from("| Data | Why we hold it | Legal basis | How long we keep it |\n|---|---|---|---|\n");
         for c in &self.p.categories {
             let purposes: Vec<String> = c
                 .purposes
@@ -182,9 +164,8 @@ impl PrivacyText<'_> {
     }
 
     fn cookie_table(&self) -> String {
-        let mut out = String::from(
-            "| Class | Needs your consent | Cookie | What it does | Lifetime |\n|---|---|---|---|---|\n",
-        );
+        let mut out =
+            String::from("| Class | Needs your consent | Cookie | What it does | Lifetime |\n|---|---|---|---|---|\n");
         for class in &self.p.cookies {
             for c in &class.cookies {
                 out.push_str(&format!(

@@ -98,7 +98,9 @@ impl Ropa {
             "# Records of processing activities\n\nController: {}  \nContact: {}  \nPolicy version: {}\n\n",
             self.controller, self.contact, self.policy_version
         );
-        out.push_str("| Activity | Purposes | Legal basis | Recipients | Locations | Retention |\n|---|---|---|---|---|---|\n");
+        out.push_str(
+            "| Activity | Purposes | Legal basis | Recipients | Locations | Retention |\n|---|---|---|---|---|---|\n",
+        );
         let cell = |s: &str| s.replace('|', "\\|");
         for a in &self.activities {
             out.push_str(&format!(
@@ -151,16 +153,8 @@ mod tests {
             .iter()
             .find(|a| a.category == "upgrade_upload")
             .expect("upgrades");
-        assert!(
-            upgrades
-                .recipients
-                .iter()
-                .any(|r| r.starts_with("Amazon Web Services"))
-        );
-        assert_eq!(
-            upgrades.retention,
-            "4 months after the last successful upgrade"
-        );
+        assert!(upgrades.recipients.iter().any(|r| r.starts_with("Amazon Web Services")));
+        assert_eq!(upgrades.retention, "4 months after the last successful upgrade");
         let md = ropa.to_markdown();
         assert!(md.contains("## Security measures"));
         assert!(!ropa.security_measures.is_empty());

@@ -8,10 +8,7 @@ fn builtin() -> Policy {
 
 /// Parses the built-in file with one line replaced.
 fn with_replaced(from: &str, to: &str) -> Result<Policy, PolicyError> {
-    assert!(
-        BUILTIN_SOURCE.contains(from),
-        "test edits a line that exists: {from}"
-    );
+    assert!(BUILTIN_SOURCE.contains(from), "test edits a line that exists: {from}");
     let source = BUILTIN_SOURCE.replacen(from, to, 1);
     Policy::parse(&source, "edited.toml", |_| Ok("archived".into()))
 }
@@ -23,27 +20,19 @@ fn builtin_policy_loads_with_every_required_category() {
         assert!(p.category(id).is_some(), "{id}");
     }
     assert_eq!(
-        p.retention("browser_event")
-            .map(|r| r.keep.to_string())
-            .as_deref(),
+        p.retention("browser_event").map(|r| r.keep.to_string()).as_deref(),
         Some("2 months")
     );
     assert_eq!(
-        p.retention("job_application")
-            .map(|r| r.keep.to_string())
-            .as_deref(),
+        p.retention("job_application").map(|r| r.keep.to_string()).as_deref(),
         Some("2 years")
     );
     assert_eq!(
-        p.retention("customer_database")
-            .map(|r| r.keep.to_string())
-            .as_deref(),
+        p.retention("customer_database").map(|r| r.keep.to_string()).as_deref(),
         Some("3 weeks")
     );
     assert_eq!(
-        p.retention("upgrade_upload")
-            .map(|r| r.keep.to_string())
-            .as_deref(),
+        p.retention("upgrade_upload").map(|r| r.keep.to_string()).as_deref(),
         Some("4 months")
     );
     assert_eq!(
@@ -59,11 +48,7 @@ fn builtin_policy_loads_with_every_required_category() {
 #[test]
 fn versions_are_newest_first_and_current_follows_the_date() {
     let p = builtin();
-    assert!(
-        p.versions()
-            .windows(2)
-            .all(|w| w[0].effective > w[1].effective)
-    );
+    assert!(p.versions().windows(2).all(|w| w[0].effective > w[1].effective));
     let newest = p.newest_version().effective;
     assert_eq!(p.current_version(newest).effective, newest);
     let day_before = newest.previous_day().expect("date");
@@ -140,15 +125,13 @@ fn an_unknown_provider_field_is_refused() {
 
 #[test]
 fn a_missing_required_category_is_refused() {
-    let err =
-        with_replaced(r#"id = "browser_event""#, r#"id = "browser_events""#).expect_err("refused");
+    let err = with_replaced(r#"id = "browser_event""#, r#"id = "browser_events""#).expect_err("refused");
     assert!(err.to_string().contains("browser_event"), "{err}");
 }
 
 #[test]
 fn backup_max_age_must_match_backup_category() {
-    let err =
-        with_replaced(r#"max_age = "12 months""#, r#"max_age = "18 months""#).expect_err("refused");
+    let err = with_replaced(r#"max_age = "12 months""#, r#"max_age = "18 months""#).expect_err("refused");
     assert_eq!(err.key, "backups.max_age");
 }
 
@@ -185,31 +168,14 @@ fn older_versions_need_an_archive() {
 fn provider_table_lists_exactly_the_registered_fields() {
     let p = builtin();
     let text = p.text_of(p.newest_version());
-    let paypal_row = text
-        .lines()
-        .find(|l| l.starts_with("| PayPal"))
-        .expect("paypal row");
+    let paypal_row = text.lines().find(|l| l.starts_with("| PayPal")).expect("paypal row");
     for f in &p.provider("paypal").expect("paypal").fields {
         let label = &p.field(f).expect("field").label;
-        assert!(
-            paypal_row.contains(label.as_str()),
-            "{label} in {paypal_row}"
-        );
+        assert!(paypal_row.contains(label.as_str()), "{label} in {paypal_row}");
     }
-    assert!(
-        !paypal_row.contains("Phone"),
-        "PayPal does not receive phone numbers"
-    );
-    for pr in p
-        .providers
-        .iter()
-        .filter(|pr| pr.kind != ProviderKind::Recipient)
-    {
-        assert!(
-            text.contains(&format!("| {}", pr.name)),
-            "{} in the table",
-            pr.name
-        );
+    assert!(!paypal_row.contains("Phone"), "PayPal does not receive phone numbers");
+    for pr in p.providers.iter().filter(|pr| pr.kind != ProviderKind::Recipient) {
+        assert!(text.contains(&format!("| {}", pr.name)), "{} in the table", pr.name);
     }
 }
 
@@ -240,8 +206,7 @@ fn text_states_do_not_track_is_not_supported() {
 
 #[test]
 fn date_parsing_rejects_datetimes() {
-    let err = with_replaced("effective = 2026-11-25", "effective = 2026-11-25T10:00:00")
-        .expect_err("refused");
+    let err = with_replaced("effective = 2026-11-25", "effective = 2026-11-25T10:00:00").expect_err("refused");
     assert!(err.message.contains("date"), "{err}");
     let _ = date!(2026 - 11 - 25);
 }

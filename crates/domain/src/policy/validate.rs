@@ -62,10 +62,7 @@ pub fn is_promise_id(s: &str) -> bool {
         && num.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn unique<'a>(
-    table: &'static str,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<HashSet<&'a str>, Violation> {
+fn unique<'a>(table: &'static str, ids: impl Iterator<Item = &'a str>) -> Result<HashSet<&'a str>, Violation> {
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if id.trim().is_empty() {
@@ -93,10 +90,7 @@ fn known(set: &HashSet<&str>, value: &str, what: &str, path: Vec<Seg>) -> Result
     let choices: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
     fail(
         path,
-        format!(
-            "`{value}` is not a known {what}; known: {}",
-            choices.join(", ")
-        ),
+        format!("`{value}` is not a known {what}; known: {}", choices.join(", ")),
     )
 }
 
@@ -125,10 +119,7 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     for (i, v) in p.versions.iter().enumerate() {
         if !dates.insert(v.effective) {
             fail(
-                vec![
-                    item("versions", i, &v.effective.to_string()),
-                    key("effective"),
-                ],
+                vec![item("versions", i, &v.effective.to_string()), key("effective")],
                 "two versions share this effective date",
             )?;
         }
@@ -162,9 +153,7 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
             if !is_country(country) {
                 fail(
                     at("retention"),
-                    format!(
-                        "`{country}` is not a country code; use ISO 3166 alpha-2 in capitals, e.g. `IN`"
-                    ),
+                    format!("`{country}` is not a country code; use ISO 3166 alpha-2 in capitals, e.g. `IN`"),
                 )?;
             }
         }
@@ -179,16 +168,10 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     }
 
     if !p.regions.iter().any(|r| r.hosting) {
-        fail(
-            vec![key("regions")],
-            "at least one region must have `hosting = true`",
-        )?;
+        fail(vec![key("regions")], "at least one region must have `hosting = true`")?;
     }
     if !p.regions.iter().any(|r| r.backup) {
-        fail(
-            vec![key("regions")],
-            "at least one region must have `backup = true`",
-        )?;
+        fail(vec![key("regions")], "at least one region must have `backup = true`")?;
     }
     let defaults = p.regions.iter().filter(|r| r.hosting && r.default).count();
     if defaults != 1 {
@@ -292,10 +275,7 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
             known(&categories, c, "category", at("hosts"))?;
         }
         if pr.kind == ProviderKind::Payment && pr.fields.is_empty() {
-            fail(
-                at("fields"),
-                "a payment processor must list the fields it may receive",
-            )?;
+            fail(at("fields"), "a payment processor must list the fields it may receive")?;
         }
     }
 
@@ -397,18 +377,11 @@ pub(super) fn key_at_line(source: &str, line: usize) -> String {
         .rposition(|l| l.trim_start().starts_with('['));
     let mut parts = Vec::new();
     if let Some(h) = header_at {
-        let header = lines[h]
-            .trim()
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_string();
+        let header = lines[h].trim().trim_matches(|c| c == '[' || c == ']').to_string();
         let id = lines[h + 1..]
             .iter()
             .take_while(|l| !l.trim_start().starts_with('['))
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("id = ")
-                    .map(|v| v.trim_matches('"').to_string())
-            });
+            .find_map(|l| l.trim().strip_prefix("id = ").map(|v| v.trim_matches('"').to_string()));
         parts.push(header);
         if let Some(id) = id.filter(|_| lines[h].trim().starts_with("[[")) {
             parts.push(id);

@@ -42,7 +42,11 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}): run scripts/test.sh, which installs chromium and chromium-driver"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {driver_bin} ({e}): run scripts/test.sh, which installs chromium and chromium-driver"
+                )
+            });
         let profile = tempfile::tempdir().expect("profile dir");
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
@@ -112,11 +116,7 @@ async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_version
         .click()
         .await
         .expect("click");
-    let h1 = b
-        .client
-        .find(Locator::Css("article.policy h1"))
-        .await
-        .expect("h1");
+    let h1 = b.client.find(Locator::Css("article.policy h1")).await.expect("h1");
     assert_eq!(h1.text().await.expect("text"), "Seldesk Privacy Policy");
     let body = b
         .client
@@ -143,10 +143,7 @@ async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_version
         "Google LLC",
         "Amazon Web Services, Inc.",
     ] {
-        assert!(
-            provider_rows.iter().any(|r| r.starts_with(name)),
-            "{name} row shown"
-        );
+        assert!(provider_rows.iter().any(|r| r.starts_with(name)), "{name} row shown");
     }
     b.screenshot("privacy").await;
 

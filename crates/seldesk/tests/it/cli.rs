@@ -57,10 +57,7 @@ fn policy_check_accepts_the_builtin_and_refuses_a_broken_file_naming_key_and_lin
     );
     let (code, _, err) = run(&["policy", "check", "--policy", file.to_str().expect("utf8")]);
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("providers.paypal.fields"),
-        "names the key: {err}"
-    );
+    assert!(err.contains("providers.paypal.fields"), "names the key: {err}");
     assert!(err.contains("customer.phone"), "names the value: {err}");
     assert!(err.contains("line "), "names the line: {err}");
 
@@ -72,11 +69,7 @@ fn policy_check_accepts_the_builtin_and_refuses_a_broken_file_naming_key_and_lin
 #[test]
 fn serve_refuses_a_broken_policy_before_starting() {
     let dir = tempfile::tempdir().expect("tmp");
-    let file = edited_policy(
-        dir.path(),
-        r#"max_age = "12 months""#,
-        r#"max_age = "2 years""#,
-    );
+    let file = edited_policy(dir.path(), r#"max_age = "12 months""#, r#"max_age = "2 years""#);
     let data = dir.path().join("data");
     let (code, _, err) = run(&[
         "serve",
@@ -105,10 +98,7 @@ fn policy_render_prints_the_same_text_as_the_page() {
     assert!(html.contains("<table>"));
     let (code, _, err) = run(&["policy", "render", "--effective", "1999-01-01"]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("no policy version took effect on 1999-01-01"),
-        "{err}"
-    );
+    assert!(err.contains("no policy version took effect on 1999-01-01"), "{err}");
 }
 
 #[test]
@@ -148,14 +138,8 @@ fn unreachable_postgres_is_a_clear_startup_error() {
         "127.0.0.1:0",
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("cannot connect to the control-plane database"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("secret-pw"),
-        "the password is not printed: {err}"
-    );
+    assert!(err.contains("cannot connect to the control-plane database"), "{err}");
+    assert!(!err.contains("secret-pw"), "the password is not printed: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

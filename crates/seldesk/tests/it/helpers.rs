@@ -15,6 +15,7 @@ pub struct TestApp {
     pub clock: TestClock,
     pub app: Option<Application>,
     pub database_url: String,
+    pub config: Config,
     pub data: TempDir,
 }
 
@@ -24,11 +25,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 
     pub async fn text(&self, path: &str) -> (u16, String) {
@@ -51,9 +48,7 @@ impl TestApp {
 /// The PostgreSQL server to test against, if any (`SELDESK_TEST_PG`, e.g.
 /// `postgres://postgres@127.0.0.1/postgres`).
 pub fn pg_admin_url() -> Option<String> {
-    std::env::var("SELDESK_TEST_PG")
-        .ok()
-        .filter(|s| !s.is_empty())
+    std::env::var("SELDESK_TEST_PG").ok().filter(|s| !s.is_empty())
 }
 
 /// A fresh control-plane database URL: a new PostgreSQL database when
@@ -70,10 +65,7 @@ pub async fn fresh_database_url(dir: &Path) -> String {
                 .await
                 .expect("create test database");
             pool.close().await;
-            let base = admin
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_string())
-                .unwrap_or(admin);
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
             format!("{base}/{name}")
         }
         None => format!("sqlite://{}", dir.join("control.db").display()),
@@ -107,6 +99,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), policy: Policy) -> 
     let url_for_app = url.clone();
     let mut config = test_config(data.path(), url);
     tweak(&mut config);
+    let config_copy = config.clone();
     let clock = TestClock::new(OffsetDateTime::now_utc());
     let app = Application::build(config, policy, Arc::new(clock.clone()))
         .await
@@ -121,6 +114,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), policy: Policy) -> 
         clock,
         app: Some(app),
         database_url: url_for_app,
+        config: config_copy,
         data,
     }
 }
@@ -150,6 +144,11 @@ pub fn edited_policy(dir: &Path, from: &str, to: &str) -> PathBuf {
 }
 
 impl TestApp {
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        use seldesk_domain::Clock;
+        self.clock.now()
+    }
+
     /// Today on the test clock.
     pub fn clock_today(&self) -> time::Date {
         use seldesk_domain::Clock;
@@ -184,4 +183,108 @@ pub fn cli_run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+impl TestApp {
+    /// Runs every due job now (background workers are off in tests).
+    pub async fn run_jobs(&self) -> usize {
+        self.app().run_pending_jobs(&self.config).await.expect("jobs run")
+    }
+
+    /// Every message in the outbox, oldest first.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.data.path().join("mail").join("outbox");
+        let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| decode_eml(&std::fs::read_to_string(p).expect("read eml")))
+            .collect()
+    }
+
+    /// The newest message to `to` whose subject contains `subject`.
+    pub fn mail_to(&self, to: &str, subject: &str) -> Option<String> {
+        self.outbox()
+            .into_iter()
+            .rev()
+            .find(|m| m.contains(&format!("To: {to}")) && m.contains(subject))
+    }
+
+    /// Signs up through the API; returns the account id.
+    pub async fn sign_up(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/v1/accounts"))
+            .json(&serde_json::json!({ "name": "Asha Rao", "company": "Rao Textiles", "email": email, "password": password }))
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// An API token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/v1/auth/token"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["token"].as_str().expect("token").to_string()
+    }
+}
+
+/// The first link in `mail` that starts with `prefix` (e.g. "http://127.0.0.1:1234/verify-email").
+pub fn link(mail: &str, path: &str) -> Option<String> {
+    mail.split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains(path))
+        .map(str::to_string)
+}
+
+/// Headers as written, body decoded when it is base64 (non-ASCII text).
+fn decode_eml(raw: &str) -> String {
+    let Some((head, body)) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")) else {
+        return raw.to_string();
+    };
+    if head.to_ascii_lowercase().contains("content-transfer-encoding: base64") {
+        let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        if let Ok(bytes) = data_encoding::BASE64.decode(compact.as_bytes()) {
+            return format!("{head}\n\n{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("content-transfer-encoding: quoted-printable")
+    {
+        let joined = body.replace("=\r\n", "").replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'='
+                && i + 2 < bytes.len()
+                && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        return format!("{head}\n\n{}", String::from_utf8_lossy(&out));
+    }
+    raw.to_string()
 }

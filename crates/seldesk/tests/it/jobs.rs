@@ -16,12 +16,7 @@ async fn queue_at(start: OffsetDateTime) -> (Queue, Db, TestClock, tempfile::Tem
         .expect("connect");
     db.migrate().await.expect("migrate");
     let clock = TestClock::new(start);
-    (
-        Queue::new(db.clone(), Arc::new(clock.clone())),
-        db,
-        clock,
-        dir,
-    )
+    (Queue::new(db.clone(), Arc::new(clock.clone())), db, clock, dir)
 }
 
 #[tokio::test]
@@ -33,31 +28,19 @@ async fn jobs_are_claimed_once_completed_and_deduplicated() {
         .expect("enqueue")
         .expect("new");
     assert_eq!(
-        q.enqueue(NewJob::new("demo").dedupe("demo-1"))
-            .await
-            .expect("enqueue"),
+        q.enqueue(NewJob::new("demo").dedupe("demo-1")).await.expect("enqueue"),
         None,
         "deduplicated"
     );
-    let job = q
-        .claim("w1", Duration::minutes(5))
-        .await
-        .expect("claim")
-        .expect("due");
+    let job = q.claim("w1", Duration::minutes(5)).await.expect("claim").expect("due");
     assert_eq!(job.id, id);
     assert_eq!(job.attempts, 1);
     assert!(
-        q.claim("w2", Duration::minutes(5))
-            .await
-            .expect("claim")
-            .is_none(),
+        q.claim("w2", Duration::minutes(5)).await.expect("claim").is_none(),
         "held by w1"
     );
     q.complete(&job, "w1").await.expect("complete");
-    assert_eq!(
-        q.get(id).await.expect("get").expect("exists").status,
-        JobStatus::Done
-    );
+    assert_eq!(q.get(id).await.expect("get").expect("exists").status, JobStatus::Done);
     let stats = q.stats().await.expect("stats");
     assert_eq!((stats.done, stats.queued), (1, 0));
 }
@@ -68,19 +51,9 @@ async fn future_jobs_wait_for_the_clock() {
     q.enqueue(NewJob::new("later").run_at(datetime!(2026-11-26 10:00 UTC)))
         .await
         .expect("enqueue");
-    assert!(
-        q.claim("w", Duration::minutes(5))
-            .await
-            .expect("claim")
-            .is_none()
-    );
+    assert!(q.claim("w", Duration::minutes(5)).await.expect("claim").is_none());
     clock.advance(Duration::days(1));
-    assert!(
-        q.claim("w", Duration::minutes(5))
-            .await
-            .expect("claim")
-            .is_some()
-    );
+    assert!(q.claim("w", Duration::minutes(5)).await.expect("claim").is_some());
 }
 
 #[tokio::test]
@@ -91,20 +64,10 @@ async fn failures_retry_with_backoff_then_fail_for_good() {
         .await
         .expect("enqueue")
         .expect("id");
-    let job = q
-        .claim("w", Duration::minutes(5))
-        .await
-        .expect("claim")
-        .expect("due");
-    assert_eq!(
-        q.fail(&job, "w", "boom").await.expect("fail"),
-        JobStatus::Queued
-    );
+    let job = q.claim("w", Duration::minutes(5)).await.expect("claim").expect("due");
+    assert_eq!(q.fail(&job, "w", "boom").await.expect("fail"), JobStatus::Queued);
     assert!(
-        q.claim("w", Duration::minutes(5))
-            .await
-            .expect("claim")
-            .is_none(),
+        q.claim("w", Duration::minutes(5)).await.expect("claim").is_none(),
         "backing off"
     );
     clock.advance(Duration::seconds(11));
@@ -114,10 +77,7 @@ async fn failures_retry_with_backoff_then_fail_for_good() {
         .expect("claim")
         .expect("retried");
     assert_eq!(job.attempts, 2);
-    assert_eq!(
-        q.fail(&job, "w", "boom again").await.expect("fail"),
-        JobStatus::Failed
-    );
+    assert_eq!(q.fail(&job, "w", "boom again").await.expect("fail"), JobStatus::Failed);
     let stored = q.get(id).await.expect("get").expect("exists");
     assert_eq!(stored.status, JobStatus::Failed);
     assert_eq!(stored.last_error.as_deref(), Some("boom again"));
@@ -133,12 +93,7 @@ async fn a_crashed_workers_job_is_claimed_again_after_its_lease() {
         .expect("claim")
         .expect("due");
     clock.advance(Duration::minutes(9));
-    assert!(
-        q.claim("other", Duration::minutes(10))
-            .await
-            .expect("claim")
-            .is_none()
-    );
+    assert!(q.claim("other", Duration::minutes(10)).await.expect("claim").is_none());
     clock.advance(Duration::minutes(2));
     let again = q
         .claim("other", Duration::minutes(10))
@@ -168,11 +123,7 @@ async fn concurrent_workers_never_claim_the_same_job() {
         let q = q.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(job) = q
-                .claim(&format!("w{w}"), Duration::minutes(5))
-                .await
-                .expect("claim")
-            {
+            while let Some(job) = q.claim(&format!("w{w}"), Duration::minutes(5)).await.expect("claim") {
                 mine.push(job.id);
             }
             mine
@@ -230,21 +181,11 @@ async fn a_schedule_fires_once_per_cluster() {
 async fn finished_jobs_are_purged_after_their_age() {
     let (q, _db, clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
     q.enqueue(NewJob::new("x")).await.expect("enqueue");
-    let job = q
-        .claim("w", Duration::minutes(1))
-        .await
-        .expect("claim")
-        .expect("due");
+    let job = q.claim("w", Duration::minutes(1)).await.expect("claim").expect("due");
     q.complete(&job, "w").await.expect("done");
-    assert_eq!(
-        q.purge_finished(Duration::days(30)).await.expect("purge"),
-        0
-    );
+    assert_eq!(q.purge_finished(Duration::days(30)).await.expect("purge"), 0);
     clock.advance(Duration::days(31));
-    assert_eq!(
-        q.purge_finished(Duration::days(30)).await.expect("purge"),
-        1
-    );
+    assert_eq!(q.purge_finished(Duration::days(30)).await.expect("purge"), 1);
 }
 
 #[tokio::test]

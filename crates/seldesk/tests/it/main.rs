@@ -3,6 +3,7 @@
 //! database when SELDESK_TEST_PG is set), runs the CLI, and drives headless
 //! Chromium for page journeys.
 
+mod accounts;
 mod browser;
 mod cli;
 mod helpers;

@@ -8,9 +8,7 @@ async fn home_page_describes_the_product_and_links_onward() {
     let (status, body) = app.text("/").await;
     assert_eq!(status, 200);
     assert!(body.contains("href=\"/privacy\""), "links to the policy");
-    assert!(
-        body.contains("India") && body.contains("Singapore") && body.contains("United Kingdom")
-    );
+    assert!(body.contains("India") && body.contains("Singapore") && body.contains("United Kingdom"));
     assert!(body.contains("/static/site.css"));
     let css = app.get("/static/site.css").await;
     assert_eq!(css.status(), 200);
@@ -35,20 +33,11 @@ async fn privacy_page_shows_last_updated_of_the_version_in_force() {
         body.contains(&format!("Last updated: {}", current.effective)),
         "last updated shown"
     );
-    for older in policy
-        .versions()
-        .iter()
-        .filter(|v| v.effective < current.effective)
-    {
-        let (status, old) = app
-            .text(&format!("/privacy/versions/{}", older.effective))
-            .await;
+    for older in policy.versions().iter().filter(|v| v.effective < current.effective) {
+        let (status, old) = app.text(&format!("/privacy/versions/{}", older.effective)).await;
         assert_eq!(status, 200);
         assert!(old.contains(&format!("Last updated: {}", older.effective)));
-        assert!(
-            old.contains("You are reading the version"),
-            "older versions say so"
-        );
+        assert!(old.contains("You are reading the version"), "older versions say so");
         assert!(
             old.contains("3 months after the last successful upgrade"),
             "the archived text, not today's"
@@ -80,10 +69,7 @@ async fn privacy_page_has_every_section_and_the_provider_table_from_the_registry
         "Policy updates",
         "Contacting us",
     ] {
-        assert!(
-            body.contains(&format!(">{section}</h")),
-            "section {section}"
-        );
+        assert!(body.contains(&format!(">{section}</h")), "section {section}");
     }
     for figure in [
         "usually 2 months",
@@ -130,10 +116,7 @@ async fn changing_a_period_in_the_policy_file_changes_the_page() {
     let policy = Policy::load(&file).expect("edited policy is valid");
     let app = spawn_app_with(|_| {}, policy).await;
     let (_, body) = app.text("/privacy").await;
-    assert!(
-        body.contains("usually 7 weeks"),
-        "the page follows the file"
-    );
+    assert!(body.contains("usually 7 weeks"), "the page follows the file");
     assert!(!body.contains("usually 2 months"));
     let (_, md) = app.text("/privacy.md").await;
     assert!(md.contains("usually 7 weeks"));
@@ -150,10 +133,7 @@ async fn unknown_pages_and_versions_get_a_404_in_the_site_layout() {
     ] {
         let (status, body) = app.text(path).await;
         assert_eq!(status, 404, "{path}");
-        assert!(
-            body.contains("class=\"site-header\""),
-            "{path} uses the layout"
-        );
+        assert!(body.contains("class=\"site-header\""), "{path} uses the layout");
         assert!(body.contains("href=\"/\""), "{path} links home");
     }
     app.stop().await;

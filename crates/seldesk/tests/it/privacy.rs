@@ -16,16 +16,10 @@ fn services(app: &TestApp) -> &seldesk::app::Services {
 
 /// The span of `years` calendar years from `start` (periods follow the calendar).
 fn years_after(start: time::OffsetDateTime, years: u32) -> Duration {
-    seldesk_domain::policy::Period::new(years, seldesk_domain::policy::Unit::Years).after(start)
-        - start
+    seldesk_domain::policy::Period::new(years, seldesk_domain::policy::Unit::Years).after(start) - start
 }
 
-fn disclosure(
-    recipient: &str,
-    purpose: &str,
-    subject: &str,
-    fields: &[(&str, &str)],
-) -> Disclosure {
+fn disclosure(recipient: &str, purpose: &str, subject: &str, fields: &[(&str, &str)]) -> Disclosure {
     Disclosure {
         recipient: recipient.into(),
         recipient_name: None,
@@ -39,11 +33,7 @@ fn disclosure(
 }
 
 /// A recipient on loopback that counts what reaches it.
-async fn recipient() -> (
-    String,
-    Arc<AtomicUsize>,
-    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-) {
+async fn recipient() -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (h, b) = (hits.clone(), bodies.clone());
@@ -58,9 +48,7 @@ async fn recipient() -> (
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -89,21 +77,12 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
             ("customer.email", "asha@example.com"),
         ],
     );
-    let id = s
-        .disclosures
-        .send(&Actor::System, &ok, &transport)
-        .await
-        .expect("sent");
+    let id = s.disclosures.send(&Actor::System, &ok, &transport).await.expect("sent");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        bodies.lock().expect("lock")[0]["fields"]["customer.name"],
-        "Asha Rao"
-    );
+    assert_eq!(bodies.lock().expect("lock")[0]["fields"]["customer.name"], "Asha Rao");
 
     let mut extra = ok.clone();
-    extra
-        .fields
-        .insert("person.phone".into(), "+91 22 5555 0100".into());
+    extra.fields.insert("person.phone".into(), "+91 22 5555 0100".into());
     let err = s
         .disclosures
         .send(&Actor::System, &extra, &transport)
@@ -114,10 +93,8 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
         "{err}"
     );
     let mut card = ok.clone();
-    card.fields.insert(
-        "order.description".into(),
-        "paid with 4111 1111 1111 1111".into(),
-    );
+    card.fields
+        .insert("order.description".into(), "paid with 4111 1111 1111 1111".into());
     assert!(matches!(
         s.disclosures.send(&Actor::System, &card, &transport).await,
         Err(PrivacyError::Refused(Refusal::CardNumber { .. }))
@@ -129,9 +106,7 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
         &[("customer.email", "asha@example.com")],
     );
     assert!(matches!(
-        s.disclosures
-            .send(&Actor::System, &stranger, &transport)
-            .await,
+        s.disclosures.send(&Actor::System, &stranger, &transport).await,
         Err(PrivacyError::Refused(Refusal::UnknownRecipient(_)))
     ));
     let wrong_purpose = disclosure(
@@ -141,38 +116,20 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
         &[("customer.email", "asha@example.com")],
     );
     assert!(matches!(
-        s.disclosures
-            .send(&Actor::System, &wrong_purpose, &transport)
-            .await,
+        s.disclosures.send(&Actor::System, &wrong_purpose, &transport).await,
         Err(PrivacyError::Refused(Refusal::PurposeNotRegistered { .. }))
     ));
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "nothing refused reached the recipient"
-    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing refused reached the recipient");
 
-    let ledger = s
-        .disclosures
-        .for_subject("person:p1")
-        .await
-        .expect("ledger");
+    let ledger = s.disclosures.for_subject("person:p1").await.expect("ledger");
     assert_eq!(ledger.len(), 1, "only the sent disclosure is in the ledger");
     assert_eq!(ledger[0].id, id);
     assert_eq!(ledger[0].recipient_name, "PayPal");
     assert_eq!(ledger[0].fields.len(), 6);
     let audit = s.audit.about("person:p1").await.expect("audit");
-    assert_eq!(
-        audit
-            .iter()
-            .filter(|e| e.action == "disclosure.refused")
-            .count(),
-        4
-    );
+    assert_eq!(audit.iter().filter(|e| e.action == "disclosure.refused").count(), 4);
     assert!(
-        audit
-            .iter()
-            .all(|e| !e.details.to_string().contains("Asha")),
+        audit.iter().all(|e| !e.details.to_string().contains("Asha")),
         "values never enter the audit trail"
     );
     app.stop().await;
@@ -204,20 +161,10 @@ async fn event_and_partner_transfers_carry_the_four_fields_and_are_recorded() {
         .await
         .expect("partner");
     let mut more = partner.clone();
-    more.fields
-        .insert("customer.email".into(), "lee@example.sg".into());
-    assert!(
-        s.disclosures
-            .send(&Actor::System, &more, &transport)
-            .await
-            .is_err()
-    );
+    more.fields.insert("customer.email".into(), "lee@example.sg".into());
+    assert!(s.disclosures.send(&Actor::System, &more, &transport).await.is_err());
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    let ledger = s
-        .disclosures
-        .for_subject("person:lee")
-        .await
-        .expect("ledger");
+    let ledger = s.disclosures.for_subject("person:lee").await.expect("ledger");
     let names: Vec<&str> = ledger.iter().map(|d| d.recipient_name.as_str()).collect();
     assert_eq!(names, ["Marina Events Pte Ltd", "Lion City ERP Partners"]);
     app.stop().await;
@@ -245,14 +192,7 @@ async fn audit_verify_catches_edited_removed_and_truncated_entries() {
     }
     assert!(s.audit.verify().await.expect("verify").is_intact());
     let url = app.database_url();
-    let (code, out, _) = cli_run(&[
-        "audit",
-        "verify",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, _) = cli_run(&["audit", "verify", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("intact"));
 
@@ -262,14 +202,7 @@ async fn audit_verify_catches_edited_removed_and_truncated_entries() {
         .execute(app.db().pool())
         .await
         .expect("tamper");
-    let (code, out, err) = cli_run(&[
-        "audit",
-        "verify",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, err) = cli_run(&["audit", "verify", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(&format!("entry {seq} was edited")), "{out}");
 
@@ -280,11 +213,10 @@ async fn audit_verify_catches_edited_removed_and_truncated_entries() {
         .expect("remove");
     let report = s.audit.verify().await.expect("verify");
     assert!(
-        report.problems.iter().any(|p| p.contains(&format!(
-            "entries {} to {} are missing",
-            seq - 1,
-            seq - 1
-        ))),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("entries {} to {} are missing", seq - 1, seq - 1))),
         "{:?}",
         report.problems
     );
@@ -329,10 +261,7 @@ async fn each_category_disappears_at_its_rule_and_not_a_day_earlier() {
         "person:old",
         &[("person.name", "Old Record")],
     );
-    s.disclosures
-        .send(&Actor::System, &d, &transport)
-        .await
-        .expect("sent");
+    s.disclosures.send(&Actor::System, &d, &transport).await.expect("sent");
     s.erasure_log
         .record(
             "account_contact",
@@ -344,29 +273,19 @@ async fn each_category_disappears_at_its_rule_and_not_a_day_earlier() {
         .expect("erasure");
 
     // erasure_record: 13 months.
-    let thirteen_months =
-        seldesk_domain::policy::Period::new(13, seldesk_domain::policy::Unit::Months);
+    let thirteen_months = seldesk_domain::policy::Period::new(13, seldesk_domain::policy::Unit::Months);
     let start = app.clock.now();
-    app.clock
-        .set(thirteen_months.after(start) - Duration::days(1));
+    app.clock.set(thirteen_months.after(start) - Duration::days(1));
     s.retention.run(&Actor::System, false).await.expect("run");
     assert_eq!(
-        s.erasure_log
-            .for_subject("person:gone")
-            .await
-            .expect("log")
-            .len(),
+        s.erasure_log.for_subject("person:gone").await.expect("log").len(),
         1,
         "a day early: kept"
     );
     app.clock.set(thirteen_months.after(start));
     s.retention.run(&Actor::System, false).await.expect("run");
     assert!(
-        s.erasure_log
-            .for_subject("person:gone")
-            .await
-            .expect("log")
-            .is_empty(),
+        s.erasure_log.for_subject("person:gone").await.expect("log").is_empty(),
         "erased at 13 months"
     );
 
@@ -375,11 +294,7 @@ async fn each_category_disappears_at_its_rule_and_not_a_day_earlier() {
     app.clock.set(start + three_years - Duration::days(1));
     s.retention.run(&Actor::System, false).await.expect("run");
     assert_eq!(
-        s.disclosures
-            .for_subject("person:old")
-            .await
-            .expect("ledger")
-            .len(),
+        s.disclosures.for_subject("person:old").await.expect("ledger").len(),
         1,
         "a day early: kept"
     );
@@ -417,10 +332,7 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
     let transport = WebhookTransport::new(url).expect("transport");
     for who in ["person:held", "person:free"] {
         let d = disclosure("partner", "partner_contact", who, &[("person.name", "N")]);
-        s.disclosures
-            .send(&Actor::System, &d, &transport)
-            .await
-            .expect("sent");
+        s.disclosures.send(&Actor::System, &d, &transport).await.expect("sent");
     }
     let start = app.clock.now();
     let three_years = years_after(start, 3);
@@ -451,11 +363,7 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
         .expect("line");
     assert_eq!((line.erased, line.held), (1, 1));
     assert_eq!(
-        s.disclosures
-            .for_subject("person:held")
-            .await
-            .expect("ledger")
-            .len(),
+        s.disclosures.for_subject("person:held").await.expect("ledger").len(),
         1,
         "held"
     );
@@ -472,11 +380,7 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
         .iter()
         .find(|r| r.category == "disclosure_record")
         .expect("row");
-    assert_eq!(
-        (row.overdue, row.held),
-        (0, 1),
-        "held records are not overdue"
-    );
+    assert_eq!((row.overdue, row.held), (0, 1), "held records are not overdue");
     app.clock.set(start + three_years + Duration::days(30));
     s.retention.run(&Actor::System, false).await.expect("run");
     assert!(
@@ -494,14 +398,7 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
 async fn retention_report_exits_non_zero_when_the_engine_stopped_past_a_deadline() {
     let app = spawn_app().await;
     let url = app.database_url();
-    let (code, out, err) = cli_run(&[
-        "retention",
-        "report",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, err) = cli_run(&["retention", "report", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0, "{out}{err}");
     // Four-year-old ledger lines that no engine run erased.
     let old = seldesk_store::to_millis(time::OffsetDateTime::now_utc() - Duration::days(4 * 366));
@@ -512,19 +409,9 @@ async fn retention_report_exits_non_zero_when_the_engine_stopped_past_a_deadline
     .execute(app.db().pool())
     .await
     .expect("insert");
-    let (code, out, err) = cli_run(&[
-        "retention",
-        "report",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, err) = cli_run(&["retention", "report", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        err.contains("1 records are past their retention period"),
-        "{err}"
-    );
+    assert!(err.contains("1 records are past their retention period"), "{err}");
     let (code, out, _) = cli_run(&[
         "retention",
         "run",
@@ -535,18 +422,8 @@ async fn retention_report_exits_non_zero_when_the_engine_stopped_past_a_deadline
         app.data_dir(),
     ]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("disclosure_record    would erase      1"),
-        "{out}"
-    );
-    let (code, _, _) = cli_run(&[
-        "retention",
-        "run",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    assert!(out.contains("disclosure_record    would erase      1"), "{out}");
+    let (code, _, _) = cli_run(&["retention", "run", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0);
     let (code, out, _) = cli_run(&[
         "retention",
@@ -568,20 +445,11 @@ async fn a_policy_change_is_recorded_in_the_audit_trail_once() {
     let app = spawn_app().await;
     let s = services(&app);
     let loaded = s.audit.recent(50).await.expect("recent");
-    assert_eq!(
-        loaded
-            .iter()
-            .filter(|e| e.action == "policy.loaded")
-            .count(),
-        1
-    );
+    assert_eq!(loaded.iter().filter(|e| e.action == "policy.loaded").count(), 1);
     s.audit_policy().await.expect("again");
     let loaded = s.audit.recent(50).await.expect("recent");
     assert_eq!(
-        loaded
-            .iter()
-            .filter(|e| e.action == "policy.loaded")
-            .count(),
+        loaded.iter().filter(|e| e.action == "policy.loaded").count(),
         1,
         "unchanged policy: no new entry"
     );

@@ -1,0 +1,200 @@
+//! Retention erasers of the categories this crate stores.
+
+use seldesk_privacy::{BoxFuture, Candidate, Census, Eraser, PrivacyError};
+use seldesk_store::{Db, from_millis, to_millis};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+fn rows_to_candidates(
+    rows: &[sqlx::any::AnyRow],
+    id: &str,
+    subject: &str,
+    at: &str,
+) -> Result<Vec<Candidate>, PrivacyError> {
+    rows.iter()
+        .map(|r| {
+            let subject: Option<String> = r.try_get(subject)?;
+            Ok(Candidate {
+                record: r
+                    .try_get::<String, _>(id)
+                    .or_else(|_| r.try_get::<i64, _>(id).map(|n| n.to_string()))?,
+                subject: subject.map(|s| crate::service::subject_of(&s)),
+                start: from_millis(r.try_get(at)?),
+                country: None,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+async fn count(db: &Db, sql: &'static str) -> Result<Census, PrivacyError> {
+    let row = sqlx::query(sql).fetch_one(db.pool()).await?;
+    let n: i64 = row.try_get("n")?;
+    let oldest: Option<i64> = row.try_get("oldest")?;
+    Ok(Census {
+        live: u64::try_from(n).unwrap_or(0),
+        oldest: oldest.map(from_millis),
+    })
+}
+
+/// Account and contact data: an account whose erasure was asked for (the
+/// account "closed") and not carried out within the period is erased here,
+/// as a safety net behind the erasure job.
+pub struct AccountEraser {
+    pub db: Db,
+}
+
+impl Eraser for AccountEraser {
+    fn category(&self) -> &'static str {
+        "account_contact"
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, id AS subject, updated_at FROM accounts WHERE status = 'erasing' AND updated_at <= $1",
+            )
+            .bind(to_millis(cutoff))
+            .fetch_all(self.db.pool())
+            .await?;
+            rows_to_candidates(&rows, "id", "subject", "updated_at")
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for c in records {
+                let mut tx = self.db.begin_write().await.map_err(PrivacyError::from)?;
+                for sql in [
+                    "DELETE FROM signins WHERE account_id = $1",
+                    "DELETE FROM auth_tokens WHERE account_id = $1",
+                    "DELETE FROM access_exports WHERE account_id = $1",
+                ] {
+                    sqlx::query(sql).bind(&c.record).execute(&mut *tx).await?;
+                }
+                sqlx::query("DELETE FROM sessions WHERE principal = $1")
+                    .bind(format!("account:{}", c.record))
+                    .execute(&mut *tx)
+                    .await?;
+                n += sqlx::query("DELETE FROM accounts WHERE id = $1")
+                    .bind(&c.record)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(count(
+            &self.db,
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts",
+        ))
+    }
+}
+
+/// Helpdesk tickets and their messages.
+pub struct TicketEraser {
+    pub db: Db,
+}
+
+impl Eraser for TicketEraser {
+    fn category(&self) -> &'static str {
+        "helpdesk_ticket"
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, account_id, created_at FROM tickets WHERE created_at <= $1 ORDER BY id")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
+            rows_to_candidates(&rows, "id", "account_id", "created_at")
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for c in records {
+                let Ok(id) = c.record.parse::<i64>() else { continue };
+                let mut tx = self.db.begin_write().await.map_err(PrivacyError::from)?;
+                sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                n += sqlx::query("DELETE FROM tickets WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(count(
+            &self.db,
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tickets",
+        ))
+    }
+}
+
+/// Personal data archives: the file and its row.
+pub struct AccessExportEraser {
+    pub db: Db,
+}
+
+impl Eraser for AccessExportEraser {
+    fn category(&self) -> &'static str {
+        "access_export"
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, account_id, created_at FROM access_exports WHERE created_at <= $1")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
+            rows_to_candidates(&rows, "id", "account_id", "created_at")
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for c in records {
+                let row = sqlx::query("SELECT path FROM access_exports WHERE id = $1")
+                    .bind(&c.record)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                if let Some(r) = row {
+                    let path: String = r.try_get("path")?;
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(PrivacyError::Invalid(format!("cannot delete archive {path}: {e}"))),
+                    }
+                }
+                n += sqlx::query("DELETE FROM access_exports WHERE id = $1")
+                    .bind(&c.record)
+                    .execute(self.db.pool())
+                    .await?
+                    .rows_affected();
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(count(
+            &self.db,
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM access_exports",
+        ))
+    }
+}

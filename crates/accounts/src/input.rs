@@ -1,0 +1,241 @@
+//! Validated input: exactly the fields ACC-1 lists, each checked, and free
+//! text refused when it carries a card number (PAY-2).
+
+use seldesk_privacy::card::{CARD_NUMBER_REFUSED, contains_card_number};
+use serde::Deserialize;
+
+use crate::AccountError;
+
+/// Choices for "industry".
+pub const INDUSTRIES: &[&str] = &[
+    "Construction",
+    "Education",
+    "Finance and insurance",
+    "Healthcare",
+    "Hospitality",
+    "Manufacturing",
+    "Non-profit",
+    "Professional services",
+    "Public sector",
+    "Retail and wholesale",
+    "Technology",
+    "Transport and logistics",
+    "Other",
+];
+
+/// Choices for "interest in Seldesk".
+pub const INTERESTS: &[&str] = &[
+    "Use Seldesk for my company",
+    "Implement Seldesk for clients",
+    "Evaluate Seldesk",
+    "Study or research",
+    "Other",
+];
+
+/// Sign-up: what ACC-1 lists, nothing more.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    pub name: String,
+    pub company: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub industry: Option<String>,
+    #[serde(default)]
+    pub interest: Option<String>,
+    pub password: String,
+    #[serde(default)]
+    pub invoice_by_post: bool,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// A correction of the profile (ACC-3): absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub industry: Option<String>,
+    pub interest: Option<String>,
+    pub invoice_by_post: Option<bool>,
+    pub address: Option<String>,
+}
+
+/// Refuses free text that carries a card number.
+pub fn no_card(field: &'static str, value: &str) -> Result<(), AccountError> {
+    if contains_card_number(value) {
+        return Err(AccountError::CardNumber {
+            field,
+            message: CARD_NUMBER_REFUSED.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Trims and checks a text field.
+pub fn text(
+    field: &'static str,
+    label: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<Option<String>, AccountError> {
+    let v = value.trim();
+    if v.is_empty() {
+        if required {
+            return Err(AccountError::invalid(field, format!("{label} is required.")));
+        }
+        return Ok(None);
+    }
+    if v.chars().count() > max {
+        return Err(AccountError::invalid(
+            field,
+            format!("{label} is too long: at most {max} characters."),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        return Err(AccountError::invalid(
+            field,
+            format!("{label} contains control characters."),
+        ));
+    }
+    no_card(field, v)?;
+    Ok(Some(v.to_string()))
+}
+
+/// A plausible e-mail address, lowercased.
+pub fn email(value: &str) -> Result<String, AccountError> {
+    let v = value.trim().to_lowercase();
+    let bad = || AccountError::invalid("email", "Enter an e-mail address like name@company.com.");
+    if v.is_empty() {
+        return Err(AccountError::invalid("email", "E-mail address is required."));
+    }
+    if v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// A phone number: digits, spaces and + - ( ) . only.
+pub fn phone(value: &str) -> Result<Option<String>, AccountError> {
+    let Some(v) = text("phone", "Phone", value, 30, false)? else {
+        return Ok(None);
+    };
+    if !v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        || v.chars().filter(char::is_ascii_digit).count() < 5
+    {
+        return Err(AccountError::invalid(
+            "phone",
+            "Enter a phone number with digits, spaces and + - ( ) only.",
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// One of a list of choices.
+pub fn choice(field: &'static str, label: &str, value: &str, choices: &[&str]) -> Result<Option<String>, AccountError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if choices.contains(&v) {
+        Ok(Some(v.to_string()))
+    } else {
+        Err(AccountError::invalid(
+            field,
+            format!("Choose {label} from the list: {}.", choices.join(", ")),
+        ))
+    }
+}
+
+/// The password rule: long enough to resist guessing, not obviously tied to the person.
+pub fn password(pw: &str, email: &str, name: &str) -> Result<(), AccountError> {
+    let weak = |why: &str| {
+        Err(AccountError::WeakPassword(format!(
+            "{why} Use at least 10 characters; a few unrelated words make a strong password that is easy to remember."
+        )))
+    };
+    let n = pw.chars().count();
+    if n < 10 {
+        return weak("This password is too short.");
+    }
+    if n > 128 {
+        return Err(AccountError::WeakPassword("Use at most 128 characters.".into()));
+    }
+    let lower = pw.to_lowercase();
+    let local = email.split('@').next().unwrap_or_default();
+    if local.len() >= 3 && lower.contains(local) {
+        return weak("The password contains your e-mail address.");
+    }
+    if name
+        .split_whitespace()
+        .any(|w| w.len() >= 3 && lower.contains(&w.to_lowercase()))
+    {
+        return weak("The password contains your name.");
+    }
+    let distinct: std::collections::HashSet<char> = pw.chars().collect();
+    // A well-known password with a few characters around it is still guessed first.
+    if distinct.len() < 5 || COMMON.iter().any(|c| lower.contains(c)) && n < 16 {
+        return weak("This password is too easy to guess.");
+    }
+    Ok(())
+}
+
+const COMMON: &[&str] = &[
+    "password", "123456", "qwerty", "letmein", "welcome", "seldesk", "admin", "iloveyou",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(email(" Asha@Example.COM ").expect("ok"), "asha@example.com");
+        for bad in [
+            "",
+            "asha",
+            "asha@",
+            "@x.com",
+            "a b@x.com",
+            "a@x",
+            "a@.x.com",
+            "a@x..com",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(password("short", "a@x.com", "Asha").is_err());
+        assert!(password("password1234", "a@x.com", "Asha").is_err());
+        assert!(password("asharao-is-great", "asharao@x.com", "Asha Rao").is_err());
+        assert!(password("aaaaaaaaaaaa", "a@x.com", "Asha").is_err());
+        assert!(password("violet tractor lemon", "a@x.com", "Asha").is_ok());
+    }
+
+    // promise: PAY-2
+    #[test]
+    fn card_numbers_are_refused_in_free_text() {
+        let err = text("company", "Company", "Acme 4111 1111 1111 1111", 100, true).expect_err("refused");
+        assert!(matches!(err, AccountError::CardNumber { field: "company", .. }));
+        assert!(text("company", "Company", "Acme 2026", 100, true).is_ok());
+    }
+}

@@ -1,0 +1,102 @@
+//! Outgoing mail: SMTP through lettre when configured; otherwise each message
+//! is written as an `.eml` file under `<data>/mail/outbox`, where a new user
+//! can read it and tests can follow its links.
+
+use std::path::PathBuf;
+
+use lettre::message::Body;
+use lettre::message::header::ContentType;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::AccountError;
+
+/// A plain-text message.
+#[derive(Debug, Clone)]
+pub struct OutgoingMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum Mailer {
+    Outbox {
+        dir: PathBuf,
+        from: String,
+    },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: String,
+    },
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mailer::Outbox { dir, .. } => write!(f, "Mailer::Outbox({})", dir.display()),
+            // The SMTP URL may hold a password: never print it.
+            Mailer::Smtp { .. } => f.write_str("Mailer::Smtp"),
+        }
+    }
+}
+
+impl Mailer {
+    pub fn outbox(dir: PathBuf, from: impl Into<String>) -> Self {
+        Self::Outbox { dir, from: from.into() }
+    }
+
+    /// `smtp://host:25`, `smtp://user:pass@host:587?tls=required` or `smtps://…`.
+    pub fn smtp(url: &str, from: impl Into<String>) -> Result<Self, AccountError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| AccountError::Internal(format!("invalid SMTP URL: {e}")))?
+            .build();
+        Ok(Self::Smtp {
+            transport,
+            from: from.into(),
+        })
+    }
+
+    fn from(&self) -> &str {
+        match self {
+            Mailer::Outbox { from, .. } | Mailer::Smtp { from, .. } => from,
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, mail: &OutgoingMail) -> Result<(), AccountError> {
+        let bad = |e: String| AccountError::Internal(format!("cannot build the message: {e}"));
+        let message = Message::builder()
+            .from(
+                self.from()
+                    .parse()
+                    .map_err(|e: lettre::address::AddressError| bad(e.to_string()))?,
+            )
+            .to(mail
+                .to
+                .parse()
+                .map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
+            .subject(&mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(Body::new(mail.text.replace("\r\n", "\n").replace('\n', "\r\n")))
+            .map_err(|e| bad(e.to_string()))?;
+        match self {
+            Mailer::Outbox { dir, .. } => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| AccountError::Internal(format!("cannot create the outbox {}: {e}", dir.display())))?;
+                AsyncFileTransport::<Tokio1Executor>::new(dir)
+                    .send(message)
+                    .await
+                    .map_err(|e| AccountError::Internal(format!("cannot write to the outbox: {e}")))?;
+            }
+            Mailer::Smtp { transport, .. } => {
+                transport
+                    .send(message)
+                    .await
+                    .map_err(|e| AccountError::Internal(format!("SMTP delivery failed: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}

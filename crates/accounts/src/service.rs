@@ -1,0 +1,726 @@
+//! Accounts and sessions.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock, Policy};
+use seldesk_jobs::Queue;
+use seldesk_privacy::{AuditLog, DisclosureGate, ErasureLog};
+use seldesk_store::{Db, from_millis, to_millis};
+use serde::Serialize;
+use sqlx::Row;
+use time::{Duration, OffsetDateTime};
+
+use crate::input::{self, ProfileUpdate, SignUp};
+use crate::secret::{hash_password, token, token_hash, verify_password};
+use crate::{AccountError, Mailer, OutgoingMail, rate};
+
+/// Settings of accounts and sessions.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Public address of the site, for links in e-mails (no trailing slash).
+    pub base_url: String,
+    /// Where access archives are written.
+    pub exports_dir: PathBuf,
+    /// A web session ends after this long without a request…
+    pub idle: Duration,
+    /// …and at the latest this long after sign-in.
+    pub absolute: Duration,
+    /// Lifetime of an API token.
+    pub api_ttl: Duration,
+}
+
+/// An account holder's personal data, as stored (never the password).
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub company: String,
+    pub phone: Option<String>,
+    pub industry: Option<String>,
+    pub interest: Option<String>,
+    pub invoice_by_post: bool,
+    pub address: Option<String>,
+    pub email_verified: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub status: String,
+}
+
+impl Account {
+    /// The opaque reference the audit trail and ledgers use.
+    pub fn subject(&self) -> String {
+        subject_of(&self.id)
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::Person { id: self.id.clone() }
+    }
+}
+
+/// The opaque reference of an account holder.
+pub fn subject_of(account_id: &str) -> String {
+    format!("person:{account_id}")
+}
+
+/// Which kind of session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Web,
+    Api,
+    Staff,
+}
+
+impl SessionKind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Api => "api",
+            Self::Staff => "staff",
+        }
+    }
+}
+
+/// Who a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Account(String),
+    Staff(String),
+}
+
+impl Principal {
+    fn encode(&self) -> String {
+        match self {
+            Principal::Account(id) => format!("account:{id}"),
+            Principal::Staff(id) => format!("staff:{id}"),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        match s.split_once(':')? {
+            ("account", id) => Some(Principal::Account(id.to_string())),
+            ("staff", id) => Some(Principal::Staff(id.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// A live session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub kind: SessionKind,
+    pub principal: Principal,
+    /// The form token bound to this session.
+    pub csrf: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The accounts service.
+#[derive(Clone)]
+pub struct Accounts {
+    pub(crate) db: Db,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) audit: AuditLog,
+    pub(crate) erasure_log: ErasureLog,
+    pub(crate) disclosures: DisclosureGate,
+    pub(crate) mailer: Mailer,
+    pub(crate) queue: Queue,
+    pub(crate) config: AccountsConfig,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, email_verified_at, created_at, updated_at, status";
+
+fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        company: r.try_get("company")?,
+        phone: r.try_get("phone")?,
+        industry: r.try_get("industry")?,
+        interest: r.try_get("interest")?,
+        invoice_by_post: r.try_get::<i64, _>("invoice_by_post")? != 0,
+        address: r.try_get("address")?,
+        email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
+        created_at: from_millis(r.try_get("created_at")?),
+        updated_at: from_millis(r.try_get("updated_at")?),
+        status: r.try_get("status")?,
+    })
+}
+
+/// A real argon2id hash to verify against when no account matches, so a
+/// wrong e-mail takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("no account has this password").unwrap_or_default())
+}
+
+impl Accounts {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        policy: Arc<Policy>,
+        audit: AuditLog,
+        erasure_log: ErasureLog,
+        disclosures: DisclosureGate,
+        mailer: Mailer,
+        queue: Queue,
+        config: AccountsConfig,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            policy,
+            audit,
+            erasure_log,
+            disclosures,
+            mailer,
+            queue,
+            config,
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
+    pub(crate) async fn mail(&self, to: &str, subject: &str, text: String) -> Result<(), AccountError> {
+        self.mailer
+            .send(&OutgoingMail {
+                to: to.to_string(),
+                subject: subject.to_string(),
+                text,
+            })
+            .await
+    }
+
+    /// Creates an account (ACC-1) and sends the verification e-mail. The
+    /// account works at once; it shows "e-mail not verified" until the link is used.
+    pub async fn sign_up(&self, input: SignUp, ip: &str) -> Result<Account, AccountError> {
+        let now = self.now();
+        rate::hit(&self.db, "signup-ip", ip, 20, Duration::hours(1), now).await?;
+        let name = input::text("name", "Name", &input.name, 100, true)?.unwrap_or_default();
+        let company = input::text("company", "Company", &input.company, 100, true)?.unwrap_or_default();
+        let email = input::email(&input.email)?;
+        let phone = input::phone(input.phone.as_deref().unwrap_or_default())?;
+        let industry = input::choice(
+            "industry",
+            "an industry",
+            input.industry.as_deref().unwrap_or_default(),
+            crate::INDUSTRIES,
+        )?;
+        let interest = input::choice(
+            "interest",
+            "your interest",
+            input.interest.as_deref().unwrap_or_default(),
+            crate::INTERESTS,
+        )?;
+        let address = if input.invoice_by_post {
+            Some(
+                input::text(
+                    "address",
+                    "Mailing address (for invoices by post)",
+                    input.address.as_deref().unwrap_or_default(),
+                    500,
+                    true,
+                )?
+                .unwrap_or_default(),
+            )
+        } else {
+            // ACC-1: the address is collected only when invoices go by post.
+            None
+        };
+        input::password(&input.password, &email, &name)?;
+        let exists = sqlx::query("SELECT id FROM accounts WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if exists.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let hash = hash_password(&input.password)?;
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(&id)
+        .bind(&email)
+        .bind(&name)
+        .bind(&company)
+        .bind(&phone)
+        .bind(&industry)
+        .bind(&interest)
+        .bind(i64::from(input.invoice_by_post))
+        .bind(&address)
+        .bind(&hash)
+        .bind(to_millis(now))
+        .execute(self.db.pool())
+        .await;
+        if let Err(e) = inserted {
+            // A concurrent sign-up with the same address lost the race.
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                return Err(AccountError::EmailTaken);
+            }
+            return Err(e.into());
+        }
+        let account = self.account(&id).await?;
+        self.audit
+            .record(
+                &account.actor(),
+                "account.created",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        self.send_verification(&account).await?;
+        Ok(account)
+    }
+
+    async fn new_link(&self, account_id: &str, purpose: &str, ttl: Duration) -> Result<String, AccountError> {
+        let t = token()?;
+        let now = self.now();
+        sqlx::query("INSERT INTO auth_tokens (token_hash, account_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash(&t))
+            .bind(account_id)
+            .bind(purpose)
+            .bind(to_millis(now + ttl))
+            .bind(to_millis(now))
+            .execute(self.db.pool())
+            .await?;
+        Ok(t)
+    }
+
+    /// Uses a single-use link; returns its account id.
+    async fn use_link(&self, t: &str, purpose: &str) -> Result<String, AccountError> {
+        let now = to_millis(self.now());
+        let row = sqlx::query(
+            "UPDATE auth_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+             RETURNING account_id",
+        )
+        .bind(now)
+        .bind(token_hash(t))
+        .bind(purpose)
+        .fetch_optional(self.db.pool())
+        .await?;
+        match row {
+            Some(r) => Ok(r.try_get("account_id")?),
+            None => Err(AccountError::LinkExpired),
+        }
+    }
+
+    async fn send_verification(&self, account: &Account) -> Result<(), AccountError> {
+        let t = self.new_link(&account.id, "verify", Duration::days(7)).await?;
+        let link = format!("{}/verify-email?token={t}", self.config.base_url);
+        self.mail(
+            &account.email,
+            "Confirm your e-mail address for Seldesk",
+            format!(
+                "Hello {},\n\nPlease confirm that this is your e-mail address by opening this link within 7 days:\n\n{link}\n\nYour account already works; until you confirm, it shows \"e-mail not verified\".\n\nIf you did not sign up for Seldesk, ignore this message.\n\n-- Seldesk\n",
+                account.name
+            ),
+        )
+        .await
+    }
+
+    /// Confirms an e-mail address from the link.
+    pub async fn verify_email(&self, t: &str) -> Result<Account, AccountError> {
+        let id = self.use_link(t, "verify").await?;
+        sqlx::query("UPDATE accounts SET email_verified_at = $1 WHERE id = $2")
+            .bind(to_millis(self.now()))
+            .bind(&id)
+            .execute(self.db.pool())
+            .await?;
+        let account = self.account(&id).await?;
+        self.audit
+            .record(
+                &account.actor(),
+                "account.email_verified",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        Ok(account)
+    }
+
+    /// An account by id.
+    pub async fn account(&self, id: &str) -> Result<Account, AccountError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref()
+            .map(account_from_row)
+            .transpose()?
+            .ok_or_else(|| AccountError::NotFound("No such account.".into()))
+    }
+
+    /// Checks e-mail and password, rate-limited per IP and per account.
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+        ip: &str,
+        user_agent: &str,
+    ) -> Result<Account, AccountError> {
+        let now = self.now();
+        let email = email.trim().to_lowercase();
+        rate::check(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now).await?;
+        rate::check(&self.db, "signin-account", &email, 5, Duration::minutes(15), now).await?;
+        let row = sqlx::query("SELECT id, password_hash, status FROM accounts WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let (id, hash, status) = match &row {
+            Some(r) => (
+                Some(r.try_get::<String, _>("id")?),
+                r.try_get::<String, _>("password_hash")?,
+                r.try_get::<String, _>("status")?,
+            ),
+            None => (None, dummy_hash().to_string(), String::new()),
+        };
+        let ok = verify_password(password, &hash) && id.is_some() && status == "active";
+        if let Some(id) = &id {
+            sqlx::query("INSERT INTO signins (account_id, at, success, ip, user_agent) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id)
+                .bind(to_millis(now))
+                .bind(i64::from(ok))
+                .bind(truncate_ip(ip))
+                .bind(user_agent.chars().take(200).collect::<String>())
+                .execute(self.db.pool())
+                .await?;
+        }
+        if !ok {
+            rate::hit(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now)
+                .await
+                .ok();
+            rate::hit(&self.db, "signin-account", &email, 5, Duration::minutes(15), now)
+                .await
+                .ok();
+            return Err(AccountError::BadCredentials);
+        }
+        rate::clear(&self.db, "signin-account", &email).await?;
+        self.account(&id.unwrap_or_default()).await
+    }
+
+    /// Starts a session; returns the token for the cookie or bearer header.
+    pub async fn create_session(
+        &self,
+        kind: SessionKind,
+        principal: Principal,
+    ) -> Result<(String, Session), AccountError> {
+        let t = token()?;
+        let csrf = token()?;
+        let now = self.now();
+        let expires = now
+            + if kind == SessionKind::Api {
+                self.config.api_ttl
+            } else {
+                self.config.absolute
+            };
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, kind, principal, csrf, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(token_hash(&t))
+        .bind(kind.as_str())
+        .bind(principal.encode())
+        .bind(&csrf)
+        .bind(to_millis(now))
+        .bind(to_millis(expires))
+        .execute(self.db.pool())
+        .await?;
+        Ok((
+            t,
+            Session {
+                kind,
+                principal,
+                csrf,
+                expires_at: expires,
+            },
+        ))
+    }
+
+    /// The live session of a token: ended when past its absolute expiry or,
+    /// for browser sessions, idle for too long.
+    pub async fn session(&self, t: &str) -> Result<Option<Session>, AccountError> {
+        let now = self.now();
+        let row =
+            sqlx::query("SELECT kind, principal, csrf, last_seen_at, expires_at FROM sessions WHERE token_hash = $1")
+                .bind(token_hash(t))
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind = match row.try_get::<String, _>("kind")?.as_str() {
+            "api" => SessionKind::Api,
+            "staff" => SessionKind::Staff,
+            _ => SessionKind::Web,
+        };
+        let last_seen = from_millis(row.try_get("last_seen_at")?);
+        let expires = from_millis(row.try_get("expires_at")?);
+        let idle_over = kind != SessionKind::Api && last_seen + self.config.idle <= now;
+        if expires <= now || idle_over {
+            self.end_session(t).await?;
+            return Ok(None);
+        }
+        let Some(principal) = Principal::decode(&row.try_get::<String, _>("principal")?) else {
+            return Ok(None);
+        };
+        if now - last_seen > Duration::minutes(1) {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                .bind(to_millis(now))
+                .bind(token_hash(t))
+                .execute(self.db.pool())
+                .await?;
+        }
+        Ok(Some(Session {
+            kind,
+            principal,
+            csrf: row.try_get("csrf")?,
+            expires_at: expires,
+        }))
+    }
+
+    pub async fn end_session(&self, t: &str) -> Result<(), AccountError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash(t))
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Signs a principal out everywhere.
+    pub async fn end_all_sessions(&self, principal: &Principal) -> Result<u64, AccountError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE principal = $1")
+            .bind(principal.encode())
+            .execute(self.db.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Corrects the profile (ACC-3); the change is audited by field name.
+    pub async fn update_profile(&self, id: &str, u: ProfileUpdate, actor: &Actor) -> Result<Account, AccountError> {
+        let before = self.account(id).await?;
+        let mut after = before.clone();
+        if let Some(v) = &u.name {
+            after.name = input::text("name", "Name", v, 100, true)?.unwrap_or_default();
+        }
+        if let Some(v) = &u.company {
+            after.company = input::text("company", "Company", v, 100, true)?.unwrap_or_default();
+        }
+        if let Some(v) = &u.email {
+            after.email = input::email(v)?;
+        }
+        if let Some(v) = &u.phone {
+            after.phone = input::phone(v)?;
+        }
+        if let Some(v) = &u.industry {
+            after.industry = input::choice("industry", "an industry", v, crate::INDUSTRIES)?;
+        }
+        if let Some(v) = &u.interest {
+            after.interest = input::choice("interest", "your interest", v, crate::INTERESTS)?;
+        }
+        if let Some(v) = u.invoice_by_post {
+            after.invoice_by_post = v;
+        }
+        if let Some(v) = &u.address {
+            after.address = input::text("address", "Mailing address", v, 500, false)?;
+        }
+        if after.invoice_by_post && after.address.is_none() {
+            return Err(AccountError::invalid(
+                "address",
+                "Invoices by post need a mailing address.",
+            ));
+        }
+        if !after.invoice_by_post {
+            after.address = None;
+        }
+        let mut changed = Vec::new();
+        for (field, differs) in [
+            ("name", before.name != after.name),
+            ("company", before.company != after.company),
+            ("email", before.email != after.email),
+            ("phone", before.phone != after.phone),
+            ("industry", before.industry != after.industry),
+            ("interest", before.interest != after.interest),
+            ("invoice_by_post", before.invoice_by_post != after.invoice_by_post),
+            ("address", before.address != after.address),
+        ] {
+            if differs {
+                changed.push(field);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(before);
+        }
+        if before.email != after.email {
+            let taken = sqlx::query("SELECT id FROM accounts WHERE email = $1 AND id <> $2")
+                .bind(&after.email)
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+            if taken.is_some() {
+                return Err(AccountError::Conflict(
+                    "Another account uses this e-mail address.".into(),
+                ));
+            }
+        }
+        let email_changed = before.email != after.email;
+        sqlx::query(
+            "UPDATE accounts SET name = $1, company = $2, email = $3, phone = $4, industry = $5, interest = $6, invoice_by_post = $7,
+                 address = $8, updated_at = $9, email_verified_at = CASE WHEN $10 = 1 THEN NULL ELSE email_verified_at END
+             WHERE id = $11",
+        )
+        .bind(&after.name)
+        .bind(&after.company)
+        .bind(&after.email)
+        .bind(&after.phone)
+        .bind(&after.industry)
+        .bind(&after.interest)
+        .bind(i64::from(after.invoice_by_post))
+        .bind(&after.address)
+        .bind(to_millis(self.now()))
+        .bind(i64::from(email_changed))
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(
+                actor,
+                "account.updated",
+                Some(&subject_of(id)),
+                None,
+                serde_json::json!({ "fields": changed }),
+            )
+            .await?;
+        let account = self.account(id).await?;
+        if email_changed {
+            self.send_verification(&account).await?;
+        }
+        Ok(account)
+    }
+
+    /// Sends a reset link if the address has an account; says nothing either way.
+    pub async fn request_password_reset(&self, email: &str, ip: &str) -> Result<(), AccountError> {
+        let now = self.now();
+        rate::hit(&self.db, "reset-ip", ip, 10, Duration::hours(1), now).await?;
+        let Ok(email) = input::email(email) else { return Ok(()) };
+        let row = sqlx::query("SELECT id, name FROM accounts WHERE email = $1 AND status = 'active'")
+            .bind(&email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if let Some(r) = row {
+            let id: String = r.try_get("id")?;
+            let name: String = r.try_get("name")?;
+            let t = self.new_link(&id, "reset", Duration::hours(1)).await?;
+            let link = format!("{}/reset-password?token={t}", self.config.base_url);
+            self.mail(
+                &email,
+                "Reset your Seldesk password",
+                format!("Hello {name},\n\nTo choose a new password, open this link within one hour. It works once.\n\n{link}\n\nIf you did not ask for this, ignore this message: your password stays as it is.\n\n-- Seldesk\n"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a new password from a reset link and signs out every session.
+    pub async fn reset_password(&self, t: &str, new_password: &str) -> Result<Account, AccountError> {
+        let row = sqlx::query("SELECT account_id FROM auth_tokens WHERE token_hash = $1 AND purpose = 'reset' AND used_at IS NULL AND expires_at > $2")
+            .bind(token_hash(t))
+            .bind(to_millis(self.now()))
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else {
+            return Err(AccountError::LinkExpired);
+        };
+        let id: String = row.try_get("account_id")?;
+        let account = self.account(&id).await?;
+        input::password(new_password, &account.email, &account.name)?;
+        self.use_link(t, "reset").await?;
+        sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash_password(new_password)?)
+            .bind(to_millis(self.now()))
+            .bind(&id)
+            .execute(self.db.pool())
+            .await?;
+        self.end_all_sessions(&Principal::Account(id.clone())).await?;
+        self.audit
+            .record(
+                &account.actor(),
+                "account.password_reset",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        Ok(account)
+    }
+
+    /// Checks an account holder's password (re-entry before sensitive steps).
+    pub async fn confirm_password(&self, id: &str, password: &str) -> Result<(), AccountError> {
+        let row = sqlx::query("SELECT password_hash FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let hash: String = match row {
+            Some(r) => r.try_get("password_hash")?,
+            None => return Err(AccountError::NotFound("No such account.".into())),
+        };
+        if verify_password(password, &hash) {
+            Ok(())
+        } else {
+            Err(AccountError::Forbidden("The password is not right.".into()))
+        }
+    }
+
+    /// Sign-in history of an account, newest first.
+    pub async fn signins(&self, id: &str) -> Result<Vec<serde_json::Value>, AccountError> {
+        let rows =
+            sqlx::query("SELECT at, success, ip, user_agent FROM signins WHERE account_id = $1 ORDER BY id DESC")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "at": from_millis(r.try_get("at")?).to_string(),
+                    "success": r.try_get::<i64, _>("success")? != 0,
+                    "ip": r.try_get::<Option<String>, _>("ip")?,
+                    "browser": r.try_get::<Option<String>, _>("user_agent")?,
+                }))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+/// Sign-in history keeps IP addresses shortened (IPv4 /24, IPv6 /48).
+pub fn truncate_ip(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
+        }
+        Err(_) => String::new(),
+    }
+}

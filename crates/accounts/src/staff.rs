@@ -1,0 +1,219 @@
+//! Staff: one role model for everyone, wherever they work (STF-1); password
+//! plus TOTP at sign-in; every staff action audited by the callers.
+
+use seldesk_domain::{Actor, Role};
+use seldesk_store::{from_millis, to_millis};
+use sqlx::Row;
+use time::{Duration, OffsetDateTime};
+use totp_rs::{Algorithm, Secret, Totp};
+
+use crate::secret::{hash_password, random_bytes, verify_password};
+use crate::{AccountError, Accounts, input, rate};
+
+/// A staff member.
+#[derive(Debug, Clone)]
+pub struct StaffMember {
+    pub id: String,
+    pub email: String,
+    pub roles: Vec<Role>,
+    pub created_at: OffsetDateTime,
+    pub disabled: bool,
+}
+
+impl StaffMember {
+    pub fn actor(&self) -> Actor {
+        Actor::Staff {
+            id: self.id.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        // Least privilege: admin manages staff but does not inherit other roles.
+        self.roles.contains(&role)
+    }
+}
+
+/// A staff account to create.
+#[derive(Debug, Clone)]
+pub struct NewStaff {
+    pub email: String,
+    pub roles: Vec<Role>,
+}
+
+/// What the operator hands the new staff member, once.
+#[derive(Debug, Clone)]
+pub struct StaffCredentials {
+    pub staff: StaffMember,
+    pub password: String,
+    /// `otpauth://` URL for an authenticator app.
+    pub totp_url: String,
+    pub totp_secret: String,
+}
+
+fn totp(secret_b32: &str, email: &str) -> Result<Totp, AccountError> {
+    let secret =
+        Secret::try_from_base32(secret_b32).map_err(|e| AccountError::Internal(format!("bad TOTP secret: {e}")))?;
+    totp_rs::Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(secret)
+        .with_issuer(Some("Seldesk"))
+        .with_account_name(email)
+        .build()
+        .map_err(|e| AccountError::Internal(format!("cannot set up TOTP: {e}")))
+}
+
+/// The current code of a secret (for tests and the operator's first check).
+pub fn totp_code(secret_b32: &str, at: OffsetDateTime) -> Result<String, AccountError> {
+    let t = totp(secret_b32, "staff@seldesk")?;
+    Ok(t.generate(u64::try_from(at.unix_timestamp()).unwrap_or(0)).to_string())
+}
+
+fn staff_from_row(r: &sqlx::any::AnyRow) -> Result<StaffMember, sqlx::Error> {
+    let roles: String = r.try_get("roles")?;
+    Ok(StaffMember {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        roles: roles.split(',').filter_map(Role::parse).collect(),
+        created_at: from_millis(r.try_get("created_at")?),
+        disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+    })
+}
+
+impl Accounts {
+    /// Creates a staff account with a generated password and TOTP secret.
+    pub async fn add_staff(&self, actor: &Actor, new: NewStaff) -> Result<StaffCredentials, AccountError> {
+        if !actor.has_any_role(&[Role::Admin]) {
+            return Err(AccountError::Forbidden("Only an admin can add staff.".into()));
+        }
+        let email = input::email(&new.email)?;
+        if new.roles.is_empty() {
+            return Err(AccountError::invalid(
+                "role",
+                "Give at least one role: admin, support, hr, security, finance or dpo.",
+            ));
+        }
+        let password = data_encoding::BASE32_NOPAD
+            .encode(&random_bytes::<15>()?)
+            .to_lowercase();
+        let secret = data_encoding::BASE32_NOPAD.encode(&random_bytes::<20>()?);
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let roles: Vec<&str> = new.roles.iter().map(Role::as_str).collect();
+        let inserted = sqlx::query("INSERT INTO staff (id, email, password_hash, totp_secret, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&id)
+            .bind(&email)
+            .bind(hash_password(&password)?)
+            .bind(&secret)
+            .bind(roles.join(","))
+            .bind(to_millis(self.now()))
+            .execute(self.db.pool())
+            .await;
+        if let Err(e) = inserted {
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                return Err(AccountError::Conflict(format!(
+                    "A staff account for {email} exists already."
+                )));
+            }
+            return Err(e.into());
+        }
+        let staff = self.staff(&id).await?;
+        self.audit
+            .record(
+                actor,
+                "staff.added",
+                None,
+                Some(&format!("staff:{id}")),
+                serde_json::json!({ "roles": roles }),
+            )
+            .await?;
+        let totp_url = totp(&secret, &email)?
+            .to_url()
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        Ok(StaffCredentials {
+            staff,
+            password,
+            totp_url,
+            totp_secret: secret,
+        })
+    }
+
+    pub async fn staff(&self, id: &str) -> Result<StaffMember, AccountError> {
+        let row = sqlx::query("SELECT id, email, roles, created_at, disabled_at FROM staff WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref()
+            .map(staff_from_row)
+            .transpose()?
+            .ok_or_else(|| AccountError::NotFound("No such staff member.".into()))
+    }
+
+    pub async fn list_staff(&self) -> Result<Vec<StaffMember>, AccountError> {
+        let rows = sqlx::query("SELECT id, email, roles, created_at, disabled_at FROM staff ORDER BY email")
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.iter().map(staff_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Staff sign-in: password and a current TOTP code, rate-limited.
+    pub async fn authenticate_staff(
+        &self,
+        email: &str,
+        password: &str,
+        code: &str,
+        ip: &str,
+    ) -> Result<StaffMember, AccountError> {
+        let now = self.now();
+        let email = email.trim().to_lowercase();
+        rate::check(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now).await?;
+        rate::check(&self.db, "staff-account", &email, 5, Duration::minutes(15), now).await?;
+        let row = sqlx::query("SELECT id, password_hash, totp_secret, disabled_at FROM staff WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let ok = match &row {
+            Some(r) => {
+                let hash: String = r.try_get("password_hash")?;
+                let secret: String = r.try_get("totp_secret")?;
+                let disabled: Option<i64> = r.try_get("disabled_at")?;
+                let pw = verify_password(password, &hash);
+                let t = totp(&secret, &email)?;
+                let code_ok = t
+                    .check(code.trim(), u64::try_from(now.unix_timestamp()).unwrap_or(0))
+                    .is_some();
+                pw && code_ok && disabled.is_none()
+            }
+            None => false,
+        };
+        if !ok {
+            rate::hit(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now)
+                .await
+                .ok();
+            rate::hit(&self.db, "staff-account", &email, 5, Duration::minutes(15), now)
+                .await
+                .ok();
+            return Err(AccountError::Forbidden(
+                "The e-mail, password or code is not right.".into(),
+            ));
+        }
+        let id: String = row.map(|r| r.try_get("id")).transpose()?.unwrap_or_default();
+        let staff = self.staff(&id).await?;
+        self.audit
+            .record(&staff.actor(), "staff.signed_in", None, None, serde_json::json!({}))
+            .await?;
+        Ok(staff)
+    }
+}
+
+impl Accounts {
+    /// Records that a staff member viewed a console page.
+    pub async fn audit_staff_view(&self, staff: &StaffMember, action: &str) -> Result<(), AccountError> {
+        self.audit
+            .record(&staff.actor(), action, None, None, serde_json::json!({}))
+            .await?;
+        Ok(())
+    }
+}

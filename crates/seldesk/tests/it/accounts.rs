@@ -1,0 +1,853 @@
+use std::time::Duration as StdDuration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use time::Duration;
+
+use crate::helpers::{TestApp, cli_run, link, spawn_app};
+
+const PW: &str = "violet tractor lemon";
+
+async fn post_json(
+    app: &TestApp,
+    path: &str,
+    body: serde_json::Value,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = app.client.post(app.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn get_json(app: &TestApp, path: &str, token: &str) -> (StatusCode, serde_json::Value) {
+    let r = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+// promise: ACC-1
+#[tokio::test]
+async fn sign_up_takes_exactly_the_acc1_fields_and_explains_every_refusal() {
+    let app = spawn_app().await;
+    let ok = json!({ "name": "Asha Rao", "company": "Rao Textiles", "email": "asha@example.in", "password": PW,
+                     "phone": "+91 22 5555 0100", "industry": "Manufacturing", "interest": "Use Seldesk for my company" });
+    let (status, body) = post_json(&app, "/api/v1/accounts", ok.clone(), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["id"].is_string());
+
+    let cases: Vec<(serde_json::Value, StatusCode, &str)> = vec![
+        (
+            json!({ "name": "B", "company": "C", "email": "asha@example.in", "password": PW }),
+            StatusCode::CONFLICT,
+            "sign in or reset",
+        ),
+        (
+            json!({ "name": "B", "company": "C", "email": "not-an-email", "password": PW }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "e-mail address like",
+        ),
+        (
+            json!({ "name": "B", "email": "b@example.in", "password": PW }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "company",
+        ),
+        (
+            json!({ "name": "x".repeat(101), "company": "C", "email": "c@example.in", "password": PW }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too long",
+        ),
+        (
+            json!({ "name": "B", "company": "C", "email": "d@example.in", "password": "short" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least 10 characters",
+        ),
+        (
+            json!({ "name": "B", "company": "Pay 4111 1111 1111 1111", "email": "e@example.in", "password": PW }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "card number",
+        ),
+        (
+            json!({ "name": "B", "company": "C", "email": "f@example.in", "password": PW, "date_of_birth": "1990-01-01" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "date_of_birth",
+        ),
+        (
+            json!({ "name": "B", "company": "C", "email": "g@example.in", "password": PW, "invoice_by_post": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Mailing address",
+        ),
+        (
+            json!({ "name": "B", "company": "C", "email": "h@example.in", "password": PW, "industry": "Piracy" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose an industry",
+        ),
+    ];
+    for (body, want, says) in cases {
+        let (status, answer) = post_json(&app, "/api/v1/accounts", body.clone(), None).await;
+        assert_eq!(status, want, "{body} → {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap_or_default().contains(says),
+            "{body} → {answer}"
+        );
+    }
+    let r = app
+        .client
+        .post(app.url("/api/v1/accounts"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    // Nothing half-saved: only the one good account exists.
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(n, 1);
+    // The address is kept only for invoices by post.
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts",
+        json!({ "name": "B", "company": "C", "email": "post@example.in", "password": PW, "address": "1 High St" }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let addr: Option<String> = sqlx::query_scalar("SELECT address FROM accounts WHERE email = 'post@example.in'")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("row");
+    assert_eq!(addr, None, "no address without invoices by post");
+    app.stop().await;
+}
+
+// promise: ACC-2, ACC-3, CK-1
+#[tokio::test]
+async fn tokens_profile_and_audited_corrections() {
+    let app = spawn_app().await;
+    let id = app.sign_up("lee@example.sg", PW).await;
+    let (status, body) = post_json(
+        &app,
+        "/api/v1/auth/token",
+        json!({ "email": "lee@example.sg", "password": "wrong password" }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = post_json(
+        &app,
+        "/api/v1/auth/token",
+        json!({ "email": "lee@example.sg", "password": PW }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["expires_at"].is_string());
+    let token = body["token"].as_str().expect("token").to_string();
+    let (status, me) = get_json(&app, "/api/v1/me", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], id.as_str());
+    assert_eq!(me["email_verified"], false);
+    assert!(
+        me.get("password_hash").is_none() && !me.to_string().contains("argon2"),
+        "no password in any form"
+    );
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
+        .bind(&id)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("hash");
+    assert!(hash.starts_with("$argon2id$"));
+
+    let r = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .json(&json!({ "company": "Wong Trading", "phone": "+65 5555 0101" }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    let me: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(me["company"], "Wong Trading");
+    let r = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .json(&json!({ "phone": "call me" }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 422);
+    let audit = app
+        .app()
+        .services()
+        .audit
+        .about(&format!("person:{id}"))
+        .await
+        .expect("audit");
+    let update = audit.iter().find(|e| e.action == "account.updated").expect("audited");
+    assert_eq!(update.details["fields"], json!(["company", "phone"]));
+    assert!(
+        !update.details.to_string().contains("Wong"),
+        "field names only, never values"
+    );
+
+    let (status, body) = get_json(&app, "/api/v1/me", "not-a-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+
+    // Verification link from the outbox.
+    let mail = app
+        .mail_to("lee@example.sg", "Confirm your e-mail")
+        .expect("verification mail");
+    let url = link(&mail, "/verify-email").expect("link");
+    assert_eq!(app.client.get(&url).send().await.expect("verify").status(), 200);
+    assert_eq!(
+        app.client.get(&url).send().await.expect("again").status(),
+        410,
+        "single use"
+    );
+    let (_, me) = get_json(&app, "/api/v1/me", &token).await;
+    assert_eq!(me["email_verified"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_account_without_a_long_lockout() {
+    let app = spawn_app().await;
+    app.sign_up("target@example.com", PW).await;
+    for _ in 0..5 {
+        let (status, _) = post_json(
+            &app,
+            "/api/v1/auth/token",
+            json!({ "email": "target@example.com", "password": "guess guess guess" }),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .json(&json!({ "email": "target@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 429, "even the right password waits");
+    assert!(r.headers().get("retry-after").is_some());
+    app.clock.advance(Duration::minutes(16));
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/auth/token",
+        json!({ "email": "target@example.com", "password": PW }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the lockout ends after 15 minutes");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn password_reset_reveals_nothing_works_once_and_signs_out_everywhere() {
+    let app = spawn_app().await;
+    app.sign_up("reset@example.com", PW).await;
+    let token = app.token("reset@example.com", PW).await;
+    let csrf_page = app.client.get(app.url("/forgot-password")).send().await.expect("page");
+    let cookie = csrf_page.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    for email in ["reset@example.com", "nobody@example.com"] {
+        let r = app
+            .client
+            .post(app.url("/forgot-password"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("email", email)])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .expect("text")
+                .contains("If an account uses that address"),
+            "same answer for {email}"
+        );
+    }
+    assert!(app.mail_to("nobody@example.com", "Reset").is_none());
+    let mail = app
+        .mail_to("reset@example.com", "Reset your Seldesk password")
+        .expect("mail");
+    let url = link(&mail, "/reset-password").expect("link");
+    let t = url.split("token=").nth(1).expect("token").to_string();
+    let new_pw = "amber kettle orbit";
+    let r = app
+        .client
+        .post(app.url("/reset-password"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("token", t.as_str()), ("password", new_pw)])
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(r.status(), 200);
+    let again = app
+        .client
+        .post(app.url("/reset-password"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", t.as_str()),
+            ("password", "another fine phrase"),
+        ])
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(again.status(), 410, "single use");
+    assert_eq!(
+        get_json(&app, "/api/v1/me", &token).await.0,
+        StatusCode::UNAUTHORIZED,
+        "old sessions ended"
+    );
+    app.token("reset@example.com", new_pw).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/signup"))
+        .form(&[
+            ("name", "A"),
+            ("company", "B"),
+            ("email", "x@example.com"),
+            ("password", PW),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = app
+        .client
+        .post(app.url("/contact"))
+        .header("cookie", "seldesk_csrf=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .form(&[("csrf", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"), ("name", "A")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(n, 0);
+    app.stop().await;
+}
+
+// promise: POL-3, ACC-3
+#[tokio::test]
+async fn access_request_produces_an_archive_of_everything_behind_the_password() {
+    let app = spawn_app().await;
+    let id = app.sign_up("data@example.com", PW).await;
+    let token = app.token("data@example.com", PW).await;
+    let (status, body) = post_json(&app, "/api/v1/me/requests", json!({ "kind": "access" }), Some(&token)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "password needed: {body}");
+    let (status, body) = post_json(
+        &app,
+        "/api/v1/me/requests",
+        json!({ "kind": "access", "password": PW }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["kind"], "access");
+    let due = time::OffsetDateTime::parse(
+        body["due"].as_str().expect("due"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("date");
+    assert_eq!(
+        (due - time::OffsetDateTime::now_utc()).whole_days(),
+        29,
+        "due in 30 days from the policy file"
+    );
+    let ticket = body["id"].as_i64().expect("id");
+    let (_, t) = get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &token).await;
+    assert_eq!(t["download_ready"], false);
+    assert!(app.run_jobs().await >= 1);
+    let (_, t) = get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &token).await;
+    assert_eq!(t["download_ready"], true);
+    assert_eq!(t["status"], "done");
+    assert!(app.mail_to("data@example.com", "archive is ready").is_some());
+    let path = format!("/api/v1/me/requests/{ticket}/download");
+    let r = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401, "password again");
+    let r = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&token)
+        .header("x-seldesk-password", "wrong")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    let r = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&token)
+        .header("x-seldesk-password", PW)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let bytes = r.bytes().await.expect("zip");
+    assert_eq!(&bytes[..2], b"PK");
+    let unzipped = unzip(&bytes);
+    let data: serde_json::Value = serde_json::from_str(&unzipped["personal-data.json"]).expect("json");
+    assert_eq!(data["account"]["email"], "data@example.com");
+    assert!(!data["sign_in_history"].as_array().expect("history").is_empty());
+    assert!(
+        data["staff_and_system_access_log"]
+            .as_array()
+            .expect("audit")
+            .iter()
+            .any(|e| e["action"] == "request.access")
+    );
+    assert!(data.get("disclosures_to_third_parties").is_some());
+    assert!(unzipped["index.html"].contains("Your personal data held by Seldesk"));
+    // Another account cannot see the ticket.
+    app.sign_up("other@example.com", PW).await;
+    let other = app.token("other@example.com", PW).await;
+    assert_eq!(
+        get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &other).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The archive expires with its category's rule (7 days).
+    app.clock.advance(Duration::days(8));
+    app.app()
+        .services()
+        .retention
+        .run(&seldesk_domain::Actor::System, false)
+        .await
+        .expect("retention");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_exports")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+    assert!(id.len() == 32);
+    app.stop().await;
+}
+
+fn unzip(bytes: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("zip");
+    let mut out = std::collections::HashMap::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).expect("entry");
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).expect("read");
+        out.insert(f.name().map(|n| n.to_string()).unwrap_or_default(), s);
+    }
+    out
+}
+
+// promise: ACC-4, ACC-6
+#[tokio::test]
+async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
+    let app = spawn_app().await;
+    let id = app.sign_up("gone@example.com", PW).await;
+    let token = app.token("gone@example.com", PW).await;
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/me/requests",
+        json!({ "kind": "question", "message": "Hello there" }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = post_json(
+        &app,
+        "/api/v1/me/requests",
+        json!({ "kind": "erasure", "password": PW }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        get_json(&app, "/api/v1/me", &token).await.0,
+        StatusCode::UNAUTHORIZED,
+        "signed out at once"
+    );
+    app.run_jobs().await;
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/auth/token",
+        json!({ "email": "gone@example.com", "password": PW }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the account is gone");
+    let receipt = app.mail_to("gone@example.com", "has been erased").expect("receipt");
+    let backups = app
+        .app()
+        .services()
+        .policy
+        .backups
+        .max_age
+        .after(app.clock_now())
+        .date()
+        .to_string();
+    assert!(
+        receipt.contains(&format!("destroyed automatically by {backups}")),
+        "{receipt}"
+    );
+    assert!(receipt.contains("What we keep, and why"));
+    for table in ["accounts", "signins", "sessions", "auth_tokens"] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(app.db().pool())
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "{table}");
+    }
+    let leftover: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE email IS NOT NULL OR name IS NOT NULL")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(leftover, 0, "tickets keep no personal data");
+    let log = app
+        .app()
+        .services()
+        .erasure_log
+        .for_subject(&format!("person:{id}"))
+        .await
+        .expect("log");
+    assert!(
+        log.iter()
+            .any(|e| e.category == "account_contact" && e.reason == "person_request")
+    );
+    assert!(log.iter().any(|e| e.category == "helpdesk_ticket"));
+    if crate::helpers::pg_admin_url().is_none() {
+        // Physical erasure: the address is nowhere in the control database files.
+        for f in ["control.db", "control.db-wal"] {
+            let p = app.data.path().join(f);
+            if let Ok(bytes) = std::fs::read(&p) {
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains("gone@example.com"),
+                    "{f} still holds the e-mail"
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
+
+// promise: STF-1, SEC-1, POL-3
+#[tokio::test]
+async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
+    let app = spawn_app().await;
+    let (code, out, err) = cli_run(&[
+        "staff",
+        "add",
+        "--email",
+        "sam@seldesk.com",
+        "--role",
+        "support",
+        "--database-url",
+        &app.database_url(),
+        "--data",
+        app.data_dir(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let field = |label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|s| s.trim().to_string())
+            .expect(label)
+    };
+    let password = field("one-time password:");
+    let secret = field("TOTP secret:");
+    assert!(field("authenticator URL:").starts_with("otpauth://totp/"));
+    let (code, _, err) = cli_run(&[
+        "staff",
+        "add",
+        "--email",
+        "x@seldesk.com",
+        "--role",
+        "wizard",
+        "--database-url",
+        &app.database_url(),
+        "--data",
+        app.data_dir(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wizard"));
+
+    // A customer writes in.
+    let page = app.client.get(app.url("/contact")).send().await.expect("page");
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    let r = app
+        .client
+        .post(app.url("/contact"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Priya Nair"),
+            ("company", "Nair Foods"),
+            ("email", "priya@example.in"),
+            ("message", "Where are my backups kept?"),
+        ])
+        .send()
+        .await
+        .expect("contact");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("text").contains("Your request is ticket"));
+
+    let code_now = seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code");
+    let signin = |code: String| {
+        let (cookie, csrf, password) = (cookie.clone(), csrf.clone(), password.clone());
+        let client = app.client.clone();
+        let url = app.url("/staff");
+        async move {
+            client
+                .post(url)
+                .header("cookie", &cookie)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("email", "sam@seldesk.com"),
+                    ("password", password.as_str()),
+                    ("code", code.as_str()),
+                ])
+                .send()
+                .await
+                .expect("signin")
+        }
+    };
+    let bad = signin("000000".into()).await;
+    assert_eq!(bad.status(), 403, "a wrong code is refused");
+    let ok = signin(code_now).await;
+    assert_eq!(ok.status(), 303);
+    let session = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_session="))
+        .expect("session cookie")
+        .to_string();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let both = format!("{}; {}", session.split(';').next().expect("pair"), cookie);
+    let list = app
+        .client
+        .get(app.url("/staff/tickets"))
+        .header("cookie", &both)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("text");
+    let ticket: i64 = sqlx::query_scalar("SELECT id FROM tickets ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("ticket");
+    assert!(list.contains(&format!("/staff/tickets/{ticket}")));
+    let view = app
+        .client
+        .get(app.url(&format!("/staff/tickets/{ticket}")))
+        .header("cookie", &both)
+        .send()
+        .await
+        .expect("view")
+        .text()
+        .await
+        .expect("text");
+    assert!(view.contains("Where are my backups kept?"));
+    let r = app
+        .client
+        .post(app.url(&format!("/staff/tickets/{ticket}")))
+        .header("cookie", &both)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("body", "In India and Singapore, encrypted."),
+            ("status", "done"),
+            ("outcome", "answered"),
+        ])
+        .send()
+        .await
+        .expect("reply");
+    assert_eq!(r.status(), 303);
+    let reply = app.mail_to("priya@example.in", "Re: your request").expect("reply mail");
+    assert!(reply.contains("In India and Singapore"));
+    let audit = app.app().services().audit.recent(50).await.expect("audit");
+    for action in ["staff.signed_in", "tickets.list", "ticket.read", "ticket.reply"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == action && e.actor.starts_with("staff:")),
+            "{action} audited"
+        );
+    }
+    // Least privilege: support cannot read the retention report.
+    let r = app
+        .client
+        .get(app.url("/staff/retention"))
+        .header("cookie", &both)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    let r = app
+        .client
+        .get(app.url("/staff/tickets"))
+        .send()
+        .await
+        .expect("anonymous");
+    assert_eq!(r.status(), 303, "staff pages need a staff session");
+    app.stop().await;
+}
+
+// promise: ACC-2
+#[tokio::test]
+async fn passwords_never_reach_logs_mail_or_the_data_folder() {
+    // A real server process with verbose logs, used the way a person would.
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = crate::helpers::fresh_database_url(dir.path()).await;
+    let mut child = std::process::Command::new(crate::helpers::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("SELDESK_LOG_LEVEL", "debug")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut addr = None;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    while addr.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(StdDuration::from_millis(200)) {
+            if let Some(rest) = line.split("web_addr=").nth(1) {
+                addr = rest.split_whitespace().next().map(str::to_string);
+            }
+            log.push(line);
+        }
+    }
+    let base = format!("http://{}", addr.expect("address"));
+    let client = reqwest::Client::new();
+    let secret_pw = "zebra-quartz-lantern-9731";
+    let weak = "pw-9731";
+    let r = client
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({ "name": "Log Test", "company": "L", "email": "log@example.com", "password": secret_pw }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201);
+    client
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({ "name": "Log Test", "company": "L", "email": "weak@example.com", "password": weak }))
+        .send()
+        .await
+        .expect("weak");
+    client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "email": "log@example.com", "password": "wrong-guess-4242" }))
+        .send()
+        .await
+        .expect("bad");
+    let r = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "email": "log@example.com", "password": secret_pw }))
+        .send()
+        .await
+        .expect("ok");
+    assert_eq!(r.status(), 200);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    while let Ok(line) = rx.recv_timeout(StdDuration::from_millis(300)) {
+        log.push(line);
+    }
+    let all_logs = log.join("\n");
+    assert!(
+        all_logs.contains("DEBUG") || all_logs.contains("INFO"),
+        "logs were captured"
+    );
+    for pw in [secret_pw, weak, "wrong-guess-4242"] {
+        assert!(!all_logs.contains(pw), "password in the logs");
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(pw),
+                "password in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,846 @@
+//! Sign-up, sign-in, the account page, personal-data requests and the
+//! public Helpdesk forms.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use seldesk_accounts::{
+    Account, ContactForm, Principal, ProfileUpdate, SessionKind, SignUp, Ticket, TicketKind, TicketMessage,
+};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{
+    CsrfToken, MaybeAccount, SESSION_COOKIE, SignedIn, WebError, client_ip, message_of, safe_next, set_cookie,
+    status_of, verify_csrf,
+};
+use crate::pages::render;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signup", get(signup_form).post(signup))
+        .route("/verify-email", get(verify_email))
+        .route("/signin", get(signin_form).post(signin))
+        .route("/signout", post(signout))
+        .route("/signout-everywhere", post(signout_everywhere))
+        .route("/forgot-password", get(forgot_form).post(forgot))
+        .route("/reset-password", get(reset_form).post(reset))
+        .route("/account", get(account_page).post(account_update))
+        .route("/account/requests", get(requests_page).post(new_request))
+        .route("/account/requests/{id}", get(request_page))
+        .route("/account/requests/{id}/download", post(download))
+        .route("/helpdesk", get(helpdesk))
+        .route(
+            "/contact",
+            get(|s, h| contact_form(s, h, "contact")).post(|s, c, h, f| contact(s, c, h, f, "contact")),
+        )
+        .route(
+            "/trial",
+            get(|s, h| contact_form(s, h, "trial")).post(|s, c, h, f| contact(s, c, h, f, "trial")),
+        )
+        .route(
+            "/download",
+            get(|s, h| contact_form(s, h, "download")).post(|s, c, h, f| contact(s, c, h, f, "download")),
+        )
+}
+
+fn ip(c: &ConnectInfo<SocketAddr>) -> String {
+    client_ip(Some(c))
+}
+
+/// Values of the sign-up and profile forms.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    industry: String,
+    #[serde(default)]
+    interest: String,
+    #[serde(default)]
+    invoice_by_post: Option<String>,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl ProfileForm {
+    fn from_account(a: &Account) -> Self {
+        Self {
+            name: a.name.clone(),
+            company: a.company.clone(),
+            email: a.email.clone(),
+            phone: a.phone.clone().unwrap_or_default(),
+            industry: a.industry.clone().unwrap_or_default(),
+            interest: a.interest.clone().unwrap_or_default(),
+            invoice_by_post: a.invoice_by_post.then(|| "on".to_string()),
+            address: a.address.clone().unwrap_or_default(),
+            ..Self::default()
+        }
+    }
+
+    fn by_post(&self) -> bool {
+        self.invoice_by_post.is_some()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    title: &'static str,
+    csrf: String,
+    error: Option<String>,
+    f: ProfileForm,
+    industries: &'static [&'static str],
+    interests: &'static [&'static str],
+}
+
+async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    let page = SignupPage {
+        title: "Create your Seldesk account",
+        csrf: csrf.token.clone(),
+        error: None,
+        f: ProfileForm::default(),
+        industries: seldesk_accounts::INDUSTRIES,
+        interests: seldesk_accounts::INTERESTS,
+    };
+    csrf.attach(render(StatusCode::OK, &page))
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<ProfileForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let input = SignUp {
+        name: f.name.clone(),
+        company: f.company.clone(),
+        email: f.email.clone(),
+        phone: Some(f.phone.clone()),
+        industry: Some(f.industry.clone()),
+        interest: Some(f.interest.clone()),
+        password: f.password.clone(),
+        invoice_by_post: f.by_post(),
+        address: Some(f.address.clone()),
+    };
+    match state.accounts.sign_up(input, &ip(&conn)).await {
+        Ok(account) => start_session(&state, &account, "/account?welcome=1").await,
+        Err(e) => {
+            let status = status_of(&e);
+            let page = SignupPage {
+                title: "Create your Seldesk account",
+                csrf: f.csrf.clone(),
+                error: Some(message_of(&e)),
+                f: ProfileForm {
+                    password: String::new(),
+                    ..f
+                },
+                industries: seldesk_accounts::INDUSTRIES,
+                interests: seldesk_accounts::INTERESTS,
+            };
+            render(status, &page)
+        }
+    }
+}
+
+/// Signs in: a fresh session id (never one the browser brought along).
+async fn start_session(state: &AppState, account: &Account, next: &str) -> Response {
+    match state
+        .accounts
+        .create_session(SessionKind::Web, Principal::Account(account.id.clone()))
+        .await
+    {
+        Ok((token, _)) => {
+            let mut r = Redirect::to(next).into_response();
+            r.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, None));
+            r
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn verify_email(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
+    match state.accounts.verify_email(&q.token).await {
+        Ok(_) => crate::pages::message_page(
+            StatusCode::OK,
+            "E-mail address confirmed",
+            "Thank you: your e-mail address is confirmed.",
+        ),
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SigninPage {
+    title: &'static str,
+    csrf: String,
+    error: Option<String>,
+    email: String,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn signin_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    let page = SigninPage {
+        title: "Sign in",
+        csrf: csrf.token.clone(),
+        error: None,
+        email: String::new(),
+        next: safe_next(q.next.as_deref(), "/account"),
+    };
+    csrf.attach(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match state.accounts.authenticate(&f.email, &f.password, &ip(&conn), ua).await {
+        Ok(account) => {
+            // A session the browser already had is ended: the id changes at sign-in.
+            if let Some(old) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+                let _ = state.accounts.end_session(&old).await;
+            }
+            start_session(&state, &account, &safe_next(Some(&f.next), "/account")).await
+        }
+        Err(e) => {
+            let page = SigninPage {
+                title: "Sign in",
+                csrf: f.csrf,
+                error: Some(message_of(&e)),
+                email: f.email,
+                next: safe_next(Some(&f.next), "/account"),
+            };
+            render(status_of(&e), &page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfOnly>) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    if let Some(token) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+        let _ = state.accounts.end_session(&token).await;
+    }
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+async fn signout_everywhere(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    if let Err(e) = state
+        .accounts
+        .end_all_sessions(&Principal::Account(account.id.clone()))
+        .await
+    {
+        return WebError::from(e).into_response();
+    }
+    let mut r = Redirect::to("/signin").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage {
+    title: &'static str,
+    csrf: String,
+    sent: bool,
+    error: Option<String>,
+}
+
+async fn forgot_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    csrf.attach(render(
+        StatusCode::OK,
+        &ForgotPage {
+            title: "Reset your password",
+            csrf: csrf.token.clone(),
+            sent: false,
+            error: None,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ForgotForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn forgot(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<ForgotForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.accounts.request_password_reset(&f.email, &ip(&conn)).await {
+        // The same answer whether or not the address has an account.
+        Ok(()) => render(
+            StatusCode::OK,
+            &ForgotPage {
+                title: "Reset your password",
+                csrf: f.csrf,
+                sent: true,
+                error: None,
+            },
+        ),
+        Err(e) => render(
+            status_of(&e),
+            &ForgotPage {
+                title: "Reset your password",
+                csrf: f.csrf,
+                sent: false,
+                error: Some(message_of(&e)),
+            },
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetPage {
+    title: &'static str,
+    csrf: String,
+    token: String,
+    error: Option<String>,
+}
+
+async fn reset_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    csrf.attach(render(
+        StatusCode::OK,
+        &ResetPage {
+            title: "Choose a new password",
+            csrf: csrf.token.clone(),
+            token: q.token,
+            error: None,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<ResetForm>) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.accounts.reset_password(&f.token, &f.password).await {
+        Ok(_) => crate::pages::message_page(
+            StatusCode::OK,
+            "Password changed",
+            "Your new password is set and every session was signed out. Sign in with the new password.",
+        ),
+        Err(e) => render(
+            status_of(&e),
+            &ResetPage {
+                title: "Choose a new password",
+                csrf: f.csrf,
+                token: f.token,
+                error: Some(message_of(&e)),
+            },
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    title: &'static str,
+    csrf: String,
+    account: Account,
+    f: ProfileForm,
+    error: Option<String>,
+    notice: Option<String>,
+    industries: &'static [&'static str],
+    interests: &'static [&'static str],
+    audit: Vec<(String, String, String)>,
+}
+
+#[derive(Deserialize)]
+struct AccountQuery {
+    welcome: Option<String>,
+    saved: Option<String>,
+}
+
+async fn account_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: Account,
+    f: Option<ProfileForm>,
+    error: Option<String>,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let csrf = CsrfToken::for_request(state, headers);
+    let audit = state
+        .accounts
+        .audit_about(&account)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .take(20)
+        .map(|e| (e.at.date().to_string(), e.actor, e.action))
+        .collect();
+    let page = AccountPage {
+        title: "Your account",
+        csrf: csrf.token.clone(),
+        f: f.unwrap_or_else(|| ProfileForm::from_account(&account)),
+        account,
+        error,
+        notice,
+        industries: seldesk_accounts::INDUSTRIES,
+        interests: seldesk_accounts::INTERESTS,
+        audit,
+    };
+    csrf.attach(render(status, &page))
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    let notice = if q.welcome.is_some() {
+        Some("Welcome to Seldesk! We sent you an e-mail to confirm your address.".to_string())
+    } else if q.saved.is_some() {
+        Some("Your changes are saved.".to_string())
+    } else {
+        None
+    };
+    account_view(&state, &headers, account, None, None, notice, StatusCode::OK).await
+}
+
+async fn account_update(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<ProfileForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let update = ProfileUpdate {
+        name: Some(f.name.clone()),
+        company: Some(f.company.clone()),
+        email: Some(f.email.clone()),
+        phone: Some(f.phone.clone()),
+        industry: Some(f.industry.clone()),
+        interest: Some(f.interest.clone()),
+        invoice_by_post: Some(f.by_post()),
+        address: Some(f.address.clone()),
+    };
+    match state
+        .accounts
+        .update_profile(&account.id, update, &account.actor())
+        .await
+    {
+        Ok(_) => Redirect::to("/account?saved=1").into_response(),
+        Err(e) => {
+            let status = status_of(&e);
+            account_view(&state, &headers, account, Some(f), Some(message_of(&e)), None, status).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct RequestsPage {
+    title: &'static str,
+    csrf: String,
+    tickets: Vec<Ticket>,
+    error: Option<String>,
+    notice: Option<String>,
+    due_days: String,
+}
+
+async fn requests_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &Account,
+    error: Option<String>,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let csrf = CsrfToken::for_request(state, headers);
+    let tickets = state.accounts.tickets_of(&account.id).await.unwrap_or_default();
+    let page = RequestsPage {
+        title: "Your requests",
+        csrf: csrf.token.clone(),
+        tickets,
+        error,
+        notice,
+        due_days: state.policy.organisation.request_due.to_string(),
+    };
+    csrf.attach(render(status, &page))
+}
+
+async fn requests_page(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+) -> Response {
+    requests_view(&state, &headers, &account, None, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct RequestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn new_request(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<RequestForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let Some(kind) = TicketKind::parse(&f.kind) else {
+        return requests_view(
+            &state,
+            &headers,
+            &account,
+            Some("Choose what you are asking for.".into()),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    match state
+        .accounts
+        .request(&account, kind, Some(&f.message), Some(&f.password))
+        .await
+    {
+        Ok(t) if kind == TicketKind::Erasure => {
+            let mut r = crate::pages::message_page(
+                StatusCode::OK,
+                "Your erasure request is under way",
+                &format!(
+                    "Ticket {}: we are erasing your personal data now and you have been signed out. A receipt will reach {} saying what was erased, what the law makes us keep, and when backups no longer hold your data.",
+                    t.id, account.email
+                ),
+            );
+            r.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+            r
+        }
+        Ok(t) => Redirect::to(&format!("/account/requests/{}", t.id)).into_response(),
+        Err(e) => {
+            let status = status_of(&e);
+            requests_view(&state, &headers, &account, Some(message_of(&e)), None, status).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestPage {
+    title: String,
+    csrf: String,
+    ticket: Ticket,
+    messages: Vec<TicketMessage>,
+    ready: bool,
+    error: Option<String>,
+}
+
+async fn request_page(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    request_view(&state, &headers, &account, id, None, StatusCode::OK).await
+}
+
+async fn request_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &Account,
+    id: i64,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let ticket = match state.accounts.own_ticket(account, id).await {
+        Ok(t) => t,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let messages = state.accounts.messages(id).await.unwrap_or_default();
+    let ready = ticket.kind == TicketKind::Access && state.accounts.export_ready(account, id).await.unwrap_or(false);
+    let csrf = CsrfToken::for_request(state, headers);
+    let page = RequestPage {
+        title: format!("Request {id}"),
+        csrf: csrf.token.clone(),
+        ticket,
+        messages,
+        ready,
+        error,
+    };
+    csrf.attach(render(status, &page))
+}
+
+#[derive(Deserialize)]
+struct DownloadForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn download(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<DownloadForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.accounts.download_export(&account, id, &f.password).await {
+        Ok(bytes) => zip_response(id, bytes),
+        Err(e) => {
+            let status = status_of(&e);
+            request_view(&state, &headers, &account, id, Some(message_of(&e)), status).await
+        }
+    }
+}
+
+pub(crate) fn zip_response(id: i64, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"seldesk-personal-data-{id}.zip\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "helpdesk.html")]
+struct HelpdeskPage {
+    title: &'static str,
+    due: String,
+    email: String,
+    signed_in: bool,
+}
+
+async fn helpdesk(State(state): State<AppState>, MaybeAccount(who): MaybeAccount) -> Response {
+    let page = HelpdeskPage {
+        title: "Helpdesk",
+        due: state.policy.organisation.request_due.to_string(),
+        email: state.policy.organisation.helpdesk_email.clone(),
+        signed_in: who.is_some(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "contact.html")]
+struct ContactPage {
+    title: &'static str,
+    source: &'static str,
+    intro: &'static str,
+    csrf: String,
+    f: ContactValues,
+    error: Option<String>,
+    done: Option<i64>,
+    industries: &'static [&'static str],
+    interests: &'static [&'static str],
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ContactValues {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    industry: String,
+    #[serde(default)]
+    interest: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn contact_texts(source: &str) -> (&'static str, &'static str, &'static str) {
+    match source {
+        "trial" => (
+            "trial",
+            "Start a free trial",
+            "Tell us who you are and we will set up your free trial with you.",
+        ),
+        "download" => (
+            "download",
+            "Download Seldesk",
+            "Tell us who you are and we will send you the download links.",
+        ),
+        _ => ("contact", "Contact us", "Ask us anything. We answer by e-mail."),
+    }
+}
+
+async fn contact_form(State(state): State<AppState>, headers: HeaderMap, source: &'static str) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    let (source, title, intro) = contact_texts(source);
+    let page = ContactPage {
+        title,
+        source,
+        intro,
+        csrf: csrf.token.clone(),
+        f: ContactValues::default(),
+        error: None,
+        done: None,
+        industries: seldesk_accounts::INDUSTRIES,
+        interests: seldesk_accounts::INTERESTS,
+    };
+    csrf.attach(render(StatusCode::OK, &page))
+}
+
+async fn contact(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<ContactValues>,
+    source: &'static str,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let (source, title, intro) = contact_texts(source);
+    let form = ContactForm {
+        name: f.name.clone(),
+        company: f.company.clone(),
+        email: f.email.clone(),
+        phone: Some(f.phone.clone()),
+        industry: Some(f.industry.clone()),
+        interest: Some(f.interest.clone()),
+        message: Some(f.message.clone()),
+    };
+    let result = state.accounts.contact(source, form, &ip(&conn)).await;
+    let (status, error, done) = match result {
+        Ok(t) => (StatusCode::OK, None, Some(t.id)),
+        Err(e) => (status_of(&e), Some(message_of(&e)), None),
+    };
+    let values = if done.is_some() {
+        ContactValues::default()
+    } else {
+        f.clone()
+    };
+    let page = ContactPage {
+        title,
+        source,
+        intro,
+        csrf: f.csrf,
+        f: values,
+        error,
+        done,
+        industries: seldesk_accounts::INDUSTRIES,
+        interests: seldesk_accounts::INTERESTS,
+    };
+    render(status, &page)
+}

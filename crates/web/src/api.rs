@@ -1,0 +1,208 @@
+//! The JSON API under `/api/v1`. Errors are `{error, message}` with the
+//! status a client can act on.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use seldesk_accounts::{Principal, ProfileUpdate, SessionKind, SignUp, TicketKind};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::{ApiAccount, ApiError, client_ip};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/accounts", post(create_account))
+        .route("/api/v1/auth/token", post(token))
+        .route("/api/v1/me", get(me).patch(update_me))
+        .route("/api/v1/me/requests", post(create_request).get(list_requests))
+        .route("/api/v1/me/requests/{id}", get(request))
+        .route("/api/v1/me/requests/{id}/download", get(download))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such API route; see the API reference.",
+            )
+        })
+}
+
+/// Parses a JSON body with errors a client can act on.
+fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "The request body must be a JSON object.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(
+            status,
+            if e.is_data() { "invalid" } else { "bad_request" },
+            format!("The JSON body is not valid: {e}"),
+        )
+    })
+}
+
+async fn create_account(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let input: SignUp = json(&body)?;
+    let account = state.accounts.sign_up(input, &client_ip(Some(&conn))).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": account.id }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    email: String,
+    password: String,
+}
+
+async fn token(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: TokenRequest = json(&body)?;
+    let ua = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let account = state
+        .accounts
+        .authenticate(&req.email, &req.password, &client_ip(Some(&conn)), ua)
+        .await?;
+    let (token, session) = state
+        .accounts
+        .create_session(SessionKind::Api, Principal::Account(account.id))
+        .await?;
+    let expires = session
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
+}
+
+async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(&account).unwrap_or_default())
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let update: ProfileUpdate = json(&body)?;
+    let updated = state
+        .accounts
+        .update_profile(&account.id, update, &account.actor())
+        .await?;
+    Ok(Json(serde_json::to_value(&updated).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    kind: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
+    let fmt = |d: time::OffsetDateTime| {
+        d.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "id": t.id,
+        "kind": t.kind.as_str(),
+        "status": t.status.as_str(),
+        "due": fmt(t.due_at),
+        "created_at": fmt(t.created_at),
+        "outcome": t.outcome,
+    })
+}
+
+async fn create_request(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: NewRequest = json(&body)?;
+    let kind = TicketKind::parse(&req.kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "`kind` must be one of access, erasure, rectification, objection, question.",
+        )
+    })?;
+    let t = state
+        .accounts
+        .request(&account, kind, req.message.as_deref(), req.password.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket_json(&t))).into_response())
+}
+
+async fn list_requests(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tickets = state.accounts.tickets_of(&account.id).await?;
+    Ok(Json(serde_json::Value::Array(
+        tickets.iter().map(ticket_json).collect(),
+    )))
+}
+
+async fn request(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let t = state.accounts.own_ticket(&account, id).await?;
+    let mut v = ticket_json(&t);
+    v["download_ready"] =
+        serde_json::Value::Bool(t.kind == TicketKind::Access && state.accounts.export_ready(&account, id).await?);
+    v["messages"] = serde_json::to_value(state.accounts.messages(id).await?).unwrap_or_default();
+    Ok(Json(v))
+}
+
+/// The archive, once the password is given again in `X-Seldesk-Password`.
+async fn download(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let password = headers
+        .get("x-seldesk-password")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if password.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Send your password again in the X-Seldesk-Password header to download the archive.",
+        ));
+    }
+    let bytes = state.accounts.download_export(&account, id, password).await?;
+    Ok(crate::account_pages::zip_response(id, bytes))
+}

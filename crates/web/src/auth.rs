@@ -1,0 +1,355 @@
+//! Cookies, CSRF protection, who is signed in, and how errors become
+//! responses. Browser sessions ride in the `seldesk_session` cookie
+//! (HttpOnly, SameSite=Lax, Secure when configured); the API takes
+//! `Authorization: Bearer <token>`.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use cookie::{Cookie, SameSite};
+use seldesk_accounts::{Account, AccountError, Principal, Session, SessionKind, StaffMember};
+
+use crate::AppState;
+
+pub const SESSION_COOKIE: &str = "seldesk_session";
+pub const CSRF_COOKIE: &str = "seldesk_csrf";
+
+/// A cookie's value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// A `Set-Cookie` header value.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Option<i64>) -> HeaderValue {
+    let mut c = Cookie::build((name.to_string(), value.to_string()))
+        .path("/")
+        .http_only(true)
+        .same_site(if name == CSRF_COOKIE {
+            SameSite::Strict
+        } else {
+            SameSite::Lax
+        })
+        .secure(state.web.secure_cookies);
+    if let Some(secs) = max_age_secs {
+        c = c.max_age(cookie::time::Duration::seconds(secs));
+    }
+    HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The peer address (for rate limits).
+pub fn client_ip(parts_or_connect: Option<&ConnectInfo<SocketAddr>>) -> String {
+    parts_or_connect
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The CSRF token of this browser: the cookie's, or a new one to set.
+pub struct CsrfToken {
+    pub token: String,
+    pub set: Option<HeaderValue>,
+}
+
+impl CsrfToken {
+    pub fn for_request(state: &AppState, headers: &HeaderMap) -> Self {
+        match cookie(headers, CSRF_COOKIE).filter(|t| t.len() >= 32) {
+            Some(token) => Self { token, set: None },
+            None => {
+                let token = seldesk_accounts::secret::token().unwrap_or_default();
+                let set = Some(set_cookie(state, CSRF_COOKIE, &token, None));
+                Self { token, set }
+            }
+        }
+    }
+
+    /// Adds the cookie to a response when it is new.
+    pub fn attach(&self, mut response: Response) -> Response {
+        if let Some(v) = &self.set {
+            response.headers_mut().append(header::SET_COOKIE, v.clone());
+        }
+        response
+    }
+}
+
+/// Checks a submitted form token against the browser's cookie (double
+/// submit) and that the request comes from our own pages.
+pub fn verify_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), WebError> {
+    let cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    if cookie.len() < 32 || !seldesk_accounts::secret::same(&cookie, submitted) {
+        return Err(WebError::Csrf);
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site == "cross-site"
+    {
+        return Err(WebError::Csrf);
+    }
+    Ok(())
+}
+
+/// The signed-in account holder (browser session), if any.
+pub struct MaybeAccount(pub Option<(Account, Session, String)>);
+
+impl FromRequestParts<AppState> for MaybeAccount {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Ok(Self(None));
+        };
+        let Some(session) = state.accounts.session(&token).await? else {
+            return Ok(Self(None));
+        };
+        match (&session.kind, &session.principal) {
+            (SessionKind::Web, Principal::Account(id)) => match state.accounts.account(id).await {
+                Ok(a) if a.status == "active" => Ok(Self(Some((a, session, token)))),
+                _ => Ok(Self(None)),
+            },
+            _ => Ok(Self(None)),
+        }
+    }
+}
+
+/// A signed-in account holder, or a redirect to the sign-in page.
+pub struct SignedIn(pub Account, pub Session, pub String);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match MaybeAccount::from_request_parts(parts, state).await {
+            Ok(MaybeAccount(Some((a, s, t)))) => Ok(Self(a, s, t)),
+            Ok(MaybeAccount(None)) => {
+                let back = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/account");
+                Err(Redirect::to(&format!("/signin?next={}", urlencode(back))).into_response())
+            }
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// The API caller (bearer token).
+pub struct ApiAccount(pub Account);
+
+impl FromRequestParts<AppState> for ApiAccount {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.",
+                )
+            })?;
+        let session = state.accounts.session(token).await.map_err(ApiError::from)?;
+        match session {
+            Some(Session {
+                kind: SessionKind::Api,
+                principal: Principal::Account(id),
+                ..
+            }) => {
+                let a = state.accounts.account(&id).await.map_err(|_| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "This token's account no longer exists.",
+                    )
+                })?;
+                if a.status != "active" {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "This account is being erased.",
+                    ));
+                }
+                Ok(Self(a))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "The token is invalid or expired; get a new one from POST /api/v1/auth/token.",
+            )),
+        }
+    }
+}
+
+/// A signed-in staff member, or a redirect to the staff sign-in.
+pub struct StaffUser(pub StaffMember, pub String);
+
+impl FromRequestParts<AppState> for StaffUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let to_signin = || Redirect::to("/staff").into_response();
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_signin());
+        };
+        let session = state
+            .accounts
+            .session(&token)
+            .await
+            .map_err(|e| WebError::from(e).into_response())?;
+        match session {
+            Some(Session {
+                kind: SessionKind::Staff,
+                principal: Principal::Staff(id),
+                ..
+            }) => match state.accounts.staff(&id).await {
+                Ok(s) if !s.disabled => Ok(Self(s, token)),
+                _ => Err(to_signin()),
+            },
+            _ => Err(to_signin()),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Only local paths are followed after sign-in (no open redirects).
+pub fn safe_next(next: Option<&str>, default: &str) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => default.to_string(),
+    }
+}
+
+/// Errors of page handlers.
+#[derive(Debug)]
+pub enum WebError {
+    Csrf,
+    Account(AccountError),
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        Self::Account(e)
+    }
+}
+
+pub fn status_of(e: &AccountError) -> StatusCode {
+    match e {
+        AccountError::Invalid { .. } | AccountError::WeakPassword(_) | AccountError::CardNumber { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        AccountError::EmailTaken | AccountError::Conflict(_) => StatusCode::CONFLICT,
+        AccountError::BadCredentials => StatusCode::UNAUTHORIZED,
+        AccountError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AccountError::NotFound(_) => StatusCode::NOT_FOUND,
+        AccountError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AccountError::LinkExpired => StatusCode::GONE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The message a person sees: ours for their mistakes, a generic one for ours.
+pub fn message_of(e: &AccountError) -> String {
+    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "request failed");
+        "Something went wrong on our side. Please try again in a moment.".into()
+    } else {
+        e.to_string()
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match &self {
+            WebError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form has expired or did not come from our site. Go back, reload the page and submit it again."
+                    .to_string(),
+            ),
+            WebError::Account(e) => (status_of(e), "Request not completed", message_of(e)),
+        };
+        crate::pages::message_page(status, title, &message)
+    }
+}
+
+/// A JSON API error: `{error, message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let status = status_of(&e);
+        let error = match status {
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::GONE => "expired",
+            _ => "internal",
+        };
+        let retry_after = match &e {
+            AccountError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        Self {
+            status,
+            error,
+            message: message_of(&e),
+            retry_after,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(serde_json::json!({ "error": self.error, "message": self.message })),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}

@@ -1,0 +1,282 @@
+//! The staff console: sign-in with password and TOTP, the Helpdesk queue,
+//! and the retention report for the dpo role. Every view of personal data
+//! is audited by the services it calls.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use seldesk_accounts::{Principal, SessionKind, StaffMember, Ticket, TicketMessage, TicketStatus};
+use seldesk_domain::Role;
+use seldesk_privacy::retention::ReportRow;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{
+    CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, set_cookie, status_of, verify_csrf,
+};
+use crate::pages::render;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/staff", get(signin_form).post(signin))
+        .route("/staff/signout", post(signout))
+        .route("/staff/tickets", get(tickets))
+        .route("/staff/tickets/{id}", get(ticket).post(reply))
+        .route("/staff/retention", get(retention))
+}
+
+#[derive(Template)]
+#[template(path = "staff_signin.html")]
+struct SigninPage {
+    title: &'static str,
+    csrf: String,
+    error: Option<String>,
+}
+
+async fn signin_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(t) = cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(s)) = state.accounts.session(&t).await
+        && s.kind == SessionKind::Staff
+    {
+        return Redirect::to("/staff/tickets").into_response();
+    }
+    let csrf = CsrfToken::for_request(&state, &headers);
+    csrf.attach(render(
+        StatusCode::OK,
+        &SigninPage {
+            title: "Staff sign-in",
+            csrf: csrf.token.clone(),
+            error: None,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state
+        .accounts
+        .authenticate_staff(&f.email, &f.password, &f.code, &client_ip(Some(&conn)))
+        .await
+    {
+        Ok(staff) => {
+            if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+                let _ = state.accounts.end_session(&old).await;
+            }
+            match state
+                .accounts
+                .create_session(SessionKind::Staff, Principal::Staff(staff.id.clone()))
+                .await
+            {
+                Ok((token, _)) => {
+                    let next = if staff.has(Role::Support) || !staff.has(Role::Dpo) {
+                        "/staff/tickets"
+                    } else {
+                        "/staff/retention"
+                    };
+                    let mut r = Redirect::to(next).into_response();
+                    r.headers_mut()
+                        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, None));
+                    r
+                }
+                Err(e) => WebError::from(e).into_response(),
+            }
+        }
+        Err(e) => render(
+            status_of(&e),
+            &SigninPage {
+                title: "Staff sign-in",
+                csrf: f.csrf,
+                error: Some(message_of(&e)),
+            },
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout(
+    State(state): State<AppState>,
+    StaffUser(_, token): StaffUser,
+    headers: HeaderMap,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let _ = state.accounts.end_session(&token).await;
+    let mut r = Redirect::to("/staff").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+#[derive(Template)]
+#[template(path = "staff_tickets.html")]
+struct TicketsPage {
+    title: &'static str,
+    csrf: String,
+    staff: StaffMember,
+    tickets: Vec<Ticket>,
+}
+
+async fn tickets(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    match state.accounts.staff_tickets(&staff).await {
+        Ok(tickets) => {
+            let csrf = CsrfToken::for_request(&state, &headers);
+            csrf.attach(render(
+                StatusCode::OK,
+                &TicketsPage {
+                    title: "Helpdesk queue",
+                    csrf: csrf.token.clone(),
+                    staff,
+                    tickets,
+                },
+            ))
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "staff_ticket.html")]
+struct TicketPage {
+    title: String,
+    csrf: String,
+    ticket: Ticket,
+    messages: Vec<TicketMessage>,
+    error: Option<String>,
+}
+
+async fn ticket_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    staff: &StaffMember,
+    id: i64,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    match state.accounts.staff_ticket(staff, id).await {
+        Ok((ticket, messages)) => {
+            let csrf = CsrfToken::for_request(state, headers);
+            csrf.attach(render(
+                status,
+                &TicketPage {
+                    title: format!("Ticket {id}"),
+                    csrf: csrf.token.clone(),
+                    ticket,
+                    messages,
+                    error,
+                },
+            ))
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+async fn ticket(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    ticket_view(&state, &headers, &staff, id, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<ReplyForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let status = TicketStatus::parse(&f.status).unwrap_or(TicketStatus::InProgress);
+    match state
+        .accounts
+        .staff_reply(&staff, id, &f.body, status, Some(&f.outcome))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/staff/tickets/{id}")).into_response(),
+        Err(e) => {
+            let code = status_of(&e);
+            ticket_view(&state, &headers, &staff, id, Some(message_of(&e)), code).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "staff_retention.html")]
+struct RetentionPage {
+    title: &'static str,
+    csrf: String,
+    rows: Vec<ReportRow>,
+    last_run: String,
+    overdue: u64,
+}
+
+async fn retention(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    if !staff.has(Role::Dpo) {
+        return crate::pages::message_page(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            "The retention report is for the dpo role.",
+        );
+    }
+    let report = match state.retention.report().await {
+        Ok(r) => r,
+        Err(e) => return WebError::from(seldesk_accounts::AccountError::from(e)).into_response(),
+    };
+    let _ = state.accounts.audit_staff_view(&staff, "retention.report.view").await;
+    let csrf = CsrfToken::for_request(&state, &headers);
+    let page = RetentionPage {
+        title: "Retention report",
+        csrf: csrf.token.clone(),
+        overdue: report.overdue(),
+        last_run: report.last_run.map(|t| t.to_string()).unwrap_or_else(|| "never".into()),
+        rows: report.rows,
+    };
+    csrf.attach(render(StatusCode::OK, &page))
+}
