@@ -16,6 +16,8 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    /// Where downloads land.
+    pub downloads: tempfile::TempDir,
 }
 
 impl Drop for Browser {
@@ -48,6 +50,7 @@ impl Browser {
                 )
             });
         let profile = tempfile::tempdir().expect("profile dir");
+        let downloads = tempfile::tempdir().expect("downloads dir");
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -59,7 +62,11 @@ impl Browser {
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.path().display()),
-                ]
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                }
             }),
         );
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -81,6 +88,7 @@ impl Browser {
             client,
             driver,
             _profile: profile,
+            downloads,
         }
     }
 
@@ -93,6 +101,40 @@ impl Browser {
             .join("screenshots");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    /// Fills a form field by its name.
+    pub async fn fill(&self, name: &str, value: &str) {
+        let field = self.client.find(Locator::Css(&format!("[name='{name}']"))).await.unwrap_or_else(|_| panic!("field {name}"));
+        field.clear().await.expect("clear");
+        field.send_keys(value).await.expect("type");
+    }
+
+    /// Clicks the first element matching a CSS selector.
+    pub async fn click(&self, css: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("element {css}")).click().await.expect("click");
+    }
+
+    /// The visible text of the page body.
+    pub async fn text(&self) -> String {
+        self.client.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
+    }
+
+    /// Waits for a downloaded file to appear (Chromium writes it under a temporary name first).
+    pub async fn downloaded(&self, suffix: &str) -> std::path::PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(rd) = std::fs::read_dir(self.downloads.path()) {
+                for e in rd.filter_map(Result::ok) {
+                    let p = e.path();
+                    if p.to_string_lossy().ends_with(suffix) {
+                        return p;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "download {suffix} arrived");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn close(mut self) {
@@ -205,6 +247,93 @@ async fn not_found_page_in_chromium_leads_back_home() {
         .await
         .expect("click");
     assert_eq!(b.client.current_url().await.expect("url").path(), "/");
+    b.close().await;
+    app.stop().await;
+}
+
+// promise: ACC-1, ACC-3, POL-3, CK-1
+#[tokio::test]
+async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
+    let app = spawn_app().await;
+    let b = Browser::start().await;
+    b.client.goto(&app.url("/")).await.expect("home");
+    b.click("a.nav-cta").await;
+    b.fill("name", "Meera Iyer").await;
+    b.fill("company", "Iyer Spices").await;
+    b.fill("email", "meera@example.in").await;
+    b.fill("phone", "+91 44 5555 0199").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.screenshot("signup").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.text().await.contains("e-mail not verified"), "the account works at once, unverified");
+    let cookies = b.client.get_all_cookies().await.expect("cookies");
+    let session = cookies.iter().find(|c| c.name() == "seldesk_session").expect("session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert!(cookies.iter().all(|c| ["seldesk_session", "seldesk_csrf"].contains(&c.name())), "only necessary cookies");
+
+    let mail = app.mail_to("meera@example.in", "Confirm your e-mail").expect("verification mail");
+    let link = crate::helpers::link(&mail, "/verify-email").expect("link");
+    b.client.goto(&link).await.expect("verify");
+    assert!(b.text().await.contains("confirmed"));
+
+    b.client.goto(&app.url("/account")).await.expect("account");
+    b.click("form[action='/signout'] button").await;
+    b.client.goto(&app.url("/account")).await.expect("account");
+    assert!(b.client.current_url().await.expect("url").path().starts_with("/signin"), "signed out");
+    b.fill("email", "meera@example.in").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.text().await.contains("e-mail verified"));
+
+    b.fill("company", "Iyer Spices & Teas").await;
+    b.click("form[action='/account'] button[type=submit]").await;
+    assert!(b.text().await.contains("Your changes are saved."));
+    assert!(b.text().await.contains("account.updated"), "the change appears in the person's own audit view");
+    b.screenshot("account").await;
+
+    b.client.goto(&app.url("/account/requests")).await.expect("requests");
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form[action='/account/requests'] button[type=submit]").await;
+    assert!(b.text().await.contains("We are preparing your archive"));
+    app.run_jobs().await;
+    b.client.refresh().await.expect("reload");
+    b.fill("password", "saffron harbour kite").await;
+    b.screenshot("request-ready").await;
+    b.click("#download").await;
+    let zip = b.downloaded(".zip").await;
+    let bytes = std::fs::read(&zip).expect("archive");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("personal-data.json").expect("json"), &mut json).expect("read");
+    assert!(json.contains("Iyer Spices & Teas"), "the archive holds the corrected data");
+    b.close().await;
+    app.stop().await;
+}
+
+// promise: ACC-4
+#[tokio::test]
+async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
+    let app = spawn_app().await;
+    app.sign_up("ravi@example.in", "monsoon copper tiger").await;
+    let b = Browser::start().await;
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "ravi@example.in").await;
+    b.fill("password", "monsoon copper tiger").await;
+    b.click("form.stack button[type=submit]").await;
+    b.client.goto(&app.url("/account/requests")).await.expect("requests");
+    b.client.find(Locator::Css("#kind")).await.expect("kind").select_by_value("erasure").await.expect("select");
+    b.fill("password", "monsoon copper tiger").await;
+    b.click("form[action='/account/requests'] button[type=submit]").await;
+    assert!(b.text().await.contains("Your erasure request is under way"));
+    b.screenshot("erasure").await;
+    app.run_jobs().await;
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "ravi@example.in").await;
+    b.fill("password", "monsoon copper tiger").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.text().await.contains("not right"), "sign-in fails after erasure");
+    let receipt = app.mail_to("ravi@example.in", "has been erased").expect("receipt in the outbox");
+    assert!(receipt.contains("invoices and payment records"));
     b.close().await;
     app.stop().await;
 }
