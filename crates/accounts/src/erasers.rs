@@ -15,9 +15,7 @@ fn rows_to_candidates(
         .map(|r| {
             let subject: Option<String> = r.try_get(subject)?;
             Ok(Candidate {
-                record: r
-                    .try_get::<String, _>(id)
-                    .or_else(|_| r.try_get::<i64, _>(id).map(|n| n.to_string()))?,
+                record: r.try_get::<String, _>(id).or_else(|_| r.try_get::<i64, _>(id).map(|n| n.to_string()))?,
                 subject: subject.map(|s| crate::service::subject_of(&s)),
                 start: from_millis(r.try_get(at)?),
                 country: None,
@@ -31,10 +29,7 @@ async fn count(db: &Db, sql: &'static str) -> Result<Census, PrivacyError> {
     let row = sqlx::query(sql).fetch_one(db.pool()).await?;
     let n: i64 = row.try_get("n")?;
     let oldest: Option<i64> = row.try_get("oldest")?;
-    Ok(Census {
-        live: u64::try_from(n).unwrap_or(0),
-        oldest: oldest.map(from_millis),
-    })
+    Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
 }
 
 /// Account and contact data: an account whose erasure was asked for (the
@@ -69,6 +64,7 @@ impl Eraser for AccountEraser {
                 for sql in [
                     "DELETE FROM signins WHERE account_id = $1",
                     "DELETE FROM auth_tokens WHERE account_id = $1",
+                    "DELETE FROM policy_notices WHERE account_id = $1",
                     "DELETE FROM access_exports WHERE account_id = $1",
                 ] {
                     sqlx::query(sql).bind(&c.record).execute(&mut *tx).await?;
@@ -89,10 +85,7 @@ impl Eraser for AccountEraser {
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(count(
-            &self.db,
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts",
-        ))
+        Box::pin(count(&self.db, "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts"))
     }
 }
 
@@ -122,15 +115,8 @@ impl Eraser for TicketEraser {
             for c in records {
                 let Ok(id) = c.record.parse::<i64>() else { continue };
                 let mut tx = self.db.begin_write().await.map_err(PrivacyError::from)?;
-                sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                n += sqlx::query("DELETE FROM tickets WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(id).execute(&mut *tx).await?;
+                n += sqlx::query("DELETE FROM tickets WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
             }
             Ok(n)
@@ -138,10 +124,7 @@ impl Eraser for TicketEraser {
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(count(
-            &self.db,
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tickets",
-        ))
+        Box::pin(count(&self.db, "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tickets"))
     }
 }
 
@@ -192,9 +175,6 @@ impl Eraser for AccessExportEraser {
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(count(
-            &self.db,
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM access_exports",
-        ))
+        Box::pin(count(&self.db, "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM access_exports"))
     }
 }

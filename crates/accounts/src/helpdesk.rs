@@ -242,38 +242,17 @@ impl Accounts {
         let company = input::text("company", "Company", &form.company, 100, true)?.unwrap_or_default();
         let email = input::email(&form.email)?;
         let phone = input::phone(form.phone.as_deref().unwrap_or_default())?;
-        let industry = input::choice(
-            "industry",
-            "an industry",
-            form.industry.as_deref().unwrap_or_default(),
-            crate::INDUSTRIES,
-        )?;
-        let interest = input::choice(
-            "interest",
-            "your interest",
-            form.interest.as_deref().unwrap_or_default(),
-            crate::INTERESTS,
-        )?;
-        let message = input::text(
-            "message",
-            "Message",
-            form.message.as_deref().unwrap_or_default(),
-            5000,
-            false,
-        )?;
+        let industry =
+            input::choice("industry", "an industry", form.industry.as_deref().unwrap_or_default(), crate::INDUSTRIES)?;
+        let interest =
+            input::choice("interest", "your interest", form.interest.as_deref().unwrap_or_default(), crate::INTERESTS)?;
+        let message = input::text("message", "Message", form.message.as_deref().unwrap_or_default(), 5000, false)?;
         let ticket = self
             .insert_ticket(
                 None,
                 TicketKind::Question,
                 source,
-                (
-                    &name,
-                    &email,
-                    &company,
-                    phone.as_deref(),
-                    industry.as_deref(),
-                    interest.as_deref(),
-                ),
+                (&name, &email, &company, phone.as_deref(), industry.as_deref(), interest.as_deref()),
                 TicketStatus::Open,
                 message.as_deref().map(|m| ("requester", m)),
             )
@@ -299,10 +278,7 @@ impl Accounts {
         let message = input::text("message", "Message", message.unwrap_or_default(), 5000, false)?;
         if matches!(kind, TicketKind::Access | TicketKind::Erasure) {
             let Some(pw) = password.filter(|p| !p.is_empty()) else {
-                return Err(AccountError::invalid(
-                    "password",
-                    "Enter your password to confirm this request.",
-                ));
+                return Err(AccountError::invalid("password", "Enter your password to confirm this request."));
             };
             self.confirm_password(&account.id, pw).await?;
             let open = sqlx::query(
@@ -374,14 +350,8 @@ impl Accounts {
 
     pub async fn ticket(&self, id: i64) -> Result<Ticket, AccountError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref()
-            .map(ticket_from_row)
-            .transpose()?
-            .ok_or_else(|| AccountError::NotFound(format!("No ticket {id}.")))
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
+        row.as_ref().map(ticket_from_row).transpose()?.ok_or_else(|| AccountError::NotFound(format!("No ticket {id}.")))
     }
 
     /// A ticket of this account (others' tickets are "not found").
@@ -395,10 +365,7 @@ impl Accounts {
 
     pub async fn tickets_of(&self, account_id: &str) -> Result<Vec<Ticket>, AccountError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE account_id = $1 ORDER BY id DESC");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account_id)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(ticket_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -427,13 +394,7 @@ impl Accounts {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db.pool()).await?;
         self.audit
-            .record(
-                &staff.actor(),
-                "tickets.list",
-                None,
-                None,
-                serde_json::json!({ "count": rows.len() }),
-            )
+            .record(&staff.actor(), "tickets.list", None, None, serde_json::json!({ "count": rows.len() }))
             .await?;
         Ok(rows.iter().map(ticket_from_row).collect::<Result<_, _>>()?)
     }
@@ -477,10 +438,7 @@ impl Accounts {
             && matches!(t.kind, TicketKind::Rectification | TicketKind::Objection)
             && outcome.is_none()
         {
-            return Err(AccountError::invalid(
-                "outcome",
-                "Record the outcome of this request before closing it.",
-            ));
+            return Err(AccountError::invalid("outcome", "Record the outcome of this request before closing it."));
         }
         self.add_message(id, &format!("staff:{}", staff.id), &body).await?;
         let closed = matches!(status, TicketStatus::Done | TicketStatus::Rejected);
@@ -536,10 +494,8 @@ impl Accounts {
     /// Builds the access archive of a ticket (the job behind an access request).
     pub async fn build_access_export(&self, ticket_id: i64) -> Result<String, AccountError> {
         let t = self.ticket(ticket_id).await?;
-        let account_id = t
-            .account_id
-            .clone()
-            .ok_or_else(|| AccountError::NotFound("The ticket has no account.".into()))?;
+        let account_id =
+            t.account_id.clone().ok_or_else(|| AccountError::NotFound("The ticket has no account.".into()))?;
         let account = self.account(&account_id).await?;
         let data = self.personal_data(&account).await?;
         let sections = data
@@ -550,12 +506,9 @@ impl Accounts {
                     .collect()
             })
             .unwrap_or_default();
-        let html = AccessPage {
-            generated: self.now().date().to_string(),
-            sections,
-        }
-        .render()
-        .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let html = AccessPage { generated: self.now().date().to_string(), sections }
+            .render()
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
         let id = crate::secret::token()?;
         let dir = self.config.exports_dir.clone();
         std::fs::create_dir_all(&dir)
@@ -567,10 +520,8 @@ impl Accounts {
         let mut zip = zip::ZipWriter::new(file);
         let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, bytes) in [("personal-data.json", json.as_slice()), ("index.html", html.as_bytes())] {
-            zip.start_file(name, options)
-                .map_err(|e| AccountError::Internal(e.to_string()))?;
-            zip.write_all(bytes)
-                .map_err(|e| AccountError::Internal(e.to_string()))?;
+            zip.start_file(name, options).map_err(|e| AccountError::Internal(e.to_string()))?;
+            zip.write_all(bytes).map_err(|e| AccountError::Internal(e.to_string()))?;
         }
         zip.finish().map_err(|e| AccountError::Internal(e.to_string()))?;
         let now = self.now();
@@ -696,10 +647,7 @@ impl Accounts {
             let _ = std::fs::remove_file(&path);
         }
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("DELETE FROM access_exports WHERE account_id = $1")
-            .bind(&account_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM access_exports WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         let other_tickets = sqlx::query("SELECT id FROM tickets WHERE account_id = $1 AND id <> $2")
             .bind(&account_id)
             .bind(ticket_id)
@@ -707,10 +655,7 @@ impl Accounts {
             .await?;
         for r in &other_tickets {
             let id: i64 = r.try_get("id")?;
-            sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(id).execute(&mut *tx).await?;
             erased.push(("helpdesk_ticket", format!("ticket:{id}")));
         }
         sqlx::query("DELETE FROM tickets WHERE account_id = $1 AND id <> $2")
@@ -720,10 +665,7 @@ impl Accounts {
             .await?;
         // The erasure ticket stays as proof that the request was carried out,
         // without anything that identifies the person.
-        sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1")
-            .bind(ticket_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(ticket_id).execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE tickets SET name = NULL, email = NULL, company = NULL, phone = NULL, industry = NULL, interest = NULL,
                  status = 'done', closed_at = $1, outcome = 'erased' WHERE id = $2",
@@ -732,22 +674,14 @@ impl Accounts {
         .bind(ticket_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM signins WHERE account_id = $1")
-            .bind(&account_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM auth_tokens WHERE account_id = $1")
-            .bind(&account_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM signins WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM policy_notices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM auth_tokens WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sessions WHERE principal = $1")
             .bind(format!("account:{account_id}"))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM accounts WHERE id = $1")
-            .bind(&account_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(&account_id).execute(&mut *tx).await?;
         tx.commit().await?;
         erased.push(("account_contact", format!("account:{account_id}")));
 
@@ -756,23 +690,14 @@ impl Accounts {
             .filter(|(c, _)| *c == "account_contact")
             .map(|(_, r)| (Some(subject.as_str()), r.as_str()))
             .collect();
-        self.erasure_log
-            .record("account_contact", &refs, ErasureReason::PersonRequest, &Actor::System)
-            .await?;
+        self.erasure_log.record("account_contact", &refs, ErasureReason::PersonRequest, &Actor::System).await?;
         let tickets: Vec<(Option<&str>, &str)> = erased
             .iter()
             .filter(|(c, _)| *c == "helpdesk_ticket")
             .map(|(_, r)| (Some(subject.as_str()), r.as_str()))
             .collect();
         if !tickets.is_empty() {
-            self.erasure_log
-                .record(
-                    "helpdesk_ticket",
-                    &tickets,
-                    ErasureReason::PersonRequest,
-                    &Actor::System,
-                )
-                .await?;
+            self.erasure_log.record("helpdesk_ticket", &tickets, ErasureReason::PersonRequest, &Actor::System).await?;
         }
         self.audit
             .record(
@@ -785,17 +710,11 @@ impl Accounts {
             .await?;
         // Physically: deleted rows leave no bytes behind in free pages or the WAL.
         if self.db.backend() == seldesk_store::Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(self.db.pool())
-                .await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(self.db.pool()).await?;
         }
 
-        let keep = |id: &str| {
-            self.policy
-                .retention(id)
-                .map(|r| r.keep.after(now).date().to_string())
-                .unwrap_or_default()
-        };
+        let keep =
+            |id: &str| self.policy.retention(id).map(|r| r.keep.after(now).date().to_string()).unwrap_or_default();
         let backups_until = self.policy.backups.max_age.after(now).date();
         let receipt = format!(
             "Hello,\n\nAs you asked (ticket {ticket_id}), on {date} we erased your personal data from our live systems:\n\n\
@@ -813,12 +732,7 @@ impl Accounts {
             disclosures = keep("disclosure_record"),
             audit = keep("audit_event"),
         );
-        self.mail(
-            &account.email,
-            &format!("Your personal data has been erased (ticket {ticket_id})"),
-            receipt,
-        )
-        .await?;
+        self.mail(&account.email, &format!("Your personal data has been erased (ticket {ticket_id})"), receipt).await?;
         Ok(format!("erased {} records", erased.len()))
     }
 }
@@ -827,8 +741,6 @@ fn require_support(staff: &StaffMember) -> Result<(), AccountError> {
     if staff.has(Role::Support) || staff.has(Role::Dpo) {
         Ok(())
     } else {
-        Err(AccountError::Forbidden(
-            "The Helpdesk is for the support and dpo roles.".into(),
-        ))
+        Err(AccountError::Forbidden("The Helpdesk is for the support and dpo roles.".into()))
     }
 }

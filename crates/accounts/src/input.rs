@@ -24,13 +24,8 @@ pub const INDUSTRIES: &[&str] = &[
 ];
 
 /// Choices for "interest in Seldesk".
-pub const INTERESTS: &[&str] = &[
-    "Use Seldesk for my company",
-    "Implement Seldesk for clients",
-    "Evaluate Seldesk",
-    "Study or research",
-    "Other",
-];
+pub const INTERESTS: &[&str] =
+    &["Use Seldesk for my company", "Implement Seldesk for clients", "Evaluate Seldesk", "Study or research", "Other"];
 
 /// Sign-up: what ACC-1 lists, nothing more.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,10 +64,7 @@ pub struct ProfileUpdate {
 /// Refuses free text that carries a card number.
 pub fn no_card(field: &'static str, value: &str) -> Result<(), AccountError> {
     if contains_card_number(value) {
-        return Err(AccountError::CardNumber {
-            field,
-            message: CARD_NUMBER_REFUSED.to_string(),
-        });
+        return Err(AccountError::CardNumber { field, message: CARD_NUMBER_REFUSED.to_string() });
     }
     Ok(())
 }
@@ -93,16 +85,10 @@ pub fn text(
         return Ok(None);
     }
     if v.chars().count() > max {
-        return Err(AccountError::invalid(
-            field,
-            format!("{label} is too long: at most {max} characters."),
-        ));
+        return Err(AccountError::invalid(field, format!("{label} is too long: at most {max} characters.")));
     }
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(AccountError::invalid(
-            field,
-            format!("{label} contains control characters."),
-        ));
+        return Err(AccountError::invalid(field, format!("{label} contains control characters.")));
     }
     no_card(field, v)?;
     Ok(Some(v.to_string()))
@@ -140,10 +126,7 @@ pub fn phone(value: &str) -> Result<Option<String>, AccountError> {
     if !v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
         || v.chars().filter(char::is_ascii_digit).count() < 5
     {
-        return Err(AccountError::invalid(
-            "phone",
-            "Enter a phone number with digits, spaces and + - ( ) only.",
-        ));
+        return Err(AccountError::invalid("phone", "Enter a phone number with digits, spaces and + - ( ) only."));
     }
     Ok(Some(v))
 }
@@ -157,10 +140,7 @@ pub fn choice(field: &'static str, label: &str, value: &str, choices: &[&str]) -
     if choices.contains(&v) {
         Ok(Some(v.to_string()))
     } else {
-        Err(AccountError::invalid(
-            field,
-            format!("Choose {label} from the list: {}.", choices.join(", ")),
-        ))
+        Err(AccountError::invalid(field, format!("Choose {label} from the list: {}.", choices.join(", "))))
     }
 }
 
@@ -183,10 +163,7 @@ pub fn password(pw: &str, email: &str, name: &str) -> Result<(), AccountError> {
     if local.len() >= 3 && lower.contains(local) {
         return weak("The password contains your e-mail address.");
     }
-    if name
-        .split_whitespace()
-        .any(|w| w.len() >= 3 && lower.contains(&w.to_lowercase()))
-    {
+    if name.split_whitespace().any(|w| w.len() >= 3 && lower.contains(&w.to_lowercase())) {
         return weak("The password contains your name.");
     }
     let distinct: std::collections::HashSet<char> = pw.chars().collect();
@@ -197,9 +174,7 @@ pub fn password(pw: &str, email: &str, name: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
-const COMMON: &[&str] = &[
-    "password", "123456", "qwerty", "letmein", "welcome", "seldesk", "admin", "iloveyou",
-];
+const COMMON: &[&str] = &["password", "123456", "qwerty", "letmein", "welcome", "seldesk", "admin", "iloveyou"];
 
 #[cfg(test)]
 mod tests {
@@ -208,16 +183,7 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email(" Asha@Example.COM ").expect("ok"), "asha@example.com");
-        for bad in [
-            "",
-            "asha",
-            "asha@",
-            "@x.com",
-            "a b@x.com",
-            "a@x",
-            "a@.x.com",
-            "a@x..com",
-        ] {
+        for bad in ["", "asha", "asha@", "@x.com", "a b@x.com", "a@x", "a@.x.com", "a@x..com"] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }

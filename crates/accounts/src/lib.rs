@@ -58,9 +58,6 @@ pub enum AccountError {
 
 impl AccountError {
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
+        Self::Invalid { field, message: message.into() }
     }
 }

@@ -21,14 +21,8 @@ pub struct OutgoingMail {
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {
-    Outbox {
-        dir: PathBuf,
-        from: String,
-    },
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        from: String,
-    },
+    Outbox { dir: PathBuf, from: String },
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: String },
 }
 
 impl std::fmt::Debug for Mailer {
@@ -51,10 +45,7 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| AccountError::Internal(format!("invalid SMTP URL: {e}")))?
             .build();
-        Ok(Self::Smtp {
-            transport,
-            from: from.into(),
-        })
+        Ok(Self::Smtp { transport, from: from.into() })
     }
 
     fn from(&self) -> &str {
@@ -67,15 +58,8 @@ impl Mailer {
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), AccountError> {
         let bad = |e: String| AccountError::Internal(format!("cannot build the message: {e}"));
         let message = Message::builder()
-            .from(
-                self.from()
-                    .parse()
-                    .map_err(|e: lettre::address::AddressError| bad(e.to_string()))?,
-            )
-            .to(mail
-                .to
-                .parse()
-                .map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
+            .from(self.from().parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
+            .to(mail.to.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
             .subject(&mail.subject)
             .header(ContentType::TEXT_PLAIN)
             .body(Body::new(mail.text.replace("\r\n", "\n").replace('\n', "\r\n")))

@@ -60,10 +60,7 @@ pub async fn hit(
     .fetch_one(db.pool())
     .await?;
     // Old windows are worthless: drop them as we go.
-    sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
-        .bind(now_ms - 86_400_000)
-        .execute(db.pool())
-        .await?;
+    sqlx::query("DELETE FROM rate_limits WHERE window_start < $1").bind(now_ms - 86_400_000).execute(db.pool()).await?;
     let start: i64 = row.try_get("window_start")?;
     let count: i64 = row.try_get("count")?;
     if count > limit {
@@ -76,9 +73,6 @@ pub async fn hit(
 
 /// Forgets a key (after a successful sign-in).
 pub async fn clear(db: &Db, kind: &str, value: &str) -> Result<(), AccountError> {
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-        .bind(key_of(kind, value))
-        .execute(db.pool())
-        .await?;
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1").bind(key_of(kind, value)).execute(db.pool()).await?;
     Ok(())
 }

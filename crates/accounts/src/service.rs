@@ -48,6 +48,8 @@ pub struct Account {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub status: String,
+    /// Effective date of the policy version this person accepted (POL-2).
+    pub policy_accepted: Option<String>,
 }
 
 impl Account {
@@ -132,7 +134,7 @@ pub struct Accounts {
     pub(crate) config: AccountsConfig,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, email_verified_at, created_at, updated_at, status";
+const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, email_verified_at, created_at, updated_at, status, policy_accepted";
 
 fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
@@ -149,6 +151,7 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
         created_at: from_millis(r.try_get("created_at")?),
         updated_at: from_millis(r.try_get("updated_at")?),
         status: r.try_get("status")?,
+        policy_accepted: r.try_get("policy_accepted")?,
     })
 }
 
@@ -172,17 +175,7 @@ impl Accounts {
         queue: Queue,
         config: AccountsConfig,
     ) -> Self {
-        Self {
-            db,
-            clock,
-            policy,
-            audit,
-            erasure_log,
-            disclosures,
-            mailer,
-            queue,
-            config,
-        }
+        Self { db, clock, policy, audit, erasure_log, disclosures, mailer, queue, config }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -198,13 +191,7 @@ impl Accounts {
     }
 
     pub(crate) async fn mail(&self, to: &str, subject: &str, text: String) -> Result<(), AccountError> {
-        self.mailer
-            .send(&OutgoingMail {
-                to: to.to_string(),
-                subject: subject.to_string(),
-                text,
-            })
-            .await
+        self.mailer.send(&OutgoingMail { to: to.to_string(), subject: subject.to_string(), text }).await
     }
 
     /// Creates an account (ACC-1) and sends the verification e-mail. The
@@ -216,12 +203,8 @@ impl Accounts {
         let company = input::text("company", "Company", &input.company, 100, true)?.unwrap_or_default();
         let email = input::email(&input.email)?;
         let phone = input::phone(input.phone.as_deref().unwrap_or_default())?;
-        let industry = input::choice(
-            "industry",
-            "an industry",
-            input.industry.as_deref().unwrap_or_default(),
-            crate::INDUSTRIES,
-        )?;
+        let industry =
+            input::choice("industry", "an industry", input.industry.as_deref().unwrap_or_default(), crate::INDUSTRIES)?;
         let interest = input::choice(
             "interest",
             "your interest",
@@ -244,18 +227,17 @@ impl Accounts {
             None
         };
         input::password(&input.password, &email, &name)?;
-        let exists = sqlx::query("SELECT id FROM accounts WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let exists =
+            sqlx::query("SELECT id FROM accounts WHERE email = $1").bind(&email).fetch_optional(self.db.pool()).await?;
         if exists.is_some() {
             return Err(AccountError::EmailTaken);
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let hash = hash_password(&input.password)?;
         let inserted = sqlx::query(
-            "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+            "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash,
+                 created_at, updated_at, policy_accepted, policy_accepted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $11)",
         )
         .bind(&id)
         .bind(&email)
@@ -268,6 +250,7 @@ impl Accounts {
         .bind(&address)
         .bind(&hash)
         .bind(to_millis(now))
+        .bind(self.policy.current_version(now.date()).effective.to_string())
         .execute(self.db.pool())
         .await;
         if let Err(e) = inserted {
@@ -279,13 +262,7 @@ impl Accounts {
         }
         let account = self.account(&id).await?;
         self.audit
-            .record(
-                &account.actor(),
-                "account.created",
-                Some(&account.subject()),
-                None,
-                serde_json::json!({}),
-            )
+            .record(&account.actor(), "account.created", Some(&account.subject()), None, serde_json::json!({}))
             .await?;
         self.send_verification(&account).await?;
         Ok(account)
@@ -347,13 +324,7 @@ impl Accounts {
             .await?;
         let account = self.account(&id).await?;
         self.audit
-            .record(
-                &account.actor(),
-                "account.email_verified",
-                Some(&account.subject()),
-                None,
-                serde_json::json!({}),
-            )
+            .record(&account.actor(), "account.email_verified", Some(&account.subject()), None, serde_json::json!({}))
             .await?;
         Ok(account)
     }
@@ -361,14 +332,8 @@ impl Accounts {
     /// An account by id.
     pub async fn account(&self, id: &str) -> Result<Account, AccountError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref()
-            .map(account_from_row)
-            .transpose()?
-            .ok_or_else(|| AccountError::NotFound("No such account.".into()))
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
+        row.as_ref().map(account_from_row).transpose()?.ok_or_else(|| AccountError::NotFound("No such account.".into()))
     }
 
     /// Checks e-mail and password, rate-limited per IP and per account.
@@ -407,16 +372,15 @@ impl Accounts {
                 .await?;
         }
         if !ok {
-            rate::hit(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now)
-                .await
-                .ok();
-            rate::hit(&self.db, "signin-account", &email, 5, Duration::minutes(15), now)
-                .await
-                .ok();
+            rate::hit(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now).await.ok();
+            rate::hit(&self.db, "signin-account", &email, 5, Duration::minutes(15), now).await.ok();
             return Err(AccountError::BadCredentials);
         }
         rate::clear(&self.db, "signin-account", &email).await?;
-        self.account(&id.unwrap_or_default()).await
+        let account = self.account(&id.unwrap_or_default()).await?;
+        // POL-2: using the service after a new version took effect accepts it.
+        self.accept_policy(&account, "continued use").await?;
+        self.account(&account.id).await
     }
 
     /// Starts a session; returns the token for the cookie or bearer header.
@@ -428,12 +392,7 @@ impl Accounts {
         let t = token()?;
         let csrf = token()?;
         let now = self.now();
-        let expires = now
-            + if kind == SessionKind::Api {
-                self.config.api_ttl
-            } else {
-                self.config.absolute
-            };
+        let expires = now + if kind == SessionKind::Api { self.config.api_ttl } else { self.config.absolute };
         sqlx::query(
             "INSERT INTO sessions (token_hash, kind, principal, csrf, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)",
         )
@@ -445,15 +404,7 @@ impl Accounts {
         .bind(to_millis(expires))
         .execute(self.db.pool())
         .await?;
-        Ok((
-            t,
-            Session {
-                kind,
-                principal,
-                csrf,
-                expires_at: expires,
-            },
-        ))
+        Ok((t, Session { kind, principal, csrf, expires_at: expires }))
     }
 
     /// The live session of a token: ended when past its absolute expiry or,
@@ -488,19 +439,11 @@ impl Accounts {
                 .execute(self.db.pool())
                 .await?;
         }
-        Ok(Some(Session {
-            kind,
-            principal,
-            csrf: row.try_get("csrf")?,
-            expires_at: expires,
-        }))
+        Ok(Some(Session { kind, principal, csrf: row.try_get("csrf")?, expires_at: expires }))
     }
 
     pub async fn end_session(&self, t: &str) -> Result<(), AccountError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash(t))
-            .execute(self.db.pool())
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(t)).execute(self.db.pool()).await?;
         Ok(())
     }
 
@@ -542,10 +485,7 @@ impl Accounts {
             after.address = input::text("address", "Mailing address", v, 500, false)?;
         }
         if after.invoice_by_post && after.address.is_none() {
-            return Err(AccountError::invalid(
-                "address",
-                "Invoices by post need a mailing address.",
-            ));
+            return Err(AccountError::invalid("address", "Invoices by post need a mailing address."));
         }
         if !after.invoice_by_post {
             after.address = None;
@@ -575,9 +515,7 @@ impl Accounts {
                 .fetch_optional(self.db.pool())
                 .await?;
             if taken.is_some() {
-                return Err(AccountError::Conflict(
-                    "Another account uses this e-mail address.".into(),
-                ));
+                return Err(AccountError::Conflict("Another account uses this e-mail address.".into()));
             }
         }
         let email_changed = before.email != after.email;
@@ -600,13 +538,7 @@ impl Accounts {
         .execute(self.db.pool())
         .await?;
         self.audit
-            .record(
-                actor,
-                "account.updated",
-                Some(&subject_of(id)),
-                None,
-                serde_json::json!({ "fields": changed }),
-            )
+            .record(actor, "account.updated", Some(&subject_of(id)), None, serde_json::json!({ "fields": changed }))
             .await?;
         let account = self.account(id).await?;
         if email_changed {
@@ -661,13 +593,7 @@ impl Accounts {
             .await?;
         self.end_all_sessions(&Principal::Account(id.clone())).await?;
         self.audit
-            .record(
-                &account.actor(),
-                "account.password_reset",
-                Some(&account.subject()),
-                None,
-                serde_json::json!({}),
-            )
+            .record(&account.actor(), "account.password_reset", Some(&account.subject()), None, serde_json::json!({}))
             .await?;
         Ok(account)
     }
@@ -722,5 +648,69 @@ pub fn truncate_ip(ip: &str) -> String {
             format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
         }
         Err(_) => String::new(),
+    }
+}
+
+impl Accounts {
+    /// Records that the person accepted the version in force (POL-2), once per version.
+    pub async fn accept_policy(&self, account: &Account, how: &str) -> Result<bool, AccountError> {
+        let now = self.now();
+        let current = self.policy.current_version(now.date()).effective.to_string();
+        if account.policy_accepted.as_deref() == Some(current.as_str()) {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE accounts SET policy_accepted = $1, policy_accepted_at = $2 WHERE id = $3")
+            .bind(&current)
+            .bind(to_millis(now))
+            .bind(&account.id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .record(
+                &account.actor(),
+                "policy.accepted",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({ "version": current, "how": how }),
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// Tells every account holder who has not accepted the newest version
+    /// about it, once each (a resumable job: sent notices are recorded).
+    pub async fn notify_policy_version(&self) -> Result<u64, AccountError> {
+        let newest = self.policy.newest_version().clone();
+        let version = newest.effective.to_string();
+        let rows = sqlx::query(
+            "SELECT a.id, a.email, a.name FROM accounts a
+             WHERE a.status = 'active' AND (a.policy_accepted IS NULL OR a.policy_accepted <> $1)
+               AND NOT EXISTS (SELECT 1 FROM policy_notices n WHERE n.version = $1 AND n.account_id = a.id)",
+        )
+        .bind(&version)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut sent = 0;
+        for r in rows {
+            let (id, email, name): (String, String, String) =
+                (r.try_get("id")?, r.try_get("email")?, r.try_get("name")?);
+            self.mail(
+                &email,
+                &format!("Our privacy policy changes on {version}"),
+                format!(
+                    "Hello {name},\n\nWe updated our privacy policy. The new version takes effect on {version}:\n\n{}\n\nRead it at {}/privacy/versions/{version}\n\nIf you keep using Seldesk after that date, you accept the updated policy. Questions go to our Helpdesk: {}/helpdesk\n\n-- Seldesk\n",
+                    newest.summary, self.config.base_url, self.config.base_url
+                ),
+            )
+            .await?;
+            sqlx::query("INSERT INTO policy_notices (version, account_id, sent_at) VALUES ($1, $2, $3)")
+                .bind(&version)
+                .bind(&id)
+                .bind(to_millis(self.now()))
+                .execute(self.db.pool())
+                .await?;
+            sent += 1;
+        }
+        Ok(sent)
     }
 }

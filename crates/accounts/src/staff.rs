@@ -22,10 +22,7 @@ pub struct StaffMember {
 
 impl StaffMember {
     pub fn actor(&self) -> Actor {
-        Actor::Staff {
-            id: self.id.clone(),
-            roles: self.roles.clone(),
-        }
+        Actor::Staff { id: self.id.clone(), roles: self.roles.clone() }
     }
 
     pub fn has(&self, role: Role) -> bool {
@@ -96,9 +93,7 @@ impl Accounts {
                 "Give at least one role: admin, support, hr, security, finance or dpo.",
             ));
         }
-        let password = data_encoding::BASE32_NOPAD
-            .encode(&random_bytes::<15>()?)
-            .to_lowercase();
+        let password = data_encoding::BASE32_NOPAD.encode(&random_bytes::<15>()?).to_lowercase();
         let secret = data_encoding::BASE32_NOPAD.encode(&random_bytes::<20>()?);
         let id = uuid::Uuid::now_v7().simple().to_string();
         let roles: Vec<&str> = new.roles.iter().map(Role::as_str).collect();
@@ -113,31 +108,16 @@ impl Accounts {
             .await;
         if let Err(e) = inserted {
             if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
-                return Err(AccountError::Conflict(format!(
-                    "A staff account for {email} exists already."
-                )));
+                return Err(AccountError::Conflict(format!("A staff account for {email} exists already.")));
             }
             return Err(e.into());
         }
         let staff = self.staff(&id).await?;
         self.audit
-            .record(
-                actor,
-                "staff.added",
-                None,
-                Some(&format!("staff:{id}")),
-                serde_json::json!({ "roles": roles }),
-            )
+            .record(actor, "staff.added", None, Some(&format!("staff:{id}")), serde_json::json!({ "roles": roles }))
             .await?;
-        let totp_url = totp(&secret, &email)?
-            .to_url()
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
-        Ok(StaffCredentials {
-            staff,
-            password,
-            totp_url,
-            totp_secret: secret,
-        })
+        let totp_url = totp(&secret, &email)?.to_url().map_err(|e| AccountError::Internal(e.to_string()))?;
+        Ok(StaffCredentials { staff, password, totp_url, totp_secret: secret })
     }
 
     pub async fn staff(&self, id: &str) -> Result<StaffMember, AccountError> {
@@ -181,29 +161,19 @@ impl Accounts {
                 let disabled: Option<i64> = r.try_get("disabled_at")?;
                 let pw = verify_password(password, &hash);
                 let t = totp(&secret, &email)?;
-                let code_ok = t
-                    .check(code.trim(), u64::try_from(now.unix_timestamp()).unwrap_or(0))
-                    .is_some();
+                let code_ok = t.check(code.trim(), u64::try_from(now.unix_timestamp()).unwrap_or(0)).is_some();
                 pw && code_ok && disabled.is_none()
             }
             None => false,
         };
         if !ok {
-            rate::hit(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now)
-                .await
-                .ok();
-            rate::hit(&self.db, "staff-account", &email, 5, Duration::minutes(15), now)
-                .await
-                .ok();
-            return Err(AccountError::Forbidden(
-                "The e-mail, password or code is not right.".into(),
-            ));
+            rate::hit(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now).await.ok();
+            rate::hit(&self.db, "staff-account", &email, 5, Duration::minutes(15), now).await.ok();
+            return Err(AccountError::Forbidden("The e-mail, password or code is not right.".into()));
         }
         let id: String = row.map(|r| r.try_get("id")).transpose()?.unwrap_or_default();
         let staff = self.staff(&id).await?;
-        self.audit
-            .record(&staff.actor(), "staff.signed_in", None, None, serde_json::json!({}))
-            .await?;
+        self.audit.record(&staff.actor(), "staff.signed_in", None, None, serde_json::json!({})).await?;
         Ok(staff)
     }
 }
@@ -211,9 +181,7 @@ impl Accounts {
 impl Accounts {
     /// Records that a staff member viewed a console page.
     pub async fn audit_staff_view(&self, staff: &StaffMember, action: &str) -> Result<(), AccountError> {
-        self.audit
-            .record(&staff.actor(), action, None, None, serde_json::json!({}))
-            .await?;
+        self.audit.record(&staff.actor(), action, None, None, serde_json::json!({})).await?;
         Ok(())
     }
 }

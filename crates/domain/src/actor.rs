@@ -15,14 +15,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
-        Role::Admin,
-        Role::Support,
-        Role::Hr,
-        Role::Security,
-        Role::Finance,
-        Role::Dpo,
-    ];
+    pub const ALL: [Role; 6] = [Role::Admin, Role::Support, Role::Hr, Role::Security, Role::Finance, Role::Dpo];
 
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -28,9 +28,7 @@ pub struct TestClock {
 
 impl TestClock {
     pub fn new(start: OffsetDateTime) -> Self {
-        Self {
-            now: Arc::new(Mutex::new(start)),
-        }
+        Self { now: Arc::new(Mutex::new(start)) }
     }
 
     /// Moves the clock forward (or back, with a negative duration).

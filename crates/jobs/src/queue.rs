@@ -226,18 +226,14 @@ impl Queue {
     /// A job by id.
     pub async fn get(&self, id: i64) -> Result<Option<Job>, JobError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
     /// Counts by status.
     pub async fn stats(&self) -> Result<QueueStats, JobError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetch_all(self.db.pool()).await?;
         let mut stats = QueueStats::default();
         for row in rows {
             let status: String = row.try_get("status")?;

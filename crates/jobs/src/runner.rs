@@ -40,10 +40,7 @@ pub struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner")
-            .field("worker", &self.worker)
-            .field("kinds", &self.handlers.keys())
-            .finish()
+        f.debug_struct("Runner").field("worker", &self.worker).field("kinds", &self.handlers.keys()).finish()
     }
 }
 

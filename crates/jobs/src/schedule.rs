@@ -37,21 +37,13 @@ impl Schedule {
     /// Parses a standard five-field cron string (or six fields, seconds first).
     pub fn parse(name: &str, job: &str, expr: &str) -> Result<Self, ScheduleError> {
         let fields = expr.split_whitespace().count();
-        let full = if fields == 5 {
-            format!("0 {expr}")
-        } else {
-            expr.to_string()
-        };
+        let full = if fields == 5 { format!("0 {expr}") } else { expr.to_string() };
         let cron = cron::Schedule::from_str(&full).map_err(|e| ScheduleError {
             name: name.to_string(),
             cron: expr.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            name: name.to_string(),
-            job: job.to_string(),
-            cron,
-        })
+        Ok(Self { name: name.to_string(), job: job.to_string(), cron })
     }
 
     /// The latest fire time at or before `now`.

@@ -137,10 +137,7 @@ impl AuditLog {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -149,30 +146,21 @@ impl AuditLog {
     /// access export).
     pub async fn about(&self, subject: &str) -> Result<Vec<AuditEntry>, PrivacyError> {
         let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE subject = $1 ORDER BY seq");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(subject)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject).fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
     /// The newest entries, newest first.
     pub async fn recent(&self, limit: i64) -> Result<Vec<AuditEntry>, PrivacyError> {
         let sql = format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(limit)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
     /// The last entry of an action, if any.
     pub async fn last_of(&self, action: &str) -> Result<Option<AuditEntry>, PrivacyError> {
         let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE action = $1 ORDER BY seq DESC LIMIT 1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(action)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(action).fetch_optional(self.db.pool()).await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
@@ -215,9 +203,7 @@ impl AuditLog {
                 report.last_seq = Some(seq);
                 if seq != expected_seq {
                     if seq > expected_seq {
-                        report
-                            .problems
-                            .push(format!("entries {expected_seq} to {} are missing (removed)", seq - 1));
+                        report.problems.push(format!("entries {expected_seq} to {} are missing (removed)", seq - 1));
                     } else {
                         report.problems.push(format!("entry {seq} is out of order"));
                     }
@@ -227,20 +213,10 @@ impl AuditLog {
                         "entry {seq} does not follow the entry before it (an entry was removed, inserted or reordered)"
                     ));
                 }
-                let recomputed = entry_hash(
-                    seq,
-                    at,
-                    &actor,
-                    &action,
-                    subject.as_deref(),
-                    target.as_deref(),
-                    &details,
-                    &prev,
-                );
+                let recomputed =
+                    entry_hash(seq, at, &actor, &action, subject.as_deref(), target.as_deref(), &details, &prev);
                 if recomputed != hash {
-                    report.problems.push(format!(
-                        "entry {seq} was edited: its content no longer matches its hash"
-                    ));
+                    report.problems.push(format!("entry {seq} was edited: its content no longer matches its hash"));
                 }
                 expected_seq = seq + 1;
                 expected_prev = hash;
@@ -253,9 +229,7 @@ impl AuditLog {
                 expected_seq - 1
             ));
         } else if expected_prev != head_hash {
-            report
-                .problems
-                .push(format!("entry {head_seq} does not match the hash recorded in the head"));
+            report.problems.push(format!("entry {head_seq} does not match the hash recorded in the head"));
         }
         Ok(report)
     }
@@ -297,9 +271,7 @@ impl Eraser for AuditEraser {
             let mut seqs: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
             seqs.sort_unstable();
             let mut tx = self.db.begin_write().await?;
-            let head = sqlx::query("SELECT base_seq FROM audit_head WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
+            let head = sqlx::query("SELECT base_seq FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
             let base: i64 = head.try_get("base_seq")?;
             // Only a contiguous run from the base can go: a held entry stops it.
             let mut last = base;
@@ -314,10 +286,7 @@ impl Eraser for AuditEraser {
                 tx.commit().await?;
                 return Ok(0);
             }
-            let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
-                .bind(last)
-                .fetch_one(&mut *tx)
-                .await?;
+            let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1").bind(last).fetch_one(&mut *tx).await?;
             let hash: String = row.try_get("hash")?;
             let done = sqlx::query("DELETE FROM audit_log WHERE seq > $1 AND seq <= $2")
                 .bind(base)
@@ -345,10 +314,7 @@ pub(crate) async fn census(db: &Db, table: &'static str, at: &'static str) -> Re
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(db.pool()).await?;
     let n: i64 = row.try_get("n")?;
     let oldest: Option<i64> = row.try_get("oldest")?;
-    Ok(Census {
-        live: u64::try_from(n).unwrap_or(0),
-        oldest: oldest.map(from_millis),
-    })
+    Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
 }
 
 /// Deletes rows of `table` by integer id, in chunks (table and column are ours).
@@ -376,9 +342,7 @@ mod tests {
         let (db, clock, _dir) = testing::db().await;
         let log = AuditLog::new(db.clone(), testing::clock(&clock));
         for i in 0..5 {
-            log.record(&Actor::System, "test.action", Some("person:a"), None, json!({ "n": i }))
-                .await
-                .expect("record");
+            log.record(&Actor::System, "test.action", Some("person:a"), None, json!({ "n": i })).await.expect("record");
         }
         let report = log.verify().await.expect("verify");
         assert!(report.is_intact(), "{:?}", report.problems);
@@ -388,10 +352,6 @@ mod tests {
             .await
             .expect("tamper");
         let report = log.verify().await.expect("verify");
-        assert!(
-            report.problems.iter().any(|p| p.contains("entry 3 was edited")),
-            "{:?}",
-            report.problems
-        );
+        assert!(report.problems.iter().any(|p| p.contains("entry 3 was edited")), "{:?}", report.problems);
     }
 }

@@ -66,10 +66,7 @@ impl WebhookTransport {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| PrivacyError::Invalid(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self {
-            url: url.into(),
-            client,
-        })
+        Ok(Self { url: url.into(), client })
     }
 }
 
@@ -77,13 +74,7 @@ impl Transport for WebhookTransport {
     fn deliver<'a>(&'a self, d: &'a Disclosure) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let body = serde_json::json!({ "purpose": d.purpose, "fields": d.fields });
-            let response = self
-                .client
-                .post(&self.url)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let response = self.client.post(&self.url).json(&body).send().await.map_err(|e| e.to_string())?;
             if response.status().is_success() {
                 Ok(())
             } else {
@@ -120,35 +111,22 @@ pub struct DisclosureGate {
 
 impl DisclosureGate {
     pub fn new(policy: Arc<Policy>, db: Db, clock: Arc<dyn Clock>, audit: AuditLog) -> Self {
-        Self {
-            policy,
-            db,
-            clock,
-            audit,
-        }
+        Self { policy, db, clock, audit }
     }
 
     /// Checks a disclosure against the registry without sending anything.
     pub fn check(&self, d: &Disclosure) -> Result<(), Refusal> {
-        let provider = self
-            .policy
-            .provider(&d.recipient)
-            .ok_or_else(|| Refusal::UnknownRecipient(d.recipient.clone()))?;
+        let provider =
+            self.policy.provider(&d.recipient).ok_or_else(|| Refusal::UnknownRecipient(d.recipient.clone()))?;
         if !provider.purposes.contains(&d.purpose) {
-            return Err(Refusal::PurposeNotRegistered {
-                recipient: d.recipient.clone(),
-                purpose: d.purpose.clone(),
-            });
+            return Err(Refusal::PurposeNotRegistered { recipient: d.recipient.clone(), purpose: d.purpose.clone() });
         }
         if d.fields.is_empty() {
             return Err(Refusal::NoFields);
         }
         for (field, value) in &d.fields {
             if !provider.fields.contains(field) {
-                return Err(Refusal::FieldNotAllowed {
-                    recipient: d.recipient.clone(),
-                    field: field.clone(),
-                });
+                return Err(Refusal::FieldNotAllowed { recipient: d.recipient.clone(), field: field.clone() });
             }
             if contains_card_number(value) {
                 return Err(Refusal::CardNumber { field: field.clone() });
@@ -209,9 +187,7 @@ impl DisclosureGate {
             .await?;
         match outcome {
             Ok(()) => Ok(id),
-            Err(e) => Err(PrivacyError::Invalid(format!(
-                "delivery to {recipient_name} failed: {e}"
-            ))),
+            Err(e) => Err(PrivacyError::Invalid(format!("delivery to {recipient_name} failed: {e}"))),
         }
     }
 
@@ -234,11 +210,7 @@ impl DisclosureGate {
                     recipient_name: r.try_get("recipient_name")?,
                     purpose: r.try_get("purpose")?,
                     subject: r.try_get("subject")?,
-                    fields: fields
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    fields: fields.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
                     status: r.try_get("status")?,
                     error: r.try_get("error")?,
                 })

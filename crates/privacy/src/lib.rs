@@ -49,10 +49,7 @@ pub enum PrivacyError {
 /// `($1, $2, …)` for `n` values starting at `$first`: placeholders only,
 /// the values are always bound.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -65,9 +62,7 @@ pub(crate) mod testing {
 
     pub async fn db() -> (Db, TestClock, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tmp");
-        let db = Db::connect(&format!("sqlite://{}/c.db", dir.path().display()))
-            .await
-            .expect("db");
+        let db = Db::connect(&format!("sqlite://{}/c.db", dir.path().display())).await.expect("db");
         db.migrate().await.expect("migrate");
         (db, TestClock::new(datetime!(2026-01-10 09:00 UTC)), dir)
     }

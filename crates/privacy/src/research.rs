@@ -34,10 +34,7 @@ pub fn from_counts<K: Ord>(counts: impl IntoIterator<Item = (K, u64)>, min_group
             suppressed_groups += 1;
         }
     }
-    Aggregate {
-        groups,
-        suppressed_groups,
-    }
+    Aggregate { groups, suppressed_groups }
 }
 
 #[cfg(test)]

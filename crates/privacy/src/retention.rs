@@ -168,11 +168,7 @@ impl std::fmt::Debug for RetentionEngine {
 /// The latest clock start at which a record may be due now: the shortest of
 /// the rule's periods decides (stores prefilter with it; the engine decides).
 fn cutoff(rule: &RetentionRule, now: OffsetDateTime) -> OffsetDateTime {
-    std::iter::once(rule.keep)
-        .chain(rule.by_country.values().copied())
-        .map(|p| p.before(now))
-        .max()
-        .unwrap_or(now)
+    std::iter::once(rule.keep).chain(rule.by_country.values().copied()).map(|p| p.before(now)).max().unwrap_or(now)
 }
 
 impl RetentionEngine {
@@ -195,10 +191,7 @@ impl RetentionEngine {
                 )));
             }
             if seen.insert(e.category(), ()).is_some() {
-                return Err(PrivacyError::Misconfigured(format!(
-                    "two erasers for category `{}`",
-                    e.category()
-                )));
+                return Err(PrivacyError::Misconfigured(format!("two erasers for category `{}`", e.category())));
             }
         }
         for c in collected {
@@ -213,14 +206,7 @@ impl RetentionEngine {
         }
         let audit = AuditLog::new(db.clone(), clock.clone());
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
-        Ok(Self {
-            policy,
-            db,
-            clock,
-            erasers,
-            audit,
-            erasure_log,
-        })
+        Ok(Self { policy, db, clock, erasers, audit, erasure_log })
     }
 
     fn rule(&self, category: &str) -> Result<&RetentionRule, PrivacyError> {
@@ -257,26 +243,17 @@ impl RetentionEngine {
     pub async fn run(&self, actor: &Actor, dry_run: bool) -> Result<RunReport, PrivacyError> {
         let started = self.clock.now();
         let holds = self.active_holds().await?;
-        let mut report = RunReport {
-            dry_run,
-            categories: Vec::new(),
-        };
+        let mut report = RunReport { dry_run, categories: Vec::new() };
         for eraser in &self.erasers {
             let (due, held) = self.due(eraser.as_ref(), &holds, started).await?;
-            let mut line = CategoryRun {
-                category: eraser.category().to_string(),
-                due: due.len() as u64,
-                held,
-                erased: 0,
-            };
+            let mut line =
+                CategoryRun { category: eraser.category().to_string(), due: due.len() as u64, held, erased: 0 };
             if !dry_run && !due.is_empty() {
                 line.erased = eraser.erase(&due).await?;
                 if eraser.logs_erasures() {
                     let refs: Vec<(Option<&str>, &str)> =
                         due.iter().map(|c| (c.subject.as_deref(), c.record.as_str())).collect();
-                    self.erasure_log
-                        .record(eraser.category(), &refs, ErasureReason::Retention, actor)
-                        .await?;
+                    self.erasure_log.record(eraser.category(), &refs, ErasureReason::Retention, actor).await?;
                 }
                 self.audit
                     .record(
@@ -338,25 +315,16 @@ impl RetentionEngine {
             .fetch_one(self.db.pool())
             .await?;
         let last_run: Option<i64> = last.try_get("last")?;
-        Ok(RetentionReport {
-            generated_at: now,
-            last_run: last_run.map(from_millis),
-            rows,
-        })
+        Ok(RetentionReport { generated_at: now, last_run: last_run.map(from_millis), rows })
     }
 
     /// Places a legal hold. Only the security and dpo roles (or the operator) may.
     pub async fn place_hold(&self, actor: &Actor, hold: NewHold) -> Result<i64, PrivacyError> {
         if !actor.has_any_role(&[Role::Security, Role::Dpo]) {
-            return Err(PrivacyError::Forbidden(
-                "only the security or dpo role can place a legal hold".into(),
-            ));
+            return Err(PrivacyError::Forbidden("only the security or dpo role can place a legal hold".into()));
         }
         if self.policy.category(&hold.category).is_none() {
-            return Err(PrivacyError::Invalid(format!(
-                "`{}` is not a data category of the policy",
-                hold.category
-            )));
+            return Err(PrivacyError::Invalid(format!("`{}` is not a data category of the policy", hold.category)));
         }
         if hold.reason.trim().len() < 10 {
             return Err(PrivacyError::Invalid(
@@ -402,9 +370,7 @@ impl RetentionEngine {
     /// Ends a hold early.
     pub async fn release_hold(&self, actor: &Actor, id: i64) -> Result<(), PrivacyError> {
         if !actor.has_any_role(&[Role::Security, Role::Dpo]) {
-            return Err(PrivacyError::Forbidden(
-                "only the security or dpo role can release a legal hold".into(),
-            ));
+            return Err(PrivacyError::Forbidden("only the security or dpo role can release a legal hold".into()));
         }
         let done = sqlx::query(
             "UPDATE legal_holds SET released_at = $1, released_by = $2 WHERE id = $3 AND released_at IS NULL",
@@ -417,15 +383,7 @@ impl RetentionEngine {
         if done.rows_affected() == 0 {
             return Err(PrivacyError::Invalid(format!("no active legal hold {id}")));
         }
-        self.audit
-            .record(
-                actor,
-                "legal_hold.release",
-                None,
-                None,
-                serde_json::json!({ "hold": id }),
-            )
-            .await?;
+        self.audit.record(actor, "legal_hold.release", None, None, serde_json::json!({ "hold": id })).await?;
         Ok(())
     }
 
@@ -489,14 +447,7 @@ mod tests {
             self.category
         }
         fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
-            let v = self
-                .records
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|c| c.start <= cutoff)
-                .cloned()
-                .collect();
+            let v = self.records.lock().expect("lock").iter().filter(|c| c.start <= cutoff).cloned().collect();
             Box::pin(async move { Ok(v) })
         }
         fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
@@ -508,21 +459,13 @@ mod tests {
         }
         fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
             let all = self.records.lock().expect("lock");
-            let c = Census {
-                live: all.len() as u64,
-                oldest: all.iter().map(|c| c.start).min(),
-            };
+            let c = Census { live: all.len() as u64, oldest: all.iter().map(|c| c.start).min() };
             Box::pin(async move { Ok(c) })
         }
     }
 
     fn record(id: &str, start: OffsetDateTime, country: Option<&str>) -> Candidate {
-        Candidate {
-            record: id.into(),
-            subject: Some(format!("person:{id}")),
-            start,
-            country: country.map(Into::into),
-        }
+        Candidate { record: id.into(), subject: Some(format!("person:{id}")), start, country: country.map(Into::into) }
     }
 
     #[tokio::test]
@@ -537,25 +480,13 @@ mod tests {
         let engine =
             RetentionEngine::new(policy, db, testing::clock(&clock), vec![store.clone()], &[]).expect("engine");
         clock.set(datetime!(2031-01-09 09:00 UTC));
-        assert_eq!(
-            engine.run(&Actor::System, false).await.expect("run").erased(),
-            0,
-            "SG: 5 years not yet over"
-        );
+        assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 0, "SG: 5 years not yet over");
         clock.set(datetime!(2031-01-10 09:00 UTC));
-        assert_eq!(
-            engine.run(&Actor::System, false).await.expect("run").erased(),
-            1,
-            "SG invoice at 5 years"
-        );
+        assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 1, "SG invoice at 5 years");
         clock.set(datetime!(2036-01-09 09:00 UTC));
         assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 0);
         clock.set(datetime!(2036-01-10 09:00 UTC));
-        assert_eq!(
-            engine.run(&Actor::System, false).await.expect("run").erased(),
-            1,
-            "default 10 years"
-        );
+        assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 1, "default 10 years");
         let log = engine.erasure_log().for_subject("person:sg").await.expect("log");
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].reason, "retention");
@@ -565,19 +496,10 @@ mod tests {
     async fn start_up_refuses_a_stored_personal_category_without_eraser() {
         let (db, clock, _dir) = testing::db().await;
         let policy = Arc::new(Policy::builtin().expect("policy"));
-        let err = RetentionEngine::new(
-            policy.clone(),
-            db.clone(),
-            testing::clock(&clock),
-            vec![],
-            &["browser_event"],
-        )
-        .expect_err("refused");
+        let err = RetentionEngine::new(policy.clone(), db.clone(), testing::clock(&clock), vec![], &["browser_event"])
+            .expect_err("refused");
         assert!(err.to_string().contains("browser_event"), "{err}");
-        let stray = Arc::new(Memory {
-            category: "not_in_policy",
-            records: Mutex::new(vec![]),
-        });
+        let stray = Arc::new(Memory { category: "not_in_policy", records: Mutex::new(vec![]) });
         let err = RetentionEngine::new(policy, db, testing::clock(&clock), vec![stray], &[]).expect_err("refused");
         assert!(err.to_string().contains("not_in_policy"), "{err}");
     }
@@ -595,33 +517,14 @@ mod tests {
             reason: "AUP case 2026-17: abuse from one address".into(),
             until: clock.now() + Duration::days(30),
         };
-        let support = Actor::Staff {
-            id: "s1".into(),
-            roles: vec![Role::Support],
-        };
-        assert!(matches!(
-            engine.place_hold(&support, hold.clone()).await,
-            Err(PrivacyError::Forbidden(_))
-        ));
-        let short = NewHold {
-            reason: "because".into(),
-            ..hold.clone()
-        };
-        let security = Actor::Staff {
-            id: "s2".into(),
-            roles: vec![Role::Security],
-        };
-        assert!(matches!(
-            engine.place_hold(&security, short).await,
-            Err(PrivacyError::Invalid(_))
-        ));
+        let support = Actor::Staff { id: "s1".into(), roles: vec![Role::Support] };
+        assert!(matches!(engine.place_hold(&support, hold.clone()).await, Err(PrivacyError::Forbidden(_))));
+        let short = NewHold { reason: "because".into(), ..hold.clone() };
+        let security = Actor::Staff { id: "s2".into(), roles: vec![Role::Security] };
+        assert!(matches!(engine.place_hold(&security, short).await, Err(PrivacyError::Invalid(_))));
         let id = engine.place_hold(&security, hold).await.expect("placed");
         let audit = engine.audit().recent(5).await.expect("audit");
-        assert!(
-            audit
-                .iter()
-                .any(|e| e.action == "legal_hold.place" && e.actor == "staff:s2")
-        );
+        assert!(audit.iter().any(|e| e.action == "legal_hold.place" && e.actor == "staff:s2"));
         engine.release_hold(&security, id).await.expect("released");
         assert!(engine.release_hold(&security, id).await.is_err(), "only once");
     }

@@ -24,19 +24,15 @@ use crate::config::Config;
 
 /// Job kind: delete finished jobs past `jobs.keep_finished_days`.
 pub const JOB_PURGE: &str = "jobs.purge";
+/// Job kind: tell account holders about a new policy version (POL-2).
+pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
 /// Job kind: apply every retention rule.
 pub const JOB_RETENTION: &str = "retention.run";
 
 /// Personal-data categories this build stores. Each must have an eraser
 /// registered in [`Services::open`], or the node refuses to start.
-pub const COLLECTED_CATEGORIES: &[&str] = &[
-    "audit_event",
-    "disclosure_record",
-    "erasure_record",
-    "account_contact",
-    "helpdesk_ticket",
-    "access_export",
-];
+pub const COLLECTED_CATEGORIES: &[&str] =
+    &["audit_event", "disclosure_record", "erasure_record", "account_contact", "helpdesk_ticket", "access_export"];
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -59,10 +55,8 @@ pub enum StartError {
 
 /// Opens the control plane and applies migrations.
 pub async fn open_db(config: &Config) -> Result<Db, StartError> {
-    std::fs::create_dir_all(&config.data).map_err(|source| StartError::DataDir {
-        path: config.data.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data)
+        .map_err(|source| StartError::DataDir { path: config.data.display().to_string(), source })?;
     let db = Db::connect(&config.database_url()).await?;
     db.migrate().await?;
     Ok(db)
@@ -127,27 +121,14 @@ impl Services {
                 api_ttl: time::Duration::hours(24),
             },
         );
-        Ok(Self {
-            queue,
-            erasure_log,
-            disclosures,
-            accounts,
-            audit,
-            retention,
-            policy,
-            db,
-            clock,
-        })
+        Ok(Self { queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
     }
 
     /// Records in the audit trail that a changed policy took effect on this
     /// control plane (once per change, whichever node sees it first).
     pub async fn audit_policy(&self) -> Result<(), StartError> {
         let last = self.audit.last_of("policy.loaded").await?;
-        let seen = last
-            .as_ref()
-            .and_then(|e| e.details.get("fingerprint"))
-            .and_then(|v| v.as_str());
+        let seen = last.as_ref().and_then(|e| e.details.get("fingerprint")).and_then(|v| v.as_str());
         if seen != Some(self.policy.fingerprint.as_str()) {
             self.audit
                 .record(
@@ -162,6 +143,12 @@ impl Services {
                 )
                 .await?;
         }
+        // POL-2: account holders hear of each version once, cluster-wide.
+        let version = self.policy.newest_version().effective;
+        self.queue
+            .enqueue(seldesk_jobs::NewJob::new(JOB_POLICY_NOTIFY).dedupe(format!("policy.notify:{version}")))
+            .await
+            .map_err(|e| StartError::Mail(format!("cannot schedule the policy notice: {e}")))?;
         Ok(())
     }
 }
@@ -189,12 +176,22 @@ struct RunRetention {
 impl Handler for RunRetention {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let report = self
-                .engine
-                .run(&Actor::System, false)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = self.engine.run(&Actor::System, false).await.map_err(|e| e.to_string())?;
             Ok(format!("erased {} records, {} held", report.erased(), report.held()))
+        })
+    }
+}
+
+/// E-mails account holders about the newest policy version.
+struct NotifyPolicy {
+    accounts: Accounts,
+}
+
+impl Handler for NotifyPolicy {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.accounts.notify_policy_version().await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} account holders told about the new policy version"))
         })
     }
 }
@@ -208,18 +205,11 @@ struct TicketJob {
 impl Handler for TicketJob {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let ticket = job
-                .payload
-                .get("ticket")
-                .and_then(|v| v.as_i64())
-                .ok_or("the job has no ticket id")?;
+            let ticket = job.payload.get("ticket").and_then(|v| v.as_i64()).ok_or("the job has no ticket id")?;
             let result = if self.erase {
                 self.accounts.erase_account(ticket).await
             } else {
-                self.accounts
-                    .build_access_export(ticket)
-                    .await
-                    .map(|_| format!("archive built for ticket {ticket}"))
+                self.accounts.build_access_export(ticket).await.map(|_| format!("archive built for ticket {ticket}"))
             };
             result.map_err(|e| e.to_string())
         })
@@ -232,33 +222,15 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .iter()
         .map(|(name, sc)| Schedule::parse(name, &sc.job, &sc.cron))
         .collect::<Result<Vec<_>, _>>()?;
-    let purge = PurgeJobs {
-        queue: s.queue.clone(),
-        keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)),
-    };
+    let purge =
+        PurgeJobs { queue: s.queue.clone(), keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)) };
     let mut r = Runner::new(s.queue.clone(), worker)
         .poll_interval(Duration::from_millis(config.jobs.poll_ms))
         .handle(JOB_PURGE, purge)
-        .handle(
-            JOB_RETENTION,
-            RunRetention {
-                engine: s.retention.clone(),
-            },
-        )
-        .handle(
-            seldesk_accounts::JOB_ACCESS_EXPORT,
-            TicketJob {
-                accounts: s.accounts.clone(),
-                erase: false,
-            },
-        )
-        .handle(
-            seldesk_accounts::JOB_ERASE,
-            TicketJob {
-                accounts: s.accounts.clone(),
-                erase: true,
-            },
-        );
+        .handle(JOB_RETENTION, RunRetention { engine: s.retention.clone() })
+        .handle(seldesk_accounts::JOB_ACCESS_EXPORT, TicketJob { accounts: s.accounts.clone(), erase: false })
+        .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
+        .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }
@@ -279,24 +251,12 @@ impl Application {
     pub async fn build(config: Config, policy: Policy, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let web = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let admin = TcpListener::bind(config.admin_listen)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: config.admin_listen,
-                source,
-            })?;
-        let web_addr = web.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
-            addr: config.admin_listen,
-            source,
-        })?;
+            .map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        let web_addr = web.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
         let services = Services::open(&config, policy, clock, config.public_url(web_addr)).await?;
         services.audit_policy().await?;
         let state = AppState {
@@ -305,9 +265,7 @@ impl Application {
             clock: services.clock.clone(),
             accounts: services.accounts.clone(),
             retention: services.retention.clone(),
-            web: seldesk_web::WebSettings {
-                secure_cookies: config.secure_cookies,
-            },
+            web: seldesk_web::WebSettings { secure_cookies: config.secure_cookies },
         };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -325,10 +283,7 @@ impl Application {
         let admin_app = seldesk_web::admin_router(state);
         let rx_admin = rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(admin, admin_app)
-                .with_graceful_shutdown(stop(rx_admin))
-                .await
-            {
+            if let Err(e) = axum::serve(admin, admin_app).with_graceful_shutdown(stop(rx_admin)).await {
                 tracing::error!(error = %e, "admin listener failed");
             }
         }));
@@ -340,13 +295,7 @@ impl Application {
             tasks.push(tokio::spawn(r.run(rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
-        Ok(Self {
-            web_addr,
-            admin_addr,
-            shutdown,
-            tasks,
-            services,
-        })
+        Ok(Self { web_addr, admin_addr, shutdown, tasks, services })
     }
 
     pub fn web_addr(&self) -> SocketAddr {

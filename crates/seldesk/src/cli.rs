@@ -238,18 +238,12 @@ struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self {
-            code: 1,
-            error: e.into(),
-        }
+        Self { code: 1, error: e.into() }
     }
 }
 
 fn usage(error: impl Into<anyhow::Error>) -> Failure {
-    Failure {
-        code: 2,
-        error: error.into(),
-    }
+    Failure { code: 2, error: error.into() }
 }
 
 /// Entry point of the binary.
@@ -291,10 +285,7 @@ fn init_logs(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -387,10 +378,7 @@ fn config_and_policy(cli: &Cli, db: &DbArgs) -> Result<(Config, Policy), Failure
 
 /// Operator commands print their own output; logs only for warnings.
 fn init_logs_quiet(config: &Config) {
-    let quiet = Config {
-        log_level: "warn".into(),
-        ..config.clone()
-    };
+    let quiet = Config { log_level: "warn".into(), ..config.clone() };
     init_logs(&quiet);
 }
 
@@ -417,11 +405,7 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
             println!(
                 "{} {} records in all{}",
                 verb,
-                if *dry_run {
-                    report.categories.iter().map(|c| c.due).sum::<u64>()
-                } else {
-                    report.erased()
-                },
+                if *dry_run { report.categories.iter().map(|c| c.due).sum::<u64>() } else { report.erased() },
                 if *dry_run { " (dry run: nothing was erased)" } else { "" }
             );
             Ok(())
@@ -436,15 +420,8 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
                     "category", "rule", "live", "oldest", "overdue", "held"
                 );
                 for r in &report.rows {
-                    let oldest = r
-                        .oldest_age_days
-                        .map(|d| format!("{d} d"))
-                        .unwrap_or_else(|| "-".into());
-                    let live = if r.collected {
-                        r.live.to_string()
-                    } else {
-                        "not kept".into()
-                    };
+                    let oldest = r.oldest_age_days.map(|d| format!("{d} d")).unwrap_or_else(|| "-".into());
+                    let live = if r.collected { r.live.to_string() } else { "not kept".into() };
                     println!(
                         "{:<20} {:<45} {:>9} {:>8} {:>8} {:>6}",
                         r.category, r.rule, live, oldest, r.overdue, r.held
@@ -465,15 +442,7 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
                 Ok(())
             }
         }
-        RetentionCommand::Hold(HoldCommand::Add {
-            category,
-            subject,
-            from,
-            to,
-            reason,
-            until,
-            ..
-        }) => {
+        RetentionCommand::Hold(HoldCommand::Add { category, subject, from, to, reason, until, .. }) => {
             let hold = seldesk_privacy::NewHold {
                 category: category.clone(),
                 subject: subject.clone(),
@@ -482,11 +451,7 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
                 reason: reason.clone(),
                 until: parse_date("until", until)?,
             };
-            let id = s
-                .retention
-                .place_hold(&seldesk_domain::Actor::Operator, hold)
-                .await
-                .map_err(usage)?;
+            let id = s.retention.place_hold(&seldesk_domain::Actor::Operator, hold).await.map_err(usage)?;
             println!("legal hold {id} placed on {category}");
             Ok(())
         }
@@ -514,10 +479,7 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
             Ok(())
         }
         RetentionCommand::Hold(HoldCommand::Release { id, .. }) => {
-            s.retention
-                .release_hold(&seldesk_domain::Actor::Operator, *id)
-                .await
-                .map_err(usage)?;
+            s.retention.release_hold(&seldesk_domain::Actor::Operator, *id).await.map_err(usage)?;
             println!("legal hold {id} released");
             Ok(())
         }
@@ -553,14 +515,9 @@ async fn audit_command(cmd: &AuditCommand, config: &Config, policy: Policy) -> R
         }
         AuditCommand::List { subject, limit, .. } => {
             let entries = match subject {
-                Some(sub) => s
-                    .audit
-                    .about(sub)
-                    .await?
-                    .into_iter()
-                    .rev()
-                    .take(usize::try_from(*limit).unwrap_or(50))
-                    .collect(),
+                Some(sub) => {
+                    s.audit.about(sub).await?.into_iter().rev().take(usize::try_from(*limit).unwrap_or(50)).collect()
+                }
                 None => s.audit.recent(*limit).await?,
             };
             for e in entries {
@@ -598,10 +555,7 @@ async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> R
                 .accounts
                 .add_staff(
                     &seldesk_domain::Actor::Operator,
-                    seldesk_accounts::NewStaff {
-                        email: email.clone(),
-                        roles: parsed,
-                    },
+                    seldesk_accounts::NewStaff { email: email.clone(), roles: parsed },
                 )
                 .await
                 .map_err(usage)?;
@@ -615,12 +569,7 @@ async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> R
         StaffCommand::List(_) => {
             for m in s.accounts.list_staff().await? {
                 let roles: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
-                println!(
-                    "{:<32} {:<30} {}",
-                    m.email,
-                    roles.join(","),
-                    if m.disabled { "disabled" } else { "active" }
-                );
+                println!("{:<32} {:<30} {}", m.email, roles.join(","), if m.disabled { "disabled" } else { "active" });
             }
             Ok(())
         }
@@ -663,14 +612,8 @@ async fn shutdown_signal() {
 }
 
 async fn healthcheck(url: &str) -> Result<(), Failure> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("no answer from {url}"))?;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let response = client.get(url).send().await.with_context(|| format!("no answer from {url}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if status.is_success() {
@@ -691,16 +634,8 @@ fn policy_command(cmd: &PolicyCommand, policy: &Policy) -> Result<(), Failure> {
                 policy.source_name,
                 policy.categories.len(),
                 policy.providers.len(),
-                policy
-                    .hosting_regions()
-                    .map(|r| r.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                policy
-                    .backup_regions()
-                    .map(|r| r.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                policy.hosting_regions().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "),
+                policy.backup_regions().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "),
                 current.effective,
             );
         }
@@ -753,17 +688,11 @@ async fn jobs_status(config: &Config) -> Result<(), Failure> {
     let db = app::open_db(config).await?;
     let queue = seldesk_jobs::Queue::new(db.clone(), Arc::new(SystemClock));
     let stats = queue.stats().await?;
-    println!(
-        "queued {}  running {}  done {}  failed {}",
-        stats.queued, stats.running, stats.done, stats.failed
-    );
+    println!("queued {}  running {}  done {}  failed {}", stats.queued, stats.running, stats.done, stats.failed);
     let now = time::OffsetDateTime::now_utc();
     for (name, s) in &config.schedules {
         let schedule = seldesk_jobs::Schedule::parse(name, &s.job, &s.cron).map_err(usage)?;
-        let next = schedule
-            .next_fire(now)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "never".into());
+        let next = schedule.next_fire(now).map(|t| t.to_string()).unwrap_or_else(|| "never".into());
         println!("schedule {name}: `{}` runs {} next at {next}", s.cron, s.job);
     }
     db.close().await;

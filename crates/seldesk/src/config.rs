@@ -44,11 +44,7 @@ pub struct JobsConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self {
-            workers: 2,
-            poll_ms: 500,
-            keep_finished_days: 30,
-        }
+        Self { workers: 2, poll_ms: 500, keep_finished_days: 30 }
     }
 }
 
@@ -65,10 +61,7 @@ pub struct MailConfig {
 
 impl Default for MailConfig {
     fn default() -> Self {
-        Self {
-            smtp_url: None,
-            from: "Seldesk <no-reply@seldesk.com>".into(),
-        }
+        Self { smtp_url: None, from: "Seldesk <no-reply@seldesk.com>".into() }
     }
 }
 
@@ -115,17 +108,11 @@ impl Default for Config {
         let mut schedules = BTreeMap::new();
         schedules.insert(
             "retention".to_string(),
-            ScheduleConfig {
-                cron: "30 2 * * *".into(),
-                job: crate::app::JOB_RETENTION.into(),
-            },
+            ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into() },
         );
         schedules.insert(
             "jobs-purge".to_string(),
-            ScheduleConfig {
-                cron: "15 3 * * *".into(),
-                job: crate::app::JOB_PURGE.into(),
-            },
+            ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into() },
         );
         Self {
             data: PathBuf::from("./seldesk-data"),
@@ -152,10 +139,7 @@ impl fmt::Debug for Config {
             .field("data", &self.data)
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(seldesk_store::redact_url),
-            )
+            .field("database_url", &self.database_url.as_deref().map(seldesk_store::redact_url))
             .field("blobs", &self.blobs.as_deref().map(seldesk_store::redact_url))
             .field("policy", &self.policy)
             .field("log_format", &self.log_format)
@@ -256,16 +240,12 @@ impl Config {
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(ConfigError(format!(
-                "key `public_url`: `{url}` must start with http:// or https://"
-            )));
+            return Err(ConfigError(format!("key `public_url`: `{url}` must start with http:// or https://")));
         }
         if let Some(url) = &self.mail.smtp_url
             && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
         {
-            return Err(ConfigError(
-                "key `mail.smtp_url`: must start with smtp:// or smtps://".into(),
-            ));
+            return Err(ConfigError("key `mail.smtp_url`: must start with smtp:// or smtps://".into()));
         }
         if self.jobs.poll_ms == 0 {
             return Err(ConfigError("key `jobs.poll_ms`: must be at least 1".into()));
@@ -274,36 +254,24 @@ impl Config {
             seldesk_jobs::Schedule::parse(name, &s.job, &s.cron)
                 .map_err(|e| ConfigError(format!("key `schedules.{name}.cron`: {e}")))?;
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| {
-            ConfigError(format!(
-                "key `log_level`: `{}` is not a log filter: {e}",
-                self.log_level
-            ))
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError(format!("key `log_level`: `{}` is not a log filter: {e}", self.log_level)))?;
         Ok(())
     }
 
     /// The control-plane database URL.
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("control.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data.join("control.db").display()))
     }
 
     /// The site's public address (for links in e-mails).
     pub fn public_url(&self, bound: SocketAddr) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
-            .trim_end_matches('/')
-            .to_string()
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_string()
     }
 
     /// The blob store location.
     pub fn blobs(&self) -> String {
-        self.blobs
-            .clone()
-            .unwrap_or_else(|| self.data.join("blobs").display().to_string())
+        self.blobs.clone().unwrap_or_else(|| self.data.join("blobs").display().to_string())
     }
 }
 
@@ -325,10 +293,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let file = dir.path().join("seldesk.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata = \"/srv/a\"\n").expect("write");
-        let o = Overrides {
-            listen: Some("127.0.0.1:2000".into()),
-            ..Default::default()
-        };
+        let o = Overrides { listen: Some("127.0.0.1:2000".into()), ..Default::default() };
         let c = Config::load(Some(&file), &o).expect("valid");
         assert_eq!(c.listen.to_string(), "127.0.0.1:2000");
         assert_eq!(c.data, PathBuf::from("/srv/a"));
@@ -359,10 +324,7 @@ mod tests {
 
     #[test]
     fn debug_hides_database_password() {
-        let c = Config {
-            database_url: Some("postgres://app:hunter2@db/seldesk".into()),
-            ..Config::default()
-        };
+        let c = Config { database_url: Some("postgres://app:hunter2@db/seldesk".into()), ..Config::default() };
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }

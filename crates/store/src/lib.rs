@@ -47,22 +47,16 @@ pub struct Db {
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "foundation",
-        include_str!("../migrations/sqlite/0001_foundation.sql"),
-    ),
+    (1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, "privacy", include_str!("../migrations/sqlite/0002_privacy.sql")),
     (3, "accounts", include_str!("../migrations/sqlite/0003_accounts.sql")),
+    (4, "policy_acceptance", include_str!("../migrations/sqlite/0004_policy_acceptance.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "foundation",
-        include_str!("../migrations/postgres/0001_foundation.sql"),
-    ),
+    (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "privacy", include_str!("../migrations/postgres/0002_privacy.sql")),
     (3, "accounts", include_str!("../migrations/postgres/0003_accounts.sql")),
+    (4, "policy_acceptance", include_str!("../migrations/postgres/0004_policy_acceptance.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.
@@ -94,16 +88,10 @@ impl Db {
                 return Err(StoreError::UnsupportedUrl(url.to_string()));
             }
             if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
             }
-            let with_mode = if path.contains('?') {
-                url.to_string()
-            } else {
-                format!("{url}?mode=rwc")
-            };
+            let with_mode = if path.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
             (Backend::Sqlite, with_mode)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
@@ -126,10 +114,7 @@ impl Db {
         let pool = options
             .connect(&connect_url)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(url),
-                source,
-            })?;
+            .map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
         if backend == Backend::Sqlite {
             // WAL lets readers work while a writer commits; the mode is kept in the file.
             pool.execute("PRAGMA journal_mode = WAL").await?;
@@ -146,13 +131,7 @@ impl Db {
         let migrations = list
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*name),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
             })
             .collect();
         Migrator::with_migrations(migrations).run(&self.pool).await?;
@@ -224,10 +203,7 @@ mod tests {
         let db = Db::connect(&url).await.expect("connect");
         db.migrate().await.expect("migrate");
         db.migrate().await.expect("migrations are idempotent");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(db.pool())
-            .await
-            .expect("pragma");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.expect("pragma");
         assert_eq!(mode, "wal");
         db.ping().await.expect("ping");
     }

@@ -36,14 +36,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/account/requests/{id}", get(request_page))
         .route("/account/requests/{id}/download", post(download))
         .route("/helpdesk", get(helpdesk))
-        .route(
-            "/contact",
-            get(|s, h| contact_form(s, h, "contact")).post(|s, c, h, f| contact(s, c, h, f, "contact")),
-        )
-        .route(
-            "/trial",
-            get(|s, h| contact_form(s, h, "trial")).post(|s, c, h, f| contact(s, c, h, f, "trial")),
-        )
+        .route("/contact", get(|s, h| contact_form(s, h, "contact")).post(|s, c, h, f| contact(s, c, h, f, "contact")))
+        .route("/trial", get(|s, h| contact_form(s, h, "trial")).post(|s, c, h, f| contact(s, c, h, f, "trial")))
         .route(
             "/download",
             get(|s, h| contact_form(s, h, "download")).post(|s, c, h, f| contact(s, c, h, f, "download")),
@@ -151,10 +145,7 @@ async fn signup(
                 title: "Create your Seldesk account",
                 csrf: f.csrf.clone(),
                 error: Some(message_of(&e)),
-                f: ProfileForm {
-                    password: String::new(),
-                    ..f
-                },
+                f: ProfileForm { password: String::new(), ..f },
                 industries: seldesk_accounts::INDUSTRIES,
                 interests: seldesk_accounts::INTERESTS,
             };
@@ -165,15 +156,10 @@ async fn signup(
 
 /// Signs in: a fresh session id (never one the browser brought along).
 async fn start_session(state: &AppState, account: &Account, next: &str) -> Response {
-    match state
-        .accounts
-        .create_session(SessionKind::Web, Principal::Account(account.id.clone()))
-        .await
-    {
+    match state.accounts.create_session(SessionKind::Web, Principal::Account(account.id.clone())).await {
         Ok((token, _)) => {
             let mut r = Redirect::to(next).into_response();
-            r.headers_mut()
-                .append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, None));
+            r.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, None));
             r
         }
         Err(e) => WebError::from(e).into_response(),
@@ -245,10 +231,7 @@ async fn signin(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     match state.accounts.authenticate(&f.email, &f.password, &ip(&conn), ua).await {
         Ok(account) => {
             // A session the browser already had is ended: the id changes at sign-in.
@@ -284,8 +267,7 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): For
         let _ = state.accounts.end_session(&token).await;
     }
     let mut r = Redirect::to("/").into_response();
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
     r
 }
 
@@ -298,16 +280,11 @@ async fn signout_everywhere(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    if let Err(e) = state
-        .accounts
-        .end_all_sessions(&Principal::Account(account.id.clone()))
-        .await
-    {
+    if let Err(e) = state.accounts.end_all_sessions(&Principal::Account(account.id.clone())).await {
         return WebError::from(e).into_response();
     }
     let mut r = Redirect::to("/signin").into_response();
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
     r
 }
 
@@ -324,12 +301,7 @@ async fn forgot_form(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let csrf = CsrfToken::for_request(&state, &headers);
     csrf.attach(render(
         StatusCode::OK,
-        &ForgotPage {
-            title: "Reset your password",
-            csrf: csrf.token.clone(),
-            sent: false,
-            error: None,
-        },
+        &ForgotPage { title: "Reset your password", csrf: csrf.token.clone(), sent: false, error: None },
     ))
 }
 
@@ -352,23 +324,12 @@ async fn forgot(
     }
     match state.accounts.request_password_reset(&f.email, &ip(&conn)).await {
         // The same answer whether or not the address has an account.
-        Ok(()) => render(
-            StatusCode::OK,
-            &ForgotPage {
-                title: "Reset your password",
-                csrf: f.csrf,
-                sent: true,
-                error: None,
-            },
-        ),
+        Ok(()) => {
+            render(StatusCode::OK, &ForgotPage { title: "Reset your password", csrf: f.csrf, sent: true, error: None })
+        }
         Err(e) => render(
             status_of(&e),
-            &ForgotPage {
-                title: "Reset your password",
-                csrf: f.csrf,
-                sent: false,
-                error: Some(message_of(&e)),
-            },
+            &ForgotPage { title: "Reset your password", csrf: f.csrf, sent: false, error: Some(message_of(&e)) },
         ),
     }
 }
@@ -386,12 +347,7 @@ async fn reset_form(State(state): State<AppState>, headers: HeaderMap, Query(q):
     let csrf = CsrfToken::for_request(&state, &headers);
     csrf.attach(render(
         StatusCode::OK,
-        &ResetPage {
-            title: "Choose a new password",
-            csrf: csrf.token.clone(),
-            token: q.token,
-            error: None,
-        },
+        &ResetPage { title: "Choose a new password", csrf: csrf.token.clone(), token: q.token, error: None },
     ))
 }
 
@@ -417,12 +373,7 @@ async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<
         ),
         Err(e) => render(
             status_of(&e),
-            &ResetPage {
-                title: "Choose a new password",
-                csrf: f.csrf,
-                token: f.token,
-                error: Some(message_of(&e)),
-            },
+            &ResetPage { title: "Choose a new password", csrf: f.csrf, token: f.token, error: Some(message_of(&e)) },
         ),
     }
 }
@@ -439,6 +390,7 @@ struct AccountPage {
     industries: &'static [&'static str],
     interests: &'static [&'static str],
     audit: Vec<(String, String, String)>,
+    upcoming: Option<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +429,11 @@ async fn account_view(
         industries: seldesk_accounts::INDUSTRIES,
         interests: seldesk_accounts::INTERESTS,
         audit,
+        upcoming: {
+            let newest = state.policy.newest_version();
+            (newest.effective > state.clock.now().date())
+                .then(|| (newest.effective.to_string(), newest.summary.clone()))
+        },
     };
     csrf.attach(render(status, &page))
 }
@@ -516,11 +473,7 @@ async fn account_update(
         invoice_by_post: Some(f.by_post()),
         address: Some(f.address.clone()),
     };
-    match state
-        .accounts
-        .update_profile(&account.id, update, &account.actor())
-        .await
-    {
+    match state.accounts.update_profile(&account.id, update, &account.actor()).await {
         Ok(_) => Redirect::to("/account?saved=1").into_response(),
         Err(e) => {
             let status = status_of(&e);
@@ -601,11 +554,7 @@ async fn new_request(
         )
         .await;
     };
-    match state
-        .accounts
-        .request(&account, kind, Some(&f.message), Some(&f.password))
-        .await
-    {
+    match state.accounts.request(&account, kind, Some(&f.message), Some(&f.password)).await {
         Ok(t) if kind == TicketKind::Erasure => {
             let mut r = crate::pages::message_page(
                 StatusCode::OK,
@@ -615,8 +564,7 @@ async fn new_request(
                     t.id, account.email
                 ),
             );
-            r.headers_mut()
-                .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+            r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
             r
         }
         Ok(t) => Redirect::to(&format!("/account/requests/{}", t.id)).into_response(),
@@ -662,14 +610,7 @@ async fn request_view(
     let messages = state.accounts.messages(id).await.unwrap_or_default();
     let ready = ticket.kind == TicketKind::Access && state.accounts.export_ready(account, id).await.unwrap_or(false);
     let csrf = CsrfToken::for_request(state, headers);
-    let page = RequestPage {
-        title: format!("Request {id}"),
-        csrf: csrf.token.clone(),
-        ticket,
-        messages,
-        ready,
-        error,
-    };
+    let page = RequestPage { title: format!("Request {id}"), csrf: csrf.token.clone(), ticket, messages, ready, error };
     csrf.attach(render(status, &page))
 }
 
@@ -704,10 +645,7 @@ pub(crate) fn zip_response(id: i64, bytes: Vec<u8>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/zip".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"seldesk-personal-data-{id}.zip\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"seldesk-personal-data-{id}.zip\"")),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         bytes,
@@ -770,16 +708,8 @@ pub(crate) struct ContactValues {
 
 fn contact_texts(source: &str) -> (&'static str, &'static str, &'static str) {
     match source {
-        "trial" => (
-            "trial",
-            "Start a free trial",
-            "Tell us who you are and we will set up your free trial with you.",
-        ),
-        "download" => (
-            "download",
-            "Download Seldesk",
-            "Tell us who you are and we will send you the download links.",
-        ),
+        "trial" => ("trial", "Start a free trial", "Tell us who you are and we will set up your free trial with you."),
+        "download" => ("download", "Download Seldesk", "Tell us who you are and we will send you the download links."),
         _ => ("contact", "Contact us", "Ask us anything. We answer by e-mail."),
     }
 }
@@ -826,11 +756,7 @@ async fn contact(
         Ok(t) => (StatusCode::OK, None, Some(t.id)),
         Err(e) => (status_of(&e), Some(message_of(&e)), None),
     };
-    let values = if done.is_some() {
-        ContactValues::default()
-    } else {
-        f.clone()
-    };
+    let values = if done.is_some() { ContactValues::default() } else { f.clone() };
     let page = ContactPage {
         title,
         source,

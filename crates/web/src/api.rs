@@ -26,29 +26,17 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/requests/{id}", get(request))
         .route("/api/v1/me/requests/{id}/download", get(download))
         .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such API route; see the API reference.",
-            )
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route; see the API reference.")
         })
 }
 
 /// Parses a JSON body with errors a client can act on.
 fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "The request body must be a JSON object.",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "The request body must be a JSON object."));
     }
     serde_json::from_slice(body).map_err(|e| {
-        let status = if e.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = if e.is_data() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::BAD_REQUEST };
         ApiError::new(
             status,
             if e.is_data() { "invalid" } else { "bad_request" },
@@ -81,22 +69,10 @@ async fn token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: TokenRequest = json(&body)?;
-    let ua = headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let account = state
-        .accounts
-        .authenticate(&req.email, &req.password, &client_ip(Some(&conn)), ua)
-        .await?;
-    let (token, session) = state
-        .accounts
-        .create_session(SessionKind::Api, Principal::Account(account.id))
-        .await?;
-    let expires = session
-        .expires_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let account = state.accounts.authenticate(&req.email, &req.password, &client_ip(Some(&conn)), ua).await?;
+    let (token, session) = state.accounts.create_session(SessionKind::Api, Principal::Account(account.id)).await?;
+    let expires = session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
 }
 
@@ -110,10 +86,7 @@ async fn update_me(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let update: ProfileUpdate = json(&body)?;
-    let updated = state
-        .accounts
-        .update_profile(&account.id, update, &account.actor())
-        .await?;
+    let updated = state.accounts.update_profile(&account.id, update, &account.actor()).await?;
     Ok(Json(serde_json::to_value(&updated).unwrap_or_default()))
 }
 
@@ -128,10 +101,7 @@ struct NewRequest {
 }
 
 fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
-    let fmt = |d: time::OffsetDateTime| {
-        d.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
+    let fmt = |d: time::OffsetDateTime| d.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     serde_json::json!({
         "id": t.id,
         "kind": t.kind.as_str(),
@@ -155,10 +125,7 @@ async fn create_request(
             "`kind` must be one of access, erasure, rectification, objection, question.",
         )
     })?;
-    let t = state
-        .accounts
-        .request(&account, kind, req.message.as_deref(), req.password.as_deref())
-        .await?;
+    let t = state.accounts.request(&account, kind, req.message.as_deref(), req.password.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(ticket_json(&t))).into_response())
 }
 
@@ -167,9 +134,7 @@ async fn list_requests(
     ApiAccount(account): ApiAccount,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tickets = state.accounts.tickets_of(&account.id).await?;
-    Ok(Json(serde_json::Value::Array(
-        tickets.iter().map(ticket_json).collect(),
-    )))
+    Ok(Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())))
 }
 
 async fn request(
@@ -192,10 +157,7 @@ async fn download(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let password = headers
-        .get("x-seldesk-password")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let password = headers.get("x-seldesk-password").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if password.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

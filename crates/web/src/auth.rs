@@ -35,11 +35,7 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Optio
     let mut c = Cookie::build((name.to_string(), value.to_string()))
         .path("/")
         .http_only(true)
-        .same_site(if name == CSRF_COOKIE {
-            SameSite::Strict
-        } else {
-            SameSite::Lax
-        })
+        .same_site(if name == CSRF_COOKIE { SameSite::Strict } else { SameSite::Lax })
         .secure(state.web.secure_cookies);
     if let Some(secs) = max_age_secs {
         c = c.max_age(cookie::time::Duration::seconds(secs));
@@ -49,9 +45,7 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Optio
 
 /// The peer address (for rate limits).
 pub fn client_ip(parts_or_connect: Option<&ConnectInfo<SocketAddr>>) -> String {
-    parts_or_connect
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    parts_or_connect.map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// The CSRF token of this browser: the cookie's, or a new one to set.
@@ -159,17 +153,9 @@ impl FromRequestParts<AppState> for ApiAccount {
             })?;
         let session = state.accounts.session(token).await.map_err(ApiError::from)?;
         match session {
-            Some(Session {
-                kind: SessionKind::Api,
-                principal: Principal::Account(id),
-                ..
-            }) => {
+            Some(Session { kind: SessionKind::Api, principal: Principal::Account(id), .. }) => {
                 let a = state.accounts.account(&id).await.map_err(|_| {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "This token's account no longer exists.",
-                    )
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "This token's account no longer exists.")
                 })?;
                 if a.status != "active" {
                     return Err(ApiError::new(
@@ -200,20 +186,14 @@ impl FromRequestParts<AppState> for StaffUser {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(to_signin());
         };
-        let session = state
-            .accounts
-            .session(&token)
-            .await
-            .map_err(|e| WebError::from(e).into_response())?;
+        let session = state.accounts.session(&token).await.map_err(|e| WebError::from(e).into_response())?;
         match session {
-            Some(Session {
-                kind: SessionKind::Staff,
-                principal: Principal::Staff(id),
-                ..
-            }) => match state.accounts.staff(&id).await {
-                Ok(s) if !s.disabled => Ok(Self(s, token)),
-                _ => Err(to_signin()),
-            },
+            Some(Session { kind: SessionKind::Staff, principal: Principal::Staff(id), .. }) => {
+                match state.accounts.staff(&id).await {
+                    Ok(s) if !s.disabled => Ok(Self(s, token)),
+                    _ => Err(to_signin()),
+                }
+            }
             _ => Err(to_signin()),
         }
     }
@@ -303,12 +283,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, error, message: message.into(), retry_after: None }
     }
 }
 
@@ -329,22 +304,14 @@ impl From<AccountError> for ApiError {
             AccountError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
-        Self {
-            status,
-            error,
-            message: message_of(&e),
-            retry_after,
-        }
+        Self { status, error, message: message_of(&e), retry_after }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(serde_json::json!({ "error": self.error, "message": self.message })),
-        )
-            .into_response();
+        let mut r =
+            (self.status, Json(serde_json::json!({ "error": self.error, "message": self.message }))).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

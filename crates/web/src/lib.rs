@@ -72,10 +72,7 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
         ),
-        (
-            HeaderName::from_static("permissions-policy"),
-            "geolocation=(), camera=(), microphone=()",
-        ),
+        (HeaderName::from_static("permissions-policy"), "geolocation=(), camera=(), microphone=()"),
     ];
     let mut app = pages::routes()
         .merge(account_pages::routes())
@@ -87,10 +84,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(record_metrics))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     for (name, value) in security_headers {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
+        app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
     app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
 }
@@ -121,22 +115,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "checked_in_ms": started.elapsed().as_millis(),
     });
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 
 /// Counts requests and their latency by route, not by raw path (no IDs or
 /// personal data in metric labels).
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;

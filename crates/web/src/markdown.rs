@@ -21,12 +21,7 @@ pub fn markdown_to_html(md: &str) -> String {
     let mut i = 0;
     while i < events.len() {
         match &events[i] {
-            Event::Start(Tag::Heading {
-                level,
-                id: None,
-                classes,
-                attrs,
-            }) if *level != HeadingLevel::H1 => {
+            Event::Start(Tag::Heading { level, id: None, classes, attrs }) if *level != HeadingLevel::H1 => {
                 let mut text = String::new();
                 for e in &events[i + 1..] {
                     match e {

@@ -36,8 +36,7 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 fn long_date(d: Date) -> String {
-    d.format(format_description!("[day padding:none] [month repr:long] [year]"))
-        .unwrap_or_else(|_| d.to_string())
+    d.format(format_description!("[day padding:none] [month repr:long] [year]")).unwrap_or_else(|_| d.to_string())
 }
 
 /// A region, as the home page shows it.
@@ -71,18 +70,9 @@ async fn home(State(state): State<AppState>) -> Response {
         regions: p
             .regions
             .iter()
-            .map(|r| RegionView {
-                name: r.name.clone(),
-                city: r.city.clone(),
-                hosting: r.hosting,
-                backup: r.backup,
-            })
+            .map(|r| RegionView { name: r.name.clone(), city: r.city.clone(), hosting: r.hosting, backup: r.backup })
             .collect(),
-        backup_regions: p
-            .backup_regions()
-            .map(|r| r.name.clone())
-            .collect::<Vec<_>>()
-            .join(" and "),
+        backup_regions: p.backup_regions().map(|r| r.name.clone()).collect::<Vec<_>>().join(" and "),
         browser_keep: keep("browser_event"),
         grace: keep("customer_database"),
         backup_keep: keep("backup"),
@@ -125,11 +115,7 @@ async fn privacy(State(state): State<AppState>) -> Response {
 
 async fn privacy_markdown(State(state): State<AppState>) -> Response {
     let version = state.policy.current_version(state.clock.now().date());
-    (
-        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        state.policy.text_of(version),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], state.policy.text_of(version)).into_response()
 }
 
 struct VersionRow {
@@ -166,13 +152,7 @@ async fn privacy_versions(State(state): State<AppState>) -> Response {
             },
         })
         .collect();
-    render(
-        StatusCode::OK,
-        &VersionsPage {
-            title: "Privacy policy versions",
-            rows,
-        },
-    )
+    render(StatusCode::OK, &VersionsPage { title: "Privacy policy versions", rows })
 }
 
 async fn privacy_version(State(state): State<AppState>, Path(date): Path<String>) -> Response {
@@ -203,13 +183,7 @@ async fn privacy_version(State(state): State<AppState>, Path(date): Path<String>
 }
 
 async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        STYLESHEET,
-    )
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
         .into_response()
 }
 

@@ -47,14 +47,7 @@ async fn signin_form(State(state): State<AppState>, headers: HeaderMap) -> Respo
         return Redirect::to("/staff/tickets").into_response();
     }
     let csrf = CsrfToken::for_request(&state, &headers);
-    csrf.attach(render(
-        StatusCode::OK,
-        &SigninPage {
-            title: "Staff sign-in",
-            csrf: csrf.token.clone(),
-            error: None,
-        },
-    ))
+    csrf.attach(render(StatusCode::OK, &SigninPage { title: "Staff sign-in", csrf: csrf.token.clone(), error: None }))
 }
 
 #[derive(Deserialize)]
@@ -78,20 +71,12 @@ async fn signin(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state
-        .accounts
-        .authenticate_staff(&f.email, &f.password, &f.code, &client_ip(Some(&conn)))
-        .await
-    {
+    match state.accounts.authenticate_staff(&f.email, &f.password, &f.code, &client_ip(Some(&conn))).await {
         Ok(staff) => {
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 let _ = state.accounts.end_session(&old).await;
             }
-            match state
-                .accounts
-                .create_session(SessionKind::Staff, Principal::Staff(staff.id.clone()))
-                .await
-            {
+            match state.accounts.create_session(SessionKind::Staff, Principal::Staff(staff.id.clone())).await {
                 Ok((token, _)) => {
                     let next = if staff.has(Role::Support) || !staff.has(Role::Dpo) {
                         "/staff/tickets"
@@ -99,21 +84,15 @@ async fn signin(
                         "/staff/retention"
                     };
                     let mut r = Redirect::to(next).into_response();
-                    r.headers_mut()
-                        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, None));
+                    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, None));
                     r
                 }
                 Err(e) => WebError::from(e).into_response(),
             }
         }
-        Err(e) => render(
-            status_of(&e),
-            &SigninPage {
-                title: "Staff sign-in",
-                csrf: f.csrf,
-                error: Some(message_of(&e)),
-            },
-        ),
+        Err(e) => {
+            render(status_of(&e), &SigninPage { title: "Staff sign-in", csrf: f.csrf, error: Some(message_of(&e)) })
+        }
     }
 }
 
@@ -134,8 +113,7 @@ async fn signout(
     }
     let _ = state.accounts.end_session(&token).await;
     let mut r = Redirect::to("/staff").into_response();
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
     r
 }
 
@@ -154,12 +132,7 @@ async fn tickets(State(state): State<AppState>, StaffUser(staff, _): StaffUser, 
             let csrf = CsrfToken::for_request(&state, &headers);
             csrf.attach(render(
                 StatusCode::OK,
-                &TicketsPage {
-                    title: "Helpdesk queue",
-                    csrf: csrf.token.clone(),
-                    staff,
-                    tickets,
-                },
+                &TicketsPage { title: "Helpdesk queue", csrf: csrf.token.clone(), staff, tickets },
             ))
         }
         Err(e) => WebError::from(e).into_response(),
@@ -189,13 +162,7 @@ async fn ticket_view(
             let csrf = CsrfToken::for_request(state, headers);
             csrf.attach(render(
                 status,
-                &TicketPage {
-                    title: format!("Ticket {id}"),
-                    csrf: csrf.token.clone(),
-                    ticket,
-                    messages,
-                    error,
-                },
+                &TicketPage { title: format!("Ticket {id}"), csrf: csrf.token.clone(), ticket, messages, error },
             ))
         }
         Err(e) => WebError::from(e).into_response(),
@@ -234,11 +201,7 @@ async fn reply(
         return e.into_response();
     }
     let status = TicketStatus::parse(&f.status).unwrap_or(TicketStatus::InProgress);
-    match state
-        .accounts
-        .staff_reply(&staff, id, &f.body, status, Some(&f.outcome))
-        .await
-    {
+    match state.accounts.staff_reply(&staff, id, &f.body, status, Some(&f.outcome)).await {
         Ok(_) => Redirect::to(&format!("/staff/tickets/{id}")).into_response(),
         Err(e) => {
             let code = status_of(&e);

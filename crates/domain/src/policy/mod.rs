@@ -29,10 +29,8 @@ pub const BUILTIN_SOURCE: &str = include_str!("../../../../policy/seldesk.toml")
 pub const BUILTIN_NAME: &str = "policy/seldesk.toml (built in)";
 
 /// Archived texts of earlier policy versions, compiled in beside the built-in file.
-const BUILTIN_ARCHIVES: &[(&str, &str)] = &[(
-    "versions/2025-06-01.md",
-    include_str!("../../../../policy/versions/2025-06-01.md"),
-)];
+const BUILTIN_ARCHIVES: &[(&str, &str)] =
+    &[("versions/2025-06-01.md", include_str!("../../../../policy/versions/2025-06-01.md"))];
 
 /// Data categories the code stores. The policy file must give each a rule, so
 /// no store can hold personal data that the retention engine does not know.
@@ -249,10 +247,7 @@ pub struct RetentionRule {
 impl RetentionRule {
     /// The period that applies to a record of `country` (or the default).
     pub fn keep_for(&self, country: Option<&str>) -> Period {
-        country
-            .and_then(|c| self.by_country.get(&c.to_ascii_uppercase()))
-            .copied()
-            .unwrap_or(self.keep)
+        country.and_then(|c| self.by_country.get(&c.to_ascii_uppercase())).copied().unwrap_or(self.keep)
     }
 
     /// When a record whose clock started at `start` is due for erasure.
@@ -388,9 +383,7 @@ pub struct Cookie {
 fn de_date<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
     let dt = toml::value::Datetime::deserialize(d)?;
     let (Some(date), None) = (dt.date, dt.time) else {
-        return Err(serde::de::Error::custom(
-            "expected a date such as 2026-11-25 (no time of day)",
-        ));
+        return Err(serde::de::Error::custom("expected a date such as 2026-11-25 (no time of day)"));
     };
     let month = time::Month::try_from(date.month).map_err(serde::de::Error::custom)?;
     Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(serde::de::Error::custom)
@@ -431,9 +424,7 @@ impl Policy {
         read_archive: impl Fn(&str) -> Result<String, String>,
     ) -> Result<Self, PolicyError> {
         let mut policy: Policy = toml::from_str(source).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
             PolicyError {
                 source_name: source_name.to_string(),
                 key: line.map(|l| validate::key_at_line(source, l)).unwrap_or_default(),
@@ -455,9 +446,7 @@ impl Policy {
                 let text = read_archive(rel).map_err(|message| PolicyError {
                     source_name: source_name.to_string(),
                     key: format!("versions.{}.archive", version.effective),
-                    line: source
-                        .find(rel.as_str())
-                        .map(|at| source[..at].matches('\n').count() + 1),
+                    line: source.find(rel.as_str()).map(|at| source[..at].matches('\n').count() + 1),
                     message,
                 })?;
                 archives.insert(version.effective, text);

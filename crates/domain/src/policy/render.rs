@@ -30,10 +30,7 @@ fn join_and(items: &[String]) -> String {
 impl PrivacyText<'_> {
     /// The period a category is kept, e.g. "2 months".
     fn keep(&self, category: &str) -> String {
-        self.p
-            .retention(category)
-            .map(|r| r.keep.to_string())
-            .unwrap_or_else(|| "(not set)".into())
+        self.p.retention(category).map(|r| r.keep.to_string()).unwrap_or_else(|| "(not set)".into())
     }
 
     fn hosting_regions(&self) -> String {
@@ -45,35 +42,21 @@ impl PrivacyText<'_> {
     }
 
     fn upgrade_provider(&self) -> String {
-        self.p
-            .provider(&self.p.upgrade_location.provider)
-            .map(|pr| pr.name.clone())
-            .unwrap_or_default()
+        self.p.provider(&self.p.upgrade_location.provider).map(|pr| pr.name.clone()).unwrap_or_default()
     }
 
     fn fields_of(&self, provider: &str) -> String {
         let labels: Vec<String> = self
             .p
             .provider(provider)
-            .map(|pr| {
-                pr.fields
-                    .iter()
-                    .filter_map(|f| self.p.field(f))
-                    .map(|f| f.label.to_lowercase())
-                    .collect()
-            })
+            .map(|pr| pr.fields.iter().filter_map(|f| self.p.field(f)).map(|f| f.label.to_lowercase()).collect())
             .unwrap_or_default();
         join_and(&labels)
     }
 
     fn payment_processors(&self) -> String {
-        let names: Vec<String> = self
-            .p
-            .providers
-            .iter()
-            .filter(|pr| pr.kind == ProviderKind::Payment)
-            .map(|pr| pr.name.clone())
-            .collect();
+        let names: Vec<String> =
+            self.p.providers.iter().filter(|pr| pr.kind == ProviderKind::Payment).map(|pr| pr.name.clone()).collect();
         join_and(&names)
     }
 
@@ -86,32 +69,19 @@ impl PrivacyText<'_> {
             }
             let mut shared = Vec::new();
             if !pr.fields.is_empty() {
-                let labels: Vec<String> = pr
-                    .fields
-                    .iter()
-                    .filter_map(|f| self.p.field(f))
-                    .map(|f| f.label.clone())
-                    .collect();
+                let labels: Vec<String> =
+                    pr.fields.iter().filter_map(|f| self.p.field(f)).map(|f| f.label.clone()).collect();
                 shared.push(format!("Shared with {}: {}.", pr.name, labels.join(", ")));
             }
             if !pr.hosts.is_empty() {
-                let names: Vec<String> = pr
-                    .hosts
-                    .iter()
-                    .filter_map(|c| self.p.category(c))
-                    .map(|c| c.name.clone())
-                    .collect();
+                let names: Vec<String> =
+                    pr.hosts.iter().filter_map(|c| self.p.category(c)).map(|c| c.name.clone()).collect();
                 shared.push(format!("Hosted by {}: {}.", pr.name, names.join(", ")));
             }
             if let Some(only) = &pr.only_stored_by_provider {
                 shared.push(format!("Only stored by {}: {}.", pr.name, only));
             }
-            out.push_str(&format!(
-                "| {} | {} | {} |\n",
-                name,
-                cell(&pr.description),
-                cell(&shared.join(" "))
-            ));
+            out.push_str(&format!("| {} | {} | {} |\n", name, cell(&pr.description), cell(&shared.join(" "))));
         }
         out
     }
@@ -120,12 +90,8 @@ impl PrivacyText<'_> {
         let mut out =
             String::from("| Data | Why we hold it | Legal basis | How long we keep it |\n|---|---|---|---|\n");
         for c in &self.p.categories {
-            let purposes: Vec<String> = c
-                .purposes
-                .iter()
-                .filter_map(|id| self.p.purpose(id))
-                .map(|p| p.description.clone())
-                .collect();
+            let purposes: Vec<String> =
+                c.purposes.iter().filter_map(|id| self.p.purpose(id)).map(|p| p.description.clone()).collect();
             out.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
                 cell(&c.name),
@@ -145,11 +111,7 @@ impl PrivacyText<'_> {
             let yes = |b: bool| if b { "yes" } else { "no" };
             let mut served = r.countries.join(", ");
             if r.default {
-                served.push_str(if served.is_empty() {
-                    "every other country"
-                } else {
-                    ", and every other country"
-                });
+                served.push_str(if served.is_empty() { "every other country" } else { ", and every other country" });
             }
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
@@ -193,15 +155,8 @@ impl PrivacyText<'_> {
     fn version_list(&self) -> String {
         let mut out = String::new();
         for v in self.p.versions() {
-            let marker = if v.effective == self.version.effective {
-                " (this version)"
-            } else {
-                ""
-            };
-            out.push_str(&format!(
-                "- [{}](/privacy/versions/{}){}: {}\n",
-                v.effective, v.effective, marker, v.summary
-            ));
+            let marker = if v.effective == self.version.effective { " (this version)" } else { "" };
+            out.push_str(&format!("- [{}](/privacy/versions/{}){}: {}\n", v.effective, v.effective, marker, v.summary));
         }
         out
     }

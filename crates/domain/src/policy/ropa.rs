@@ -69,12 +69,7 @@ impl Ropa {
                     name: c.name.clone(),
                     description: c.description.clone(),
                     personal: c.personal,
-                    purposes: c
-                        .purposes
-                        .iter()
-                        .filter_map(|id| p.purpose(id))
-                        .map(|x| x.description.clone())
-                        .collect(),
+                    purposes: c.purposes.iter().filter_map(|id| p.purpose(id)).map(|x| x.description.clone()).collect(),
                     legal_basis: c.legal_basis.label().to_string(),
                     recipients,
                     locations,
@@ -108,11 +103,7 @@ impl Ropa {
                 cell(&a.name),
                 cell(&a.purposes.join("; ")),
                 a.legal_basis,
-                cell(&if a.recipients.is_empty() {
-                    "none".to_string()
-                } else {
-                    a.recipients.join("; ")
-                }),
+                cell(&if a.recipients.is_empty() { "none".to_string() } else { a.recipients.join("; ") }),
                 cell(&a.locations.join("; ")),
                 cell(&a.retention)
             ));
@@ -129,34 +120,21 @@ impl Ropa {
 mod tests {
     use super::*;
 
-    // promise: PRC-1
+    // promise: PRC-1, ACC-5
     #[test]
     fn register_lists_every_category_with_its_recipients() {
         let p = Policy::builtin().expect("policy");
         let ropa = Ropa::from_policy(&p);
         assert_eq!(ropa.activities.len(), p.categories.len());
-        let payments = ropa
-            .activities
-            .iter()
-            .find(|a| a.category == "payment_order")
-            .expect("payments");
-        assert!(
-            payments
-                .recipients
-                .iter()
-                .any(|r| r.starts_with("PayPal (Order amount")),
-            "{:?}",
-            payments.recipients
-        );
-        let upgrades = ropa
-            .activities
-            .iter()
-            .find(|a| a.category == "upgrade_upload")
-            .expect("upgrades");
+        let payments = ropa.activities.iter().find(|a| a.category == "payment_order").expect("payments");
+        assert!(payments.recipients.iter().any(|r| r.starts_with("PayPal (Order amount")), "{:?}", payments.recipients);
+        let upgrades = ropa.activities.iter().find(|a| a.category == "upgrade_upload").expect("upgrades");
         assert!(upgrades.recipients.iter().any(|r| r.starts_with("Amazon Web Services")));
         assert_eq!(upgrades.retention, "4 months after the last successful upgrade");
         let md = ropa.to_markdown();
         assert!(md.contains("## Security measures"));
         assert!(!ropa.security_measures.is_empty());
+        let account = ropa.activities.iter().find(|a| a.category == "account_contact").expect("accounts");
+        assert_eq!(account.purposes.len(), 4, "account data is used for exactly the purposes ACC-5 lists");
     }
 }

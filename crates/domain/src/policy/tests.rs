@@ -19,26 +19,11 @@ fn builtin_policy_loads_with_every_required_category() {
     for id in REQUIRED_CATEGORIES {
         assert!(p.category(id).is_some(), "{id}");
     }
-    assert_eq!(
-        p.retention("browser_event").map(|r| r.keep.to_string()).as_deref(),
-        Some("2 months")
-    );
-    assert_eq!(
-        p.retention("job_application").map(|r| r.keep.to_string()).as_deref(),
-        Some("2 years")
-    );
-    assert_eq!(
-        p.retention("customer_database").map(|r| r.keep.to_string()).as_deref(),
-        Some("3 weeks")
-    );
-    assert_eq!(
-        p.retention("upgrade_upload").map(|r| r.keep.to_string()).as_deref(),
-        Some("4 months")
-    );
-    assert_eq!(
-        p.retention("backup").map(|r| r.keep.to_string()).as_deref(),
-        Some("12 months")
-    );
+    assert_eq!(p.retention("browser_event").map(|r| r.keep.to_string()).as_deref(), Some("2 months"));
+    assert_eq!(p.retention("job_application").map(|r| r.keep.to_string()).as_deref(), Some("2 years"));
+    assert_eq!(p.retention("customer_database").map(|r| r.keep.to_string()).as_deref(), Some("3 weeks"));
+    assert_eq!(p.retention("upgrade_upload").map(|r| r.keep.to_string()).as_deref(), Some("4 months"));
+    assert_eq!(p.retention("backup").map(|r| r.keep.to_string()).as_deref(), Some("12 months"));
     let hosting: Vec<&str> = p.hosting_regions().map(|r| r.id.as_str()).collect();
     assert_eq!(hosting, ["in", "sg", "uk"]);
     let backup: Vec<&str> = p.backup_regions().map(|r| r.id.as_str()).collect();
@@ -61,15 +46,9 @@ fn older_versions_keep_their_archived_text() {
     let p = builtin();
     let older = &p.versions()[1];
     let text = p.text_of(older);
-    assert!(
-        text.contains(&format!("Last updated: {}", older.effective)),
-        "archive shows its own date"
-    );
+    assert!(text.contains(&format!("Last updated: {}", older.effective)), "archive shows its own date");
     let newest = p.newest_version();
-    assert!(
-        p.text_of(newest)
-            .contains(&format!("Last updated: {}", newest.effective))
-    );
+    assert!(p.text_of(newest).contains(&format!("Last updated: {}", newest.effective)));
 }
 
 #[test]
@@ -88,10 +67,7 @@ fn retention_rule_uses_country_periods() {
     let rule = p.retention("invoice").expect("invoice rule");
     assert_eq!(rule.keep_for(Some("SG")).to_string(), "5 years");
     assert_eq!(rule.keep_for(Some("FR")).to_string(), "10 years");
-    assert_eq!(
-        rule.due(datetime!(2026-01-01 0:00 UTC), Some("in")),
-        datetime!(2034-01-01 0:00 UTC)
-    );
+    assert_eq!(rule.due(datetime!(2026-01-01 0:00 UTC), Some("in")), datetime!(2034-01-01 0:00 UTC));
 }
 
 #[test]
@@ -101,11 +77,7 @@ fn an_invalid_period_names_key_and_line() {
         r#"retention = { keep = "2 moons", after = "created" }"#,
     )
     .expect_err("refused");
-    let line = BUILTIN_SOURCE
-        .lines()
-        .position(|l| l.contains(r#"keep = "2 months""#))
-        .expect("line")
-        + 1;
+    let line = BUILTIN_SOURCE.lines().position(|l| l.contains(r#"keep = "2 months""#)).expect("line") + 1;
     assert_eq!(err.line, Some(line), "{err}");
     assert!(err.message.contains("2 moons"), "{err}");
     assert_eq!(err.key, "categories.browser_event.retention", "{err}");
@@ -187,10 +159,7 @@ fn changing_a_period_changes_the_text() {
     )
     .expect("valid");
     let text = p.text_of(p.newest_version());
-    assert!(
-        text.contains("usually 6 weeks"),
-        "the browser-data period follows the file"
-    );
+    assert!(text.contains("usually 6 weeks"), "the browser-data period follows the file");
     assert!(!text.contains("usually 2 months"));
 }
 
@@ -198,10 +167,7 @@ fn changing_a_period_changes_the_text() {
 #[test]
 fn text_states_do_not_track_is_not_supported() {
     let p = builtin();
-    assert!(
-        p.text_of(p.newest_version())
-            .contains("We do not currently support Do Not Track signals")
-    );
+    assert!(p.text_of(p.newest_version()).contains("We do not currently support Do Not Track signals"));
 }
 
 #[test]

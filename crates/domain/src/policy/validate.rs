@@ -33,10 +33,7 @@ impl Violation {
 }
 
 fn fail(path: Vec<Seg>, message: impl Into<String>) -> Result<(), Violation> {
-    Err(Violation {
-        path,
-        message: message.into(),
-    })
+    Err(Violation { path, message: message.into() })
 }
 
 fn key(k: &str) -> Seg {
@@ -66,10 +63,7 @@ fn unique<'a>(table: &'static str, ids: impl Iterator<Item = &'a str>) -> Result
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if id.trim().is_empty() {
-            return Err(Violation {
-                path: vec![item(table, i, "?"), key("id")],
-                message: "must not be empty".into(),
-            });
+            return Err(Violation { path: vec![item(table, i, "?"), key("id")], message: "must not be empty".into() });
         }
         if !seen.insert(id) {
             return Err(Violation {
@@ -88,32 +82,20 @@ fn known(set: &HashSet<&str>, value: &str, what: &str, path: Vec<Seg>) -> Result
     let mut choices: Vec<&&str> = set.iter().collect();
     choices.sort();
     let choices: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
-    fail(
-        path,
-        format!("`{value}` is not a known {what}; known: {}", choices.join(", ")),
-    )
+    fail(path, format!("`{value}` is not a known {what}; known: {}", choices.join(", ")))
 }
 
 pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     let org = &p.organisation;
     if !org.helpdesk_path.starts_with('/') {
-        fail(
-            vec![key("organisation"), key("helpdesk_path")],
-            "must be a path on the site, starting with `/`",
-        )?;
+        fail(vec![key("organisation"), key("helpdesk_path")], "must be a path on the site, starting with `/`")?;
     }
     if !org.helpdesk_email.contains('@') {
-        fail(
-            vec![key("organisation"), key("helpdesk_email")],
-            "must be an e-mail address",
-        )?;
+        fail(vec![key("organisation"), key("helpdesk_email")], "must be an e-mail address")?;
     }
 
     if p.versions.is_empty() {
-        fail(
-            vec![key("versions")],
-            "at least one version with its effective date is required",
-        )?;
+        fail(vec![key("versions")], "at least one version with its effective date is required")?;
     }
     let mut dates = HashSet::new();
     for (i, v) in p.versions.iter().enumerate() {
@@ -159,10 +141,7 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
         }
         for promise in &c.promises {
             if !is_promise_id(promise) {
-                fail(
-                    at("promises"),
-                    format!("`{promise}` is not a promise ID such as `DB-7`"),
-                )?;
+                fail(at("promises"), format!("`{promise}` is not a promise ID such as `DB-7`"))?;
             }
         }
     }
@@ -183,31 +162,18 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     let mut served = HashSet::new();
     for (i, r) in p.regions.iter().enumerate() {
         let at = |k: &str| vec![item("regions", i, &r.id), key(k)];
-        if !r
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            fail(
-                at("id"),
-                "region ids are lowercase letters, digits and `-` (they name folders)",
-            )?;
+        if !r.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            fail(at("id"), "region ids are lowercase letters, digits and `-` (they name folders)")?;
         }
         if r.default && !r.hosting {
             fail(at("default"), "only a hosting region can be the default")?;
         }
         for c in &r.countries {
             if !is_country(c) {
-                fail(
-                    at("countries"),
-                    format!("`{c}` is not a country code; use ISO 3166 alpha-2 in capitals"),
-                )?;
+                fail(at("countries"), format!("`{c}` is not a country code; use ISO 3166 alpha-2 in capitals"))?;
             }
             if r.hosting && !served.insert(c.as_str()) {
-                fail(
-                    at("countries"),
-                    format!("`{c}` is served by two hosting regions; list it once"),
-                )?;
+                fail(at("countries"), format!("`{c}` is served by two hosting regions; list it once"))?;
             }
         }
     }
@@ -215,16 +181,10 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
 
     match p.provider(&p.upgrade_location.provider) {
         Some(pr) if pr.kind == ProviderKind::Hosting => {}
-        Some(_) => fail(
-            vec![key("upgrade_location"), key("provider")],
-            "must name a provider of kind `hosting`",
-        )?,
-        None => known(
-            &providers,
-            &p.upgrade_location.provider,
-            "provider",
-            vec![key("upgrade_location"), key("provider")],
-        )?,
+        Some(_) => fail(vec![key("upgrade_location"), key("provider")], "must name a provider of kind `hosting`")?,
+        None => {
+            known(&providers, &p.upgrade_location.provider, "provider", vec![key("upgrade_location"), key("provider")])?
+        }
     }
 
     if let Some(backup) = p.retention("backup")
@@ -232,29 +192,18 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     {
         fail(
             vec![key("backups"), key("max_age")],
-            format!(
-                "is {} but category `backup` keeps snapshots {}; make them equal",
-                p.backups.max_age, backup.keep
-            ),
+            format!("is {} but category `backup` keeps snapshots {}; make them equal", p.backups.max_age, backup.keep),
         )?;
     }
     if u64::from(p.backups.keep_monthly) * 28 > p.backups.max_age.max_days() {
         fail(
             vec![key("backups"), key("keep_monthly")],
-            format!(
-                "{} monthly snapshots would outlive max_age {}",
-                p.backups.keep_monthly, p.backups.max_age
-            ),
+            format!("{} monthly snapshots would outlive max_age {}", p.backups.keep_monthly, p.backups.max_age),
         )?;
     }
 
     for (i, f) in p.fields.iter().enumerate() {
-        known(
-            &categories,
-            &f.category,
-            "category",
-            vec![item("fields", i, &f.id), key("category")],
-        )?;
+        known(&categories, &f.category, "category", vec![item("fields", i, &f.id), key("category")])?;
     }
     if p.research.min_group_size < 2 {
         fail(
@@ -302,18 +251,12 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
         }
     }
     if !classes.contains(&CookieClassId::Necessary) {
-        fail(
-            vec![key("cookies")],
-            "the `necessary` cookie class is required (the session cookie belongs to it)",
-        )?;
+        fail(vec![key("cookies")], "the `necessary` cookie class is required (the session cookie belongs to it)")?;
     }
 
     for promise in &p.implemented_promises {
         if !is_promise_id(promise) {
-            fail(
-                vec![key("implemented_promises")],
-                format!("`{promise}` is not a promise ID such as `DB-7`"),
-            )?;
+            fail(vec![key("implemented_promises")], format!("`{promise}` is not a promise ID such as `DB-7`"))?;
         }
     }
     Ok(())
@@ -328,11 +271,7 @@ pub(super) fn locate(source: &str, path: &[Seg]) -> Option<usize> {
     match keys.peek()? {
         Seg::Item(table, index, _) => {
             let header = format!("[[{table}]]");
-            let (line, _) = lines
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.trim() == header)
-                .nth(*index)?;
+            let (line, _) = lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(*index)?;
             start = line;
             keys.next();
         }
@@ -352,9 +291,7 @@ pub(super) fn locate(source: &str, path: &[Seg]) -> Option<usize> {
         if t.starts_with('[') {
             break;
         }
-        if t.strip_prefix(k.as_str())
-            .is_some_and(|rest| rest.trim_start().starts_with('=') || rest.starts_with('.'))
-        {
+        if t.strip_prefix(k.as_str()).is_some_and(|rest| rest.trim_start().starts_with('=') || rest.starts_with('.')) {
             return Some(i + 1);
         }
     }
@@ -368,13 +305,8 @@ pub(super) fn key_at_line(source: &str, line: usize) -> String {
     let Some(text) = lines.get(line.saturating_sub(1)) else {
         return String::new();
     };
-    let own = text
-        .split_once('=')
-        .map(|(k, _)| k.trim().to_string())
-        .unwrap_or_default();
-    let header_at = lines[..line.saturating_sub(1)]
-        .iter()
-        .rposition(|l| l.trim_start().starts_with('['));
+    let own = text.split_once('=').map(|(k, _)| k.trim().to_string()).unwrap_or_default();
+    let header_at = lines[..line.saturating_sub(1)].iter().rposition(|l| l.trim_start().starts_with('['));
     let mut parts = Vec::new();
     if let Some(h) = header_at {
         let header = lines[h].trim().trim_matches(|c| c == '[' || c == ']').to_string();

@@ -24,13 +24,7 @@ async fn post_json(
 }
 
 async fn get_json(app: &TestApp, path: &str, token: &str) -> (StatusCode, serde_json::Value) {
-    let r = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("get");
+    let r = app.client.get(app.url(path)).bearer_auth(token).send().await.expect("get");
     let status = r.status();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
@@ -56,11 +50,7 @@ async fn sign_up_takes_exactly_the_acc1_fields_and_explains_every_refusal() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "e-mail address like",
         ),
-        (
-            json!({ "name": "B", "email": "b@example.in", "password": PW }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "company",
-        ),
+        (json!({ "name": "B", "email": "b@example.in", "password": PW }), StatusCode::UNPROCESSABLE_ENTITY, "company"),
         (
             json!({ "name": "x".repeat(101), "company": "C", "email": "c@example.in", "password": PW }),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,24 +86,12 @@ async fn sign_up_takes_exactly_the_acc1_fields_and_explains_every_refusal() {
         let (status, answer) = post_json(&app, "/api/v1/accounts", body.clone(), None).await;
         assert_eq!(status, want, "{body} → {answer}");
         assert!(answer["error"].is_string(), "{answer}");
-        assert!(
-            answer["message"].as_str().unwrap_or_default().contains(says),
-            "{body} → {answer}"
-        );
+        assert!(answer["message"].as_str().unwrap_or_default().contains(says), "{body} → {answer}");
     }
-    let r = app
-        .client
-        .post(app.url("/api/v1/accounts"))
-        .body("{not json")
-        .send()
-        .await
-        .expect("post");
+    let r = app.client.post(app.url("/api/v1/accounts")).body("{not json").send().await.expect("post");
     assert_eq!(r.status(), 400);
     // Nothing half-saved: only the one good account exists.
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-        .fetch_one(app.db().pool())
-        .await
-        .expect("count");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(app.db().pool()).await.expect("count");
     assert_eq!(n, 1);
     // The address is kept only for invoices by post.
     let (status, _) = post_json(
@@ -137,21 +115,12 @@ async fn sign_up_takes_exactly_the_acc1_fields_and_explains_every_refusal() {
 async fn tokens_profile_and_audited_corrections() {
     let app = spawn_app().await;
     let id = app.sign_up("lee@example.sg", PW).await;
-    let (status, body) = post_json(
-        &app,
-        "/api/v1/auth/token",
-        json!({ "email": "lee@example.sg", "password": "wrong password" }),
-        None,
-    )
-    .await;
+    let (status, body) =
+        post_json(&app, "/api/v1/auth/token", json!({ "email": "lee@example.sg", "password": "wrong password" }), None)
+            .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, body) = post_json(
-        &app,
-        "/api/v1/auth/token",
-        json!({ "email": "lee@example.sg", "password": PW }),
-        None,
-    )
-    .await;
+    let (status, body) =
+        post_json(&app, "/api/v1/auth/token", json!({ "email": "lee@example.sg", "password": PW }), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["expires_at"].is_string());
     let token = body["token"].as_str().expect("token").to_string();
@@ -159,10 +128,7 @@ async fn tokens_profile_and_audited_corrections() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["id"], id.as_str());
     assert_eq!(me["email_verified"], false);
-    assert!(
-        me.get("password_hash").is_none() && !me.to_string().contains("argon2"),
-        "no password in any form"
-    );
+    assert!(me.get("password_hash").is_none() && !me.to_string().contains("argon2"), "no password in any form");
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
         .bind(&id)
         .fetch_one(app.db().pool())
@@ -190,35 +156,20 @@ async fn tokens_profile_and_audited_corrections() {
         .await
         .expect("patch");
     assert_eq!(r.status(), 422);
-    let audit = app
-        .app()
-        .services()
-        .audit
-        .about(&format!("person:{id}"))
-        .await
-        .expect("audit");
+    let audit = app.app().services().audit.about(&format!("person:{id}")).await.expect("audit");
     let update = audit.iter().find(|e| e.action == "account.updated").expect("audited");
     assert_eq!(update.details["fields"], json!(["company", "phone"]));
-    assert!(
-        !update.details.to_string().contains("Wong"),
-        "field names only, never values"
-    );
+    assert!(!update.details.to_string().contains("Wong"), "field names only, never values");
 
     let (status, body) = get_json(&app, "/api/v1/me", "not-a-token").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "unauthorized");
 
     // Verification link from the outbox.
-    let mail = app
-        .mail_to("lee@example.sg", "Confirm your e-mail")
-        .expect("verification mail");
+    let mail = app.mail_to("lee@example.sg", "Confirm your e-mail").expect("verification mail");
     let url = link(&mail, "/verify-email").expect("link");
     assert_eq!(app.client.get(&url).send().await.expect("verify").status(), 200);
-    assert_eq!(
-        app.client.get(&url).send().await.expect("again").status(),
-        410,
-        "single use"
-    );
+    assert_eq!(app.client.get(&url).send().await.expect("again").status(), 410, "single use");
     let (_, me) = get_json(&app, "/api/v1/me", &token).await;
     assert_eq!(me["email_verified"], true);
     app.stop().await;
@@ -248,13 +199,8 @@ async fn failed_sign_ins_are_limited_per_account_without_a_long_lockout() {
     assert_eq!(r.status(), 429, "even the right password waits");
     assert!(r.headers().get("retry-after").is_some());
     app.clock.advance(Duration::minutes(16));
-    let (status, _) = post_json(
-        &app,
-        "/api/v1/auth/token",
-        json!({ "email": "target@example.com", "password": PW }),
-        None,
-    )
-    .await;
+    let (status, _) =
+        post_json(&app, "/api/v1/auth/token", json!({ "email": "target@example.com", "password": PW }), None).await;
     assert_eq!(status, StatusCode::OK, "the lockout ends after 15 minutes");
     app.stop().await;
 }
@@ -265,13 +211,8 @@ async fn password_reset_reveals_nothing_works_once_and_signs_out_everywhere() {
     app.sign_up("reset@example.com", PW).await;
     let token = app.token("reset@example.com", PW).await;
     let csrf_page = app.client.get(app.url("/forgot-password")).send().await.expect("page");
-    let cookie = csrf_page.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let cookie =
+        csrf_page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
     let csrf = cookie.split_once('=').expect("kv").1.to_string();
     for email in ["reset@example.com", "nobody@example.com"] {
         let r = app
@@ -283,18 +224,10 @@ async fn password_reset_reveals_nothing_works_once_and_signs_out_everywhere() {
             .await
             .expect("post");
         assert_eq!(r.status(), 200);
-        assert!(
-            r.text()
-                .await
-                .expect("text")
-                .contains("If an account uses that address"),
-            "same answer for {email}"
-        );
+        assert!(r.text().await.expect("text").contains("If an account uses that address"), "same answer for {email}");
     }
     assert!(app.mail_to("nobody@example.com", "Reset").is_none());
-    let mail = app
-        .mail_to("reset@example.com", "Reset your Seldesk password")
-        .expect("mail");
+    let mail = app.mail_to("reset@example.com", "Reset your Seldesk password").expect("mail");
     let url = link(&mail, "/reset-password").expect("link");
     let t = url.split("token=").nth(1).expect("token").to_string();
     let new_pw = "amber kettle orbit";
@@ -311,20 +244,12 @@ async fn password_reset_reveals_nothing_works_once_and_signs_out_everywhere() {
         .client
         .post(app.url("/reset-password"))
         .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("token", t.as_str()),
-            ("password", "another fine phrase"),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("token", t.as_str()), ("password", "another fine phrase")])
         .send()
         .await
         .expect("reset");
     assert_eq!(again.status(), 410, "single use");
-    assert_eq!(
-        get_json(&app, "/api/v1/me", &token).await.0,
-        StatusCode::UNAUTHORIZED,
-        "old sessions ended"
-    );
+    assert_eq!(get_json(&app, "/api/v1/me", &token).await.0, StatusCode::UNAUTHORIZED, "old sessions ended");
     app.token("reset@example.com", new_pw).await;
     app.stop().await;
 }
@@ -335,12 +260,7 @@ async fn forms_without_the_csrf_token_are_refused() {
     let r = app
         .client
         .post(app.url("/signup"))
-        .form(&[
-            ("name", "A"),
-            ("company", "B"),
-            ("email", "x@example.com"),
-            ("password", PW),
-        ])
+        .form(&[("name", "A"), ("company", "B"), ("email", "x@example.com"), ("password", PW)])
         .send()
         .await
         .expect("post");
@@ -354,10 +274,7 @@ async fn forms_without_the_csrf_token_are_refused() {
         .await
         .expect("post");
     assert_eq!(r.status(), 403);
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-        .fetch_one(app.db().pool())
-        .await
-        .expect("count");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(app.db().pool()).await.expect("count");
     assert_eq!(n, 0);
     app.stop().await;
 }
@@ -370,25 +287,14 @@ async fn access_request_produces_an_archive_of_everything_behind_the_password() 
     let token = app.token("data@example.com", PW).await;
     let (status, body) = post_json(&app, "/api/v1/me/requests", json!({ "kind": "access" }), Some(&token)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "password needed: {body}");
-    let (status, body) = post_json(
-        &app,
-        "/api/v1/me/requests",
-        json!({ "kind": "access", "password": PW }),
-        Some(&token),
-    )
-    .await;
+    let (status, body) =
+        post_json(&app, "/api/v1/me/requests", json!({ "kind": "access", "password": PW }), Some(&token)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["kind"], "access");
-    let due = time::OffsetDateTime::parse(
-        body["due"].as_str().expect("due"),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .expect("date");
-    assert_eq!(
-        (due - time::OffsetDateTime::now_utc()).whole_days(),
-        29,
-        "due in 30 days from the policy file"
-    );
+    let due =
+        time::OffsetDateTime::parse(body["due"].as_str().expect("due"), &time::format_description::well_known::Rfc3339)
+            .expect("date");
+    assert_eq!((due - time::OffsetDateTime::now_utc()).whole_days(), 29, "due in 30 days from the policy file");
     let ticket = body["id"].as_i64().expect("id");
     let (_, t) = get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &token).await;
     assert_eq!(t["download_ready"], false);
@@ -398,13 +304,7 @@ async fn access_request_produces_an_archive_of_everything_behind_the_password() 
     assert_eq!(t["status"], "done");
     assert!(app.mail_to("data@example.com", "archive is ready").is_some());
     let path = format!("/api/v1/me/requests/{ticket}/download");
-    let r = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get");
+    let r = app.client.get(app.url(&path)).bearer_auth(&token).send().await.expect("get");
     assert_eq!(r.status(), 401, "password again");
     let r = app
         .client
@@ -415,14 +315,8 @@ async fn access_request_produces_an_archive_of_everything_behind_the_password() 
         .await
         .expect("get");
     assert_eq!(r.status(), 403);
-    let r = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(&token)
-        .header("x-seldesk-password", PW)
-        .send()
-        .await
-        .expect("get");
+    let r =
+        app.client.get(app.url(&path)).bearer_auth(&token).header("x-seldesk-password", PW).send().await.expect("get");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/zip");
     let bytes = r.bytes().await.expect("zip");
@@ -432,33 +326,19 @@ async fn access_request_produces_an_archive_of_everything_behind_the_password() 
     assert_eq!(data["account"]["email"], "data@example.com");
     assert!(!data["sign_in_history"].as_array().expect("history").is_empty());
     assert!(
-        data["staff_and_system_access_log"]
-            .as_array()
-            .expect("audit")
-            .iter()
-            .any(|e| e["action"] == "request.access")
+        data["staff_and_system_access_log"].as_array().expect("audit").iter().any(|e| e["action"] == "request.access")
     );
     assert!(data.get("disclosures_to_third_parties").is_some());
     assert!(unzipped["index.html"].contains("Your personal data held by Seldesk"));
     // Another account cannot see the ticket.
     app.sign_up("other@example.com", PW).await;
     let other = app.token("other@example.com", PW).await;
-    assert_eq!(
-        get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &other).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(get_json(&app, &format!("/api/v1/me/requests/{ticket}"), &other).await.0, StatusCode::NOT_FOUND);
     // The archive expires with its category's rule (7 days).
     app.clock.advance(Duration::days(8));
-    app.app()
-        .services()
-        .retention
-        .run(&seldesk_domain::Actor::System, false)
-        .await
-        .expect("retention");
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_exports")
-        .fetch_one(app.db().pool())
-        .await
-        .expect("count");
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM access_exports").fetch_one(app.db().pool()).await.expect("count");
     assert_eq!(left, 0);
     assert!(id.len() == 32);
     app.stop().await;
@@ -482,50 +362,21 @@ async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
     let app = spawn_app().await;
     let id = app.sign_up("gone@example.com", PW).await;
     let token = app.token("gone@example.com", PW).await;
-    let (status, _) = post_json(
-        &app,
-        "/api/v1/me/requests",
-        json!({ "kind": "question", "message": "Hello there" }),
-        Some(&token),
-    )
-    .await;
+    let (status, _) =
+        post_json(&app, "/api/v1/me/requests", json!({ "kind": "question", "message": "Hello there" }), Some(&token))
+            .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = post_json(
-        &app,
-        "/api/v1/me/requests",
-        json!({ "kind": "erasure", "password": PW }),
-        Some(&token),
-    )
-    .await;
+    let (status, body) =
+        post_json(&app, "/api/v1/me/requests", json!({ "kind": "erasure", "password": PW }), Some(&token)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(
-        get_json(&app, "/api/v1/me", &token).await.0,
-        StatusCode::UNAUTHORIZED,
-        "signed out at once"
-    );
+    assert_eq!(get_json(&app, "/api/v1/me", &token).await.0, StatusCode::UNAUTHORIZED, "signed out at once");
     app.run_jobs().await;
-    let (status, _) = post_json(
-        &app,
-        "/api/v1/auth/token",
-        json!({ "email": "gone@example.com", "password": PW }),
-        None,
-    )
-    .await;
+    let (status, _) =
+        post_json(&app, "/api/v1/auth/token", json!({ "email": "gone@example.com", "password": PW }), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the account is gone");
     let receipt = app.mail_to("gone@example.com", "has been erased").expect("receipt");
-    let backups = app
-        .app()
-        .services()
-        .policy
-        .backups
-        .max_age
-        .after(app.clock_now())
-        .date()
-        .to_string();
-    assert!(
-        receipt.contains(&format!("destroyed automatically by {backups}")),
-        "{receipt}"
-    );
+    let backups = app.app().services().policy.backups.max_age.after(app.clock_now()).date().to_string();
+    assert!(receipt.contains(&format!("destroyed automatically by {backups}")), "{receipt}");
     assert!(receipt.contains("What we keep, and why"));
     for table in ["accounts", "signins", "sessions", "auth_tokens"] {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
@@ -539,27 +390,15 @@ async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
         .await
         .expect("count");
     assert_eq!(leftover, 0, "tickets keep no personal data");
-    let log = app
-        .app()
-        .services()
-        .erasure_log
-        .for_subject(&format!("person:{id}"))
-        .await
-        .expect("log");
-    assert!(
-        log.iter()
-            .any(|e| e.category == "account_contact" && e.reason == "person_request")
-    );
+    let log = app.app().services().erasure_log.for_subject(&format!("person:{id}")).await.expect("log");
+    assert!(log.iter().any(|e| e.category == "account_contact" && e.reason == "person_request"));
     assert!(log.iter().any(|e| e.category == "helpdesk_ticket"));
     if crate::helpers::pg_admin_url().is_none() {
         // Physical erasure: the address is nowhere in the control database files.
         for f in ["control.db", "control.db-wal"] {
             let p = app.data.path().join(f);
             if let Ok(bytes) = std::fs::read(&p) {
-                assert!(
-                    !String::from_utf8_lossy(&bytes).contains("gone@example.com"),
-                    "{f} still holds the e-mail"
-                );
+                assert!(!String::from_utf8_lossy(&bytes).contains("gone@example.com"), "{f} still holds the e-mail");
             }
         }
     }
@@ -583,12 +422,8 @@ async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
         app.data_dir(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let field = |label: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(label))
-            .map(|s| s.trim().to_string())
-            .expect(label)
-    };
+    let field =
+        |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).expect(label);
     let password = field("one-time password:");
     let secret = field("TOTP secret:");
     assert!(field("authenticator URL:").starts_with("otpauth://totp/"));
@@ -609,13 +444,7 @@ async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
 
     // A customer writes in.
     let page = app.client.get(app.url("/contact")).send().await.expect("page");
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
     let csrf = cookie.split_once('=').expect("kv").1.to_string();
     let r = app
         .client
@@ -666,10 +495,7 @@ async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
         .find(|c| c.starts_with("seldesk_session="))
         .expect("session cookie")
         .to_string();
-    assert!(
-        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
-        "{session}"
-    );
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
     let both = format!("{}; {}", session.split(';').next().expect("pair"), cookie);
     let list = app
         .client
@@ -715,28 +541,12 @@ async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
     assert!(reply.contains("In India and Singapore"));
     let audit = app.app().services().audit.recent(50).await.expect("audit");
     for action in ["staff.signed_in", "tickets.list", "ticket.read", "ticket.reply"] {
-        assert!(
-            audit
-                .iter()
-                .any(|e| e.action == action && e.actor.starts_with("staff:")),
-            "{action} audited"
-        );
+        assert!(audit.iter().any(|e| e.action == action && e.actor.starts_with("staff:")), "{action} audited");
     }
     // Least privilege: support cannot read the retention report.
-    let r = app
-        .client
-        .get(app.url("/staff/retention"))
-        .header("cookie", &both)
-        .send()
-        .await
-        .expect("get");
+    let r = app.client.get(app.url("/staff/retention")).header("cookie", &both).send().await.expect("get");
     assert_eq!(r.status(), 403);
-    let r = app
-        .client
-        .get(app.url("/staff/tickets"))
-        .send()
-        .await
-        .expect("anonymous");
+    let r = app.client.get(app.url("/staff/tickets")).send().await.expect("anonymous");
     assert_eq!(r.status(), 303, "staff pages need a staff session");
     app.stop().await;
 }
@@ -748,16 +558,7 @@ async fn passwords_never_reach_logs_mail_or_the_data_folder() {
     let dir = tempfile::tempdir().expect("tmp");
     let url = crate::helpers::fresh_database_url(dir.path()).await;
     let mut child = std::process::Command::new(crate::helpers::bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-            "--data",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--database-url", &url, "--data"])
         .arg(dir.path())
         .env("SELDESK_LOG_LEVEL", "debug")
         .stderr(std::process::Stdio::piped())
@@ -812,27 +613,18 @@ async fn passwords_never_reach_logs_mail_or_the_data_folder() {
         .await
         .expect("ok");
     assert_eq!(r.status(), 200);
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     while let Ok(line) = rx.recv_timeout(StdDuration::from_millis(300)) {
         log.push(line);
     }
     let all_logs = log.join("\n");
-    assert!(
-        all_logs.contains("DEBUG") || all_logs.contains("INFO"),
-        "logs were captured"
-    );
+    assert!(all_logs.contains("DEBUG") || all_logs.contains("INFO"), "logs were captured");
     for pw in [secret_pw, weak, "wrong-guess-4242"] {
         assert!(!all_logs.contains(pw), "password in the logs");
         for entry in walk(dir.path()) {
             let bytes = std::fs::read(&entry).unwrap_or_default();
-            assert!(
-                !String::from_utf8_lossy(&bytes).contains(pw),
-                "password in {}",
-                entry.display()
-            );
+            assert!(!String::from_utf8_lossy(&bytes).contains(pw), "password in {}", entry.display());
         }
     }
 }
@@ -850,4 +642,143 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+// promise: POL-2, POL-1
+#[tokio::test]
+async fn a_new_policy_version_is_announced_once_and_accepted_by_continued_use() {
+    let first = spawn_app().await;
+    first.sign_up("policy@example.com", PW).await;
+    let token = first.token("policy@example.com", PW).await;
+    let (_, me) = get_json(&first, "/api/v1/me", &token).await;
+    let current =
+        seldesk_domain::Policy::builtin().expect("policy").current_version(first.clock_today()).effective.to_string();
+    assert_eq!(me["policy_accepted"], current.as_str(), "sign-up accepts the version in force");
+    let n = first.run_jobs().await;
+    assert!(n >= 1);
+    assert!(first.mail_to("policy@example.com", "privacy policy changes").is_none(), "nothing new to announce");
+
+    // The operator publishes a new version that takes effect in ten days.
+    let effective = first.clock_today() + Duration::days(10);
+    let dir = tempfile::tempdir().expect("tmp");
+    let old_text = seldesk_domain::Policy::builtin()
+        .expect("policy")
+        .text_of(seldesk_domain::Policy::builtin().expect("policy").newest_version());
+    let newest = seldesk_domain::Policy::builtin().expect("policy").newest_version().effective.to_string();
+    let file = crate::helpers::edited_policy(
+        dir.path(),
+        &format!("[[versions]]\neffective = {newest}\n"),
+        &format!(
+            "[[versions]]\neffective = {effective}\nsummary = \"Browser data is kept 6 weeks instead of 2 months.\"\n\n[[versions]]\neffective = {newest}\narchive = \"versions/{newest}.md\"\n"
+        ),
+    );
+    std::fs::write(dir.path().join("versions").join(format!("{newest}.md")), old_text).expect("archive");
+    let source = std::fs::read_to_string(&file).expect("read").replacen(
+        r#"retention = { keep = "2 months", after = "created" }"#,
+        r#"retention = { keep = "6 weeks", after = "created" }"#,
+        1,
+    );
+    std::fs::write(&file, source).expect("write");
+    let policy = seldesk_domain::Policy::load(&file).expect("valid new policy");
+
+    let config = first.config.clone();
+    let clock = first.clock.clone();
+    let data = first.data;
+    let db_url = first.database_url.clone();
+    if let Some(app) = first.app {
+        app.stop().await;
+    }
+    let second =
+        seldesk::Application::build(config.clone(), policy, std::sync::Arc::new(clock.clone())).await.expect("restart");
+    let app = TestApp {
+        base: format!("http://{}", second.web_addr()),
+        admin: format!("http://{}", second.admin_addr()),
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        clock: clock.clone(),
+        app: Some(second),
+        database_url: db_url,
+        config,
+        data,
+    };
+    app.run_jobs().await;
+    let notice = app.mail_to("policy@example.com", "privacy policy changes").expect("announced");
+    assert!(notice.contains(&effective.to_string()) && notice.contains("6 weeks"));
+    app.run_jobs().await;
+    let count = app.outbox().iter().filter(|m| m.contains("privacy policy changes")).count();
+    assert_eq!(count, 1, "announced once");
+    let (_, privacy) = app.text("/privacy").await;
+    assert!(privacy.contains(&format!("Last updated: {current}")), "the page shows the version in force");
+    assert!(privacy.contains("A new version takes effect"));
+
+    // Ten days later, signing in is continued use: the new version is accepted and recorded.
+    app.clock.advance(Duration::days(10));
+    let token = app.token("policy@example.com", PW).await;
+    let (_, me) = get_json(&app, "/api/v1/me", &token).await;
+    assert_eq!(me["policy_accepted"], effective.to_string().as_str());
+    let id = me["id"].as_str().expect("id").to_string();
+    let audit = app.app().services().audit.about(&format!("person:{id}")).await.expect("audit");
+    assert!(audit.iter().any(|e| e.action == "policy.accepted" && e.details["how"] == "continued use"));
+    let (_, privacy) = app.text("/privacy").await;
+    assert!(privacy.contains(&format!("Last updated: {effective}")) && privacy.contains("usually 6 weeks"));
+    app.stop().await;
+}
+
+/// Creates a staff member with `role` and signs in; returns the cookie header.
+async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
+    let (code, out, err) = cli_run(&[
+        "staff",
+        "add",
+        "--email",
+        email,
+        "--role",
+        role,
+        "--database-url",
+        &app.database_url(),
+        "--data",
+        app.data_dir(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let field =
+        |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).expect(label);
+    let (password, secret) = (field("one-time password:"), field("TOTP secret:"));
+    let page = app.client.get(app.url("/staff")).send().await.expect("page");
+    let csrf_cookie =
+        page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let csrf = csrf_cookie.split_once('=').expect("kv").1.to_string();
+    let code = seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code");
+    let r = app
+        .client
+        .post(app.url("/staff"))
+        .header("cookie", &csrf_cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .expect("signin");
+    assert_eq!(r.status(), 303);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_session="))
+        .expect("cookie");
+    format!("{}; {csrf_cookie}", session.split(';').next().expect("pair"))
+}
+
+#[tokio::test]
+async fn the_dpo_reads_the_retention_report_in_the_staff_console() {
+    let app = spawn_app().await;
+    let cookie = staff_session(&app, "dpo@seldesk.com", "dpo").await;
+    let r = app.client.get(app.url("/staff/retention")).header("cookie", &cookie).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("text");
+    for text in ["Retention report", "Browser data", "2 months after it is recorded", "Nothing is overdue", "not kept"]
+    {
+        assert!(body.contains(text), "{text}");
+    }
+    let r = app.client.get(app.url("/staff/tickets")).header("cookie", &cookie).send().await.expect("get");
+    assert_eq!(r.status(), 200, "the dpo handles personal-data requests too");
+    let audit = app.app().services().audit.recent(20).await.expect("audit");
+    assert!(audit.iter().any(|e| e.action == "retention.report.view"));
+    app.stop().await;
 }

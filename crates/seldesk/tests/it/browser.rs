@@ -28,11 +28,7 @@ impl Drop for Browser {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Browser {
@@ -84,12 +80,7 @@ impl Browser {
                 Err(e) => panic!("chromedriver did not start a session: {e}"),
             }
         };
-        Self {
-            client,
-            driver,
-            _profile: profile,
-            downloads,
-        }
+        Self { client, driver, _profile: profile, downloads }
     }
 
     /// Saves a screenshot under target/screenshots/ for people to look at.
@@ -105,19 +96,51 @@ impl Browser {
 
     /// Fills a form field by its name.
     pub async fn fill(&self, name: &str, value: &str) {
-        let field = self.client.find(Locator::Css(&format!("[name='{name}']"))).await.unwrap_or_else(|_| panic!("field {name}"));
+        let field = self
+            .client
+            .find(Locator::Css(&format!("[name='{name}']")))
+            .await
+            .unwrap_or_else(|_| panic!("field {name}"));
         field.clear().await.expect("clear");
         field.send_keys(value).await.expect("type");
     }
 
     /// Clicks the first element matching a CSS selector.
     pub async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("element {css}")).click().await.expect("click");
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("element {css}"))
+            .click()
+            .await
+            .expect("click");
     }
 
-    /// The visible text of the page body.
+    /// The visible text of the page body (retried while a navigation is under way).
     pub async fn text(&self) -> String {
-        self.client.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(body) = self.client.find(Locator::Css("body")).await
+                && let Ok(text) = body.text().await
+            {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "the page has a body");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the page shows `needle` (after a click that navigates).
+    pub async fn wait_for_text(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.text().await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the page shows {needle:?}; it shows: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits for a downloaded file to appear (Chromium writes it under a temporary name first).
@@ -151,74 +174,26 @@ async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_version
     let b = Browser::start().await;
     b.client.goto(&app.url("/")).await.expect("home");
     b.screenshot("home").await;
-    b.client
-        .find(Locator::LinkText("Read the privacy policy"))
-        .await
-        .expect("link")
-        .click()
-        .await
-        .expect("click");
+    b.client.find(Locator::LinkText("Read the privacy policy")).await.expect("link").click().await.expect("click");
     let h1 = b.client.find(Locator::Css("article.policy h1")).await.expect("h1");
     assert_eq!(h1.text().await.expect("text"), "Seldesk Privacy Policy");
-    let body = b
-        .client
-        .find(Locator::Css("article.policy"))
-        .await
-        .expect("policy")
-        .text()
-        .await
-        .expect("text");
+    let body = b.client.find(Locator::Css("article.policy")).await.expect("policy").text().await.expect("text");
     assert!(body.contains("Last updated: "), "visible 'Last updated'");
     assert!(body.contains("We do not currently support Do Not Track signals"));
-    let rows = b
-        .client
-        .find_all(Locator::Css("article.policy table tr"))
-        .await
-        .expect("rows");
+    let rows = b.client.find_all(Locator::Css("article.policy table tr")).await.expect("rows");
     let mut provider_rows = Vec::new();
     for row in rows {
         provider_rows.push(row.text().await.expect("text"));
     }
-    for name in [
-        "PayPal",
-        "Ingenico Payment Services",
-        "Google LLC",
-        "Amazon Web Services, Inc.",
-    ] {
+    for name in ["PayPal", "Ingenico Payment Services", "Google LLC", "Amazon Web Services, Inc."] {
         assert!(provider_rows.iter().any(|r| r.starts_with(name)), "{name} row shown");
     }
     b.screenshot("privacy").await;
 
-    b.client
-        .find(Locator::LinkText("Policy versions"))
-        .await
-        .expect("footer link")
-        .click()
-        .await
-        .expect("click");
-    assert!(
-        b.client
-            .current_url()
-            .await
-            .expect("url")
-            .path()
-            .ends_with("/privacy/versions")
-    );
-    b.client
-        .find(Locator::LinkText("1 June 2025"))
-        .await
-        .expect("older version")
-        .click()
-        .await
-        .expect("click");
-    let notice = b
-        .client
-        .find(Locator::Css(".notice"))
-        .await
-        .expect("notice")
-        .text()
-        .await
-        .expect("text");
+    b.client.find(Locator::LinkText("Policy versions")).await.expect("footer link").click().await.expect("click");
+    assert!(b.client.current_url().await.expect("url").path().ends_with("/privacy/versions"));
+    b.client.find(Locator::LinkText("1 June 2025")).await.expect("older version").click().await.expect("click");
+    let notice = b.client.find(Locator::Css(".notice")).await.expect("notice").text().await.expect("text");
     assert!(notice.contains("took effect on 2025-06-01"), "{notice}");
     b.screenshot("privacy-2025-06-01").await;
     b.close().await;
@@ -230,22 +205,9 @@ async fn not_found_page_in_chromium_leads_back_home() {
     let app = spawn_app().await;
     let b = Browser::start().await;
     b.client.goto(&app.url("/nowhere")).await.expect("goto");
-    let h1 = b
-        .client
-        .find(Locator::Css("h1"))
-        .await
-        .expect("h1")
-        .text()
-        .await
-        .expect("text");
+    let h1 = b.client.find(Locator::Css("h1")).await.expect("h1").text().await.expect("text");
     assert_eq!(h1, "Page not found");
-    b.client
-        .find(Locator::LinkText("Go to the home page"))
-        .await
-        .expect("link")
-        .click()
-        .await
-        .expect("click");
+    b.client.find(Locator::LinkText("Go to the home page")).await.expect("link").click().await.expect("click");
     assert_eq!(b.client.current_url().await.expect("url").path(), "/");
     b.close().await;
     app.stop().await;
@@ -265,7 +227,7 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     b.fill("password", "saffron harbour kite").await;
     b.screenshot("signup").await;
     b.click("form.stack button[type=submit]").await;
-    assert!(b.text().await.contains("e-mail not verified"), "the account works at once, unverified");
+    b.wait_for_text("e-mail not verified").await;
     let cookies = b.client.get_all_cookies().await.expect("cookies");
     let session = cookies.iter().find(|c| c.name() == "seldesk_session").expect("session cookie");
     assert_eq!(session.http_only(), Some(true));
@@ -274,27 +236,28 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     let mail = app.mail_to("meera@example.in", "Confirm your e-mail").expect("verification mail");
     let link = crate::helpers::link(&mail, "/verify-email").expect("link");
     b.client.goto(&link).await.expect("verify");
-    assert!(b.text().await.contains("confirmed"));
+    b.wait_for_text("confirmed").await;
 
     b.client.goto(&app.url("/account")).await.expect("account");
     b.click("form[action='/signout'] button").await;
+    b.wait_for_text("Your business database").await;
     b.client.goto(&app.url("/account")).await.expect("account");
     assert!(b.client.current_url().await.expect("url").path().starts_with("/signin"), "signed out");
     b.fill("email", "meera@example.in").await;
     b.fill("password", "saffron harbour kite").await;
     b.click("form.stack button[type=submit]").await;
-    assert!(b.text().await.contains("e-mail verified"));
+    b.wait_for_text("e-mail verified").await;
 
     b.fill("company", "Iyer Spices & Teas").await;
     b.click("form[action='/account'] button[type=submit]").await;
-    assert!(b.text().await.contains("Your changes are saved."));
-    assert!(b.text().await.contains("account.updated"), "the change appears in the person's own audit view");
+    b.wait_for_text("Your changes are saved.").await;
+    b.wait_for_text("account.updated").await;
     b.screenshot("account").await;
 
     b.client.goto(&app.url("/account/requests")).await.expect("requests");
     b.fill("password", "saffron harbour kite").await;
     b.click("form[action='/account/requests'] button[type=submit]").await;
-    assert!(b.text().await.contains("We are preparing your archive"));
+    b.wait_for_text("We are preparing your archive").await;
     app.run_jobs().await;
     b.client.refresh().await.expect("reload");
     b.fill("password", "saffron harbour kite").await;
@@ -320,18 +283,19 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     b.fill("email", "ravi@example.in").await;
     b.fill("password", "monsoon copper tiger").await;
     b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Everything we hold in your account").await;
     b.client.goto(&app.url("/account/requests")).await.expect("requests");
     b.client.find(Locator::Css("#kind")).await.expect("kind").select_by_value("erasure").await.expect("select");
     b.fill("password", "monsoon copper tiger").await;
     b.click("form[action='/account/requests'] button[type=submit]").await;
-    assert!(b.text().await.contains("Your erasure request is under way"));
+    b.wait_for_text("Your erasure request is under way").await;
     b.screenshot("erasure").await;
     app.run_jobs().await;
     b.client.goto(&app.url("/signin")).await.expect("signin");
     b.fill("email", "ravi@example.in").await;
     b.fill("password", "monsoon copper tiger").await;
     b.click("form.stack button[type=submit]").await;
-    assert!(b.text().await.contains("not right"), "sign-in fails after erasure");
+    b.wait_for_text("not right").await;
     let receipt = app.mail_to("ravi@example.in", "has been erased").expect("receipt in the outbox");
     assert!(receipt.contains("invoices and payment records"));
     b.close().await;

@@ -31,14 +31,7 @@ fn version_and_help_on_every_subcommand() {
         assert!(out.contains("Usage:"), "{args:?}");
     }
     let (_, out, _) = run(&["serve", "--help"]);
-    for flag in [
-        "--data",
-        "--listen",
-        "--admin-listen",
-        "--database-url",
-        "--config",
-        "--policy",
-    ] {
+    for flag in ["--data", "--listen", "--admin-listen", "--database-url", "--config", "--policy"] {
         assert!(out.contains(flag), "serve takes {flag}");
     }
 }
@@ -148,16 +141,7 @@ async fn serve_answers_healthcheck_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("tmp");
     let url = fresh_database_url(dir.path()).await;
     let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-            "--data",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--database-url", &url, "--data"])
         .arg(dir.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -192,18 +176,10 @@ async fn serve_answers_healthcheck_and_stops_gracefully_on_sigterm() {
     assert_eq!(check.0, 0, "{check:?}");
     assert!(check.1.contains("healthy"));
 
-    let body = reqwest::get(format!("http://{addr}/privacy"))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let body = reqwest::get(format!("http://{addr}/privacy")).await.expect("get").text().await.expect("text");
     assert!(body.contains("Last updated"));
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

@@ -58,12 +58,8 @@ pub async fn fresh_database_url(dir: &Path) -> String {
         Some(admin) => {
             let name = format!("seldesk_t_{}", uuid::Uuid::now_v7().simple());
             sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin)
-                .await
-                .expect("connect to SELDESK_TEST_PG");
-            pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create test database");
+            let pool = sqlx::AnyPool::connect(&admin).await.expect("connect to SELDESK_TEST_PG");
+            pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
             pool.close().await;
             let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
             format!("{base}/{name}")
@@ -80,10 +76,7 @@ pub fn test_config(data: &Path, database_url: String) -> Config {
         database_url: Some(database_url),
         // Tests move the clock and run jobs by hand; background workers would
         // race them. Tests of the runner turn workers on.
-        jobs: seldesk::config::JobsConfig {
-            workers: 0,
-            ..Default::default()
-        },
+        jobs: seldesk::config::JobsConfig { workers: 0, ..Default::default() },
         ..Config::default()
     }
 }
@@ -101,16 +94,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), policy: Policy) -> 
     tweak(&mut config);
     let config_copy = config.clone();
     let clock = TestClock::new(OffsetDateTime::now_utc());
-    let app = Application::build(config, policy, Arc::new(clock.clone()))
-        .await
-        .expect("server starts");
+    let app = Application::build(config, policy, Arc::new(clock.clone())).await.expect("server starts");
     TestApp {
         base: format!("http://{}", app.web_addr()),
         admin: format!("http://{}", app.admin_addr()),
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         clock,
         app: Some(app),
         database_url: url_for_app,
@@ -173,11 +161,7 @@ impl TestApp {
 
 /// Runs the built binary; returns exit code, stdout, stderr.
 pub fn cli_run(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .env_remove("SELDESK_CONFIG")
-        .output()
-        .expect("run seldesk");
+    let out = std::process::Command::new(bin()).args(args).env_remove("SELDESK_CONFIG").output().expect("run seldesk");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -203,18 +187,12 @@ impl TestApp {
             Err(_) => Vec::new(),
         };
         files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        files
-            .iter()
-            .map(|p| decode_eml(&std::fs::read_to_string(p).expect("read eml")))
-            .collect()
+        files.iter().map(|p| decode_eml(&std::fs::read_to_string(p).expect("read eml"))).collect()
     }
 
     /// The newest message to `to` whose subject contains `subject`.
     pub fn mail_to(&self, to: &str, subject: &str) -> Option<String> {
-        self.outbox()
-            .into_iter()
-            .rev()
-            .find(|m| m.contains(&format!("To: {to}")) && m.contains(subject))
+        self.outbox().into_iter().rev().find(|m| m.contains(&format!("To: {to}")) && m.contains(subject))
     }
 
     /// Signs up through the API; returns the account id.
@@ -248,9 +226,7 @@ impl TestApp {
 
 /// The first link in `mail` that starts with `prefix` (e.g. "http://127.0.0.1:1234/verify-email").
 pub fn link(mail: &str, path: &str) -> Option<String> {
-    mail.split_whitespace()
-        .find(|w| w.starts_with("http") && w.contains(path))
-        .map(str::to_string)
+    mail.split_whitespace().find(|w| w.starts_with("http") && w.contains(path)).map(str::to_string)
 }
 
 /// Headers as written, body decoded when it is base64 (non-ASCII text).
@@ -264,10 +240,7 @@ fn decode_eml(raw: &str) -> String {
             return format!("{head}\n\n{}", String::from_utf8_lossy(&bytes));
         }
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("content-transfer-encoding: quoted-printable")
-    {
+    if head.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
         let joined = body.replace("=\r\n", "").replace("=\n", "");
         let bytes = joined.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());

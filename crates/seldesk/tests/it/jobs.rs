@@ -11,9 +11,7 @@ use crate::helpers::fresh_database_url;
 
 async fn queue_at(start: OffsetDateTime) -> (Queue, Db, TestClock, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
-    let db = Db::connect(&fresh_database_url(dir.path()).await)
-        .await
-        .expect("connect");
+    let db = Db::connect(&fresh_database_url(dir.path()).await).await.expect("connect");
     db.migrate().await.expect("migrate");
     let clock = TestClock::new(start);
     (Queue::new(db.clone(), Arc::new(clock.clone())), db, clock, dir)
@@ -22,23 +20,12 @@ async fn queue_at(start: OffsetDateTime) -> (Queue, Db, TestClock, tempfile::Tem
 #[tokio::test]
 async fn jobs_are_claimed_once_completed_and_deduplicated() {
     let (q, _db, _clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
-    let id = q
-        .enqueue(NewJob::new("demo").dedupe("demo-1"))
-        .await
-        .expect("enqueue")
-        .expect("new");
-    assert_eq!(
-        q.enqueue(NewJob::new("demo").dedupe("demo-1")).await.expect("enqueue"),
-        None,
-        "deduplicated"
-    );
+    let id = q.enqueue(NewJob::new("demo").dedupe("demo-1")).await.expect("enqueue").expect("new");
+    assert_eq!(q.enqueue(NewJob::new("demo").dedupe("demo-1")).await.expect("enqueue"), None, "deduplicated");
     let job = q.claim("w1", Duration::minutes(5)).await.expect("claim").expect("due");
     assert_eq!(job.id, id);
     assert_eq!(job.attempts, 1);
-    assert!(
-        q.claim("w2", Duration::minutes(5)).await.expect("claim").is_none(),
-        "held by w1"
-    );
+    assert!(q.claim("w2", Duration::minutes(5)).await.expect("claim").is_none(), "held by w1");
     q.complete(&job, "w1").await.expect("complete");
     assert_eq!(q.get(id).await.expect("get").expect("exists").status, JobStatus::Done);
     let stats = q.stats().await.expect("stats");
@@ -48,9 +35,7 @@ async fn jobs_are_claimed_once_completed_and_deduplicated() {
 #[tokio::test]
 async fn future_jobs_wait_for_the_clock() {
     let (q, _db, clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
-    q.enqueue(NewJob::new("later").run_at(datetime!(2026-11-26 10:00 UTC)))
-        .await
-        .expect("enqueue");
+    q.enqueue(NewJob::new("later").run_at(datetime!(2026-11-26 10:00 UTC))).await.expect("enqueue");
     assert!(q.claim("w", Duration::minutes(5)).await.expect("claim").is_none());
     clock.advance(Duration::days(1));
     assert!(q.claim("w", Duration::minutes(5)).await.expect("claim").is_some());
@@ -59,23 +44,12 @@ async fn future_jobs_wait_for_the_clock() {
 #[tokio::test]
 async fn failures_retry_with_backoff_then_fail_for_good() {
     let (q, _db, clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
-    let id = q
-        .enqueue(NewJob::new("flaky").max_attempts(2))
-        .await
-        .expect("enqueue")
-        .expect("id");
+    let id = q.enqueue(NewJob::new("flaky").max_attempts(2)).await.expect("enqueue").expect("id");
     let job = q.claim("w", Duration::minutes(5)).await.expect("claim").expect("due");
     assert_eq!(q.fail(&job, "w", "boom").await.expect("fail"), JobStatus::Queued);
-    assert!(
-        q.claim("w", Duration::minutes(5)).await.expect("claim").is_none(),
-        "backing off"
-    );
+    assert!(q.claim("w", Duration::minutes(5)).await.expect("claim").is_none(), "backing off");
     clock.advance(Duration::seconds(11));
-    let job = q
-        .claim("w", Duration::minutes(5))
-        .await
-        .expect("claim")
-        .expect("retried");
+    let job = q.claim("w", Duration::minutes(5)).await.expect("claim").expect("retried");
     assert_eq!(job.attempts, 2);
     assert_eq!(q.fail(&job, "w", "boom again").await.expect("fail"), JobStatus::Failed);
     let stored = q.get(id).await.expect("get").expect("exists");
@@ -87,36 +61,21 @@ async fn failures_retry_with_backoff_then_fail_for_good() {
 async fn a_crashed_workers_job_is_claimed_again_after_its_lease() {
     let (q, _db, clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
     q.enqueue(NewJob::new("long")).await.expect("enqueue");
-    let first = q
-        .claim("dead-node", Duration::minutes(10))
-        .await
-        .expect("claim")
-        .expect("due");
+    let first = q.claim("dead-node", Duration::minutes(10)).await.expect("claim").expect("due");
     clock.advance(Duration::minutes(9));
     assert!(q.claim("other", Duration::minutes(10)).await.expect("claim").is_none());
     clock.advance(Duration::minutes(2));
-    let again = q
-        .claim("other", Duration::minutes(10))
-        .await
-        .expect("claim")
-        .expect("lease over");
+    let again = q.claim("other", Duration::minutes(10)).await.expect("claim").expect("lease over");
     assert_eq!(again.id, first.id);
-    q.complete(&first, "dead-node")
-        .await
-        .expect("stale complete is ignored");
-    assert_eq!(
-        q.get(first.id).await.expect("get").expect("exists").status,
-        JobStatus::Running
-    );
+    q.complete(&first, "dead-node").await.expect("stale complete is ignored");
+    assert_eq!(q.get(first.id).await.expect("get").expect("exists").status, JobStatus::Running);
 }
 
 #[tokio::test]
 async fn concurrent_workers_never_claim_the_same_job() {
     let (q, _db, _clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
     for i in 0..40 {
-        q.enqueue(NewJob::new("bulk").dedupe(format!("bulk-{i}")))
-            .await
-            .expect("enqueue");
+        q.enqueue(NewJob::new("bulk").dedupe(format!("bulk-{i}"))).await.expect("enqueue");
     }
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -143,37 +102,24 @@ async fn a_schedule_fires_once_per_cluster() {
     let (q, db, clock, _dir) = queue_at(datetime!(2026-11-25 02:29:30 UTC)).await;
     let schedule = Schedule::parse("nightly", "demo.nightly", "30 2 * * *").expect("cron");
     // Three nodes share one control plane.
-    let nodes: Vec<Scheduler> = (0..3)
-        .map(|_| Scheduler::new(q.clone(), db.clone(), vec![schedule.clone()]))
-        .collect();
+    let nodes: Vec<Scheduler> = (0..3).map(|_| Scheduler::new(q.clone(), db.clone(), vec![schedule.clone()])).collect();
     let mut enqueued = 0;
     for n in &nodes {
         enqueued += n.tick().await.expect("tick").len();
     }
     assert_eq!(enqueued, 1, "yesterday's missed fire is caught up once");
-    let _ = q
-        .claim("w", Duration::minutes(1))
-        .await
-        .expect("claim")
-        .expect("yesterday's fire");
+    let _ = q.claim("w", Duration::minutes(1)).await.expect("claim").expect("yesterday's fire");
     clock.advance(Duration::seconds(30));
     let mut enqueued = 0;
     for n in &nodes {
         enqueued += n.tick().await.expect("tick").len();
     }
     assert_eq!(enqueued, 1, "today's 02:30 fire, once");
-    let job = q
-        .claim("w", Duration::minutes(1))
-        .await
-        .expect("claim")
-        .expect("today's fire");
+    let job = q.claim("w", Duration::minutes(1)).await.expect("claim").expect("today's fire");
     assert_eq!(job.kind, "demo.nightly");
     assert_eq!(job.run_at, datetime!(2026-11-25 02:30 UTC));
     for n in &nodes {
-        assert!(
-            n.tick().await.expect("tick").is_empty(),
-            "no second run of the same fire"
-        );
+        assert!(n.tick().await.expect("tick").is_empty(), "no second run of the same fire");
     }
 }
 
@@ -191,13 +137,7 @@ async fn finished_jobs_are_purged_after_their_age() {
 #[tokio::test]
 async fn the_server_runs_the_scheduled_retention_job() {
     let app = crate::helpers::spawn_app_with(
-        |c| {
-            c.jobs = seldesk::config::JobsConfig {
-                workers: 1,
-                poll_ms: 50,
-                ..Default::default()
-            }
-        },
+        |c| c.jobs = seldesk::config::JobsConfig { workers: 1, poll_ms: 50, ..Default::default() },
         seldesk_domain::Policy::builtin().expect("policy"),
     )
     .await;
@@ -208,10 +148,7 @@ async fn the_server_runs_the_scheduled_retention_job() {
         if report.last_run.is_some() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the retention job ran within 20 s"
-        );
+        assert!(std::time::Instant::now() < deadline, "the retention job ran within 20 s");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let stats = services.queue.stats().await.expect("stats");

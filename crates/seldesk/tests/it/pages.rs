@@ -12,12 +12,7 @@ async fn home_page_describes_the_product_and_links_onward() {
     assert!(body.contains("/static/site.css"));
     let css = app.get("/static/site.css").await;
     assert_eq!(css.status(), 200);
-    assert!(
-        css.headers()["content-type"]
-            .to_str()
-            .expect("ct")
-            .starts_with("text/css")
-    );
+    assert!(css.headers()["content-type"].to_str().expect("ct").starts_with("text/css"));
     app.stop().await;
 }
 
@@ -29,19 +24,13 @@ async fn privacy_page_shows_last_updated_of_the_version_in_force() {
     let current = policy.current_version(app.clock_today());
     let (status, body) = app.text("/privacy").await;
     assert_eq!(status, 200);
-    assert!(
-        body.contains(&format!("Last updated: {}", current.effective)),
-        "last updated shown"
-    );
+    assert!(body.contains(&format!("Last updated: {}", current.effective)), "last updated shown");
     for older in policy.versions().iter().filter(|v| v.effective < current.effective) {
         let (status, old) = app.text(&format!("/privacy/versions/{}", older.effective)).await;
         assert_eq!(status, 200);
         assert!(old.contains(&format!("Last updated: {}", older.effective)));
         assert!(old.contains("You are reading the version"), "older versions say so");
-        assert!(
-            old.contains("3 months after the last successful upgrade"),
-            "the archived text, not today's"
-        );
+        assert!(old.contains("3 months after the last successful upgrade"), "the archived text, not today's");
     }
     let (status, list) = app.text("/privacy/versions").await;
     assert_eq!(status, 200);
@@ -71,26 +60,13 @@ async fn privacy_page_has_every_section_and_the_provider_table_from_the_registry
     ] {
         assert!(body.contains(&format!(">{section}</h")), "section {section}");
     }
-    for figure in [
-        "usually 2 months",
-        "up to 2 years",
-        "deactivated for 3 weeks",
-        "up to 4 months",
-        "up to 12 months",
-    ] {
+    for figure in ["usually 2 months", "up to 2 years", "deactivated for 3 weeks", "up to 4 months", "up to 12 months"]
+    {
         assert!(body.contains(figure), "figure {figure}");
     }
     let policy = Policy::builtin().expect("policy");
-    for provider in policy
-        .providers
-        .iter()
-        .filter(|p| p.kind != seldesk_domain::policy::ProviderKind::Recipient)
-    {
-        assert!(
-            body.contains(&format!("<td>{}", provider.name)),
-            "row for {}",
-            provider.name
-        );
+    for provider in policy.providers.iter().filter(|p| p.kind != seldesk_domain::policy::ProviderKind::Recipient) {
+        assert!(body.contains(&format!("<td>{}", provider.name)), "row for {}", provider.name);
     }
     assert!(body.contains("Shared with PayPal: Order amount, Order currency, Order description, Order reference, Customer name, Customer e-mail."));
     app.stop().await;
@@ -126,11 +102,7 @@ async fn changing_a_period_in_the_policy_file_changes_the_page() {
 #[tokio::test]
 async fn unknown_pages_and_versions_get_a_404_in_the_site_layout() {
     let app = spawn_app().await;
-    for path in [
-        "/no/such/page",
-        "/privacy/versions/1999-01-01",
-        "/privacy/versions/yesterday",
-    ] {
+    for path in ["/no/such/page", "/privacy/versions/1999-01-01", "/privacy/versions/yesterday"] {
         let (status, body) = app.text(path).await;
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("class=\"site-header\""), "{path} uses the layout");
@@ -146,12 +118,7 @@ async fn pages_carry_security_headers() {
     let h = r.headers();
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["x-frame-options"], "DENY");
-    assert!(
-        h["content-security-policy"]
-            .to_str()
-            .expect("csp")
-            .contains("default-src 'self'")
-    );
+    assert!(h["content-security-policy"].to_str().expect("csp").contains("default-src 'self'"));
     app.stop().await;
 }
 
@@ -162,17 +129,8 @@ async fn healthz_answers_and_metrics_live_only_on_the_admin_listener() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
-    assert_eq!(
-        app.get("/metrics").await.status(),
-        404,
-        "no metrics on the public listener"
-    );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .expect("metrics");
+    assert_eq!(app.get("/metrics").await.status(), 404, "no metrics on the public listener");
+    let metrics = app.client.get(format!("{}/metrics", app.admin)).send().await.expect("metrics");
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("seldesk_http_requests_total"), "{text}");

@@ -25,10 +25,7 @@ fn disclosure(recipient: &str, purpose: &str, subject: &str, fields: &[(&str, &s
         recipient_name: None,
         purpose: purpose.into(),
         subject: subject.into(),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -83,38 +80,23 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
 
     let mut extra = ok.clone();
     extra.fields.insert("person.phone".into(), "+91 22 5555 0100".into());
-    let err = s
-        .disclosures
-        .send(&Actor::System, &extra, &transport)
-        .await
-        .expect_err("refused");
+    let err = s.disclosures.send(&Actor::System, &extra, &transport).await.expect_err("refused");
     assert!(
         matches!(err, PrivacyError::Refused(Refusal::FieldNotAllowed { ref field, .. }) if field == "person.phone"),
         "{err}"
     );
     let mut card = ok.clone();
-    card.fields
-        .insert("order.description".into(), "paid with 4111 1111 1111 1111".into());
+    card.fields.insert("order.description".into(), "paid with 4111 1111 1111 1111".into());
     assert!(matches!(
         s.disclosures.send(&Actor::System, &card, &transport).await,
         Err(PrivacyError::Refused(Refusal::CardNumber { .. }))
     ));
-    let stranger = disclosure(
-        "acme_ads",
-        "marketing",
-        "person:p1",
-        &[("customer.email", "asha@example.com")],
-    );
+    let stranger = disclosure("acme_ads", "marketing", "person:p1", &[("customer.email", "asha@example.com")]);
     assert!(matches!(
         s.disclosures.send(&Actor::System, &stranger, &transport).await,
         Err(PrivacyError::Refused(Refusal::UnknownRecipient(_)))
     ));
-    let wrong_purpose = disclosure(
-        "paypal",
-        "marketing",
-        "person:p1",
-        &[("customer.email", "asha@example.com")],
-    );
+    let wrong_purpose = disclosure("paypal", "marketing", "person:p1", &[("customer.email", "asha@example.com")]);
     assert!(matches!(
         s.disclosures.send(&Actor::System, &wrong_purpose, &transport).await,
         Err(PrivacyError::Refused(Refusal::PurposeNotRegistered { .. }))
@@ -128,10 +110,7 @@ async fn the_gate_sends_only_registered_fields_and_a_refused_field_never_reaches
     assert_eq!(ledger[0].fields.len(), 6);
     let audit = s.audit.about("person:p1").await.expect("audit");
     assert_eq!(audit.iter().filter(|e| e.action == "disclosure.refused").count(), 4);
-    assert!(
-        audit.iter().all(|e| !e.details.to_string().contains("Asha")),
-        "values never enter the audit trail"
-    );
+    assert!(audit.iter().all(|e| !e.details.to_string().contains("Asha")), "values never enter the audit trail");
     app.stop().await;
 }
 
@@ -150,16 +129,10 @@ async fn event_and_partner_transfers_carry_the_four_fields_and_are_recorded() {
     ];
     let mut organiser = disclosure("event_organiser", "events", "person:lee", &four);
     organiser.recipient_name = Some("Marina Events Pte Ltd".into());
-    s.disclosures
-        .send(&Actor::System, &organiser, &transport)
-        .await
-        .expect("organiser");
+    s.disclosures.send(&Actor::System, &organiser, &transport).await.expect("organiser");
     let mut partner = disclosure("partner", "partner_contact", "person:lee", &four);
     partner.recipient_name = Some("Lion City ERP Partners".into());
-    s.disclosures
-        .send(&Actor::System, &partner, &transport)
-        .await
-        .expect("partner");
+    s.disclosures.send(&Actor::System, &partner, &transport).await.expect("partner");
     let mut more = partner.clone();
     more.fields.insert("customer.email".into(), "lee@example.sg".into());
     assert!(s.disclosures.send(&Actor::System, &more, &transport).await.is_err());
@@ -178,10 +151,7 @@ async fn audit_verify_catches_edited_removed_and_truncated_entries() {
     for i in 0..6 {
         s.audit
             .record(
-                &Actor::Staff {
-                    id: "st1".into(),
-                    roles: vec![Role::Support],
-                },
+                &Actor::Staff { id: "st1".into(), roles: vec![Role::Support] },
                 "customer_db.read",
                 Some("db:1"),
                 None,
@@ -206,36 +176,18 @@ async fn audit_verify_catches_edited_removed_and_truncated_entries() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(&format!("entry {seq} was edited")), "{out}");
 
-    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
-        .bind(seq - 1)
-        .execute(app.db().pool())
-        .await
-        .expect("remove");
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1").bind(seq - 1).execute(app.db().pool()).await.expect("remove");
     let report = s.audit.verify().await.expect("verify");
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("entries {} to {} are missing", seq - 1, seq - 1))),
+        report.problems.iter().any(|p| p.contains(&format!("entries {} to {} are missing", seq - 1, seq - 1))),
         "{:?}",
         report.problems
     );
 
     let last = s.audit.recent(1).await.expect("recent")[0].seq;
-    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
-        .bind(last)
-        .execute(app.db().pool())
-        .await
-        .expect("truncate");
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1").bind(last).execute(app.db().pool()).await.expect("truncate");
     let report = s.audit.verify().await.expect("verify");
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("newest entries were removed")),
-        "{:?}",
-        report.problems
-    );
+    assert!(report.problems.iter().any(|p| p.contains("newest entries were removed")), "{:?}", report.problems);
     app.stop().await;
 }
 
@@ -245,22 +197,8 @@ async fn each_category_disappears_at_its_rule_and_not_a_day_earlier() {
     let s = services(&app);
     let (url, _, _) = recipient().await;
     let transport = WebhookTransport::new(url).expect("transport");
-    s.audit
-        .record(
-            &Actor::System,
-            "test.event",
-            Some("person:old"),
-            None,
-            serde_json::json!({}),
-        )
-        .await
-        .expect("audit");
-    let d = disclosure(
-        "partner",
-        "partner_contact",
-        "person:old",
-        &[("person.name", "Old Record")],
-    );
+    s.audit.record(&Actor::System, "test.event", Some("person:old"), None, serde_json::json!({})).await.expect("audit");
+    let d = disclosure("partner", "partner_contact", "person:old", &[("person.name", "Old Record")]);
     s.disclosures.send(&Actor::System, &d, &transport).await.expect("sent");
     s.erasure_log
         .record(
@@ -277,49 +215,24 @@ async fn each_category_disappears_at_its_rule_and_not_a_day_earlier() {
     let start = app.clock.now();
     app.clock.set(thirteen_months.after(start) - Duration::days(1));
     s.retention.run(&Actor::System, false).await.expect("run");
-    assert_eq!(
-        s.erasure_log.for_subject("person:gone").await.expect("log").len(),
-        1,
-        "a day early: kept"
-    );
+    assert_eq!(s.erasure_log.for_subject("person:gone").await.expect("log").len(), 1, "a day early: kept");
     app.clock.set(thirteen_months.after(start));
     s.retention.run(&Actor::System, false).await.expect("run");
-    assert!(
-        s.erasure_log.for_subject("person:gone").await.expect("log").is_empty(),
-        "erased at 13 months"
-    );
+    assert!(s.erasure_log.for_subject("person:gone").await.expect("log").is_empty(), "erased at 13 months");
 
     // disclosure_record and audit_event: 3 years.
     let three_years = years_after(start, 3);
     app.clock.set(start + three_years - Duration::days(1));
     s.retention.run(&Actor::System, false).await.expect("run");
-    assert_eq!(
-        s.disclosures.for_subject("person:old").await.expect("ledger").len(),
-        1,
-        "a day early: kept"
-    );
+    assert_eq!(s.disclosures.for_subject("person:old").await.expect("ledger").len(), 1, "a day early: kept");
     assert!(!s.audit.about("person:old").await.expect("audit").is_empty());
     app.clock.set(start + three_years);
     let report = s.retention.run(&Actor::System, false).await.expect("run");
-    assert!(
-        s.disclosures
-            .for_subject("person:old")
-            .await
-            .expect("ledger")
-            .is_empty(),
-        "erased at 3 years"
-    );
-    assert!(
-        s.audit.about("person:old").await.expect("audit").is_empty(),
-        "old audit entries pruned"
-    );
+    assert!(s.disclosures.for_subject("person:old").await.expect("ledger").is_empty(), "erased at 3 years");
+    assert!(s.audit.about("person:old").await.expect("audit").is_empty(), "old audit entries pruned");
     assert!(report.erased() >= 2);
     let verify = s.audit.verify().await.expect("verify");
-    assert!(
-        verify.is_intact(),
-        "pruning keeps the chain verifiable: {:?}",
-        verify.problems
-    );
+    assert!(verify.is_intact(), "pruning keeps the chain verifiable: {:?}", verify.problems);
     assert!(s.retention.report().await.expect("report").overdue() == 0);
     app.stop().await;
 }
@@ -336,10 +249,7 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
     }
     let start = app.clock.now();
     let three_years = years_after(start, 3);
-    let dpo = Actor::Staff {
-        id: "dpo1".into(),
-        roles: vec![Role::Dpo],
-    };
+    let dpo = Actor::Staff { id: "dpo1".into(), roles: vec![Role::Dpo] };
     s.retention
         .place_hold(
             &dpo,
@@ -356,41 +266,16 @@ async fn a_legal_hold_keeps_what_it_covers_and_lets_go_at_its_end() {
         .expect("hold");
     app.clock.set(start + three_years);
     let run = s.retention.run(&Actor::System, false).await.expect("run");
-    let line = run
-        .categories
-        .iter()
-        .find(|c| c.category == "disclosure_record")
-        .expect("line");
+    let line = run.categories.iter().find(|c| c.category == "disclosure_record").expect("line");
     assert_eq!((line.erased, line.held), (1, 1));
-    assert_eq!(
-        s.disclosures.for_subject("person:held").await.expect("ledger").len(),
-        1,
-        "held"
-    );
-    assert!(
-        s.disclosures
-            .for_subject("person:free")
-            .await
-            .expect("ledger")
-            .is_empty()
-    );
+    assert_eq!(s.disclosures.for_subject("person:held").await.expect("ledger").len(), 1, "held");
+    assert!(s.disclosures.for_subject("person:free").await.expect("ledger").is_empty());
     let report = s.retention.report().await.expect("report");
-    let row = report
-        .rows
-        .iter()
-        .find(|r| r.category == "disclosure_record")
-        .expect("row");
+    let row = report.rows.iter().find(|r| r.category == "disclosure_record").expect("row");
     assert_eq!((row.overdue, row.held), (0, 1), "held records are not overdue");
     app.clock.set(start + three_years + Duration::days(30));
     s.retention.run(&Actor::System, false).await.expect("run");
-    assert!(
-        s.disclosures
-            .for_subject("person:held")
-            .await
-            .expect("ledger")
-            .is_empty(),
-        "released at the hold's end"
-    );
+    assert!(s.disclosures.for_subject("person:held").await.expect("ledger").is_empty(), "released at the hold's end");
     app.stop().await;
 }
 
@@ -412,28 +297,12 @@ async fn retention_report_exits_non_zero_when_the_engine_stopped_past_a_deadline
     let (code, out, err) = cli_run(&["retention", "report", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("1 records are past their retention period"), "{err}");
-    let (code, out, _) = cli_run(&[
-        "retention",
-        "run",
-        "--dry-run",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, _) = cli_run(&["retention", "run", "--dry-run", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0);
     assert!(out.contains("disclosure_record    would erase      1"), "{out}");
     let (code, _, _) = cli_run(&["retention", "run", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0);
-    let (code, out, _) = cli_run(&[
-        "retention",
-        "report",
-        "--json",
-        "--database-url",
-        &url,
-        "--data",
-        app.data_dir(),
-    ]);
+    let (code, out, _) = cli_run(&["retention", "report", "--json", "--database-url", &url, "--data", app.data_dir()]);
     assert_eq!(code, 0, "nothing overdue after a run: {out}");
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(json["last_run"].is_string());
@@ -448,11 +317,7 @@ async fn a_policy_change_is_recorded_in_the_audit_trail_once() {
     assert_eq!(loaded.iter().filter(|e| e.action == "policy.loaded").count(), 1);
     s.audit_policy().await.expect("again");
     let loaded = s.audit.recent(50).await.expect("recent");
-    assert_eq!(
-        loaded.iter().filter(|e| e.action == "policy.loaded").count(),
-        1,
-        "unchanged policy: no new entry"
-    );
+    assert_eq!(loaded.iter().filter(|e| e.action == "policy.loaded").count(), 1, "unchanged policy: no new entry");
     app.stop().await;
 }
 
