@@ -26,13 +26,22 @@ use crate::config::Config;
 pub const JOB_PURGE: &str = "jobs.purge";
 /// Job kind: tell account holders about a new policy version (POL-2).
 pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
+/// Job kind: deactivate free trials that ended (DB-9).
+pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
 /// Job kind: apply every retention rule.
 pub const JOB_RETENTION: &str = "retention.run";
 
 /// Personal-data categories this build stores. Each must have an eraser
 /// registered in [`Services::open`], or the node refuses to start.
-pub const COLLECTED_CATEGORIES: &[&str] =
-    &["audit_event", "disclosure_record", "erasure_record", "account_contact", "helpdesk_ticket", "access_export"];
+pub const COLLECTED_CATEGORIES: &[&str] = &[
+    "audit_event",
+    "disclosure_record",
+    "erasure_record",
+    "account_contact",
+    "helpdesk_ticket",
+    "access_export",
+    "customer_database",
+];
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +83,7 @@ pub struct Services {
     pub disclosures: DisclosureGate,
     pub retention: RetentionEngine,
     pub accounts: Accounts,
+    pub databases: seldesk_tenants::Databases,
 }
 
 impl Services {
@@ -87,6 +97,7 @@ impl Services {
     ) -> Result<Self, StartError> {
         let db = open_db(config).await?;
         let policy = Arc::new(policy);
+        let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
         let erasers: Vec<Arc<dyn Eraser>> = vec![
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(DisclosureEraser { db: db.clone() }),
@@ -94,6 +105,7 @@ impl Services {
             Arc::new(AccountEraser { db: db.clone() }),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
+            Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
         ];
         let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;
         let audit = AuditLog::new(db.clone(), clock.clone());
@@ -121,7 +133,15 @@ impl Services {
                 api_ttl: time::Duration::hours(24),
             },
         );
-        Ok(Self { queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
+        let databases = seldesk_tenants::Databases::new(
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            tenant_files,
+            audit.clone(),
+            erasure_log.clone(),
+        );
+        Ok(Self { databases, queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
     }
 
     /// Records in the audit trail that a changed policy took effect on this
@@ -182,6 +202,20 @@ impl Handler for RunRetention {
     }
 }
 
+/// Deactivates ended trials; the grace period then runs as for a cancellation.
+struct ExpireTrials {
+    databases: seldesk_tenants::Databases,
+}
+
+impl Handler for ExpireTrials {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.databases.expire_trials().await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} ended trials deactivated"))
+        })
+    }
+}
+
 /// E-mails account holders about the newest policy version.
 struct NotifyPolicy {
     accounts: Accounts,
@@ -230,7 +264,8 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(JOB_RETENTION, RunRetention { engine: s.retention.clone() })
         .handle(seldesk_accounts::JOB_ACCESS_EXPORT, TicketJob { accounts: s.accounts.clone(), erase: false })
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
-        .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() });
+        .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
+        .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }
@@ -265,6 +300,7 @@ impl Application {
             clock: services.clock.clone(),
             accounts: services.accounts.clone(),
             retention: services.retention.clone(),
+            databases: services.databases.clone(),
             web: seldesk_web::WebSettings { secure_cookies: config.secure_cookies },
         };
         let (shutdown, rx) = watch::channel(false);

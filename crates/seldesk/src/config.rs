@@ -107,6 +107,10 @@ impl Default for Config {
     fn default() -> Self {
         let mut schedules = BTreeMap::new();
         schedules.insert(
+            "trials".to_string(),
+            ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into() },
+        );
+        schedules.insert(
             "retention".to_string(),
             ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into() },
         );

@@ -51,12 +51,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "privacy", include_str!("../migrations/sqlite/0002_privacy.sql")),
     (3, "accounts", include_str!("../migrations/sqlite/0003_accounts.sql")),
     (4, "policy_acceptance", include_str!("../migrations/sqlite/0004_policy_acceptance.sql")),
+    (5, "databases", include_str!("../migrations/sqlite/0005_databases.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "privacy", include_str!("../migrations/postgres/0002_privacy.sql")),
     (3, "accounts", include_str!("../migrations/postgres/0003_accounts.sql")),
     (4, "policy_acceptance", include_str!("../migrations/postgres/0004_policy_acceptance.sql")),
+    (5, "databases", include_str!("../migrations/postgres/0005_databases.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -25,9 +25,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/requests", post(create_request).get(list_requests))
         .route("/api/v1/me/requests/{id}", get(request))
         .route("/api/v1/me/requests/{id}/download", get(download))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route; see the API reference.")
-        })
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.") }),
+        )
 }
 
 /// Parses a JSON body with errors a client can act on.

@@ -5,6 +5,7 @@
 mod account_pages;
 mod api;
 pub mod auth;
+mod db_api;
 mod markdown;
 mod pages;
 mod staff_pages;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub accounts: seldesk_accounts::Accounts,
     pub retention: seldesk_privacy::RetentionEngine,
+    pub databases: seldesk_tenants::Databases,
     pub web: WebSettings,
 }
 
@@ -74,15 +76,18 @@ pub fn router(state: AppState) -> Router {
         ),
         (HeaderName::from_static("permissions-policy"), "geolocation=(), camera=(), microphone=()"),
     ];
-    let mut app = pages::routes()
+    // Ordinary requests are small; only database imports carry large bodies.
+    let small = pages::routes()
         .merge(account_pages::routes())
         .merge(staff_pages::routes())
         .merge(api::routes())
+        .merge(db_api::routes())
         .route("/healthz", get(healthz))
-        .fallback(pages::not_found)
-        .with_state(state)
-        .layer(middleware::from_fn(record_metrics))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
+    let large =
+        db_api::upload_routes().layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
+    let mut app =
+        small.merge(large).fallback(pages::not_found).with_state(state).layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

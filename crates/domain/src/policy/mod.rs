@@ -90,6 +90,7 @@ pub struct Policy {
     pub regions: Vec<Region>,
     pub upgrade_location: UpgradeLocation,
     pub backups: Backups,
+    pub trial: Trial,
     pub providers: Vec<Provider>,
     pub cookies: Vec<CookieClass>,
     /// Promise IDs (from PROMISES.md) that the project claims as implemented:
@@ -293,6 +294,13 @@ pub struct UpgradeLocation {
     pub name: String,
     /// The hosting provider (an id from `providers`).
     pub provider: String,
+}
+
+/// Free trials (DB-1, DB-9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trial {
+    pub length: Period,
 }
 
 /// Backup schedule and retention (BAK-2).

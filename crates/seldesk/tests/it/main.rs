@@ -6,6 +6,7 @@
 mod accounts;
 mod browser;
 mod cli;
+mod databases;
 mod helpers;
 mod jobs;
 mod pages;

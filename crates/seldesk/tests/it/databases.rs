@@ -1,0 +1,399 @@
+use std::io::Write;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use time::Duration;
+
+use crate::helpers::{TestApp, spawn_app};
+
+const PW: &str = "violet tractor lemon";
+
+async fn customer(app: &TestApp, email: &str) -> String {
+    app.sign_up(email, PW).await;
+    app.token(email, PW).await
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+use reqwest::Method;
+
+// promise: DB-1, RES-1
+#[tokio::test]
+async fn create_places_one_file_per_database_in_its_region_folder() {
+    let app = spawn_app().await;
+    let t = customer(&app, "owner@example.in").await;
+    let (status, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "rao-sales", "region": "in" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{db}");
+    assert_eq!(db["status"], "active");
+    assert_eq!(db["region"], "in");
+    assert_eq!(db["schema_version"], 1);
+    let trial_ends = time::OffsetDateTime::parse(
+        db["trial_ends"].as_str().expect("trial"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("date");
+    let days = ((trial_ends - app.clock_now()).as_seconds_f64() / 86_400.0).round();
+    assert_eq!(days, 15.0, "trial length from the policy file");
+    let id = db["id"].as_str().expect("id").to_string();
+    let dir = app.data.path().join("tenants").join("in").join(&id);
+    assert!(dir.join("db.sqlite").is_file() && dir.join("files").is_dir());
+    for other in ["sg", "uk"] {
+        assert!(!app.data.path().join("tenants").join(other).join(&id).exists(), "nothing under {other}");
+    }
+    for (body, want) in [
+        (json!({ "name": "rao-sales" }), StatusCode::CONFLICT),
+        (json!({ "name": "Bad Name!" }), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({ "name": "ok-name", "region": "mars" }), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({ "name": "ok-name", "plan": "platinum" }), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, e) = call(&app, Method::POST, "/api/v1/databases", &t, Some(body.clone())).await;
+        assert_eq!(status, want, "{body}: {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (_, list) = call(&app, Method::GET, "/api/v1/databases", &t, None).await;
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    app.stop().await;
+}
+
+// promise: DB-4, DB-2
+#[tokio::test]
+async fn contacts_are_managed_by_the_owner_and_deletes_are_real() {
+    let app = spawn_app().await;
+    let t = customer(&app, "crm@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "crm" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let base = format!("/api/v1/databases/{id}/contacts");
+    let (status, company) =
+        call(&app, Method::POST, &base, &t, Some(json!({ "name": "Acme Ltd", "is_company": true }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, person) = call(&app, Method::POST, &base, &t, Some(json!({ "name": "Zanele Secretname", "email": "z@acme.example", "company_id": company["id"], "tags": ["vip"] }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{person}");
+    let pid = person["id"].as_i64().expect("id");
+    let (_, found) = call(&app, Method::GET, &format!("{base}?q=vip"), &t, None).await;
+    assert_eq!(found.as_array().expect("list").len(), 1);
+    let (status, updated) =
+        call(&app, Method::PATCH, &format!("{base}/{pid}"), &t, Some(json!({ "phone": "+27 21 555 0100" }))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["phone"], "+27 21 555 0100");
+    let (status, _) = call(&app, Method::POST, &base, &t, Some(json!({ "email": "no-name@example.com" }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = call(&app, Method::DELETE, &format!("{base}/{pid}"), &t, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, Method::GET, &format!("{base}/{pid}"), &t, None).await.0, StatusCode::NOT_FOUND);
+    let region = db["region"].as_str().expect("region");
+    let dir = app.data.path().join("tenants").join(region).join(&id);
+    for f in ["db.sqlite", "db.sqlite-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.join(f)) {
+            assert!(!String::from_utf8_lossy(&bytes).contains("Secretname"), "deleted contact lingers in {f}");
+        }
+    }
+    app.stop().await;
+}
+
+// promise: DB-2, SEC-1
+#[tokio::test]
+async fn no_account_reaches_another_accounts_database() {
+    let app = spawn_app().await;
+    let alice = customer(&app, "alice@example.com").await;
+    let mallory = customer(&app, "mallory@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &alice, Some(json!({ "name": "alice-db" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let (_, c) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{id}/contacts"),
+        &alice,
+        Some(json!({ "name": "Private Person" })),
+    )
+    .await;
+    let cid = c["id"].as_i64().expect("cid");
+    // Mallory tries the real id and many made-up ones on every route.
+    let mut ids = vec![id.clone()];
+    for i in 0..20u64 {
+        ids.push(format!("{:032x}", u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0123_4567_89ab_cdef));
+    }
+    ids.push("../../etc".into());
+    for target in &ids {
+        for (method, path, body) in [
+            (Method::GET, format!("/api/v1/databases/{target}"), None),
+            (Method::GET, format!("/api/v1/databases/{target}/contacts"), None),
+            (Method::POST, format!("/api/v1/databases/{target}/contacts"), Some(json!({ "name": "x" }))),
+            (Method::GET, format!("/api/v1/databases/{target}/contacts/{cid}"), None),
+            (Method::PATCH, format!("/api/v1/databases/{target}/contacts/{cid}"), Some(json!({ "name": "x" }))),
+            (Method::DELETE, format!("/api/v1/databases/{target}/contacts/{cid}"), None),
+            (Method::POST, format!("/api/v1/databases/{target}/sql"), Some(json!({ "sql": "SELECT * FROM contacts" }))),
+            (Method::GET, format!("/api/v1/databases/{target}/export"), None),
+            (Method::POST, format!("/api/v1/databases/{target}/cancel"), None),
+            (Method::POST, format!("/api/v1/databases/{target}/reactivate"), None),
+            (Method::DELETE, format!("/api/v1/databases/{target}?confirm=alice-db"), None),
+        ] {
+            let (status, body) = call(&app, method.clone(), &path, &mallory, body).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert!(!body.to_string().contains("Private Person"));
+        }
+    }
+    let (_, list) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts"), &alice, None).await;
+    assert_eq!(list.as_array().expect("list").len(), 1, "Alice's data is untouched");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sql_console_runs_in_a_sandbox() {
+    let app = spawn_app().await;
+    let t = customer(&app, "sql@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "sqlbox" }))).await;
+    let id = db["id"].as_str().expect("id");
+    let path = format!("/api/v1/databases/{id}/sql");
+    let (status, r) = call(&app, Method::POST, &path, &t, Some(json!({ "sql": "INSERT INTO contacts (name, created_at, updated_at) VALUES (?1, 'now', 'now')", "params": ["Via SQL"] }))).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["changed"], 1);
+    let (_, r) = call(&app, Method::POST, &path, &t, Some(json!({ "sql": "SELECT name FROM contacts" }))).await;
+    assert_eq!(r["rows"], json!([["Via SQL"]]));
+    for bad in ["ATTACH DATABASE 'x.db' AS x", "SELECT load_extension('evil')", "PRAGMA journal_mode=DELETE"] {
+        let (status, r) = call(&app, Method::POST, &path, &t, Some(json!({ "sql": bad }))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {r}");
+    }
+    app.stop().await;
+}
+
+fn zip_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("zip");
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).expect("entry");
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).expect("read");
+        out.insert(f.name().map(|n| n.to_string()).unwrap_or_default(), v);
+    }
+    out
+}
+
+// promise: DB-5
+#[tokio::test]
+async fn export_is_a_complete_archive_that_imports_into_a_new_database() {
+    let app = spawn_app().await;
+    let t = customer(&app, "export@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "source", "region": "sg" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    for i in 0..50 {
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/databases/{id}/contacts"),
+            &t,
+            Some(json!({ "name": format!("Person {i}"), "notes": "it's \"quoted\"" })),
+        )
+        .await;
+    }
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let bytes = r.bytes().await.expect("bytes");
+    let entries = zip_entries(&bytes);
+    let manifest: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).expect("manifest");
+    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["database_name"], "source");
+    let dump = String::from_utf8(entries["dump.sql"].clone()).expect("text");
+    // The dump loads into a plain SQLite database, as the sqlite3 tool would.
+    let check = rusqlite::Connection::open_in_memory().expect("db");
+    check.execute_batch(&dump).expect("dump loads");
+    let n: i64 = check.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0)).expect("count");
+    assert_eq!(n, 50);
+    let leftovers: Vec<_> = std::fs::read_dir(app.data.path().join("tenants/sg").join(&id))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".export"))
+        .collect();
+    assert!(leftovers.is_empty(), "no export left on disk");
+
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases/import?name=copy&region=sg"))
+        .bearer_auth(&t)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let (_, list) = call(&app, Method::GET, "/api/v1/databases", &t, None).await;
+    let copy = list.as_array().expect("list").iter().find(|d| d["name"] == "copy").expect("copy").clone();
+    let (_, contacts) =
+        call(&app, Method::GET, &format!("/api/v1/databases/{}/contacts", copy["id"].as_str().expect("id")), &t, None)
+            .await;
+    assert_eq!(contacts.as_array().expect("contacts").len(), 50);
+    assert!(contacts.to_string().contains(r#"it's \"quoted\""#));
+    app.stop().await;
+}
+
+fn archive(entries: &[(&str, &[u8])], manifest: serde_json::Value) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        for (name, data) in entries {
+            z.start_file(*name, o).expect("start");
+            z.write_all(data).expect("write");
+        }
+        z.start_file("manifest.json", o).expect("start");
+        z.write_all(manifest.to_string().as_bytes()).expect("write");
+        z.finish().expect("finish");
+    }
+    buf.into_inner()
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused_and_leave_nothing() {
+    let app = spawn_app().await;
+    let t = customer(&app, "hostile@example.com").await;
+    let evil_sql = b"CREATE TABLE seldesk_meta (key TEXT, value TEXT); INSERT INTO seldesk_meta VALUES ('schema_version','1'); ATTACH DATABASE '/tmp/x.db' AS x;";
+    let sum = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not a zip at all".to_vec(), "not a zip"),
+        (
+            archive(
+                &[("../escape.sql", b"x")],
+                json!({ "format": "seldesk-export/1", "seldesk_version": "0", "schema_version": 1, "database_name": "x", "created": "", "checksums": { "../escape.sql": sum(b"x") } }),
+            ),
+            "leave the archive",
+        ),
+        (
+            archive(
+                &[("dump.sql", b"SELECT 1;")],
+                json!({ "format": "seldesk-export/1", "seldesk_version": "0", "schema_version": 1, "database_name": "x", "created": "", "checksums": { "dump.sql": "0000" } }),
+            ),
+            "checksum",
+        ),
+        (
+            archive(
+                &[("dump.sql", evil_sql)],
+                json!({ "format": "seldesk-export/1", "seldesk_version": "0", "schema_version": 1, "database_name": "x", "created": "", "checksums": { "dump.sql": sum(evil_sql) } }),
+            ),
+            "could not be loaded",
+        ),
+        (
+            archive(
+                &[("dump.sql", b"")],
+                json!({ "format": "something-else", "seldesk_version": "0", "schema_version": 1, "database_name": "x", "created": "", "checksums": {} }),
+            ),
+            "not from a Seldesk export",
+        ),
+    ];
+    for (bytes, says) in cases {
+        let r = app
+            .client
+            .post(app.url("/api/v1/databases/import?name=imported"))
+            .bearer_auth(&t)
+            .body(bytes)
+            .send()
+            .await
+            .expect("import");
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(status, 422, "{says}: {body}");
+        assert!(body["message"].as_str().unwrap_or_default().contains(says), "{says}: {body}");
+    }
+    let (_, list) = call(&app, Method::GET, "/api/v1/databases", &t, None).await;
+    assert!(list.as_array().expect("list").is_empty());
+    assert!(
+        !std::path::Path::new("/tmp/x.db").exists()
+            || std::fs::metadata("/tmp/x.db").map(|m| m.len()).unwrap_or(0) == 0
+    );
+    let uk = app.data.path().join("tenants/uk");
+    let left: Vec<_> =
+        std::fs::read_dir(&uk).map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.iter().all(|n| n == "incoming"), "nothing half-imported: {left:?}");
+    app.stop().await;
+}
+
+// promise: DB-7, DB-9, DB-6
+#[tokio::test]
+async fn cancel_deactivates_reactivate_restores_and_the_grace_period_ends_in_destruction() {
+    let app = spawn_app().await;
+    let t = customer(&app, "cancel@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "short-lived", "plan": "subscribed" })))
+            .await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let region = db["region"].as_str().expect("region").to_string();
+    let (status, d) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["status"], "deactivated");
+    let until = d["reactivate_until"].as_str().expect("until").to_string();
+    let (status, e) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts"), &t, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(e["message"].as_str().expect("message").contains("Reactivate it before"), "{e}");
+    let (_, d) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/reactivate"), &t, None).await;
+    assert_eq!(d["status"], "active");
+    call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
+    let _ = until;
+    let engine = &app.app().services().retention;
+    app.clock.advance(Duration::weeks(3) - Duration::days(1));
+    engine.run(&seldesk_domain::Actor::System, false).await.expect("run");
+    // API tokens last a day: sign in again after the clock moved.
+    let t = app.token("cancel@example.com", PW).await;
+    assert_eq!(
+        call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await.0,
+        StatusCode::OK,
+        "kept until the grace period ends"
+    );
+    app.clock.advance(Duration::days(1));
+    let t = app.token("cancel@example.com", PW).await;
+    let (status, _) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/reactivate"), &t, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "too late to reactivate");
+    engine.run(&seldesk_domain::Actor::System, false).await.expect("run");
+    assert_eq!(call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await.0, StatusCode::NOT_FOUND);
+    assert!(!app.data.path().join("tenants").join(&region).join(&id).exists(), "files destroyed");
+
+    // A trial that ends follows the same path.
+    let (_, trial) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "a-trial" }))).await;
+    let tid = trial["id"].as_str().expect("id").to_string();
+    app.clock.advance(Duration::days(15));
+    let t = app.token("cancel@example.com", PW).await;
+    app.run_jobs().await;
+    app.app().services().databases.expire_trials().await.expect("expire");
+    let (_, d) = call(&app, Method::GET, &format!("/api/v1/databases/{tid}"), &t, None).await;
+    assert_eq!(d["status"], "deactivated", "an ended trial is deactivated");
+
+    // Removal is immediate and needs the name.
+    let (_, keep) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "remove-me" }))).await;
+    let rid = keep["id"].as_str().expect("id").to_string();
+    let (status, _) = call(&app, Method::DELETE, &format!("/api/v1/databases/{rid}?confirm=wrong"), &t, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, r) = call(&app, Method::DELETE, &format!("/api/v1/databases/{rid}?confirm=remove-me"), &t, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(r["backups_hold_it_until"].is_string());
+    assert!(!app.data.path().join("tenants").join(keep["region"].as_str().expect("r")).join(&rid).exists());
+    let (_, me) = call(&app, Method::GET, "/api/v1/me", &t, None).await;
+    let log = app
+        .app()
+        .services()
+        .erasure_log
+        .for_subject(&format!("person:{}", me["id"].as_str().expect("id")))
+        .await
+        .expect("log");
+    assert!(log.iter().any(|e| e.category == "customer_database" && e.reason == "database_removed"));
+    assert!(log.iter().any(|e| e.category == "customer_database" && e.reason == "retention"));
+    app.stop().await;
+}

@@ -1,0 +1,169 @@
+//! The Seldesk app inside each customer database: contacts (people and
+//! companies). Deletes are real: `secure_delete` is on for every connection.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::TenantError;
+
+/// A person or company.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    pub id: i64,
+    pub is_company: bool,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub notes: Option<String>,
+    pub company_id: Option<i64>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Fields to create or change a contact (absent fields stay as they are).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    pub is_company: Option<bool>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub notes: Option<String>,
+    pub company_id: Option<i64>,
+    pub tags: Option<Vec<String>>,
+}
+
+const COLUMNS: &str = "id, is_company, name, email, phone, address, notes, company_id, tags, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
+    let tags: String = r.get(8)?;
+    Ok(Contact {
+        id: r.get(0)?,
+        is_company: r.get::<_, i64>(1)? != 0,
+        name: r.get(2)?,
+        email: r.get(3)?,
+        phone: r.get(4)?,
+        address: r.get(5)?,
+        notes: r.get(6)?,
+        company_id: r.get(7)?,
+        tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+fn clean(field: &'static str, label: &str, v: Option<&str>, max: usize) -> Result<Option<String>, TenantError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if v.chars().count() > max {
+        return Err(TenantError::invalid(field, format!("{label} is too long: at most {max} characters.")));
+    }
+    Ok(Some(v.to_string()))
+}
+
+fn tags(input: &[String]) -> Result<String, TenantError> {
+    let mut out = Vec::new();
+    for t in input {
+        let t = t.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t.contains(',') || t.chars().count() > 40 {
+            return Err(TenantError::invalid("tags", "Tags have at most 40 characters and no commas."));
+        }
+        out.push(t.to_string());
+    }
+    Ok(out.join(","))
+}
+
+pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contact>, TenantError> {
+    let like = format!("%{}%", q.unwrap_or_default().replace('%', "\\%").replace('_', "\\_"));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM contacts WHERE name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR tags LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![like, limit], from_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Contact, TenantError> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM contacts WHERE id = ?1"), [id], from_row)
+        .optional()?
+        .ok_or_else(|| TenantError::NotFound(format!("No contact {id} in this database.")))
+}
+
+pub fn create(conn: &Connection, input: &ContactInput, now: &str) -> Result<Contact, TenantError> {
+    let name = clean("name", "Name", input.name.as_deref(), 200)?
+        .ok_or_else(|| TenantError::invalid("name", "Name is required."))?;
+    if let Some(c) = input.company_id {
+        get(conn, c).map_err(|_| TenantError::invalid("company_id", format!("No company {c} in this database.")))?;
+    }
+    conn.execute(
+        "INSERT INTO contacts (is_company, name, email, phone, address, notes, company_id, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            i64::from(input.is_company.unwrap_or(false)),
+            name,
+            clean("email", "E-mail", input.email.as_deref(), 254)?,
+            clean("phone", "Phone", input.phone.as_deref(), 40)?,
+            clean("address", "Address", input.address.as_deref(), 1000)?,
+            clean("notes", "Notes", input.notes.as_deref(), 20_000)?,
+            input.company_id,
+            tags(input.tags.as_deref().unwrap_or_default())?,
+            now
+        ],
+    )?;
+    get(conn, conn.last_insert_rowid())
+}
+
+pub fn update(conn: &Connection, id: i64, input: &ContactInput, now: &str) -> Result<Contact, TenantError> {
+    let mut c = get(conn, id)?;
+    if let Some(v) = input.is_company {
+        c.is_company = v;
+    }
+    if input.name.is_some() {
+        c.name = clean("name", "Name", input.name.as_deref(), 200)?
+            .ok_or_else(|| TenantError::invalid("name", "Name is required."))?;
+    }
+    if input.email.is_some() {
+        c.email = clean("email", "E-mail", input.email.as_deref(), 254)?;
+    }
+    if input.phone.is_some() {
+        c.phone = clean("phone", "Phone", input.phone.as_deref(), 40)?;
+    }
+    if input.address.is_some() {
+        c.address = clean("address", "Address", input.address.as_deref(), 1000)?;
+    }
+    if input.notes.is_some() {
+        c.notes = clean("notes", "Notes", input.notes.as_deref(), 20_000)?;
+    }
+    if let Some(company) = input.company_id {
+        if company == id {
+            return Err(TenantError::invalid("company_id", "A contact cannot be its own company."));
+        }
+        get(conn, company)
+            .map_err(|_| TenantError::invalid("company_id", format!("No company {company} in this database.")))?;
+        c.company_id = Some(company);
+    }
+    let t = match &input.tags {
+        Some(t) => tags(t)?,
+        None => c.tags.join(","),
+    };
+    conn.execute(
+        "UPDATE contacts SET is_company = ?1, name = ?2, email = ?3, phone = ?4, address = ?5, notes = ?6, company_id = ?7, tags = ?8, updated_at = ?9 WHERE id = ?10",
+        params![i64::from(c.is_company), c.name, c.email, c.phone, c.address, c.notes, c.company_id, t, now, id],
+    )?;
+    get(conn, id)
+}
+
+/// Deletes for real; attachments go with the contact.
+pub fn delete(conn: &Connection, id: i64) -> Result<(), TenantError> {
+    let n = conn.execute("DELETE FROM contacts WHERE id = ?1", [id])?;
+    if n == 0 {
+        return Err(TenantError::NotFound(format!("No contact {id} in this database.")));
+    }
+    // Push the deleted pages out of the WAL too.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}

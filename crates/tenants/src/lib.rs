@@ -1,0 +1,57 @@
+//! Customer databases (DB-1…DB-9, RES-1): one SQLite file per database with
+//! a folder for its attachments, at `<data>/tenants/<region>/<id>/`.
+//!
+//! [`files`] owns the files (create, open, dump, export, import, destroy),
+//! [`app`] the Seldesk app inside each database (contacts), [`sandbox`] the
+//! owner's SQL console, and [`service`] the control-plane records and
+//! lifecycle (create, cancel, reactivate, remove, grace-period destruction).
+
+pub mod app;
+pub mod files;
+pub mod sandbox;
+pub mod service;
+
+pub use app::{Contact, ContactInput};
+pub use files::TenantFiles;
+pub use service::{CustomerDb, Databases, DbStatus};
+
+/// Errors of customer databases.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The database is deactivated (cancelled or trial ended).
+    #[error("{0}")]
+    Deactivated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("customer database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("control-plane query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error(transparent)]
+    Privacy(#[from] seldesk_privacy::PrivacyError),
+    #[error("file error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TenantError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+}
+
+/// Runs blocking SQLite work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TenantError> + Send + 'static,
+) -> Result<T, TenantError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| TenantError::Internal(format!("worker failed: {e}")))?
+}

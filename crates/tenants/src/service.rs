@@ -1,0 +1,508 @@
+//! The control-plane side of customer databases: ownership, placement,
+//! status, and the lifecycle (create, cancel, reactivate, remove, destroy
+//! after the grace period).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock, Policy};
+use seldesk_privacy::{AuditLog, BoxFuture, Candidate, Census, Eraser, ErasureLog, ErasureReason, PrivacyError};
+use seldesk_store::{Db, from_millis, to_millis};
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::files::{SCHEMA_VERSION, TenantFiles};
+use crate::{TenantError, app, blocking};
+
+/// Where a database stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbStatus {
+    Active,
+    Deactivated,
+    Moving,
+}
+
+impl DbStatus {
+    fn parse(s: &str) -> Self {
+        match s {
+            "deactivated" => Self::Deactivated,
+            "moving" => Self::Moving,
+            _ => Self::Active,
+        }
+    }
+}
+
+/// A customer database as the control plane knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerDb {
+    pub id: String,
+    #[serde(skip)]
+    pub account_id: String,
+    pub name: String,
+    pub region: String,
+    pub plan: String,
+    pub status: DbStatus,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub trial_ends: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deactivated_at: Option<OffsetDateTime>,
+    /// Until when a deactivated database can be reactivated.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub reactivate_until: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub size_bytes: u64,
+    pub schema_version: i64,
+}
+
+/// The customer databases service.
+#[derive(Clone)]
+pub struct Databases {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    policy: Arc<Policy>,
+    files: TenantFiles,
+    audit: AuditLog,
+    erasure_log: ErasureLog,
+}
+
+const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at";
+
+/// A database name: 3 to 63 lowercase letters, digits and hyphens.
+pub fn validate_name(name: &str) -> Result<String, TenantError> {
+    let n = name.trim().to_lowercase();
+    let ok = (3..=63).contains(&n.len())
+        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !n.starts_with('-')
+        && !n.ends_with('-');
+    if ok {
+        Ok(n)
+    } else {
+        Err(TenantError::invalid(
+            "name",
+            "Use 3 to 63 lowercase letters, digits and hyphens (not at the start or end), e.g. \"acme-sales\".",
+        ))
+    }
+}
+
+impl Databases {
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        policy: Arc<Policy>,
+        files: TenantFiles,
+        audit: AuditLog,
+        erasure_log: ErasureLog,
+    ) -> Self {
+        Self { db, clock, policy, files, audit, erasure_log }
+    }
+
+    pub fn files(&self) -> &TenantFiles {
+        &self.files
+    }
+
+    fn grace(&self) -> Option<seldesk_domain::policy::Period> {
+        self.policy.retention("customer_database").map(|r| r.keep)
+    }
+
+    fn record(&self, r: &sqlx::any::AnyRow) -> Result<CustomerDb, TenantError> {
+        let region: String = r.try_get("region")?;
+        let id: String = r.try_get("id")?;
+        let deactivated_at = r.try_get::<Option<i64>, _>("deactivated_at")?.map(from_millis);
+        Ok(CustomerDb {
+            size_bytes: self.files.size(&region, &id),
+            reactivate_until: deactivated_at.and_then(|d| self.grace().map(|g| g.after(d))),
+            id,
+            account_id: r.try_get("account_id")?,
+            name: r.try_get("name")?,
+            region,
+            plan: r.try_get("plan")?,
+            status: DbStatus::parse(&r.try_get::<String, _>("status")?),
+            trial_ends: r.try_get::<Option<i64>, _>("trial_ends_at")?.map(from_millis),
+            deactivated_at,
+            created_at: from_millis(r.try_get("created_at")?),
+            schema_version: SCHEMA_VERSION,
+        })
+    }
+
+    /// Creates a database for an account (DB-1) in the chosen region, or the
+    /// one nearest the customer's country (DB-8).
+    pub async fn create(
+        &self,
+        account_id: &str,
+        name: &str,
+        region: Option<&str>,
+        plan: Option<&str>,
+        country: Option<&str>,
+    ) -> Result<CustomerDb, TenantError> {
+        let name = validate_name(name)?;
+        let region = match region.filter(|r| !r.is_empty()) {
+            Some(r) => match self.policy.region(r) {
+                Some(reg) if reg.hosting => reg.id.clone(),
+                _ => {
+                    let ids: Vec<&str> = self.policy.hosting_regions().map(|r| r.id.as_str()).collect();
+                    return Err(TenantError::invalid(
+                        "region",
+                        format!("`{r}` is not a hosting region; choose one of {}.", ids.join(", ")),
+                    ));
+                }
+            },
+            None => self.policy.nearest_region(country).id.clone(),
+        };
+        let plan = match plan.unwrap_or("trial") {
+            p @ ("trial" | "subscribed") => p.to_string(),
+            other => {
+                return Err(TenantError::invalid("plan", format!("`{other}` is not a plan; use trial or subscribed.")));
+            }
+        };
+        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(&name)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if taken.is_some() {
+            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let now = self.clock.now();
+        let trial_ends = (plan == "trial").then(|| self.policy.trial.length.after(now));
+        {
+            let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
+            blocking(move || files.create(&region, &id)).await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7)",
+        )
+        .bind(&id)
+        .bind(account_id)
+        .bind(&name)
+        .bind(&region)
+        .bind(&plan)
+        .bind(trial_ends.map(to_millis))
+        .bind(to_millis(now))
+        .execute(self.db.pool())
+        .await;
+        if let Err(e) = inserted {
+            let _ = self.files.destroy(&region, &id);
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
+            }
+            return Err(e.into());
+        }
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.created",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "region": region }),
+            )
+            .await?;
+        self.get(account_id, &id).await
+    }
+
+    /// The account's databases.
+    pub async fn list(&self, account_id: &str) -> Result<Vec<CustomerDb>, TenantError> {
+        let sql = format!("SELECT {COLUMNS} FROM databases WHERE account_id = $1 ORDER BY created_at");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| self.record(r)).collect()
+    }
+
+    /// A database of this account; another account's is "not found" (no hint it exists).
+    pub async fn get(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
+        let sql = format!("SELECT {COLUMNS} FROM databases WHERE id = $1 AND account_id = $2");
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(account_id).fetch_optional(self.db.pool()).await?;
+        match row {
+            Some(r) => self.record(&r),
+            None => Err(TenantError::NotFound("No such database.".into())),
+        }
+    }
+
+    /// Runs `f` on an active database of this account.
+    pub async fn with_db<T: Send + 'static>(
+        &self,
+        account_id: &str,
+        id: &str,
+        f: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let d = self.get(account_id, id).await?;
+        match d.status {
+            DbStatus::Active => {}
+            DbStatus::Deactivated => {
+                let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
+                return Err(TenantError::Deactivated(format!(
+                    "This database is deactivated. Reactivate it before {until} to use it again; after that it is destroyed."
+                )));
+            }
+            DbStatus::Moving => {
+                return Err(TenantError::Conflict("This database is being moved; try again in a moment.".into()));
+            }
+        }
+        let files = self.files.clone();
+        let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        blocking(move || {
+            let conn = files.open(&d.region, &d.id)?;
+            f(&conn, &now)
+        })
+        .await
+    }
+
+    pub async fn contacts(
+        &self,
+        account_id: &str,
+        id: &str,
+        q: Option<String>,
+    ) -> Result<Vec<app::Contact>, TenantError> {
+        self.with_db(account_id, id, move |c, _| app::list(c, q.as_deref(), 500)).await
+    }
+
+    /// Writes an export archive (DB-5) and returns its path (in the database's folder).
+    pub async fn export(&self, account_id: &str, id: &str) -> Result<(CustomerDb, PathBuf), TenantError> {
+        let d = self.get(account_id, id).await?;
+        let (files, region, dbid, name) = (self.files.clone(), d.region.clone(), d.id.clone(), d.name.clone());
+        let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let path = blocking(move || files.export(&region, &dbid, &name, &now)).await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.exported",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({}),
+            )
+            .await?;
+        Ok((d, path))
+    }
+
+    /// Creates a new database from an export archive.
+    pub async fn import(
+        &self,
+        account_id: &str,
+        name: &str,
+        region: Option<&str>,
+        archive: PathBuf,
+    ) -> Result<CustomerDb, TenantError> {
+        let name = validate_name(name)?;
+        let region = match region {
+            Some(r) => self
+                .policy
+                .region(r)
+                .filter(|x| x.hosting)
+                .map(|x| x.id.clone())
+                .ok_or_else(|| TenantError::invalid("region", format!("`{r}` is not a hosting region.")))?,
+            None => self.policy.nearest_region(None).id.clone(),
+        };
+        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(&name)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if taken.is_some() {
+            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        {
+            let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
+            blocking(move || files.import(&region, &id, &archive).map(|_| ())).await?;
+        }
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5)")
+            .bind(&id)
+            .bind(account_id)
+            .bind(&name)
+            .bind(&region)
+            .bind(to_millis(self.clock.now()))
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.imported",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({}),
+            )
+            .await?;
+        self.get(account_id, &id).await
+    }
+
+    /// Cancels: the database is deactivated and destroyed after the grace period (DB-7).
+    pub async fn cancel(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.get(account_id, id).await?;
+        if d.status != DbStatus::Active {
+            return Err(TenantError::Conflict("Only an active database can be cancelled.".into()));
+        }
+        self.deactivate(&d, "cancelled").await?;
+        self.get(account_id, id).await
+    }
+
+    async fn deactivate(&self, d: &CustomerDb, why: &str) -> Result<(), TenantError> {
+        sqlx::query(
+            "UPDATE databases SET status = 'deactivated', deactivated_at = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(to_millis(self.clock.now()))
+        .bind(&d.id)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: d.account_id.clone() },
+                "database.deactivated",
+                Some(&format!("person:{}", d.account_id)),
+                Some(&format!("db:{}", d.id)),
+                serde_json::json!({ "why": why }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reactivates within the grace period.
+    pub async fn reactivate(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.get(account_id, id).await?;
+        if d.status != DbStatus::Deactivated {
+            return Err(TenantError::Conflict("Only a deactivated database can be reactivated.".into()));
+        }
+        if d.reactivate_until.is_some_and(|u| u <= self.clock.now()) {
+            return Err(TenantError::Conflict("The grace period is over: this database is being destroyed.".into()));
+        }
+        // An ended trial comes back as a subscription: the trial is over.
+        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END WHERE id = $2")
+            .bind(to_millis(self.clock.now()))
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.reactivated",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({}),
+            )
+            .await?;
+        self.get(account_id, id).await
+    }
+
+    /// Removes a database at once (DB-6); the name must be typed to confirm.
+    /// Returns the date by which backups no longer hold it.
+    pub async fn remove(&self, account_id: &str, id: &str, confirm: &str) -> Result<OffsetDateTime, TenantError> {
+        let d = self.get(account_id, id).await?;
+        if confirm.trim() != d.name {
+            return Err(TenantError::invalid(
+                "confirm",
+                format!("Type the database's name, \"{}\", to confirm its removal.", d.name),
+            ));
+        }
+        destroy(&self.db, &self.files, &d.region, &d.id).await?;
+        let subject = format!("person:{account_id}");
+        self.erasure_log
+            .record(
+                "customer_database",
+                &[(Some(&subject), &format!("db:{id}"))],
+                ErasureReason::DatabaseRemoved,
+                &Actor::Person { id: account_id.into() },
+            )
+            .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.removed",
+                Some(&subject),
+                Some(&format!("db:{id}")),
+                serde_json::json!({}),
+            )
+            .await?;
+        Ok(self.policy.backups.max_age.after(self.clock.now()))
+    }
+
+    /// Deactivates trials whose end date has passed (DB-9); returns how many.
+    pub async fn expire_trials(&self) -> Result<u64, TenantError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM databases WHERE status = 'active' AND plan = 'trial' AND trial_ends_at <= $1"
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(self.clock.now())).fetch_all(self.db.pool()).await?;
+        let mut n = 0;
+        for r in &rows {
+            let d = self.record(r)?;
+            self.deactivate(&d, "trial ended").await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+async fn destroy(db: &Db, files: &TenantFiles, region: &str, id: &str) -> Result<(), TenantError> {
+    {
+        let (files, region, id) = (files.clone(), region.to_string(), id.to_string());
+        blocking(move || files.destroy(&region, &id)).await?;
+    }
+    sqlx::query("DELETE FROM databases WHERE id = $1").bind(id).execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Destroys databases whose grace period after cancellation is over (DB-7, DB-9).
+pub struct DatabaseEraser {
+    pub db: Db,
+    pub files: TenantFiles,
+}
+
+impl Eraser for DatabaseEraser {
+    fn category(&self) -> &'static str {
+        "customer_database"
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, account_id, deactivated_at FROM databases WHERE status = 'deactivated' AND deactivated_at <= $1")
+                .bind(to_millis(cutoff))
+                .fetch_all(self.db.pool())
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        record: r.try_get::<String, _>("id")?,
+                        subject: Some(format!("person:{}", r.try_get::<String, _>("account_id")?)),
+                        start: from_millis(r.try_get("deactivated_at")?),
+                        country: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for c in records {
+                let row = sqlx::query("SELECT region FROM databases WHERE id = $1")
+                    .bind(&c.record)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                let Some(row) = row else { continue };
+                let region: String = row.try_get("region")?;
+                destroy(&self.db, &self.files, &region, &c.record)
+                    .await
+                    .map_err(|e| PrivacyError::Invalid(e.to_string()))?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(deactivated_at) AS oldest FROM databases WHERE status = 'deactivated'",
+            )
+            .fetch_one(self.db.pool())
+            .await?;
+            let n: i64 = row.try_get("n")?;
+            let oldest: Option<i64> = row.try_get("oldest")?;
+            Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
+        })
+    }
+}

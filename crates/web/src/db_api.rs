@@ -1,0 +1,300 @@
+//! The customer-databases API: create, list, contacts, SQL console, export,
+//! import, cancel, reactivate, remove. Every route checks ownership through
+//! the service, which answers "not found" for another account's database.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use seldesk_tenants::{ContactInput, TenantError};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::AppState;
+use crate::auth::{ApiAccount, ApiError};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/databases", post(create).get(list))
+        .route("/api/v1/databases/{id}", get(show).delete(remove))
+        .route("/api/v1/databases/{id}/cancel", post(cancel))
+        .route("/api/v1/databases/{id}/reactivate", post(reactivate))
+        .route("/api/v1/databases/{id}/contacts", post(create_contact).get(list_contacts))
+        .route("/api/v1/databases/{id}/contacts/{cid}", get(show_contact).patch(update_contact).delete(delete_contact))
+        .route("/api/v1/databases/{id}/sql", post(sql))
+        .route("/api/v1/databases/{id}/export", get(export))
+}
+
+/// Routes that take large bodies.
+pub(crate) fn upload_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/databases/import", post(import))
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        tenant_error(e)
+    }
+}
+
+pub(crate) fn tenant_error(e: TenantError) -> ApiError {
+    let (status, code) = match &e {
+        TenantError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        TenantError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        TenantError::Deactivated(_) => (StatusCode::CONFLICT, "deactivated"),
+        TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        TenantError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "database request failed");
+        "Something went wrong on our side. Please try again in a moment.".to_string()
+    } else {
+        e.to_string()
+    };
+    ApiError::new(status, code, message)
+}
+
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let status = if e.is_data() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::BAD_REQUEST };
+        ApiError::new(
+            status,
+            if e.is_data() { "invalid" } else { "bad_request" },
+            format!("The JSON body is not valid: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDb {
+    name: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: NewDb = json(&body)?;
+    let d = s.databases.create(&a.id, &req.name, req.region.as_deref(), req.plan.as_deref(), None).await?;
+    Ok((StatusCode::CREATED, Json(d)).into_response())
+}
+
+async fn list(State(s): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.list(&a.id).await?).into_response())
+}
+
+async fn show(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.get(&a.id, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    Query(q): Query<Confirm>,
+) -> Result<Response, ApiError> {
+    let until = s.databases.remove(&a.id, &id, &q.confirm).await?;
+    let until = until.date().to_string();
+    Ok(Json(serde_json::json!({ "removed": true, "backups_hold_it_until": until })).into_response())
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.cancel(&a.id, &id).await?).into_response())
+}
+
+async fn reactivate(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.reactivate(&a.id, &id).await?).into_response())
+}
+
+async fn create_contact(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: ContactInput = json(&body)?;
+    let c = s.databases.with_db(&a.id, &id, move |conn, now| seldesk_tenants::app::create(conn, &input, now)).await?;
+    Ok((StatusCode::CREATED, Json(c)).into_response())
+}
+
+#[derive(Deserialize)]
+struct Search {
+    q: Option<String>,
+}
+
+async fn list_contacts(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    Query(q): Query<Search>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.contacts(&a.id, &id, q.q).await?).into_response())
+}
+
+async fn show_contact(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let c = s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::get(conn, cid)).await?;
+    Ok(Json(c).into_response())
+}
+
+async fn update_contact(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid)): Path<(String, i64)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: ContactInput = json(&body)?;
+    let c =
+        s.databases.with_db(&a.id, &id, move |conn, now| seldesk_tenants::app::update(conn, cid, &input, now)).await?;
+    Ok(Json(c).into_response())
+}
+
+async fn delete_contact(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::delete(conn, cid)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+}
+
+async fn sql(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: SqlRequest = json(&body)?;
+    let result = s
+        .databases
+        .with_db(&a.id, &id, move |conn, _| {
+            seldesk_tenants::sandbox::run_console(conn, &req.sql, &req.params, std::time::Duration::from_secs(5))
+        })
+        .await?;
+    Ok(Json(result).into_response())
+}
+
+/// Streams the archive from disk: memory stays flat whatever the size. The
+/// file is unlinked once open, so nothing is left behind if the client goes.
+async fn export(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    export_response(&s, &a.id, &id).await
+}
+
+pub(crate) async fn export_response(s: &AppState, account: &str, id: &str) -> Result<Response, ApiError> {
+    let (d, path) = s.databases.export(account, id).await?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let _ = tokio::fs::remove_file(&path).await;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let date = s.clock.now().date();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-{date}.zip\"", d.name)),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    #[serde(default)]
+    name: String,
+    region: Option<String>,
+}
+
+/// Creates a database from an export archive sent as the body. The upload is
+/// spooled into the target region's folder, never elsewhere.
+async fn import(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let region = q.region.clone().unwrap_or_else(|| s.policy.nearest_region(None).id.clone());
+    if s.policy.region(&region).is_none_or(|r| !r.hosting) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("`{region}` is not a hosting region."),
+        ));
+    }
+    let dir = s.databases.files().dir(&region, "incoming").map_err(tenant_error)?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let spool = dir.join(format!("{}.zip", uuid::Uuid::now_v7().simple()));
+    let result = async {
+        let mut out = tokio::fs::File::create(&spool).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+        let mut stream = body.into_data_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "The archive is larger than 2 GiB, or the upload broke off.",
+                )
+            })?;
+            total += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+        }
+        out.flush().await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+        if total == 0 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Send the export archive (.zip) as the request body.",
+            ));
+        }
+        s.databases.import(&a.id, &q.name, Some(&region), spool.clone()).await.map_err(tenant_error)
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&spool).await;
+    Ok((StatusCode::CREATED, Json(result?)).into_response())
+}
