@@ -6,6 +6,7 @@ mod account_pages;
 mod api;
 pub mod auth;
 mod db_api;
+mod db_pages;
 mod markdown;
 mod pages;
 mod staff_pages;
@@ -82,10 +83,13 @@ pub fn router(state: AppState) -> Router {
         .merge(staff_pages::routes())
         .merge(api::routes())
         .merge(db_api::routes())
+        .merge(db_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
-    let large =
-        db_api::upload_routes().layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
+    let large = db_api::upload_routes()
+        .merge(db_pages::upload_routes())
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
     let mut app =
         small.merge(large).fallback(pages::not_found).with_state(state).layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {

@@ -301,3 +301,58 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     b.close().await;
     app.stop().await;
 }
+
+// promise: DB-1, DB-5, DB-6, DB-7
+#[tokio::test]
+async fn customer_database_lifecycle_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("panel@example.com", "orchid lantern ferry").await;
+    let b = Browser::start().await;
+    b.client.goto(&app.url("/signin?next=/databases")).await.expect("signin");
+    b.fill("email", "panel@example.com").await;
+    b.fill("password", "orchid lantern ferry").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("New database").await;
+    assert!(b.text().await.contains("Preselected: United Kingdom"), "the page says why this data center");
+    b.fill("name", "panel-crm").await;
+    b.click("form[action='/databases'] button[type=submit]").await;
+    b.wait_for_text("Contacts").await;
+    for (name, email) in [("Asha Rao", "asha@example.in"), ("Lee Wong", "lee@example.sg")] {
+        b.fill("name", name).await;
+        b.fill("email", email).await;
+        b.click("form[action$='/contacts'] button[type=submit]").await;
+        b.wait_for_text(name).await;
+    }
+    b.screenshot("database").await;
+    b.click("#export").await;
+    let zip = b.downloaded(".zip").await;
+
+    b.client.goto(&app.url("/databases")).await.expect("list");
+    let import = b.client.find(Locator::Css("form[action='/databases/import']")).await.expect("import form");
+    import.find(Locator::Css("[name='name']")).await.expect("name").send_keys("panel-copy").await.expect("type");
+    import
+        .find(Locator::Css("[name='archive']"))
+        .await
+        .expect("file")
+        .send_keys(&zip.display().to_string())
+        .await
+        .expect("file");
+    import.find(Locator::Css("button[type=submit]")).await.expect("submit").click().await.expect("click");
+    b.wait_for_text("panel-copy").await;
+    b.wait_for_text("Lee Wong").await;
+
+    b.click("#cancel").await;
+    b.wait_for_text("This database is deactivated").await;
+    assert!(b.text().await.contains("will be destroyed on"));
+    b.screenshot("database-deactivated").await;
+    b.click("#reactivate").await;
+    b.wait_for_text("Add contact").await;
+
+    b.fill("confirm", "panel-copy").await;
+    b.click("#remove").await;
+    b.wait_for_text("Database removed").await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM databases").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(n, 1, "the copy is gone, the original stays");
+    b.close().await;
+    app.stop().await;
+}

@@ -1,0 +1,367 @@
+//! The customer control panel for databases: list, create, contacts,
+//! export, import, cancel, reactivate, remove.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use seldesk_tenants::{Contact, ContactInput, CustomerDb, DbStatus, TenantError};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::AppState;
+use crate::auth::{CsrfToken, SignedIn, verify_csrf};
+use crate::pages::{message_page, render};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/databases", get(list).post(create))
+        .route("/databases/{id}", get(show))
+        .route("/databases/{id}/contacts", post(add_contact))
+        .route("/databases/{id}/contacts/{cid}/delete", post(delete_contact))
+        .route("/databases/{id}/export", get(export))
+        .route("/databases/{id}/cancel", post(cancel))
+        .route("/databases/{id}/reactivate", post(reactivate))
+        .route("/databases/{id}/remove", post(remove))
+}
+
+pub(crate) fn upload_routes() -> Router<AppState> {
+    Router::new().route("/databases/import", post(import))
+}
+
+fn page_error(e: TenantError) -> Response {
+    let api = crate::db_api::tenant_error(e);
+    message_page(api.status, "Request not completed", &api.message)
+}
+
+struct RegionChoice {
+    id: String,
+    label: String,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "databases.html")]
+struct ListPage {
+    title: &'static str,
+    csrf: String,
+    databases: Vec<CustomerDb>,
+    regions: Vec<RegionChoice>,
+    why: String,
+    error: Option<String>,
+    trial: String,
+}
+
+async fn list_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account_id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let csrf = CsrfToken::for_request(state, headers);
+    let databases = state.databases.list(account_id).await.unwrap_or_default();
+    let nearest = state.policy.nearest_region(None);
+    let regions = state
+        .policy
+        .hosting_regions()
+        .map(|r| RegionChoice {
+            id: r.id.clone(),
+            label: format!("{} ({})", r.name, r.city),
+            selected: r.id == nearest.id,
+        })
+        .collect();
+    let why = format!(
+        "Preselected: {}, the default data center, because we do not know your country yet. Choose the one closest to you and your customers.",
+        nearest.name
+    );
+    let page = ListPage {
+        title: "Your databases",
+        csrf: csrf.token.clone(),
+        databases,
+        regions,
+        why,
+        error,
+        trial: state.policy.trial.length.to_string(),
+    };
+    csrf.attach(render(status, &page))
+}
+
+async fn list(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, headers: HeaderMap) -> Response {
+    list_view(&state, &headers, &account.id, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    plan: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<CreateForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
+        Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            list_view(&state, &headers, &account.id, Some(api.message), api.status).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "database.html")]
+struct DbPage {
+    title: String,
+    csrf: String,
+    db: CustomerDb,
+    contacts: Vec<Contact>,
+    active: bool,
+    error: Option<String>,
+    region_name: String,
+}
+
+async fn show_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account_id: &str,
+    id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let db = match state.databases.get(account_id, id).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e),
+    };
+    let active = db.status == DbStatus::Active;
+    let contacts =
+        if active { state.databases.contacts(account_id, id, None).await.unwrap_or_default() } else { Vec::new() };
+    let csrf = CsrfToken::for_request(state, headers);
+    let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
+    let page = DbPage {
+        title: format!("Database {}", db.name),
+        csrf: csrf.token.clone(),
+        db,
+        contacts,
+        active,
+        error,
+        region_name,
+    };
+    csrf.attach(render(status, &page))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    show_view(&state, &headers, &account.id, &id, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct ContactForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    is_company: Option<String>,
+}
+
+async fn add_contact(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ContactForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let input = ContactInput {
+        name: Some(f.name),
+        email: Some(f.email),
+        phone: Some(f.phone),
+        is_company: Some(f.is_company.is_some()),
+        ..ContactInput::default()
+    };
+    match state.databases.with_db(&account.id, &id, move |c, now| seldesk_tenants::app::create(c, &input, now)).await {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn delete_contact(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path((id, cid)): Path<(String, i64)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.with_db(&account.id, &id, move |c, _| seldesk_tenants::app::delete(c, cid)).await {
+        Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn export(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
+    match crate::db_api::export_response(&state, &account.id, &id).await {
+        Ok(r) => r,
+        Err(e) => message_page(e.status, "Export not completed", &e.message),
+    }
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.cancel(&account.id, &id).await {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn reactivate(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.reactivate(&account.id, &id).await {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.remove(&account.id, &id, &f.confirm).await {
+        Ok(until) => message_page(
+            StatusCode::OK,
+            "Database removed",
+            &format!(
+                "The database and its files were erased from our live systems just now. Encrypted backups still hold it until {} at the latest; then it is gone for good.",
+                until.date()
+            ),
+        ),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+        }
+    }
+}
+
+/// The import form: a multipart upload spooled into the chosen region's folder.
+async fn import(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    let (mut csrf, mut name, mut region) = (String::new(), String::new(), String::new());
+    let mut spooled: Option<std::path::PathBuf> = None;
+    let fail = |msg: &str| message_page(StatusCode::UNPROCESSABLE_ENTITY, "Import not completed", msg);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => return fail("The upload broke off or is larger than 2 GiB."),
+        };
+        match field.name().unwrap_or_default() {
+            "csrf" => csrf = field.text().await.unwrap_or_default(),
+            "name" => name = field.text().await.unwrap_or_default(),
+            "region" => region = field.text().await.unwrap_or_default(),
+            "archive" => {
+                if let Err(e) = verify_csrf(&headers, &csrf) {
+                    return e.into_response();
+                }
+                if state.policy.region(&region).is_none_or(|r| !r.hosting) {
+                    return fail("Choose a data center before the archive.");
+                }
+                let Ok(dir) = state.databases.files().dir(&region, "incoming") else { return fail("Invalid region.") };
+                if tokio::fs::create_dir_all(&dir).await.is_err() {
+                    return fail("The upload could not be stored.");
+                }
+                let path = dir.join(format!("{}.zip", uuid::Uuid::now_v7().simple()));
+                let Ok(mut out) = tokio::fs::File::create(&path).await else {
+                    return fail("The upload could not be stored.");
+                };
+                let mut field = field;
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    if out.write_all(&chunk).await.is_err() {
+                        let _ = tokio::fs::remove_file(&path).await;
+                        return fail("The upload could not be stored.");
+                    }
+                }
+                let _ = out.flush().await;
+                spooled = Some(path);
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = verify_csrf(&headers, &csrf) {
+        return e.into_response();
+    }
+    let Some(path) = spooled else { return fail("Choose the export archive (.zip) to import.") };
+    let result = state.databases.import(&account.id, &name, Some(&region), path.clone()).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    match result {
+        Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            message_page(api.status, "Import not completed", &api.message)
+        }
+    }
+}
