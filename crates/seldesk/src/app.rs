@@ -140,6 +140,7 @@ impl Services {
             tenant_files,
             audit.clone(),
             erasure_log.clone(),
+            queue.clone(),
         );
         Ok(Self { databases, queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
     }
@@ -216,6 +217,22 @@ impl Handler for ExpireTrials {
     }
 }
 
+/// Moves a database to another region.
+struct MoveDatabase {
+    databases: seldesk_tenants::Databases,
+}
+
+impl Handler for MoveDatabase {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let id = job.payload.get("database").and_then(|v| v.as_str()).ok_or("the job has no database id")?;
+            let region = job.payload.get("region").and_then(|v| v.as_str()).ok_or("the job has no region")?;
+            self.databases.run_move(id, region).await.map_err(|e| e.to_string())?;
+            Ok(format!("moved {id} to {region}"))
+        })
+    }
+}
+
 /// E-mails account holders about the newest policy version.
 struct NotifyPolicy {
     accounts: Accounts,
@@ -265,7 +282,8 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_accounts::JOB_ACCESS_EXPORT, TicketJob { accounts: s.accounts.clone(), erase: false })
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
-        .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() });
+        .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
+        .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }

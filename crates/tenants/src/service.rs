@@ -66,7 +66,11 @@ pub struct Databases {
     files: TenantFiles,
     audit: AuditLog,
     erasure_log: ErasureLog,
+    queue: seldesk_jobs::Queue,
 }
+
+/// Job kind: carry out a move to another region.
+pub const JOB_MOVE: &str = "databases.move";
 
 const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at";
 
@@ -95,8 +99,9 @@ impl Databases {
         files: TenantFiles,
         audit: AuditLog,
         erasure_log: ErasureLog,
+        queue: seldesk_jobs::Queue,
     ) -> Self {
-        Self { db, clock, policy, files, audit, erasure_log }
+        Self { db, clock, policy, files, audit, erasure_log, queue }
     }
 
     pub fn files(&self) -> &TenantFiles {
@@ -415,6 +420,91 @@ impl Databases {
             )
             .await?;
         Ok(self.policy.backups.max_age.after(self.clock.now()))
+    }
+
+    /// Asks to move a database to another hosting region (DB-8). The move
+    /// runs as a job; until it switches, requests are refused with a retry
+    /// message, so no write is lost.
+    pub async fn request_move(&self, account_id: &str, id: &str, region: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.get(account_id, id).await?;
+        let target = self
+            .policy
+            .region(region)
+            .filter(|r| r.hosting)
+            .ok_or_else(|| TenantError::invalid("region", format!("`{region}` is not a hosting region.")))?;
+        if target.id == d.region {
+            return Err(TenantError::invalid("region", format!("The database is already in {}.", target.name)));
+        }
+        let done = sqlx::query("UPDATE databases SET status = 'moving' WHERE id = $1 AND status = 'active'")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(TenantError::Conflict("Only an active database can be moved.".into()));
+        }
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.move_requested",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "from": d.region, "to": target.id }),
+            )
+            .await?;
+        self.queue
+            .enqueue(
+                seldesk_jobs::NewJob::new(JOB_MOVE)
+                    .payload(serde_json::json!({ "database": id, "region": target.id }))
+                    .dedupe(format!("move:{id}:{}", uuid::Uuid::now_v7().simple())),
+            )
+            .await
+            .map_err(|e| TenantError::Internal(format!("cannot schedule the move: {e}")))?;
+        self.get(account_id, id).await
+    }
+
+    /// Carries out a move: copy, verify, switch atomically, erase the source.
+    pub async fn run_move(&self, id: &str, to_region: &str) -> Result<(), TenantError> {
+        let row = sqlx::query("SELECT account_id, region, status FROM databases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(()) };
+        let (account_id, from_region, status): (String, String, String) =
+            (row.try_get("account_id")?, row.try_get("region")?, row.try_get("status")?);
+        if status != "moving" || from_region == to_region {
+            return Ok(());
+        }
+        let copied = {
+            let (files, from, to, id) =
+                (self.files.clone(), from_region.clone(), to_region.to_string(), id.to_string());
+            blocking(move || files.copy_to(&from, &to, &id)).await
+        };
+        if let Err(e) = copied {
+            sqlx::query("UPDATE databases SET status = 'active' WHERE id = $1 AND status = 'moving'")
+                .bind(id)
+                .execute(self.db.pool())
+                .await?;
+            return Err(e);
+        }
+        sqlx::query("UPDATE databases SET region = $1, status = 'active' WHERE id = $2 AND status = 'moving'")
+            .bind(to_region)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        {
+            let (files, from, id) = (self.files.clone(), from_region.clone(), id.to_string());
+            blocking(move || files.destroy(&from, &id)).await?;
+        }
+        self.audit
+            .record(
+                &Actor::System,
+                "database.moved",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "from": from_region, "to": to_region }),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Deactivates trials whose end date has passed (DB-9); returns how many.

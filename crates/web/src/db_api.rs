@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}", get(show).delete(remove))
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
+        .route("/api/v1/databases/{id}/move", post(move_db))
         .route("/api/v1/databases/{id}/contacts", post(create_contact).get(list_contacts))
         .route("/api/v1/databases/{id}/contacts/{cid}", get(show_contact).patch(update_contact).delete(delete_contact))
         .route("/api/v1/databases/{id}/sql", post(sql))
@@ -133,6 +134,22 @@ async fn reactivate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(s.databases.reactivate(&a.id, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    region: String,
+}
+
+async fn move_db(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: MoveRequest = json(&body)?;
+    Ok((StatusCode::ACCEPTED, Json(s.databases.request_move(&a.id, &id, &req.region).await?)).into_response())
 }
 
 async fn create_contact(

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/cancel", post(cancel))
         .route("/databases/{id}/reactivate", post(reactivate))
         .route("/databases/{id}/remove", post(remove))
+        .route("/databases/{id}/move", post(move_db))
 }
 
 pub(crate) fn upload_routes() -> Router<AppState> {
@@ -132,8 +133,10 @@ struct DbPage {
     db: CustomerDb,
     contacts: Vec<Contact>,
     active: bool,
+    moving: bool,
     error: Option<String>,
     region_name: String,
+    regions: Vec<RegionChoice>,
 }
 
 async fn show_view(
@@ -149,18 +152,27 @@ async fn show_view(
         Err(e) => return page_error(e),
     };
     let active = db.status == DbStatus::Active;
+    let db_moving = db.status == DbStatus::Moving;
     let contacts =
         if active { state.databases.contacts(account_id, id, None).await.unwrap_or_default() } else { Vec::new() };
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
+    let regions = state
+        .policy
+        .hosting_regions()
+        .filter(|r| r.id != db.region)
+        .map(|r| RegionChoice { id: r.id.clone(), label: format!("{} ({})", r.name, r.city), selected: false })
+        .collect();
     let page = DbPage {
         title: format!("Database {}", db.name),
         csrf: csrf.token.clone(),
         db,
         contacts,
         active,
+        moving: db_moving,
         error,
         region_name,
+        regions,
     };
     csrf.attach(render(status, &page))
 }
@@ -274,6 +286,33 @@ async fn reactivate(
     match state.databases.reactivate(&account.id, &id).await {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MoveForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    region: String,
+}
+
+async fn move_db(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<MoveForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.request_move(&account.id, &id, &f.region).await {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+        }
     }
 }
 

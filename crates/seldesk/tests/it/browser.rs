@@ -302,7 +302,7 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     app.stop().await;
 }
 
-// promise: DB-1, DB-5, DB-6, DB-7
+// promise: DB-1, DB-5, DB-6, DB-7, DB-8
 #[tokio::test]
 async fn customer_database_lifecycle_in_chromium() {
     let app = spawn_app().await;
@@ -347,6 +347,12 @@ async fn customer_database_lifecycle_in_chromium() {
     b.screenshot("database-deactivated").await;
     b.click("#reactivate").await;
     b.wait_for_text("Add contact").await;
+    b.click("#move").await;
+    b.wait_for_text("moving to another data center").await;
+    app.run_jobs().await;
+    b.client.refresh().await.expect("reload");
+    b.wait_for_text("India").await;
+    b.wait_for_text("Lee Wong").await;
 
     b.fill("confirm", "panel-copy").await;
     b.click("#remove").await;

@@ -397,3 +397,59 @@ async fn cancel_deactivates_reactivate_restores_and_the_grace_period_ends_in_des
     assert!(log.iter().any(|e| e.category == "customer_database" && e.reason == "retention"));
     app.stop().await;
 }
+
+// promise: DB-8, RES-1
+#[tokio::test]
+async fn move_copies_verifies_switches_and_erases_the_source_without_losing_writes() {
+    let app = spawn_app().await;
+    let t = customer(&app, "mover@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "traveller", "region": "uk" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    for i in 0..30 {
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/databases/{id}/contacts"),
+            &t,
+            Some(json!({ "name": format!("Client {i}") })),
+        )
+        .await;
+    }
+    let (status, e) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/move"), &t, Some(json!({ "region": "uk" }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "already there: {e}");
+    let (status, d) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/move"), &t, Some(json!({ "region": "sg" }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{d}");
+    assert_eq!(d["status"], "moving");
+    // A write during the move is refused with a retry message, never dropped silently.
+    let (status, e) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{id}/contacts"),
+        &t,
+        Some(json!({ "name": "Late write" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(e["message"].as_str().expect("message").contains("try again"));
+    app.run_jobs().await;
+    let (_, d) = call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await;
+    assert_eq!(d["status"], "active");
+    assert_eq!(d["region"], "sg");
+    assert!(app.data.path().join("tenants/sg").join(&id).join("db.sqlite").is_file());
+    assert!(!app.data.path().join("tenants/uk").join(&id).exists(), "the source is erased");
+    let (_, contacts) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts"), &t, None).await;
+    assert_eq!(contacts.as_array().expect("list").len(), 30, "nothing lost");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{id}/contacts"),
+        &t,
+        Some(json!({ "name": "Late write" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "the retried write succeeds");
+    app.stop().await;
+}
