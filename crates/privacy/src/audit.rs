@@ -150,6 +150,13 @@ impl AuditLog {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// Entries about one target (a database, a ticket), oldest first.
+    pub async fn for_target(&self, target: &str) -> Result<Vec<AuditEntry>, PrivacyError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE target = $1 ORDER BY seq");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(target).fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
     /// The newest entries, newest first.
     pub async fn recent(&self, limit: i64) -> Result<Vec<AuditEntry>, PrivacyError> {
         let sql = format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1");

@@ -52,6 +52,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "accounts", include_str!("../migrations/sqlite/0003_accounts.sql")),
     (4, "policy_acceptance", include_str!("../migrations/sqlite/0004_policy_acceptance.sql")),
     (5, "databases", include_str!("../migrations/sqlite/0005_databases.sql")),
+    (6, "support_access", include_str!("../migrations/sqlite/0006_support_access.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -59,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "accounts", include_str!("../migrations/postgres/0003_accounts.sql")),
     (4, "policy_acceptance", include_str!("../migrations/postgres/0004_policy_acceptance.sql")),
     (5, "databases", include_str!("../migrations/postgres/0005_databases.sql")),
+    (6, "support_access", include_str!("../migrations/postgres/0006_support_access.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

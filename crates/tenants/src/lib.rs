@@ -10,6 +10,7 @@ pub mod app;
 pub mod files;
 pub mod sandbox;
 pub mod service;
+pub mod support;
 
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;

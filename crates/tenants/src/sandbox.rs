@@ -79,6 +79,55 @@ fn console_authorizer(ctx: AuthContext<'_>) -> Authorization {
     }
 }
 
+/// Support staff read, and nothing else (DB-3).
+fn read_only_authorizer(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Select | AuthAction::Read { .. } => Authorization::Allow,
+        AuthAction::Function { function_name }
+            if !FORBIDDEN_FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()) =>
+        {
+            Authorization::Allow
+        }
+        _ => Authorization::Deny,
+    }
+}
+
+/// Runs one read-only statement (support access).
+pub fn run_read_only(conn: &Connection, sql: &str, deadline: Duration) -> Result<QueryResult, TenantError> {
+    conn.authorizer(Some(read_only_authorizer))?;
+    let started = Instant::now();
+    conn.progress_handler(10_000, Some(move || started.elapsed() > deadline))?;
+    let result = (|| {
+        let mut stmt =
+            conn.prepare(sql.trim().trim_end_matches(';')).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        let mut q = stmt.query([]).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
+        while let Some(row) = q.next().map_err(|e| TenantError::invalid("sql", explain(&e)))? {
+            if rows.len() == MAX_ROWS {
+                truncated = true;
+                break;
+            }
+            let mut out = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                out.push(match row.get_ref(i)? {
+                    ValueRef::Null => serde_json::Value::Null,
+                    ValueRef::Integer(v) => v.into(),
+                    ValueRef::Real(v) => serde_json::json!(v),
+                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                    ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
+                });
+            }
+            rows.push(out);
+        }
+        Ok(QueryResult { columns, rows, changed: 0, truncated })
+    })();
+    conn.progress_handler(0, None::<fn() -> bool>)?;
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
+    result
+}
+
 /// The result of a console statement.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryResult {

@@ -60,11 +60,11 @@ pub struct CustomerDb {
 /// The customer databases service.
 #[derive(Clone)]
 pub struct Databases {
-    db: Db,
-    clock: Arc<dyn Clock>,
+    pub(crate) db: Db,
+    pub(crate) clock: Arc<dyn Clock>,
     policy: Arc<Policy>,
-    files: TenantFiles,
-    audit: AuditLog,
+    pub(crate) files: TenantFiles,
+    pub(crate) audit: AuditLog,
     erasure_log: ErasureLog,
     queue: seldesk_jobs::Queue,
 }

@@ -24,6 +24,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
         .route("/api/v1/databases/{id}/move", post(move_db))
+        .route("/api/v1/databases/{id}/access-log", get(access_log))
+        .route("/api/v1/databases/{id}/access/{grant}/revoke", post(revoke))
         .route("/api/v1/databases/{id}/contacts", post(create_contact).get(list_contacts))
         .route("/api/v1/databases/{id}/contacts/{cid}", get(show_contact).patch(update_contact).delete(delete_contact))
         .route("/api/v1/databases/{id}/sql", post(sql))
@@ -134,6 +136,25 @@ async fn reactivate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(s.databases.reactivate(&a.id, &id).await?).into_response())
+}
+
+async fn access_log(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let grants = s.databases.support_grants(&a.id, &id).await?;
+    let entries = s.databases.access_log(&a.id, &id).await?;
+    Ok(Json(serde_json::json!({ "grants": grants, "entries": entries })).into_response())
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, grant)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    s.databases.revoke_support(&a.id, &id, grant).await?;
+    Ok(Json(serde_json::json!({ "revoked": true })).into_response())
 }
 
 #[derive(Deserialize)]

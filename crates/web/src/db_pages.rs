@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/reactivate", post(reactivate))
         .route("/databases/{id}/remove", post(remove))
         .route("/databases/{id}/move", post(move_db))
+        .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
 }
 
 pub(crate) fn upload_routes() -> Router<AppState> {
@@ -137,6 +138,8 @@ struct DbPage {
     error: Option<String>,
     region_name: String,
     regions: Vec<RegionChoice>,
+    grants: Vec<seldesk_tenants::support::SupportGrant>,
+    log: Vec<(String, String, String)>,
 }
 
 async fn show_view(
@@ -157,6 +160,17 @@ async fn show_view(
         if active { state.databases.contacts(account_id, id, None).await.unwrap_or_default() } else { Vec::new() };
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
+    let grants = state.databases.support_grants(account_id, id).await.unwrap_or_default();
+    let log = state
+        .databases
+        .access_log(account_id, id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .take(50)
+        .map(|e| (e.at.to_string(), e.actor, e.action))
+        .collect();
     let regions = state
         .policy
         .hosting_regions()
@@ -173,6 +187,8 @@ async fn show_view(
         error,
         region_name,
         regions,
+        grants,
+        log,
     };
     csrf.attach(render(status, &page))
 }
@@ -313,6 +329,22 @@ async fn move_db(
             let api = crate::db_api::tenant_error(e);
             show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
         }
+    }
+}
+
+async fn revoke_grant(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path((id, grant)): Path<(String, i64)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.revoke_support(&account.id, &id, grant).await {
+        Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => page_error(e),
     }
 }
 

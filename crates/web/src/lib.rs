@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(db_api::routes())
         .merge(db_pages::routes())
+        .merge(staff_pages::support_routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()

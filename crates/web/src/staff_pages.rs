@@ -243,3 +243,104 @@ async fn retention(State(state): State<AppState>, StaffUser(staff, _): StaffUser
     };
     csrf.attach(render(StatusCode::OK, &page))
 }
+
+#[derive(Template)]
+#[template(path = "staff_support.html")]
+struct SupportPage {
+    title: &'static str,
+    csrf: String,
+    error: Option<String>,
+    grant: Option<seldesk_tenants::support::SupportGrant>,
+    sql: String,
+    result: Option<seldesk_tenants::sandbox::QueryResult>,
+}
+
+pub(crate) fn support_routes() -> Router<AppState> {
+    Router::new()
+        .route("/staff/support", get(support_form).post(support_grant))
+        .route("/staff/support/{grant}", post(support_query))
+}
+
+async fn support_form(State(state): State<AppState>, StaffUser(_staff, _): StaffUser, headers: HeaderMap) -> Response {
+    let csrf = CsrfToken::for_request(&state, &headers);
+    csrf.attach(render(
+        StatusCode::OK,
+        &SupportPage {
+            title: "Support access",
+            csrf: csrf.token.clone(),
+            error: None,
+            grant: None,
+            sql: String::new(),
+            result: None,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    database: String,
+    #[serde(default)]
+    ticket: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    hours: String,
+}
+
+async fn support_grant(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Form(f): Form<GrantForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let ticket = f.ticket.trim().parse::<i64>().unwrap_or(0);
+    let hours = f.hours.trim().parse::<i64>().unwrap_or(0);
+    let result = state.databases.grant_support(&staff.actor(), f.database.trim(), &f.reason, ticket, hours).await;
+    let (status, error, grant) = match result {
+        Ok(g) => (StatusCode::OK, None, Some(g)),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            (api.status, Some(api.message), None)
+        }
+    };
+    render(
+        status,
+        &SupportPage { title: "Support access", csrf: f.csrf, error, grant, sql: String::new(), result: None },
+    )
+}
+
+#[derive(Deserialize)]
+struct QueryForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    sql: String,
+}
+
+async fn support_query(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Path(grant): Path<i64>,
+    Form(f): Form<QueryForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let outcome = state.databases.support_query(&staff.actor(), grant, &f.sql).await;
+    let grant = state.databases.support_grant(grant).await.ok();
+    let (status, error, result) = match outcome {
+        Ok(r) => (StatusCode::OK, None, Some(r)),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            (api.status, Some(api.message), None)
+        }
+    };
+    render(status, &SupportPage { title: "Support access", csrf: f.csrf, error, grant, sql: f.sql, result })
+}

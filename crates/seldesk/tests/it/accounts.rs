@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use time::Duration;
 
-use crate::helpers::{TestApp, cli_run, link, spawn_app};
+use crate::helpers::{TestApp, cli_run, link, spawn_app, staff_session};
 
 const PW: &str = "violet tractor lemon";
 
@@ -721,48 +721,6 @@ async fn a_new_policy_version_is_announced_once_and_accepted_by_continued_use() 
     let (_, privacy) = app.text("/privacy").await;
     assert!(privacy.contains(&format!("Last updated: {effective}")) && privacy.contains("usually 6 weeks"));
     app.stop().await;
-}
-
-/// Creates a staff member with `role` and signs in; returns the cookie header.
-async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
-    let (code, out, err) = cli_run(&[
-        "staff",
-        "add",
-        "--email",
-        email,
-        "--role",
-        role,
-        "--database-url",
-        &app.database_url(),
-        "--data",
-        app.data_dir(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let field =
-        |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).expect(label);
-    let (password, secret) = (field("one-time password:"), field("TOTP secret:"));
-    let page = app.client.get(app.url("/staff")).send().await.expect("page");
-    let csrf_cookie =
-        page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
-    let csrf = csrf_cookie.split_once('=').expect("kv").1.to_string();
-    let code = seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code");
-    let r = app
-        .client
-        .post(app.url("/staff"))
-        .header("cookie", &csrf_cookie)
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password.as_str()), ("code", code.as_str())])
-        .send()
-        .await
-        .expect("signin");
-    assert_eq!(r.status(), 303);
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("seldesk_session="))
-        .expect("cookie");
-    format!("{}; {csrf_cookie}", session.split(';').next().expect("pair"))
 }
 
 #[tokio::test]

@@ -453,3 +453,122 @@ async fn move_copies_verifies_switches_and_erases_the_source_without_losing_writ
     assert_eq!(status, StatusCode::CREATED, "the retried write succeeds");
     app.stop().await;
 }
+
+/// The CSRF cookie and token of a fresh page, for staff form posts.
+fn csrf_of(cookie: &str) -> String {
+    cookie.split("; ").find_map(|c| c.strip_prefix("seldesk_csrf=")).expect("csrf cookie").to_string()
+}
+
+// promise: DB-3, STF-1
+#[tokio::test]
+async fn support_access_needs_a_reason_and_ticket_is_read_only_time_boxed_audited_and_revocable() {
+    let app = spawn_app().await;
+    let t = customer(&app, "helpme@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "needs-help" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": "Secret Client" })))
+        .await;
+    let (_, ticket) = call(
+        &app,
+        Method::POST,
+        "/api/v1/me/requests",
+        &t,
+        Some(json!({ "kind": "question", "message": "My contacts page is empty" })),
+    )
+    .await;
+    let ticket = ticket["id"].as_i64().expect("ticket").to_string();
+
+    let support = crate::helpers::staff_session(&app, "sup@seldesk.com", "support").await;
+    let csrf = csrf_of(&support);
+    let grant = |database: String, ticket: String, reason: &'static str, hours: &'static str, cookie: String| {
+        let (client, url, csrf) = (app.client.clone(), app.url("/staff/support"), csrf_of(&cookie));
+        async move {
+            let r = client
+                .post(url)
+                .header("cookie", &cookie)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("database", database.as_str()),
+                    ("ticket", ticket.as_str()),
+                    ("reason", reason),
+                    ("hours", hours),
+                ])
+                .send()
+                .await
+                .expect("grant");
+            (r.status(), r.text().await.expect("text"))
+        }
+    };
+    let (status, _) =
+        grant(id.clone(), "999999".into(), "Customer reports empty contacts page", "2", support.clone()).await;
+    assert_eq!(status, 422, "a ticket is required");
+    let (status, _) = grant(id.clone(), ticket.clone(), "because", "2", support.clone()).await;
+    assert_eq!(status, 422, "a reason is required");
+    let (status, _) =
+        grant(id.clone(), ticket.clone(), "Customer reports empty contacts page", "12", support.clone()).await;
+    assert_eq!(status, 422, "time-boxed");
+    let hr = crate::helpers::staff_session(&app, "hr@seldesk.com", "hr").await;
+    let (status, _) = grant(id.clone(), ticket.clone(), "Customer reports empty contacts page", "2", hr).await;
+    assert_eq!(status, 403, "least privilege: hr has no business here");
+    let (status, page) =
+        grant(id.clone(), ticket.clone(), "Customer reports empty contacts page", "2", support.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let grant_id: i64 = sqlx::query_scalar("SELECT id FROM support_grants ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("grant");
+
+    let query = |sql: &'static str| {
+        let (client, url, cookie, csrf) =
+            (app.client.clone(), app.url(&format!("/staff/support/{grant_id}")), support.clone(), csrf.clone());
+        async move {
+            let r = client
+                .post(url)
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf.as_str()), ("sql", sql)])
+                .send()
+                .await
+                .expect("query");
+            (r.status(), r.text().await.expect("text"))
+        }
+    };
+    let (status, page) = query("SELECT name FROM contacts").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Secret Client"));
+    let (status, _) = query("DELETE FROM contacts").await;
+    assert_eq!(status, 422, "read-only");
+
+    let (_, log) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/access-log"), &t, None).await;
+    assert_eq!(log["grants"][0]["reason"], "Customer reports empty contacts page");
+    let entries = log["entries"].as_array().expect("entries");
+    assert!(entries.iter().any(|e| e["action"] == "database.support_access_granted"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "database.support_query" && e["details"]["sql"] == "SELECT name FROM contacts")
+    );
+
+    let (status, _) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/access/{grant_id}/revoke"), &t, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = query("SELECT name FROM contacts").await;
+    assert_eq!(status, 403, "revoked");
+
+    let (status, _) = grant(id.clone(), ticket.clone(), "Second look at the contacts page", "1", support.clone()).await;
+    assert_eq!(status, 200);
+    let second: i64 = sqlx::query_scalar("SELECT id FROM support_grants ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("grant");
+    app.clock.advance(Duration::minutes(61));
+    let r = app
+        .client
+        .post(app.url(&format!("/staff/support/{second}")))
+        .header("cookie", &support)
+        .form(&[("csrf", csrf.as_str()), ("sql", "SELECT 1")])
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(r.status(), 403, "expired after its hour");
+    app.stop().await;
+}

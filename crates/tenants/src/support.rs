@@ -1,0 +1,207 @@
+//! Support access to customer databases (DB-3): a staff member states a
+//! reason and a ticket; access is time-boxed, read-only unless the customer
+//! approves more, shows in the customer's access log, and can be revoked.
+
+use seldesk_domain::{Actor, Role};
+use seldesk_store::{from_millis, to_millis};
+use serde::Serialize;
+use sqlx::Row;
+use time::{Duration, OffsetDateTime};
+
+use crate::sandbox::{QueryResult, run_read_only};
+use crate::{Databases, TenantError, blocking};
+
+/// Longest support access, in hours.
+pub const MAX_HOURS: i64 = 8;
+
+/// A grant of support access.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupportGrant {
+    pub id: i64,
+    pub database_id: String,
+    pub staff: String,
+    pub reason: String,
+    pub ticket_id: i64,
+    pub scope: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub revoked: bool,
+}
+
+fn grant_from(r: &sqlx::any::AnyRow) -> Result<SupportGrant, sqlx::Error> {
+    Ok(SupportGrant {
+        id: r.try_get("id")?,
+        database_id: r.try_get("database_id")?,
+        staff: format!("staff:{}", r.try_get::<String, _>("staff_id")?),
+        reason: r.try_get("reason")?,
+        ticket_id: r.try_get("ticket_id")?,
+        scope: r.try_get("scope")?,
+        created_at: from_millis(r.try_get("created_at")?),
+        expires_at: from_millis(r.try_get("expires_at")?),
+        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+const GRANT_COLUMNS: &str = "id, database_id, staff_id, reason, ticket_id, scope, created_at, expires_at, revoked_at";
+
+impl Databases {
+    /// Opens read-only support access for a staff member of the support role.
+    pub async fn grant_support(
+        &self,
+        staff: &Actor,
+        database_id: &str,
+        reason: &str,
+        ticket_id: i64,
+        hours: i64,
+    ) -> Result<SupportGrant, TenantError> {
+        let Actor::Staff { id: staff_id, .. } = staff else {
+            return Err(TenantError::Forbidden("Only staff can ask for support access.".into()));
+        };
+        if !staff.has_any_role(&[Role::Support, Role::Security]) {
+            return Err(TenantError::Forbidden("Support access is for the support and security roles.".into()));
+        }
+        if reason.trim().len() < 10 {
+            return Err(TenantError::invalid("reason", "State why you need access (at least 10 characters)."));
+        }
+        if !(1..=MAX_HOURS).contains(&hours) {
+            return Err(TenantError::invalid("hours", format!("Access lasts 1 to {MAX_HOURS} hours.")));
+        }
+        let ticket =
+            sqlx::query("SELECT id FROM tickets WHERE id = $1").bind(ticket_id).fetch_optional(self.db.pool()).await?;
+        if ticket.is_none() {
+            return Err(TenantError::invalid(
+                "ticket",
+                format!("There is no ticket {ticket_id}: support access needs a Helpdesk ticket."),
+            ));
+        }
+        let row = sqlx::query("SELECT account_id FROM databases WHERE id = $1")
+            .bind(database_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Err(TenantError::NotFound("No such database.".into())) };
+        let account_id: String = row.try_get("account_id")?;
+        let now = self.clock.now();
+        let r = sqlx::query(
+            "INSERT INTO support_grants (database_id, account_id, staff_id, reason, ticket_id, scope, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, 'read', $6, $7) RETURNING id",
+        )
+        .bind(database_id)
+        .bind(&account_id)
+        .bind(staff_id)
+        .bind(reason.trim())
+        .bind(ticket_id)
+        .bind(to_millis(now))
+        .bind(to_millis(now + Duration::hours(hours)))
+        .fetch_one(self.db.pool())
+        .await?;
+        let id: i64 = r.try_get("id")?;
+        self.audit
+            .record(
+                staff,
+                "database.support_access_granted",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{database_id}")),
+                serde_json::json!({ "grant": id, "reason": reason.trim(), "ticket": ticket_id, "hours": hours, "scope": "read" }),
+            )
+            .await?;
+        self.grant(id).await
+    }
+
+    /// A grant by id (for the staff member's own page).
+    pub async fn support_grant(&self, id: i64) -> Result<SupportGrant, TenantError> {
+        self.grant(id).await
+    }
+
+    async fn grant(&self, id: i64) -> Result<SupportGrant, TenantError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM support_grants WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
+        row.as_ref()
+            .map(grant_from)
+            .transpose()?
+            .ok_or_else(|| TenantError::NotFound(format!("No support grant {id}.")))
+    }
+
+    /// Runs a read-only query under a live grant of this staff member; audited with its text.
+    pub async fn support_query(&self, staff: &Actor, grant_id: i64, sql: &str) -> Result<QueryResult, TenantError> {
+        let Actor::Staff { id: staff_id, .. } = staff else {
+            return Err(TenantError::Forbidden("Only staff use support access.".into()));
+        };
+        let g = self.grant(grant_id).await?;
+        if g.staff != format!("staff:{staff_id}") {
+            return Err(TenantError::Forbidden("This grant belongs to someone else.".into()));
+        }
+        if g.revoked {
+            return Err(TenantError::Forbidden("The customer revoked this access.".into()));
+        }
+        if g.expires_at <= self.clock.now() {
+            return Err(TenantError::Forbidden("This access has expired; ask again with a reason.".into()));
+        }
+        let row = sqlx::query("SELECT region, account_id FROM databases WHERE id = $1")
+            .bind(&g.database_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Err(TenantError::NotFound("No such database.".into())) };
+        let (region, account_id): (String, String) = (row.try_get("region")?, row.try_get("account_id")?);
+        self.audit
+            .record(
+                staff,
+                "database.support_query",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{}", g.database_id)),
+                serde_json::json!({ "grant": grant_id, "sql": sql }),
+            )
+            .await?;
+        let (files, id, sql) = (self.files.clone(), g.database_id.clone(), sql.to_string());
+        blocking(move || {
+            let conn = files.open(&region, &id)?;
+            run_read_only(&conn, &sql, std::time::Duration::from_secs(5))
+        })
+        .await
+    }
+
+    /// Grants on a database, for its owner.
+    pub async fn support_grants(&self, account_id: &str, database_id: &str) -> Result<Vec<SupportGrant>, TenantError> {
+        self.get(account_id, database_id).await?;
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM support_grants WHERE database_id = $1 ORDER BY id DESC");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(database_id).fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(grant_from).collect::<Result<_, _>>()?)
+    }
+
+    /// The owner ends a grant.
+    pub async fn revoke_support(&self, account_id: &str, database_id: &str, grant_id: i64) -> Result<(), TenantError> {
+        self.get(account_id, database_id).await?;
+        let done = sqlx::query(
+            "UPDATE support_grants SET revoked_at = $1 WHERE id = $2 AND database_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(to_millis(self.clock.now()))
+        .bind(grant_id)
+        .bind(database_id)
+        .execute(self.db.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(TenantError::NotFound(format!("No active support grant {grant_id} on this database.")));
+        }
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.support_access_revoked",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{database_id}")),
+                serde_json::json!({ "grant": grant_id }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Everything recorded about a database: the owner's access log.
+    pub async fn access_log(
+        &self,
+        account_id: &str,
+        database_id: &str,
+    ) -> Result<Vec<seldesk_privacy::AuditEntry>, TenantError> {
+        self.get(account_id, database_id).await?;
+        Ok(self.audit.for_target(&format!("db:{database_id}")).await?)
+    }
+}
