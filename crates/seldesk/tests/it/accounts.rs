@@ -740,3 +740,69 @@ async fn the_dpo_reads_the_retention_report_in_the_staff_console() {
     assert!(audit.iter().any(|e| e.action == "retention.report.view"));
     app.stop().await;
 }
+
+// promise: CK-1
+#[tokio::test]
+async fn browser_sessions_end_after_two_idle_hours_and_twelve_hours_at_most() {
+    let app = spawn_app().await;
+    app.sign_up("idle@example.com", PW).await;
+    let page = app.client.get(app.url("/signin")).send().await.expect("page");
+    let csrf_cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let csrf = csrf_cookie.split_once('=').expect("kv").1.to_string();
+    let signin = || {
+        let (client, url, cookie, csrf) = (app.client.clone(), app.url("/signin"), csrf_cookie.clone(), csrf.clone());
+        async move {
+            let r = client.post(url).header("cookie", &cookie).form(&[("csrf", csrf.as_str()), ("email", "idle@example.com"), ("password", PW), ("next", "/account")]).send().await.expect("signin");
+            assert_eq!(r.status(), 303);
+            let s = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("seldesk_session=")).expect("session").to_string();
+            assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && !s.contains("Secure"), "{s}");
+            format!("{}; {cookie}", s.split(';').next().expect("pair"))
+        }
+    };
+    let account = |cookie: String| {
+        let (client, url) = (app.client.clone(), app.url("/account"));
+        async move { client.get(url).header("cookie", cookie).send().await.expect("get").status() }
+    };
+    let first = signin().await;
+    assert_eq!(account(first.clone()).await, 200);
+    app.clock.advance(Duration::minutes(119));
+    assert_eq!(account(first.clone()).await, 200, "still active after 1 h 59 min idle");
+    app.clock.advance(Duration::minutes(121));
+    assert_eq!(account(first.clone()).await, 303, "ended after two idle hours");
+    let second = signin().await;
+    for _ in 0..12 {
+        app.clock.advance(Duration::minutes(61));
+        let _ = account(second.clone()).await;
+    }
+    assert_eq!(account(second).await, 303, "ended twelve hours after sign-in, however active");
+    let third = signin().await;
+    assert_ne!(third, first, "a new session id at each sign-in");
+    app.stop().await;
+}
+
+// promise: POL-3
+#[tokio::test]
+async fn helpdesk_tickets_go_at_their_rule_and_not_a_day_earlier() {
+    let app = spawn_app().await;
+    let page = app.client.get(app.url("/trial")).send().await.expect("page");
+    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    let r = app.client.post(app.url("/trial")).header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("name", "Trial Person"), ("company", "T Co"), ("email", "trial@example.com"), ("interest", "Evaluate Seldesk")])
+        .send().await.expect("trial");
+    assert_eq!(r.status(), 200);
+    let source: String = sqlx::query_scalar("SELECT source FROM tickets").fetch_one(app.db().pool()).await.expect("ticket");
+    assert_eq!(source, "trial");
+    let engine = &app.app().services().retention;
+    let start = app.clock_now();
+    let two_years = seldesk_domain::policy::Period::new(2, seldesk_domain::policy::Unit::Years).after(start) - start;
+    app.clock.advance(two_years - Duration::days(1));
+    engine.run(&seldesk_domain::Actor::System, false).await.expect("run");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(n, 1, "a day early: kept");
+    app.clock.advance(Duration::days(1));
+    engine.run(&seldesk_domain::Actor::System, false).await.expect("run");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(n, 0, "erased at 2 years");
+    app.stop().await;
+}
