@@ -647,6 +647,43 @@ impl Accounts {
             let _ = std::fs::remove_file(&path);
         }
         let mut tx = self.db.begin_write().await?;
+        // Records the law requires (invoices) leave the account for the
+        // restricted finance archive, detached from any account.
+        let invoices = sqlx::query(
+            "SELECT id, number, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at FROM invoices WHERE account_id = $1",
+        )
+        .bind(&account_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut kept_invoices = Vec::new();
+        for r in &invoices {
+            let (id, country, issued): (String, Option<String>, i64) =
+                (r.try_get("id")?, r.try_get("country")?, r.try_get("issued_at")?);
+            let data = serde_json::json!({
+                "number": r.try_get::<String, _>("number")?,
+                "buyer_name": r.try_get::<String, _>("buyer_name")?,
+                "buyer_email": r.try_get::<String, _>("buyer_email")?,
+                "buyer_address": r.try_get::<Option<String>, _>("buyer_address")?,
+                "currency": r.try_get::<String, _>("currency")?,
+                "total_cents": r.try_get::<i64, _>("total_cents")?,
+                "issued_at": from_millis(issued).to_string(),
+            });
+            sqlx::query("INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ('invoice', $1, $2, $3, $4, $5)")
+                .bind(format!("invoice:{id}"))
+                .bind(data.to_string())
+                .bind(&country)
+                .bind(issued)
+                .bind(to_millis(now))
+                .execute(&mut *tx)
+                .await?;
+            let until = self
+                .policy
+                .retention("invoice")
+                .map(|rule| rule.due(from_millis(issued), country.as_deref()).date().to_string())
+                .unwrap_or_default();
+            kept_invoices.push(until);
+        }
+        sqlx::query("DELETE FROM invoices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM access_exports WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         let other_tickets = sqlx::query("SELECT id FROM tickets WHERE account_id = $1 AND id <> $2")
             .bind(&account_id)
@@ -724,13 +761,22 @@ impl Accounts {
              What we keep, and why:\n\
              - records of transfers of your data to our providers, by an anonymous reference only (legal obligation to account for them), until {disclosures};\n\
              - our staff access and audit trail, which names you only by an anonymous reference (legal obligation, security), until {audit};\n\
-             - invoices and payment records, if any, in a restricted finance archive, for the legal period of your country (tax law).\n\n\
+             - {invoices}\n\n\
              Copies in our encrypted backups are destroyed automatically by {backups_until}; until then they are used only to keep our backups whole.\n\n\
              -- Seldesk Helpdesk\n",
             date = now.date(),
             n_tickets = other_tickets.len(),
             disclosures = keep("disclosure_record"),
             audit = keep("audit_event"),
+            invoices = if kept_invoices.is_empty() {
+                "invoices and payment records: you had none.".to_string()
+            } else {
+                format!(
+                    "{} invoice(s), in a restricted finance archive detached from your account, for the legal period of your country (tax law), until {}.",
+                    kept_invoices.len(),
+                    kept_invoices.iter().max().cloned().unwrap_or_default()
+                )
+            },
         );
         self.mail(&account.email, &format!("Your personal data has been erased (ticket {ticket_id})"), receipt).await?;
         Ok(format!("erased {} records", erased.len()))

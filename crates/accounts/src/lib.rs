@@ -4,6 +4,7 @@
 //! Nothing here knows HTTP: the web layer maps [`AccountError`] to statuses.
 
 pub mod erasers;
+pub mod finance;
 pub mod helpdesk;
 pub mod input;
 pub mod mail;

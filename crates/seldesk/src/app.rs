@@ -41,6 +41,7 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "helpdesk_ticket",
     "access_export",
     "customer_database",
+    "invoice",
 ];
 
 /// Start-up failures.
@@ -105,6 +106,7 @@ impl Services {
             Arc::new(AccountEraser { db: db.clone() }),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
+            Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
         ];
         let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;

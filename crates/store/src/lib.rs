@@ -53,6 +53,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "policy_acceptance", include_str!("../migrations/sqlite/0004_policy_acceptance.sql")),
     (5, "databases", include_str!("../migrations/sqlite/0005_databases.sql")),
     (6, "support_access", include_str!("../migrations/sqlite/0006_support_access.sql")),
+    (7, "finance_archive", include_str!("../migrations/sqlite/0007_finance_archive.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -61,6 +62,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "policy_acceptance", include_str!("../migrations/postgres/0004_policy_acceptance.sql")),
     (5, "databases", include_str!("../migrations/postgres/0005_databases.sql")),
     (6, "support_access", include_str!("../migrations/postgres/0006_support_access.sql")),
+    (7, "finance_archive", include_str!("../migrations/postgres/0007_finance_archive.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/tickets", get(tickets))
         .route("/staff/tickets/{id}", get(ticket).post(reply))
         .route("/staff/retention", get(retention))
+        .route("/staff/finance", get(finance))
 }
 
 #[derive(Template)]
@@ -343,4 +344,18 @@ async fn support_query(
         }
     };
     render(status, &SupportPage { title: "Support access", csrf: f.csrf, error, grant, sql: f.sql, result })
+}
+
+#[derive(Template)]
+#[template(path = "staff_finance.html")]
+struct FinancePage {
+    title: &'static str,
+    records: Vec<seldesk_accounts::finance::ArchivedRecord>,
+}
+
+async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser) -> Response {
+    match state.accounts.finance_archive(&staff).await {
+        Ok(records) => render(StatusCode::OK, &FinancePage { title: "Finance archive", records }),
+        Err(e) => WebError::from(e).into_response(),
+    }
 }

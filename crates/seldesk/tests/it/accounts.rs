@@ -361,6 +361,7 @@ fn unzip(bytes: &[u8]) -> std::collections::HashMap<String, String> {
 async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
     let app = spawn_app().await;
     let id = app.sign_up("gone@example.com", PW).await;
+    crate::helpers::add_invoice(&app, &id, "2026-000017", "SG").await;
     let token = app.token("gone@example.com", PW).await;
     let (status, _) =
         post_json(&app, "/api/v1/me/requests", json!({ "kind": "question", "message": "Hello there" }), Some(&token))
@@ -378,7 +379,37 @@ async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
     let backups = app.app().services().policy.backups.max_age.after(app.clock_now()).date().to_string();
     assert!(receipt.contains(&format!("destroyed automatically by {backups}")), "{receipt}");
     assert!(receipt.contains("What we keep, and why"));
-    for table in ["accounts", "signins", "sessions", "auth_tokens"] {
+    let five_years = seldesk_domain::policy::Period::new(5, seldesk_domain::policy::Unit::Years)
+        .after(app.clock_now())
+        .date()
+        .to_string();
+    assert!(receipt.contains(&format!("1 invoice(s), in a restricted finance archive detached from your account, for the legal period of your country (tax law), until {five_years}")), "{receipt}");
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM invoices").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(live, 0, "no invoice stays attached to the erased account");
+    let archived: Vec<String> =
+        sqlx::query_scalar("SELECT data FROM finance_archive").fetch_all(app.db().pool()).await.expect("archive");
+    assert_eq!(archived.len(), 1);
+    assert!(
+        archived[0].contains("2026-000017") && !archived[0].contains(&id),
+        "kept intact, detached from the account"
+    );
+    // Only the finance role reads the archive.
+    let finance = crate::helpers::staff_session(&app, "fin@seldesk.com", "finance").await;
+    let page = app.client.get(app.url("/staff/finance")).header("cookie", &finance).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("text").contains("2026-000017"));
+    let support = crate::helpers::staff_session(&app, "sup2@seldesk.com", "support").await;
+    assert_eq!(
+        app.client.get(app.url("/staff/finance")).header("cookie", &support).send().await.expect("get").status(),
+        403
+    );
+    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE principal LIKE 'account:%'")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(sessions, 0, "no session of the erased account");
+    for table in ["accounts", "signins", "auth_tokens"] {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(app.db().pool())
             .await
@@ -402,6 +433,15 @@ async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
             }
         }
     }
+    // At the end of Singapore's legal period (5 years), the archive lets go.
+    app.clock.advance(
+        seldesk_domain::policy::Period::new(5, seldesk_domain::policy::Unit::Years).after(app.clock_now())
+            - app.clock_now(),
+    );
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM finance_archive").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(left, 0);
     app.stop().await;
 }
 
@@ -747,14 +787,28 @@ async fn browser_sessions_end_after_two_idle_hours_and_twelve_hours_at_most() {
     let app = spawn_app().await;
     app.sign_up("idle@example.com", PW).await;
     let page = app.client.get(app.url("/signin")).send().await.expect("page");
-    let csrf_cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let csrf_cookie =
+        page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
     let csrf = csrf_cookie.split_once('=').expect("kv").1.to_string();
     let signin = || {
         let (client, url, cookie, csrf) = (app.client.clone(), app.url("/signin"), csrf_cookie.clone(), csrf.clone());
         async move {
-            let r = client.post(url).header("cookie", &cookie).form(&[("csrf", csrf.as_str()), ("email", "idle@example.com"), ("password", PW), ("next", "/account")]).send().await.expect("signin");
+            let r = client
+                .post(url)
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf.as_str()), ("email", "idle@example.com"), ("password", PW), ("next", "/account")])
+                .send()
+                .await
+                .expect("signin");
             assert_eq!(r.status(), 303);
-            let s = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("seldesk_session=")).expect("session").to_string();
+            let s = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|c| c.starts_with("seldesk_session="))
+                .expect("session")
+                .to_string();
             assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && !s.contains("Secure"), "{s}");
             format!("{}; {cookie}", s.split(';').next().expect("pair"))
         }
@@ -787,11 +841,23 @@ async fn helpdesk_tickets_go_at_their_rule_and_not_a_day_earlier() {
     let page = app.client.get(app.url("/trial")).send().await.expect("page");
     let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
     let csrf = cookie.split_once('=').expect("kv").1.to_string();
-    let r = app.client.post(app.url("/trial")).header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("name", "Trial Person"), ("company", "T Co"), ("email", "trial@example.com"), ("interest", "Evaluate Seldesk")])
-        .send().await.expect("trial");
+    let r = app
+        .client
+        .post(app.url("/trial"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Trial Person"),
+            ("company", "T Co"),
+            ("email", "trial@example.com"),
+            ("interest", "Evaluate Seldesk"),
+        ])
+        .send()
+        .await
+        .expect("trial");
     assert_eq!(r.status(), 200);
-    let source: String = sqlx::query_scalar("SELECT source FROM tickets").fetch_one(app.db().pool()).await.expect("ticket");
+    let source: String =
+        sqlx::query_scalar("SELECT source FROM tickets").fetch_one(app.db().pool()).await.expect("ticket");
     assert_eq!(source, "trial");
     let engine = &app.app().services().retention;
     let start = app.clock_now();

@@ -277,7 +277,8 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
 #[tokio::test]
 async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     let app = spawn_app().await;
-    app.sign_up("ravi@example.in", "monsoon copper tiger").await;
+    let id = app.sign_up("ravi@example.in", "monsoon copper tiger").await;
+    crate::helpers::add_invoice(&app, &id, "2026-000042", "IN").await;
     let b = Browser::start().await;
     b.client.goto(&app.url("/signin")).await.expect("signin");
     b.fill("email", "ravi@example.in").await;
@@ -297,7 +298,12 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     b.click("form.stack button[type=submit]").await;
     b.wait_for_text("not right").await;
     let receipt = app.mail_to("ravi@example.in", "has been erased").expect("receipt in the outbox");
-    assert!(receipt.contains("invoices and payment records"));
+    assert!(receipt.contains("1 invoice(s), in a restricted finance archive"), "{receipt}");
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM invoices").fetch_one(app.db().pool()).await.expect("count");
+    let archived: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM finance_archive").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!((live, archived), (0, 1), "the invoice is kept only in the finance archive");
     b.close().await;
     app.stop().await;
 }

@@ -224,6 +224,22 @@ impl TestApp {
     }
 }
 
+/// Puts an invoice on an account (billing will issue them; erasure must keep them).
+pub async fn add_invoice(app: &TestApp, account_id: &str, number: &str, country: &str) {
+    sqlx::query(
+        "INSERT INTO invoices (id, number, account_id, buyer_name, buyer_email, country, currency, total_cents, issued_at)
+         VALUES ($1, $2, $3, 'Buyer Name', 'buyer@example.com', $4, 'EUR', 4900, $5)",
+    )
+    .bind(uuid::Uuid::now_v7().simple().to_string())
+    .bind(number)
+    .bind(account_id)
+    .bind(country)
+    .bind(seldesk_store::to_millis(app.clock_now()))
+    .execute(app.db().pool())
+    .await
+    .expect("invoice");
+}
+
 /// The first link in `mail` that starts with `prefix` (e.g. "http://127.0.0.1:1234/verify-email").
 pub fn link(mail: &str, path: &str) -> Option<String> {
     mail.split_whitespace().find(|w| w.starts_with("http") && w.contains(path)).map(str::to_string)
