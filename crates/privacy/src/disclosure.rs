@@ -14,9 +14,8 @@ use seldesk_store::{Db, from_millis, to_millis};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::audit::{census, delete_ids};
 use crate::card::contains_card_number;
-use crate::{AuditLog, BoxFuture, Candidate, Census, Eraser, PrivacyError};
+use crate::{AuditLog, BoxFuture, PrivacyError};
 
 /// Personal data about one person, for one recipient and purpose.
 #[derive(Debug, Clone)]
@@ -217,47 +216,5 @@ impl DisclosureGate {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
-    }
-}
-
-/// Retention of the disclosure ledger.
-pub struct DisclosureEraser {
-    pub db: Db,
-}
-
-impl Eraser for DisclosureEraser {
-    fn category(&self) -> &'static str {
-        "disclosure_record"
-    }
-
-    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT id, at, subject FROM disclosures WHERE at <= $1 ORDER BY id")
-                .bind(to_millis(cutoff))
-                .fetch_all(self.db.pool())
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Candidate {
-                        record: r.try_get::<i64, _>("id")?.to_string(),
-                        subject: r.try_get("subject")?,
-                        start: from_millis(r.try_get("at")?),
-                        country: None,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(Into::into)
-        })
-    }
-
-    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let ids: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
-            delete_ids(&self.db, "disclosures", &ids).await
-        })
-    }
-
-    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(census(&self.db, "disclosures", "at"))
     }
 }

@@ -9,8 +9,7 @@ use seldesk_store::{Db, from_millis, to_millis};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::audit::{census, delete_ids};
-use crate::{BoxFuture, Candidate, Census, Eraser, PrivacyError};
+use crate::PrivacyError;
 
 /// Why something was erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,53 +123,5 @@ impl ErasureLog {
         .fetch_all(self.db.pool())
         .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
-    }
-}
-
-/// Retention of the erasure log itself (kept longer than any backup, so a
-/// restore can always replay what it needs).
-pub struct ErasureLogEraser {
-    pub db: Db,
-}
-
-impl Eraser for ErasureLogEraser {
-    fn category(&self) -> &'static str {
-        "erasure_record"
-    }
-
-    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT id, at, subject FROM erasure_log WHERE at <= $1 ORDER BY id")
-                .bind(to_millis(cutoff))
-                .fetch_all(self.db.pool())
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Candidate {
-                        record: r.try_get::<i64, _>("id")?.to_string(),
-                        subject: r.try_get("subject")?,
-                        start: from_millis(r.try_get("at")?),
-                        country: None,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(Into::into)
-        })
-    }
-
-    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let ids: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
-            delete_ids(&self.db, "erasure_log", &ids).await
-        })
-    }
-
-    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(census(&self.db, "erasure_log", "at"))
-    }
-
-    fn logs_erasures(&self) -> bool {
-        // Logging the erasure of log entries would only create new log entries.
-        false
     }
 }

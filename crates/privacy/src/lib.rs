@@ -24,7 +24,7 @@ use std::pin::Pin;
 pub use audit::{AuditEntry, AuditLog, VerifyReport};
 pub use disclosure::{Disclosure, DisclosureGate, DisclosureRecord, Refusal, Transport, WebhookTransport};
 pub use erasure::{ErasureLog, ErasureReason, ErasureRecord};
-pub use retention::{Candidate, Census, Eraser, LegalHold, NewHold, RetentionEngine, RetentionReport};
+pub use retention::{Candidate, Census, Eraser, LegalHold, NewHold, RetentionEngine, RetentionReport, TableEraser};
 
 /// A boxed future, so store traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

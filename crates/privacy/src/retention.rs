@@ -50,6 +50,63 @@ pub trait Eraser: Send + Sync {
     }
 }
 
+/// The eraser of a plain table with `id`, `at` (when the clock starts) and
+/// `subject` columns: the disclosure ledger and the erasure log.
+pub struct TableEraser {
+    db: Db,
+    category: &'static str,
+    table: &'static str,
+    log: bool,
+}
+
+impl TableEraser {
+    /// `log`: whether erasures go to the erasure log (not for the log itself,
+    /// whose erasure would only write new log lines).
+    pub fn new(db: Db, category: &'static str, table: &'static str, log: bool) -> Self {
+        Self { db, category, table, log }
+    }
+}
+
+impl Eraser for TableEraser {
+    fn category(&self) -> &'static str {
+        self.category
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            // The table name is ours (a &'static str), never input.
+            let sql = format!("SELECT id, at, subject FROM {} WHERE at <= $1 ORDER BY id", self.table);
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(cutoff)).fetch_all(self.db.pool()).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        record: r.try_get::<i64, _>("id")?.to_string(),
+                        subject: r.try_get("subject")?,
+                        start: from_millis(r.try_get("at")?),
+                        country: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let ids: Vec<i64> = records.iter().filter_map(|c| c.record.parse().ok()).collect();
+            crate::audit::delete_ids(&self.db, self.table, &ids).await
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(crate::audit::census(&self.db, self.table, "at"))
+    }
+
+    fn logs_erasures(&self) -> bool {
+        self.log
+    }
+}
+
 /// A legal hold: records it covers are kept past their period until it ends.
 #[derive(Debug, Clone, Serialize)]
 pub struct LegalHold {

@@ -11,9 +11,7 @@ use seldesk_accounts::{Accounts, AccountsConfig, Mailer};
 use seldesk_domain::{Actor, Clock, Policy};
 use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner, Schedule, Scheduler};
 use seldesk_privacy::audit::AuditEraser;
-use seldesk_privacy::disclosure::DisclosureEraser;
-use seldesk_privacy::erasure::ErasureLogEraser;
-use seldesk_privacy::{AuditLog, DisclosureGate, Eraser, ErasureLog, RetentionEngine};
+use seldesk_privacy::{AuditLog, DisclosureGate, Eraser, ErasureLog, RetentionEngine, TableEraser};
 use seldesk_store::Db;
 use seldesk_web::AppState;
 use tokio::net::TcpListener;
@@ -101,8 +99,8 @@ impl Services {
         let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
         let erasers: Vec<Arc<dyn Eraser>> = vec![
             Arc::new(AuditEraser { db: db.clone() }),
-            Arc::new(DisclosureEraser { db: db.clone() }),
-            Arc::new(ErasureLogEraser { db: db.clone() }),
+            Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
+            Arc::new(TableEraser::new(db.clone(), "erasure_record", "erasure_log", false)),
             Arc::new(AccountEraser { db: db.clone() }),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),

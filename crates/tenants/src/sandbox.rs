@@ -101,27 +101,8 @@ pub fn run_read_only(conn: &Connection, sql: &str, deadline: Duration) -> Result
         let mut stmt =
             conn.prepare(sql.trim().trim_end_matches(';')).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
-        let mut rows = Vec::new();
-        let mut truncated = false;
-        let mut q = stmt.query([]).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
-        while let Some(row) = q.next().map_err(|e| TenantError::invalid("sql", explain(&e)))? {
-            if rows.len() == MAX_ROWS {
-                truncated = true;
-                break;
-            }
-            let mut out = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                out.push(match row.get_ref(i)? {
-                    ValueRef::Null => serde_json::Value::Null,
-                    ValueRef::Integer(v) => v.into(),
-                    ValueRef::Real(v) => serde_json::json!(v),
-                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-                    ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
-                });
-            }
-            rows.push(out);
-        }
-        Ok(QueryResult { columns, rows, changed: 0, truncated })
+        let q = stmt.query([]).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
+        collect(columns, q)
     })();
     conn.progress_handler(0, None::<fn() -> bool>)?;
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
@@ -198,31 +179,36 @@ pub fn run_console(
             let changed = stmt.execute(refs.as_slice()).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
             return Ok(QueryResult { columns, rows: Vec::new(), changed, truncated: false });
         }
-        let mut rows = Vec::new();
-        let mut truncated = false;
-        let mut q = stmt.query(refs.as_slice()).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
-        while let Some(row) = q.next().map_err(|e| TenantError::invalid("sql", explain(&e)))? {
-            if rows.len() == MAX_ROWS {
-                truncated = true;
-                break;
-            }
-            let mut out = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                out.push(match row.get_ref(i)? {
-                    ValueRef::Null => serde_json::Value::Null,
-                    ValueRef::Integer(v) => v.into(),
-                    ValueRef::Real(v) => serde_json::json!(v),
-                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-                    ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
-                });
-            }
-            rows.push(out);
-        }
-        Ok(QueryResult { columns, rows, changed: 0, truncated })
+        let q = stmt.query(refs.as_slice()).map_err(|e| TenantError::invalid("sql", explain(&e)))?;
+        collect(columns, q)
     })();
     conn.progress_handler(0, None::<fn() -> bool>)?;
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
     result
+}
+
+/// Reads up to [`MAX_ROWS`] rows as JSON values.
+fn collect(columns: Vec<String>, mut q: rusqlite::Rows<'_>) -> Result<QueryResult, TenantError> {
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    while let Some(row) = q.next().map_err(|e| TenantError::invalid("sql", explain(&e)))? {
+        if rows.len() == MAX_ROWS {
+            truncated = true;
+            break;
+        }
+        let mut out = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            out.push(match row.get_ref(i)? {
+                ValueRef::Null => serde_json::Value::Null,
+                ValueRef::Integer(v) => v.into(),
+                ValueRef::Real(v) => serde_json::json!(v),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
+            });
+        }
+        rows.push(out);
+    }
+    Ok(QueryResult { columns, rows, changed: 0, truncated })
 }
 
 fn explain(e: &rusqlite::Error) -> String {
