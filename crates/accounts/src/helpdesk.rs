@@ -484,7 +484,7 @@ impl Accounts {
             "account": account,
             "sign_in_history": self.signins(&account.id).await?,
             "helpdesk_tickets": ticket_json,
-            "cookie_consents": [],
+            "cookie_consents": seldesk_privacy::consent::Consents::new(self.db.clone(), self.clock.clone()).for_subject(&subject).await?,
             "disclosures_to_third_parties": self.disclosures.for_subject(&subject).await?,
             "staff_and_system_access_log": self.audit.about(&subject).await?,
             "erasures": self.erasure_log.for_subject(&subject).await?,
@@ -713,6 +713,7 @@ impl Accounts {
         .await?;
         sqlx::query("DELETE FROM signins WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM policy_notices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM consents WHERE subject = $1").bind(&subject).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM auth_tokens WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sessions WHERE principal = $1")
             .bind(format!("account:{account_id}"))

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod card;
+pub mod consent;
 pub mod disclosure;
 pub mod erasure;
 pub mod research;

@@ -40,6 +40,7 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "access_export",
     "customer_database",
     "invoice",
+    "consent_record",
 ];
 
 /// Start-up failures.
@@ -101,6 +102,7 @@ impl Services {
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
             Arc::new(TableEraser::new(db.clone(), "erasure_record", "erasure_log", false)),
+            Arc::new(TableEraser::new(db.clone(), "consent_record", "consents", true)),
             Arc::new(AccountEraser { db: db.clone() }),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
@@ -319,7 +321,10 @@ impl Application {
             accounts: services.accounts.clone(),
             retention: services.retention.clone(),
             databases: services.databases.clone(),
-            web: seldesk_web::WebSettings { secure_cookies: config.secure_cookies },
+            web: seldesk_web::WebSettings {
+                secure_cookies: config.secure_cookies,
+                google_analytics_id: config.google_analytics_id.clone(),
+            },
         };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();

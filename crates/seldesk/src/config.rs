@@ -98,6 +98,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Mark cookies `Secure`; turn on whenever the site is served over HTTPS.
     pub secure_cookies: bool,
+    /// Google Analytics measurement id (e.g. G-XXXX); its script loads only
+    /// after a visitor accepts third-party analytics cookies.
+    pub google_analytics_id: Option<String>,
     pub mail: MailConfig,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
@@ -130,6 +133,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             public_url: None,
             secure_cookies: false,
+            google_analytics_id: None,
             mail: MailConfig::default(),
             schedules,
         }
@@ -151,6 +155,7 @@ impl fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
+            .field("google_analytics_id", &self.google_analytics_id)
             .field("mail", &self.mail)
             .field("schedules", &self.schedules)
             .finish()
@@ -172,6 +177,7 @@ const CONFIG_KEYS: &[&str] = &[
     "public_url",
     "secure_cookies",
     "mail",
+    "google_analytics_id",
 ];
 
 /// A configuration that cannot be used; names the key.
@@ -250,6 +256,13 @@ impl Config {
             && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
         {
             return Err(ConfigError("key `mail.smtp_url`: must start with smtp:// or smtps://".into()));
+        }
+        if let Some(id) = &self.google_analytics_id
+            && !(id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(ConfigError(format!(
+                "key `google_analytics_id`: `{id}` is not a measurement id like G-ABC123"
+            )));
         }
         if self.jobs.poll_ms == 0 {
             return Err(ConfigError("key `jobs.poll_ms`: must be at least 1".into()));

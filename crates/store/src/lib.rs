@@ -54,6 +54,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "databases", include_str!("../migrations/sqlite/0005_databases.sql")),
     (6, "support_access", include_str!("../migrations/sqlite/0006_support_access.sql")),
     (7, "finance_archive", include_str!("../migrations/sqlite/0007_finance_archive.sql")),
+    (8, "consents", include_str!("../migrations/sqlite/0008_consents.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -63,6 +64,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "databases", include_str!("../migrations/postgres/0005_databases.sql")),
     (6, "support_access", include_str!("../migrations/postgres/0006_support_access.sql")),
     (7, "finance_archive", include_str!("../migrations/postgres/0007_finance_archive.sql")),
+    (8, "consents", include_str!("../migrations/postgres/0008_consents.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

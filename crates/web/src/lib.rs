@@ -5,6 +5,7 @@
 mod account_pages;
 mod api;
 pub mod auth;
+mod consent;
 mod db_api;
 mod db_pages;
 mod markdown;
@@ -47,6 +48,8 @@ pub struct AppState {
 pub struct WebSettings {
     /// Mark cookies `Secure` (set when the site is served over TLS).
     pub secure_cookies: bool,
+    /// Google Analytics measurement id; its script loads only after consent (CK-4).
+    pub google_analytics_id: Option<String>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(db_api::routes())
         .merge(db_pages::routes())
+        .merge(consent::routes())
         .merge(staff_pages::support_routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
@@ -91,8 +95,12 @@ pub fn router(state: AppState) -> Router {
         .merge(db_pages::upload_routes())
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
-    let mut app =
-        small.merge(large).fallback(pages::not_found).with_state(state).layer(middleware::from_fn(record_metrics));
+    let mut app = small
+        .merge(large)
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
+        .with_state(state)
+        .layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

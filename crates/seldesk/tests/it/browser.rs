@@ -94,6 +94,13 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
+    /// Answers the cookie banner with "Reject all", as a careful visitor would.
+    pub async fn reject_cookies(&self, base: &str) {
+        self.client.goto(base).await.expect("home");
+        self.click("#cookies-reject").await;
+        self.wait_for_text("Your business database").await;
+    }
+
     /// Fills a form field by its name.
     pub async fn fill(&self, name: &str, value: &str) {
         let field = self
@@ -172,6 +179,7 @@ impl Browser {
 async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_versions() {
     let app = spawn_app().await;
     let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/")).await.expect("home");
     b.screenshot("home").await;
     b.client.find(Locator::LinkText("Read the privacy policy")).await.expect("link").click().await.expect("click");
@@ -204,6 +212,7 @@ async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_version
 async fn not_found_page_in_chromium_leads_back_home() {
     let app = spawn_app().await;
     let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/nowhere")).await.expect("goto");
     let h1 = b.client.find(Locator::Css("h1")).await.expect("h1").text().await.expect("text");
     assert_eq!(h1, "Page not found");
@@ -218,6 +227,7 @@ async fn not_found_page_in_chromium_leads_back_home() {
 async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     let app = spawn_app().await;
     let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/")).await.expect("home");
     b.click("a.nav-cta").await;
     b.fill("name", "Meera Iyer").await;
@@ -231,7 +241,10 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     let cookies = b.client.get_all_cookies().await.expect("cookies");
     let session = cookies.iter().find(|c| c.name() == "seldesk_session").expect("session cookie");
     assert_eq!(session.http_only(), Some(true));
-    assert!(cookies.iter().all(|c| ["seldesk_session", "seldesk_csrf"].contains(&c.name())), "only necessary cookies");
+    assert!(
+        cookies.iter().all(|c| ["seldesk_session", "seldesk_csrf", "seldesk_consent"].contains(&c.name())),
+        "only necessary cookies"
+    );
 
     let mail = app.mail_to("meera@example.in", "Confirm your e-mail").expect("verification mail");
     let link = crate::helpers::link(&mail, "/verify-email").expect("link");
@@ -280,6 +293,7 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     let id = app.sign_up("ravi@example.in", "monsoon copper tiger").await;
     crate::helpers::add_invoice(&app, &id, "2026-000042", "IN").await;
     let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/signin")).await.expect("signin");
     b.fill("email", "ravi@example.in").await;
     b.fill("password", "monsoon copper tiger").await;
@@ -314,6 +328,7 @@ async fn customer_database_lifecycle_in_chromium() {
     let app = spawn_app().await;
     app.sign_up("panel@example.com", "orchid lantern ferry").await;
     let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/signin?next=/databases")).await.expect("signin");
     b.fill("email", "panel@example.com").await;
     b.fill("password", "orchid lantern ferry").await;
@@ -365,6 +380,75 @@ async fn customer_database_lifecycle_in_chromium() {
     b.wait_for_text("Database removed").await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM databases").fetch_one(app.db().pool()).await.expect("count");
     assert_eq!(n, 1, "the copy is gone, the original stays");
+    b.close().await;
+    app.stop().await;
+}
+
+// promise: CK-2, CK-3, CK-4, CK-5
+#[tokio::test]
+async fn cookie_banner_refusal_consent_and_withdrawal_in_chromium() {
+    let app = crate::helpers::spawn_app_with(
+        |c| c.google_analytics_id = Some("G-TEST123".into()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let b = Browser::start().await;
+    b.client.goto(&app.url("/")).await.expect("home");
+    b.wait_for_text("Accept all").await;
+    let names = |cookies: Vec<fantoccini::cookies::Cookie<'static>>| {
+        cookies.iter().map(|c| c.name().to_string()).collect::<Vec<_>>()
+    };
+    let before = names(b.client.get_all_cookies().await.expect("cookies"));
+    assert!(before.iter().all(|n| n == "seldesk_csrf"), "only strictly necessary cookies before a choice: {before:?}");
+    assert!(
+        !b.client.source().await.expect("source").contains("googletagmanager"),
+        "no third-party script before consent"
+    );
+    b.screenshot("cookie-banner").await;
+
+    b.click("#cookies-reject").await;
+    b.wait_for_text("Your business database").await;
+    let source = b.client.source().await.expect("source");
+    assert!(!source.contains("cookie-banner") && !source.contains("googletagmanager"));
+    let after = names(b.client.get_all_cookies().await.expect("cookies"));
+    assert!(
+        after.contains(&"seldesk_consent".to_string()) && !after.contains(&"seldesk_visit".to_string()),
+        "{after:?}"
+    );
+
+    b.click("#cookie-settings").await;
+    b.wait_for_text("Save my choice").await;
+    b.click("button[value='accept_all']").await;
+    b.wait_for_text("Your choice is saved.").await;
+    b.client.goto(&app.url("/")).await.expect("home");
+    assert!(
+        b.client.source().await.expect("source").contains("googletagmanager.com/gtag/js?id=G-TEST123"),
+        "the script loads after consent"
+    );
+    let accepted = names(b.client.get_all_cookies().await.expect("cookies"));
+    assert!(accepted.contains(&"seldesk_visit".to_string()), "analytics cookie after consent: {accepted:?}");
+    let records: Vec<(i64, i64)> = sqlx::query_as("SELECT analytics, withdrawn FROM consents ORDER BY id")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("records");
+    assert_eq!(records, vec![(0, 0), (1, 0)], "each choice is kept as proof");
+
+    b.click("#cookie-settings").await;
+    b.click("#cookies-withdraw").await;
+    b.wait_for_text("Your choice is saved.").await;
+    let withdrawn = names(b.client.get_all_cookies().await.expect("cookies"));
+    assert!(
+        !withdrawn.contains(&"seldesk_visit".to_string()),
+        "withdrawing deletes the cookies it covered: {withdrawn:?}"
+    );
+    b.client.goto(&app.url("/")).await.expect("home");
+    assert!(!b.client.source().await.expect("source").contains("googletagmanager"));
+    let last: (i64, String) = sqlx::query_as("SELECT withdrawn, policy_version FROM consents ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("record");
+    assert_eq!(last.0, 1);
+    assert_eq!(last.1, app.app().services().policy.current_version(app.clock_today()).effective.to_string());
     b.close().await;
     app.stop().await;
 }

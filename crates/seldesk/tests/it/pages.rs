@@ -146,3 +146,50 @@ async fn healthz_reports_an_unreachable_database() {
     assert_eq!(r.status(), 503);
     app.stop().await;
 }
+
+// promise: CK-5, CK-6
+#[tokio::test]
+async fn global_privacy_control_refuses_analytics_and_a_new_policy_version_asks_again() {
+    let app =
+        spawn_app_with(|c| c.google_analytics_id = Some("G-TEST123".into()), Policy::builtin().expect("policy")).await;
+    let page = app.get("/").await;
+    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    assert!(page.text().await.expect("text").contains("id=\"cookie-banner\""));
+    let r = app
+        .client
+        .post(app.url("/cookies"))
+        .header("cookie", &cookie)
+        .header("sec-gpc", "1")
+        .form(&[("csrf", csrf.as_str()), ("choice", "accept_all")])
+        .send()
+        .await
+        .expect("choose");
+    assert_eq!(r.status(), 303);
+    let consent = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_consent="))
+        .expect("consent")
+        .to_string();
+    assert!(consent.contains(".100;"), "GPC: preferences yes, analytics no: {consent}");
+    let rec: (i64, i64, i64) = sqlx::query_as("SELECT analytics, third_party, gpc FROM consents")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("record");
+    assert_eq!(rec, (0, 0, 1));
+    let pair = consent.split(';').next().expect("pair").to_string();
+    let home =
+        app.client.get(app.url("/")).header("cookie", &pair).send().await.expect("home").text().await.expect("text");
+    assert!(!home.contains("cookie-banner") && !home.contains("googletagmanager"));
+    // A choice made under an older policy version is asked again.
+    let id = pair.split('=').nth(1).expect("value").split('.').next().expect("id");
+    let old = format!("seldesk_consent={id}.2025-06-01.111");
+    let home =
+        app.client.get(app.url("/")).header("cookie", old).send().await.expect("home").text().await.expect("text");
+    assert!(home.contains("id=\"cookie-banner\""), "asked again after a new version");
+    assert!(!home.contains("googletagmanager"), "an outdated consent allows nothing");
+    app.stop().await;
+}
