@@ -652,6 +652,12 @@ pub fn truncate_ip(ip: &str) -> String {
 }
 
 impl Accounts {
+    /// E-mails an account holder (service messages about their databases).
+    pub async fn mail_account(&self, account_id: &str, subject: &str, text: String) -> Result<(), AccountError> {
+        let account = self.account(account_id).await?;
+        self.mail(&account.email, subject, format!("Hello {},\n\n{text}\n\n-- Seldesk\n", account.name)).await
+    }
+
     /// Records that the person accepted the version in force (POL-2), once per version.
     pub async fn accept_policy(&self, account: &Account, how: &str) -> Result<bool, AccountError> {
         let now = self.now();

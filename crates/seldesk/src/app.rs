@@ -26,6 +26,8 @@ pub const JOB_PURGE: &str = "jobs.purge";
 pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
 /// Job kind: deactivate free trials that ended (DB-9).
 pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
+/// Job kind: remind owners a week before a deactivated database is destroyed.
+pub const JOB_REMIND: &str = "databases.remind";
 /// Job kind: apply every retention rule.
 pub const JOB_RETENTION: &str = "retention.run";
 
@@ -219,6 +221,36 @@ impl Handler for ExpireTrials {
     }
 }
 
+/// E-mails owners whose deactivated database is destroyed within a week (DB-7).
+struct RemindDestruction {
+    databases: seldesk_tenants::Databases,
+    accounts: Accounts,
+}
+
+impl Handler for RemindDestruction {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let due = self.databases.due_reminders(time::Duration::days(7)).await.map_err(|e| e.to_string())?;
+            for d in &due {
+                let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
+                self.accounts
+                    .mail_account(
+                        &d.account_id,
+                        &format!("Your database {} will be destroyed on {until}", d.name),
+                        format!(
+                            "Your database \"{}\" is deactivated. It will be destroyed on {until}, with its files. Reactivate it before then from your control panel if you want to keep it, or export a full backup first.",
+                            d.name
+                        ),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.databases.mark_reminded(&d.id).await.map_err(|e| e.to_string())?;
+            }
+            Ok(format!("{} reminders sent", due.len()))
+        })
+    }
+}
+
 /// Moves a database to another region.
 struct MoveDatabase {
     databases: seldesk_tenants::Databases,
@@ -285,7 +317,8 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
-        .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() });
+        .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
+        .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }

@@ -110,6 +110,10 @@ impl Default for Config {
     fn default() -> Self {
         let mut schedules = BTreeMap::new();
         schedules.insert(
+            "reminders".to_string(),
+            ScheduleConfig { cron: "0 8 * * *".into(), job: crate::app::JOB_REMIND.into() },
+        );
+        schedules.insert(
             "trials".to_string(),
             ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into() },
         );

@@ -55,6 +55,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "support_access", include_str!("../migrations/sqlite/0006_support_access.sql")),
     (7, "finance_archive", include_str!("../migrations/sqlite/0007_finance_archive.sql")),
     (8, "consents", include_str!("../migrations/sqlite/0008_consents.sql")),
+    (9, "reminders", include_str!("../migrations/sqlite/0009_reminders.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -65,6 +66,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "support_access", include_str!("../migrations/postgres/0006_support_access.sql")),
     (7, "finance_archive", include_str!("../migrations/postgres/0007_finance_archive.sql")),
     (8, "consents", include_str!("../migrations/postgres/0008_consents.sql")),
+    (9, "reminders", include_str!("../migrations/postgres/0009_reminders.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -1,6 +1,8 @@
 //! The Seldesk app inside each customer database: contacts (people and
 //! companies). Deletes are real: `secure_delete` is on for every connection.
 
+use std::path::Path;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
@@ -165,5 +167,119 @@ pub fn delete(conn: &Connection, id: i64) -> Result<(), TenantError> {
     }
     // Push the deleted pages out of the WAL too.
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// A file attached to a contact.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attachment {
+    pub id: i64,
+    pub contact_id: i64,
+    pub file_name: String,
+    pub size: i64,
+    pub created_at: String,
+    #[serde(skip)]
+    pub stored_name: String,
+}
+
+/// Largest attachment.
+pub const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
+
+fn attachment_from(r: &Row<'_>) -> rusqlite::Result<Attachment> {
+    Ok(Attachment {
+        id: r.get(0)?,
+        contact_id: r.get(1)?,
+        file_name: r.get(2)?,
+        stored_name: r.get(3)?,
+        size: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+/// A file name as shown to people: the last path segment, no control characters.
+fn clean_file_name(name: &str) -> Result<String, TenantError> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(TenantError::invalid("name", "Give the file a name, e.g. ?name=contract.pdf."));
+    }
+    if base.chars().count() > 200 || base.chars().any(char::is_control) {
+        return Err(TenantError::invalid("name", "The file name is too long or has control characters."));
+    }
+    Ok(base.to_string())
+}
+
+/// Stores a file for a contact in the database's own `files/` folder.
+pub fn add_attachment(
+    conn: &Connection,
+    files: &Path,
+    contact_id: i64,
+    name: &str,
+    bytes: &[u8],
+    now: &str,
+) -> Result<Attachment, TenantError> {
+    get(conn, contact_id)?;
+    let file_name = clean_file_name(name)?;
+    if bytes.is_empty() {
+        return Err(TenantError::invalid("file", "The file is empty."));
+    }
+    if bytes.len() > MAX_ATTACHMENT_BYTES {
+        return Err(TenantError::TooLarge("Attachments are at most 25 MiB.".into()));
+    }
+    let stored = uuid::Uuid::now_v7().simple().to_string();
+    std::fs::create_dir_all(files)?;
+    std::fs::write(files.join(&stored), bytes)?;
+    let inserted = conn.execute(
+        "INSERT INTO attachments (contact_id, file_name, stored_name, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![contact_id, file_name, stored, bytes.len() as i64, now],
+    );
+    if let Err(e) = inserted {
+        let _ = std::fs::remove_file(files.join(&stored));
+        return Err(e.into());
+    }
+    attachment(conn, conn.last_insert_rowid())
+}
+
+pub fn attachment(conn: &Connection, id: i64) -> Result<Attachment, TenantError> {
+    conn.query_row(
+        "SELECT id, contact_id, file_name, stored_name, size, created_at FROM attachments WHERE id = ?1",
+        [id],
+        attachment_from,
+    )
+    .optional()?
+    .ok_or_else(|| TenantError::NotFound(format!("No attachment {id} in this database.")))
+}
+
+pub fn attachments(conn: &Connection, contact_id: i64) -> Result<Vec<Attachment>, TenantError> {
+    get(conn, contact_id)?;
+    let mut stmt = conn.prepare("SELECT id, contact_id, file_name, stored_name, size, created_at FROM attachments WHERE contact_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([contact_id], attachment_from)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Deletes an attachment and its file.
+pub fn delete_attachment(conn: &Connection, files: &Path, id: i64) -> Result<(), TenantError> {
+    let a = attachment(conn, id)?;
+    conn.execute("DELETE FROM attachments WHERE id = ?1", [id])?;
+    remove_file(files, &a.stored_name)
+}
+
+fn remove_file(files: &Path, stored: &str) -> Result<(), TenantError> {
+    match std::fs::remove_file(files.join(stored)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a contact for real, with its attachments' files.
+pub fn delete_with_files(conn: &Connection, files: &Path, id: i64) -> Result<(), TenantError> {
+    let stored: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT stored_name FROM attachments WHERE contact_id = ?1")?;
+        stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    delete(conn, id)?;
+    for s in stored {
+        remove_file(files, &s)?;
+    }
     Ok(())
 }

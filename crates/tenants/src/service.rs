@@ -255,6 +255,18 @@ impl Databases {
         .await
     }
 
+    /// Like [`Self::with_db`], with the database's `files/` folder too.
+    pub async fn with_db_files<T: Send + 'static>(
+        &self,
+        account_id: &str,
+        id: &str,
+        f: impl FnOnce(&rusqlite::Connection, &std::path::Path, &str) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let d = self.get(account_id, id).await?;
+        let dir = self.files.dir(&d.region, &d.id)?.join("files");
+        self.with_db(account_id, id, move |conn, now| f(conn, &dir, now)).await
+    }
+
     pub async fn contacts(
         &self,
         account_id: &str,
@@ -373,7 +385,7 @@ impl Databases {
             return Err(TenantError::Conflict("The grace period is over: this database is being destroyed.".into()));
         }
         // An ended trial comes back as a subscription: the trial is over.
-        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END WHERE id = $2")
+        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, reminded_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END WHERE id = $2")
             .bind(to_millis(self.clock.now()))
             .bind(id)
             .execute(self.db.pool())
@@ -503,6 +515,33 @@ impl Databases {
                 Some(&format!("db:{id}")),
                 serde_json::json!({ "from": from_region, "to": to_region }),
             )
+            .await?;
+        Ok(())
+    }
+
+    /// Deactivated databases whose destruction is `within` away and whose
+    /// owner has not been reminded yet.
+    pub async fn due_reminders(&self, within: time::Duration) -> Result<Vec<CustomerDb>, TenantError> {
+        let Some(grace) = self.grace() else { return Ok(Vec::new()) };
+        let sql = format!("SELECT {COLUMNS} FROM databases WHERE status = 'deactivated' AND reminded_at IS NULL");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db.pool()).await?;
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for r in &rows {
+            let d = self.record(r)?;
+            if d.deactivated_at.is_some_and(|at| grace.after(at) - within <= now) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that the owner was reminded.
+    pub async fn mark_reminded(&self, id: &str) -> Result<(), TenantError> {
+        sqlx::query("UPDATE databases SET reminded_at = $1 WHERE id = $2")
+            .bind(to_millis(self.clock.now()))
+            .bind(id)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }

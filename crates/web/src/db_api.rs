@@ -30,6 +30,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}/contacts/{cid}", get(show_contact).patch(update_contact).delete(delete_contact))
         .route("/api/v1/databases/{id}/sql", post(sql))
         .route("/api/v1/databases/{id}/export", get(export))
+        .route("/api/v1/databases/{id}/attachments/{aid}", get(download_attachment).delete(delete_attachment))
+}
+
+/// Attachment uploads: bodies up to 25 MiB.
+pub(crate) fn attachment_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/databases/{id}/contacts/{cid}/attachments", post(upload_attachment).get(list_attachments))
 }
 
 /// Routes that take large bodies.
@@ -224,7 +231,77 @@ async fn delete_contact(
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::delete(conn, cid)).await?;
+    s.databases
+        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_with_files(conn, files, cid))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct FileName {
+    #[serde(default)]
+    name: String,
+}
+
+async fn upload_attachment(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid)): Path<(String, i64)>,
+    Query(q): Query<FileName>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let att = s
+        .databases
+        .with_db_files(&a.id, &id, move |conn, files, now| {
+            seldesk_tenants::app::add_attachment(conn, files, cid, &q.name, &body, now)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(att)).into_response())
+}
+
+async fn list_attachments(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let list = s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::attachments(conn, cid)).await?;
+    Ok(Json(list).into_response())
+}
+
+async fn download_attachment(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, aid)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let (att, bytes) = s
+        .databases
+        .with_db_files(&a.id, &id, move |conn, files, _| {
+            let att = seldesk_tenants::app::attachment(conn, aid)?;
+            let bytes = std::fs::read(files.join(&att.stored_name))?;
+            Ok((att, bytes))
+        })
+        .await?;
+    let safe: String =
+        att.file_name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ').collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}\"")),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn delete_attachment(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, aid)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    s.databases
+        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_attachment(conn, files, aid))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -22,6 +22,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}", get(show))
         .route("/databases/{id}/contacts", post(add_contact))
         .route("/databases/{id}/contacts/{cid}/delete", post(delete_contact))
+        .route("/databases/{id}/contacts/{cid}", post(edit_contact))
         .route("/databases/{id}/export", get(export))
         .route("/databases/{id}/cancel", post(cancel))
         .route("/databases/{id}/reactivate", post(reactivate))
@@ -138,6 +139,7 @@ struct DbPage {
     error: Option<String>,
     region_name: String,
     regions: Vec<RegionChoice>,
+    q: String,
     grants: Vec<seldesk_tenants::support::SupportGrant>,
     log: Vec<(String, String, String)>,
 }
@@ -149,6 +151,7 @@ async fn show_view(
     id: &str,
     error: Option<String>,
     status: StatusCode,
+    q: Option<String>,
 ) -> Response {
     let db = match state.databases.get(account_id, id).await {
         Ok(d) => d,
@@ -157,7 +160,7 @@ async fn show_view(
     let active = db.status == DbStatus::Active;
     let db_moving = db.status == DbStatus::Moving;
     let contacts =
-        if active { state.databases.contacts(account_id, id, None).await.unwrap_or_default() } else { Vec::new() };
+        if active { state.databases.contacts(account_id, id, q.clone()).await.unwrap_or_default() } else { Vec::new() };
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
     let grants = state.databases.support_grants(account_id, id).await.unwrap_or_default();
@@ -187,6 +190,7 @@ async fn show_view(
         error,
         region_name,
         regions,
+        q: q.unwrap_or_default(),
         grants,
         log,
     };
@@ -198,8 +202,14 @@ async fn show(
     SignedIn(account, _, _): SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SearchQuery>,
 ) -> Response {
-    show_view(&state, &headers, &account.id, &id, None, StatusCode::OK).await
+    show_view(&state, &headers, &account.id, &id, None, StatusCode::OK, q.q).await
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -237,7 +247,7 @@ async fn add_contact(
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
         }
     }
 }
@@ -260,7 +270,11 @@ async fn delete_contact(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.databases.with_db(&account.id, &id, move |c, _| seldesk_tenants::app::delete(c, cid)).await {
+    match state
+        .databases
+        .with_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
+        .await
+    {
         Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => page_error(e),
     }
@@ -327,7 +341,7 @@ async fn move_db(
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
         }
     }
 }
@@ -345,6 +359,50 @@ async fn revoke_grant(
     match state.databases.revoke_support(&account.id, &id, grant).await {
         Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    notes: String,
+}
+
+async fn edit_contact(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path((id, cid)): Path<(String, i64)>,
+    Form(f): Form<EditForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let input = ContactInput {
+        name: Some(f.name),
+        email: Some(f.email),
+        phone: Some(f.phone),
+        notes: Some(f.notes),
+        ..ContactInput::default()
+    };
+    match state
+        .databases
+        .with_db(&account.id, &id, move |c, now| seldesk_tenants::app::update(c, cid, &input, now))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
+        }
     }
 }
 
@@ -369,7 +427,7 @@ async fn remove(
         ),
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status).await
+            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
         }
     }
 }

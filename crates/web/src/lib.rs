@@ -95,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .merge(db_pages::upload_routes())
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
+    let attachments = db_api::attachment_routes()
+        .layer(axum::extract::DefaultBodyLimit::max(seldesk_tenants::app::MAX_ATTACHMENT_BYTES + 1))
+        .layer(RequestBodyLimitLayer::new(seldesk_tenants::app::MAX_ATTACHMENT_BYTES + 1));
+    let large = large.merge(attachments);
     let mut app = small
         .merge(large)
         .fallback(pages::not_found)

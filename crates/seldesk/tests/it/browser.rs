@@ -101,15 +101,17 @@ impl Browser {
         self.wait_for_text("Your business database").await;
     }
 
-    /// Fills a form field by its name.
+    /// Fills the first visible form field with this name.
     pub async fn fill(&self, name: &str, value: &str) {
-        let field = self
-            .client
-            .find(Locator::Css(&format!("[name='{name}']")))
-            .await
-            .unwrap_or_else(|_| panic!("field {name}"));
-        field.clear().await.expect("clear");
-        field.send_keys(value).await.expect("type");
+        let fields = self.client.find_all(Locator::Css(&format!("[name='{name}']"))).await.expect("fields");
+        for field in fields {
+            if field.is_displayed().await.unwrap_or(false) {
+                field.clear().await.expect("clear");
+                field.send_keys(value).await.expect("type");
+                return;
+            }
+        }
+        panic!("no visible field {name}");
     }
 
     /// Clicks the first element matching a CSS selector.
@@ -345,6 +347,26 @@ async fn customer_database_lifecycle_in_chromium() {
         b.wait_for_text(name).await;
     }
     b.screenshot("database").await;
+    b.fill("q", "lee@").await;
+    b.click("form[method='get'] button").await;
+    b.wait_for_text("Search").await;
+    let rows = b.client.find_all(Locator::Css("table tbody tr td:first-child")).await.expect("rows");
+    let mut names = Vec::new();
+    for r in rows {
+        names.push(r.text().await.expect("text"));
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("Lee Wong")) && !names.iter().any(|n| n.starts_with("Asha")),
+        "search finds by e-mail: {names:?}"
+    );
+    b.client
+        .goto(b.client.current_url().await.expect("url").as_str().split('?').next().expect("base"))
+        .await
+        .expect("back");
+    b.click("details summary").await;
+    b.fill("notes", "Prefers calls after 3 pm").await;
+    b.click("details form button[type=submit]").await;
+    b.wait_for_text("Add contact").await;
     b.click("#export").await;
     let zip = b.downloaded(".zip").await;
 

@@ -572,3 +572,108 @@ async fn support_access_needs_a_reason_and_ticket_is_read_only_time_boxed_audite
     assert_eq!(r.status(), 403, "expired after its hour");
     app.stop().await;
 }
+
+// promise: DB-4, DB-5
+#[tokio::test]
+async fn attachments_are_stored_with_the_database_exported_imported_and_deleted_with_their_contact() {
+    let app = spawn_app().await;
+    let t = customer(&app, "files@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "with-files", "region": "in" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let (_, c) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": "Has Files" })))
+            .await;
+    let cid = c["id"].as_i64().expect("cid");
+    let content = b"%PDF-1.4 signed contract".to_vec();
+    let up = |name: &str, body: Vec<u8>| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts/{cid}/attachments?name={name}")))
+            .bearer_auth(&t)
+            .body(body);
+        async move { req.send().await.expect("upload") }
+    };
+    let r = up("..%2F..%2Fcontract.pdf", content.clone()).await;
+    assert_eq!(r.status(), 201);
+    let att: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(att["file_name"], "contract.pdf", "no path survives in the name");
+    let aid = att["id"].as_i64().expect("aid");
+    assert_eq!(up("big.bin", vec![0u8; 26 * 1024 * 1024]).await.status(), 413);
+    let (_, list) =
+        call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts/{cid}/attachments"), &t, None).await;
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    let got = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/attachments/{aid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), content);
+    let files_dir = app.data.path().join("tenants/in").join(&id).join("files");
+    assert_eq!(std::fs::read_dir(&files_dir).expect("files").count(), 1, "stored in the database's own folder");
+
+    let export = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("zip");
+    let entries = zip_entries(&export);
+    assert!(entries.iter().any(|(k, v)| k.starts_with("files/") && *v == content), "the export holds the file");
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases/import?name=files-copy&region=in"))
+        .bearer_auth(&t)
+        .body(export.to_vec())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 201);
+    let copy: serde_json::Value = r.json().await.expect("json");
+    let copy_id = copy["id"].as_str().expect("id");
+    let got = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{copy_id}/attachments/{aid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), content, "the copy restores the file");
+
+    let (status, _) = call(&app, Method::DELETE, &format!("/api/v1/databases/{id}/contacts/{cid}"), &t, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(std::fs::read_dir(&files_dir).expect("files").count(), 0, "the file goes with its contact");
+    app.stop().await;
+}
+
+// promise: DB-7
+#[tokio::test]
+async fn owners_are_reminded_once_a_week_before_destruction() {
+    let app = spawn_app().await;
+    let t = customer(&app, "remind@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "fading", "plan": "subscribed" })))
+            .await;
+    let id = db["id"].as_str().expect("id").to_string();
+    call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
+    let remind = || async {
+        app.app().services().queue.enqueue(seldesk_jobs::NewJob::new(seldesk::app::JOB_REMIND)).await.expect("enqueue");
+        app.run_jobs().await;
+    };
+    app.clock.advance(Duration::days(13));
+    remind().await;
+    assert!(app.mail_to("remind@example.com", "will be destroyed").is_none(), "too early");
+    app.clock.advance(Duration::days(1));
+    remind().await;
+    let mail = app.mail_to("remind@example.com", "will be destroyed").expect("reminder");
+    assert!(mail.contains("fading") && mail.contains("export a full backup"));
+    remind().await;
+    assert_eq!(app.outbox().iter().filter(|m| m.contains("will be destroyed")).count(), 1, "once");
+    app.stop().await;
+}
