@@ -35,6 +35,14 @@ pub(crate) fn upload_routes() -> Router<AppState> {
     Router::new().route("/databases/import", post(import))
 }
 
+/// The country of the browser's first preferred language, e.g. `IN` for `en-IN`.
+fn browser_country(headers: &HeaderMap) -> Option<String> {
+    let first = headers.get(axum::http::header::ACCEPT_LANGUAGE)?.to_str().ok()?.split(',').next()?;
+    let tag = first.split(';').next()?.trim();
+    let region = tag.split(['-', '_']).nth(1)?;
+    (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then(|| region.to_ascii_uppercase())
+}
+
 fn page_error(e: TenantError) -> Response {
     let api = crate::db_api::tenant_error(e);
     message_page(api.status, "Request not completed", &api.message)
@@ -67,7 +75,10 @@ async fn list_view(
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
     let databases = state.databases.list(account_id).await.unwrap_or_default();
-    let nearest = state.policy.nearest_region(None);
+    // Until geolocation is configured, the country comes from the region part
+    // of the browser's preferred language ("en-IN" → IN).
+    let country = browser_country(headers);
+    let nearest = state.policy.nearest_region(country.as_deref());
     let regions = state
         .policy
         .hosting_regions()
@@ -77,10 +88,16 @@ async fn list_view(
             selected: r.id == nearest.id,
         })
         .collect();
-    let why = format!(
-        "Preselected: {}, the default data center, because we do not know your country yet. Choose the one closest to you and your customers.",
-        nearest.name
-    );
+    let why = match &country {
+        Some(c) if nearest.countries.iter().any(|x| x == c) => format!(
+            "Preselected: {}, the data center nearest to your country ({c}, from your browser's language settings). You can choose another.",
+            nearest.name
+        ),
+        _ => format!(
+            "Preselected: {}, the default data center, because we do not know your country. Choose the one closest to you and your customers.",
+            nearest.name
+        ),
+    };
     let page = ListPage {
         title: "Your databases",
         csrf: csrf.token.clone(),
