@@ -683,26 +683,7 @@ async fn owners_are_reminded_once_a_week_before_destruction() {
 async fn the_create_form_preselects_the_data_center_nearest_the_visitor() {
     let app = spawn_app().await;
     app.sign_up("near@example.in", PW).await;
-    let page = app.client.get(app.url("/signin")).send().await.expect("page");
-    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
-    let csrf = cookie.split_once('=').expect("kv").1.to_string();
-    let r = app
-        .client
-        .post(app.url("/signin"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("email", "near@example.in"), ("password", PW), ("next", "/databases")])
-        .send()
-        .await
-        .expect("signin");
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("seldesk_session="))
-        .expect("session")
-        .to_string();
-    let both = format!("{}; {cookie}", session.split(';').next().expect("pair"));
+    let both = app.web_session("near@example.in", PW).await;
     for (lang, region, says) in [
         ("hi-IN,hi;q=0.9", "in", "nearest to your country (IN"),
         ("en-SG", "sg", "nearest to your country (SG"),

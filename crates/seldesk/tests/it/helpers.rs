@@ -319,3 +319,49 @@ pub async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
         .expect("cookie");
     format!("{}; {csrf_cookie}", session.split(';').next().expect("pair"))
 }
+
+impl TestApp {
+    /// A page's CSRF cookie (`name=value`) and its token, for form posts.
+    pub async fn csrf(&self, path: &str) -> (String, String) {
+        let page = self.get(path).await;
+        let cookie = page
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("seldesk_csrf="))
+            .expect("csrf cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_string();
+        let token = cookie.split_once('=').expect("kv").1.to_string();
+        (cookie, token)
+    }
+
+    /// Signs in through the form; returns the cookie header for later requests.
+    pub async fn web_session(&self, email: &str, password: &str) -> String {
+        let (cookie, csrf) = self.csrf("/signin").await;
+        let r = self
+            .client
+            .post(self.url("/signin"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password), ("next", "/account")])
+            .send()
+            .await
+            .expect("signin");
+        assert_eq!(r.status(), 303, "signed in");
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("seldesk_session="))
+            .expect("session cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_string();
+        format!("{session}; {cookie}")
+    }
+}

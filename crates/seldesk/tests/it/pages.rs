@@ -152,10 +152,8 @@ async fn healthz_reports_an_unreachable_database() {
 async fn global_privacy_control_refuses_analytics_and_a_new_policy_version_asks_again() {
     let app =
         spawn_app_with(|c| c.google_analytics_id = Some("G-TEST123".into()), Policy::builtin().expect("policy")).await;
-    let page = app.get("/").await;
-    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
-    let csrf = cookie.split_once('=').expect("kv").1.to_string();
-    assert!(page.text().await.expect("text").contains("id=\"cookie-banner\""));
+    assert!(app.text("/").await.1.contains("id=\"cookie-banner\""));
+    let (cookie, csrf) = app.csrf("/").await;
     let r = app
         .client
         .post(app.url("/cookies"))
