@@ -97,13 +97,33 @@ impl TenantFiles {
     pub fn create(&self, region: &str, id: &str) -> Result<(), TenantError> {
         let dir = self.dir(region, id)?;
         std::fs::create_dir_all(dir.join("files"))?;
-        let conn = Connection::open(dir.join("db.sqlite"))?;
-        configure(&conn)?;
-        // One transaction: the schema lands whole, with one sync instead of one per statement.
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
-        ))?;
+        // Copying a prepared empty database is much cheaper than running the
+        // schema for every new database (no DDL, no journal-mode switch).
+        let template = self.template()?;
+        let target = dir.join("db.sqlite");
+        let tmp = dir.join(".db.sqlite.new");
+        std::fs::copy(&template, &tmp)?;
+        std::fs::rename(&tmp, &target)?;
         Ok(())
+    }
+
+    /// The empty database at the newest schema version, made once per data folder.
+    fn template(&self) -> Result<PathBuf, TenantError> {
+        let path = self.root.join(format!(".template-v{SCHEMA_VERSION}.sqlite"));
+        if path.is_file() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&self.root)?;
+        let tmp = self.root.join(format!(".template-v{SCHEMA_VERSION}.{}.tmp", uuid::Uuid::now_v7().simple()));
+        {
+            let conn = Connection::open(&tmp)?;
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = DELETE; BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            ))?;
+        }
+        // Another thread may have won the race: either file is the same.
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
     }
 
     /// Erases a database and its attachments at once (DB-6, DB-7).

@@ -205,7 +205,20 @@ impl Databases {
                 serde_json::json!({ "region": region }),
             )
             .await?;
-        self.get(account_id, &id).await
+        Ok(CustomerDb {
+            size_bytes: self.files.size(&region, &id),
+            id,
+            account_id: account_id.to_string(),
+            name,
+            region,
+            plan,
+            status: DbStatus::Active,
+            trial_ends,
+            deactivated_at: None,
+            reactivate_until: None,
+            created_at: seldesk_store::from_millis(to_millis(now)),
+            schema_version: SCHEMA_VERSION,
+        })
     }
 
     /// The account's databases.
