@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(db_pages::routes())
         .merge(consent::routes())
         .merge(staff_pages::support_routes())
+        .merge(staff_pages::hold_routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()

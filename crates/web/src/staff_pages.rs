@@ -359,3 +359,88 @@ async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser) 
         Err(e) => WebError::from(e).into_response(),
     }
 }
+
+#[derive(Template)]
+#[template(path = "staff_holds.html")]
+struct HoldsPage {
+    title: &'static str,
+    csrf: String,
+    holds: Vec<seldesk_privacy::LegalHold>,
+    categories: Vec<(String, String)>,
+    error: Option<String>,
+}
+
+pub(crate) fn hold_routes() -> Router<AppState> {
+    Router::new().route("/staff/holds", get(holds).post(place_hold))
+}
+
+async fn holds_view(state: &AppState, headers: &HeaderMap, error: Option<String>, status: StatusCode) -> Response {
+    let csrf = CsrfToken::for_request(state, headers);
+    let holds = state.retention.holds().await.unwrap_or_default();
+    let categories = state.policy.categories.iter().map(|c| (c.id.clone(), c.name.clone())).collect();
+    csrf.attach(render(status, &HoldsPage { title: "Legal holds", csrf: csrf.token.clone(), holds, categories, error }))
+}
+
+async fn holds(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    if !(staff.has(Role::Security) || staff.has(Role::Dpo)) {
+        return crate::pages::message_page(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            "Legal holds are for the security and dpo roles.",
+        );
+    }
+    holds_view(&state, &headers, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct HoldForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    until: String,
+}
+
+async fn place_hold(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Form(f): Form<HoldForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let Ok(until) = time::Date::parse(f.until.trim(), time::macros::format_description!("[year]-[month]-[day]")) else {
+        return holds_view(
+            &state,
+            &headers,
+            Some("Give the end date as YYYY-MM-DD.".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let hold = seldesk_privacy::NewHold {
+        category: f.category,
+        subject: Some(f.subject.trim().to_string()).filter(|s| !s.is_empty()),
+        from: None,
+        to: None,
+        reason: f.reason,
+        until: until.midnight().assume_utc(),
+    };
+    match state.retention.place_hold(&staff.actor(), hold).await {
+        Ok(_) => Redirect::to("/staff/holds").into_response(),
+        Err(e) => {
+            let status = match e {
+                seldesk_privacy::PrivacyError::Forbidden(_) => StatusCode::FORBIDDEN,
+                seldesk_privacy::PrivacyError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            holds_view(&state, &headers, Some(e.to_string()), status).await
+        }
+    }
+}

@@ -332,3 +332,38 @@ fn policy_ropa_lists_activities_in_markdown_and_json() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert!(v["activities"].as_array().expect("list").len() >= 14);
 }
+
+// promise: SEC-1, STF-1
+#[tokio::test]
+async fn the_security_role_places_legal_holds_in_the_console_and_support_cannot() {
+    let app = spawn_app().await;
+    let security = crate::helpers::staff_session(&app, "sec@seldesk.com", "security").await;
+    let csrf = security.split("; ").find_map(|c| c.strip_prefix("seldesk_csrf=")).expect("csrf").to_string();
+    let until = (app.clock_today() + Duration::days(90)).to_string();
+    let r = app
+        .client
+        .post(app.url("/staff/holds"))
+        .header("cookie", &security)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("category", "browser_event"),
+            ("subject", ""),
+            ("reason", "AUP case 2026-17: abuse from one address"),
+            ("until", until.as_str()),
+        ])
+        .send()
+        .await
+        .expect("place");
+    assert_eq!(r.status(), 303);
+    let holds = services(&app).retention.holds().await.expect("holds");
+    assert_eq!(holds.len(), 1);
+    assert!(holds[0].created_by.starts_with("staff:"));
+    let audit = services(&app).audit.recent(10).await.expect("audit");
+    assert!(audit.iter().any(|e| e.action == "legal_hold.place" && e.actor.starts_with("staff:")));
+    let support = crate::helpers::staff_session(&app, "sup3@seldesk.com", "support").await;
+    assert_eq!(
+        app.client.get(app.url("/staff/holds")).header("cookie", &support).send().await.expect("get").status(),
+        403
+    );
+    app.stop().await;
+}
