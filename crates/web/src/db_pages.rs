@@ -43,6 +43,14 @@ fn browser_country(headers: &HeaderMap) -> Option<String> {
     (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then(|| region.to_ascii_uppercase())
 }
 
+/// After an action on a database: back to its page, or the error page.
+fn back_to_db<T>(id: &str, result: Result<T, TenantError>) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
 fn page_error(e: TenantError) -> Response {
     let api = crate::db_api::tenant_error(e);
     message_page(api.status, "Request not completed", &api.message)
@@ -314,10 +322,7 @@ async fn cancel(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.databases.cancel(&account.id, &id).await {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => page_error(e),
-    }
+    back_to_db(&id, state.databases.cancel(&account.id, &id).await)
 }
 
 async fn reactivate(
@@ -330,10 +335,7 @@ async fn reactivate(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.databases.reactivate(&account.id, &id).await {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => page_error(e),
-    }
+    back_to_db(&id, state.databases.reactivate(&account.id, &id).await)
 }
 
 #[derive(Deserialize)]
@@ -373,10 +375,7 @@ async fn revoke_grant(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.databases.revoke_support(&account.id, &id, grant).await {
-        Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => page_error(e),
-    }
+    back_to_db(&id, state.databases.revoke_support(&account.id, &id, grant).await)
 }
 
 #[derive(Deserialize)]
