@@ -28,6 +28,8 @@ pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
 pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
 /// Job kind: remind owners a week before a deactivated database is destroyed.
 pub const JOB_REMIND: &str = "databases.remind";
+/// Job kind: remove export archives kept for resuming once their window ends.
+pub const JOB_SWEEP_EXPORTS: &str = "databases.sweep_exports";
 /// Job kind: apply every retention rule.
 pub const JOB_RETENTION: &str = "retention.run";
 
@@ -221,6 +223,27 @@ impl Handler for ExpireTrials {
     }
 }
 
+/// Removes export archives whose resume window has passed: they are copies
+/// of customer data and must not outstay the download.
+struct SweepExports {
+    databases: seldesk_tenants::Databases,
+}
+
+impl Handler for SweepExports {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let files = self.databases.files().clone();
+            let n = tokio::task::spawn_blocking(move || {
+                files.sweep_all_exports(seldesk_tenants::files::EXPORT_RESUME_WINDOW)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok(format!("{n} export archives removed"))
+        })
+    }
+}
+
 /// E-mails owners whose deactivated database is destroyed within a week (DB-7).
 struct RemindDestruction {
     databases: seldesk_tenants::Databases,
@@ -317,6 +340,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
+        .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
         .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
         .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() });
     if schedules_here {

@@ -56,6 +56,9 @@ enum Command {
     /// Manage staff accounts (one role model for all staff).
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// Customer databases, for operators: list and export (audited).
+    #[command(subcommand)]
+    Db(crate::db_cli::DbCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,7 +158,7 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Args)]
-struct DbArgs {
+pub(crate) struct DbArgs {
     /// Data folder [default: ./seldesk-data].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -231,7 +234,7 @@ enum JobsCommand {
 }
 
 /// An error and the exit code it deserves.
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     error: anyhow::Error,
 }
@@ -242,7 +245,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-fn usage(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 2, error: error.into() }
 }
 
@@ -361,6 +364,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             let (config, policy) = config_and_policy(&cli, db)?;
             runtime()?.block_on(staff_command(cmd, &config, policy))
+        }
+        Command::Db(cmd) => {
+            let (config, policy) = config_and_policy(&cli, cmd.db_args())?;
+            runtime()?.block_on(crate::db_cli::db_command(cmd, &config, policy))
         }
         Command::Jobs(JobsCommand::Status(args)) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;

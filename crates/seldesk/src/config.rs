@@ -118,6 +118,10 @@ impl Default for Config {
             ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into() },
         );
         schedules.insert(
+            "exports".to_string(),
+            ScheduleConfig { cron: "*/10 * * * *".into(), job: crate::app::JOB_SWEEP_EXPORTS.into() },
+        );
+        schedules.insert(
             "retention".to_string(),
             ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into() },
         );

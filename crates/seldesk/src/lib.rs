@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod db_cli;
 
 pub use app::Application;
 pub use config::Config;

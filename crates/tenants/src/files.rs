@@ -57,6 +57,11 @@ pub struct Manifest {
     pub checksums: std::collections::BTreeMap<String, String>,
 }
 
+/// How long an export archive is kept after its last download request, so
+/// that an interrupted download can resume (`Range`/`If-Range`) from the very
+/// same bytes. Short on purpose: the archive is a copy of personal data.
+pub const EXPORT_RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Largest archive we import, and largest file inside it.
 pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -194,18 +199,81 @@ impl TenantFiles {
     }
 
     /// Writes the export archive (manifest.json, dump.sql, files/) into the
-    /// database's own folder and returns its path; the caller streams it and
-    /// removes it. Memory stays flat: rows go straight to the zip stream.
-    pub fn export(&self, region: &str, id: &str, name: &str, now: &str) -> Result<PathBuf, TenantError> {
+    /// database's own folder and returns its path and tag. The archive stays
+    /// there for [`EXPORT_RESUME_WINDOW`] after its last use so an interrupted
+    /// download can resume from the same bytes; it goes with the database.
+    /// Memory stays flat: rows go straight to the zip stream. `progress` gets
+    /// (done, total) in bytes of the database and its files.
+    pub fn export(
+        &self,
+        region: &str,
+        id: &str,
+        name: &str,
+        now: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(PathBuf, String), TenantError> {
         let dir = self.dir(region, id)?;
-        let out_path = dir.join(format!(".export-{}.zip", uuid::Uuid::now_v7().simple()));
+        self.sweep_exports(region, id, EXPORT_RESUME_WINDOW)?;
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        let out_path = dir.join(format!(".export-{tag}.zip"));
+        let tmp_path = dir.join(format!(".export-{tag}.partial"));
         let conn = self.open(region, id)?;
+        // One read transaction: every table and the schema version come from
+        // the same snapshot while writers carry on (WAL).
+        conn.execute_batch("BEGIN")?;
+        let db_bytes: u64 = conn
+            .query_row("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v.max(0) as u64)
+            .unwrap_or(0);
+        let files = dir.join("files");
+        let mut file_list: Vec<(String, PathBuf, u64)> = std::fs::read_dir(&files)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().is_file())
+                    .map(|e| {
+                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        (e.file_name().to_string_lossy().into_owned(), e.path(), len)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        file_list.sort();
+        let total = db_bytes + file_list.iter().map(|f| f.2).sum::<u64>();
+        let result = self.write_archive(&conn, &tmp_path, name, now, db_bytes, total, &file_list, progress);
+        let _ = conn.execute_batch("COMMIT");
+        match result {
+            Ok(()) => {
+                std::fs::rename(&tmp_path, &out_path)?;
+                progress(total, total);
+                Ok((out_path, tag))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_archive(
+        &self,
+        conn: &Connection,
+        out_path: &Path,
+        name: &str,
+        now: &str,
+        db_bytes: u64,
+        total: u64,
+        file_list: &[(String, PathBuf, u64)],
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), TenantError> {
         let schema: i64 = conn
             .query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get::<_, String>(0))?
             .parse()
             .unwrap_or(SCHEMA_VERSION);
-        let file = File::create(&out_path)?;
-        let mut zip = zip::ZipWriter::new(file);
+        let file = File::create(out_path)?;
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .large_file(true);
@@ -213,22 +281,25 @@ impl TenantFiles {
 
         zip.start_file("dump.sql", options).map_err(zip_err)?;
         let mut hashing = HashingWriter { inner: &mut zip, hasher: blake3::Hasher::new() };
-        dump(&conn, &mut hashing)?;
-        checksums.insert("dump.sql".to_string(), hashing.hasher.finalize().to_hex().to_string());
-
-        let files = dir.join("files");
-        if let Ok(rd) = std::fs::read_dir(&files) {
-            for entry in rd.filter_map(Result::ok) {
-                let p = entry.path();
-                if !p.is_file() {
-                    continue;
-                }
-                let rel = format!("files/{}", entry.file_name().to_string_lossy());
-                zip.start_file(&rel, options).map_err(zip_err)?;
-                let mut hashing = HashingWriter { inner: &mut zip, hasher: blake3::Hasher::new() };
-                std::io::copy(&mut File::open(&p)?, &mut hashing)?;
-                checksums.insert(rel, hashing.hasher.finalize().to_hex().to_string());
+        let rows_total: u64 = table_rows(conn)?.max(1);
+        let mut rows_done = 0u64;
+        dump(conn, &mut hashing, &mut || {
+            rows_done += 1;
+            if rows_done.is_multiple_of(4096) {
+                progress((db_bytes as u128 * rows_done.min(rows_total) as u128 / rows_total as u128) as u64, total);
             }
+        })?;
+        checksums.insert("dump.sql".to_string(), hashing.hasher.finalize().to_hex().to_string());
+        let mut done = db_bytes;
+        progress(done, total);
+        for (file_name, path, len) in file_list {
+            let rel = format!("files/{file_name}");
+            zip.start_file(&rel, options).map_err(zip_err)?;
+            let mut hashing = HashingWriter { inner: &mut zip, hasher: blake3::Hasher::new() };
+            std::io::copy(&mut File::open(path)?, &mut hashing)?;
+            checksums.insert(rel, hashing.hasher.finalize().to_hex().to_string());
+            done += len;
+            progress(done, total);
         }
         let manifest = Manifest {
             format: "seldesk-export/1".into(),
@@ -240,8 +311,83 @@ impl TenantFiles {
         };
         zip.start_file("manifest.json", options).map_err(zip_err)?;
         zip.write_all(&serde_json::to_vec_pretty(&manifest).map_err(|e| TenantError::Internal(e.to_string()))?)?;
-        zip.finish().map_err(zip_err)?;
-        Ok(out_path)
+        let mut out = zip.finish().map_err(zip_err)?;
+        out.flush()?;
+        out.get_ref().sync_all()?;
+        Ok(())
+    }
+
+    /// A prepared export archive by its tag, if it is still kept; using it
+    /// keeps it for another [`EXPORT_RESUME_WINDOW`].
+    pub fn prepared_export(&self, region: &str, id: &str, tag: &str) -> Result<Option<PathBuf>, TenantError> {
+        if tag.len() != 32 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let path = self.dir(region, id)?.join(format!(".export-{tag}.zip"));
+        self.sweep_exports(region, id, EXPORT_RESUME_WINDOW)?;
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let _ = File::options().append(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Ok(Some(path))
+    }
+
+    /// The most recently used prepared export of a database, for clients that
+    /// resume with a plain `Range` (no `If-Range`).
+    pub fn latest_export(&self, region: &str, id: &str) -> Result<Option<String>, TenantError> {
+        self.sweep_exports(region, id, EXPORT_RESUME_WINDOW)?;
+        let dir = self.dir(region, id)?;
+        let newest = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let tag = name.strip_prefix(".export-")?.strip_suffix(".zip")?.to_string();
+                        Some((e.metadata().and_then(|m| m.modified()).ok()?, tag))
+                    })
+                    .max()
+            })
+            .unwrap_or(None);
+        Ok(newest.map(|(_, tag)| tag))
+    }
+
+    /// Removes a database's export archives unused for longer than `max_age`
+    /// (and partial ones left by a crash). Returns how many went.
+    pub fn sweep_exports(&self, region: &str, id: &str, max_age: std::time::Duration) -> Result<usize, TenantError> {
+        let dir = self.dir(region, id)?;
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(0) };
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(".export-") {
+                continue;
+            }
+            let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|m| now.duration_since(m).ok());
+            // A partial archive older than an hour belongs to no running export.
+            let limit =
+                if name.ends_with(".partial") { max_age.max(std::time::Duration::from_secs(3600)) } else { max_age };
+            if age.is_some_and(|a| a > limit) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Sweeps the export archives of every database on this node.
+    pub fn sweep_all_exports(&self, max_age: std::time::Duration) -> Result<usize, TenantError> {
+        let mut removed = 0;
+        let Ok(regions) = std::fs::read_dir(&self.root) else { return Ok(0) };
+        for region in regions.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+            let region_name = region.file_name().to_string_lossy().into_owned();
+            for db in std::fs::read_dir(region.path())?.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+                let id = db.file_name().to_string_lossy().into_owned();
+                if valid_segment(&region_name) && valid_segment(&id) {
+                    removed += self.sweep_exports(&region_name, &id, max_age)?;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Creates database `id` in `region` from an untrusted export archive:
@@ -376,7 +522,7 @@ fn quote_ident(s: &str) -> String {
 }
 
 /// A SQL text dump the sqlite3 tool can load.
-fn dump(conn: &Connection, out: &mut impl Write) -> Result<(), TenantError> {
+fn dump(conn: &Connection, out: &mut impl Write, on_row: &mut dyn FnMut()) -> Result<(), TenantError> {
     writeln!(out, "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;")?;
     let mut stmt = conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END, rowid")?;
     let objects: Vec<(String, String, String)> =
@@ -401,6 +547,7 @@ fn dump(conn: &Connection, out: &mut impl Write) -> Result<(), TenantError> {
                 });
             }
             writeln!(out, "INSERT INTO {} VALUES({});", quote_ident(name), values.join(","))?;
+            on_row();
         }
     }
     writeln!(out, "COMMIT;")?;
@@ -420,6 +567,61 @@ fn content_hash(conn: &Connection) -> Result<String, TenantError> {
         }
     }
     let mut sink = Sink(blake3::Hasher::new());
-    dump(conn, &mut sink)?;
+    dump(conn, &mut sink, &mut || {})?;
     Ok(sink.0.finalize().to_hex().to_string())
+}
+
+/// Rows in all tables, for progress.
+fn table_rows(conn: &Connection) -> Result<u64, TenantError> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut total = 0u64;
+    for name in names {
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0))?;
+        total += n.max(0) as u64;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn export_reports_progress_and_old_archives_are_swept() {
+        let data = tempfile::tempdir().expect("tmp");
+        let files = TenantFiles::new(data.path());
+        files.create("in", "db1").expect("create");
+        let conn = files.open("in", "db1").expect("open");
+        for i in 0..5000 {
+            conn.execute(
+                "INSERT INTO contacts (name, created_at, updated_at) VALUES (?1, 'now', 'now')",
+                [format!("Person {i}")],
+            )
+            .expect("insert");
+        }
+        std::fs::write(files.dir("in", "db1").expect("dir").join("files/a.txt"), b"attachment").expect("file");
+        let seen = Mutex::new(Vec::new());
+        let (path, tag) = files
+            .export("in", "db1", "db one", "2026-01-01T00:00:00Z", &|done, total| {
+                seen.lock().expect("lock").push((done, total))
+            })
+            .expect("export");
+        let seen = seen.into_inner().expect("lock");
+        assert!(seen.len() >= 2, "progress reported while exporting: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress only grows");
+        let (done, total) = *seen.last().expect("last");
+        assert_eq!(done, total);
+        assert!(total > 10);
+        assert_eq!(files.latest_export("in", "db1").expect("latest"), Some(tag.clone()));
+        assert_eq!(files.prepared_export("in", "db1", &tag).expect("prepared"), Some(path.clone()));
+        assert_eq!(files.prepared_export("in", "db1", "../../etc").expect("bad tag"), None);
+        // Kept for the resume window, then swept.
+        assert_eq!(files.sweep_all_exports(EXPORT_RESUME_WINDOW).expect("sweep"), 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(files.sweep_all_exports(std::time::Duration::from_millis(1)).expect("sweep"), 1);
+        assert!(!path.exists());
+        assert_eq!(files.latest_export("in", "db1").expect("latest"), None);
+    }
 }

@@ -14,7 +14,7 @@ pub mod support;
 
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;
-pub use service::{CustomerDb, Databases, DbStatus};
+pub use service::{CustomerDb, Databases, DbStatus, ExportProgress, PreparedExport};
 
 /// Errors of customer databases.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,17 @@ use time::OffsetDateTime;
 use crate::files::{SCHEMA_VERSION, TenantFiles};
 use crate::{TenantError, app, blocking};
 
+/// Receives (done, total) bytes while an export is prepared.
+pub type ExportProgress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// An export archive on disk, kept a while so downloads can resume.
+#[derive(Debug, Clone)]
+pub struct PreparedExport {
+    pub path: PathBuf,
+    /// Names this archive; served as its ETag.
+    pub tag: String,
+}
+
 /// Where a database stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -228,6 +239,23 @@ impl Databases {
         rows.iter().map(|r| self.record(r)).collect()
     }
 
+    /// Every database on the platform, for operators (`seldesk db list`).
+    pub async fn list_all(&self) -> Result<Vec<CustomerDb>, TenantError> {
+        let sql = format!("SELECT {COLUMNS} FROM databases ORDER BY created_at");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| self.record(r)).collect()
+    }
+
+    /// Any database by id, for operators; their use of it is audited by the caller.
+    pub async fn find(&self, id: &str) -> Result<CustomerDb, TenantError> {
+        let sql = format!("SELECT {COLUMNS} FROM databases WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
+        match row {
+            Some(r) => self.record(&r),
+            None => Err(TenantError::NotFound(format!("No database has the id `{id}`."))),
+        }
+    }
+
     /// A database of this account; another account's is "not found" (no hint it exists).
     pub async fn get(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let sql = format!("SELECT {COLUMNS} FROM databases WHERE id = $1 AND account_id = $2");
@@ -290,21 +318,69 @@ impl Databases {
     }
 
     /// Writes an export archive (DB-5) and returns its path (in the database's folder).
-    pub async fn export(&self, account_id: &str, id: &str) -> Result<(CustomerDb, PathBuf), TenantError> {
+    /// Prepares an export archive of a database of this account (DB-5).
+    pub async fn export(&self, account_id: &str, id: &str) -> Result<(CustomerDb, PreparedExport), TenantError> {
+        self.export_as(account_id, id, &Actor::Person { id: account_id.into() }, std::sync::Arc::new(|_, _| {})).await
+    }
+
+    /// The archive `tag` of an earlier export of this database, while it is
+    /// kept for resuming; `None` (no tag) means the latest one.
+    pub async fn resume_export(
+        &self,
+        account_id: &str,
+        id: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<(CustomerDb, PreparedExport)>, TenantError> {
+        let d = self.get(account_id, id).await?;
+        let tag = match tag {
+            Some(t) => t.to_string(),
+            None => match self.files.latest_export(&d.region, &d.id)? {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+        Ok(self.files.prepared_export(&d.region, &d.id, &tag)?.map(|path| (d, PreparedExport { path, tag })))
+    }
+
+    /// Prepares an export for `actor`, reporting progress (done, total bytes).
+    /// Operators go through here too: the audit trail names who exported.
+    pub async fn export_as(
+        &self,
+        account_id: &str,
+        id: &str,
+        actor: &Actor,
+        progress: ExportProgress,
+    ) -> Result<(CustomerDb, PreparedExport), TenantError> {
+        self.export_with_reason(account_id, id, actor, None, progress).await
+    }
+
+    /// An export by staff or an operator must state why; the reason is in the
+    /// audit record (SEC-1).
+    pub async fn export_with_reason(
+        &self,
+        account_id: &str,
+        id: &str,
+        actor: &Actor,
+        reason: Option<&str>,
+        progress: ExportProgress,
+    ) -> Result<(CustomerDb, PreparedExport), TenantError> {
         let d = self.get(account_id, id).await?;
         let (files, region, dbid, name) = (self.files.clone(), d.region.clone(), d.id.clone(), d.name.clone());
         let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let path = blocking(move || files.export(&region, &dbid, &name, &now)).await?;
+        let (path, tag) = blocking(move || files.export(&region, &dbid, &name, &now, &*progress)).await?;
         self.audit
             .record(
-                &Actor::Person { id: account_id.into() },
+                actor,
                 "database.exported",
                 Some(&format!("person:{account_id}")),
                 Some(&format!("db:{id}")),
-                serde_json::json!({}),
+                match reason {
+                    Some(r) => serde_json::json!({ "reason": r }),
+                    None => serde_json::json!({}),
+                },
             )
             .await?;
-        Ok((d, path))
+        Ok((d, PreparedExport { path, tag }))
     }
 
     /// Creates a new database from an export archive.

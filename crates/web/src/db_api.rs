@@ -6,13 +6,13 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use seldesk_tenants::{ContactInput, TenantError};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError};
@@ -329,29 +329,95 @@ async fn sql(
     Ok(Json(result).into_response())
 }
 
-/// Streams the archive from disk: memory stays flat whatever the size. The
-/// file is unlinked once open, so nothing is left behind if the client goes.
+/// Streams the archive from disk: memory stays flat whatever the size.
 async fn export(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    export_response(&s, &a.id, &id).await
+    export_response(&s, &a.id, &id, &headers).await
 }
 
-pub(crate) async fn export_response(s: &AppState, account: &str, id: &str) -> Result<Response, ApiError> {
-    let (d, path) = s.databases.export(account, id).await?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let _ = tokio::fs::remove_file(&path).await;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+/// Serves an export archive with resumable downloads. A plain GET prepares a
+/// fresh archive (tagged by its ETag); a GET with `Range` resumes the archive
+/// named by `If-Range`, or the latest one when there is no `If-Range` (what
+/// `curl -C -` and browsers send), so the pieces always come from the same
+/// bytes. When the archive is no longer kept the answer is the whole new
+/// archive (200), never pieces of two different archives.
+pub(crate) async fn export_response(
+    s: &AppState,
+    account: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let resumed = match range {
+        Some(_) => {
+            let tag = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+                // A date in If-Range never matches: our validator is the ETag.
+                Some(v) => v.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"')).map(|t| Some(t.to_string())),
+                None => Some(None),
+            };
+            match tag {
+                Some(t) => s.databases.resume_export(account, id, t.as_deref()).await.map_err(tenant_error)?,
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let (d, prepared, range) = match resumed {
+        Some((d, p)) => (d, p, range),
+        None => {
+            let (d, p) = s.databases.export(account, id).await.map_err(tenant_error)?;
+            (d, p, None)
+        }
+    };
+    let mut file = tokio::fs::File::open(&prepared.path).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let len = file.metadata().await.map(|m| m.len()).map_err(|e| tenant_error(TenantError::Io(e)))?;
     let date = s.clock.now().date();
+    let etag = format!("\"{}\"", prepared.tag);
+    let common = [
+        (header::CONTENT_TYPE, "application/zip".to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-{date}.zip\"", d.name)),
+        (header::CACHE_CONTROL, "private, no-store".to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (header::ETAG, etag),
+    ];
+    let Some(range) = range else {
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        return Ok((StatusCode::OK, common, [(header::CONTENT_LENGTH, len.to_string())], Body::from_stream(stream))
+            .into_response());
+    };
+    let ranges = http_range_header::parse_range_header(range).and_then(|r| r.validate(len));
+    // Download tools resume with one range; several are answered with the
+    // whole archive, which the standard allows, rather than multipart.
+    if ranges.as_ref().is_ok_and(|r| r.len() > 1) {
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        return Ok((StatusCode::OK, common, [(header::CONTENT_LENGTH, len.to_string())], Body::from_stream(stream))
+            .into_response());
+    }
+    let Some(first) = ranges.ok().and_then(|r| r.into_iter().next()) else {
+        return Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            Json(serde_json::json!({
+                "error": "range_not_satisfiable",
+                "message": format!("The archive is {len} bytes; ask for a range inside it, e.g. `Range: bytes=0-`."),
+            })),
+        )
+            .into_response());
+    };
+    let (start, end) = (*first.start(), *first.end());
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let part = file.take(end - start + 1);
+    let stream = tokio_util::io::ReaderStream::with_capacity(part, 256 * 1024);
     Ok((
+        StatusCode::PARTIAL_CONTENT,
+        common,
         [
-            (header::CONTENT_TYPE, "application/zip".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-{date}.zip\"", d.name)),
-            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::CONTENT_LENGTH, (end - start + 1).to_string()),
+            (header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")),
         ],
         Body::from_stream(stream),
     )

@@ -305,8 +305,13 @@ async fn delete_contact(
     }
 }
 
-async fn export(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
-    match crate::db_api::export_response(&state, &account.id, &id).await {
+async fn export(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match crate::db_api::export_response(&state, &account.id, &id, &headers).await {
         Ok(r) => r,
         Err(e) => message_page(e.status, "Export not completed", &e.message),
     }

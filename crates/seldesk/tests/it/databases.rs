@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use time::Duration;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, cli_run, spawn_app};
 
 const PW: &str = "violet tractor lemon";
 
@@ -185,6 +185,80 @@ fn zip_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 // promise: DB-5
 #[tokio::test]
+async fn an_interrupted_export_download_resumes_from_the_same_archive() {
+    let app = spawn_app().await;
+    let t = customer(&app, "resume@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "big", "region": "in" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let contact = |i: usize| json!({ "name": format!("Person {i}"), "notes": "x".repeat(2000 + i) });
+    for i in 0..40 {
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(contact(i))).await;
+    }
+    let url = app.url(&format!("/api/v1/databases/{id}/export"));
+    let get = |range: Option<&str>, if_range: Option<&str>| {
+        let mut rb = app.client.get(&url).bearer_auth(&t);
+        if let Some(r) = range {
+            rb = rb.header("range", r);
+        }
+        if let Some(v) = if_range {
+            rb = rb.header("if-range", v);
+        }
+        rb.send()
+    };
+    let full = get(None, None).await.expect("export");
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let etag = full.headers()["etag"].to_str().expect("etag").to_string();
+    let whole = full.bytes().await.expect("bytes").to_vec();
+    assert!(whole.len() > 1000);
+
+    // The database changes after the download started: the resumed part still
+    // comes from the archive the first part came from.
+    call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(contact(99))).await;
+    let cut = whole.len() / 3;
+    let part = get(Some(&format!("bytes={cut}-")), Some(&etag)).await.expect("resume");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"].to_str().expect("cr"),
+        format!("bytes {cut}-{}/{}", whole.len() - 1, whole.len())
+    );
+    assert_eq!(part.bytes().await.expect("bytes").as_ref(), &whole[cut..]);
+
+    // `curl -C -` sends no If-Range: the latest archive is resumed.
+    let part = get(Some(&format!("bytes={cut}-{}", cut + 9)), None).await.expect("resume");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.expect("bytes").as_ref(), &whole[cut..cut + 10]);
+
+    // An unknown archive: the whole, fresh archive (with the new contact), not a piece.
+    let fresh = get(Some("bytes=10-"), Some("\"00000000000000000000000000000000\"")).await.expect("fresh");
+    assert_eq!(fresh.status(), 200);
+    assert_ne!(fresh.headers()["etag"].to_str().expect("etag"), etag);
+    let fresh = fresh.bytes().await.expect("bytes");
+    let dump = String::from_utf8(zip_entries(&fresh)["dump.sql"].clone()).expect("text");
+    assert!(dump.contains("Person 99"));
+
+    // Past the end: 416 naming the size.
+    let r = get(Some(&format!("bytes={}-", whole.len() + 5)), Some(&etag)).await.expect("416");
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"].to_str().expect("cr"), format!("bytes */{}", whole.len()));
+
+    // Another account cannot resume this archive.
+    let other = customer(&app, "other-resume@example.com").await;
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth(&other)
+        .header("range", "bytes=0-")
+        .header("if-range", &etag)
+        .send()
+        .await
+        .expect("other");
+    assert_eq!(r.status(), 404);
+}
+
+// promise: DB-5
+#[tokio::test]
 async fn export_is_a_complete_archive_that_imports_into_a_new_database() {
     let app = spawn_app().await;
     let t = customer(&app, "export@example.com").await;
@@ -221,12 +295,15 @@ async fn export_is_a_complete_archive_that_imports_into_a_new_database() {
     check.execute_batch(&dump).expect("dump loads");
     let n: i64 = check.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0)).expect("count");
     assert_eq!(n, 50);
-    let leftovers: Vec<_> = std::fs::read_dir(app.data.path().join("tenants/sg").join(&id))
+    // The archive is kept (for resuming) only inside the database's own
+    // region folder, and nowhere else in the data folder (RES-1).
+    let kept: Vec<_> = std::fs::read_dir(app.data.path().join("tenants/sg").join(&id))
         .expect("dir")
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".export"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".export"))
         .collect();
-    assert!(leftovers.is_empty(), "no export left on disk");
+    assert_eq!(kept.len(), 1, "one archive kept for resuming: {kept:?}");
 
     let r = app
         .client
@@ -704,4 +781,68 @@ async fn the_create_form_preselects_the_data_center_nearest_the_visitor() {
         assert!(body.contains(says), "{lang}: the page says why");
     }
     app.stop().await;
+}
+
+// promise: DB-5, SEC-1
+#[tokio::test]
+async fn operators_export_from_the_cli_with_a_reason_and_it_is_audited() {
+    let app = spawn_app().await;
+    let t = customer(&app, "cli-export@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "ops", "region": "uk" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    for i in 0..20 {
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/databases/{id}/contacts"),
+            &t,
+            Some(json!({ "name": format!("Client {i}") })),
+        )
+        .await;
+    }
+    let url = app.database_url();
+    let (code, out, err) = cli_run(&["db", "list", "--database-url", &url, "--data", app.data_dir()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("ops") && out.contains("uk"), "{out}");
+
+    let target = app.data.path().join("ops-export.zip");
+    let target_s = target.to_str().expect("path");
+    let base = ["db", "export", &id, "--database-url", &url, "--data", app.data_dir(), "--output", target_s];
+    // No reason worth the name: refused, nothing written.
+    let (code, _, err) = cli_run(&[&base[..], &["--reason", "x"]].concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("--reason"), "{err}");
+    assert!(!target.exists());
+    let (code, out, err) = cli_run(&[&base[..], &["--reason", "ticket 4711: customer asked for a copy"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("exported ops"), "{out}");
+    let bytes = std::fs::read(&target).expect("archive");
+    let dump = String::from_utf8(zip_entries(&bytes)["dump.sql"].clone()).expect("text");
+    assert!(dump.contains("Client 19"));
+    // Never overwrites.
+    let (code, _, err) = cli_run(&[&base[..], &["--reason", "ticket 4711 again"]].concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+    // An unknown id names the problem.
+    let (code, _, err) = cli_run(&[
+        "db",
+        "export",
+        "nope",
+        "--database-url",
+        &url,
+        "--data",
+        app.data_dir(),
+        "--output",
+        "/tmp/x.zip",
+        "--reason",
+        "ticket 1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`nope`"), "{err}");
+
+    let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
+    let e = audit.iter().find(|e| e.action == "database.exported").expect("export audited");
+    assert_eq!(e.actor, "operator");
+    assert!(e.details.to_string().contains("ticket 4711"), "{:?}", e.details);
 }
