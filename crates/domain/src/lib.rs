@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod clock;
 pub mod policy;
+pub mod special;
 
 pub use actor::{Actor, Role};
 pub use clock::{Clock, SystemClock, TestClock};

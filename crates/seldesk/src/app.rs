@@ -45,6 +45,9 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "customer_database",
     "invoice",
     "consent_record",
+    "job_application",
+    "job_application_objected",
+    "employee_record",
 ];
 
 /// Start-up failures.
@@ -64,6 +67,24 @@ pub enum StartError {
     Schedule(#[from] seldesk_jobs::ScheduleError),
     #[error("mail: {0}")]
     Mail(String),
+    #[error("blob store: {0}")]
+    Blobs(String),
+}
+
+/// The encrypted blob store for CVs and uploads: a folder (default
+/// `<data>/blobs`), with its key in `<data>/keys/blobs.key`, apart from the blobs.
+fn open_blobs(config: &Config) -> Result<seldesk_blob::SealedBlobs, StartError> {
+    let location = config.blobs();
+    if location.contains("://") && !location.starts_with("file://") {
+        return Err(StartError::Blobs(format!(
+            "`{}`: this build stores blobs in a folder; give a path or file:// URL",
+            seldesk_store::redact_url(&location)
+        )));
+    }
+    let root = location.strip_prefix("file://").unwrap_or(&location);
+    let store = seldesk_blob::BlobStore::local(root);
+    seldesk_blob::SealedBlobs::open(store, &config.data.join("keys").join("blobs.key"))
+        .map_err(|e| StartError::Blobs(e.to_string()))
 }
 
 /// Opens the control plane and applies migrations.
@@ -88,6 +109,7 @@ pub struct Services {
     pub retention: RetentionEngine,
     pub accounts: Accounts,
     pub databases: seldesk_tenants::Databases,
+    pub careers: seldesk_careers::Careers,
 }
 
 impl Services {
@@ -102,12 +124,16 @@ impl Services {
         let db = open_db(config).await?;
         let policy = Arc::new(policy);
         let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
+        let blobs = open_blobs(config)?;
         let erasers: Vec<Arc<dyn Eraser>> = vec![
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
             Arc::new(TableEraser::new(db.clone(), "erasure_record", "erasure_log", false)),
             Arc::new(TableEraser::new(db.clone(), "consent_record", "consents", true)),
             Arc::new(AccountEraser { db: db.clone() }),
+            Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), false)),
+            Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
+            Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
@@ -122,6 +148,16 @@ impl Services {
             Some(url) => Mailer::smtp(url, config.mail.from.clone()).map_err(|e| StartError::Mail(e.to_string()))?,
             None => Mailer::outbox(config.data.join("mail").join("outbox"), config.mail.from.clone()),
         };
+        let careers = seldesk_careers::Careers::new(
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            audit.clone(),
+            erasure_log.clone(),
+            blobs,
+            mailer.clone(),
+            public_url.clone(),
+        );
         let accounts = Accounts::new(
             db.clone(),
             clock.clone(),
@@ -148,7 +184,7 @@ impl Services {
             erasure_log.clone(),
             queue.clone(),
         );
-        Ok(Self { databases, queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
+        Ok(Self { databases, careers, queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
     }
 
     /// Records in the audit trail that a changed policy took effect on this
@@ -378,6 +414,7 @@ impl Application {
             accounts: services.accounts.clone(),
             retention: services.retention.clone(),
             databases: services.databases.clone(),
+            careers: services.careers.clone(),
             web: seldesk_web::WebSettings {
                 secure_cookies: config.secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),

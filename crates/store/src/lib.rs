@@ -56,6 +56,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "finance_archive", include_str!("../migrations/sqlite/0007_finance_archive.sql")),
     (8, "consents", include_str!("../migrations/sqlite/0008_consents.sql")),
     (9, "reminders", include_str!("../migrations/sqlite/0009_reminders.sql")),
+    (10, "careers", include_str!("../migrations/sqlite/0010_careers.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -67,6 +68,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "finance_archive", include_str!("../migrations/postgres/0007_finance_archive.sql")),
     (8, "consents", include_str!("../migrations/postgres/0008_consents.sql")),
     (9, "reminders", include_str!("../migrations/postgres/0009_reminders.sql")),
+    (10, "careers", include_str!("../migrations/postgres/0010_careers.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -5,6 +5,7 @@
 mod account_pages;
 mod api;
 pub mod auth;
+mod careers_pages;
 mod consent;
 mod db_api;
 mod db_pages;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub accounts: seldesk_accounts::Accounts,
     pub retention: seldesk_privacy::RetentionEngine,
     pub databases: seldesk_tenants::Databases,
+    pub careers: seldesk_careers::Careers,
     pub web: WebSettings,
 }
 
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(consent::routes())
         .merge(staff_pages::support_routes())
         .merge(staff_pages::hold_routes())
+        .merge(careers_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()
@@ -99,7 +102,8 @@ pub fn router(state: AppState) -> Router {
     let attachments = db_api::attachment_routes()
         .layer(axum::extract::DefaultBodyLimit::max(seldesk_tenants::app::MAX_ATTACHMENT_BYTES + 1))
         .layer(RequestBodyLimitLayer::new(seldesk_tenants::app::MAX_ATTACHMENT_BYTES + 1));
-    let large = large.merge(attachments);
+    let cvs = careers_pages::upload_routes().layer(axum::extract::DefaultBodyLimit::max(careers_pages::UPLOAD_LIMIT));
+    let large = large.merge(attachments).merge(cvs);
     let mut app = small
         .merge(large)
         .fallback(pages::not_found)

@@ -91,6 +91,7 @@ pub struct Policy {
     pub upgrade_location: UpgradeLocation,
     pub backups: Backups,
     pub trial: Trial,
+    pub careers: Careers,
     pub providers: Vec<Provider>,
     pub cookies: Vec<CookieClass>,
     /// Promise IDs (from PROMISES.md) that the project claims as implemented:
@@ -301,6 +302,30 @@ pub struct UpgradeLocation {
 #[serde(deny_unknown_fields)]
 pub struct Trial {
     pub length: Period,
+}
+
+/// Hiring (JOB-2): what an offer asks of the candidate, and nothing earlier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Careers {
+    pub offer_fields: Vec<OfferField>,
+}
+
+/// One piece of information asked for only once an offer is made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferField {
+    pub id: String,
+    pub label: String,
+    pub kind: OfferFieldKind,
+}
+
+/// How an offer field is entered and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferFieldKind {
+    Text,
+    Date,
 }
 
 /// Backup schedule and retention (BAK-2).

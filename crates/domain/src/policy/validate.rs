@@ -205,6 +205,19 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
     for (i, f) in p.fields.iter().enumerate() {
         known(&categories, &f.category, "category", vec![item("fields", i, &f.id), key("category")])?;
     }
+    let mut offer_ids = HashSet::new();
+    for (i, f) in p.careers.offer_fields.iter().enumerate() {
+        let at = || vec![key("careers"), item("offer_fields", i, &f.id)];
+        if !offer_ids.insert(f.id.as_str()) {
+            fail(at(), "two offer fields share this id")?;
+        }
+        if f.id.is_empty() || !f.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            fail(at(), "an offer field id is lowercase letters, digits and `_`")?;
+        }
+        if let Some(what) = crate::special::special_category(&f.id).or(crate::special::special_category(&f.label)) {
+            fail(at(), format!("Seldesk never asks for {what} (JOB-3)"))?;
+        }
+    }
     if p.research.min_group_size < 2 {
         fail(
             vec![key("research"), key("min_group_size")],

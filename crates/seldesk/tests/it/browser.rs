@@ -474,3 +474,92 @@ async fn cookie_banner_refusal_consent_and_withdrawal_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+// promise: JOB-1, JOB-4, JOB-5, JOB-6
+#[tokio::test]
+async fn careers_apply_pipeline_rejection_correction_objection_and_erasure_in_chromium() {
+    let app = spawn_app().await;
+    let (password, secret) = crate::helpers::add_staff(&app, "hiring@seldesk.com", "hr");
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+
+    // HR signs in with password and TOTP, writes and publishes a posting.
+    b.client.goto(&app.url("/staff")).await.expect("staff");
+    b.fill("email", "hiring@seldesk.com").await;
+    b.fill("password", &password).await;
+    let code = seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code");
+    b.fill("code", &code).await;
+    b.click("form.stack button[type=submit]").await;
+    b.client.goto(&app.url("/staff/careers")).await.expect("careers console");
+    b.wait_for_text("New posting").await;
+    b.fill("title", "Site reliability engineer").await;
+    b.fill("location", "Singapore").await;
+    b.fill("description", "Keep **every database** running.").await;
+    b.click("#new-posting button[type=submit]").await;
+    b.wait_for_text("status draft").await;
+    b.client.goto(&app.url("/staff/careers")).await.expect("console");
+    b.click("#postings button[value='open']").await;
+    b.wait_for_text("open").await;
+
+    // A person applies with a CV.
+    let cv = tempfile::Builder::new().suffix(".pdf").tempfile().expect("cv");
+    std::fs::write(cv.path(), crate::careers::PDF).expect("write cv");
+    b.client.goto(&app.url("/careers")).await.expect("careers");
+    b.click("#openings a").await;
+    b.wait_for_text("every database").await;
+    b.fill("name", "Mei Tan").await;
+    b.fill("email", "mei@example.sg").await;
+    b.fill("phone", "+65 6123 4567").await;
+    b.fill("letter", "I have run PostgreSQL fleets for six years.").await;
+    b.client
+        .find(Locator::Css("[name='cv']"))
+        .await
+        .expect("file input")
+        .send_keys(&cv.path().display().to_string())
+        .await
+        .expect("choose file");
+    b.click("form[action$='/apply'] button[type=submit]").await;
+    b.wait_for_text("Application received").await;
+    let ack = app.mail_to("mei@example.sg", "We received your application").expect("acknowledgement in the outbox");
+    let private = crate::helpers::link(&ack, "/careers/application/").expect("private link");
+    b.screenshot("careers-applied").await;
+
+    // HR moves it through screening and interview, then rejects it.
+    b.client.goto(&app.url("/staff/careers")).await.expect("console");
+    b.click("#applications a").await;
+    b.wait_for_text("six years").await;
+    b.fill("note", "Good fit for the on-call rota").await;
+    b.click("#stage-form button[value='screening']").await;
+    b.wait_for_text("Good fit for the on-call rota").await;
+    b.click("#stage-form button[value='interview']").await;
+    b.wait_for_text("Interview").await;
+    b.fill("note", "We chose a candidate with more Kubernetes experience").await;
+    b.click("#stage-form button[value='rejected']").await;
+    b.wait_for_text("Not selected").await;
+    b.screenshot("careers-hr").await;
+
+    // The applicant sees everything, corrects the phone number, objects to keeping.
+    b.client.goto(&private).await.expect("private page");
+    b.wait_for_text("Everything we hold about your application").await;
+    let text = b.text().await;
+    assert!(text.contains("Not selected") && text.contains("more Kubernetes experience"), "{text}");
+    assert!(text.contains("opened your application"), "reads are shown");
+    b.fill("phone", "+65 6999 0000").await;
+    b.click("#correct button[type=submit]").await;
+    b.wait_for_text("Your corrections are saved").await;
+    assert!(b.text().await.contains("+65 6999 0000"));
+    b.click("#object").await;
+    b.wait_for_text("we will not keep your application").await;
+    b.wait_for_text("we delete your application by").await;
+    b.screenshot("careers-applicant").await;
+
+    // A week later the retention run erases it, CV included.
+    app.clock.advance(time::Duration::days(8));
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    b.client.goto(&private).await.expect("private page");
+    b.wait_for_text("No application is held under this link").await;
+    let cvs = std::fs::read_dir(app.data.path().join("blobs/cv")).map(|rd| rd.count()).unwrap_or(0);
+    assert_eq!(cvs, 0, "the CV file is erased");
+    b.close().await;
+    app.stop().await;
+}

@@ -278,8 +278,8 @@ fn decode_eml(raw: &str) -> String {
     raw.to_string()
 }
 
-/// Creates a staff member with `role` and signs in; returns the cookie header.
-pub async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
+/// Creates a staff member with `role`; returns the one-time password and TOTP secret.
+pub fn add_staff(app: &TestApp, email: &str, role: &str) -> (String, String) {
     let (code, out, err) = cli_run(&[
         "staff",
         "add",
@@ -295,7 +295,12 @@ pub async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
     assert_eq!(code, 0, "{err}");
     let field =
         |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).expect(label);
-    let (password, secret) = (field("one-time password:"), field("TOTP secret:"));
+    (field("one-time password:"), field("TOTP secret:"))
+}
+
+/// Creates a staff member with `role` and signs in; returns the cookie header.
+pub async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
+    let (password, secret) = add_staff(app, email, role);
     let page = app.client.get(app.url("/staff")).send().await.expect("page");
     let csrf_cookie =
         page.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();

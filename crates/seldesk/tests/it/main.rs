@@ -5,6 +5,7 @@
 
 mod accounts;
 mod browser;
+mod careers;
 mod cli;
 mod databases;
 mod helpers;

@@ -1,0 +1,231 @@
+//! Blob storage for files people send us (CVs, uploads). Objects live under
+//! a root folder by key; [`SealedBlobs`] encrypts each one with
+//! XChaCha20-Poly1305 under a key kept outside the blob folder, with the
+//! object's key as associated data (a blob copied under another name does
+//! not open). Erasing a blob removes its file.
+
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+/// Errors of the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob key `{0}` is not valid: use letters, digits, `-`, `_` and `/` between segments")]
+    BadKey(String),
+    #[error("blob `{0}` already exists")]
+    Exists(String),
+    #[error("blob `{0}` does not open: it was altered, or sealed under another key")]
+    Corrupt(String),
+    #[error("blob store key file {path}: {message}")]
+    KeyFile { path: PathBuf, message: String },
+    #[error("blob store I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Objects in a folder, written once (write to a temporary name, then rename).
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+fn check_key(key: &str) -> Result<(), BlobError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        });
+    if ok { Ok(()) } else { Err(BlobError::BadKey(key.to_string())) }
+}
+
+impl BlobStore {
+    /// A store in a local folder (created on first write).
+    pub fn local(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where an object lives on disk.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, BlobError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Stores an object; refuses to replace one.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            if path.exists() {
+                return Err(BlobError::Exists(key));
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            // hard_link fails if the target exists: no object is ever replaced.
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(BlobError::Exists(key)),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+    }
+
+    /// An object's bytes, or `None` when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an object; `false` when there was none.
+    pub async fn delete(&self, key: &str) -> Result<bool, BlobError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A blob store whose objects are encrypted at rest.
+#[derive(Clone)]
+pub struct SealedBlobs {
+    store: BlobStore,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SealedBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedBlobs").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+const NONCE_LEN: usize = 24;
+
+impl SealedBlobs {
+    /// Opens the store with the key in `key_file`, creating a new random key
+    /// (readable by the owner only) on first use. Losing the key loses the blobs.
+    pub fn open(store: BlobStore, key_file: &Path) -> Result<Self, BlobError> {
+        let key_err = |message: String| BlobError::KeyFile { path: key_file.to_path_buf(), message };
+        let key = match std::fs::read(key_file) {
+            Ok(k) if k.len() == 32 => k,
+            Ok(k) => return Err(key_err(format!("holds {} bytes, expected 32", k.len()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| key_err(format!("no randomness: {e}")))?;
+                if let Some(parent) = key_file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_private(key_file, &k)?;
+                k
+            }
+            Err(e) => return Err(key_err(e.to_string())),
+        };
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|e| key_err(e.to_string()))?;
+        Ok(Self { store, cipher })
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    /// Encrypts and stores `bytes` under `key`.
+    pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        check_key(key)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?;
+        let sealed = self
+            .cipher
+            .encrypt(&XNonce::from(nonce), Payload { msg: bytes, aad: key.as_bytes() })
+            .map_err(|_| BlobError::Corrupt(key.to_string()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        self.store.put(key, out).await
+    }
+
+    /// Reads and decrypts `key`; an altered object is an error, never garbage.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let Some(raw) = self.store.get(key).await? else { return Ok(None) };
+        if raw.len() < NONCE_LEN {
+            return Err(BlobError::Corrupt(key.to_string()));
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| BlobError::Corrupt(key.to_string()))?;
+        self.cipher
+            .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: key.as_bytes() })
+            .map(Some)
+            .map_err(|_| BlobError::Corrupt(key.to_string()))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<bool, BlobError> {
+        self.store.delete(key).await
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sealed_blobs_are_encrypted_write_once_and_tamper_evident() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key_file = dir.path().join("keys/blobs.key");
+        let blobs = SealedBlobs::open(BlobStore::local(dir.path().join("blobs")), &key_file).expect("open");
+        let secret = b"Curriculum vitae of Ada Lovelace";
+        blobs.put("cv/a1", secret).await.expect("put");
+        let raw = std::fs::read(dir.path().join("blobs/cv/a1")).expect("raw");
+        assert!(!raw.windows(secret.len()).any(|w| w == secret), "stored encrypted");
+        assert_eq!(blobs.get("cv/a1").await.expect("get").as_deref(), Some(&secret[..]));
+        assert!(matches!(blobs.put("cv/a1", b"other").await, Err(BlobError::Exists(_))));
+        // The same key file opens the same blobs; a copy under another name does not open.
+        let again = SealedBlobs::open(BlobStore::local(dir.path().join("blobs")), &key_file).expect("reopen");
+        assert!(again.get("cv/a1").await.expect("get").is_some());
+        std::fs::write(dir.path().join("blobs/cv/b2"), &raw).expect("copy");
+        assert!(matches!(again.get("cv/b2").await, Err(BlobError::Corrupt(_))));
+        let mut flipped = raw.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(dir.path().join("blobs/cv/a1"), &flipped).expect("tamper");
+        assert!(matches!(again.get("cv/a1").await, Err(BlobError::Corrupt(_))));
+        assert!(again.delete("cv/a1").await.expect("delete"));
+        assert_eq!(again.get("cv/a1").await.expect("get"), None);
+        for bad in ["../x", "a//b", "", "a/../b", "/abs"] {
+            assert!(matches!(again.put(bad, b"x").await, Err(BlobError::BadKey(_))), "{bad}");
+        }
+    }
+}
