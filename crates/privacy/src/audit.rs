@@ -110,14 +110,30 @@ impl AuditLog {
         target: Option<&str>,
         details: serde_json::Value,
     ) -> Result<i64, PrivacyError> {
+        let mut tx = self.db.begin_write().await?;
+        let seq = self.record_in(&mut tx, actor, action, subject, target, details).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Appends an entry inside the caller's write transaction, so a change
+    /// and its audit entry commit together (or not at all).
+    pub async fn record_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        actor: &Actor,
+        action: &str,
+        subject: Option<&str>,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<i64, PrivacyError> {
         let at = to_millis(self.clock.now());
         let actor = actor.reference();
         let details = details.to_string();
-        let mut tx = self.db.begin_write().await?;
         // Taking the head row first serialises writers (row lock on PostgreSQL,
         // the write lock on SQLite), so the chain never forks.
         let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let seq: i64 = head.try_get("seq")?;
         let prev: String = head.try_get("hash")?;
@@ -135,10 +151,9 @@ impl AuditLog {
         .bind(&details)
         .bind(&prev)
         .bind(&hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
         Ok(seq)
     }
 

@@ -276,20 +276,44 @@ impl TenantFiles {
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
+            // Level 1: SQL text still shrinks about 6x, and the export keeps
+            // up with the disk instead of the compressor (docs/benchmarks.md).
+            .compression_level(Some(1))
             .large_file(true);
         let mut checksums = std::collections::BTreeMap::new();
 
         zip.start_file("dump.sql", options).map_err(zip_err)?;
-        let mut hashing = HashingWriter { inner: &mut zip, hasher: blake3::Hasher::new() };
         let rows_total: u64 = table_rows(conn)?.max(1);
         let mut rows_done = 0u64;
-        dump(conn, &mut hashing, &mut || {
-            rows_done += 1;
-            if rows_done.is_multiple_of(4096) {
-                progress((db_bytes as u128 * rows_done.min(rows_total) as u128 / rows_total as u128) as u64, total);
-            }
+        // Two stages on two threads: this one reads rows and writes SQL text,
+        // the other hashes and compresses it. A bounded channel of 1 MiB
+        // chunks keeps memory flat (at most a few MiB in flight).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (mut zip, dump_hash) = std::thread::scope(|scope| -> Result<_, TenantError> {
+            let compressor = scope.spawn(move || -> Result<_, TenantError> {
+                for chunk in rx {
+                    zip.write_all(&chunk)?;
+                }
+                Ok(zip)
+            });
+            let mut writer = ChunkSender { buf: Vec::with_capacity(CHUNK), tx, hasher: blake3::Hasher::new() };
+            let dumped = dump(conn, &mut writer, &mut || {
+                rows_done += 1;
+                if rows_done.is_multiple_of(4096) {
+                    progress((db_bytes as u128 * rows_done.min(rows_total) as u128 / rows_total as u128) as u64, total);
+                }
+            })
+            .and_then(|()| writer.flush().map_err(TenantError::from));
+            let hash = writer.hasher.finalize().to_hex().to_string();
+            // Dropping the sender ends the compressor's loop either way.
+            drop(writer);
+            let compressed = compressor.join().map_err(|_| TenantError::Internal("the compressor panicked".into()))?;
+            // A failed write in the compressor is the cause; report it first.
+            let compressed = compressed?;
+            dumped?;
+            Ok((compressed, hash))
         })?;
-        checksums.insert("dump.sql".to_string(), hashing.hasher.finalize().to_hex().to_string());
+        checksums.insert("dump.sql".to_string(), dump_hash);
         let mut done = db_bytes;
         progress(done, total);
         for (file_name, path, len) in file_list {
@@ -535,18 +559,42 @@ fn dump(conn: &Connection, out: &mut impl Write, on_row: &mut dyn FnMut()) -> Re
         let mut rows = conn.prepare(&format!("SELECT * FROM {}", quote_ident(name)))?;
         let n = rows.column_count();
         let mut q = rows.query([])?;
+        let prefix = format!("INSERT INTO {} VALUES(", quote_ident(name));
+        // One reusable line buffer: no allocation per value.
+        let mut line: Vec<u8> = Vec::with_capacity(4096);
         while let Some(row) = q.next()? {
-            let mut values = Vec::with_capacity(n);
+            line.clear();
+            line.extend_from_slice(prefix.as_bytes());
             for i in 0..n {
-                values.push(match row.get_ref(i)? {
-                    ValueRef::Null => "NULL".to_string(),
-                    ValueRef::Integer(v) => v.to_string(),
-                    ValueRef::Real(v) => format!("{v:?}"),
-                    ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t).replace('\'', "''")),
-                    ValueRef::Blob(b) => format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
-                });
+                if i > 0 {
+                    line.push(b',');
+                }
+                match row.get_ref(i)? {
+                    ValueRef::Null => line.extend_from_slice(b"NULL"),
+                    ValueRef::Integer(v) => write!(line, "{v}")?,
+                    ValueRef::Real(v) => write!(line, "{v:?}")?,
+                    ValueRef::Text(t) => {
+                        line.push(b'\'');
+                        // The stored bytes as they are (as `sqlite3 .dump` does), quotes doubled.
+                        for (j, part) in t.split(|b| *b == b'\'').enumerate() {
+                            if j > 0 {
+                                line.extend_from_slice(b"''");
+                            }
+                            line.extend_from_slice(part);
+                        }
+                        line.push(b'\'');
+                    }
+                    ValueRef::Blob(b) => {
+                        line.extend_from_slice(b"X'");
+                        for x in b {
+                            write!(line, "{x:02X}")?;
+                        }
+                        line.push(b'\'');
+                    }
+                }
             }
-            writeln!(out, "INSERT INTO {} VALUES({});", quote_ident(name), values.join(","))?;
+            line.extend_from_slice(b");\n");
+            out.write_all(&line)?;
             on_row();
         }
     }
@@ -569,6 +617,35 @@ fn content_hash(conn: &Connection) -> Result<String, TenantError> {
     let mut sink = Sink(blake3::Hasher::new());
     dump(conn, &mut sink, &mut || {})?;
     Ok(sink.0.finalize().to_hex().to_string())
+}
+
+const CHUNK: usize = 1024 * 1024;
+
+/// Hashes what is written and sends it in 1 MiB chunks to the compressing
+/// thread (hashing here balances the two threads: deflate is the heavier).
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    hasher: blake3::Hasher,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.hasher.update(&self.buf);
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+            self.tx.send(full).map_err(|_| std::io::Error::other("the compressor stopped"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Rows in all tables, for progress.

@@ -197,25 +197,35 @@ impl Databases {
         .bind(&region)
         .bind(&plan)
         .bind(trial_ends.map(to_millis))
-        .bind(to_millis(now))
-        .execute(self.db.pool())
+        .bind(to_millis(now));
+        // The record and its audit entry commit together: one commit, and
+        // never a database without its audit entry.
+        let committed = async {
+            let mut tx = self.db.begin_write().await.map_err(|e| TenantError::Internal(e.to_string()))?;
+            inserted.execute(&mut *tx).await?;
+            self.audit
+                .record_in(
+                    &mut tx,
+                    &Actor::Person { id: account_id.into() },
+                    "database.created",
+                    Some(&format!("person:{account_id}")),
+                    Some(&format!("db:{id}")),
+                    serde_json::json!({ "region": region }),
+                )
+                .await?;
+            tx.commit().await?;
+            Ok::<_, TenantError>(())
+        }
         .await;
-        if let Err(e) = inserted {
+        if let Err(e) = committed {
             let _ = self.files.destroy(&region, &id);
-            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+            if let TenantError::Query(q) = &e
+                && q.as_database_error().is_some_and(|d| d.is_unique_violation())
+            {
                 return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
             }
-            return Err(e.into());
+            return Err(e);
         }
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.created",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({ "region": region }),
-            )
-            .await?;
         Ok(CustomerDb {
             size_bytes: self.files.size(&region, &id),
             id,

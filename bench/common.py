@@ -1,0 +1,91 @@
+"""Shared helpers for the benchmark scripts: start a release server over a
+temporary data folder, talk JSON to it, read its memory from /proc."""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "seldesk")
+PASSWORD = "violet tractor lemon"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    """`seldesk serve` on a free port, jobs off; stopped by stop()."""
+
+    def __init__(self, data=None):
+        if not os.path.exists(BINARY):
+            sys.exit("build first: cargo build --release")
+        self.data = data or tempfile.mkdtemp(prefix="seldesk-bench-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "SELDESK_JOBS__WORKERS": "0"},
+        )
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            sys.exit("the server did not start")
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        self.token = None
+
+    def call(self, method, path, body=None):
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        self.conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        r = self.conn.getresponse()
+        payload = r.read()
+        if r.status >= 300:
+            sys.exit(f"{method} {path}: {r.status} {payload!r}")
+        return json.loads(payload) if payload else None
+
+    def sign_up(self, email="bench@example.com"):
+        self.call("POST", "/api/v1/accounts", {"name": "Bench Mark", "company": "B", "email": email, "password": PASSWORD})
+        self.token = self.call("POST", "/api/v1/auth/token", {"email": email, "password": PASSWORD})["token"]
+
+    def status(self, field):
+        """A line of /proc/<pid>/status in kB, e.g. VmRSS or VmHWM (peak)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def open_files(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def drop_caches():
+    """Cold cache for a fair disk read (needs root; harmless otherwise)."""
+    try:
+        subprocess.run(["sync"], check=False)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
