@@ -47,6 +47,7 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "consent_record",
     "job_application",
     "job_application_objected",
+    "browser_event",
     "employee_record",
 ];
 
@@ -134,6 +135,11 @@ impl Services {
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), false)),
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
+            Arc::new(seldesk_visits::VisitEraser::new(
+                seldesk_visits::VisitStore::new(&config.data),
+                db.clone(),
+                clock.clone(),
+            )),
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
@@ -392,6 +398,7 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     services: Services,
+    visits: seldesk_visits::Recorder,
 }
 
 impl Application {
@@ -407,7 +414,9 @@ impl Application {
         let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
         let services = Services::open(&config, policy, clock, config.public_url(web_addr)).await?;
         services.audit_policy().await?;
+        let (visits, _writer) = seldesk_visits::Recorder::start(seldesk_visits::VisitStore::new(&config.data));
         let state = AppState {
+            visits: visits.clone(),
             policy: services.policy.clone(),
             db: services.db.clone(),
             clock: services.clock.clone(),
@@ -448,7 +457,7 @@ impl Application {
             tasks.push(tokio::spawn(r.run(rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
-        Ok(Self { web_addr, admin_addr, shutdown, tasks, services })
+        Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits })
     }
 
     pub fn web_addr(&self) -> SocketAddr {
@@ -465,6 +474,11 @@ impl Application {
 
     pub fn db(&self) -> &Db {
         &self.services.db
+    }
+
+    /// The browser-data recorder (tests flush it to read what was recorded).
+    pub fn visits(&self) -> &seldesk_visits::Recorder {
+        &self.visits
     }
 
     /// Runs every job that is due now, on this task, and returns how many ran
@@ -489,6 +503,8 @@ impl Application {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Visits queued by the last requests are stored before the end.
+        self.visits.flush().await;
         self.services.db.close().await;
         tracing::info!("seldesk stopped");
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub retention: seldesk_privacy::RetentionEngine,
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
+    /// Records page requests off the request path (BRW-2).
+    pub visits: seldesk_visits::Recorder,
     pub web: WebSettings,
 }
 
@@ -108,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(large)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {
@@ -144,6 +147,40 @@ async fn healthz(State(state): State<AppState>) -> Response {
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
+}
+
+/// Records each page request (BRW-2): never waits, never fails the request.
+async fn record_visit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let page = req.method() == axum::http::Method::GET
+        && !["/static/", "/api/", "/healthz"].iter().any(|p| path.starts_with(p));
+    if page {
+        let h = req.headers();
+        let text = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (browser, browser_version, platform) =
+            seldesk_visits::parse_user_agent(&text(header::USER_AGENT).unwrap_or_default());
+        let language = text(header::ACCEPT_LANGUAGE).and_then(|l| seldesk_visits::first_language(&l));
+        // Without a geolocation database, the region of the language tag
+        // (en-IN → IN) is the best guess of the country.
+        let country = language
+            .as_deref()
+            .and_then(|l| l.split('-').nth(1))
+            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+            .map(str::to_ascii_uppercase);
+        state.visits.record(seldesk_visits::Visit {
+            at: state.clock.now(),
+            ip: auth::client_ip(req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()),
+            browser,
+            browser_version,
+            platform,
+            referrer: text(header::REFERER).map(|r| r.chars().take(500).collect()),
+            path: path.chars().take(500).collect(),
+            language,
+            country,
+            person: None,
+        });
+    }
+    next.run(req).await
 }
 
 /// Counts requests and their latency by route, not by raw path (no IDs or

@@ -12,3 +12,4 @@ mod helpers;
 mod jobs;
 mod pages;
 mod privacy;
+mod visits;

@@ -1,0 +1,538 @@
+//! Browser data (BRW-2, BRW-5): every page request is recorded — date and
+//! time, IP address, browser name and version, platform, referring page,
+//! path, language and country — without slowing the request: the request
+//! only offers the visit to a bounded queue; a writer task stores batches.
+//! When the queue is full the visit is counted as dropped
+//! (`seldesk_browser_events_dropped_total`), never waited for.
+//!
+//! Visits are stored one SQLite file per day (`<data>/visits/YYYY-MM-DD.sqlite`),
+//! so expiry at the policy's period drops a whole file. Before a day goes,
+//! visits covered by an active legal hold (by IP, `ip:…`, or account,
+//! `person:…`) are copied to `held.sqlite`, where they stay until the hold ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use seldesk_domain::Clock;
+use seldesk_privacy::{BoxFuture, Candidate, Census, Eraser, PrivacyError};
+use seldesk_store::{Db, from_millis, to_millis};
+use sqlx::Row;
+use time::{Date, OffsetDateTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// Errors of the visit store.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError {
+    #[error("visit store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("visit store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One page request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visit {
+    pub at: OffsetDateTime,
+    pub ip: String,
+    pub browser: String,
+    pub browser_version: String,
+    pub platform: String,
+    pub referrer: Option<String>,
+    pub path: String,
+    pub language: Option<String>,
+    pub country: Option<String>,
+    /// The signed-in person's opaque reference, when known.
+    pub person: Option<String>,
+}
+
+/// Browser name, version and platform from a User-Agent header.
+pub fn parse_user_agent(ua: &str) -> (String, String, String) {
+    match woothee::parser::Parser::new().parse(ua) {
+        Some(r) => {
+            let version = if r.version == "UNKNOWN" { String::new() } else { r.version.to_string() };
+            (r.name.to_string(), version, r.os.to_string())
+        }
+        None => ("UNKNOWN".into(), String::new(), "UNKNOWN".into()),
+    }
+}
+
+/// The first language of an Accept-Language header (`fr-CH, fr;q=0.9` → `fr-CH`).
+pub fn first_language(header: &str) -> Option<String> {
+    let tag = header.split(',').next()?.split(';').next()?.trim();
+    let ok = !tag.is_empty() && tag.len() <= 35 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    (ok && tag != "*").then(|| tag.to_string())
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS visits (
+    id INTEGER PRIMARY KEY, at INTEGER NOT NULL, ip TEXT NOT NULL, browser TEXT NOT NULL,
+    browser_version TEXT NOT NULL, platform TEXT NOT NULL, referrer TEXT, path TEXT NOT NULL,
+    language TEXT, country TEXT, person TEXT, hold_id INTEGER)";
+
+/// Daily partitions in a folder.
+#[derive(Debug, Clone)]
+pub struct VisitStore {
+    root: PathBuf,
+}
+
+fn day_name(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn parse_day(name: &str) -> Option<Date> {
+    let stem = name.strip_suffix(".sqlite")?;
+    Date::parse(stem, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+impl VisitStore {
+    pub fn new(data: &Path) -> Self {
+        Self { root: data.join("visits") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn open(&self, file: &str) -> Result<Connection, VisitError> {
+        std::fs::create_dir_all(&self.root)?;
+        let conn = Connection::open(self.root.join(file))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(conn)
+    }
+
+    /// Stores a batch, one transaction per day it touches.
+    pub fn write(&self, visits: &[Visit]) -> Result<(), VisitError> {
+        let mut by_day: std::collections::BTreeMap<Date, Vec<&Visit>> = Default::default();
+        for v in visits {
+            by_day.entry(v.at.date()).or_default().push(v);
+        }
+        for (day, list) in by_day {
+            let mut conn = self.open(&format!("{}.sqlite", day_name(day)))?;
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for v in list {
+                    stmt.execute(params![
+                        to_millis(v.at),
+                        v.ip,
+                        v.browser,
+                        v.browser_version,
+                        v.platform,
+                        v.referrer,
+                        v.path,
+                        v.language,
+                        v.country,
+                        v.person
+                    ])?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The days that have a partition, oldest first.
+    pub fn days(&self) -> Vec<Date> {
+        let mut days: Vec<Date> = std::fs::read_dir(&self.root)
+            .map(|rd| rd.filter_map(Result::ok).filter_map(|e| parse_day(&e.file_name().to_string_lossy())).collect())
+            .unwrap_or_default();
+        days.sort();
+        days
+    }
+
+    /// Visits of one day (for tests, the dashboard's aggregation and the security role).
+    pub fn day(&self, day: Date) -> Result<Vec<Visit>, VisitError> {
+        let path = self.root.join(format!("{}.sqlite", day_name(day)));
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        read_visits(&self.open(&format!("{}.sqlite", day_name(day)))?, "SELECT * FROM visits ORDER BY id")
+    }
+
+    /// Visits kept past expiry by a legal hold.
+    pub fn held(&self) -> Result<Vec<Visit>, VisitError> {
+        if !self.root.join("held.sqlite").exists() {
+            return Ok(Vec::new());
+        }
+        read_visits(&self.open("held.sqlite")?, "SELECT * FROM visits ORDER BY id")
+    }
+
+    /// Drops a day: first copies what active holds cover into `held.sqlite`.
+    fn drop_day(&self, day: Date, holds: &[Hold]) -> Result<u64, VisitError> {
+        let name = format!("{}.sqlite", day_name(day));
+        let path = self.root.join(&name);
+        if !path.exists() {
+            return Ok(0);
+        }
+        if !holds.is_empty() {
+            let source = self.open(&name)?;
+            let mut kept = Vec::new();
+            for v in read_visits_with_rowid(&source)? {
+                if let Some(h) = holds.iter().find(|h| h.covers(&v.1)) {
+                    kept.push((h.id, v.1));
+                }
+            }
+            drop(source);
+            if !kept.is_empty() {
+                let mut held = self.open("held.sqlite")?;
+                let tx = held.transaction()?;
+                for (hold, v) in &kept {
+                    tx.execute(
+                        "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person, hold_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        params![
+                            to_millis(v.at),
+                            v.ip,
+                            v.browser,
+                            v.browser_version,
+                            v.platform,
+                            v.referrer,
+                            v.path,
+                            v.language,
+                            v.country,
+                            v.person,
+                            hold
+                        ],
+                    )?;
+                }
+                tx.commit()?;
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            match std::fs::remove_file(self.root.join(format!("{name}{suffix}"))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(1)
+    }
+}
+
+fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
+    Ok(Visit {
+        at: from_millis(r.get("at")?),
+        ip: r.get("ip")?,
+        browser: r.get("browser")?,
+        browser_version: r.get("browser_version")?,
+        platform: r.get("platform")?,
+        referrer: r.get("referrer")?,
+        path: r.get("path")?,
+        language: r.get("language")?,
+        country: r.get("country")?,
+        person: r.get("person")?,
+    })
+}
+
+fn read_visits(conn: &Connection, sql: &str) -> Result<Vec<Visit>, VisitError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], visit_from)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn read_visits_with_rowid(conn: &Connection) -> Result<Vec<(i64, Visit)>, VisitError> {
+    let mut stmt = conn.prepare("SELECT * FROM visits ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get("id")?, visit_from(r)?)))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// An active legal hold on browser data.
+#[derive(Debug, Clone)]
+struct Hold {
+    id: i64,
+    subject: Option<String>,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+}
+
+impl Hold {
+    fn covers(&self, v: &Visit) -> bool {
+        let who = match &self.subject {
+            None => true,
+            Some(s) => match s.strip_prefix("ip:") {
+                Some(ip) => v.ip == ip,
+                None => v.person.as_deref() == Some(s.as_str()),
+            },
+        };
+        who && self.from.is_none_or(|f| v.at >= f) && self.to.is_none_or(|t| v.at <= t)
+    }
+}
+
+// ----- recording -----
+
+enum Msg {
+    Visit(Box<Visit>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Offers visits to the writer without ever waiting.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+}
+
+/// Visits waiting to be written at most; beyond, they are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 10_000;
+const BATCH: usize = 500;
+
+impl Recorder {
+    /// Starts the writer task; it stops when every recorder is dropped.
+    pub fn start(store: VisitStore) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::with_capacity(store, QUEUE_CAPACITY)
+    }
+
+    pub fn with_capacity(store: VisitStore, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, tokio::spawn(writer(store, rx)))
+    }
+
+    /// Queues a visit; a full queue drops it and counts the drop.
+    pub fn record(&self, v: Visit) {
+        match self.tx.try_send(Msg::Visit(Box::new(v))) {
+            Ok(()) => {}
+            Err(_) => metrics::counter!("seldesk_browser_events_dropped_total").increment(1),
+        }
+    }
+
+    /// Waits until everything queued so far is stored (tests, shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer(store: VisitStore, mut rx: mpsc::Receiver<Msg>) {
+    let mut batch: Vec<Visit> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        // Take what is already queued, up to a batch, then write it at once.
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Visit(v) => batch.push(*v),
+                Msg::Flush(done) => waiting.push(done),
+            }
+            if batch.len() >= BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            let list = std::mem::take(&mut batch);
+            let n = list.len() as u64;
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.write(&list)).await {
+                Ok(Ok(())) => metrics::counter!("seldesk_browser_events_recorded_total").increment(n),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, lost = n, "browser events not stored");
+                    metrics::counter!("seldesk_browser_events_dropped_total").increment(n);
+                }
+                Err(e) => tracing::error!(error = %e, "browser event writer failed"),
+            }
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+// ----- retention -----
+
+/// The `browser_event` eraser: whole days once due, and held visits once
+/// their hold has ended.
+pub struct VisitEraser {
+    store: VisitStore,
+    db: Db,
+    clock: Arc<dyn Clock>,
+}
+
+impl VisitEraser {
+    pub fn new(store: VisitStore, db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self { store, db, clock }
+    }
+
+    async fn active_holds(&self) -> Result<Vec<Hold>, PrivacyError> {
+        let rows = sqlx::query(
+            "SELECT id, subject, from_at, to_at FROM legal_holds
+             WHERE category = 'browser_event' AND released_at IS NULL AND until_at > $1",
+        )
+        .bind(to_millis(self.clock.now()))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Hold {
+                    id: r.try_get("id")?,
+                    subject: r.try_get("subject")?,
+                    from: r.try_get::<Option<i64>, _>("from_at")?.map(from_millis),
+                    to: r.try_get::<Option<i64>, _>("to_at")?.map(from_millis),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+fn store_err(e: VisitError) -> PrivacyError {
+    PrivacyError::Misconfigured(e.to_string())
+}
+
+impl Eraser for VisitEraser {
+    fn category(&self) -> &'static str {
+        "browser_event"
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            // A day's clock starts at its end, so no visit goes early.
+            for day in self.store.days() {
+                let end = day.next_day().unwrap_or(day).midnight().assume_utc();
+                if end <= cutoff {
+                    out.push(Candidate {
+                        record: format!("day:{}", day_name(day)),
+                        subject: None,
+                        start: end,
+                        country: None,
+                    });
+                }
+            }
+            let store = self.store.clone();
+            let held = tokio::task::spawn_blocking(move || -> Result<Vec<(i64, Visit)>, VisitError> {
+                if !store.root().join("held.sqlite").exists() {
+                    return Ok(Vec::new());
+                }
+                read_visits_with_rowid(&store.open("held.sqlite")?)
+            })
+            .await
+            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
+            .map_err(store_err)?;
+            for (id, v) in held {
+                if v.at <= cutoff {
+                    out.push(Candidate {
+                        record: format!("held:{id}"),
+                        // Holds name an IP or a person: the engine keeps what an active one covers.
+                        subject: Some(v.person.clone().unwrap_or_else(|| format!("ip:{}", v.ip))),
+                        start: v.at,
+                        country: None,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let holds = self.active_holds().await?;
+            let store = self.store.clone();
+            let records: Vec<String> = records.iter().map(|c| c.record.clone()).collect();
+            tokio::task::spawn_blocking(move || -> Result<u64, VisitError> {
+                let mut n = 0;
+                let mut held_ids = Vec::new();
+                for r in &records {
+                    if let Some(day) = r.strip_prefix("day:").and_then(|d| parse_day(&format!("{d}.sqlite"))) {
+                        n += store.drop_day(day, &holds)?;
+                    } else if let Some(id) = r.strip_prefix("held:").and_then(|s| s.parse::<i64>().ok()) {
+                        held_ids.push(id);
+                    }
+                }
+                if !held_ids.is_empty() {
+                    let conn = store.open("held.sqlite")?;
+                    for id in held_ids {
+                        n += conn.execute("DELETE FROM visits WHERE id = ?1", [id])? as u64;
+                    }
+                    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
+            .map_err(store_err)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(async move {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || -> Result<Census, VisitError> {
+                let days = store.days();
+                let mut live = 0u64;
+                for d in &days {
+                    let conn = store.open(&format!("{}.sqlite", day_name(*d)))?;
+                    live += conn.query_row("SELECT COUNT(*) FROM visits", [], |r| r.get::<_, i64>(0))? as u64;
+                }
+                let held: Option<i64> = if store.root().join("held.sqlite").exists() {
+                    store
+                        .open("held.sqlite")?
+                        .query_row("SELECT MIN(at) FROM visits", [], |r| r.get(0))
+                        .optional()?
+                        .flatten()
+                } else {
+                    None
+                };
+                let oldest_day = days.first().map(|d| d.midnight().assume_utc());
+                let oldest = match (oldest_day, held.map(from_millis)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                Ok(Census { live, oldest })
+            })
+            .await
+            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
+            .map_err(store_err)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_and_languages_are_parsed() {
+        let (b, v, p) = parse_user_agent(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        );
+        assert_eq!((b.as_str(), p.as_str()), ("Chrome", "Windows 10"));
+        assert!(v.starts_with("120"));
+        assert_eq!(parse_user_agent("").0, "UNKNOWN");
+        assert_eq!(first_language("fr-CH, fr;q=0.9, en;q=0.8").as_deref(), Some("fr-CH"));
+        assert_eq!(first_language("*"), None);
+        assert_eq!(first_language("<script>"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_visits_instead_of_waiting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = VisitStore::new(dir.path());
+        let (recorder, _task) = Recorder::with_capacity(store.clone(), 2);
+        let v = Visit {
+            at: time::macros::datetime!(2026-11-25 10:00 UTC),
+            ip: "203.0.113.7".into(),
+            browser: "Firefox".into(),
+            browser_version: "120".into(),
+            platform: "Linux".into(),
+            referrer: None,
+            path: "/".into(),
+            language: Some("en".into()),
+            country: None,
+            person: None,
+        };
+        // Offered far faster than written: record never blocks, some are dropped.
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            recorder.record(v.clone());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        recorder.flush().await;
+        let stored = store.day(v.at.date()).expect("day").len();
+        assert!((1..10_000).contains(&stored), "stored {stored}");
+    }
+}
