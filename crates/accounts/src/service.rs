@@ -330,6 +330,14 @@ impl Accounts {
     }
 
     /// An account by id.
+    /// The id of the account with this e-mail address, if any (staff tools).
+    pub async fn account_id_by_email(&self, email: &str) -> Result<Option<String>, AccountError> {
+        Ok(sqlx::query_scalar("SELECT id FROM accounts WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(self.db.pool())
+            .await?)
+    }
+
     pub async fn account(&self, id: &str) -> Result<Account, AccountError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;

@@ -380,6 +380,12 @@ impl RetentionEngine {
         if !actor.has_any_role(&[Role::Security, Role::Dpo]) {
             return Err(PrivacyError::Forbidden("only the security or dpo role can place a legal hold".into()));
         }
+        // Holding browser data keeps named people's visits: a security matter (BRW-5).
+        if hold.category == "browser_event" && !actor.has_any_role(&[Role::Security]) {
+            return Err(PrivacyError::Forbidden(
+                "only the security role can place a legal hold on browser data".into(),
+            ));
+        }
         if self.policy.category(&hold.category).is_none() {
             return Err(PrivacyError::Invalid(format!("`{}` is not a data category of the policy", hold.category)));
         }

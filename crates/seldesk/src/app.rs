@@ -30,6 +30,8 @@ pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
 pub const JOB_REMIND: &str = "databases.remind";
 /// Job kind: remove export archives kept for resuming once their window ends.
 pub const JOB_SWEEP_EXPORTS: &str = "databases.sweep_exports";
+/// Job kind: compute the anonymous daily statistics of browser data (BRW-3).
+pub const JOB_VISITS_AGGREGATE: &str = "visits.aggregate";
 /// Job kind: apply every retention rule.
 pub const JOB_RETENTION: &str = "retention.run";
 
@@ -70,6 +72,8 @@ pub enum StartError {
     Mail(String),
     #[error("blob store: {0}")]
     Blobs(String),
+    #[error("{0}")]
+    Geo(String),
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
@@ -111,6 +115,7 @@ pub struct Services {
     pub accounts: Accounts,
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
+    pub visit_aggregates: seldesk_visits::aggregate::Aggregates,
 }
 
 impl Services {
@@ -190,7 +195,25 @@ impl Services {
             erasure_log.clone(),
             queue.clone(),
         );
-        Ok(Self { databases, careers, queue, erasure_log, disclosures, accounts, audit, retention, policy, db, clock })
+        let visit_aggregates = seldesk_visits::aggregate::Aggregates::new(
+            db.clone(),
+            seldesk_visits::VisitStore::new(&config.data),
+            u32::try_from(policy.research.min_group_size).unwrap_or(u32::MAX),
+        );
+        Ok(Self {
+            databases,
+            careers,
+            visit_aggregates,
+            queue,
+            erasure_log,
+            disclosures,
+            accounts,
+            audit,
+            retention,
+            policy,
+            db,
+            clock,
+        })
     }
 
     /// Records in the audit trail that a changed policy took effect on this
@@ -282,6 +305,21 @@ impl Handler for SweepExports {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             Ok(format!("{n} export archives removed"))
+        })
+    }
+}
+
+/// Aggregates each finished day of browser data before its raw visits expire.
+struct AggregateVisits {
+    aggregates: seldesk_visits::aggregate::Aggregates,
+    clock: Arc<dyn Clock>,
+}
+
+impl Handler for AggregateVisits {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.aggregates.aggregate_pending(self.clock.now().date()).await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} days of browser data aggregated"))
         })
     }
 }
@@ -383,6 +421,10 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
         .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
+        .handle(
+            JOB_VISITS_AGGREGATE,
+            AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
+        )
         .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
         .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() });
     if schedules_here {
@@ -414,9 +456,23 @@ impl Application {
         let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
         let services = Services::open(&config, policy, clock, config.public_url(web_addr)).await?;
         services.audit_policy().await?;
-        let (visits, _writer) = seldesk_visits::Recorder::start(seldesk_visits::VisitStore::new(&config.data));
+        let geo =
+            seldesk_visits::geo::Geo::open(config.geoip.as_deref()).map_err(|e| StartError::Geo(e.to_string()))?;
+        if !geo.is_configured() {
+            tracing::warn!("no geolocation database (geoip): countries come from browsers' language settings");
+        }
+        let (visits, _writer) = seldesk_visits::Recorder::start(
+            seldesk_visits::VisitStore::new(&config.data),
+            Some(services.db.clone()),
+            geo.clone(),
+        );
         let state = AppState {
-            visits: visits.clone(),
+            visits: seldesk_visits::Visits {
+                recorder: visits.clone(),
+                store: seldesk_visits::VisitStore::new(&config.data),
+                aggregates: services.visit_aggregates.clone(),
+                geo,
+            },
             policy: services.policy.clone(),
             db: services.db.clone(),
             clock: services.clock.clone(),

@@ -101,6 +101,9 @@ pub struct Config {
     /// Google Analytics measurement id (e.g. G-XXXX); its script loads only
     /// after a visitor accepts third-party analytics cookies.
     pub google_analytics_id: Option<String>,
+    /// MaxMind-format country database (GeoLite2-Country or DB-IP) for the
+    /// visitor's country; without one, the browser's language decides.
+    pub geoip: Option<PathBuf>,
     pub mail: MailConfig,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
@@ -116,6 +119,10 @@ impl Default for Config {
         schedules.insert(
             "trials".to_string(),
             ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into() },
+        );
+        schedules.insert(
+            "visits".to_string(),
+            ScheduleConfig { cron: "20 0 * * *".into(), job: crate::app::JOB_VISITS_AGGREGATE.into() },
         );
         schedules.insert(
             "exports".to_string(),
@@ -142,6 +149,7 @@ impl Default for Config {
             public_url: None,
             secure_cookies: false,
             google_analytics_id: None,
+            geoip: None,
             mail: MailConfig::default(),
             schedules,
         }
@@ -164,6 +172,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("google_analytics_id", &self.google_analytics_id)
+            .field("geoip", &self.geoip)
             .field("mail", &self.mail)
             .field("schedules", &self.schedules)
             .finish()
@@ -186,6 +195,7 @@ const CONFIG_KEYS: &[&str] = &[
     "secure_cookies",
     "mail",
     "google_analytics_id",
+    "geoip",
 ];
 
 /// A configuration that cannot be used; names the key.

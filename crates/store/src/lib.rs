@@ -57,6 +57,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "consents", include_str!("../migrations/sqlite/0008_consents.sql")),
     (9, "reminders", include_str!("../migrations/sqlite/0009_reminders.sql")),
     (10, "careers", include_str!("../migrations/sqlite/0010_careers.sql")),
+    (11, "visit_aggregates", include_str!("../migrations/sqlite/0011_visit_aggregates.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -69,6 +70,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "consents", include_str!("../migrations/postgres/0008_consents.sql")),
     (9, "reminders", include_str!("../migrations/postgres/0009_reminders.sql")),
     (10, "careers", include_str!("../migrations/postgres/0010_careers.sql")),
+    (11, "visit_aggregates", include_str!("../migrations/postgres/0011_visit_aggregates.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -10,6 +10,10 @@
 //! visits covered by an active legal hold (by IP, `ip:…`, or account,
 //! `person:…`) are copied to `held.sqlite`, where they stay until the hold ends.
 
+pub mod aggregate;
+pub mod geo;
+pub mod security;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,6 +48,9 @@ pub struct Visit {
     pub country: Option<String>,
     /// The signed-in person's opaque reference, when known.
     pub person: Option<String>,
+    /// Hash of the session cookie, resolved to `person` by the writer (off
+    /// the request path); never stored.
+    pub session: Option<String>,
 }
 
 /// Browser name, version and platform from a User-Agent header.
@@ -75,7 +82,7 @@ pub struct VisitStore {
     root: PathBuf,
 }
 
-fn day_name(d: Date) -> String {
+pub(crate) fn day_name(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
@@ -161,6 +168,27 @@ impl VisitStore {
         read_visits(&self.open("held.sqlite")?, "SELECT * FROM visits ORDER BY id")
     }
 
+    /// Every retained visit from an IP address or of a person (`person:…`),
+    /// newest first: for the security role only (the caller checks and audits).
+    pub fn search(&self, who: &Who) -> Result<Vec<Visit>, VisitError> {
+        let (sql, arg) = match who {
+            Who::Ip(ip) => ("SELECT * FROM visits WHERE ip = ?1 ORDER BY id", ip.as_str()),
+            Who::Person(p) => ("SELECT * FROM visits WHERE person = ?1 ORDER BY id", p.as_str()),
+        };
+        let mut files: Vec<String> = self.days().into_iter().map(|d| format!("{}.sqlite", day_name(d))).collect();
+        if self.root.join("held.sqlite").exists() {
+            files.push("held.sqlite".into());
+        }
+        let mut out = Vec::new();
+        for f in files {
+            let conn = self.open(&f)?;
+            let mut stmt = conn.prepare(sql)?;
+            out.extend(stmt.query_map([arg], visit_from)?.collect::<Result<Vec<_>, _>>()?);
+        }
+        out.sort_by_key(|v| std::cmp::Reverse(v.at));
+        Ok(out)
+    }
+
     /// Drops a day: first copies what active holds cover into `held.sqlite`.
     fn drop_day(&self, day: Date, holds: &[Hold]) -> Result<u64, VisitError> {
         let name = format!("{}.sqlite", day_name(day));
@@ -225,6 +253,7 @@ fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
         language: r.get("language")?,
         country: r.get("country")?,
         person: r.get("person")?,
+        session: None,
     })
 }
 
@@ -238,6 +267,13 @@ fn read_visits_with_rowid(conn: &Connection) -> Result<Vec<(i64, Visit)>, VisitE
     let mut stmt = conn.prepare("SELECT * FROM visits ORDER BY id")?;
     let rows = stmt.query_map([], |r| Ok((r.get("id")?, visit_from(r)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Whose visits the security role looks for.
+#[derive(Debug, Clone)]
+pub enum Who {
+    Ip(String),
+    Person(String),
 }
 
 /// An active legal hold on browser data.
@@ -262,6 +298,16 @@ impl Hold {
     }
 }
 
+/// Everything of browser data a node serves: the recorder, the partitions
+/// and the anonymous aggregates.
+#[derive(Clone)]
+pub struct Visits {
+    pub recorder: Recorder,
+    pub store: VisitStore,
+    pub aggregates: aggregate::Aggregates,
+    pub geo: geo::Geo,
+}
+
 // ----- recording -----
 
 enum Msg {
@@ -281,13 +327,20 @@ const BATCH: usize = 500;
 
 impl Recorder {
     /// Starts the writer task; it stops when every recorder is dropped.
-    pub fn start(store: VisitStore) -> (Self, tokio::task::JoinHandle<()>) {
-        Self::with_capacity(store, QUEUE_CAPACITY)
+    /// With the control plane, sessions are resolved to the person signed in.
+    /// With a geolocation database, the writer sets each visit's country.
+    pub fn start(store: VisitStore, db: Option<Db>, geo: geo::Geo) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::with_capacity(store, db, geo, QUEUE_CAPACITY)
     }
 
-    pub fn with_capacity(store: VisitStore, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn with_capacity(
+        store: VisitStore,
+        db: Option<Db>,
+        geo: geo::Geo,
+        capacity: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx }, tokio::spawn(writer(store, rx)))
+        (Self { tx }, tokio::spawn(writer(store, db, geo, rx)))
     }
 
     /// Queues a visit; a full queue drops it and counts the drop.
@@ -307,7 +360,25 @@ impl Recorder {
     }
 }
 
-async fn writer(store: VisitStore, mut rx: mpsc::Receiver<Msg>) {
+/// `person:<id>` for the sessions of account holders in a batch.
+async fn resolve_people(db: &Db, batch: &mut [Visit]) {
+    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    for v in batch.iter_mut() {
+        let Some(hash) = v.session.take() else { continue };
+        if !known.contains_key(&hash) {
+            let principal: Option<String> = sqlx::query_scalar("SELECT principal FROM sessions WHERE token_hash = $1")
+                .bind(&hash)
+                .fetch_optional(db.pool())
+                .await
+                .unwrap_or(None);
+            let person = principal.and_then(|p| p.strip_prefix("account:").map(|id| format!("person:{id}")));
+            known.insert(hash.clone(), person);
+        }
+        v.person = known.get(&hash).cloned().flatten();
+    }
+}
+
+async fn writer(store: VisitStore, db: Option<Db>, geo: geo::Geo, mut rx: mpsc::Receiver<Msg>) {
     let mut batch: Vec<Visit> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -324,7 +395,17 @@ async fn writer(store: VisitStore, mut rx: mpsc::Receiver<Msg>) {
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            let list = std::mem::take(&mut batch);
+            let mut list = std::mem::take(&mut batch);
+            if let Some(db) = &db {
+                resolve_people(db, &mut list).await;
+            }
+            if geo.is_configured() {
+                for v in &mut list {
+                    if let Some(c) = geo.country_of(&v.ip) {
+                        v.country = Some(c);
+                    }
+                }
+            }
             let n = list.len() as u64;
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.write(&list)).await {
@@ -512,7 +593,7 @@ mod tests {
     async fn a_full_queue_drops_visits_instead_of_waiting() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = VisitStore::new(dir.path());
-        let (recorder, _task) = Recorder::with_capacity(store.clone(), 2);
+        let (recorder, _task) = Recorder::with_capacity(store.clone(), None, geo::Geo::default(), 2);
         let v = Visit {
             at: time::macros::datetime!(2026-11-25 10:00 UTC),
             ip: "203.0.113.7".into(),
@@ -524,6 +605,7 @@ mod tests {
             language: Some("en".into()),
             country: None,
             person: None,
+            session: None,
         };
         // Offered far faster than written: record never blocks, some are dropped.
         let started = std::time::Instant::now();

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{ConnectInfo, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -77,15 +77,19 @@ struct ListPage {
 async fn list_view(
     state: &AppState,
     headers: &HeaderMap,
+    ip: std::net::IpAddr,
     account_id: &str,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
     let databases = state.databases.list(account_id).await.unwrap_or_default();
-    // Until geolocation is configured, the country comes from the region part
-    // of the browser's preferred language ("en-IN" → IN).
-    let country = browser_country(headers);
+    // The country from the IP address when a geolocation database is
+    // configured, else from the region of the browser's language ("en-IN" → IN).
+    let (country, source) = match state.visits.geo.country(ip) {
+        Some(c) => (Some(c), "from your connection's location"),
+        None => (browser_country(headers), "from your browser's language settings"),
+    };
     let nearest = state.policy.nearest_region(country.as_deref());
     let regions = state
         .policy
@@ -98,7 +102,7 @@ async fn list_view(
         .collect();
     let why = match &country {
         Some(c) if nearest.countries.iter().any(|x| x == c) => format!(
-            "Preselected: {}, the data center nearest to your country ({c}, from your browser's language settings). You can choose another.",
+            "Preselected: {}, the data center nearest to your country ({c}, {source}). You can choose another.",
             nearest.name
         ),
         _ => format!(
@@ -118,8 +122,13 @@ async fn list_view(
     csrf.attach(render(status, &page))
 }
 
-async fn list(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, headers: HeaderMap) -> Response {
-    list_view(&state, &headers, &account.id, None, StatusCode::OK).await
+async fn list(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    list_view(&state, &headers, peer.ip(), &account.id, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -137,6 +146,7 @@ struct CreateForm {
 async fn create(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<CreateForm>,
 ) -> Response {
@@ -147,7 +157,7 @@ async fn create(
         Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
-            list_view(&state, &headers, &account.id, Some(api.message), api.status).await
+            list_view(&state, &headers, peer.ip(), &account.id, Some(api.message), api.status).await
         }
     }
 }

@@ -12,6 +12,7 @@ mod db_pages;
 mod markdown;
 mod pages;
 mod staff_pages;
+mod visits_pages;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,8 +43,8 @@ pub struct AppState {
     pub retention: seldesk_privacy::RetentionEngine,
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
-    /// Records page requests off the request path (BRW-2).
-    pub visits: seldesk_visits::Recorder,
+    /// Browser data: the recorder (BRW-2), partitions and aggregates.
+    pub visits: seldesk_visits::Visits,
     pub web: WebSettings,
 }
 
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(staff_pages::support_routes())
         .merge(staff_pages::hold_routes())
         .merge(careers_pages::routes())
+        .merge(visits_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()
@@ -167,17 +169,24 @@ async fn record_visit(State(state): State<AppState>, req: Request, next: Next) -
             .and_then(|l| l.split('-').nth(1))
             .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
             .map(str::to_ascii_uppercase);
-        state.visits.record(seldesk_visits::Visit {
+        // Secrets in addresses (private links) are recorded as their route.
+        let path = match req.extensions().get::<MatchedPath>() {
+            Some(m) if m.as_str().contains("{token}") => m.as_str().to_string(),
+            _ => path.chars().take(500).collect(),
+        };
+        let session = auth::cookie(h, auth::SESSION_COOKIE).map(|t| seldesk_accounts::secret::token_hash(&t));
+        state.visits.recorder.record(seldesk_visits::Visit {
             at: state.clock.now(),
             ip: auth::client_ip(req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()),
             browser,
             browser_version,
             platform,
             referrer: text(header::REFERER).map(|r| r.chars().take(500).collect()),
-            path: path.chars().take(500).collect(),
+            path,
             language,
             country,
             person: None,
+            session,
         });
     }
     next.run(req).await

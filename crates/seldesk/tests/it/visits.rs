@@ -95,3 +95,197 @@ async fn visits_are_erased_at_two_months_by_whole_days_unless_a_legal_hold_names
     run().await;
     assert!(store.held().expect("held").is_empty(), "erased once the hold ends");
 }
+
+/// Seeds a day of visits straight into its partition: `n` visits from
+/// distinct addresses of one /24 per browser.
+fn seed(app: &crate::helpers::TestApp, day: time::Date, rows: &[(&str, &str, &str, &str, usize)]) {
+    let store = seldesk_visits::VisitStore::new(app.data.path());
+    let mut visits = Vec::new();
+    for (net, path, browser, country, n) in rows {
+        for i in 0..*n {
+            visits.push(seldesk_visits::Visit {
+                at: day.with_hms(12, 0, 0).expect("time").assume_utc(),
+                ip: format!("{net}.{}", i + 1),
+                browser: browser.to_string(),
+                browser_version: "1".into(),
+                platform: "Linux".into(),
+                referrer: Some(format!("https://news.example/story?reader={i}@example.com")),
+                path: path.to_string(),
+                language: Some("en-GB".into()),
+                country: Some(country.to_string()),
+                person: None,
+                session: None,
+            });
+        }
+    }
+    store.write(&visits).expect("seed");
+}
+
+// promise: BRW-3
+#[tokio::test]
+async fn the_analytics_dashboard_shows_only_anonymous_aggregates_with_small_groups_suppressed() {
+    let app = spawn_app().await;
+    let yesterday = app.clock_today() - Duration::days(1);
+    seed(
+        &app,
+        yesterday,
+        &[
+            ("203.0.113", "/", "Chrome", "IN", 12),
+            ("198.51.100", "/careers", "Firefox", "SG", 6),
+            ("192.0.2", "/rare-page", "Lynx", "GB", 2),
+        ],
+    );
+    let s = app.app().services();
+    s.visit_aggregates.aggregate_pending(app.clock_today()).await.expect("aggregate");
+    // Nothing personal in the aggregates: no address, no referrer path or query.
+    let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT dimension, value, visits FROM visit_daily")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("rows");
+    for (dim, value, visits) in &rows {
+        assert!(!value.contains("203.0.113.") && !value.contains('@'), "{dim}={value}");
+        assert!(*visits >= 5, "no group under 5: {dim}={value} ({visits})");
+    }
+    assert!(rows.iter().any(|(d, v, n)| d == "referrer" && v == "news.example" && *n == 20));
+    assert!(!rows.iter().any(|(_, v, _)| v == "Lynx" || v == "/rare-page"), "groups of 2 suppressed");
+
+    let staff = crate::helpers::staff_session(&app, "analyst@seldesk.com", "dpo").await;
+    let r = app.client.get(app.url("/staff/analytics")).header("cookie", &staff).send().await.expect("page");
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("body");
+    assert!(page.contains("<svg id=\"visits-chart\""), "a chart drawn on the page");
+    assert!(page.contains("20 visits in the period"), "{page}");
+    assert!(page.contains("Chrome") && page.contains("Firefox") && page.contains("(other)"));
+    assert!(!page.contains("Lynx") && !page.contains("203.0.113"));
+
+    // The aggregates outlive the raw visits.
+    app.clock.advance(Duration::days(70));
+    s.retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    assert!(seldesk_visits::VisitStore::new(app.data.path()).days().is_empty());
+    let d = s.visit_aggregates.dashboard(yesterday, yesterday, 10).await.expect("dashboard");
+    assert_eq!(d.days[0].visits, 20);
+}
+
+// promise: BRW-4
+#[tokio::test]
+async fn only_the_security_role_links_visits_to_people_with_a_basis_and_it_is_audited() {
+    let app = spawn_app().await;
+    let account_id = app.sign_up("watched@example.com", "violet tractor lemon").await;
+    let session = app.web_session("watched@example.com", "violet tractor lemon").await;
+    app.client.get(app.url("/account")).header("cookie", &session).send().await.expect("account");
+    app.client.get(app.url("/privacy")).send().await.expect("anonymous");
+    app.app().visits().flush().await;
+
+    // Other roles cannot search.
+    let support = crate::helpers::staff_session(&app, "helper@seldesk.com", "support").await;
+    let r = app.client.get(app.url("/staff/security")).header("cookie", &support).send().await.expect("page");
+    assert_eq!(r.status(), 403);
+    let sec = crate::helpers::staff_session(&app, "sec@seldesk.com", "security").await;
+    let csrf = sec.split("seldesk_csrf=").nth(1).expect("csrf").to_string();
+    let search = |by: &'static str, who: &'static str, basis: &'static str, reference: &'static str| {
+        let (app, sec, csrf) = (&app, sec.clone(), csrf.clone());
+        async move {
+            let r = app
+                .client
+                .post(app.url("/staff/security"))
+                .header("cookie", &sec)
+                .form(&[("csrf", csrf.as_str()), ("by", by), ("who", who), ("basis", basis), ("reference", reference)])
+                .send()
+                .await
+                .expect("search");
+            (r.status(), r.text().await.expect("body"))
+        }
+    };
+    let (status, body) = search("email", "watched@example.com", "", "AUP-9 spam").await;
+    assert_eq!(status, 422, "a basis is required");
+    assert!(body.contains("Choose the basis"));
+    let (status, _) = search("email", "watched@example.com", "aup_case", "x").await;
+    assert_eq!(status, 422, "a reference is required");
+    let (status, body) = search("email", "watched@example.com", "aup_case", "AUP-9: phishing pages hosted").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/account") && body.contains(&format!("person:{account_id}")), "{body}");
+    assert!(!body.contains("/privacy</td>"), "only this person's visits");
+    let (status, body) = search("ip", "127.0.0.1", "legal_request", "Court order 2026/114").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/privacy") && body.contains("/account"));
+
+    // Each search is audited with its basis and is in the person's access export.
+    let audit = app.app().services().audit.about(&format!("person:{account_id}")).await.expect("audit");
+    let searches: Vec<_> = audit.iter().filter(|e| e.action == "security.visits_searched").collect();
+    assert_eq!(searches.len(), 2, "both searches concern this person");
+    assert!(searches[0].details.to_string().contains("AUP-9"));
+    assert!(searches[1].details.to_string().contains("legal_request"));
+}
+
+// promise: BRW-1
+#[tokio::test]
+async fn with_a_geolocation_database_visits_get_their_country_and_the_nearest_data_center_is_preselected() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-geoip.mmdb");
+    let app = crate::helpers::spawn_app_with(
+        |c| c.geoip = Some(fixture.clone()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    // The fixture places 127.0.0.0/8 in India; the browser claims Britain.
+    app.client.get(app.url("/")).header("accept-language", "en-GB").send().await.expect("home");
+    app.app().visits().flush().await;
+    let visits = seldesk_visits::VisitStore::new(app.data.path()).day(app.clock_today()).expect("day");
+    assert_eq!(visits[0].country.as_deref(), Some("IN"), "the address decides, not the language");
+    assert_eq!(visits[0].language.as_deref(), Some("en-GB"));
+
+    app.sign_up("geo@example.com", "violet tractor lemon").await;
+    let session = app.web_session("geo@example.com", "violet tractor lemon").await;
+    let page = app
+        .client
+        .get(app.url("/databases"))
+        .header("cookie", &session)
+        .header("accept-language", "en-GB")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("from your connection&#39;s location"), "{page}");
+    assert!(page.contains("Preselected: India"), "{page}");
+
+    // Without a database the page says where the country came from instead.
+    let plain = spawn_app().await;
+    plain.sign_up("lang@example.com", "violet tractor lemon").await;
+    let session = plain.web_session("lang@example.com", "violet tractor lemon").await;
+    let page = plain
+        .client
+        .get(plain.url("/databases"))
+        .header("cookie", &session)
+        .header("accept-language", "en-SG")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("from your browser&#39;s language settings") && page.contains("Preselected: Singapore"),
+        "{page}"
+    );
+    let staff = crate::helpers::staff_session(&plain, "ops@seldesk.com", "dpo").await;
+    let analytics = plain.client.get(plain.url("/staff/analytics")).header("cookie", &staff).send().await.expect("a");
+    assert!(analytics.text().await.expect("body").contains("No geolocation database is configured"));
+}
+
+// promise: BRW-5
+#[tokio::test]
+async fn only_the_security_role_holds_browser_data() {
+    let app = spawn_app().await;
+    let dpo = seldesk_domain::Actor::Staff { id: "dpo-1".into(), roles: vec![seldesk_domain::Role::Dpo] };
+    let hold = seldesk_privacy::NewHold {
+        category: "browser_event".into(),
+        subject: Some("ip:203.0.113.9".into()),
+        from: None,
+        to: None,
+        reason: "AUP case 21: scraping".into(),
+        until: app.clock_now() + Duration::days(30),
+    };
+    let err = app.app().services().retention.place_hold(&dpo, hold).await.expect_err("dpo may not");
+    assert!(err.to_string().contains("security role"), "{err}");
+}
