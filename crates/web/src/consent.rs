@@ -43,6 +43,13 @@ fn gpc(headers: &HeaderMap) -> bool {
     headers.get("sec-gpc").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() == "1")
 }
 
+/// Whether this visitor consented to preference cookies (CK-2) under the
+/// policy version in force.
+pub(crate) fn preferences_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let version = current_version(state);
+    read_consent(headers).filter(|c| c.version == version).is_some_and(|c| c.choices.preferences)
+}
+
 fn current_version(state: &AppState) -> String {
     state.policy.current_version(state.clock.now().date()).effective.to_string()
 }

@@ -9,6 +9,7 @@ mod careers_pages;
 mod consent;
 mod db_api;
 mod db_pages;
+pub mod i18n;
 mod markdown;
 mod pages;
 mod staff_pages;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
+        .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {

@@ -33,6 +33,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn start() -> Self {
+        Self::start_with_language("en-US,en").await
+    }
+
+    /// A browser whose preferred languages (Accept-Language) are `languages`.
+    pub async fn start_with_language(languages: &str) -> Self {
         let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = free_port();
         let driver = Command::new(&driver_bin)
@@ -58,10 +63,13 @@ impl Browser {
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.path().display()),
+                    format!("--accept-lang={languages}"),
+                    format!("--lang={}", languages.split(',').next().unwrap_or("en-US")),
                 ],
                 "prefs": {
                     "download.default_directory": downloads.path().display().to_string(),
                     "download.prompt_for_download": false,
+                    "intl.accept_languages": languages,
                 }
             }),
         );
@@ -560,6 +568,27 @@ async fn careers_apply_pipeline_rejection_correction_objection_and_erasure_in_ch
     b.wait_for_text("No application is held under this link").await;
     let cvs = std::fs::read_dir(app.data.path().join("blobs/cv")).map(|rd| rd.count()).unwrap_or(0);
     assert_eq!(cvs, 0, "the CV file is erased");
+    b.close().await;
+    app.stop().await;
+}
+
+// promise: BRW-1
+#[tokio::test]
+async fn the_page_language_follows_accept_language_in_chromium() {
+    let app = spawn_app().await;
+    let b = Browser::start_with_language("fr-FR,fr").await;
+    b.client.goto(&app.url("/")).await.expect("home");
+    b.wait_for_text("Tout refuser").await;
+    b.click("#cookies-reject").await;
+    b.wait_for_text("Votre base de données").await;
+    let lang = b.client.find(Locator::Css("html")).await.expect("html").attr("lang").await.expect("attr");
+    assert_eq!(lang.as_deref(), Some("fr"));
+    assert!(b.text().await.contains("Centres de données"));
+    // The visitor switches to English; without preferences consent it lasts for the visit.
+    b.click("#languages a[hreflang='en']").await;
+    b.wait_for_text("Your business database").await;
+    b.client.goto(&app.url("/careers")).await.expect("careers");
+    b.wait_for_text("There are no open positions").await;
     b.close().await;
     app.stop().await;
 }

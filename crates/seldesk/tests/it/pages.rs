@@ -191,3 +191,79 @@ async fn global_privacy_control_refuses_analytics_and_a_new_policy_version_asks_
     assert!(!home.contains("googletagmanager"), "an outdated consent allows nothing");
     app.stop().await;
 }
+
+// promise: BRW-1, CK-2
+#[tokio::test]
+async fn the_site_speaks_the_visitors_language_and_remembers_a_choice_only_with_consent() {
+    let app = spawn_app().await;
+    let get = |path: &'static str, lang: Option<&'static str>, cookie: Option<String>| {
+        let app = &app;
+        async move {
+            let mut rb = app.client.get(app.url(path));
+            if let Some(l) = lang {
+                rb = rb.header("accept-language", l);
+            }
+            if let Some(c) = cookie {
+                rb = rb.header("cookie", c);
+            }
+            rb.send().await.expect("page")
+        }
+    };
+    let r = get("/", Some("fr-FR,fr;q=0.9,en;q=0.5"), None).await;
+    assert_eq!(r.headers()["content-language"], "fr");
+    let page = r.text().await.expect("body");
+    assert!(page.contains("<html lang=\"fr\">"));
+    assert!(
+        page.contains("Votre base de données d'entreprise") || page.contains("Votre base de données d&#39;entreprise")
+    );
+    assert!(page.contains("3 semaines"), "periods from the policy file in French");
+    assert!(page.contains("Tout refuser"), "the cookie banner too");
+    let page = get("/", Some("de-DE, en;q=0.8"), None).await.text().await.expect("body");
+    assert!(page.contains("<html lang=\"en\">") && page.contains("Your business database"));
+
+    // A choice without preferences consent lasts for the visit (a session cookie).
+    let r = get("/?lang=fr", Some("en"), None).await;
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_lang="))
+        .expect("language cookie")
+        .to_string();
+    assert!(!set.to_lowercase().contains("max-age"), "session only: {set}");
+    let page = get("/privacy", Some("en"), Some("seldesk_lang=fr".into())).await.text().await.expect("body");
+    assert!(page.contains("<html lang=\"fr\">"), "the choice beats Accept-Language");
+
+    // With preferences consent it is remembered for 12 months.
+    let (cookie, csrf) = app.csrf("/").await;
+    let r = app
+        .client
+        .post(app.url("/cookies"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("choice", "accept_all")])
+        .send()
+        .await
+        .expect("choose");
+    let consent = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_consent="))
+        .expect("consent")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let r = get("/?lang=fr", None, Some(consent)).await;
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_lang="))
+        .expect("language cookie")
+        .to_string();
+    assert!(set.contains("Max-Age=31536000"), "{set}");
+}
