@@ -479,7 +479,12 @@ impl Accounts {
         for t in &tickets {
             ticket_json.push(serde_json::json!({ "ticket": t, "messages": self.messages(t.id).await? }));
         }
+        let mut others = serde_json::Map::new();
+        for store in &self.stores {
+            others.insert(store.section().to_string(), store.export(&subject).await?);
+        }
         Ok(serde_json::json!({
+            "other_records": others,
             "generated_at": self.now().to_string(),
             "account": account,
             "sign_in_history": self.signins(&account.id).await?,
@@ -736,6 +741,20 @@ impl Accounts {
             .collect();
         if !tickets.is_empty() {
             self.erasure_log.record("helpdesk_ticket", &tickets, ErasureReason::PersonRequest, &Actor::System).await?;
+        }
+        for store in &self.stores {
+            let n = store.erase(&subject).await?;
+            if n > 0 {
+                let record = format!("{}:{n}", store.section());
+                self.erasure_log
+                    .record(
+                        store.category(),
+                        &[(Some(subject.as_str()), record.as_str())],
+                        ErasureReason::PersonRequest,
+                        &Actor::System,
+                    )
+                    .await?;
+            }
         }
         self.audit
             .record(

@@ -132,6 +132,8 @@ pub struct Accounts {
     pub(crate) mailer: Mailer,
     pub(crate) queue: Queue,
     pub(crate) config: AccountsConfig,
+    /// Other stores about account holders: exported and erased with them.
+    pub(crate) stores: Vec<Arc<dyn seldesk_privacy::PersonalDataStore>>,
 }
 
 const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, email_verified_at, created_at, updated_at, status, policy_accepted";
@@ -175,7 +177,14 @@ impl Accounts {
         queue: Queue,
         config: AccountsConfig,
     ) -> Self {
-        Self { db, clock, policy, audit, erasure_log, disclosures, mailer, queue, config }
+        Self { db, clock, policy, audit, erasure_log, disclosures, mailer, queue, config, stores: Vec::new() }
+    }
+
+    /// Adds a store whose data about account holders is part of their access
+    /// export and goes with their account.
+    pub fn with_store(mut self, store: Arc<dyn seldesk_privacy::PersonalDataStore>) -> Self {
+        self.stores.push(store);
+        self
     }
 
     pub fn now(&self) -> OffsetDateTime {

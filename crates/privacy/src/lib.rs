@@ -30,6 +30,20 @@ pub use retention::{Candidate, Census, Eraser, LegalHold, NewHold, RetentionEngi
 /// A boxed future, so store traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A store outside the accounts' tables that holds data about account
+/// holders (browser data, …): it contributes to their access export and is
+/// erased with their account.
+pub trait PersonalDataStore: Send + Sync {
+    /// The section's name in the access export.
+    fn section(&self) -> &'static str;
+    /// The policy category of what it holds (for the erasure log).
+    fn category(&self) -> &'static str;
+    /// Everything it holds about `subject` (`person:…`).
+    fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>>;
+    /// Erases everything about `subject`; returns how many records went.
+    fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>>;
+}
+
 /// Errors of the privacy core.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {

@@ -185,7 +185,8 @@ impl Services {
                 absolute: time::Duration::hours(12),
                 api_ttl: time::Duration::hours(24),
             },
-        );
+        )
+        .with_store(Arc::new(seldesk_visits::PersonVisits::new(seldesk_visits::VisitStore::new(&config.data))));
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),

@@ -618,3 +618,81 @@ mod tests {
         assert!((1..10_000).contains(&stored), "stored {stored}");
     }
 }
+
+// ----- access and erasure (issue 6 §9) -----
+
+/// Browser data linked to an account: in its access export, erased with it.
+pub struct PersonVisits {
+    store: VisitStore,
+}
+
+impl PersonVisits {
+    pub fn new(store: VisitStore) -> Self {
+        Self { store }
+    }
+}
+
+impl VisitStore {
+    /// Erases every visit linked to `person` from every day and the held store.
+    pub fn erase_person(&self, person: &str) -> Result<u64, VisitError> {
+        let mut files: Vec<String> = self.days().into_iter().map(|d| format!("{}.sqlite", day_name(d))).collect();
+        if self.root.join("held.sqlite").exists() {
+            files.push("held.sqlite".into());
+        }
+        let mut n = 0;
+        for f in files {
+            let conn = self.open(&f)?;
+            let deleted = conn.execute("DELETE FROM visits WHERE person = ?1", [person])? as u64;
+            if deleted > 0 {
+                // secure_delete is on; the checkpoint leaves nothing in the WAL.
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            }
+            n += deleted;
+        }
+        Ok(n)
+    }
+}
+
+impl seldesk_privacy::PersonalDataStore for PersonVisits {
+    fn section(&self) -> &'static str {
+        "browser_visits"
+    }
+
+    fn category(&self) -> &'static str {
+        "browser_event"
+    }
+
+    fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
+        Box::pin(async move {
+            let store = self.store.clone();
+            let who = Who::Person(subject.to_string());
+            let visits = tokio::task::spawn_blocking(move || store.search(&who))
+                .await
+                .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
+                .map_err(store_err)?;
+            Ok(serde_json::Value::Array(
+                visits
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "at": v.at.to_string(), "ip": v.ip, "browser": v.browser, "browser_version": v.browser_version,
+                            "platform": v.platform, "referrer": v.referrer, "path": v.path, "language": v.language,
+                            "country": v.country,
+                        })
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let store = self.store.clone();
+            let subject = subject.to_string();
+            tokio::task::spawn_blocking(move || store.erase_person(&subject))
+                .await
+                .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
+                .map_err(store_err)
+        })
+    }
+}

@@ -289,3 +289,45 @@ async fn only_the_security_role_holds_browser_data() {
     let err = app.app().services().retention.place_hold(&dpo, hold).await.expect_err("dpo may not");
     assert!(err.to_string().contains("security role"), "{err}");
 }
+
+// promise: BRW-2
+#[tokio::test]
+async fn visits_linked_to_an_account_are_in_its_access_export_and_erased_with_it() {
+    let app = spawn_app().await;
+    let pw = "violet tractor lemon";
+    let account_id = app.sign_up("linked@example.com", pw).await;
+    let session = app.web_session("linked@example.com", pw).await;
+    app.client
+        .get(app.url("/account"))
+        .header("cookie", &session)
+        .header("user-agent", CHROME)
+        .send()
+        .await
+        .expect("a");
+    app.client.get(app.url("/privacy")).send().await.expect("anonymous visit");
+    app.app().visits().flush().await;
+    let s = app.app().services();
+    let account = s.accounts.account(&account_id).await.expect("account");
+    let data = s.accounts.personal_data(&account).await.expect("export");
+    let visits = data["other_records"]["browser_visits"].as_array().expect("section");
+    assert!(visits.iter().any(|v| v["path"] == "/account" && v["browser"] == "Chrome"), "{visits:?}");
+    assert!(!visits.iter().any(|v| v["path"] == "/privacy"), "only this person's visits");
+
+    let token = app.token("linked@example.com", pw).await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/me/requests"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "kind": "erasure", "password": pw }))
+        .send()
+        .await
+        .expect("erasure");
+    assert!(r.status().is_success(), "{}", r.status());
+    app.run_jobs().await;
+    let store = seldesk_visits::VisitStore::new(app.data.path());
+    let left = store.search(&seldesk_visits::Who::Person(format!("person:{account_id}"))).expect("search");
+    assert!(left.is_empty(), "linked visits erased with the account");
+    assert!(store.day(app.clock_today()).expect("day").iter().any(|v| v.path == "/privacy"), "others stay");
+    let log = s.erasure_log.for_subject(&format!("person:{account_id}")).await.expect("log");
+    assert!(log.iter().any(|e| e.category == "browser_event"));
+}
