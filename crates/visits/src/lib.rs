@@ -572,53 +572,6 @@ impl Eraser for VisitEraser {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_agents_and_languages_are_parsed() {
-        let (b, v, p) = parse_user_agent(
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-        );
-        assert_eq!((b.as_str(), p.as_str()), ("Chrome", "Windows 10"));
-        assert!(v.starts_with("120"));
-        assert_eq!(parse_user_agent("").0, "UNKNOWN");
-        assert_eq!(first_language("fr-CH, fr;q=0.9, en;q=0.8").as_deref(), Some("fr-CH"));
-        assert_eq!(first_language("*"), None);
-        assert_eq!(first_language("<script>"), None);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_drops_visits_instead_of_waiting() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = VisitStore::new(dir.path());
-        let (recorder, _task) = Recorder::with_capacity(store.clone(), None, geo::Geo::default(), 2);
-        let v = Visit {
-            at: time::macros::datetime!(2026-11-25 10:00 UTC),
-            ip: "203.0.113.7".into(),
-            browser: "Firefox".into(),
-            browser_version: "120".into(),
-            platform: "Linux".into(),
-            referrer: None,
-            path: "/".into(),
-            language: Some("en".into()),
-            country: None,
-            person: None,
-            session: None,
-        };
-        // Offered far faster than written: record never blocks, some are dropped.
-        let started = std::time::Instant::now();
-        for _ in 0..10_000 {
-            recorder.record(v.clone());
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
-        recorder.flush().await;
-        let stored = store.day(v.at.date()).expect("day").len();
-        assert!((1..10_000).contains(&stored), "stored {stored}");
-    }
-}
-
 // ----- access and erasure (issue 6 §9) -----
 
 /// Browser data linked to an account: in its access export, erased with it.
@@ -694,5 +647,52 @@ impl seldesk_privacy::PersonalDataStore for PersonVisits {
                 .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
                 .map_err(store_err)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_and_languages_are_parsed() {
+        let (b, v, p) = parse_user_agent(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        );
+        assert_eq!((b.as_str(), p.as_str()), ("Chrome", "Windows 10"));
+        assert!(v.starts_with("120"));
+        assert_eq!(parse_user_agent("").0, "UNKNOWN");
+        assert_eq!(first_language("fr-CH, fr;q=0.9, en;q=0.8").as_deref(), Some("fr-CH"));
+        assert_eq!(first_language("*"), None);
+        assert_eq!(first_language("<script>"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_visits_instead_of_waiting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = VisitStore::new(dir.path());
+        let (recorder, _task) = Recorder::with_capacity(store.clone(), None, geo::Geo::default(), 2);
+        let v = Visit {
+            at: time::macros::datetime!(2026-11-25 10:00 UTC),
+            ip: "203.0.113.7".into(),
+            browser: "Firefox".into(),
+            browser_version: "120".into(),
+            platform: "Linux".into(),
+            referrer: None,
+            path: "/".into(),
+            language: Some("en".into()),
+            country: None,
+            person: None,
+            session: None,
+        };
+        // Offered far faster than written: record never blocks, some are dropped.
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            recorder.record(v.clone());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        recorder.flush().await;
+        let stored = store.day(v.at.date()).expect("day").len();
+        assert!((1..10_000).contains(&stored), "stored {stored}");
     }
 }
