@@ -462,11 +462,16 @@ impl Application {
         if !geo.is_configured() {
             tracing::warn!("no geolocation database (geoip): countries come from browsers' language settings");
         }
-        let (visits, _writer) = seldesk_visits::Recorder::start(
-            seldesk_visits::VisitStore::new(&config.data),
-            Some(services.db.clone()),
-            geo.clone(),
-        );
+        let (visits, _writer) = if config.record_visits {
+            seldesk_visits::Recorder::start(
+                seldesk_visits::VisitStore::new(&config.data),
+                Some(services.db.clone()),
+                geo.clone(),
+            )
+        } else {
+            tracing::warn!("record_visits is off: no browser data is recorded");
+            seldesk_visits::Recorder::disabled()
+        };
         let state = AppState {
             visits: seldesk_visits::Visits {
                 recorder: visits.clone(),

@@ -104,6 +104,8 @@ pub struct Config {
     /// MaxMind-format country database (GeoLite2-Country or DB-IP) for the
     /// visitor's country; without one, the browser's language decides.
     pub geoip: Option<PathBuf>,
+    /// Record browser data of page requests (BRW-2); off only to measure its cost.
+    pub record_visits: bool,
     pub mail: MailConfig,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
@@ -150,6 +152,7 @@ impl Default for Config {
             secure_cookies: false,
             google_analytics_id: None,
             geoip: None,
+            record_visits: true,
             mail: MailConfig::default(),
             schedules,
         }
@@ -173,6 +176,7 @@ impl fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("google_analytics_id", &self.google_analytics_id)
             .field("geoip", &self.geoip)
+            .field("record_visits", &self.record_visits)
             .field("mail", &self.mail)
             .field("schedules", &self.schedules)
             .finish()
@@ -196,6 +200,7 @@ const CONFIG_KEYS: &[&str] = &[
     "mail",
     "google_analytics_id",
     "geoip",
+    "record_visits",
 ];
 
 /// A configuration that cannot be used; names the key.

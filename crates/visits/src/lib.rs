@@ -51,6 +51,9 @@ pub struct Visit {
     /// Hash of the session cookie, resolved to `person` by the writer (off
     /// the request path); never stored.
     pub session: Option<String>,
+    /// The raw User-Agent, parsed into browser, version and platform by the
+    /// writer (off the request path, with a cache); never stored.
+    pub user_agent: Option<String>,
 }
 
 /// Browser name, version and platform from a User-Agent header.
@@ -254,6 +257,7 @@ fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
         country: r.get("country")?,
         person: r.get("person")?,
         session: None,
+        user_agent: None,
     })
 }
 
@@ -318,7 +322,7 @@ enum Msg {
 /// Offers visits to the writer without ever waiting.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Msg>,
+    tx: Option<mpsc::Sender<Msg>>,
 }
 
 /// Visits waiting to be written at most; beyond, they are dropped and counted.
@@ -340,12 +344,18 @@ impl Recorder {
         capacity: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx }, tokio::spawn(writer(store, db, geo, rx)))
+        (Self { tx: Some(tx) }, tokio::spawn(writer(store, db, geo, rx)))
+    }
+
+    /// A recorder that records nothing (recording switched off).
+    pub fn disabled() -> (Self, tokio::task::JoinHandle<()>) {
+        (Self { tx: None }, tokio::spawn(async {}))
     }
 
     /// Queues a visit; a full queue drops it and counts the drop.
     pub fn record(&self, v: Visit) {
-        match self.tx.try_send(Msg::Visit(Box::new(v))) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Msg::Visit(Box::new(v))) {
             Ok(()) => {}
             Err(_) => metrics::counter!("seldesk_browser_events_dropped_total").increment(1),
         }
@@ -353,8 +363,9 @@ impl Recorder {
 
     /// Waits until everything queued so far is stored (tests, shutdown).
     pub async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+        if tx.send(Msg::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -378,7 +389,27 @@ async fn resolve_people(db: &Db, batch: &mut [Visit]) {
     }
 }
 
+/// Parsed user agents: a site sees few distinct ones, and parsing is the
+/// costly part of a visit. Bounded: cleared when full.
+#[derive(Default)]
+struct UaCache(std::collections::HashMap<String, (String, String, String)>);
+
+impl UaCache {
+    fn parse(&mut self, ua: String) -> (String, String, String) {
+        if let Some(hit) = self.0.get(&ua) {
+            return hit.clone();
+        }
+        if self.0.len() >= 4096 {
+            self.0.clear();
+        }
+        let parsed = parse_user_agent(&ua);
+        self.0.insert(ua, parsed.clone());
+        parsed
+    }
+}
+
 async fn writer(store: VisitStore, db: Option<Db>, geo: geo::Geo, mut rx: mpsc::Receiver<Msg>) {
+    let mut ua_cache = UaCache::default();
     let mut batch: Vec<Visit> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -398,6 +429,11 @@ async fn writer(store: VisitStore, db: Option<Db>, geo: geo::Geo, mut rx: mpsc::
             let mut list = std::mem::take(&mut batch);
             if let Some(db) = &db {
                 resolve_people(db, &mut list).await;
+            }
+            for v in &mut list {
+                if let Some(ua) = v.user_agent.take() {
+                    (v.browser, v.browser_version, v.platform) = ua_cache.parse(ua);
+                }
             }
             if geo.is_configured() {
                 for v in &mut list {
@@ -684,6 +720,7 @@ mod tests {
             country: None,
             person: None,
             session: None,
+            user_agent: None,
         };
         // Offered far faster than written: record never blocks, some are dropped.
         let started = std::time::Instant::now();

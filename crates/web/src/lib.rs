@@ -161,8 +161,6 @@ async fn record_visit(State(state): State<AppState>, req: Request, next: Next) -
     if page {
         let h = req.headers();
         let text = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (browser, browser_version, platform) =
-            seldesk_visits::parse_user_agent(&text(header::USER_AGENT).unwrap_or_default());
         let language = text(header::ACCEPT_LANGUAGE).and_then(|l| seldesk_visits::first_language(&l));
         // Without a geolocation database, the region of the language tag
         // (en-IN → IN) is the best guess of the country.
@@ -180,15 +178,16 @@ async fn record_visit(State(state): State<AppState>, req: Request, next: Next) -
         state.visits.recorder.record(seldesk_visits::Visit {
             at: state.clock.now(),
             ip: auth::client_ip(req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()),
-            browser,
-            browser_version,
-            platform,
+            browser: String::new(),
+            browser_version: String::new(),
+            platform: String::new(),
             referrer: text(header::REFERER).map(|r| r.chars().take(500).collect()),
             path,
             language,
             country,
             person: None,
             session,
+            user_agent: Some(text(header::USER_AGENT).unwrap_or_default()),
         });
     }
     next.run(req).await

@@ -115,6 +115,7 @@ fn seed(app: &crate::helpers::TestApp, day: time::Date, rows: &[(&str, &str, &st
                 country: Some(country.to_string()),
                 person: None,
                 session: None,
+                user_agent: None,
             });
         }
     }
