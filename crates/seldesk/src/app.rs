@@ -141,7 +141,7 @@ impl Services {
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
             Arc::new(seldesk_visits::VisitEraser::new(
-                seldesk_visits::VisitStore::new(&config.data),
+                seldesk_visits::VisitStore::for_node(&config.data, &db),
                 db.clone(),
                 clock.clone(),
             )),
@@ -186,7 +186,10 @@ impl Services {
                 api_ttl: time::Duration::hours(24),
             },
         )
-        .with_store(Arc::new(seldesk_visits::PersonVisits::new(seldesk_visits::VisitStore::new(&config.data))));
+        .with_store(Arc::new(seldesk_visits::PersonVisits::new(seldesk_visits::VisitStore::for_node(
+            &config.data,
+            &db,
+        ))));
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),
@@ -198,7 +201,7 @@ impl Services {
         );
         let visit_aggregates = seldesk_visits::aggregate::Aggregates::new(
             db.clone(),
-            seldesk_visits::VisitStore::new(&config.data),
+            seldesk_visits::VisitStore::for_node(&config.data, &db),
             u32::try_from(policy.research.min_group_size).unwrap_or(u32::MAX),
         );
         Ok(Self {
@@ -442,6 +445,7 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
     services: Services,
     visits: seldesk_visits::Recorder,
+    config_data: std::path::PathBuf,
 }
 
 impl Application {
@@ -464,7 +468,7 @@ impl Application {
         }
         let (visits, _writer) = if config.record_visits {
             seldesk_visits::Recorder::start(
-                seldesk_visits::VisitStore::new(&config.data),
+                seldesk_visits::VisitStore::for_node(&config.data, &services.db),
                 Some(services.db.clone()),
                 geo.clone(),
             )
@@ -475,7 +479,7 @@ impl Application {
         let state = AppState {
             visits: seldesk_visits::Visits {
                 recorder: visits.clone(),
-                store: seldesk_visits::VisitStore::new(&config.data),
+                store: seldesk_visits::VisitStore::for_node(&config.data, &services.db),
                 aggregates: services.visit_aggregates.clone(),
                 geo,
             },
@@ -519,7 +523,7 @@ impl Application {
             tasks.push(tokio::spawn(r.run(rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
-        Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits })
+        Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits, config_data: config.data.clone() })
     }
 
     pub fn web_addr(&self) -> SocketAddr {
@@ -536,6 +540,11 @@ impl Application {
 
     pub fn db(&self) -> &Db {
         &self.services.db
+    }
+
+    /// Where this node's browser data lives (files or PostgreSQL partitions).
+    pub fn visit_store(&self) -> seldesk_visits::VisitStore {
+        seldesk_visits::VisitStore::for_node(&self.config_data, &self.services.db)
     }
 
     /// The browser-data recorder (tests flush it to read what was recorded).

@@ -58,6 +58,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reminders", include_str!("../migrations/sqlite/0009_reminders.sql")),
     (10, "careers", include_str!("../migrations/sqlite/0010_careers.sql")),
     (11, "visit_aggregates", include_str!("../migrations/sqlite/0011_visit_aggregates.sql")),
+    (12, "visits", include_str!("../migrations/sqlite/0012_visits.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -71,6 +72,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reminders", include_str!("../migrations/postgres/0009_reminders.sql")),
     (10, "careers", include_str!("../migrations/postgres/0010_careers.sql")),
     (11, "visit_aggregates", include_str!("../migrations/postgres/0011_visit_aggregates.sql")),
+    (12, "visits", include_str!("../migrations/postgres/0012_visits.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -79,10 +79,7 @@ impl Aggregates {
 
     /// (Re)computes one day from its partition; returns the groups stored.
     pub async fn aggregate_day(&self, day: Date) -> Result<usize, AggregateError> {
-        let store = self.store.clone();
-        let visits = tokio::task::spawn_blocking(move || store.day(day))
-            .await
-            .map_err(|e| AggregateError::Task(e.to_string()))??;
+        let visits = self.store.day(day).await?;
         let mut groups: HashMap<(&str, String), (u64, HashSet<String>)> = HashMap::new();
         let mut add = |dim: &'static str, value: String, net: &String| {
             let g = groups.entry((dim, value)).or_default();
@@ -155,7 +152,7 @@ impl Aggregates {
             .into_iter()
             .collect();
         let mut n = 0;
-        for day in self.store.days() {
+        for day in self.store.days().await? {
             if day < today && !done.contains(&day_name(day)) {
                 self.aggregate_day(day).await?;
                 n += 1;

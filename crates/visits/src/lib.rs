@@ -11,6 +11,8 @@
 //! `person:…`) are copied to `held.sqlite`, where they stay until the hold ends.
 
 pub mod aggregate;
+mod store;
+pub use store::{PgVisits, VisitStore};
 pub mod geo;
 pub mod security;
 
@@ -32,6 +34,12 @@ pub enum VisitError {
     Sqlite(#[from] rusqlite::Error),
     #[error("visit store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("visit store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("visit store: {0}")]
+    Store(#[from] seldesk_store::StoreError),
+    #[error("visit store task: {0}")]
+    Task(String),
 }
 
 /// One page request.
@@ -79,9 +87,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS visits (
     browser_version TEXT NOT NULL, platform TEXT NOT NULL, referrer TEXT, path TEXT NOT NULL,
     language TEXT, country TEXT, person TEXT, hold_id INTEGER)";
 
-/// Daily partitions in a folder.
+/// Daily partitions in a folder: one SQLite file per day.
 #[derive(Debug, Clone)]
-pub struct VisitStore {
+pub struct FileVisits {
     root: PathBuf,
 }
 
@@ -89,12 +97,12 @@ pub(crate) fn day_name(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-fn parse_day(name: &str) -> Option<Date> {
+pub(crate) fn parse_day(name: &str) -> Option<Date> {
     let stem = name.strip_suffix(".sqlite")?;
     Date::parse(stem, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
-impl VisitStore {
+impl FileVisits {
     pub fn new(data: &Path) -> Self {
         Self { root: data.join("visits") }
     }
@@ -193,7 +201,7 @@ impl VisitStore {
     }
 
     /// Drops a day: first copies what active holds cover into `held.sqlite`.
-    fn drop_day(&self, day: Date, holds: &[Hold]) -> Result<u64, VisitError> {
+    pub(crate) fn drop_day(&self, day: Date, holds: &[Hold]) -> Result<u64, VisitError> {
         let name = format!("{}.sqlite", day_name(day));
         let path = self.root.join(&name);
         if !path.exists() {
@@ -244,7 +252,7 @@ impl VisitStore {
     }
 }
 
-fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
+pub(crate) fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
     Ok(Visit {
         at: from_millis(r.get("at")?),
         ip: r.get("ip")?,
@@ -282,7 +290,7 @@ pub enum Who {
 
 /// An active legal hold on browser data.
 #[derive(Debug, Clone)]
-struct Hold {
+pub(crate) struct Hold {
     id: i64,
     subject: Option<String>,
     from: Option<OffsetDateTime>,
@@ -290,7 +298,7 @@ struct Hold {
 }
 
 impl Hold {
-    fn covers(&self, v: &Visit) -> bool {
+    pub(crate) fn covers(&self, v: &Visit) -> bool {
         let who = match &self.subject {
             None => true,
             Some(s) => match s.strip_prefix("ip:") {
@@ -443,14 +451,12 @@ async fn writer(store: VisitStore, db: Option<Db>, geo: geo::Geo, mut rx: mpsc::
                 }
             }
             let n = list.len() as u64;
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.write(&list)).await {
-                Ok(Ok(())) => metrics::counter!("seldesk_browser_events_recorded_total").increment(n),
-                Ok(Err(e)) => {
+            match store.write(list).await {
+                Ok(()) => metrics::counter!("seldesk_browser_events_recorded_total").increment(n),
+                Err(e) => {
                     tracing::error!(error = %e, lost = n, "browser events not stored");
                     metrics::counter!("seldesk_browser_events_dropped_total").increment(n);
                 }
-                Err(e) => tracing::error!(error = %e, "browser event writer failed"),
             }
         }
         for done in waiting.drain(..) {
@@ -509,7 +515,7 @@ impl Eraser for VisitEraser {
         Box::pin(async move {
             let mut out = Vec::new();
             // A day's clock starts at its end, so no visit goes early.
-            for day in self.store.days() {
+            for day in self.store.days().await.map_err(store_err)? {
                 let end = day.next_day().unwrap_or(day).midnight().assume_utc();
                 if end <= cutoff {
                     out.push(Candidate {
@@ -520,17 +526,7 @@ impl Eraser for VisitEraser {
                     });
                 }
             }
-            let store = self.store.clone();
-            let held = tokio::task::spawn_blocking(move || -> Result<Vec<(i64, Visit)>, VisitError> {
-                if !store.root().join("held.sqlite").exists() {
-                    return Ok(Vec::new());
-                }
-                read_visits_with_rowid(&store.open("held.sqlite")?)
-            })
-            .await
-            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
-            .map_err(store_err)?;
-            for (id, v) in held {
+            for (id, v) in self.store.held_with_ids().await.map_err(store_err)? {
                 if v.at <= cutoff {
                     out.push(Candidate {
                         record: format!("held:{id}"),
@@ -548,62 +544,24 @@ impl Eraser for VisitEraser {
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
         Box::pin(async move {
             let holds = self.active_holds().await?;
-            let store = self.store.clone();
-            let records: Vec<String> = records.iter().map(|c| c.record.clone()).collect();
-            tokio::task::spawn_blocking(move || -> Result<u64, VisitError> {
-                let mut n = 0;
-                let mut held_ids = Vec::new();
-                for r in &records {
-                    if let Some(day) = r.strip_prefix("day:").and_then(|d| parse_day(&format!("{d}.sqlite"))) {
-                        n += store.drop_day(day, &holds)?;
-                    } else if let Some(id) = r.strip_prefix("held:").and_then(|s| s.parse::<i64>().ok()) {
-                        held_ids.push(id);
-                    }
+            let mut n = 0;
+            let mut held_ids = Vec::new();
+            for c in records {
+                if let Some(day) = c.record.strip_prefix("day:").and_then(|d| parse_day(&format!("{d}.sqlite"))) {
+                    n += self.store.drop_day(day, holds.clone()).await.map_err(store_err)?;
+                } else if let Some(id) = c.record.strip_prefix("held:").and_then(|s| s.parse::<i64>().ok()) {
+                    held_ids.push(id);
                 }
-                if !held_ids.is_empty() {
-                    let conn = store.open("held.sqlite")?;
-                    for id in held_ids {
-                        n += conn.execute("DELETE FROM visits WHERE id = ?1", [id])? as u64;
-                    }
-                    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-                }
-                Ok(n)
-            })
-            .await
-            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
-            .map_err(store_err)
+            }
+            n += self.store.delete_held(held_ids).await.map_err(store_err)?;
+            Ok(n)
         })
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
         Box::pin(async move {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || -> Result<Census, VisitError> {
-                let days = store.days();
-                let mut live = 0u64;
-                for d in &days {
-                    let conn = store.open(&format!("{}.sqlite", day_name(*d)))?;
-                    live += conn.query_row("SELECT COUNT(*) FROM visits", [], |r| r.get::<_, i64>(0))? as u64;
-                }
-                let held: Option<i64> = if store.root().join("held.sqlite").exists() {
-                    store
-                        .open("held.sqlite")?
-                        .query_row("SELECT MIN(at) FROM visits", [], |r| r.get(0))
-                        .optional()?
-                        .flatten()
-                } else {
-                    None
-                };
-                let oldest_day = days.first().map(|d| d.midnight().assume_utc());
-                let oldest = match (oldest_day, held.map(from_millis)) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                Ok(Census { live, oldest })
-            })
-            .await
-            .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
-            .map_err(store_err)
+            let (live, oldest) = self.store.census().await.map_err(store_err)?;
+            Ok(Census { live, oldest })
         })
     }
 }
@@ -621,7 +579,50 @@ impl PersonVisits {
     }
 }
 
-impl VisitStore {
+impl FileVisits {
+    /// Held visits with their ids (for the eraser).
+    pub fn held_with_ids(&self) -> Result<Vec<(i64, Visit)>, VisitError> {
+        if !self.root.join("held.sqlite").exists() {
+            return Ok(Vec::new());
+        }
+        read_visits_with_rowid(&self.open("held.sqlite")?)
+    }
+
+    /// Erases held visits by id.
+    pub fn delete_held(&self, ids: &[i64]) -> Result<u64, VisitError> {
+        if ids.is_empty() || !self.root.join("held.sqlite").exists() {
+            return Ok(0);
+        }
+        let conn = self.open("held.sqlite")?;
+        let mut n = 0;
+        for id in ids {
+            n += conn.execute("DELETE FROM visits WHERE id = ?1", [id])? as u64;
+        }
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(n)
+    }
+
+    /// Visits kept and the oldest clock start.
+    pub fn census(&self) -> Result<(u64, Option<OffsetDateTime>), VisitError> {
+        let days = self.days();
+        let mut live = 0u64;
+        for d in &days {
+            let conn = self.open(&format!("{}.sqlite", day_name(*d)))?;
+            live += conn.query_row("SELECT COUNT(*) FROM visits", [], |r| r.get::<_, i64>(0))? as u64;
+        }
+        let held: Option<i64> = if self.root.join("held.sqlite").exists() {
+            self.open("held.sqlite")?.query_row("SELECT MIN(at) FROM visits", [], |r| r.get(0)).optional()?.flatten()
+        } else {
+            None
+        };
+        let oldest_day = days.first().map(|d| d.midnight().assume_utc());
+        let oldest = match (oldest_day, held.map(from_millis)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((live, oldest))
+    }
+
     /// Erases every visit linked to `person` from every day and the held store.
     pub fn erase_person(&self, person: &str) -> Result<u64, VisitError> {
         let mut files: Vec<String> = self.days().into_iter().map(|d| format!("{}.sqlite", day_name(d))).collect();
@@ -653,12 +654,7 @@ impl seldesk_privacy::PersonalDataStore for PersonVisits {
 
     fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
         Box::pin(async move {
-            let store = self.store.clone();
-            let who = Who::Person(subject.to_string());
-            let visits = tokio::task::spawn_blocking(move || store.search(&who))
-                .await
-                .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
-                .map_err(store_err)?;
+            let visits = self.store.search(Who::Person(subject.to_string())).await.map_err(store_err)?;
             Ok(serde_json::Value::Array(
                 visits
                     .iter()
@@ -675,14 +671,7 @@ impl seldesk_privacy::PersonalDataStore for PersonVisits {
     }
 
     fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let store = self.store.clone();
-            let subject = subject.to_string();
-            tokio::task::spawn_blocking(move || store.erase_person(&subject))
-                .await
-                .map_err(|e| PrivacyError::Misconfigured(e.to_string()))?
-                .map_err(store_err)
-        })
+        Box::pin(async move { self.store.erase_person(subject.to_string()).await.map_err(store_err) })
     }
 }
 
@@ -706,7 +695,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_visits_instead_of_waiting() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = VisitStore::new(dir.path());
+        let store = VisitStore::Files(FileVisits::new(dir.path()));
         let (recorder, _task) = Recorder::with_capacity(store.clone(), None, geo::Geo::default(), 2);
         let v = Visit {
             at: time::macros::datetime!(2026-11-25 10:00 UTC),
@@ -729,7 +718,7 @@ mod tests {
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         recorder.flush().await;
-        let stored = store.day(v.at.date()).expect("day").len();
+        let stored = store.day(v.at.date()).await.expect("day").len();
         assert!((1..10_000).contains(&stored), "stored {stored}");
     }
 }

@@ -73,10 +73,7 @@ pub async fn search(
     {
         return Err(SearchError::Invalid(format!("`{ip}` is not an IP address.")));
     }
-    let s = store.clone();
-    let w = who.clone();
-    let found =
-        tokio::task::spawn_blocking(move || s.search(&w)).await.map_err(|e| SearchError::Task(e.to_string()))??;
+    let found = store.search(who.clone()).await?;
     let (kind, target) = match &who {
         Who::Ip(ip) => ("ip", format!("ip:{ip}")),
         Who::Person(p) => ("person", p.clone()),

@@ -27,9 +27,9 @@ async fn every_page_request_records_ip_time_browser_platform_referrer_language()
     // API and health checks are not page visits.
     app.client.get(app.url("/healthz")).send().await.expect("health");
     app.app().visits().flush().await;
-    let store = seldesk_visits::VisitStore::new(app.data.path());
+    let store = app.app().visit_store();
     let today = app.clock_today();
-    let visits = store.day(today).expect("day");
+    let visits = store.day(today).await.expect("day");
     let paths: Vec<&str> = visits.iter().map(|v| v.path.as_str()).collect();
     assert_eq!(paths, ["/", "/privacy", "/careers"]);
     let v = &visits[0];
@@ -40,7 +40,13 @@ async fn every_page_request_records_ip_time_browser_platform_referrer_language()
     assert_eq!(v.language.as_deref(), Some("en-IN"));
     assert_eq!(v.country.as_deref(), Some("IN"));
     assert!((app.clock_now() - v.at).abs() < Duration::milliseconds(1), "stored with the time of the request");
-    assert!(app.data.path().join("visits").join(format!("{today}.sqlite")).exists(), "one file per day");
+    // Partitioned by day: a file per day, or a PostgreSQL partition per day.
+    assert_eq!(store.days().await.expect("days"), vec![today]);
+    if app.db().backend() == seldesk_store::Backend::Sqlite {
+        assert!(app.data.path().join("visits").join(format!("{today}.sqlite")).exists(), "one file per day");
+    } else {
+        assert!(!app.data.path().join("visits").exists(), "in PostgreSQL, not in node-local files");
+    }
     let metrics =
         reqwest::get(format!("http://{}/metrics", app.app().admin_addr())).await.expect("m").text().await.expect("t");
     assert!(metrics.contains("seldesk_browser_events_recorded_total"), "recording is measured");
@@ -58,7 +64,7 @@ async fn visits_are_erased_at_two_months_by_whole_days_unless_a_legal_hold_names
     };
     visit(CHROME).await;
     app.app().visits().flush().await;
-    let store = seldesk_visits::VisitStore::new(app.data.path());
+    let store = app.app().visit_store();
     let first_day = app.clock_today();
     // The security role holds this IP's visits for an Acceptable Use case.
     let s = app.app().services();
@@ -82,24 +88,24 @@ async fn visits_are_erased_at_two_months_by_whole_days_unless_a_legal_hold_names
     let run = || async { s.retention.run(&seldesk_domain::Actor::System, false).await.expect("run") };
     app.clock.advance(Duration::days(58));
     run().await;
-    assert_eq!(store.days(), vec![first_day], "kept inside 2 months");
+    assert_eq!(store.days().await.expect("days"), vec![first_day], "kept inside 2 months");
     app.clock.advance(Duration::days(5));
     run().await;
-    assert!(store.days().is_empty(), "the day's partition is dropped whole after 2 months");
-    let held = store.held().expect("held");
+    assert!(store.days().await.expect("days").is_empty(), "the day's partition is dropped whole after 2 months");
+    let held = store.held().await.expect("held");
     assert_eq!(held.len(), 1, "the held IP's visit is kept past expiry");
     assert_eq!(held[0].ip, "127.0.0.1");
     run().await;
-    assert_eq!(store.held().expect("held").len(), 1, "kept while the hold lasts");
+    assert_eq!(store.held().await.expect("held").len(), 1, "kept while the hold lasts");
     s.retention.release_hold(&security, hold).await.expect("release");
     run().await;
-    assert!(store.held().expect("held").is_empty(), "erased once the hold ends");
+    assert!(store.held().await.expect("held").is_empty(), "erased once the hold ends");
 }
 
 /// Seeds a day of visits straight into its partition: `n` visits from
 /// distinct addresses of one /24 per browser.
-fn seed(app: &crate::helpers::TestApp, day: time::Date, rows: &[(&str, &str, &str, &str, usize)]) {
-    let store = seldesk_visits::VisitStore::new(app.data.path());
+async fn seed(app: &crate::helpers::TestApp, day: time::Date, rows: &[(&str, &str, &str, &str, usize)]) {
+    let store = app.app().visit_store();
     let mut visits = Vec::new();
     for (net, path, browser, country, n) in rows {
         for i in 0..*n {
@@ -119,7 +125,7 @@ fn seed(app: &crate::helpers::TestApp, day: time::Date, rows: &[(&str, &str, &st
             });
         }
     }
-    store.write(&visits).expect("seed");
+    store.write(visits).await.expect("seed");
 }
 
 // promise: BRW-3
@@ -135,7 +141,8 @@ async fn the_analytics_dashboard_shows_only_anonymous_aggregates_with_small_grou
             ("198.51.100", "/careers", "Firefox", "SG", 6),
             ("192.0.2", "/rare-page", "Lynx", "GB", 2),
         ],
-    );
+    )
+    .await;
     let s = app.app().services();
     s.visit_aggregates.aggregate_pending(app.clock_today()).await.expect("aggregate");
     // Nothing personal in the aggregates: no address, no referrer path or query.
@@ -162,7 +169,7 @@ async fn the_analytics_dashboard_shows_only_anonymous_aggregates_with_small_grou
     // The aggregates outlive the raw visits.
     app.clock.advance(Duration::days(70));
     s.retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
-    assert!(seldesk_visits::VisitStore::new(app.data.path()).days().is_empty());
+    assert!(app.app().visit_store().days().await.expect("days").is_empty());
     let d = s.visit_aggregates.dashboard(yesterday, yesterday, 10).await.expect("dashboard");
     assert_eq!(d.days[0].visits, 20);
 }
@@ -230,7 +237,7 @@ async fn with_a_geolocation_database_visits_get_their_country_and_the_nearest_da
     // The fixture places 127.0.0.0/8 in India; the browser claims Britain.
     app.client.get(app.url("/")).header("accept-language", "en-GB").send().await.expect("home");
     app.app().visits().flush().await;
-    let visits = seldesk_visits::VisitStore::new(app.data.path()).day(app.clock_today()).expect("day");
+    let visits = app.app().visit_store().day(app.clock_today()).await.expect("day");
     assert_eq!(visits[0].country.as_deref(), Some("IN"), "the address decides, not the language");
     assert_eq!(visits[0].language.as_deref(), Some("en-GB"));
 
@@ -325,10 +332,10 @@ async fn visits_linked_to_an_account_are_in_its_access_export_and_erased_with_it
         .expect("erasure");
     assert!(r.status().is_success(), "{}", r.status());
     app.run_jobs().await;
-    let store = seldesk_visits::VisitStore::new(app.data.path());
-    let left = store.search(&seldesk_visits::Who::Person(format!("person:{account_id}"))).expect("search");
+    let store = app.app().visit_store();
+    let left = store.search(seldesk_visits::Who::Person(format!("person:{account_id}"))).await.expect("search");
     assert!(left.is_empty(), "linked visits erased with the account");
-    assert!(store.day(app.clock_today()).expect("day").iter().any(|v| v.path == "/privacy"), "others stay");
+    assert!(store.day(app.clock_today()).await.expect("day").iter().any(|v| v.path == "/privacy"), "others stay");
     let log = s.erasure_log.for_subject(&format!("person:{account_id}")).await.expect("log");
     assert!(log.iter().any(|e| e.category == "browser_event"));
 }
