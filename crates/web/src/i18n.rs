@@ -185,7 +185,10 @@ mod tests {
         for entry in std::fs::read_dir(dir).expect("templates") {
             let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
             for part in text.split("i18n::t").skip(1) {
-                let Some(key) = part.split('"').nth(1) else { continue };
+                // Literal keys only: t("…"), tf1("…"), tf2("…"); t(title) looks up a title by its text.
+                let rest = part.trim_start_matches(['f', '1', '2']);
+                let Some(rest) = rest.strip_prefix("(\"") else { continue };
+                let Some(key) = rest.split('"').next() else { continue };
                 used += 1;
                 let langs = raw.get(key).and_then(|v| v.as_table()).unwrap_or_else(|| panic!("key {key} missing"));
                 for l in Lang::ALL {

@@ -218,6 +218,18 @@ async fn the_site_speaks_the_visitors_language_and_remembers_a_choice_only_with_
     );
     assert!(page.contains("3 semaines"), "periods from the policy file in French");
     assert!(page.contains("Tout refuser"), "the cookie banner too");
+    // Forms too: sign-up, sign-in, Helpdesk, cookie settings.
+    for (path, words) in [
+        ("/signup", ["Créez votre compte Seldesk", "Mot de passe"]),
+        ("/signin", ["Connexion", "Mot de passe oublié"]),
+        ("/helpdesk", ["Vos données personnelles", "Essai gratuit"]),
+        ("/cookies", ["Paramètres des cookies", "Enregistrer mon choix"]),
+    ] {
+        let page = get(path, Some("fr"), None).await.text().await.expect("body");
+        for w in words {
+            assert!(page.contains(w), "{path} in French shows {w:?}");
+        }
+    }
     let page = get("/", Some("de-DE, en;q=0.8"), None).await.text().await.expect("body");
     assert!(page.contains("<html lang=\"en\">") && page.contains("Your business database"));
 
