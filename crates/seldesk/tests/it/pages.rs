@@ -224,6 +224,8 @@ async fn the_site_speaks_the_visitors_language_and_remembers_a_choice_only_with_
         ("/signin", ["Connexion", "Mot de passe oublié"]),
         ("/helpdesk", ["Vos données personnelles", "Essai gratuit"]),
         ("/cookies", ["Paramètres des cookies", "Enregistrer mon choix"]),
+        ("/contact", ["Nous contacter", "Envoyer"]),
+        ("/privacy", ["seul le texte anglais fait foi", "Last updated"]),
     ] {
         let page = get(path, Some("fr"), None).await.text().await.expect("body");
         for w in words {
