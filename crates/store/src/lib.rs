@@ -59,6 +59,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "careers", include_str!("../migrations/sqlite/0010_careers.sql")),
     (11, "visit_aggregates", include_str!("../migrations/sqlite/0011_visit_aggregates.sql")),
     (12, "visits", include_str!("../migrations/sqlite/0012_visits.sql")),
+    (13, "database_schema_version", include_str!("../migrations/sqlite/0013_database_schema_version.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -73,6 +74,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "careers", include_str!("../migrations/postgres/0010_careers.sql")),
     (11, "visit_aggregates", include_str!("../migrations/postgres/0011_visit_aggregates.sql")),
     (12, "visits", include_str!("../migrations/postgres/0012_visits.sql")),
+    (13, "database_schema_version", include_str!("../migrations/postgres/0013_database_schema_version.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -10,8 +10,106 @@ use serde::{Deserialize, Serialize};
 
 use crate::TenantError;
 
-/// The schema version new databases start at.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version new databases start at: the newest.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2: people's names split into given and family name; sales
+/// opportunities with stages and amounts.
+const SCHEMA_V2: &str = "
+ALTER TABLE contacts ADD COLUMN given_name TEXT;
+ALTER TABLE contacts ADD COLUMN family_name TEXT;
+UPDATE contacts SET
+    given_name = CASE WHEN instr(trim(name), ' ') > 0 THEN substr(trim(name), 1, instr(trim(name), ' ') - 1) ELSE trim(name) END,
+    family_name = CASE WHEN instr(trim(name), ' ') > 0 THEN trim(substr(trim(name), instr(trim(name), ' ') + 1)) END
+WHERE is_company = 0;
+CREATE TABLE opportunities (
+    id           INTEGER PRIMARY KEY,
+    contact_id   INTEGER REFERENCES contacts (id) ON DELETE SET NULL,
+    title        TEXT    NOT NULL,
+    stage        TEXT    NOT NULL DEFAULT 'new' CHECK (stage IN ('new', 'qualified', 'proposal', 'won', 'lost')),
+    amount_cents INTEGER NOT NULL DEFAULT 0,
+    created_at   TEXT    NOT NULL,
+    updated_at   TEXT    NOT NULL
+);
+CREATE INDEX opportunities_contact ON opportunities (contact_id);
+";
+
+/// Version 3: amounts in several currencies; an activity history.
+const SCHEMA_V3: &str = "
+ALTER TABLE opportunities ADD COLUMN currency TEXT NOT NULL DEFAULT 'USD';
+CREATE TABLE activities (
+    id             INTEGER PRIMARY KEY,
+    contact_id     INTEGER REFERENCES contacts (id) ON DELETE CASCADE,
+    opportunity_id INTEGER REFERENCES opportunities (id) ON DELETE CASCADE,
+    kind           TEXT    NOT NULL CHECK (kind IN ('call', 'email', 'meeting', 'note')),
+    summary        TEXT    NOT NULL,
+    at             TEXT    NOT NULL
+);
+CREATE INDEX activities_contact ON activities (contact_id);
+";
+
+/// Each step takes a database from the version before to this one.
+const MIGRATIONS: &[(i64, &str)] = &[(2, SCHEMA_V2), (3, SCHEMA_V3)];
+
+/// Creates an empty customer database at an older schema `version` (for
+/// upgrade tests and the upgrade service's checks).
+pub fn create_at_version(path: &Path, version: i64) -> Result<Connection, TenantError> {
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return Err(TenantError::Internal(format!("no schema version {version}")));
+    }
+    let conn = Connection::open(path)?;
+    conn.execute_batch(&format!(
+        "BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '1'); COMMIT;"
+    ))?;
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql} UPDATE seldesk_meta SET value = '{v}' WHERE key = 'schema_version'; COMMIT;"
+        ))?;
+    }
+    Ok(conn)
+}
+
+/// The schema version recorded in a customer database.
+pub fn schema_version(conn: &Connection) -> Result<i64, TenantError> {
+    let v: String = conn.query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
+    v.parse().map_err(|_| TenantError::Internal(format!("schema version `{v}` is not a number")))
+}
+
+/// Brings a database to [`SCHEMA_VERSION`], all steps in one transaction:
+/// a failure leaves it exactly as it was. Returns (from, to).
+pub fn migrate(conn: &Connection) -> Result<(i64, i64), TenantError> {
+    let from = schema_version(conn)?;
+    if from > SCHEMA_VERSION {
+        return Err(TenantError::Conflict(format!(
+            "This database has schema version {from}, newer than this Seldesk ({SCHEMA_VERSION})."
+        )));
+    }
+    if from == SCHEMA_VERSION {
+        return Ok((from, from));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let steps = (|| -> Result<(), TenantError> {
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+            conn.execute_batch(sql)?;
+            conn.execute("UPDATE seldesk_meta SET value = ?1 WHERE key = 'schema_version'", [version.to_string()])?;
+        }
+        let fk: i64 = conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        if fk != 0 {
+            return Err(TenantError::Internal(format!("{fk} broken references after the upgrade")));
+        }
+        Ok(())
+    })();
+    match steps {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok((from, SCHEMA_VERSION))
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
 
 const SCHEMA_V1: &str = "
 CREATE TABLE seldesk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,9 +220,11 @@ impl TenantFiles {
         let tmp = self.root.join(format!(".template-v{SCHEMA_VERSION}.{}.tmp", uuid::Uuid::now_v7().simple()));
         {
             let conn = Connection::open(&tmp)?;
+            // Version 1 plus every migration: one definition of each version.
             conn.execute_batch(&format!(
-                "PRAGMA journal_mode = DELETE; BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                "PRAGMA journal_mode = DELETE; BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '1'); COMMIT;"
             ))?;
+            migrate(&conn)?;
         }
         // Another thread may have won the race: either file is the same.
         std::fs::rename(&tmp, &path)?;
@@ -499,6 +599,9 @@ impl TenantFiles {
             if version.as_deref() != Some(&manifest.schema_version.to_string()) {
                 return Err(bad("dump.sql does not hold a Seldesk database of the manifest's schema version."));
             }
+            // An archive of an older version arrives upgraded to the newest.
+            migrate(&conn)
+                .map_err(|e| bad(&format!("The archive could not be upgraded to the current version: {e}")))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -664,6 +767,86 @@ fn table_rows(conn: &Connection) -> Result<u64, TenantError> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+
+    #[test]
+    fn every_older_version_migrates_to_the_newest_with_its_data() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // Version 1 with 30,000 contacts: people with one or several names, and companies.
+        let v1 = create_at_version(&dir.path().join("v1.sqlite"), 1).expect("v1");
+        v1.execute_batch("BEGIN").expect("begin");
+        for i in 0..30_000 {
+            let (name, company) = match i % 3 {
+                0 => (format!("Asha Rao {i}"), 0),
+                1 => (format!("Mononym{i}"), 0),
+                _ => (format!("Acme Traders {i}"), 1),
+            };
+            v1.execute(
+                "INSERT INTO contacts (is_company, name, created_at, updated_at) VALUES (?1, ?2, 'now', 'now')",
+                rusqlite::params![company, name],
+            )
+            .expect("insert");
+        }
+        v1.execute_batch("COMMIT").expect("commit");
+        assert_eq!(migrate(&v1).expect("migrate"), (1, SCHEMA_VERSION));
+        assert_eq!(schema_version(&v1).expect("version"), SCHEMA_VERSION);
+        assert_eq!(count(&v1, "SELECT COUNT(*) FROM contacts"), 30_000);
+        let (given, family): (String, String) = v1
+            .query_row("SELECT given_name, family_name FROM contacts WHERE name = 'Asha Rao 0'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("split");
+        assert_eq!((given.as_str(), family.as_str()), ("Asha", "Rao 0"));
+        assert_eq!(
+            count(
+                &v1,
+                "SELECT COUNT(*) FROM contacts WHERE name = 'Mononym1' AND given_name = 'Mononym1' AND family_name IS NULL"
+            ),
+            1
+        );
+        assert_eq!(count(&v1, "SELECT COUNT(*) FROM contacts WHERE is_company = 1 AND given_name IS NOT NULL"), 0);
+        assert_eq!(count(&v1, "SELECT COUNT(*) FROM activities"), 0);
+        let check: String = v1.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok");
+        // Version 2 with 20,000 opportunities: amounts keep, currency defaults.
+        let v2 = create_at_version(&dir.path().join("v2.sqlite"), 2).expect("v2");
+        v2.execute_batch(
+            "BEGIN; INSERT INTO contacts (name, created_at, updated_at) VALUES ('Lee Wong', 'now', 'now');",
+        )
+        .expect("c");
+        for i in 0..20_000 {
+            v2.execute(
+                "INSERT INTO opportunities (contact_id, title, stage, amount_cents, created_at, updated_at) VALUES (1, ?1, 'proposal', ?2, 'now', 'now')",
+                rusqlite::params![format!("Deal {i}"), i * 100],
+            )
+            .expect("opportunity");
+        }
+        v2.execute_batch("COMMIT").expect("commit");
+        assert_eq!(migrate(&v2).expect("migrate"), (2, SCHEMA_VERSION));
+        assert_eq!(count(&v2, "SELECT COUNT(*) FROM opportunities WHERE currency = 'USD'"), 20_000);
+        assert_eq!(
+            count(&v2, "SELECT SUM(amount_cents) FROM opportunities"),
+            (0..20_000i64).map(|i| i * 100).sum::<i64>()
+        );
+        // Already the newest: nothing to do.
+        assert_eq!(migrate(&v2).expect("again"), (SCHEMA_VERSION, SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_database_as_it_was() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let conn = create_at_version(&dir.path().join("v1.sqlite"), 1).expect("v1");
+        // The owner made a table of the name version 2 needs.
+        conn.execute_batch("CREATE TABLE opportunities (x TEXT); INSERT INTO contacts (name, created_at, updated_at) VALUES ('Kept Person', 'now', 'now');").expect("setup");
+        assert!(migrate(&conn).is_err());
+        assert_eq!(schema_version(&conn).expect("version"), 1);
+        let cols: i64 = count(&conn, "SELECT COUNT(*) FROM pragma_table_info('contacts') WHERE name = 'given_name'");
+        assert_eq!(cols, 0, "no half-applied step");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM contacts"), 1);
+    }
 
     #[test]
     fn export_reports_progress_and_old_archives_are_swept() {

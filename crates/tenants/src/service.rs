@@ -83,7 +83,8 @@ pub struct Databases {
 /// Job kind: carry out a move to another region.
 pub const JOB_MOVE: &str = "databases.move";
 
-const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at";
+const COLUMNS: &str =
+    "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version";
 
 /// A database name: 3 to 63 lowercase letters, digits and hyphens.
 pub fn validate_name(name: &str) -> Result<String, TenantError> {
@@ -139,7 +140,7 @@ impl Databases {
             trial_ends: r.try_get::<Option<i64>, _>("trial_ends_at")?.map(from_millis),
             deactivated_at,
             created_at: from_millis(r.try_get("created_at")?),
-            schema_version: SCHEMA_VERSION,
+            schema_version: r.try_get("schema_version")?,
         })
     }
 
@@ -189,7 +190,7 @@ impl Databases {
             blocking(move || files.create(&region, &id)).await?;
         }
         let inserted = sqlx::query(
-            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7)",
+            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
         )
         .bind(&id)
         .bind(account_id)
@@ -197,7 +198,8 @@ impl Databases {
         .bind(&region)
         .bind(&plan)
         .bind(trial_ends.map(to_millis))
-        .bind(to_millis(now));
+        .bind(to_millis(now))
+        .bind(SCHEMA_VERSION);
         // The record and its audit entry commit together: one commit, and
         // never a database without its audit entry.
         let committed = async {
@@ -393,6 +395,79 @@ impl Databases {
         Ok((d, PreparedExport { path, tag }))
     }
 
+    /// Upgrades a database of this account to the newest schema version in
+    /// place: a copy is taken first (SQLite's backup API), every step runs in
+    /// one transaction, the result is checked; on any failure the copy is put
+    /// back, so the database is exactly as before. Returns (from, to).
+    pub async fn upgrade(&self, account_id: &str, id: &str) -> Result<(i64, i64), TenantError> {
+        let d = self.get(account_id, id).await?;
+        if d.status != DbStatus::Active {
+            return Err(TenantError::Conflict("Only an active database can be upgraded.".into()));
+        }
+        if d.schema_version >= SCHEMA_VERSION {
+            return Err(TenantError::Conflict(format!(
+                "The database is already at the newest version ({SCHEMA_VERSION})."
+            )));
+        }
+        let (files, region, dbid) = (self.files.clone(), d.region.clone(), d.id.clone());
+        let (from, to) = blocking(move || {
+            let dir = files.dir(&region, &dbid)?;
+            let copy = dir.join(".before-upgrade.sqlite");
+            let conn = files.open(&region, &dbid)?;
+            {
+                let mut target = rusqlite::Connection::open(&copy)?;
+                rusqlite::backup::Backup::new(&conn, &mut target)?.run_to_completion(
+                    256,
+                    std::time::Duration::from_millis(1),
+                    None,
+                )?;
+            }
+            let result = crate::files::migrate(&conn).and_then(|v| {
+                let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                if check == "ok" { Ok(v) } else { Err(TenantError::Internal(format!("integrity check: {check}"))) }
+            });
+            match result {
+                Ok(v) => {
+                    drop(conn);
+                    let _ = std::fs::remove_file(&copy);
+                    Ok(v)
+                }
+                Err(e) => {
+                    // The way back: the copy taken before the first step.
+                    let restored = rusqlite::Connection::open(&copy).and_then(|src| {
+                        let mut live = rusqlite::Connection::open(dir.join("db.sqlite"))?;
+                        rusqlite::backup::Backup::new(&src, &mut live)?.run_to_completion(
+                            256,
+                            std::time::Duration::from_millis(1),
+                            None,
+                        )
+                    });
+                    let _ = std::fs::remove_file(&copy);
+                    restored?;
+                    Err(TenantError::Conflict(format!(
+                        "The upgrade could not be completed ({e}); the database is exactly as it was before."
+                    )))
+                }
+            }
+        })
+        .await?;
+        sqlx::query("UPDATE databases SET schema_version = $1 WHERE id = $2")
+            .bind(to)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.upgraded",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "from": from, "to": to }),
+            )
+            .await?;
+        Ok((from, to))
+    }
+
     /// Creates a new database from an export archive.
     pub async fn import(
         &self,
@@ -424,12 +499,13 @@ impl Databases {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
             blocking(move || files.import(&region, &id, &archive).map(|_| ())).await?;
         }
-        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5)")
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5, $6)")
             .bind(&id)
             .bind(account_id)
             .bind(&name)
             .bind(&region)
             .bind(to_millis(self.clock.now()))
+            .bind(SCHEMA_VERSION)
             .execute(self.db.pool())
             .await?;
         self.audit

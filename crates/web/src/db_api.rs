@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}", get(show).delete(remove))
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
+        .route("/api/v1/databases/{id}/upgrade", post(upgrade))
         .route("/api/v1/databases/{id}/move", post(move_db))
         .route("/api/v1/databases/{id}/access-log", get(access_log))
         .route("/api/v1/databases/{id}/access/{grant}/revoke", post(revoke))
@@ -143,6 +144,16 @@ async fn reactivate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(s.databases.reactivate(&a.id, &id).await?).into_response())
+}
+
+/// Upgrades the database to the newest schema version: 200 `{from, to}`.
+async fn upgrade(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (from, to) = s.databases.upgrade(&a.id, &id).await?;
+    Ok(Json(serde_json::json!({ "id": id, "from": from, "to": to })).into_response())
 }
 
 async fn access_log(

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/export", get(export))
         .route("/databases/{id}/cancel", post(cancel))
         .route("/databases/{id}/reactivate", post(reactivate))
+        .route("/databases/{id}/upgrade", post(upgrade))
         .route("/databases/{id}/remove", post(remove))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
@@ -177,6 +178,7 @@ struct DbPage {
     q: String,
     grants: Vec<seldesk_tenants::support::SupportGrant>,
     log: Vec<(String, String, String)>,
+    latest_schema: i64,
 }
 
 async fn show_view(
@@ -228,6 +230,7 @@ async fn show_view(
         q: q.unwrap_or_default(),
         grants,
         log,
+        latest_schema: seldesk_tenants::files::SCHEMA_VERSION,
     };
     csrf.attach(render(status, &page))
 }
@@ -338,6 +341,19 @@ async fn cancel(
         return e.into_response();
     }
     back_to_db(&id, state.databases.cancel(&account.id, &id).await)
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    back_to_db(&id, state.databases.upgrade(&account.id, &id).await)
 }
 
 async fn reactivate(

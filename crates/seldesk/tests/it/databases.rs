@@ -41,7 +41,7 @@ async fn create_places_one_file_per_database_in_its_region_folder() {
     assert_eq!(status, StatusCode::CREATED, "{db}");
     assert_eq!(db["status"], "active");
     assert_eq!(db["region"], "in");
-    assert_eq!(db["schema_version"], 1);
+    assert_eq!(db["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
     let trial_ends = time::OffsetDateTime::parse(
         db["trial_ends"].as_str().expect("trial"),
         &time::format_description::well_known::Rfc3339,
@@ -287,7 +287,7 @@ async fn export_is_a_complete_archive_that_imports_into_a_new_database() {
     let bytes = r.bytes().await.expect("bytes");
     let entries = zip_entries(&bytes);
     let manifest: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).expect("manifest");
-    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
     assert_eq!(manifest["database_name"], "source");
     let dump = String::from_utf8(entries["dump.sql"].clone()).expect("text");
     // The dump loads into a plain SQLite database, as the sqlite3 tool would.
@@ -845,4 +845,103 @@ async fn operators_export_from_the_cli_with_a_reason_and_it_is_audited() {
     let e = audit.iter().find(|e| e.action == "database.exported").expect("export audited");
     assert_eq!(e.actor, "operator");
     assert!(e.details.to_string().contains("ticket 4711"), "{:?}", e.details);
+}
+
+/// Replaces a database's file with one at schema version 1 holding `names`,
+/// as a database made before versions existed would be.
+fn make_version_1(app: &TestApp, region: &str, id: &str, names: &[&str]) {
+    let path = app.data.path().join("tenants").join(region).join(id).join("db.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let conn = seldesk_tenants::files::create_at_version(&path, 1).expect("v1");
+    for n in names {
+        conn.execute("INSERT INTO contacts (name, created_at, updated_at) VALUES (?1, 'now', 'now')", [n])
+            .expect("insert");
+    }
+}
+
+#[tokio::test]
+async fn an_older_database_is_upgraded_in_place_with_a_way_back() {
+    let app = spawn_app().await;
+    let t = customer(&app, "upgrade@example.com").await;
+    let (_, db) =
+        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "legacy", "region": "in" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    assert_eq!(db["schema_version"], seldesk_tenants::files::SCHEMA_VERSION, "new databases start at the newest");
+    make_version_1(&app, "in", &id, &["Asha Rao", "Lee Wong"]);
+    sqlx::query("UPDATE databases SET schema_version = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(app.db().pool())
+        .await
+        .expect("v1");
+    // The page offers the upgrade.
+    let session = app.web_session("upgrade@example.com", PW).await;
+    let page = app.client.get(app.url(&format!("/databases/{id}"))).header("cookie", &session).send().await.expect("p");
+    assert!(page.text().await.expect("body").contains("id=\"upgrade-offer\""));
+
+    // Its export says version 1; importing it gives a database at the newest version.
+    let archive = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("bytes");
+    let manifest: serde_json::Value = serde_json::from_slice(&zip_entries(&archive)["manifest.json"]).expect("m");
+    assert_eq!(manifest["schema_version"], 1);
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases/import?name=legacy-copy&region=in"))
+        .bearer_auth(&t)
+        .body(archive.to_vec())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 201);
+    let copy: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(copy["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
+    let (_, rows) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{}/sql", copy["id"].as_str().expect("id")),
+        &t,
+        Some(json!({ "sql": "SELECT family_name FROM contacts WHERE given_name = 'Lee'" })),
+    )
+    .await;
+    assert!(rows.to_string().contains("Wong"), "{rows}");
+
+    // A step that cannot apply (a table of that name already exists) fails cleanly.
+    let file = app.data.path().join("tenants/in").join(&id).join("db.sqlite");
+    rusqlite::Connection::open(&file).expect("open").execute_batch("CREATE TABLE opportunities (x TEXT)").expect("t");
+    let (status, body) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/upgrade"), &t, None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().expect("message").contains("exactly as it was"), "{body}");
+    let (_, shown) = call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await;
+    assert_eq!(shown["schema_version"], 1);
+    let (_, contacts) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts"), &t, None).await;
+    assert_eq!(contacts.as_array().expect("list").len(), 2, "data untouched");
+
+    rusqlite::Connection::open(&file).expect("open").execute_batch("DROP TABLE opportunities").expect("drop");
+    let (status, body) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/upgrade"), &t, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["from"].as_i64(), body["to"].as_i64()), (Some(1), Some(seldesk_tenants::files::SCHEMA_VERSION)));
+    let (_, rows) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{id}/sql"),
+        &t,
+        Some(json!({ "sql": "SELECT given_name, family_name FROM contacts ORDER BY id" })),
+    )
+    .await;
+    assert!(rows.to_string().contains("Asha") && rows.to_string().contains("Wong"), "{rows}");
+    let (status, _) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/upgrade"), &t, None).await;
+    assert_eq!(status, 409, "already the newest");
+    let dir = app.data.path().join("tenants/in").join(&id);
+    assert!(!dir.join(".before-upgrade.sqlite").exists(), "the pre-upgrade copy is not left behind");
+    let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
+    assert!(audit.iter().any(|e| e.action == "database.upgraded"));
 }
