@@ -317,7 +317,37 @@ impl TenantFiles {
         let tag = uuid::Uuid::now_v7().simple().to_string();
         let out_path = dir.join(format!(".export-{tag}.zip"));
         let tmp_path = dir.join(format!(".export-{tag}.partial"));
-        let conn = self.open(region, id)?;
+        match self.export_dir(&dir, &tmp_path, name, now, progress) {
+            Ok(()) => {
+                std::fs::rename(&tmp_path, &out_path)?;
+                Ok((out_path, tag))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the export archive of the database in folder `dir`
+    /// (`db.sqlite` and `files/`) to `out_path`; the caller places `out_path`
+    /// (tenant exports beside the database, upgrade results in the upgrade
+    /// storage).
+    pub fn export_dir(
+        &self,
+        dir: &Path,
+        out_path: &Path,
+        name: &str,
+        now: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), TenantError> {
+        let path = dir.join("db.sqlite");
+        if !path.is_file() {
+            return Err(TenantError::NotFound("The database file is missing.".into()));
+        }
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        configure(&conn)?;
         // One read transaction: every table and the schema version come from
         // the same snapshot while writers carry on (WAL).
         conn.execute_batch("BEGIN")?;
@@ -341,19 +371,12 @@ impl TenantFiles {
             .unwrap_or_default();
         file_list.sort();
         let total = db_bytes + file_list.iter().map(|f| f.2).sum::<u64>();
-        let result = self.write_archive(&conn, &tmp_path, name, now, db_bytes, total, &file_list, progress);
+        let result = self.write_archive(&conn, out_path, name, now, db_bytes, total, &file_list, progress);
         let _ = conn.execute_batch("COMMIT");
-        match result {
-            Ok(()) => {
-                std::fs::rename(&tmp_path, &out_path)?;
-                progress(total, total);
-                Ok((out_path, tag))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
-                Err(e)
-            }
+        if result.is_ok() {
+            progress(total, total);
         }
+        result
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -518,6 +541,13 @@ impl TenantFiles {
     /// size limits, no path escapes, checksums verified, SQL run under an
     /// authorizer that allows only tables, indexes and inserts.
     pub fn import(&self, region: &str, id: &str, archive: &Path) -> Result<Manifest, TenantError> {
+        self.import_into(&self.dir(region, id)?, archive)
+    }
+
+    /// As [`TenantFiles::import`], into any folder (the upgrade service
+    /// works in its own storage, never under `tenants/`). On failure the
+    /// folder is removed.
+    pub fn import_into(&self, dir: &Path, archive: &Path) -> Result<Manifest, TenantError> {
         let bad = |m: &str| TenantError::invalid("archive", m.to_string());
         let size = std::fs::metadata(archive)?.len();
         if size > MAX_IMPORT_BYTES {
@@ -540,7 +570,7 @@ impl TenantFiles {
                 manifest.schema_version
             )));
         }
-        let dir = self.dir(region, id)?;
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(dir.join("files"))?;
         let result = (|| -> Result<(), TenantError> {
             let mut total: u64 = 0;
@@ -585,24 +615,7 @@ impl TenantFiles {
             }
             let sql = std::fs::read_to_string(&dump_path).map_err(|_| bad("dump.sql is not text."))?;
             let _ = std::fs::remove_file(&dump_path);
-            let conn = Connection::open(dir.join("db.sqlite"))?;
-            configure(&conn)?;
-            crate::sandbox::restrict_to_load(&conn)?;
-            conn.execute_batch(&sql).map_err(|e| bad(&format!("dump.sql could not be loaded: {e}")))?;
-            conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>)?;
-            let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-            if check != "ok" {
-                return Err(bad("The imported database fails its integrity check."));
-            }
-            let version: Option<String> =
-                conn.query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
-            if version.as_deref() != Some(&manifest.schema_version.to_string()) {
-                return Err(bad("dump.sql does not hold a Seldesk database of the manifest's schema version."));
-            }
-            // An archive of an older version arrives upgraded to the newest.
-            migrate(&conn)
-                .map_err(|e| bad(&format!("The archive could not be upgraded to the current version: {e}")))?;
-            Ok(())
+            load_untrusted_sql(&dir, &sql, manifest.schema_version)
         })();
         if let Err(e) = result {
             // Nothing half-imported stays behind.
@@ -610,6 +623,86 @@ impl TenantFiles {
             return Err(e);
         }
         Ok(manifest)
+    }
+}
+
+/// Loads untrusted SQL text into `dir/db.sqlite` under an authorizer that
+/// allows only tables, indexes and inserts; checks integrity and that it is
+/// a Seldesk database of `version`, then upgrades it to the newest version.
+fn load_untrusted_sql(dir: &Path, sql: &str, version: i64) -> Result<(), TenantError> {
+    let bad = |m: &str| TenantError::invalid("archive", m.to_string());
+    let conn = Connection::open(dir.join("db.sqlite"))?;
+    configure(&conn)?;
+    crate::sandbox::restrict_to_load(&conn)?;
+    conn.execute_batch(sql).map_err(|e| bad(&format!("dump.sql could not be loaded: {e}")))?;
+    conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>)?;
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(bad("The imported database fails its integrity check."));
+    }
+    let found: Option<String> =
+        conn.query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
+    if found.as_deref() != Some(&version.to_string()) {
+        return Err(bad("dump.sql does not hold a Seldesk database of the manifest's schema version."));
+    }
+    // An archive of an older version arrives upgraded to the newest.
+    migrate(&conn).map_err(|e| bad(&format!("The archive could not be upgraded to the current version: {e}")))?;
+    Ok(())
+}
+
+impl TenantFiles {
+    /// Makes database folder `dir` from an untrusted SQLite file of a Seldesk
+    /// database (the upgrade service's other input). The file is never used
+    /// as it is: a copy is opened read-only in defensive mode with
+    /// `trusted_schema` off, checked, dumped to SQL, and the SQL loaded into a
+    /// new file under the import authorizer, so no trigger, view or virtual
+    /// table of the upload can run. Returns the upload's schema version.
+    pub fn import_sqlite_into(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
+        let bad = |m: &str| TenantError::invalid("upload", m.to_string());
+        if std::fs::metadata(upload)?.len() > MAX_IMPORT_BYTES {
+            return Err(TenantError::TooLarge("The file is larger than 2 GiB.".into()));
+        }
+        let mut header = [0u8; 16];
+        File::open(upload)?.read_exact(&mut header).map_err(|_| bad("The file is too short to be a database."))?;
+        if &header != b"SQLite format 3\0" {
+            return Err(bad("This is neither a Seldesk export archive (.zip) nor a SQLite database."));
+        }
+        std::fs::create_dir_all(dir.join("files"))?;
+        let result = (|| -> Result<i64, TenantError> {
+            let scratch = dir.join(".untrusted.sqlite");
+            std::fs::copy(upload, &scratch)?;
+            let (sql, version) = {
+                let conn = Connection::open_with_flags(
+                    &scratch,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+                conn.execute_batch("PRAGMA trusted_schema = OFF")?;
+                let check: String = conn
+                    .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                    .map_err(|_| bad("The database file is damaged."))?;
+                if check != "ok" {
+                    return Err(bad("The database file fails its integrity check."));
+                }
+                let version =
+                    schema_version(&conn).map_err(|_| bad("This is not a Seldesk database (no schema version)."))?;
+                if !(1..=SCHEMA_VERSION).contains(&version) {
+                    return Err(bad(&format!(
+                        "The database has schema version {version}, which this Seldesk cannot upgrade."
+                    )));
+                }
+                let mut out = Vec::new();
+                dump(&conn, &mut out, &mut || {}).map_err(|e| bad(&format!("The database cannot be read: {e}")))?;
+                (String::from_utf8(out).map_err(|_| bad("The database holds text that is not UTF-8."))?, version)
+            };
+            let _ = std::fs::remove_file(&scratch);
+            load_untrusted_sql(dir, &sql, version)?;
+            Ok(version)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
     }
 }
 
