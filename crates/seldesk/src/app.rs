@@ -51,6 +51,8 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "job_application_objected",
     "browser_event",
     "employee_record",
+    "upgrade_upload",
+    "upgrade_failed_upload",
 ];
 
 /// Start-up failures.
@@ -116,6 +118,7 @@ pub struct Services {
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
     pub visit_aggregates: seldesk_visits::aggregate::Aggregates,
+    pub upgrades: seldesk_upgrades::Upgrades,
 }
 
 impl Services {
@@ -140,6 +143,16 @@ impl Services {
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), false)),
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
+            Arc::new(seldesk_upgrades::UpgradeEraser::new(
+                db.clone(),
+                seldesk_upgrades::UpgradeStorage::new(&config.data),
+                false,
+            )),
+            Arc::new(seldesk_upgrades::UpgradeEraser::new(
+                db.clone(),
+                seldesk_upgrades::UpgradeStorage::new(&config.data),
+                true,
+            )),
             Arc::new(seldesk_visits::VisitEraser::new(
                 seldesk_visits::VisitStore::for_node(&config.data, &db),
                 db.clone(),
@@ -204,10 +217,21 @@ impl Services {
             seldesk_visits::VisitStore::for_node(&config.data, &db),
             u32::try_from(policy.research.min_group_size).unwrap_or(u32::MAX),
         );
+        let upgrades = seldesk_upgrades::Upgrades::new(
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            seldesk_upgrades::UpgradeStorage::new(&config.data),
+            seldesk_tenants::TenantFiles::new(&config.data),
+            audit.clone(),
+            erasure_log.clone(),
+            queue.clone(),
+        );
         Ok(Self {
             databases,
             careers,
             visit_aggregates,
+            upgrades,
             queue,
             erasure_log,
             disclosures,
@@ -359,6 +383,20 @@ impl Handler for RemindDestruction {
 }
 
 /// Moves a database to another region.
+/// Carries out an upload to the Database Upgrade service.
+struct RunUpgrade {
+    upgrades: seldesk_upgrades::Upgrades,
+}
+
+impl Handler for RunUpgrade {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let id = job.payload.get("id").and_then(|v| v.as_str()).ok_or("the job has no upgrade id")?;
+            self.upgrades.run(id).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 struct MoveDatabase {
     databases: seldesk_tenants::Databases,
 }
@@ -425,6 +463,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
         .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
+        .handle(seldesk_upgrades::JOB_UPGRADE, RunUpgrade { upgrades: s.upgrades.clone() })
         .handle(
             JOB_VISITS_AGGREGATE,
             AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
@@ -490,6 +529,7 @@ impl Application {
             retention: services.retention.clone(),
             databases: services.databases.clone(),
             careers: services.careers.clone(),
+            upgrades: services.upgrades.clone(),
             web: seldesk_web::WebSettings {
                 secure_cookies: config.secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),

@@ -548,6 +548,16 @@ impl TenantFiles {
     /// works in its own storage, never under `tenants/`). On failure the
     /// folder is removed.
     pub fn import_into(&self, dir: &Path, archive: &Path) -> Result<Manifest, TenantError> {
+        self.import_archive(dir, archive, true)
+    }
+
+    /// As [`TenantFiles::import_into`] but leaves the database at the
+    /// archive's schema version (the upgrade service migrates and reports).
+    pub fn import_into_as_is(&self, dir: &Path, archive: &Path) -> Result<i64, TenantError> {
+        self.import_archive(dir, archive, false).map(|m| m.schema_version)
+    }
+
+    fn import_archive(&self, dir: &Path, archive: &Path, upgrade: bool) -> Result<Manifest, TenantError> {
         let bad = |m: &str| TenantError::invalid("archive", m.to_string());
         let size = std::fs::metadata(archive)?.len();
         if size > MAX_IMPORT_BYTES {
@@ -615,7 +625,7 @@ impl TenantFiles {
             }
             let sql = std::fs::read_to_string(&dump_path).map_err(|_| bad("dump.sql is not text."))?;
             let _ = std::fs::remove_file(&dump_path);
-            load_untrusted_sql(&dir, &sql, manifest.schema_version)
+            load_untrusted_sql(&dir, &sql, manifest.schema_version, upgrade)
         })();
         if let Err(e) = result {
             // Nothing half-imported stays behind.
@@ -629,7 +639,7 @@ impl TenantFiles {
 /// Loads untrusted SQL text into `dir/db.sqlite` under an authorizer that
 /// allows only tables, indexes and inserts; checks integrity and that it is
 /// a Seldesk database of `version`, then upgrades it to the newest version.
-fn load_untrusted_sql(dir: &Path, sql: &str, version: i64) -> Result<(), TenantError> {
+fn load_untrusted_sql(dir: &Path, sql: &str, version: i64, upgrade: bool) -> Result<(), TenantError> {
     let bad = |m: &str| TenantError::invalid("archive", m.to_string());
     let conn = Connection::open(dir.join("db.sqlite"))?;
     configure(&conn)?;
@@ -645,8 +655,10 @@ fn load_untrusted_sql(dir: &Path, sql: &str, version: i64) -> Result<(), TenantE
     if found.as_deref() != Some(&version.to_string()) {
         return Err(bad("dump.sql does not hold a Seldesk database of the manifest's schema version."));
     }
-    // An archive of an older version arrives upgraded to the newest.
-    migrate(&conn).map_err(|e| bad(&format!("The archive could not be upgraded to the current version: {e}")))?;
+    if upgrade {
+        // An archive of an older version arrives upgraded to the newest.
+        migrate(&conn).map_err(|e| bad(&format!("The archive could not be upgraded to the current version: {e}")))?;
+    }
     Ok(())
 }
 
@@ -658,6 +670,15 @@ impl TenantFiles {
     /// new file under the import authorizer, so no trigger, view or virtual
     /// table of the upload can run. Returns the upload's schema version.
     pub fn import_sqlite_into(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
+        self.import_sqlite(dir, upload, true)
+    }
+
+    /// As [`TenantFiles::import_sqlite_into`], left at the upload's version.
+    pub fn import_sqlite_into_as_is(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
+        self.import_sqlite(dir, upload, false)
+    }
+
+    fn import_sqlite(&self, dir: &Path, upload: &Path, upgrade: bool) -> Result<i64, TenantError> {
         let bad = |m: &str| TenantError::invalid("upload", m.to_string());
         if std::fs::metadata(upload)?.len() > MAX_IMPORT_BYTES {
             return Err(TenantError::TooLarge("The file is larger than 2 GiB.".into()));
@@ -696,7 +717,7 @@ impl TenantFiles {
                 (String::from_utf8(out).map_err(|_| bad("The database holds text that is not UTF-8."))?, version)
             };
             let _ = std::fs::remove_file(&scratch);
-            load_untrusted_sql(dir, &sql, version)?;
+            load_untrusted_sql(dir, &sql, version, upgrade)?;
             Ok(version)
         })();
         if result.is_err() {

@@ -13,6 +13,7 @@ pub mod i18n;
 mod markdown;
 mod pages;
 mod staff_pages;
+mod upgrade_pages;
 mod visits_pages;
 
 use std::sync::{Arc, OnceLock};
@@ -44,6 +45,7 @@ pub struct AppState {
     pub retention: seldesk_privacy::RetentionEngine,
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
+    pub upgrades: seldesk_upgrades::Upgrades,
     /// Browser data: the recorder (BRW-2), partitions and aggregates.
     pub visits: seldesk_visits::Visits,
     pub web: WebSettings,
@@ -98,10 +100,12 @@ pub fn router(state: AppState) -> Router {
         .merge(staff_pages::hold_routes())
         .merge(careers_pages::routes())
         .merge(visits_pages::routes())
+        .merge(upgrade_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()
         .merge(db_pages::upload_routes())
+        .merge(upgrade_pages::upload_routes())
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(seldesk_tenants::files::MAX_IMPORT_BYTES as usize));
     let attachments = db_api::attachment_routes()

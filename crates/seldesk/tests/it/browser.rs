@@ -592,3 +592,79 @@ async fn the_page_language_follows_accept_language_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+// promise: UPG-1, UPG-2, UPG-3
+#[tokio::test]
+async fn upgrade_an_old_export_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("oldtimer@example.com", "orchid lantern ferry").await;
+    // An export archive of a version-1 database, as an older Seldesk made it.
+    let token = app.token("oldtimer@example.com", "orchid lantern ferry").await;
+    let db: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "vintage", "region": "sg" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = db["id"].as_str().expect("id").to_string();
+    let file = app.data.path().join("tenants/sg").join(&id).join("db.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    let conn = seldesk_tenants::files::create_at_version(&file, 1).expect("v1");
+    conn.execute("INSERT INTO contacts (name, created_at, updated_at) VALUES ('Ravi Kumar', 'now', 'now')", []).expect("row");
+    drop(conn);
+    let archive = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("bytes");
+    let scratch = tempfile::tempdir().expect("tmp");
+    let old = scratch.path().join("vintage-export.zip");
+    std::fs::write(&old, &archive).expect("write");
+
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/signin?next=/upgrade")).await.expect("signin");
+    b.fill("email", "oldtimer@example.com").await;
+    b.fill("password", "orchid lantern ferry").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Database Upgrade").await;
+    b.client
+        .find(Locator::Css("#upload-form [name='file']"))
+        .await
+        .expect("file input")
+        .send_keys(&old.display().to_string())
+        .await
+        .expect("choose");
+    b.click("#upload-form button[type=submit]").await;
+    b.wait_for_text("queued").await;
+    b.screenshot("upgrade-queued").await;
+    app.run_jobs().await;
+    // The page refreshes itself while the upgrade runs.
+    b.wait_for_text("done").await;
+    assert!(b.text().await.contains("1 → 3"));
+    b.click("#download-1").await;
+    let result = b.downloaded("-upgraded.zip").await;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&result).expect("open")).expect("zip");
+    let mut dump = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("dump.sql").expect("dump"), &mut dump).expect("read");
+    assert!(dump.contains("given_name") && dump.contains("Ravi"), "the result is at the newest version");
+    let storage = app.data.path().join("upgrade");
+    assert!(std::fs::read_dir(storage.join("uploads")).map(|rd| rd.count()).unwrap_or(0) == 0, "the source is gone");
+    app.clock.advance(time::Duration::days(125));
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    assert!(std::fs::read_dir(storage.join("results")).map(|rd| rd.count()).unwrap_or(0) == 0, "the result is gone at 4 months");
+    b.close().await;
+    app.stop().await;
+}

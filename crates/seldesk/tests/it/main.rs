@@ -12,4 +12,5 @@ mod helpers;
 mod jobs;
 mod pages;
 mod privacy;
+mod upgrades;
 mod visits;

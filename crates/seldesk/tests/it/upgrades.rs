@@ -1,0 +1,228 @@
+//! The Database Upgrade service (UPG-1…UPG-4).
+
+use std::io::Write;
+
+use reqwest::StatusCode;
+use time::Duration;
+
+use crate::helpers::{TestApp, spawn_app};
+
+const PW: &str = "violet tractor lemon";
+
+/// A version-1 Seldesk database with `n` contacts, as a SQLite file and as
+/// the export archive of the hosted service.
+fn version_1_database(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("old.sqlite");
+    let conn = seldesk_tenants::files::create_at_version(&path, 1).expect("v1");
+    conn.execute_batch("BEGIN").expect("begin");
+    for i in 0..n {
+        conn.execute(
+            "INSERT INTO contacts (name, email, created_at, updated_at) VALUES (?1, ?2, 'now', 'now')",
+            rusqlite::params![format!("Mei Tan {i}"), format!("mei{i}@example.sg")],
+        )
+        .expect("insert");
+    }
+    conn.execute_batch("COMMIT").expect("commit");
+    path
+}
+
+async fn upload(app: &TestApp, token: &str, name: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/upgrades?name={name}")))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status();
+    (status, r.json().await.unwrap_or_default())
+}
+
+async fn show(app: &TestApp, token: &str, id: &str) -> serde_json::Value {
+    app.client
+        .get(app.url(&format!("/api/v1/upgrades/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("show")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+// promise: UPG-1, UPG-2, UPG-3, UPG-4
+#[tokio::test]
+async fn an_old_database_is_upgraded_apart_from_production_and_its_data_erased_on_time() {
+    let app = spawn_app().await;
+    app.sign_up("upgrader@example.com", PW).await;
+    let token = app.token("upgrader@example.com", PW).await;
+    let scratch = tempfile::tempdir().expect("tmp");
+    let old = version_1_database(scratch.path(), 20_000);
+    let (status, req) = upload(&app, &token, "old.sqlite", std::fs::read(&old).expect("read")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{req}");
+    let id = req["id"].as_str().expect("id").to_string();
+    assert_eq!(req["status"], "queued");
+    let storage = app.data.path().join("upgrade");
+    assert!(storage.join("uploads").join(&id).is_file(), "the upload is in the upgrade storage");
+
+    app.run_jobs().await;
+    let done = show(&app, &token, &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(
+        (done["from_version"].as_i64(), done["to_version"].as_i64()),
+        (Some(1), Some(seldesk_tenants::files::SCHEMA_VERSION))
+    );
+    assert_eq!(done["report"]["rows_after"]["contacts"], 20_000);
+    assert!(done["report"]["tables_added"].as_array().expect("added").iter().any(|t| t == "opportunities"));
+    // UPG-2: the source is gone as soon as the upgrade succeeded.
+    assert!(!storage.join("uploads").join(&id).exists());
+    assert_eq!(done["source_present"], false);
+    let log = app.app().services().erasure_log.since(time::OffsetDateTime::UNIX_EPOCH).await.expect("log");
+    assert!(log.iter().any(|e| e.record == format!("upload:{id}") && e.reason == "upgrade_finished"));
+
+    // The result downloads as an export archive at the newest version.
+    let r =
+        app.client.get(app.url(&format!("/api/v1/upgrades/{id}/result"))).bearer_auth(&token).send().await.expect("dl");
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.expect("bytes");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("zip");
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("manifest.json").expect("manifest"), &mut manifest).expect("read");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    assert_eq!(manifest["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
+
+    // UPG-4: nothing of it ever lands in production storage, and production
+    // data never lands in the upgrade storage.
+    let tenant_files = files_under(&app.data.path().join("tenants"));
+    assert!(tenant_files.iter().all(|p| !p.to_string_lossy().contains(&id)), "{tenant_files:?}");
+    let (_, db) = {
+        let r = app
+            .client
+            .post(app.url("/api/v1/databases"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": "hosted", "region": "uk" }))
+            .send()
+            .await
+            .expect("create");
+        (r.status(), r.json::<serde_json::Value>().await.expect("json"))
+    };
+    let hosted = db["id"].as_str().expect("id");
+    assert!(files_under(&storage).iter().all(|p| !p.to_string_lossy().contains(hosted)));
+
+    // UPG-3: the result goes at 4 months after the last successful upgrade.
+    let run =
+        || async { app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("run") };
+    app.clock.advance(Duration::days(100));
+    run().await;
+    assert!(storage.join("results").join(format!("{id}.zip")).is_file(), "kept inside 4 months");
+    app.clock.advance(Duration::days(30));
+    run().await;
+    assert!(!storage.join("results").join(format!("{id}.zip")).exists(), "erased after 4 months");
+    let token = app.token("upgrader@example.com", PW).await;
+    let r = app.client.get(app.url(&format!("/api/v1/upgrades/{id}"))).bearer_auth(&token).send().await.expect("gone");
+    assert_eq!(r.status(), 404);
+}
+
+// promise: UPG-1, UPG-2
+#[tokio::test]
+async fn hostile_uploads_are_refused_without_harm_and_results_deleted_on_request() {
+    let app = spawn_app().await;
+    app.sign_up("hostile@example.com", PW).await;
+    let token = app.token("hostile@example.com", PW).await;
+    // Not a database at all: refused at once.
+    let (status, body) = upload(&app, &token, "x.pdf", b"%PDF-1.4 not a database".to_vec()).await;
+    assert_eq!(status, 422);
+    assert!(body["message"].as_str().expect("m").contains("neither"), "{body}");
+
+    let zip_with = |entries: &[(&str, &[u8])]| {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            z.start_file(*name, zip::write::SimpleFileOptions::default()).expect("entry");
+            z.write_all(data).expect("write");
+        }
+        z.finish().expect("zip").into_inner()
+    };
+    let sum = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    let manifest = |checks: serde_json::Value| {
+        serde_json::json!({ "format": "seldesk-export/1", "seldesk_version": "0", "schema_version": 1,
+            "database_name": "x", "created": "", "checksums": checks })
+        .to_string()
+    };
+    // Path traversal, and SQL that tries to attach a file.
+    let traversal = zip_with(&[
+        ("manifest.json", manifest(serde_json::json!({ "../../escape.sql": sum(b"x") })).as_bytes()),
+        ("../../escape.sql", b"x"),
+    ]);
+    let evil_sql: &[u8] = b"CREATE TABLE seldesk_meta (key TEXT, value TEXT); INSERT INTO seldesk_meta VALUES ('schema_version','1'); ATTACH DATABASE '/tmp/owned.db' AS x;";
+    let evil = zip_with(&[
+        ("manifest.json", manifest(serde_json::json!({ "dump.sql": sum(evil_sql) })).as_bytes()),
+        ("dump.sql", evil_sql),
+    ]);
+    // A crafted SQLite file whose trigger would run code of its choosing.
+    let scratch = tempfile::tempdir().expect("tmp");
+    let crafted = version_1_database(scratch.path(), 3);
+    rusqlite::Connection::open(&crafted)
+        .expect("open")
+        .execute_batch("CREATE TRIGGER t AFTER INSERT ON contacts BEGIN DELETE FROM contacts; END;")
+        .expect("trigger");
+    let mut ids = Vec::new();
+    for (name, body) in
+        [("traversal.zip", traversal), ("evil.zip", evil), ("crafted.sqlite", std::fs::read(&crafted).expect("read"))]
+    {
+        let (status, req) = upload(&app, &token, name, body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name}: {req}");
+        ids.push(req["id"].as_str().expect("id").to_string());
+    }
+    app.run_jobs().await;
+    for (id, why) in ids.iter().zip(["leave the archive", "not authorized", "not authorized"]) {
+        let r = show(&app, &token, id).await;
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().expect("error").contains(why), "{why}: {r}");
+    }
+    assert!(!std::path::Path::new("/tmp/owned.db").exists());
+    let storage = app.data.path().join("upgrade");
+    assert!(
+        !storage.join("work").exists() || files_under(&storage.join("work")).is_empty(),
+        "no half-made database left"
+    );
+    // Failed uploads go after the policy's short period.
+    app.clock.advance(Duration::days(8));
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("run");
+    assert!(files_under(&storage.join("uploads")).is_empty(), "failed uploads erased");
+
+    // A good upload, deleted at the person's request.
+    let fresh = tempfile::tempdir().expect("tmp");
+    let old = version_1_database(fresh.path(), 10);
+    let token = app.token("hostile@example.com", PW).await;
+    let (_, req) = upload(&app, &token, "ok.sqlite", std::fs::read(&old).expect("read")).await;
+    let id = req["id"].as_str().expect("id").to_string();
+    app.run_jobs().await;
+    assert_eq!(show(&app, &token, &id).await["status"], "done");
+    let r =
+        app.client.delete(app.url(&format!("/api/v1/upgrades/{id}"))).bearer_auth(&token).send().await.expect("del");
+    assert_eq!(r.status(), 204);
+    assert!(files_under(&storage).iter().all(|p| !p.to_string_lossy().contains(&id)));
+    // Another account never sees it.
+    app.sign_up("other-upg@example.com", PW).await;
+    let other = app.token("other-upg@example.com", PW).await;
+    let r =
+        app.client.get(app.url(&format!("/api/v1/upgrades/{}", ids[0]))).bearer_auth(&other).send().await.expect("o");
+    assert_eq!(r.status(), 404);
+}

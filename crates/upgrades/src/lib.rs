@@ -1,0 +1,494 @@
+//! The Database Upgrade service (UPG-1…UPG-4). A signed-in person uploads an
+//! export archive or a SQLite file of an older Seldesk database; a job checks
+//! it as untrusted input, upgrades it to the newest schema version in the
+//! upgrade storage location (`<data>/upgrade/`, never the tenants' folders)
+//! and leaves an export archive of the result with a report. The upload is
+//! erased as soon as the upgrade succeeds; the result at the person's request
+//! or by the retention engine at the policy's period after the last
+//! successful upgrade; a failed upload after its own short period.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock};
+use seldesk_privacy::{AuditLog, BoxFuture, Candidate, Census, Eraser, ErasureLog, ErasureReason, PrivacyError};
+use seldesk_store::{Db, from_millis, to_millis};
+use seldesk_tenants::TenantFiles;
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+/// Job kind: carry out an upgrade request.
+pub const JOB_UPGRADE: &str = "upgrade.run";
+
+/// Errors of the upgrade service.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("upgrade store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
+    #[error("upgrade storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One uploaded database and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeRequest {
+    pub id: String,
+    #[serde(skip)]
+    pub account_id: String,
+    pub file_name: String,
+    pub kind: String,
+    pub status: String,
+    pub progress: i64,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub report: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub source_present: bool,
+    pub result_present: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// When the result is erased at the latest (policy period after the last success).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub erase_by: Option<OffsetDateTime>,
+}
+
+/// The upgrade storage location: uploads, work folders and results.
+#[derive(Debug, Clone)]
+pub struct UpgradeStorage {
+    root: PathBuf,
+}
+
+impl UpgradeStorage {
+    pub fn new(data: &Path) -> Self {
+        Self { root: data.join("upgrade") }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    fn checked(id: &str) -> Result<&str, UpgradeError> {
+        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(id)
+        } else {
+            Err(UpgradeError::NotFound("No such upgrade.".into()))
+        }
+    }
+    pub fn upload(&self, id: &str) -> Result<PathBuf, UpgradeError> {
+        Ok(self.root.join("uploads").join(Self::checked(id)?))
+    }
+    pub fn work(&self, id: &str) -> Result<PathBuf, UpgradeError> {
+        Ok(self.root.join("work").join(Self::checked(id)?))
+    }
+    pub fn result(&self, id: &str) -> Result<PathBuf, UpgradeError> {
+        Ok(self.root.join("results").join(format!("{}.zip", Self::checked(id)?)))
+    }
+    /// Removes every file of a request; returns whether anything was there.
+    fn erase_files(&self, id: &str) -> Result<bool, UpgradeError> {
+        let mut any = false;
+        for p in [self.upload(id)?, self.result(id)?] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => any = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let work = self.work(id)?;
+        if work.exists() {
+            std::fs::remove_dir_all(&work)?;
+            any = true;
+        }
+        Ok(any)
+    }
+}
+
+/// The upgrade service.
+#[derive(Clone)]
+pub struct Upgrades {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    policy: Arc<seldesk_domain::Policy>,
+    storage: UpgradeStorage,
+    tenants: TenantFiles,
+    audit: AuditLog,
+    erasure_log: ErasureLog,
+    queue: seldesk_jobs::Queue,
+}
+
+const COLUMNS: &str = "id, account_id, file_name, kind, status, progress, from_version, to_version, report, error, \
+     source_present, result_present, created_at, finished_at, last_success_at";
+
+fn subject(account_id: &str) -> String {
+    format!("person:{account_id}")
+}
+
+impl Upgrades {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        policy: Arc<seldesk_domain::Policy>,
+        storage: UpgradeStorage,
+        tenants: TenantFiles,
+        audit: AuditLog,
+        erasure_log: ErasureLog,
+        queue: seldesk_jobs::Queue,
+    ) -> Self {
+        Self { db, clock, policy, storage, tenants, audit, erasure_log, queue }
+    }
+
+    pub fn storage(&self) -> &UpgradeStorage {
+        &self.storage
+    }
+
+    fn row(&self, r: &sqlx::any::AnyRow) -> Result<UpgradeRequest, UpgradeError> {
+        let last_success = r.try_get::<Option<i64>, _>("last_success_at")?.map(from_millis);
+        Ok(UpgradeRequest {
+            id: r.try_get("id")?,
+            account_id: r.try_get("account_id")?,
+            file_name: r.try_get("file_name")?,
+            kind: r.try_get("kind")?,
+            status: r.try_get("status")?,
+            progress: r.try_get("progress")?,
+            from_version: r.try_get("from_version")?,
+            to_version: r.try_get("to_version")?,
+            report: r.try_get::<Option<String>, _>("report")?.and_then(|s| serde_json::from_str(&s).ok()),
+            error: r.try_get("error")?,
+            source_present: r.try_get::<i64, _>("source_present")? != 0,
+            result_present: r.try_get::<i64, _>("result_present")? != 0,
+            created_at: from_millis(r.try_get("created_at")?),
+            finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_millis),
+            erase_by: last_success.and_then(|t| self.policy.retention("upgrade_upload").map(|rule| rule.keep.after(t))),
+        })
+    }
+
+    /// A request of this account; another account's is "not found".
+    pub async fn get(&self, account_id: &str, id: &str) -> Result<UpgradeRequest, UpgradeError> {
+        let sql = format!("SELECT {COLUMNS} FROM upgrade_requests WHERE id = $1 AND account_id = $2");
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(account_id).fetch_optional(self.db.pool()).await?;
+        r.as_ref().map(|r| self.row(r)).transpose()?.ok_or_else(|| UpgradeError::NotFound("No such upgrade.".into()))
+    }
+
+    pub async fn list(&self, account_id: &str) -> Result<Vec<UpgradeRequest>, UpgradeError> {
+        let sql = format!("SELECT {COLUMNS} FROM upgrade_requests WHERE account_id = $1 ORDER BY created_at DESC");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| self.row(r)).collect()
+    }
+
+    /// Takes an upload already spooled into the upgrade storage (`spooled`)
+    /// and queues its upgrade. The kind comes from the content, not the name.
+    pub async fn submit(
+        &self,
+        account_id: &str,
+        file_name: &str,
+        spooled: &Path,
+    ) -> Result<UpgradeRequest, UpgradeError> {
+        let mut magic = [0u8; 16];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(spooled)?;
+            f.read(&mut magic)?
+        };
+        let kind = if n >= 4 && magic.starts_with(b"PK\x03\x04") {
+            "archive"
+        } else if n == 16 && &magic == b"SQLite format 3\0" {
+            "sqlite"
+        } else {
+            let _ = std::fs::remove_file(spooled);
+            return Err(UpgradeError::Invalid(
+                "Upload a Seldesk export archive (.zip) or a Seldesk SQLite database file; this file is neither."
+                    .into(),
+            ));
+        };
+        let name: String = file_name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string();
+        let name = if name.is_empty() { "upload".to_string() } else { name };
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let target = self.storage.upload(&id)?;
+        std::fs::create_dir_all(target.parent().unwrap_or(self.storage.root()))?;
+        std::fs::rename(spooled, &target)?;
+        sqlx::query(
+            "INSERT INTO upgrade_requests (id, account_id, file_name, kind, status, created_at) VALUES ($1, $2, $3, $4, 'queued', $5)",
+        )
+        .bind(&id)
+        .bind(account_id)
+        .bind(&name)
+        .bind(kind)
+        .bind(to_millis(self.clock.now()))
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "upgrade.uploaded",
+                Some(&subject(account_id)),
+                Some(&format!("upgrade:{id}")),
+                serde_json::json!({ "kind": kind }),
+            )
+            .await?;
+        self.queue
+            .enqueue(
+                seldesk_jobs::NewJob::new(JOB_UPGRADE)
+                    .payload(serde_json::json!({ "id": id }))
+                    .dedupe(format!("upgrade:{id}")),
+            )
+            .await
+            .map_err(|e| UpgradeError::Internal(format!("cannot schedule the upgrade: {e}")))?;
+        self.get(account_id, &id).await
+    }
+
+    async fn set_progress(&self, id: &str, progress: i64) -> Result<(), UpgradeError> {
+        sqlx::query("UPDATE upgrade_requests SET progress = $1 WHERE id = $2")
+            .bind(progress)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out a request (the job). Failures are recorded on the request
+    /// with a message for the person; they are not job failures to retry.
+    pub async fn run(&self, id: &str) -> Result<String, UpgradeError> {
+        let sql = format!("SELECT {COLUMNS} FROM upgrade_requests WHERE id = $1");
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
+            return Ok("request no longer exists".into());
+        };
+        let req = self.row(&r)?;
+        if req.status == "done" || req.status == "failed" {
+            return Ok(format!("already {}", req.status));
+        }
+        sqlx::query("UPDATE upgrade_requests SET status = 'running', progress = 5 WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        let (storage, tenants, kind, name) =
+            (self.storage.clone(), self.tenants.clone(), req.kind.clone(), req.file_name.clone());
+        let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let rid = id.to_string();
+        let this = self.clone();
+        let progress = {
+            let this = this.clone();
+            let rid = rid.clone();
+            let handle = tokio::runtime::Handle::current();
+            move |p: i64| {
+                let _ = handle.block_on(this.set_progress(&rid, p));
+            }
+        };
+        let outcome = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+            let upload = storage.upload(&rid).map_err(|e| e.to_string())?;
+            let work = storage.work(&rid).map_err(|e| e.to_string())?;
+            if work.exists() {
+                std::fs::remove_dir_all(&work).map_err(|e| e.to_string())?;
+            }
+            let from = if kind == "archive" {
+                tenants.import_into_as_is(&work, &upload).map_err(|e| e.to_string())?
+            } else {
+                tenants.import_sqlite_into_as_is(&work, &upload).map_err(|e| e.to_string())?
+            };
+            progress(30);
+            let db_path = work.join("db.sqlite");
+            let conn = rusqlite::Connection::open(&db_path).map_err(|e| e.to_string())?;
+            let before = table_counts(&conn).map_err(|e| e.to_string())?;
+            let (from_v, to_v) = seldesk_tenants::files::migrate(&conn).map_err(|e| e.to_string())?;
+            let after = table_counts(&conn).map_err(|e| e.to_string())?;
+            drop(conn);
+            progress(60);
+            let result = storage.result(&rid).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(result.parent().unwrap_or(storage.root())).map_err(|e| e.to_string())?;
+            let partial = result.with_extension("partial");
+            tenants.export_dir(&work, &partial, &name, &now, &|_, _| {}).map_err(|e| e.to_string())?;
+            std::fs::rename(&partial, &result).map_err(|e| e.to_string())?;
+            std::fs::remove_dir_all(&work).map_err(|e| e.to_string())?;
+            let added: Vec<&String> = after.keys().filter(|t| !before.contains_key(*t)).collect();
+            Ok(serde_json::json!({
+                "from_version": from_v.min(from), "to_version": to_v,
+                "tables_added": added,
+                "rows_before": before, "rows_after": after,
+            }))
+        })
+        .await
+        .map_err(|e| UpgradeError::Internal(format!("upgrade worker failed: {e}")))?;
+        let finished = to_millis(self.clock.now());
+        match outcome {
+            Ok(report) => {
+                // UPG-2: the upload goes as soon as the upgrade succeeded.
+                let upload = self.storage.upload(id)?;
+                let _ = std::fs::remove_file(&upload);
+                sqlx::query(
+                    "UPDATE upgrade_requests SET status = 'done', progress = 100, from_version = $1, to_version = $2,
+                         report = $3, source_present = 0, result_present = 1, finished_at = $4, last_success_at = $4
+                     WHERE id = $5",
+                )
+                .bind(report["from_version"].as_i64())
+                .bind(report["to_version"].as_i64())
+                .bind(report.to_string())
+                .bind(finished)
+                .bind(id)
+                .execute(self.db.pool())
+                .await?;
+                self.erasure_log
+                    .record(
+                        "upgrade_upload",
+                        &[(Some(subject(&req.account_id).as_str()), format!("upload:{id}").as_str())],
+                        ErasureReason::UpgradeFinished,
+                        &Actor::System,
+                    )
+                    .await?;
+                Ok(format!("upgraded {id}"))
+            }
+            Err(message) => {
+                let _ = self.storage.work(id).map(std::fs::remove_dir_all);
+                sqlx::query(
+                    "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3",
+                )
+                .bind(&message)
+                .bind(finished)
+                .bind(id)
+                .execute(self.db.pool())
+                .await?;
+                Ok(format!("upgrade {id} refused: {message}"))
+            }
+        }
+    }
+
+    /// The result archive of a finished upgrade.
+    pub async fn result_path(&self, account_id: &str, id: &str) -> Result<(UpgradeRequest, PathBuf), UpgradeError> {
+        let req = self.get(account_id, id).await?;
+        let path = self.storage.result(id)?;
+        if req.status != "done" || !req.result_present || !path.is_file() {
+            return Err(UpgradeError::NotFound("There is no upgraded database to download (any more).".into()));
+        }
+        Ok((req, path))
+    }
+
+    /// Erases everything of a request at the person's request (UPG-2).
+    pub async fn erase(&self, account_id: &str, id: &str) -> Result<(), UpgradeError> {
+        let req = self.get(account_id, id).await?;
+        if req.status == "running" {
+            return Err(UpgradeError::Conflict("The upgrade is running; delete it when it has finished.".into()));
+        }
+        self.storage.erase_files(id)?;
+        sqlx::query("DELETE FROM upgrade_requests WHERE id = $1").bind(id).execute(self.db.pool()).await?;
+        let category = if req.status == "failed" { "upgrade_failed_upload" } else { "upgrade_upload" };
+        self.erasure_log
+            .record(
+                category,
+                &[(Some(subject(account_id).as_str()), format!("upgrade:{id}").as_str())],
+                ErasureReason::PersonRequest,
+                &Actor::Person { id: account_id.into() },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Rows per table, for the report.
+fn table_counts(conn: &rusqlite::Connection) -> rusqlite::Result<std::collections::BTreeMap<String, i64>> {
+    let mut stmt =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut out = std::collections::BTreeMap::new();
+    for n in names {
+        let c: i64 =
+            conn.query_row(&format!("SELECT COUNT(*) FROM \"{}\"", n.replace('"', "\"\"")), [], |r| r.get(0))?;
+        out.insert(n, c);
+    }
+    Ok(out)
+}
+
+/// Retention of upgrade requests: results (and anything left) at the
+/// policy's period after the last successful upgrade (`upgrade_upload`,
+/// UPG-3), failed uploads after theirs (`upgrade_failed_upload`).
+pub struct UpgradeEraser {
+    db: Db,
+    storage: UpgradeStorage,
+    failed: bool,
+}
+
+impl UpgradeEraser {
+    pub fn new(db: Db, storage: UpgradeStorage, failed: bool) -> Self {
+        Self { db, storage, failed }
+    }
+}
+
+fn store_err(e: UpgradeError) -> PrivacyError {
+    match e {
+        UpgradeError::Query(q) => PrivacyError::from(q),
+        other => PrivacyError::Misconfigured(other.to_string()),
+    }
+}
+
+impl Eraser for UpgradeEraser {
+    fn category(&self) -> &'static str {
+        if self.failed { "upgrade_failed_upload" } else { "upgrade_upload" }
+    }
+
+    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+        Box::pin(async move {
+            let sql = if self.failed {
+                "SELECT id, account_id, created_at AS start FROM upgrade_requests WHERE status = 'failed' AND created_at <= $1"
+            } else {
+                "SELECT id, account_id, last_success_at AS start FROM upgrade_requests WHERE status = 'done' AND last_success_at <= $1"
+            };
+            let rows = sqlx::query(sql).bind(to_millis(cutoff)).fetch_all(self.db.pool()).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        record: format!("upgrade:{}", r.try_get::<String, _>("id")?),
+                        subject: Some(subject(&r.try_get::<String, _>("account_id")?)),
+                        start: from_millis(r.try_get("start")?),
+                        country: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
+    }
+
+    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for c in records {
+                let Some(id) = c.record.strip_prefix("upgrade:") else { continue };
+                self.storage.erase_files(id).map_err(store_err)?;
+                n += sqlx::query("DELETE FROM upgrade_requests WHERE id = $1")
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?
+                    .rows_affected();
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+        Box::pin(async move {
+            let sql = if self.failed {
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM upgrade_requests WHERE status = 'failed'"
+            } else {
+                "SELECT COUNT(*) AS n, MIN(last_success_at) AS oldest FROM upgrade_requests WHERE status <> 'failed'"
+            };
+            let r = sqlx::query(sql).fetch_one(self.db.pool()).await?;
+            Ok(Census {
+                live: r.try_get::<i64, _>("n")?.max(0) as u64,
+                oldest: r.try_get::<Option<i64>, _>("oldest")?.map(from_millis),
+            })
+        })
+    }
+}

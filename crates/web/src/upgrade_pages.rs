@@ -1,0 +1,301 @@
+//! The Database Upgrade service's pages and API: upload, progress, download,
+//! delete. Uploads are spooled straight into the upgrade storage location.
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use futures_util::StreamExt;
+use seldesk_upgrades::{UpgradeError, UpgradeRequest};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::AppState;
+use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, verify_csrf};
+use crate::pages::{message_page, render};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/upgrade", get(page))
+        .route("/upgrade/{id}/result", get(download))
+        .route("/upgrade/{id}/delete", post(delete))
+        .route("/api/v1/upgrades", get(api_list))
+        .route("/api/v1/upgrades/{id}", get(api_show).delete(api_delete))
+        .route("/api/v1/upgrades/{id}/result", get(api_download))
+}
+
+/// Routes that carry an upload (up to the import limit).
+pub(crate) fn upload_routes() -> Router<AppState> {
+    Router::new().route("/upgrade", post(upload)).route("/api/v1/upgrades", post(api_upload))
+}
+
+fn status_of(e: &UpgradeError) -> StatusCode {
+    match e {
+        UpgradeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        UpgradeError::NotFound(_) => StatusCode::NOT_FOUND,
+        UpgradeError::Conflict(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn message_of(e: &UpgradeError) -> String {
+    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "upgrade request failed");
+        "Something went wrong on our side. Please try again in a moment.".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn api_error(e: UpgradeError) -> ApiError {
+    ApiError::new(status_of(&e), "upgrade", message_of(&e))
+}
+
+#[derive(Template)]
+#[template(path = "upgrade.html")]
+struct UpgradePage {
+    title: &'static str,
+    csrf: String,
+    requests: Vec<UpgradeRequest>,
+    running: bool,
+    latest: i64,
+    keep: String,
+    keep_failed: String,
+    error: Option<String>,
+}
+
+async fn view(state: &AppState, headers: &HeaderMap, account: &str, error: Option<(StatusCode, String)>) -> Response {
+    let requests = state.upgrades.list(account).await.unwrap_or_default();
+    let csrf = CsrfToken::for_request(state, headers);
+    let keep = |c: &str| state.policy.retention(c).map(|r| r.keep.to_string()).unwrap_or_default();
+    let status = error.as_ref().map(|(s, _)| *s).unwrap_or(StatusCode::OK);
+    csrf.attach(render(
+        status,
+        &UpgradePage {
+            title: "Database Upgrade",
+            csrf: csrf.token.clone(),
+            running: requests.iter().any(|r| r.status == "queued" || r.status == "running"),
+            requests,
+            latest: seldesk_tenants::files::SCHEMA_VERSION,
+            keep: keep("upgrade_upload"),
+            keep_failed: keep("upgrade_failed_upload"),
+            error: error.map(|(_, m)| m),
+        },
+    ))
+}
+
+async fn page(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, headers: HeaderMap) -> Response {
+    view(&state, &headers, &account.id, None).await
+}
+
+/// A new file in the upgrade storage's incoming folder.
+async fn spool_target(state: &AppState) -> Result<(std::path::PathBuf, tokio::fs::File), UpgradeError> {
+    let dir = state.upgrades.storage().root().join("incoming");
+    tokio::fs::create_dir_all(&dir).await?;
+    let path = dir.join(uuid::Uuid::now_v7().simple().to_string());
+    let file = tokio::fs::File::create(&path).await?;
+    Ok((path, file))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    let mut csrf = String::new();
+    let mut spooled: Option<(std::path::PathBuf, String)> = None;
+    let too_big = "The upload broke off or is larger than 2 GiB.";
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                return view(&state, &headers, &account.id, Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into()))).await;
+            }
+        };
+        match field.name().unwrap_or_default() {
+            "csrf" => csrf = field.text().await.unwrap_or_default(),
+            "file" => {
+                if let Err(e) = verify_csrf(&headers, &csrf) {
+                    return e.into_response();
+                }
+                let name = field.file_name().unwrap_or("upload").to_string();
+                let Ok((path, mut out)) = spool_target(&state).await else {
+                    return message_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Upload not stored",
+                        "Try again in a moment.",
+                    );
+                };
+                let mut field = field;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if out.write_all(&chunk).await.is_err() {
+                                let _ = tokio::fs::remove_file(&path).await;
+                                return message_page(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "Upload not stored",
+                                    "Try again.",
+                                );
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            let _ = tokio::fs::remove_file(&path).await;
+                            return view(
+                                &state,
+                                &headers,
+                                &account.id,
+                                Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into())),
+                            )
+                            .await;
+                        }
+                    }
+                }
+                let _ = out.flush().await;
+                spooled = Some((path, name));
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = verify_csrf(&headers, &csrf) {
+        return e.into_response();
+    }
+    let Some((path, name)) = spooled else {
+        return view(
+            &state,
+            &headers,
+            &account.id,
+            Some((StatusCode::UNPROCESSABLE_ENTITY, "Choose a file to upload.".into())),
+        )
+        .await;
+    };
+    match state.upgrades.submit(&account.id, &name, &path).await {
+        Ok(_) => Redirect::to("/upgrade").into_response(),
+        Err(e) => view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,
+    }
+}
+
+async fn stream_result(state: &AppState, account: &str, id: &str) -> Result<Response, UpgradeError> {
+    let (req, path) = state.upgrades.result_path(account, id).await?;
+    let file = tokio::fs::File::open(&path).await?;
+    let len = file.metadata().await?.len();
+    let base: String =
+        req.file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_".contains(c) { c } else { '-' }).collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{base}-upgraded.zip\"")),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)),
+    )
+        .into_response())
+}
+
+async fn download(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match stream_result(&state, &account.id, &id).await {
+        Ok(r) => r,
+        Err(e) => message_page(status_of(&e), "Not available", &message_of(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.upgrades.erase(&account.id, &id).await {
+        Ok(()) => Redirect::to("/upgrade").into_response(),
+        Err(e) => view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,
+    }
+}
+
+// ----- API -----
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /api/v1/upgrades?name=FILE` with the file as the body → 202.
+async fn api_upload(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (path, mut out) = spool_target(&state).await.map_err(api_error)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "The upload broke off or is larger than 2 GiB.",
+            ));
+        };
+        if out.write_all(&chunk).await.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(api_error(UpgradeError::Internal("cannot store the upload".into())));
+        }
+    }
+    let _ = out.flush().await;
+    let req = state.upgrades.submit(&a.id, &q.name, &path).await.map_err(api_error)?;
+    Ok((StatusCode::ACCEPTED, Json(req)).into_response())
+}
+
+async fn api_list(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+) -> Result<Json<Vec<UpgradeRequest>>, ApiError> {
+    state.upgrades.list(&a.id).await.map(Json).map_err(api_error)
+}
+
+async fn api_show(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Json<UpgradeRequest>, ApiError> {
+    state.upgrades.get(&a.id, &id).await.map(Json).map_err(api_error)
+}
+
+async fn api_download(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    stream_result(&state, &a.id, &id).await.map_err(api_error)
+}
+
+async fn api_delete(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.upgrades.erase(&a.id, &id).await.map_err(api_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
