@@ -623,9 +623,10 @@ impl TenantFiles {
             if !dump_path.is_file() {
                 return Err(bad("The archive has no dump.sql."));
             }
-            let sql = std::fs::read_to_string(&dump_path).map_err(|_| bad("dump.sql is not text."))?;
+            let sql = std::io::BufReader::with_capacity(1024 * 1024, File::open(&dump_path)?);
+            let loaded = load_untrusted_sql(&dir, sql, manifest.schema_version, upgrade);
             let _ = std::fs::remove_file(&dump_path);
-            load_untrusted_sql(&dir, &sql, manifest.schema_version, upgrade)
+            loaded
         })();
         if let Err(e) = result {
             // Nothing half-imported stays behind.
@@ -639,12 +640,12 @@ impl TenantFiles {
 /// Loads untrusted SQL text into `dir/db.sqlite` under an authorizer that
 /// allows only tables, indexes and inserts; checks integrity and that it is
 /// a Seldesk database of `version`, then upgrades it to the newest version.
-fn load_untrusted_sql(dir: &Path, sql: &str, version: i64, upgrade: bool) -> Result<(), TenantError> {
+fn load_untrusted_sql(dir: &Path, sql: impl std::io::BufRead, version: i64, upgrade: bool) -> Result<(), TenantError> {
     let bad = |m: &str| TenantError::invalid("archive", m.to_string());
     let conn = Connection::open(dir.join("db.sqlite"))?;
     configure(&conn)?;
     crate::sandbox::restrict_to_load(&conn)?;
-    conn.execute_batch(sql).map_err(|e| bad(&format!("dump.sql could not be loaded: {e}")))?;
+    execute_streaming(&conn, sql).map_err(|e| bad(&format!("dump.sql could not be loaded: {e}")))?;
     conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>)?;
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if check != "ok" {
@@ -712,12 +713,18 @@ impl TenantFiles {
                         "The database has schema version {version}, which this Seldesk cannot upgrade."
                     )));
                 }
-                let mut out = Vec::new();
+                // Through a file, not memory: the database may be large.
+                let mut out =
+                    std::io::BufWriter::with_capacity(1024 * 1024, File::create(dir.join(".untrusted-dump.sql"))?);
                 dump(&conn, &mut out, &mut || {}).map_err(|e| bad(&format!("The database cannot be read: {e}")))?;
-                (String::from_utf8(out).map_err(|_| bad("The database holds text that is not UTF-8."))?, version)
+                out.flush()?;
+                (dir.join(".untrusted-dump.sql"), version)
             };
             let _ = std::fs::remove_file(&scratch);
-            load_untrusted_sql(dir, &sql, version, upgrade)?;
+            let reader = std::io::BufReader::with_capacity(1024 * 1024, File::open(&sql)?);
+            let loaded = load_untrusted_sql(dir, reader, version, upgrade);
+            let _ = std::fs::remove_file(&sql);
+            loaded?;
             Ok(version)
         })();
         if result.is_err() {
@@ -725,6 +732,37 @@ impl TenantFiles {
         }
         result
     }
+}
+
+/// Runs SQL text from `reader` statement by statement (in batches of about
+/// 1 MiB of complete statements), so memory stays flat whatever the size.
+/// Statements end at a `;` outside quotes; a split in the wrong place only
+/// makes SQLite refuse the text, which the authorizer guards anyway.
+fn execute_streaming(conn: &Connection, reader: impl std::io::BufRead) -> Result<(), rusqlite::Error> {
+    let mut batch = String::new();
+    let mut in_single = false;
+    let mut in_double = false;
+    for line in reader.split(b'\n') {
+        let line = line.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let line = String::from_utf8(line).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        batch.push_str(&line);
+        batch.push('\n');
+        for ch in line.chars() {
+            match ch {
+                '\'' if !in_double => in_single = !in_single,
+                '"' if !in_single => in_double = !in_double,
+                _ => {}
+            }
+        }
+        if !in_single && !in_double && line.trim_end().ends_with(';') && batch.len() >= 1024 * 1024 {
+            conn.execute_batch(&batch)?;
+            batch.clear();
+        }
+    }
+    if !batch.trim().is_empty() {
+        conn.execute_batch(&batch)?;
+    }
+    Ok(())
 }
 
 fn zip_err(e: zip::result::ZipError) -> TenantError {
@@ -947,6 +985,20 @@ mod tests {
         );
         // Already the newest: nothing to do.
         assert_eq!(migrate(&v2).expect("again"), (SCHEMA_VERSION, SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn sql_is_run_in_streaming_batches_without_splitting_quoted_text() {
+        let conn = Connection::open_in_memory().expect("db");
+        let mut sql = String::from("BEGIN;\nCREATE TABLE t (v TEXT);\n");
+        for i in 0..3000 {
+            // Quoted text with a newline after a semicolon, and a doubled quote.
+            sql.push_str(&format!("INSERT INTO t VALUES('row {i};\nit''s {}');\n", "x".repeat(500)));
+        }
+        sql.push_str("COMMIT;\n");
+        execute_streaming(&conn, std::io::Cursor::new(sql.into_bytes())).expect("load");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM t"), 3000);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM t WHERE v LIKE 'row 7;' || char(10) || 'it''s %'"), 1);
     }
 
     #[test]

@@ -114,7 +114,8 @@ async fn upload(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(_) => {
-                return view(&state, &headers, &account.id, Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into()))).await;
+                return view(&state, &headers, &account.id, Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into())))
+                    .await;
             }
         };
         match field.name().unwrap_or_default() {

@@ -617,7 +617,8 @@ async fn upgrade_an_old_export_in_chromium() {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
     let conn = seldesk_tenants::files::create_at_version(&file, 1).expect("v1");
-    conn.execute("INSERT INTO contacts (name, created_at, updated_at) VALUES ('Ravi Kumar', 'now', 'now')", []).expect("row");
+    conn.execute("INSERT INTO contacts (name, created_at, updated_at) VALUES ('Ravi Kumar', 'now', 'now')", [])
+        .expect("row");
     drop(conn);
     let archive = app
         .client
@@ -664,7 +665,10 @@ async fn upgrade_an_old_export_in_chromium() {
     assert!(std::fs::read_dir(storage.join("uploads")).map(|rd| rd.count()).unwrap_or(0) == 0, "the source is gone");
     app.clock.advance(time::Duration::days(125));
     app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
-    assert!(std::fs::read_dir(storage.join("results")).map(|rd| rd.count()).unwrap_or(0) == 0, "the result is gone at 4 months");
+    assert!(
+        std::fs::read_dir(storage.join("results")).map(|rd| rd.count()).unwrap_or(0) == 0,
+        "the result is gone at 4 months"
+    );
     b.close().await;
     app.stop().await;
 }
