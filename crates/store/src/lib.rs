@@ -61,6 +61,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "visits", include_str!("../migrations/sqlite/0012_visits.sql")),
     (13, "database_schema_version", include_str!("../migrations/sqlite/0013_database_schema_version.sql")),
     (14, "upgrades", include_str!("../migrations/sqlite/0014_upgrades.sql")),
+    (15, "test_upgrades", include_str!("../migrations/sqlite/0015_test_upgrades.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -77,6 +78,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "visits", include_str!("../migrations/postgres/0012_visits.sql")),
     (13, "database_schema_version", include_str!("../migrations/postgres/0013_database_schema_version.sql")),
     (14, "upgrades", include_str!("../migrations/postgres/0014_upgrades.sql")),
+    (15, "test_upgrades", include_str!("../migrations/postgres/0015_test_upgrades.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -281,6 +281,37 @@ impl TenantFiles {
         result
     }
 
+    /// Copies database `from` to a new database `to` in the same region (a
+    /// consistent snapshot with the backup API, plus attachments): the copy a
+    /// test upgrade runs on.
+    pub fn duplicate(&self, region: &str, from: &str, to: &str) -> Result<(), TenantError> {
+        let source = self.open(region, from)?;
+        let target_dir = self.dir(region, to)?;
+        std::fs::create_dir_all(target_dir.join("files"))?;
+        let result = (|| {
+            {
+                let mut target = Connection::open(target_dir.join("db.sqlite"))?;
+                rusqlite::backup::Backup::new(&source, &mut target)?.run_to_completion(
+                    256,
+                    std::time::Duration::from_millis(1),
+                    None,
+                )?;
+            }
+            if let Ok(rd) = std::fs::read_dir(self.dir(region, from)?.join("files")) {
+                for e in rd.filter_map(Result::ok) {
+                    if e.path().is_file() {
+                        std::fs::copy(e.path(), target_dir.join("files").join(e.file_name()))?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&target_dir);
+        }
+        result
+    }
+
     /// Size of the database file and attachments, in bytes.
     pub fn size(&self, region: &str, id: &str) -> u64 {
         fn walk(p: &Path) -> u64 {

@@ -66,6 +66,9 @@ pub struct CustomerDb {
     pub created_at: OffsetDateTime,
     pub size_bytes: u64,
     pub schema_version: i64,
+    /// For a test upgrade's copy: the database it was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_of: Option<String>,
 }
 
 /// The customer databases service.
@@ -84,7 +87,7 @@ pub struct Databases {
 pub const JOB_MOVE: &str = "databases.move";
 
 const COLUMNS: &str =
-    "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version";
+    "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of";
 
 /// A database name: 3 to 63 lowercase letters, digits and hyphens.
 pub fn validate_name(name: &str) -> Result<String, TenantError> {
@@ -141,6 +144,7 @@ impl Databases {
             deactivated_at,
             created_at: from_millis(r.try_get("created_at")?),
             schema_version: r.try_get("schema_version")?,
+            test_of: r.try_get("test_of")?,
         })
     }
 
@@ -241,6 +245,7 @@ impl Databases {
             reactivate_until: None,
             created_at: seldesk_store::from_millis(to_millis(now)),
             schema_version: SCHEMA_VERSION,
+            test_of: None,
         })
     }
 
@@ -466,6 +471,70 @@ impl Databases {
             )
             .await?;
         Ok((from, to))
+    }
+
+    /// A test upgrade (issue 11): a copy of the database, upgraded to the
+    /// newest version, as a new database of the account named
+    /// `<name>-upgrade-test` that the customer can open and check before the
+    /// production upgrade. The copy is neutral: the Seldesk app in it sends
+    /// no mail and runs no scheduled work, and it is marked as a test.
+    pub async fn test_upgrade(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.get(account_id, id).await?;
+        if d.schema_version >= SCHEMA_VERSION {
+            return Err(TenantError::Conflict(format!(
+                "The database is already at the newest version ({SCHEMA_VERSION})."
+            )));
+        }
+        let mut name = format!("{}-upgrade-test", d.name.chars().take(45).collect::<String>());
+        let taken: Vec<String> = sqlx::query_scalar("SELECT name FROM databases WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut n = 2;
+        while taken.contains(&name) {
+            name = format!("{}-upgrade-test-{n}", d.name.chars().take(40).collect::<String>());
+            n += 1;
+        }
+        let copy_id = uuid::Uuid::now_v7().simple().to_string();
+        let (files, region, from, to) = (self.files.clone(), d.region.clone(), d.id.clone(), copy_id.clone());
+        blocking(move || {
+            files.duplicate(&region, &from, &to)?;
+            let conn = files.open(&region, &to)?;
+            let upgraded = crate::files::migrate(&conn);
+            drop(conn);
+            if let Err(e) = upgraded {
+                let _ = files.destroy(&region, &to);
+                return Err(TenantError::Conflict(format!(
+                    "The test upgrade could not be completed ({e}); your database is unchanged."
+                )));
+            }
+            Ok(())
+        })
+        .await?;
+        sqlx::query(
+            "INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version, test_of)
+             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
+        )
+        .bind(&copy_id)
+        .bind(account_id)
+        .bind(&name)
+        .bind(&d.region)
+        .bind(&d.plan)
+        .bind(to_millis(self.clock.now()))
+        .bind(SCHEMA_VERSION)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.test_upgraded",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "copy": copy_id, "to": SCHEMA_VERSION }),
+            )
+            .await?;
+        self.get(account_id, &copy_id).await
     }
 
     /// Creates a new database from an export archive.

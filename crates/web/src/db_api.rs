@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
         .route("/api/v1/databases/{id}/upgrade", post(upgrade))
+        .route("/api/v1/databases/{id}/test-upgrade", post(test_upgrade))
         .route("/api/v1/databases/{id}/move", post(move_db))
         .route("/api/v1/databases/{id}/access-log", get(access_log))
         .route("/api/v1/databases/{id}/access/{grant}/revoke", post(revoke))
@@ -154,6 +155,15 @@ async fn upgrade(
 ) -> Result<Response, ApiError> {
     let (from, to) = s.databases.upgrade(&a.id, &id).await?;
     Ok(Json(serde_json::json!({ "id": id, "from": from, "to": to })).into_response())
+}
+
+/// A test upgrade on a copy: 201 with the new (test) database.
+async fn test_upgrade(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(s.databases.test_upgrade(&a.id, &id).await?)).into_response())
 }
 
 async fn access_log(

@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/cancel", post(cancel))
         .route("/databases/{id}/reactivate", post(reactivate))
         .route("/databases/{id}/upgrade", post(upgrade))
+        .route("/databases/{id}/test-upgrade", post(test_upgrade))
         .route("/databases/{id}/remove", post(remove))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
@@ -341,6 +342,22 @@ async fn cancel(
         return e.into_response();
     }
     back_to_db(&id, state.databases.cancel(&account.id, &id).await)
+}
+
+async fn test_upgrade(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    match state.databases.test_upgrade(&account.id, &id).await {
+        Ok(copy) => Redirect::to(&format!("/databases/{}", copy.id)).into_response(),
+        Err(e) => page_error(e),
+    }
 }
 
 async fn upgrade(

@@ -914,6 +914,28 @@ async fn an_older_database_is_upgraded_in_place_with_a_way_back() {
     .await;
     assert!(rows.to_string().contains("Wong"), "{rows}");
 
+    // A test upgrade first: an upgraded copy to open and check; the original stays.
+    let (status, copy) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/test-upgrade"), &t, None).await;
+    assert_eq!(status, 201, "{copy}");
+    assert_eq!(copy["name"], "legacy-upgrade-test");
+    assert_eq!(copy["test_of"], id.as_str());
+    assert_eq!(copy["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
+    let copy_id = copy["id"].as_str().expect("id").to_string();
+    let (_, rows) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/databases/{copy_id}/sql"),
+        &t,
+        Some(json!({ "sql": "SELECT given_name FROM contacts ORDER BY id" })),
+    )
+    .await;
+    assert!(rows.to_string().contains("Asha"), "{rows}");
+    let (_, original) = call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await;
+    assert_eq!(original["schema_version"], 1, "the original is untouched");
+    let page =
+        app.client.get(app.url(&format!("/databases/{copy_id}"))).header("cookie", &session).send().await.expect("p");
+    assert!(page.text().await.expect("body").contains("id=\"test-copy\""));
+
     // A step that cannot apply (a table of that name already exists) fails cleanly.
     let file = app.data.path().join("tenants/in").join(&id).join("db.sqlite");
     rusqlite::Connection::open(&file).expect("open").execute_batch("CREATE TABLE opportunities (x TEXT)").expect("t");
