@@ -37,7 +37,7 @@ CREATE TABLE attachments (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL RE
 INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '1');
 """
 
-server = Server()
+server = Server(workers=1)
 work = server.data + "-input"
 os.makedirs(work)
 try:
