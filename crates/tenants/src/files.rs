@@ -160,6 +160,11 @@ pub struct Manifest {
 /// same bytes. Short on purpose: the archive is a copy of personal data.
 pub const EXPORT_RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// An entry larger than this that unpacks more than [`MAX_COMPRESSION_RATIO`]
+/// times its packed size is refused as a zip bomb (SQL dumps pack about 5–8×).
+const MAX_RATIO_CHECK_BYTES: u64 = 32 * 1024 * 1024;
+const MAX_COMPRESSION_RATIO: u64 = 200;
+
 /// Largest archive we import, and largest file inside it.
 pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -610,6 +615,24 @@ impl TenantFiles {
                 "The archive has schema version {}, which this Seldesk cannot import.",
                 manifest.schema_version
             )));
+        }
+        // Before anything is written: what the entries say they unpack to.
+        // A zip bomb is refused here; one whose headers lie is still stopped
+        // by the bounded copy below.
+        let mut declared: u64 = 0;
+        for i in 0..zip.len() {
+            let entry = zip.by_index_raw(i).map_err(|_| bad("The archive is damaged."))?;
+            declared = declared.saturating_add(entry.size());
+            let ratio = entry.size() / entry.compressed_size().max(1);
+            if entry.size() > MAX_RATIO_CHECK_BYTES && ratio > MAX_COMPRESSION_RATIO {
+                return Err(bad(&format!(
+                    "`{}` would unpack {ratio} times its size: this looks like a zip bomb, so nothing was unpacked.",
+                    entry.name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+                )));
+            }
+        }
+        if declared > MAX_IMPORT_BYTES {
+            return Err(TenantError::TooLarge("The archive unpacks to more than 2 GiB.".into()));
         }
         let dir = dir.to_path_buf();
         std::fs::create_dir_all(dir.join("files"))?;

@@ -182,16 +182,31 @@ async fn hostile_uploads_are_refused_without_harm_and_results_deleted_on_request
         .expect("open")
         .execute_batch("CREATE TRIGGER t AFTER INSERT ON contacts BEGIN DELETE FROM contacts; END;")
         .expect("trigger");
+    // A zip bomb: 64 MiB of zeros packed into about 64 KiB.
+    let zeros = vec![0u8; 64 * 1024 * 1024];
+    let bomb = {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("manifest.json", options).expect("entry");
+        z.write_all(manifest(serde_json::json!({ "dump.sql": sum(&zeros) })).as_bytes()).expect("write");
+        z.start_file("dump.sql", options).expect("entry");
+        z.write_all(&zeros).expect("write");
+        z.finish().expect("zip").into_inner()
+    };
+    assert!(bomb.len() < 1024 * 1024, "packed small: {}", bomb.len());
     let mut ids = Vec::new();
-    for (name, body) in
-        [("traversal.zip", traversal), ("evil.zip", evil), ("crafted.sqlite", std::fs::read(&crafted).expect("read"))]
-    {
+    for (name, body) in [
+        ("traversal.zip", traversal),
+        ("evil.zip", evil),
+        ("crafted.sqlite", std::fs::read(&crafted).expect("read")),
+        ("bomb.zip", bomb),
+    ] {
         let (status, req) = upload(&app, &token, name, body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{name}: {req}");
         ids.push(req["id"].as_str().expect("id").to_string());
     }
     app.run_jobs().await;
-    for (id, why) in ids.iter().zip(["leave the archive", "not authorized", "not authorized"]) {
+    for (id, why) in ids.iter().zip(["leave the archive", "not authorized", "not authorized", "zip bomb"]) {
         let r = show(&app, &token, id).await;
         assert_eq!(r["status"], "failed", "{r}");
         assert!(r["error"].as_str().expect("error").contains(why), "{why}: {r}");
