@@ -119,6 +119,26 @@ impl Databases {
         Self { db, clock, policy, files, audit, erasure_log, queue }
     }
 
+    /// Records an action of a database's owner in the audit trail.
+    async fn audit_owner(
+        &self,
+        account_id: &str,
+        id: &str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), TenantError> {
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                action,
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{id}")),
+                details,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub fn files(&self) -> &TenantFiles {
         &self.files
     }
@@ -461,15 +481,7 @@ impl Databases {
             .bind(id)
             .execute(self.db.pool())
             .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.upgraded",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({ "from": from, "to": to }),
-            )
-            .await?;
+        self.audit_owner(account_id, id, "database.upgraded", serde_json::json!({ "from": from, "to": to })).await?;
         Ok((from, to))
     }
 
@@ -525,15 +537,13 @@ impl Databases {
         .bind(id)
         .execute(self.db.pool())
         .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.test_upgraded",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({ "copy": copy_id, "to": SCHEMA_VERSION }),
-            )
-            .await?;
+        self.audit_owner(
+            account_id,
+            id,
+            "database.test_upgraded",
+            serde_json::json!({ "copy": copy_id, "to": SCHEMA_VERSION }),
+        )
+        .await?;
         self.get(account_id, &copy_id).await
     }
 
@@ -577,15 +587,7 @@ impl Databases {
             .bind(SCHEMA_VERSION)
             .execute(self.db.pool())
             .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.imported",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_owner(account_id, &id, "database.imported", serde_json::json!({})).await?;
         self.get(account_id, &id).await
     }
 
@@ -634,15 +636,7 @@ impl Databases {
             .bind(id)
             .execute(self.db.pool())
             .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.reactivated",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_owner(account_id, id, "database.reactivated", serde_json::json!({})).await?;
         self.get(account_id, id).await
     }
 
@@ -698,15 +692,13 @@ impl Databases {
         if done.rows_affected() == 0 {
             return Err(TenantError::Conflict("Only an active database can be moved.".into()));
         }
-        self.audit
-            .record(
-                &Actor::Person { id: account_id.into() },
-                "database.move_requested",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
-                serde_json::json!({ "from": d.region, "to": target.id }),
-            )
-            .await?;
+        self.audit_owner(
+            account_id,
+            id,
+            "database.move_requested",
+            serde_json::json!({ "from": d.region, "to": target.id }),
+        )
+        .await?;
         self.queue
             .enqueue(
                 seldesk_jobs::NewJob::new(JOB_MOVE)

@@ -197,6 +197,37 @@ fn pg_visit(r: &sqlx::any::AnyRow) -> Result<Visit, sqlx::Error> {
 
 const INSERT_COLUMNS: &str = "at, ip, browser, browser_version, platform, referrer, path, language, country, person";
 
+/// Stores a visit: in `visits` (routed to its day's partition), or in
+/// `visits_held` for the hold `hold`.
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    v: &Visit,
+    hold: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    let sql = match hold {
+        None => format!("INSERT INTO visits ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        Some(_) => format!(
+            "INSERT INTO visits_held ({INSERT_COLUMNS}, hold_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ),
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_millis(v.at))
+        .bind(v.ip.clone())
+        .bind(v.browser.clone())
+        .bind(v.browser_version.clone())
+        .bind(v.platform.clone())
+        .bind(v.referrer.clone())
+        .bind(v.path.clone())
+        .bind(v.language.clone())
+        .bind(v.country.clone())
+        .bind(v.person.clone());
+    if let Some(h) = hold {
+        q = q.bind(h);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 impl PgVisits {
     async fn write(&self, visits: &[Visit]) -> Result<(), VisitError> {
         let mut days: Vec<Date> = visits.iter().map(|v| v.at.date()).collect();
@@ -213,21 +244,7 @@ impl PgVisits {
         }
         let mut tx = self.db.begin_write().await?;
         for v in visits {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO visits ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            )))
-            .bind(to_millis(v.at))
-            .bind(&v.ip)
-            .bind(&v.browser)
-            .bind(&v.browser_version)
-            .bind(&v.platform)
-            .bind(&v.referrer)
-            .bind(&v.path)
-            .bind(&v.language)
-            .bind(&v.country)
-            .bind(&v.person)
-            .execute(&mut *tx)
-            .await?;
+            insert(&mut tx, v, None).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -280,22 +297,7 @@ impl PgVisits {
             let visits = self.select("SELECT * FROM visits WHERE at >= $1 AND at < $2 ORDER BY at", day).await?;
             for v in &visits {
                 if let Some(h) = holds.iter().find(|h| h.covers(v)) {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO visits_held ({INSERT_COLUMNS}, hold_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                    )))
-                    .bind(to_millis(v.at))
-                    .bind(&v.ip)
-                    .bind(&v.browser)
-                    .bind(&v.browser_version)
-                    .bind(&v.platform)
-                    .bind(&v.referrer)
-                    .bind(&v.path)
-                    .bind(&v.language)
-                    .bind(&v.country)
-                    .bind(&v.person)
-                    .bind(h.id)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert(&mut tx, v, Some(h.id)).await?;
                 }
             }
         }
