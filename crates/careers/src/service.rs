@@ -311,6 +311,13 @@ impl Careers {
         Self { db, clock, policy, audit, erasure_log, blobs, mailer, public_url }
     }
 
+    /// Records something the applicant did through their private link.
+    async fn audit_applicant(&self, id: &str, action: &str) -> Result<(), CareerError> {
+        let who = subject(id);
+        self.audit.record(&Actor::Person { id: who.clone() }, action, Some(&who), None, serde_json::json!({})).await?;
+        Ok(())
+    }
+
     pub fn blobs(&self) -> &SealedBlobs {
         &self.blobs
     }
@@ -824,15 +831,7 @@ impl Careers {
         .bind(&id)
         .execute(self.db.pool())
         .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: subject(&id) },
-                "careers.application_corrected",
-                Some(&subject(&id)),
-                None,
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_applicant(&id, "careers.application_corrected").await?;
         self.load(&id).await
     }
 
@@ -852,15 +851,7 @@ impl Careers {
             .await?;
         sqlx::query("DELETE FROM job_offer_data WHERE application_id = $1").bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.audit
-            .record(
-                &Actor::Person { id: subject(&id) },
-                "careers.application_withdrawn",
-                Some(&subject(&id)),
-                None,
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_applicant(&id, "careers.application_withdrawn").await?;
         self.load(&id).await
     }
 
@@ -873,15 +864,7 @@ impl Careers {
             .bind(&id)
             .execute(self.db.pool())
             .await?;
-        self.audit
-            .record(
-                &Actor::Person { id: subject(&id) },
-                "careers.application_objection",
-                Some(&subject(&id)),
-                None,
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_applicant(&id, "careers.application_objection").await?;
         self.load(&id).await
     }
 
@@ -973,15 +956,7 @@ impl Careers {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.audit
-            .record(
-                &Actor::Person { id: subject(&id) },
-                "careers.offer_data_given",
-                Some(&subject(&id)),
-                None,
-                serde_json::json!({}),
-            )
-            .await?;
+        self.audit_applicant(&id, "careers.offer_data_given").await?;
         self.load(&id).await
     }
 
