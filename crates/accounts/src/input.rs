@@ -45,6 +45,9 @@ pub struct SignUp {
     pub invoice_by_post: bool,
     #[serde(default)]
     pub address: Option<String>,
+    /// ISO 3166-1 alpha-2 code (`IN`, `SG`, `GB`).
+    #[serde(default)]
+    pub country: Option<String>,
 }
 
 /// A correction of the profile (ACC-3): absent fields stay as they are.
@@ -59,6 +62,7 @@ pub struct ProfileUpdate {
     pub interest: Option<String>,
     pub invoice_by_post: Option<bool>,
     pub address: Option<String>,
+    pub country: Option<String>,
 }
 
 /// Refuses free text that carries a card number.
@@ -129,6 +133,17 @@ pub fn phone(value: &str) -> Result<Option<String>, AccountError> {
         return Err(AccountError::invalid("phone", "Enter a phone number with digits, spaces and + - ( ) only."));
     }
     Ok(Some(v))
+}
+
+/// A country code (ISO 3166-1 alpha-2), uppercase; empty means none given.
+pub fn country(value: &str) -> Result<Option<String>, AccountError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    seldesk_domain::country::normalise(v).map(Some).ok_or_else(|| {
+        AccountError::invalid("country", format!("`{v}` is not a country code; choose your country from the list."))
+    })
 }
 
 /// One of a list of choices.

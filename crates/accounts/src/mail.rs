@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use lettre::message::Body;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::AccountError;
@@ -56,11 +56,25 @@ impl Mailer {
 
     /// Sends one message.
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), AccountError> {
+        self.send_with_headers(mail, &[]).await
+    }
+
+    /// Sends one message with extra headers (`List-Unsubscribe`, …); names
+    /// are ASCII header names, values are sent as given.
+    pub async fn send_with_headers(
+        &self,
+        mail: &OutgoingMail,
+        headers: &[(&'static str, String)],
+    ) -> Result<(), AccountError> {
         let bad = |e: String| AccountError::Internal(format!("cannot build the message: {e}"));
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from().parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
             .to(mail.to.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
-            .subject(&mail.subject)
+            .subject(&mail.subject);
+        for (name, value) in headers {
+            builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), value.clone()));
+        }
+        let message = builder
             .header(ContentType::TEXT_PLAIN)
             .body(Body::new(mail.text.replace("\r\n", "\n").replace('\n', "\r\n")))
             .map_err(|e| bad(e.to_string()))?;

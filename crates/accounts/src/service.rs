@@ -42,6 +42,8 @@ pub struct Account {
     pub interest: Option<String>,
     pub invoice_by_post: bool,
     pub address: Option<String>,
+    /// ISO 3166-1 alpha-2 code, when given.
+    pub country: Option<String>,
     pub email_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -136,7 +138,7 @@ pub struct Accounts {
     pub(crate) stores: Vec<Arc<dyn seldesk_privacy::PersonalDataStore>>,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, email_verified_at, created_at, updated_at, status, policy_accepted";
+const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, country, email_verified_at, created_at, updated_at, status, policy_accepted";
 
 fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
@@ -149,6 +151,7 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
         interest: r.try_get("interest")?,
         invoice_by_post: r.try_get::<i64, _>("invoice_by_post")? != 0,
         address: r.try_get("address")?,
+        country: r.try_get("country")?,
         email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
         created_at: from_millis(r.try_get("created_at")?),
         updated_at: from_millis(r.try_get("updated_at")?),
@@ -235,6 +238,7 @@ impl Accounts {
             // ACC-1: the address is collected only when invoices go by post.
             None
         };
+        let country = input::country(input.country.as_deref().unwrap_or_default())?;
         input::password(&input.password, &email, &name)?;
         let exists =
             sqlx::query("SELECT id FROM accounts WHERE email = $1").bind(&email).fetch_optional(self.db.pool()).await?;
@@ -245,8 +249,8 @@ impl Accounts {
         let hash = hash_password(&input.password)?;
         let inserted = sqlx::query(
             "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash,
-                 created_at, updated_at, policy_accepted, policy_accepted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $11)",
+                 created_at, updated_at, policy_accepted, policy_accepted_at, country)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $11, $13)",
         )
         .bind(&id)
         .bind(&email)
@@ -260,6 +264,7 @@ impl Accounts {
         .bind(&hash)
         .bind(to_millis(now))
         .bind(self.policy.current_version(now.date()).effective.to_string())
+        .bind(&country)
         .execute(self.db.pool())
         .await;
         if let Err(e) = inserted {
@@ -501,6 +506,9 @@ impl Accounts {
         if let Some(v) = &u.address {
             after.address = input::text("address", "Mailing address", v, 500, false)?;
         }
+        if let Some(v) = &u.country {
+            after.country = input::country(v)?;
+        }
         if after.invoice_by_post && after.address.is_none() {
             return Err(AccountError::invalid("address", "Invoices by post need a mailing address."));
         }
@@ -517,6 +525,7 @@ impl Accounts {
             ("interest", before.interest != after.interest),
             ("invoice_by_post", before.invoice_by_post != after.invoice_by_post),
             ("address", before.address != after.address),
+            ("country", before.country != after.country),
         ] {
             if differs {
                 changed.push(field);
@@ -538,7 +547,8 @@ impl Accounts {
         let email_changed = before.email != after.email;
         sqlx::query(
             "UPDATE accounts SET name = $1, company = $2, email = $3, phone = $4, industry = $5, interest = $6, invoice_by_post = $7,
-                 address = $8, updated_at = $9, email_verified_at = CASE WHEN $10 = 1 THEN NULL ELSE email_verified_at END
+                 address = $8, updated_at = $9, email_verified_at = CASE WHEN $10 = 1 THEN NULL ELSE email_verified_at END,
+                 country = $12
              WHERE id = $11",
         )
         .bind(&after.name)
@@ -552,6 +562,7 @@ impl Accounts {
         .bind(to_millis(self.now()))
         .bind(i64::from(email_changed))
         .bind(id)
+        .bind(&after.country)
         .execute(self.db.pool())
         .await?;
         self.audit

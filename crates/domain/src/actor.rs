@@ -12,10 +12,13 @@ pub enum Role {
     Security,
     Finance,
     Dpo,
+    /// Campaigns, events, partners and trend reports (issue 10).
+    Marketing,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [Role::Admin, Role::Support, Role::Hr, Role::Security, Role::Finance, Role::Dpo];
+    pub const ALL: [Role; 7] =
+        [Role::Admin, Role::Support, Role::Hr, Role::Security, Role::Finance, Role::Dpo, Role::Marketing];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -25,6 +28,7 @@ impl Role {
             Role::Security => "security",
             Role::Finance => "finance",
             Role::Dpo => "dpo",
+            Role::Marketing => "marketing",
         }
     }
 

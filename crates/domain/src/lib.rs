@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod clock;
+pub mod country;
 pub mod policy;
 pub mod special;
 

@@ -53,6 +53,7 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "employee_record",
     "upgrade_upload",
     "upgrade_failed_upload",
+    "marketing_contact",
 ];
 
 /// Start-up failures.
@@ -119,6 +120,7 @@ pub struct Services {
     pub careers: seldesk_careers::Careers,
     pub visit_aggregates: seldesk_visits::aggregate::Aggregates,
     pub upgrades: seldesk_upgrades::Upgrades,
+    pub marketing: seldesk_marketing::Marketing,
 }
 
 impl Services {
@@ -163,7 +165,6 @@ impl Services {
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
         ];
-        let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;
         let audit = AuditLog::new(db.clone(), clock.clone());
         let queue = Queue::new(db.clone(), clock.clone());
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
@@ -172,6 +173,24 @@ impl Services {
             Some(url) => Mailer::smtp(url, config.mail.from.clone()).map_err(|e| StartError::Mail(e.to_string()))?,
             None => Mailer::outbox(config.data.join("mail").join("outbox"), config.mail.from.clone()),
         };
+        let marketing = seldesk_marketing::Marketing::new(
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            audit.clone(),
+            disclosures.clone(),
+            mailer.clone(),
+            queue.clone(),
+            seldesk_marketing::MarketingConfig {
+                base_url: public_url.clone(),
+                transfers_dir: config.data.join("transfers"),
+                batch_size: config.marketing.batch_size.max(1),
+                batch_pause: Duration::from_millis(config.marketing.batch_pause_ms),
+            },
+        );
+        let mut erasers = erasers;
+        erasers.push(Arc::new(seldesk_marketing::MarketingEraser::new(marketing.clone())));
+        let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;
         let careers = seldesk_careers::Careers::new(
             db.clone(),
             clock.clone(),
@@ -202,7 +221,8 @@ impl Services {
         .with_store(Arc::new(seldesk_visits::PersonVisits::new(seldesk_visits::VisitStore::for_node(
             &config.data,
             &db,
-        ))));
+        ))))
+        .with_store(Arc::new(seldesk_marketing::MarketingRecords::new(marketing.clone())));
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),
@@ -228,6 +248,7 @@ impl Services {
             queue.clone(),
         );
         Ok(Self {
+            marketing,
             databases,
             careers,
             visit_aggregates,
@@ -383,6 +404,28 @@ impl Handler for RemindDestruction {
 }
 
 /// Moves a database to another region.
+/// Sends campaigns, hands over registrations and referrals, counts trends.
+struct MarketingJob {
+    marketing: seldesk_marketing::Marketing,
+}
+
+impl Handler for MarketingJob {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let field = |k: &str| job.payload.get(k).and_then(|v| v.as_str()).ok_or(format!("the job has no `{k}`"));
+            let m = &self.marketing;
+            match job.kind.as_str() {
+                seldesk_marketing::JOB_SEND => m.run_send_job(field("campaign")?).await.map(|run| format!("{run:?}")),
+                seldesk_marketing::JOB_TRANSFER => {
+                    m.run_transfer(field("kind")?, field("id")?).await.map(|()| "handed over".to_string())
+                }
+                _ => m.aggregate_trends().await.map(|n| format!("{n} records counted")),
+            }
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Carries out an upload to the Database Upgrade service.
 struct RunUpgrade {
     upgrades: seldesk_upgrades::Upgrades,
@@ -469,7 +512,10 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
             AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
         )
         .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
-        .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() });
+        .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() })
+        .handle(seldesk_marketing::JOB_SEND, MarketingJob { marketing: s.marketing.clone() })
+        .handle(seldesk_marketing::JOB_TRANSFER, MarketingJob { marketing: s.marketing.clone() })
+        .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }
@@ -530,6 +576,7 @@ impl Application {
             databases: services.databases.clone(),
             careers: services.careers.clone(),
             upgrades: services.upgrades.clone(),
+            marketing: services.marketing.clone(),
             web: seldesk_web::WebSettings {
                 secure_cookies: config.secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),

@@ -74,6 +74,23 @@ impl fmt::Debug for MailConfig {
     }
 }
 
+/// Marketing mail (issue 10): how fast campaigns go out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketingSettings {
+    /// Messages handed to the mail server per batch.
+    pub batch_size: u32,
+    /// Pause between batches, in milliseconds (batch_size / pause is the rate).
+    pub batch_pause_ms: u64,
+}
+
+impl Default for MarketingSettings {
+    fn default() -> Self {
+        // 50 messages every 5 s: 600 a minute, gentle on any mail server.
+        Self { batch_size: 50, batch_pause_ms: 5_000 }
+    }
+}
+
 /// Everything an operator can set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,6 +124,7 @@ pub struct Config {
     /// Record browser data of page requests (BRW-2); off only to measure its cost.
     pub record_visits: bool,
     pub mail: MailConfig,
+    pub marketing: MarketingSettings,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
 }
@@ -135,6 +153,10 @@ impl Default for Config {
             ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into() },
         );
         schedules.insert(
+            "trends".to_string(),
+            ScheduleConfig { cron: "40 0 * * *".into(), job: seldesk_marketing::JOB_TRENDS.into() },
+        );
+        schedules.insert(
             "jobs-purge".to_string(),
             ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into() },
         );
@@ -154,6 +176,7 @@ impl Default for Config {
             geoip: None,
             record_visits: true,
             mail: MailConfig::default(),
+            marketing: MarketingSettings::default(),
             schedules,
         }
     }
@@ -178,6 +201,7 @@ impl fmt::Debug for Config {
             .field("geoip", &self.geoip)
             .field("record_visits", &self.record_visits)
             .field("mail", &self.mail)
+            .field("marketing", &self.marketing)
             .field("schedules", &self.schedules)
             .finish()
     }
@@ -201,6 +225,7 @@ const CONFIG_KEYS: &[&str] = &[
     "google_analytics_id",
     "geoip",
     "record_visits",
+    "marketing",
 ];
 
 /// A configuration that cannot be used; names the key.

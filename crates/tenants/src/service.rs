@@ -631,7 +631,7 @@ impl Databases {
             return Err(TenantError::Conflict("The grace period is over: this database is being destroyed.".into()));
         }
         // An ended trial comes back as a subscription: the trial is over.
-        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, reminded_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END WHERE id = $2")
+        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, reminded_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END, converted_at = CASE WHEN plan = 'trial' AND trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN $1 ELSE converted_at END WHERE id = $2")
             .bind(to_millis(self.clock.now()))
             .bind(id)
             .execute(self.db.pool())

@@ -71,6 +71,11 @@ pub(crate) struct ProfileForm {
     address: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    country: String,
+    /// The marketing box (sign-up only; the account page has its own form).
+    #[serde(default)]
+    marketing: Option<String>,
 }
 
 impl ProfileForm {
@@ -84,6 +89,7 @@ impl ProfileForm {
             interest: a.interest.clone().unwrap_or_default(),
             invoice_by_post: a.invoice_by_post.then(|| "on".to_string()),
             address: a.address.clone().unwrap_or_default(),
+            country: a.country.clone().unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -102,17 +108,32 @@ struct SignupPage {
     f: ProfileForm,
     industries: &'static [&'static str],
     interests: &'static [&'static str],
+    countries: Vec<(&'static str, &'static str)>,
 }
 
-async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn signup_form(State(state): State<AppState>, conn: ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     let csrf = CsrfToken::for_request(&state, &headers);
+    // The box is ticked in advance only where the policy's basis for
+    // marketing is legitimate interest; with consent it starts empty.
+    let f = ProfileForm {
+        country: state
+            .visits
+            .geo
+            .country(conn.0.ip())
+            .or_else(|| crate::db_pages::browser_country(&headers))
+            .and_then(|c| seldesk_domain::country::normalise(&c))
+            .unwrap_or_default(),
+        marketing: state.marketing.default_opt_in().then(|| "on".to_string()),
+        ..ProfileForm::default()
+    };
     let page = SignupPage {
         title: "Create your Seldesk account",
         csrf: csrf.token.clone(),
         error: None,
-        f: ProfileForm::default(),
+        f,
         industries: seldesk_accounts::INDUSTRIES,
         interests: seldesk_accounts::INTERESTS,
+        countries: seldesk_domain::country::all(),
     };
     csrf.attach(render(StatusCode::OK, &page))
 }
@@ -136,9 +157,21 @@ async fn signup(
         password: f.password.clone(),
         invoice_by_post: f.by_post(),
         address: Some(f.address.clone()),
+        country: Some(f.country.clone()),
     };
     match state.accounts.sign_up(input, &ip(&conn)).await {
-        Ok(account) => start_session(&state, &account, "/account?welcome=1").await,
+        Ok(account) => {
+            let yes = f.marketing.is_some();
+            // Record a choice the person made: a tick, or an untick of a pre-ticked box.
+            if yes || state.marketing.default_opt_in() {
+                let (actor, subject) = (account.actor(), account.subject());
+                let set = state.marketing.set_preference(&actor, &subject, &account.email, yes, "signup");
+                if let Err(e) = set.await {
+                    tracing::error!(error = %e, "the marketing choice made at sign-up was not saved");
+                }
+            }
+            start_session(&state, &account, "/account?welcome=1").await
+        }
         Err(e) => {
             let status = status_of(&e);
             let page = SignupPage {
@@ -148,6 +181,7 @@ async fn signup(
                 f: ProfileForm { password: String::new(), ..f },
                 industries: seldesk_accounts::INDUSTRIES,
                 interests: seldesk_accounts::INTERESTS,
+                countries: seldesk_domain::country::all(),
             };
             render(status, &page)
         }
@@ -391,6 +425,8 @@ struct AccountPage {
     interests: &'static [&'static str],
     audit: Vec<(String, String, String)>,
     upcoming: Option<(String, String)>,
+    countries: Vec<(&'static str, &'static str)>,
+    marketing: Option<seldesk_marketing::Preference>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +455,7 @@ async fn account_view(
         .take(20)
         .map(|e| (e.at.date().to_string(), e.actor, e.action))
         .collect();
+    let marketing = state.marketing.preference(&account.subject()).await.ok();
     let page = AccountPage {
         title: "Your account",
         csrf: csrf.token.clone(),
@@ -429,6 +466,8 @@ async fn account_view(
         industries: seldesk_accounts::INDUSTRIES,
         interests: seldesk_accounts::INTERESTS,
         audit,
+        countries: seldesk_domain::country::all(),
+        marketing,
         upcoming: {
             let newest = state.policy.newest_version();
             (newest.effective > state.clock.now().date())
@@ -472,6 +511,7 @@ async fn account_update(
         interest: Some(f.interest.clone()),
         invoice_by_post: Some(f.by_post()),
         address: Some(f.address.clone()),
+        country: Some(f.country.clone()),
     };
     match state.accounts.update_profile(&account.id, update, &account.actor()).await {
         Ok(_) => Redirect::to("/account?saved=1").into_response(),

@@ -32,7 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Parses a JSON body with errors a client can act on.
-fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "The request body must be a JSON object."));
     }
@@ -51,8 +51,26 @@ async fn create_account(
     conn: ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let input: SignUp = json(&body)?;
+    // `marketing` (true or false) is the marketing choice; the rest is the account.
+    let mut value: serde_json::Value = json(&body)?;
+    let marketing = match value.as_object_mut().and_then(|o| o.remove("marketing")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(b),
+        Some(_) => {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "marketing", "`marketing` is true or false."));
+        }
+    };
+    let input: SignUp = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("The JSON body is not valid: {e}"))
+    })?;
     let account = state.accounts.sign_up(input, &client_ip(Some(&conn))).await?;
+    if let Some(yes) = marketing {
+        state
+            .marketing
+            .set_preference(&account.actor(), &account.subject(), &account.email, yes, "signup")
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    }
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": account.id }))).into_response())
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn upload_routes() -> Router<AppState> {
 }
 
 /// The country of the browser's first preferred language, e.g. `IN` for `en-IN`.
-fn browser_country(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn browser_country(headers: &HeaderMap) -> Option<String> {
     let first = headers.get(axum::http::header::ACCEPT_LANGUAGE)?.to_str().ok()?.split(',').next()?;
     let tag = first.split(';').next()?.trim();
     let region = tag.split(['-', '_']).nth(1)?;

@@ -11,6 +11,7 @@ mod db_api;
 mod db_pages;
 pub mod i18n;
 mod markdown;
+mod marketing_pages;
 mod pages;
 mod staff_pages;
 mod upgrade_pages;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub databases: seldesk_tenants::Databases,
     pub careers: seldesk_careers::Careers,
     pub upgrades: seldesk_upgrades::Upgrades,
+    /// Preferences, campaigns, events, partners and trends (issue 10).
+    pub marketing: seldesk_marketing::Marketing,
     /// Browser data: the recorder (BRW-2), partitions and aggregates.
     pub visits: seldesk_visits::Visits,
     pub web: WebSettings,
@@ -101,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(careers_pages::routes())
         .merge(visits_pages::routes())
         .merge(upgrade_pages::routes())
+        .merge(marketing_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()

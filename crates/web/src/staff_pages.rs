@@ -79,7 +79,9 @@ async fn signin(
             }
             match state.accounts.create_session(SessionKind::Staff, Principal::Staff(staff.id.clone())).await {
                 Ok((token, _)) => {
-                    let next = if staff.has(Role::Support) || !staff.has(Role::Dpo) {
+                    let next = if staff.has(Role::Marketing) && !staff.has(Role::Support) {
+                        "/staff/marketing"
+                    } else if staff.has(Role::Support) || !staff.has(Role::Dpo) {
                         "/staff/tickets"
                     } else {
                         "/staff/retention"

@@ -672,3 +672,92 @@ async fn upgrade_an_old_export_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+// promise: MKT-3, MKT-4
+#[tokio::test]
+async fn register_for_an_event_ask_for_a_partner_and_find_both_transfers_in_my_data_in_chromium() {
+    let app = spawn_app().await;
+    let staff = crate::helpers::staff_session(&app, "events@seldesk.com", "marketing").await;
+    crate::marketing::open_event(&app, &staff, "", "Cloud Partners Ltd").await;
+    let csrf = staff.split("seldesk_csrf=").nth(1).expect("csrf").to_string();
+    let r = app
+        .client
+        .post(app.url("/staff/marketing/partners"))
+        .header("cookie", &staff)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Mumbai Systems"),
+            ("country", "IN"),
+            ("website", "https://mumbai-systems.example"),
+        ])
+        .send()
+        .await
+        .expect("partner");
+    assert_eq!(r.status(), 303);
+    crate::marketing::verified_account(&app, "meera@example.in", "IN", None).await;
+
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    // Consent is the basis for marketing mail: the sign-up box starts empty.
+    b.client.goto(&app.url("/signup")).await.expect("signup");
+    let marketing = b.client.find(Locator::Css("#marketing")).await.expect("marketing box");
+    assert!(!marketing.is_selected().await.expect("selected"), "not pre-ticked");
+
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "meera@example.in").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("e-mail verified").await;
+
+    // The event page names the organiser and the sponsor before registration.
+    b.client.goto(&app.url("/events")).await.expect("events");
+    b.click("#events a").await;
+    b.wait_for_text("Acme Events Pvt Ltd").await;
+    let notice = b.client.find(Locator::Css("#recipients")).await.expect("notice").text().await.expect("text");
+    assert!(notice.contains("Cloud Partners Ltd") && notice.contains("name, e-mail, phone and company"), "{notice}");
+    b.screenshot("event-registration").await;
+    b.fill("phone", "+91 22 5555 0199").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("You are registered").await;
+
+    // A partner of her country (from her account) is chosen and named.
+    b.client.goto(&app.url("/partners")).await.expect("partners");
+    b.fill("phone", "+91 22 5555 0199").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Mumbai Systems (https://mumbai-systems.example) will contact you").await;
+    b.screenshot("partner-referral").await;
+    app.run_jobs().await;
+
+    // Both hand-overs are in the access export.
+    b.client.goto(&app.url("/account/requests")).await.expect("requests");
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form[action='/account/requests'] button[type=submit]").await;
+    b.wait_for_text("We are preparing your archive").await;
+    app.run_jobs().await;
+    b.client.refresh().await.expect("reload");
+    b.fill("password", "saffron harbour kite").await;
+    b.click("#download").await;
+    let zip = b.downloaded(".zip").await;
+    let bytes = std::fs::read(&zip).expect("archive");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("personal-data.json").expect("json"), &mut json).expect("read");
+    let data: serde_json::Value = serde_json::from_str(&json).expect("parse");
+    let sent: Vec<(String, String)> = data["disclosures_to_third_parties"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .map(|d| (d["recipient"].as_str().unwrap_or("").into(), d["recipient_name"].as_str().unwrap_or("").into()))
+        .collect();
+    for expected in [
+        ("event_organiser", "Acme Events Pvt Ltd"),
+        ("event_sponsor", "Cloud Partners Ltd"),
+        ("partner", "Mumbai Systems"),
+    ] {
+        assert!(sent.contains(&(expected.0.to_string(), expected.1.to_string())), "{expected:?} in {sent:?}");
+    }
+    assert_eq!(data["other_records"]["marketing"]["event_registrations"][0]["event"], "Seldesk Day Mumbai");
+    assert_eq!(data["other_records"]["marketing"]["partner_referrals"][0]["partner_name"], "Mumbai Systems");
+    b.close().await;
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ mod cli;
 mod databases;
 mod helpers;
 mod jobs;
+mod marketing;
 mod pages;
 mod privacy;
 mod upgrades;
