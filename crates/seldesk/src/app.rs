@@ -77,6 +77,8 @@ pub enum StartError {
     Blobs(String),
     #[error("{0}")]
     Geo(String),
+    #[error("backups: {0}")]
+    Vault(String),
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
@@ -121,6 +123,7 @@ pub struct Services {
     pub visit_aggregates: seldesk_visits::aggregate::Aggregates,
     pub upgrades: seldesk_upgrades::Upgrades,
     pub marketing: seldesk_marketing::Marketing,
+    pub backups: seldesk_vault::Backups,
 }
 
 impl Services {
@@ -247,7 +250,29 @@ impl Services {
             erasure_log.clone(),
             queue.clone(),
         );
+        let control_plane = config
+            .database_url()
+            .strip_prefix("sqlite://")
+            .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
+        let (backups, key_created) = seldesk_vault::Backups::open(
+            &config.data,
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            audit.clone(),
+            erasure_log.clone(),
+            databases.clone(),
+            control_plane,
+        )
+        .map_err(|e| StartError::Vault(e.to_string()))?;
+        if key_created {
+            tracing::warn!(
+                path = %config.data.join("keys").join("vault.key").display(),
+                "created the vault's master key: keep a copy somewhere safe and apart from the backups; without it no backup can ever be read"
+            );
+        }
         Ok(Self {
+            backups,
             marketing,
             databases,
             careers,
@@ -426,6 +451,30 @@ impl Handler for MarketingJob {
     }
 }
 
+/// Backs up every database, or applies snapshot retention.
+struct BackupJob {
+    backups: seldesk_vault::Backups,
+}
+
+impl Handler for BackupJob {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if job.kind == seldesk_vault::JOB_PRUNE {
+                let r = self.backups.prune().await.map_err(|e| e.to_string())?;
+                return Ok(format!("{} snapshot(s) and {} pack(s) removed", r.snapshots_removed, r.packs_removed));
+            }
+            let out = self.backups.run(None, Arc::new(|_, _| {})).await.map_err(|e| e.to_string())?;
+            let failed: Vec<String> =
+                out.iter().filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.database))).collect();
+            if failed.is_empty() {
+                Ok(format!("{} snapshot(s) in every backup region", out.len()))
+            } else {
+                Err(format!("{} of {} backups failed: {}", failed.len(), out.len(), failed.join("; ")))
+            }
+        })
+    }
+}
+
 /// Carries out an upload to the Database Upgrade service.
 struct RunUpgrade {
     upgrades: seldesk_upgrades::Upgrades,
@@ -515,7 +564,9 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() })
         .handle(seldesk_marketing::JOB_SEND, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_marketing::JOB_TRANSFER, MarketingJob { marketing: s.marketing.clone() })
-        .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() });
+        .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() })
+        .handle(seldesk_vault::JOB_BACKUP, BackupJob { backups: s.backups.clone() })
+        .handle(seldesk_vault::JOB_PRUNE, BackupJob { backups: s.backups.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }

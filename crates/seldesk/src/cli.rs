@@ -59,6 +59,9 @@ enum Command {
     /// Customer databases, for operators: list and export (audited).
     #[command(subcommand)]
     Db(crate::db_cli::DbCommand),
+    /// Backups: run, list, check, repair, prune, restore.
+    #[command(subcommand)]
+    Backup(crate::backup_cli::BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +371,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Db(cmd) => {
             let (config, policy) = config_and_policy(&cli, cmd.db_args())?;
             runtime()?.block_on(crate::db_cli::db_command(cmd, &config, policy))
+        }
+        Command::Backup(cmd) => {
+            let (config, policy) = config_and_policy(&cli, cmd.db_args())?;
+            runtime()?.block_on(crate::backup_cli::backup_command(cmd, &config, policy))
         }
         Command::Jobs(JobsCommand::Status(args)) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;

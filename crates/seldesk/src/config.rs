@@ -157,6 +157,14 @@ impl Default for Config {
             ScheduleConfig { cron: "40 0 * * *".into(), job: seldesk_marketing::JOB_TRENDS.into() },
         );
         schedules.insert(
+            "backup".to_string(),
+            ScheduleConfig { cron: "0 1 * * *".into(), job: seldesk_vault::JOB_BACKUP.into() },
+        );
+        schedules.insert(
+            "backup-prune".to_string(),
+            ScheduleConfig { cron: "0 4 * * *".into(), job: seldesk_vault::JOB_PRUNE.into() },
+        );
+        schedules.insert(
             "jobs-purge".to_string(),
             ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into() },
         );

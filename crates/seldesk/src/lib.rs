@@ -2,6 +2,7 @@
 //! public so integration tests start the real server in-process.
 
 pub mod app;
+mod backup_cli;
 pub mod cli;
 pub mod config;
 mod db_cli;

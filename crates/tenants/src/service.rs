@@ -591,6 +591,60 @@ impl Databases {
         self.get(account_id, &id).await
     }
 
+    /// Creates a new database of `account_id` from a folder holding
+    /// `db.sqlite` and `files/` (a restored backup, made under the region's
+    /// folder): checked, brought to the newest schema, then moved into place.
+    pub async fn adopt(
+        &self,
+        account_id: &str,
+        name: &str,
+        region: &str,
+        source: PathBuf,
+    ) -> Result<CustomerDb, TenantError> {
+        let name = validate_name(name)?;
+        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(&name)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if taken.is_some() {
+            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        {
+            let (files, region, id) = (self.files.clone(), region.to_string(), id.clone());
+            blocking(move || {
+                {
+                    let conn = rusqlite::Connection::open(source.join("db.sqlite"))?;
+                    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                    if check != "ok" {
+                        return Err(TenantError::Invalid {
+                            field: "snapshot",
+                            message: format!("The restored database fails its integrity check: {check}"),
+                        });
+                    }
+                    crate::files::migrate(&conn)?;
+                }
+                std::fs::create_dir_all(source.join("files"))?;
+                let target = files.dir(&region, &id)?;
+                std::fs::rename(&source, &target)?;
+                Ok(())
+            })
+            .await?;
+        }
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5, $6)")
+            .bind(&id)
+            .bind(account_id)
+            .bind(&name)
+            .bind(region)
+            .bind(to_millis(self.clock.now()))
+            .bind(SCHEMA_VERSION)
+            .execute(self.db.pool())
+            .await?;
+        self.audit_owner(account_id, &id, "database.restored", serde_json::json!({})).await?;
+        self.get(account_id, &id).await
+    }
+
     /// Cancels: the database is deactivated and destroyed after the grace period (DB-7).
     pub async fn cancel(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let d = self.get(account_id, id).await?;

@@ -4,6 +4,7 @@
 //! Chromium for page journeys.
 
 mod accounts;
+mod backups;
 mod browser;
 mod careers;
 mod cli;

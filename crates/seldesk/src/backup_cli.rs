@@ -1,0 +1,235 @@
+//! `seldesk backup`: run, list, check, repair, prune and restore the vault's
+//! snapshots (BAK-1…BAK-4). Restores by operators need a reason and are
+//! audited (BAK-3).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use seldesk_domain::{Actor, Policy, SystemClock};
+
+use crate::app;
+use crate::cli::{DbArgs, Failure, usage};
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Back up every active or deactivated database and the control plane
+    /// (or one database) to every backup region.
+    Run {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this database (see `seldesk db list`).
+        #[arg(long, conflicts_with = "all")]
+        database: Option<String>,
+        /// Every database (the default).
+        #[arg(long)]
+        all: bool,
+    },
+    /// List snapshots, newest first.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        database: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every region: manifests, indexes and keys; with --read-data
+    /// every pack's bytes too. Exit 1 naming each object changed, missing or
+    /// unreadable.
+    Check {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Copy objects a region lost (or holds damaged) from another region.
+    Repair {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove snapshots past the policy's retention and what only they needed.
+    Prune {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Restore a snapshot into a new database of the same owner.
+    Restore {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Snapshot id (or its first 8+ characters; see `seldesk backup list`).
+        snapshot: String,
+        /// Name of the new database.
+        #[arg(long, value_name = "NAME")]
+        to_new_database: String,
+        /// Why (ticket, the customer's request, a legal order): audited.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+impl BackupCommand {
+    pub(crate) fn db_args(&self) -> &DbArgs {
+        match self {
+            BackupCommand::Run { db, .. }
+            | BackupCommand::List { db, .. }
+            | BackupCommand::Check { db, .. }
+            | BackupCommand::Repair { db }
+            | BackupCommand::Prune { db }
+            | BackupCommand::Restore { db, .. } => db,
+        }
+    }
+}
+
+fn bar(msg: &str) -> ProgressBar {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(msg.to_string());
+    bar
+}
+
+fn progress(bar: &ProgressBar) -> seldesk_vault::service::Progress {
+    let b = bar.clone();
+    Arc::new(move |done, total| {
+        b.set_length(total.max(1));
+        b.set_position(done);
+    })
+}
+
+pub(crate) async fn backup_command(cmd: &BackupCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
+    let result = run(cmd, &s).await;
+    s.db.close().await;
+    result
+}
+
+async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
+    let b = &s.backups;
+    match cmd {
+        BackupCommand::Run { database, .. } => {
+            let pb = bar("backing up");
+            let started = Instant::now();
+            let out = b.run(database.as_deref(), progress(&pb)).await.map_err(usage)?;
+            pb.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let mut failed = 0;
+            let mut bytes = 0;
+            for o in &out {
+                match (&o.snapshot, &o.error) {
+                    (Some(snap), _) => {
+                        bytes += snap.size;
+                        println!(
+                            "{} ({}): snapshot {} — {} bytes, {} new, in {}",
+                            o.name,
+                            o.database,
+                            &snap.id[..16],
+                            snap.size,
+                            snap.added,
+                            snap.regions.join(" and ")
+                        );
+                    }
+                    (None, Some(e)) => {
+                        failed += 1;
+                        eprintln!("{} ({}): FAILED: {e}", o.name, o.database);
+                    }
+                    _ => {}
+                }
+            }
+            println!(
+                "{} snapshot(s), {failed} failed, {:.1} s ({:.0} MB/s)",
+                out.len() - failed,
+                secs,
+                bytes as f64 / secs / 1e6
+            );
+            if failed > 0 {
+                return Err(anyhow::anyhow!("{failed} backup(s) failed").into());
+            }
+        }
+        BackupCommand::List { database, json, .. } => {
+            let list = b.list(database.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<16} {:<34} {:<20} {:>12} {:>12}  regions  retain-until",
+                    "snapshot", "database", "taken", "bytes", "new"
+                );
+                for i in &list {
+                    println!(
+                        "{:<16} {:<34} {:<20} {:>12} {:>12}  {:<7}  {}",
+                        &i.id[..16],
+                        i.database,
+                        i.taken_at.to_string().chars().take(19).collect::<String>(),
+                        i.size,
+                        i.added,
+                        i.regions.join(","),
+                        i.retain_until.map(|t| t.date().to_string()).unwrap_or_default()
+                    );
+                }
+                println!("{} snapshot(s)", list.len());
+            }
+        }
+        BackupCommand::Check { read_data, .. } => {
+            let pb = ProgressBar::new(1);
+            pb.set_message("checking");
+            let p = pb.clone();
+            let problems = b
+                .check(
+                    *read_data,
+                    Arc::new(move |d, t| {
+                        p.set_length(t.max(1));
+                        p.set_position(d);
+                    }),
+                )
+                .await?;
+            pb.finish_and_clear();
+            if problems.is_empty() {
+                println!(
+                    "vault OK: every object in every region{}",
+                    if *read_data { ", data read and verified" } else { "" }
+                );
+            } else {
+                for p in &problems {
+                    println!("{}: {}: {}", p.region, p.object, p.problem);
+                }
+                return Err(anyhow::anyhow!(
+                    "{} problem(s) found; `seldesk backup repair` copies good objects from another region",
+                    problems.len()
+                )
+                .into());
+            }
+        }
+        BackupCommand::Repair { .. } => {
+            let r = b.repair(&Actor::Operator).await?;
+            for c in &r.copied {
+                println!("copied {c}");
+            }
+            for q in &r.quarantined {
+                println!("moved damaged {q} to quarantine/");
+            }
+            println!("{} object(s) copied, {} damaged moved aside", r.copied.len(), r.quarantined.len());
+        }
+        BackupCommand::Prune { .. } => {
+            let r = b.prune().await?;
+            println!(
+                "{} snapshot(s) and {} pack(s) removed; keys destroyed: {}; {} object(s) wait for their lock",
+                r.snapshots_removed,
+                r.packs_removed,
+                if r.keys_destroyed.is_empty() { "none".into() } else { r.keys_destroyed.join(", ") },
+                r.waiting_for_lock
+            );
+        }
+        BackupCommand::Restore { snapshot, to_new_database, reason, .. } => {
+            let d = b.restore(&Actor::Operator, snapshot, to_new_database, reason, None).await.map_err(usage)?;
+            println!("restored snapshot {snapshot} into new database {} ({}) in {}", d.name, d.id, d.region);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The vault: encrypted, write-once, replicated backups with retention,
+//! check, repair and restores that replay the erasure log (BAK-1…BAK-4).
+
+use serde_json::json;
+use time::Duration;
+
+use crate::helpers::{TestApp, cli_run, spawn_app};
+
+const PW: &str = "violet tractor lemon";
+
+/// A customer with a database holding `n` contacts; returns (token, db id).
+async fn database_with_contacts(app: &TestApp, email: &str, name: &str, n: usize) -> (String, String) {
+    app.sign_up(email, PW).await;
+    let t = app.token(email, PW).await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": name, "region": "uk" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    for i in 0..n {
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&t)
+            .json(&json!({ "name": format!("Secret Client {i}"), "email": format!("client{i}@example.com") }))
+            .send()
+            .await
+            .expect("contact");
+        assert_eq!(r.status(), 201);
+    }
+    (t, id)
+}
+
+fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let url = app.database_url();
+    let mut all: Vec<&str> = vec!["backup"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--database-url", &url, "--data", app.data_dir()]);
+    cli_run(&all)
+}
+
+fn objects(app: &TestApp, region: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![app.data.path().join("backups").join(region).join("objects")];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.filter_map(Result::ok) {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+// promise: BAK-1, SEC-1
+#[tokio::test]
+async fn backups_are_encrypted_and_write_once_and_check_names_a_changed_pack() {
+    let app = spawn_app().await;
+    let (_, id) = database_with_contacts(&app, "bak1@example.com", "books", 30).await;
+    let (code, out, err) = cli(&app, &["run", "--all"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("books") && out.contains("in and sg"), "{out}");
+    if app.database_url().starts_with("sqlite:") {
+        assert!(out.contains("control plane"), "the embedded control plane is backed up too: {out}");
+    }
+    let (code, out, _) = cli(&app, &["list", "--database", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 snapshot(s)"), "{out}");
+
+    // Nothing readable at rest: no contact name in any object.
+    let packs: Vec<_> =
+        objects(&app, "in").into_iter().filter(|p| p.to_string_lossy().contains(&format!("packs/{id}"))).collect();
+    assert!(!packs.is_empty());
+    for p in &packs {
+        let bytes = std::fs::read(p).expect("pack");
+        assert!(!bytes.windows(13).any(|w| w == b"Secret Client"), "{} holds plaintext", p.display());
+    }
+    // Write-once: the store refuses other bytes under a name, and deletion before the date.
+    let s = app.app().services();
+    let region = &s.backups.vault().regions()[0];
+    let name = packs[0].strip_prefix(region.root().join("objects")).expect("rel").to_string_lossy().to_string();
+    assert!(matches!(region.put(&name, b"forged", 0), Err(seldesk_vault::VaultError::Overwrite(_))));
+    assert!(matches!(
+        region.delete(&name, seldesk_store::to_millis(app.clock_now())),
+        Err(seldesk_vault::VaultError::Locked { .. })
+    ));
+
+    let (code, out, err) = cli(&app, &["check", "--read-data"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("vault OK"), "{out}");
+    // One flipped byte in a pack: check fails and names it.
+    let target = &packs[0];
+    let mut bytes = std::fs::read(target).expect("pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(target, &bytes).expect("tamper");
+    let (code, out, _) = cli(&app, &["check", "--read-data"]);
+    assert_eq!(code, 1, "{out}");
+    let short = target.file_name().expect("name").to_string_lossy().to_string();
+    assert!(out.contains(&short) && out.contains("in: packs/") && out.contains("changed"), "{out}");
+    // The other region's copy repairs it.
+    let (code, out, _) = cli(&app, &["repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 damaged moved aside"), "{out}");
+    let (code, out, _) = cli(&app, &["check", "--read-data"]);
+    assert_eq!(code, 0, "{out}");
+    app.stop().await;
+}
+
+// promise: BAK-4
+#[tokio::test]
+async fn every_snapshot_is_in_both_regions_and_losing_one_region_loses_nothing() {
+    let app = spawn_app().await;
+    let (t, id) = database_with_contacts(&app, "bak4@example.com", "ledger", 12).await;
+    let s = app.app().services();
+    let out = s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup");
+    let snap = out[0].snapshot.clone().expect("snapshot");
+    assert_eq!(snap.regions, vec!["in".to_string(), "sg".to_string()], "hosted in uk, backed up to both");
+    assert_eq!(objects(&app, "in").len(), objects(&app, "sg").len());
+
+    // India's folder is gone entirely.
+    std::fs::remove_dir_all(app.data.path().join("backups").join("in")).expect("lose a region");
+    let (code, out, _) = cli(&app, &["check"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("in: snapshots/") && out.contains("missing"), "{out}");
+    // Restore still works, from Singapore.
+    let restored = s
+        .backups
+        .restore(&seldesk_domain::Actor::Operator, &snap.id, "ledger-restored", "ticket 88: region drill", None)
+        .await
+        .expect("restore");
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{}/contacts", restored.id)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("contacts");
+    let body = r.text().await.expect("text");
+    assert!(body.contains("Secret Client 11"), "{body}");
+    // Repair copies India back.
+    let (code, out, _) = cli(&app, &["repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(objects(&app, "in").len(), objects(&app, "sg").len());
+    let (code, out, _) = cli(&app, &["check", "--read-data"]);
+    assert_eq!(code, 0, "{out}");
+    app.stop().await;
+}
+
+// promise: BAK-3
+#[tokio::test]
+async fn restores_need_a_reason_are_audited_and_never_bring_back_a_removed_database() {
+    let app = spawn_app().await;
+    let (t, id) = database_with_contacts(&app, "bak3@example.com", "crm", 5).await;
+    let s = app.app().services();
+    let snap = s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup")[0]
+        .snapshot
+        .clone()
+        .expect("snapshot");
+    // No reason, no restore.
+    let (code, _, err) = cli(&app, &["restore", &snap.id[..12], "--to-new-database", "crm-copy", "--reason", ""]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs a reason"), "{err}");
+    let (code, out, err) = cli(
+        &app,
+        &["restore", &snap.id[..12], "--to-new-database", "crm-copy", "--reason", "ticket 12: customer asked"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let audit = s.audit.recent(50).await.expect("audit");
+    let restored = audit.iter().find(|e| e.action == "backup.restored").expect("audited");
+    assert_eq!(restored.actor, "operator");
+    assert!(restored.details.to_string().contains("ticket 12"), "{restored:?}");
+
+    // After the owner removes the database, its snapshots are never restored.
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/databases/{id}?confirm=crm")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("remove");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    let err = s
+        .backups
+        .restore(&seldesk_domain::Actor::Operator, &snap.id, "crm-back", "ticket 13: please", None)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("was removed"), "{err}");
+    app.stop().await;
+}
+
+// promise: BAK-2, DB-6
+#[tokio::test]
+async fn a_removed_database_leaves_no_readable_trace_in_the_vault_after_twelve_months() {
+    let app = spawn_app().await;
+    let (t, id) = database_with_contacts(&app, "bak2@example.com", "old", 8).await;
+    let (_, keep) = database_with_contacts(&app, "bak2b@example.com", "kept", 3).await;
+    let s = app.app().services();
+    let noop = std::sync::Arc::new(|_: u64, _: u64| {});
+    s.backups.run(None, noop.clone()).await.expect("backup");
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/databases/{id}?confirm=old")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("remove");
+    assert!(r.status().is_success());
+    let has = |db: &str| {
+        objects(&app, "in").iter().chain(objects(&app, "sg").iter()).any(|p| p.to_string_lossy().contains(db))
+    };
+    // Daily backups and prunes for a year.
+    for _ in 0..(365 / 5) {
+        app.clock.advance(Duration::days(5));
+        s.backups.run(None, noop.clone()).await.expect("backup");
+        s.backups.prune().await.expect("prune");
+    }
+    assert!(!has(&id), "no pack, index, snapshot or key of the removed database remains");
+    assert!(has(&keep), "the live database keeps its snapshots");
+    let snaps = s.backups.list(Some(&keep)).await.expect("list");
+    let oldest = snaps.iter().map(|x| x.taken_at).min().expect("some");
+    assert!(app.clock_now() - oldest <= Duration::days(366), "nothing older than 12 months");
+    assert!(snaps.len() <= 7 + 4 + 12, "retention from the policy file: {}", snaps.len());
+    app.stop().await;
+}
+
+// promise: BAK-1
+#[tokio::test]
+async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
+    let app = spawn_app().await;
+    let (_, id) = database_with_contacts(&app, "crash@example.com", "big", 0).await;
+    // Enough data that a backup takes a moment.
+    {
+        let path = app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("BEGIN").expect("begin");
+        for i in 0..40_000u32 {
+            conn.execute(
+                "INSERT INTO contacts (name, notes, created_at, updated_at) VALUES (?1, ?2, '2026-01-01', '2026-01-01')",
+                rusqlite::params![format!("Person {i}"), blake3::hash(&i.to_le_bytes()).to_hex().repeat(8)],
+            )
+            .expect("insert");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+    let url = app.database_url();
+    for delay in [30u64, 80, 150, 250, 400] {
+        let mut child = std::process::Command::new(crate::helpers::bin())
+            .args(["backup", "run", "--database", &id, "--database-url", &url, "--data", app.data_dir()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let (code, out, err) = cli(&app, &["check", "--read-data"]);
+        assert_eq!(code, 0, "after a kill at {delay} ms: {out}{err}");
+    }
+    let (code, out, err) = cli(&app, &["run", "--database", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&app, &["list", "--database", &id]);
+    assert_eq!(code, 0, "{err}");
+    let snapshots: Vec<&str> = out.lines().filter(|l| l.contains(&id)).collect();
+    assert!(!snapshots.is_empty(), "{out}");
+    // Every listed snapshot restores completely.
+    let s = app.app().services();
+    for snap in s.backups.list(Some(&id)).await.expect("list") {
+        let dir = tempfile::tempdir().expect("dir");
+        let m = s.backups.vault().restore(&snap.id, &dir.path().join("r"), &|_, _| {}).expect("restore");
+        assert_eq!(std::fs::metadata(dir.path().join("r").join("db.sqlite")).expect("file").len(), m.files[0].size);
+    }
+    app.stop().await;
+}

@@ -1,0 +1,886 @@
+//! Backup, restore, check, repair and prune over the region stores.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::VaultError;
+use crate::format::{
+    BlockRef, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, index_name, key_name, open, pack_name, seal,
+    snapshot_name, split,
+};
+use crate::store::RegionStore;
+
+/// How the vault cuts, packs and locks.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// How long a new object cannot be deleted (kept under the shortest
+    /// retention window, so locks never delay the deletion deadline).
+    pub lock: time::Duration,
+    /// Blocks are shared only within an epoch of this many days.
+    pub epoch_days: i64,
+    pub pack_size: usize,
+    pub segment_size: usize,
+    /// Block size of attachments (databases use their page size).
+    pub file_block: usize,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            lock: time::Duration::days(7),
+            epoch_days: 28,
+            pack_size: 16 << 20,
+            segment_size: 512 << 10,
+            file_block: 64 << 10,
+        }
+    }
+}
+
+/// Snapshot retention, from the policy file.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    /// No snapshot is older than this (the policy's `max_age`, minus one epoch
+    /// so even blocks shared within an epoch go by the deadline).
+    pub max_age: time::Duration,
+}
+
+/// A snapshot as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub database: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub taken_at: OffsetDateTime,
+    pub size: u64,
+    pub added: u64,
+    /// Regions holding the manifest.
+    pub regions: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retain_until: Option<OffsetDateTime>,
+}
+
+/// Something `check` found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CheckProblem {
+    pub region: String,
+    pub object: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    pub copied: Vec<String>,
+    pub quarantined: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub snapshots_removed: u64,
+    pub packs_removed: u64,
+    pub keys_destroyed: Vec<String>,
+    /// Objects past retention still under their lock (removed by a later prune).
+    pub waiting_for_lock: u64,
+}
+
+/// The vault: the master key and one store per backup region.
+pub struct Vault {
+    regions: Vec<RegionStore>,
+    master: Key,
+    pub settings: VaultSettings,
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    seldesk_store::to_millis(t)
+}
+
+fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
+}
+
+/// A raw segment on its way to compression.
+struct RawSegment {
+    data: Vec<u8>,
+    blocks: Vec<BlockRef>,
+}
+
+impl Vault {
+    /// Opens the vault; creates the master key at `key_path` on first use
+    /// (returns true then: tell the operator to keep a copy).
+    pub fn open(
+        regions: Vec<RegionStore>,
+        key_path: &Path,
+        settings: VaultSettings,
+    ) -> Result<(Self, bool), VaultError> {
+        if regions.is_empty() {
+            return Err(VaultError::Invalid("the policy file names no backup region".into()));
+        }
+        let (master, created) = match std::fs::read_to_string(key_path) {
+            Ok(hex) => {
+                let bytes = data_encoding::HEXLOWER
+                    .decode(hex.trim().as_bytes())
+                    .map_err(|_| VaultError::Crypto(format!("{} is not a vault key", key_path.display())))?;
+                let k: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| VaultError::Crypto(format!("{} is not a 256-bit key", key_path.display())))?;
+                (Key(k), false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let k = Key::random()?;
+                if let Some(dir) = key_path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                let tmp = key_path.with_extension("new");
+                std::fs::write(&tmp, data_encoding::HEXLOWER.encode(&k.0))
+                    .and_then(|()| std::fs::rename(&tmp, key_path))
+                    .map_err(|e| VaultError::Io(format!("cannot write {}: {e}", key_path.display())))?;
+                restrict(key_path);
+                (k, true)
+            }
+            Err(e) => return Err(VaultError::Io(format!("cannot read {}: {e}", key_path.display()))),
+        };
+        for r in &regions {
+            r.sweep_tmp();
+        }
+        Ok((Self { regions, master, settings }, created))
+    }
+
+    pub fn regions(&self) -> &[RegionStore] {
+        &self.regions
+    }
+
+    fn put_all(&self, name: &str, bytes: &[u8], until: i64) -> Result<(), VaultError> {
+        for r in &self.regions {
+            r.put(name, bytes, until)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a content-addressed object from the first region with an intact copy.
+    fn get_verified(&self, name: &str) -> Result<Vec<u8>, VaultError> {
+        let id = name.rsplit('/').next().unwrap_or_default();
+        let mut last = VaultError::Missing(name.to_string());
+        for r in &self.regions {
+            match r.get(name) {
+                Ok(b) if content_hash(&b) == id => return Ok(b),
+                Ok(_) => last = VaultError::Corrupt(format!("{}: {name} does not match its hash", r.region)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn unwrap_key(&self, db: &str, sealed: &[u8]) -> Result<Key, VaultError> {
+        let plain = open(&self.master, sealed, format!("seldesk-vault-key:{db}").as_bytes())?;
+        let k: [u8; 32] =
+            plain.try_into().map_err(|_| VaultError::Corrupt(format!("key of {db} has a wrong length")))?;
+        Ok(Key(k))
+    }
+
+    /// A database's key: from any region that holds a readable copy; made
+    /// and stored in every region when `create` and none exists.
+    fn db_key(&self, db: &str, create: bool) -> Result<Key, VaultError> {
+        let name = key_name(db);
+        for r in &self.regions {
+            if let Ok(sealed) = r.get(&name)
+                && let Ok(k) = self.unwrap_key(db, &sealed)
+            {
+                // A region that lost the key gets it back at once.
+                for other in &self.regions {
+                    if !other.exists(&name) {
+                        other.put(&name, &sealed, 0)?;
+                    }
+                }
+                return Ok(k);
+            }
+        }
+        if !create {
+            return Err(VaultError::NotFound(format!(
+                "the key of database {db} is gone: its backups can no longer be read (destroyed with its last snapshot)"
+            )));
+        }
+        let k = Key::random()?;
+        let sealed = seal(&self.master, &k.0, format!("seldesk-vault-key:{db}").as_bytes())?;
+        // Keys carry no lock: prune destroys one only when no snapshot needs it.
+        self.put_all(&name, &sealed, 0)?;
+        Ok(k)
+    }
+
+    fn names(&self, prefix: &str) -> Result<BTreeSet<String>, VaultError> {
+        let mut all = BTreeSet::new();
+        for r in &self.regions {
+            all.extend(r.list(prefix)?);
+        }
+        Ok(all)
+    }
+
+    /// Backs up `files` (snapshot path, file on disk, block size) of database `db`.
+    pub fn backup(
+        &self,
+        db: &str,
+        files: &[(String, PathBuf, usize)],
+        now: OffsetDateTime,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<SnapshotInfo, VaultError> {
+        let key = self.db_key(db, true)?;
+        let hash_key = key.hash_key();
+        let now_ms = ms(now);
+        let until = ms(now + self.settings.lock);
+        let epoch = day_of(now_ms) / self.settings.epoch_days.max(1);
+
+        // Blocks already stored in this epoch, and which index locates each.
+        let mut known: HashMap<String, String> = HashMap::new();
+        for name in self.names(&format!("indexes/{db}"))? {
+            let Ok(bytes) = self.get_verified(&name) else { continue };
+            let Ok(idx) = serde_json::from_slice::<PackIndex>(&bytes) else { continue };
+            if idx.epoch != epoch {
+                continue;
+            }
+            for s in &idx.segments {
+                for b in &s.blocks {
+                    known.entry(b.hash.clone()).or_insert_with(|| name.clone());
+                }
+            }
+        }
+        let total: u64 = files.iter().map(|(_, p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let done = AtomicU64::new(0);
+        let segment_size = self.settings.segment_size;
+        let known_ref = &known;
+
+        let (raw_tx, raw_rx) = sync_channel::<RawSegment>(4);
+        let (sealed_tx, sealed_rx) = sync_channel::<Result<(Vec<u8>, Vec<BlockRef>), VaultError>>(4);
+        let aad = format!("seldesk-vault-segment:{db}");
+        let result = std::thread::scope(|scope| {
+            // Stage 1: read and hash; gather new blocks into segments.
+            let reader = scope.spawn(|| -> Result<Vec<FileEntry>, VaultError> {
+                let mut entries = Vec::new();
+                let mut seen: BTreeSet<String> = BTreeSet::new();
+                let mut seg = RawSegment { data: Vec::with_capacity(segment_size), blocks: Vec::new() };
+                for (path, source, block) in files {
+                    let mut f = std::fs::File::open(source)
+                        .map_err(|e| VaultError::Io(format!("cannot read {}: {e}", source.display())))?;
+                    let mut whole = blake3::Hasher::new_keyed(&hash_key);
+                    let mut buf = vec![0u8; (*block).max(512)];
+                    let mut entry = FileEntry { path: path.clone(), size: 0, hash: String::new(), blocks: Vec::new() };
+                    loop {
+                        let n = read_full(&mut f, &mut buf)
+                            .map_err(|e| VaultError::Io(format!("cannot read {}: {e}", source.display())))?;
+                        if n == 0 {
+                            break;
+                        }
+                        let bytes = &buf[..n];
+                        whole.update(bytes);
+                        let h = blake3::keyed_hash(&hash_key, bytes).to_hex().to_string();
+                        if !known_ref.contains_key(&h) && seen.insert(h.clone()) {
+                            let start = seg.data.len() as u32;
+                            seg.data.extend_from_slice(bytes);
+                            seg.blocks.push(BlockRef { hash: h.clone(), start, len: n as u32 });
+                            if seg.data.len() >= segment_size {
+                                let full = std::mem::replace(
+                                    &mut seg,
+                                    RawSegment { data: Vec::with_capacity(segment_size), blocks: Vec::new() },
+                                );
+                                if raw_tx.send(full).is_err() {
+                                    return Err(VaultError::Io("the backup pipeline stopped".into()));
+                                }
+                            }
+                        }
+                        entry.blocks.push(h);
+                        entry.size += n as u64;
+                        let d = done.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                        progress(d, total);
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
+                    entry.hash = whole.finalize().to_hex().to_string();
+                    entries.push(entry);
+                }
+                if !seg.blocks.is_empty() {
+                    let _ = raw_tx.send(seg);
+                }
+                drop(raw_tx);
+                Ok(entries)
+            });
+            // Stage 2: compress and seal.
+            let sealer = scope.spawn(|| {
+                for raw in raw_rx {
+                    let sealed = zstd::bulk::compress(&raw.data, 1)
+                        .map_err(|e| VaultError::Io(format!("compression failed: {e}")))
+                        .and_then(|c| seal(&key, &c, aad.as_bytes()));
+                    if sealed_tx.send(sealed.map(|s| (s, raw.blocks))).is_err() {
+                        break;
+                    }
+                }
+                drop(sealed_tx);
+            });
+            // Stage 3 (here): pack, index, store in every region.
+            let mut new_indexes: Vec<(String, PackIndex)> = Vec::new();
+            let mut pack: Vec<u8> = Vec::new();
+            let mut segments: Vec<Segment> = Vec::new();
+            let mut added = 0u64;
+            let mut flush = |pack: &mut Vec<u8>, segments: &mut Vec<Segment>| -> Result<(), VaultError> {
+                if segments.is_empty() {
+                    return Ok(());
+                }
+                let id = content_hash(pack);
+                self.put_all(&pack_name(db, &id), pack, until)?;
+                let idx = PackIndex { database: db.to_string(), pack: id, epoch, segments: std::mem::take(segments) };
+                let bytes = serde_json::to_vec(&idx).map_err(|e| VaultError::Io(e.to_string()))?;
+                let iname = index_name(db, &content_hash(&bytes));
+                self.put_all(&iname, &bytes, until)?;
+                added += pack.len() as u64;
+                pack.clear();
+                new_indexes.push((iname, idx));
+                Ok(())
+            };
+            let mut failure = None;
+            for item in sealed_rx {
+                match item {
+                    Ok((sealed, blocks)) => {
+                        segments.push(Segment { offset: pack.len() as u64, len: sealed.len() as u32, blocks });
+                        pack.extend_from_slice(&sealed);
+                        if pack.len() >= self.settings.pack_size
+                            && let Err(e) = flush(&mut pack, &mut segments)
+                        {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if failure.is_none()
+                && let Err(e) = flush(&mut pack, &mut segments)
+            {
+                failure = Some(e);
+            }
+            let entries = reader.join().map_err(|_| VaultError::Io("the backup reader failed".into()))?;
+            let _ = sealer.join();
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            Ok::<_, VaultError>((entries?, new_indexes, added))
+        });
+        let (entries, new_indexes, added) = result?;
+
+        // The indexes that locate every block of this snapshot.
+        let mut locate: HashMap<&str, &str> = known.iter().map(|(h, i)| (h.as_str(), i.as_str())).collect();
+        for (iname, idx) in &new_indexes {
+            for s in &idx.segments {
+                for b in &s.blocks {
+                    locate.insert(b.hash.as_str(), iname.as_str());
+                }
+            }
+        }
+        let mut indexes = BTreeSet::new();
+        for e in &entries {
+            for h in &e.blocks {
+                let i =
+                    locate.get(h.as_str()).ok_or_else(|| VaultError::Corrupt(format!("block {h} was not stored")))?;
+                indexes.insert(i.to_string());
+            }
+        }
+        let manifest = Manifest {
+            format: 1,
+            database: db.to_string(),
+            taken_at: now_ms,
+            epoch,
+            block_size: files.first().map(|f| f.2 as u32).unwrap_or(4096),
+            size: entries.iter().map(|e| e.size).sum(),
+            files: entries,
+            indexes: indexes.into_iter().collect(),
+            added,
+        };
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| VaultError::Io(e.to_string()))?;
+        let id = content_hash(&bytes);
+        // The manifest goes last, to every region: only then does the snapshot exist.
+        self.put_all(&snapshot_name(db, &id), &bytes, until)?;
+        Ok(SnapshotInfo {
+            id,
+            database: db.to_string(),
+            taken_at: now,
+            size: manifest.size,
+            added,
+            regions: self.regions.iter().map(|r| r.region.clone()).collect(),
+            retain_until: Some(seldesk_store::from_millis(until)),
+        })
+    }
+
+    /// Every snapshot (of one database, or all), newest first.
+    pub fn list(&self, db: Option<&str>) -> Result<Vec<SnapshotInfo>, VaultError> {
+        let prefix = match db {
+            Some(d) => format!("snapshots/{d}"),
+            None => "snapshots".into(),
+        };
+        let mut out = Vec::new();
+        for name in self.names(&prefix)? {
+            let Ok(bytes) = self.get_verified(&name) else { continue };
+            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else { continue };
+            let regions = self.regions.iter().filter(|r| r.exists(&name)).map(|r| r.region.clone()).collect();
+            let until = self.regions.iter().find_map(|r| r.retain_until(&name));
+            out.push(SnapshotInfo {
+                id: name.rsplit('/').next().unwrap_or_default().to_string(),
+                database: m.database,
+                taken_at: seldesk_store::from_millis(m.taken_at),
+                size: m.size,
+                added: m.added,
+                regions,
+                retain_until: until.map(seldesk_store::from_millis),
+            });
+        }
+        out.sort_by_key(|i| std::cmp::Reverse(i.taken_at));
+        Ok(out)
+    }
+
+    /// The manifest of a snapshot, by id or unique prefix (at least 8 characters).
+    pub fn manifest(&self, id: &str) -> Result<(String, Manifest), VaultError> {
+        if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(VaultError::Invalid(format!(
+                "`{id}` is not a snapshot id (at least 8 hex characters; see `seldesk backup list`)"
+            )));
+        }
+        let matches: Vec<String> = self
+            .names("snapshots")?
+            .into_iter()
+            .filter(|n| n.rsplit('/').next().is_some_and(|s| s.starts_with(id)))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(VaultError::NotFound(format!("no snapshot {id}"))),
+            [one] => {
+                let bytes = self.get_verified(one)?;
+                let m = serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(format!("{one}: {e}")))?;
+                Ok((one.rsplit('/').next().unwrap_or_default().to_string(), m))
+            }
+            _ => Err(VaultError::Invalid(format!("`{id}` matches {} snapshots: give more of the id", matches.len()))),
+        }
+    }
+
+    /// Restores a snapshot's files into `out` (which must not exist yet).
+    pub fn restore(&self, id: &str, out: &Path, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Manifest, VaultError> {
+        let (_, m) = self.manifest(id)?;
+        let key = self.db_key(&m.database, false)?;
+        let hash_key = key.hash_key();
+        let aad = format!("seldesk-vault-segment:{}", m.database);
+        let mut locate: HashMap<String, (String, Segment, BlockRef)> = HashMap::new();
+        for iname in &m.indexes {
+            let bytes = self.get_verified(iname)?;
+            let idx: PackIndex =
+                serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(format!("{iname}: {e}")))?;
+            for s in &idx.segments {
+                for b in &s.blocks {
+                    locate.insert(b.hash.clone(), (pack_name(&m.database, &idx.pack), s.clone(), b.clone()));
+                }
+            }
+        }
+        std::fs::create_dir_all(out).map_err(|e| VaultError::Io(format!("cannot create {}: {e}", out.display())))?;
+        let mut cache: Option<((String, u64), Vec<u8>)> = None;
+        let mut done = 0u64;
+        for f in &m.files {
+            if f.path.contains("..")
+                || f.path.starts_with('/')
+                || !(f.path == "db.sqlite" || f.path.starts_with("files/"))
+            {
+                return Err(VaultError::Corrupt(format!(
+                    "a snapshot names a file outside the database folder: {}",
+                    f.path
+                )));
+            }
+            let target = out.join(&f.path);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(&target)
+                    .map_err(|e| VaultError::Io(format!("cannot write {}: {e}", target.display())))?,
+            );
+            let mut whole = blake3::Hasher::new_keyed(&hash_key);
+            for h in &f.blocks {
+                let (pack, seg, b) = locate
+                    .get(h)
+                    .ok_or_else(|| VaultError::Corrupt(format!("block {h} is in no index of the snapshot")))?;
+                let cached = cache.as_ref().is_some_and(|((p, o), _)| p == pack && *o == seg.offset);
+                if !cached {
+                    let plain = self.read_segment(pack, seg, &key, aad.as_bytes())?;
+                    cache = Some(((pack.clone(), seg.offset), plain));
+                }
+                let plain = &cache.as_ref().map(|c| &c.1).ok_or_else(|| VaultError::Corrupt("no segment".into()))?;
+                let bytes = plain
+                    .get(b.start as usize..(b.start + b.len) as usize)
+                    .ok_or_else(|| VaultError::Corrupt(format!("block {h} lies outside its segment")))?;
+                if blake3::keyed_hash(&hash_key, bytes).to_hex().as_str() != h {
+                    return Err(VaultError::Corrupt(format!("block {h} does not match its hash")));
+                }
+                whole.update(bytes);
+                w.write_all(bytes).map_err(|e| VaultError::Io(format!("cannot write {}: {e}", target.display())))?;
+                done += bytes.len() as u64;
+                progress(done, m.size);
+            }
+            w.flush().map_err(|e| VaultError::Io(format!("cannot write {}: {e}", target.display())))?;
+            if whole.finalize().to_hex().as_str() != f.hash {
+                return Err(VaultError::Corrupt(format!("{} does not match the snapshot's hash", f.path)));
+            }
+        }
+        Ok(m)
+    }
+
+    /// A segment's plaintext, from the first region with an intact copy.
+    fn read_segment(&self, pack: &str, seg: &Segment, key: &Key, aad: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let mut last = VaultError::Missing(pack.to_string());
+        for r in &self.regions {
+            let sealed = match r.get_range(pack, seg.offset, seg.len as usize) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match open(key, &sealed, aad)
+                .and_then(|c| zstd::stream::decode_all(&c[..]).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}"))))
+            {
+                Ok(plain) => return Ok(plain),
+                Err(e) => last = VaultError::Corrupt(format!("{}: {pack}: {e}", r.region)),
+            }
+        }
+        Err(last)
+    }
+
+    /// Verifies every region: manifests, indexes and packs present and named
+    /// by their hash, keys readable; with `read_data`, every pack's bytes and
+    /// every segment's seal. Returns what is wrong (empty: all good).
+    pub fn check(
+        &self,
+        read_data: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Vec<CheckProblem>, VaultError> {
+        let mut problems = Vec::new();
+        let all = self.names("")?;
+        let total = all.len() as u64 * self.regions.len() as u64;
+        let mut n = 0;
+        for r in &self.regions {
+            let here: BTreeSet<String> = r.list("")?.into_iter().collect();
+            let mut p = |object: &str, what: String| {
+                problems.push(CheckProblem { region: r.region.clone(), object: object.to_string(), problem: what })
+            };
+            for name in &all {
+                n += 1;
+                progress(n, total);
+                if !here.contains(name) {
+                    p(name, "missing (another region has it; `seldesk backup repair` copies it back)".into());
+                    continue;
+                }
+                let Some((kind, db, id)) = split(name) else { continue };
+                if kind == "keys" {
+                    match r.get(name).and_then(|b| self.unwrap_key(db, &b)) {
+                        Ok(_) => {}
+                        Err(e) => p(name, format!("unreadable key: {e}")),
+                    }
+                    continue;
+                }
+                let check_bytes = kind != "packs" || read_data;
+                if !check_bytes {
+                    continue;
+                }
+                let bytes = match r.get(name) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        p(name, e.to_string());
+                        continue;
+                    }
+                };
+                if content_hash(&bytes) != id {
+                    p(name, "changed: its bytes no longer match its hash".into());
+                    continue;
+                }
+                match kind {
+                    "snapshots" => match serde_json::from_slice::<Manifest>(&bytes) {
+                        Ok(m) => {
+                            for i in &m.indexes {
+                                if !here.contains(i) {
+                                    p(name, format!("needs {i}, which is missing"));
+                                }
+                            }
+                            if !here.contains(&key_name(db)) {
+                                p(name, "its database key is missing".into());
+                            }
+                        }
+                        Err(e) => p(name, format!("unreadable manifest: {e}")),
+                    },
+                    "indexes" => match serde_json::from_slice::<PackIndex>(&bytes) {
+                        Ok(idx) => {
+                            let pack = pack_name(db, &idx.pack);
+                            let end = idx.segments.iter().map(|s| s.offset + u64::from(s.len)).max().unwrap_or(0);
+                            match r.size(&pack) {
+                                None => p(name, format!("its pack {pack} is missing")),
+                                Some(sz) if sz < end => p(&pack, "shorter than its index says".into()),
+                                _ => {}
+                            }
+                            if read_data && let Ok(key) = r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b)) {
+                                let aad = format!("seldesk-vault-segment:{db}");
+                                for s in &idx.segments {
+                                    let ok = r
+                                        .get_range(&pack, s.offset, s.len as usize)
+                                        .and_then(|sealed| open(&key, &sealed, aad.as_bytes()));
+                                    if let Err(e) = ok {
+                                        p(&pack, format!("segment at {} unreadable: {e}", s.offset));
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => p(name, format!("unreadable index: {e}")),
+                    },
+                    _ => {}
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Copies objects a region lacks (or holds damaged) from a region with a
+    /// good copy; damaged copies are moved aside first.
+    pub fn repair(&self) -> Result<RepairReport, VaultError> {
+        let mut report = RepairReport::default();
+        for name in self.names("")? {
+            let Some((kind, db, id)) = split(&name) else { continue };
+            let good = |r: &RegionStore| -> Option<Vec<u8>> {
+                let b = r.get(&name).ok()?;
+                let ok = if kind == "keys" { self.unwrap_key(db, &b).is_ok() } else { content_hash(&b) == id };
+                ok.then_some(b)
+            };
+            let Some((source, bytes)) = self.regions.iter().find_map(|r| good(r).map(|b| (r, b))) else {
+                continue; // no good copy anywhere: check reports it
+            };
+            let until = source.retain_until(&name).unwrap_or(0);
+            for r in &self.regions {
+                if r.exists(&name) {
+                    if good(r).is_some() {
+                        continue;
+                    }
+                    r.quarantine(&name)?;
+                    report.quarantined.push(format!("{}: {name}", r.region));
+                }
+                r.put(&name, &bytes, until)?;
+                report.copied.push(format!("{}: {name}", r.region));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes snapshots past retention, then the packs, indexes and keys no
+    /// remaining snapshot needs (each once its lock has ended). `live` are
+    /// the databases that still exist.
+    pub fn prune(
+        &self,
+        now: OffsetDateTime,
+        rules: &Retention,
+        live: &BTreeSet<String>,
+    ) -> Result<PruneReport, VaultError> {
+        let now_ms = ms(now);
+        let mut report = PruneReport::default();
+        let mut dbs: BTreeSet<String> = BTreeSet::new();
+        for name in self.names("")? {
+            if let Some((_, db, _)) = split(&name) {
+                dbs.insert(db.to_string());
+            }
+        }
+        for db in dbs {
+            let mut snaps: Vec<(String, Manifest)> = Vec::new();
+            for name in self.names(&format!("snapshots/{db}"))? {
+                if let Ok(b) = self.get_verified(&name)
+                    && let Ok(m) = serde_json::from_slice::<Manifest>(&b)
+                {
+                    snaps.push((name, m));
+                }
+            }
+            let keep = select(&snaps, now, rules, live.contains(&db));
+            let mut remaining = Vec::new();
+            for (name, m) in snaps {
+                if keep.contains(&name) {
+                    remaining.push(m);
+                    continue;
+                }
+                match self.delete_all(&name, now_ms) {
+                    Ok(()) => report.snapshots_removed += 1,
+                    Err(VaultError::Locked { .. }) => {
+                        report.waiting_for_lock += 1;
+                        remaining.push(m);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let needed_indexes: BTreeSet<&String> = remaining.iter().flat_map(|m| m.indexes.iter()).collect();
+            let mut needed_packs = BTreeSet::new();
+            for i in &needed_indexes {
+                if let Ok(b) = self.get_verified(i)
+                    && let Ok(idx) = serde_json::from_slice::<PackIndex>(&b)
+                {
+                    needed_packs.insert(pack_name(&db, &idx.pack));
+                }
+            }
+            for name in self.names(&format!("indexes/{db}"))? {
+                if !needed_indexes.contains(&name) {
+                    match self.delete_all(&name, now_ms) {
+                        Ok(()) | Err(VaultError::Locked { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            for name in self.names(&format!("packs/{db}"))? {
+                if !needed_packs.contains(&name) {
+                    match self.delete_all(&name, now_ms) {
+                        Ok(()) => report.packs_removed += 1,
+                        Err(VaultError::Locked { .. }) => report.waiting_for_lock += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            let leftovers = self.names(&format!("packs/{db}"))?.len() + self.names(&format!("indexes/{db}"))?.len();
+            if remaining.is_empty()
+                && leftovers == 0
+                && !live.contains(&db)
+                && self.regions.iter().any(|r| r.exists(&key_name(&db)))
+            {
+                self.delete_all(&key_name(&db), now_ms)?;
+                report.keys_destroyed.push(db.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    fn delete_all(&self, name: &str, now_ms: i64) -> Result<(), VaultError> {
+        for r in &self.regions {
+            if let Some(until) = r.retain_until(name)
+                && now_ms < until
+            {
+                return Err(VaultError::Locked { object: format!("{}: {name}", r.region), until_ms: until });
+            }
+        }
+        for r in &self.regions {
+            r.delete(name, now_ms)?;
+        }
+        Ok(())
+    }
+}
+
+/// A calendar bucket (day, ISO week or month) of a time.
+type Bucket = dyn Fn(OffsetDateTime) -> (i32, u32);
+
+/// Which snapshots retention keeps: the newest of each day within
+/// `keep_daily` days, of each ISO week within `keep_weekly` weeks, of each
+/// month within `keep_monthly` months, nothing older than `max_age`; and the
+/// newest of a live database within `max_age`, however old.
+fn select(snaps: &[(String, Manifest)], now: OffsetDateTime, rules: &Retention, live: bool) -> BTreeSet<String> {
+    let now_ms = ms(now);
+    let max_ms = rules.max_age.whole_milliseconds() as i64;
+    let mut sorted: Vec<&(String, Manifest)> = snaps.iter().filter(|(_, m)| now_ms - m.taken_at <= max_ms).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.1.taken_at));
+    let mut keep = BTreeSet::new();
+    if live && let Some((n, _)) = sorted.first() {
+        keep.insert(n.clone());
+    }
+    let day = |t: OffsetDateTime| (t.year(), u32::from(t.ordinal()));
+    let week = |t: OffsetDateTime| {
+        let (y, w, _) = t.to_iso_week_date();
+        (y, u32::from(w))
+    };
+    let month = |t: OffsetDateTime| (t.year(), u32::from(u8::from(t.month())));
+    let windows: [(i64, &Bucket); 3] = [
+        (i64::from(rules.keep_daily) * 86_400_000, &day),
+        (i64::from(rules.keep_weekly) * 7 * 86_400_000, &week),
+        (i64::from(rules.keep_monthly) * 31 * 86_400_000, &month),
+    ];
+    for (window, bucket) in windows {
+        let mut seen = BTreeSet::new();
+        for (name, m) in &sorted {
+            if now_ms - m.taken_at > window {
+                continue;
+            }
+            // Newest first: the first snapshot of each bucket is kept.
+            if seen.insert(bucket(seldesk_store::from_millis(m.taken_at))) {
+                keep.insert(name.clone());
+            }
+        }
+    }
+    keep
+}
+
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &Path) -> Vault {
+        let regions = vec![RegionStore::new("in", dir.join("in")), RegionStore::new("sg", dir.join("sg"))];
+        let settings = VaultSettings { segment_size: 64 << 10, pack_size: 1 << 20, ..VaultSettings::default() };
+        Vault::open(regions, &dir.join("vault.key"), settings).expect("open").0
+    }
+
+    #[test]
+    fn a_second_backup_stores_only_the_changed_pages_and_both_restore_exactly() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        // 1,000 pages of varied, compressible data.
+        let mut data: Vec<u8> = (0..4096 * 1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 % 61).collect();
+        std::fs::write(&file, &data).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let files = vec![("db.sqlite".to_string(), file.clone(), 4096)];
+        let first = v.backup("db1", &files, t0, &|_, _| {}).expect("first");
+        assert!(first.added > 0);
+        // Change 1% of the pages.
+        for p in (0..1000).step_by(100) {
+            data[p * 4096 + 7] ^= 0xff;
+        }
+        std::fs::write(&file, &data).expect("write");
+        let second = v.backup("db1", &files, t0 + time::Duration::hours(24), &|_, _| {}).expect("second");
+        assert!(second.added * 20 < first.added, "incremental stored {} vs {}", second.added, first.added);
+        for (snap, expected_changed) in [(&first, false), (&second, true)] {
+            let out = dir.path().join(format!("restore-{}", &snap.id[..8]));
+            v.restore(&snap.id, &out, &|_, _| {}).expect("restore");
+            let got = std::fs::read(out.join("db.sqlite")).expect("read");
+            assert_eq!(got == data, expected_changed);
+            assert_eq!(got.len(), data.len());
+        }
+        assert!(v.check(true, &|_, _| {}).expect("check").is_empty());
+        // Another master key cannot read anything.
+        std::fs::write(dir.path().join("other.key"), data_encoding::HEXLOWER.encode(&[7u8; 32])).expect("key");
+        let regions = vec![RegionStore::new("in", dir.path().join("in"))];
+        let stranger = Vault::open(regions, &dir.path().join("other.key"), VaultSettings::default()).expect("open").0;
+        assert!(stranger.restore(&first.id, &dir.path().join("x"), &|_, _| {}).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! The vault (BAK-1…BAK-4): encrypted, deduplicated, write-once backups of
+//! customer databases, replicated to every backup region of the policy file.
+//!
+//! A database file is cut at its page size (attachments at 64 KiB), each
+//! block hashed with a keyed BLAKE3, only blocks not yet stored in the
+//! current epoch are kept; new blocks are gathered into segments compressed
+//! with zstd and sealed with AES-256-GCM under the database's own key (itself
+//! wrapped by the master key), segments into packs of ~16 MiB with an index.
+//! A snapshot is a manifest of block hashes. Every object but a key is named
+//! by the hash of its bytes and written once to every region.
+//!
+//! Retention never rewrites an object: blocks are shared only within an
+//! epoch (a fresh full base every `epoch_days`), so a pack is referenced only
+//! by snapshots of its epoch and goes when they do; a database's key goes
+//! with its last snapshot, after which nothing of it can be read.
+
+mod engine;
+pub mod format;
+pub mod service;
+pub mod store;
+
+pub use engine::{CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
+pub use service::{BackupOutcome, Backups, JOB_BACKUP, JOB_PRUNE};
+pub use store::RegionStore;
+
+/// Errors of the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0}")]
+    Io(String),
+    #[error("object {0} exists already with other content: backup objects are never overwritten")]
+    Overwrite(String),
+    #[error("object {object} is locked until {}: backup objects cannot be deleted before their date", seldesk_store::from_millis(*until_ms))]
+    Locked { object: String, until_ms: i64 },
+    #[error("object {0} is missing")]
+    Missing(String),
+    #[error("damaged: {0}")]
+    Corrupt(String),
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Tenant(#[from] seldesk_tenants::TenantError),
+    #[error(transparent)]
+    Privacy(#[from] seldesk_privacy::PrivacyError),
+    #[error("backup store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] seldesk_store::StoreError),
+}

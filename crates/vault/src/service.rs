@@ -1,0 +1,371 @@
+//! Backups of the platform: which databases, consistent snapshots while they
+//! stay in use, restores that replay the erasure log, staff restores with a
+//! reason (BAK-3), retention from the policy file (BAK-2).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use seldesk_domain::{Actor, Clock, Policy};
+use seldesk_privacy::{AuditLog, ErasureLog};
+use seldesk_store::{Db, to_millis};
+use seldesk_tenants::{CustomerDb, Databases, DbStatus, TenantFiles};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::engine::{Retention, SnapshotInfo, Vault, VaultSettings};
+use crate::store::RegionStore;
+use crate::{CheckProblem, PruneReport, RepairReport, VaultError};
+
+/// Job kind: back up every database.
+pub const JOB_BACKUP: &str = "backup.run";
+/// Job kind: apply snapshot retention.
+pub const JOB_PRUNE: &str = "backup.prune";
+
+/// The control-plane database's name in the vault.
+pub const CONTROL_PLANE: &str = "control-plane";
+
+/// What one database's backup did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupOutcome {
+    pub database: String,
+    pub name: String,
+    pub snapshot: Option<SnapshotInfo>,
+    pub error: Option<String>,
+}
+
+/// The backup service.
+#[derive(Clone)]
+pub struct Backups {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    policy: Arc<Policy>,
+    audit: AuditLog,
+    erasure_log: ErasureLog,
+    databases: Databases,
+    files: TenantFiles,
+    work: PathBuf,
+    control_plane: Option<PathBuf>,
+    vault: Arc<Vault>,
+}
+
+/// Progress callback: bytes done, bytes in all.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+impl Backups {
+    /// Opens the vault in `<data>/backups/<region>/` for each backup region
+    /// of the policy, with the master key in `<data>/keys/vault.key`.
+    /// Returns true as well when the master key was just made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        data: &Path,
+        db: Db,
+        clock: Arc<dyn Clock>,
+        policy: Arc<Policy>,
+        audit: AuditLog,
+        erasure_log: ErasureLog,
+        databases: Databases,
+        control_plane: Option<PathBuf>,
+    ) -> Result<(Self, bool), VaultError> {
+        let regions: Vec<RegionStore> = policy
+            .regions
+            .iter()
+            .filter(|r| r.backup)
+            .map(|r| RegionStore::new(r.id.clone(), data.join("backups").join(&r.id)))
+            .collect();
+        let (vault, created) = Vault::open(regions, &data.join("keys").join("vault.key"), VaultSettings::default())?;
+        Ok((
+            Self {
+                db,
+                clock,
+                policy,
+                audit,
+                erasure_log,
+                databases,
+                files: TenantFiles::new(data),
+                work: data.join("backups").join(".work"),
+                control_plane,
+                vault: Arc::new(vault),
+            },
+            created,
+        ))
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Backs up every active or deactivated database and the control plane,
+    /// or just `only`. A failure of one database does not stop the others.
+    pub async fn run(&self, only: Option<&str>, progress: Progress) -> Result<Vec<BackupOutcome>, VaultError> {
+        let all = self.databases.list_all().await?;
+        let targets: Vec<CustomerDb> = match only {
+            Some(id) => {
+                let d = all
+                    .into_iter()
+                    .find(|d| d.id == id)
+                    .ok_or_else(|| VaultError::NotFound(format!("no database {id} (see `seldesk db list`)")))?;
+                vec![d]
+            }
+            None => all.into_iter().filter(|d| matches!(d.status, DbStatus::Active | DbStatus::Deactivated)).collect(),
+        };
+        let mut out = Vec::new();
+        for d in &targets {
+            let r = self.backup_one(d, progress.clone()).await;
+            out.push(BackupOutcome {
+                database: d.id.clone(),
+                name: d.name.clone(),
+                error: r.as_ref().err().map(ToString::to_string),
+                snapshot: r.ok(),
+            });
+        }
+        if only.is_none()
+            && let Some(path) = self.control_plane.clone()
+        {
+            let r = self.backup_control_plane(path, progress.clone()).await;
+            out.push(BackupOutcome {
+                database: CONTROL_PLANE.into(),
+                name: "control plane".into(),
+                error: r.as_ref().err().map(ToString::to_string),
+                snapshot: r.ok(),
+            });
+        }
+        let failed = out.iter().filter(|o| o.error.is_some()).count();
+        self.audit
+            .record(
+                &Actor::System,
+                "backup.run",
+                None,
+                None,
+                serde_json::json!({ "databases": out.len(), "failed": failed }),
+            )
+            .await?;
+        Ok(out)
+    }
+
+    async fn backup_one(&self, d: &CustomerDb, progress: Progress) -> Result<SnapshotInfo, VaultError> {
+        let (files, vault, work, now) = (self.files.clone(), self.vault.clone(), self.work.clone(), self.clock.now());
+        let (region, id) = (d.region.clone(), d.id.clone());
+        blocking(move || {
+            let dir = work.join(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            let result = (|| {
+                // A consistent copy while the database stays in use.
+                let copy = dir.join("db.sqlite");
+                {
+                    let source = files.open(&region, &id)?;
+                    source.backup(rusqlite::MAIN_DB, &copy, None).map_err(seldesk_tenants::TenantError::from)?;
+                }
+                let mut list = vec![("db.sqlite".to_string(), copy.clone(), page_size(&copy))];
+                let attachments = files.dir(&region, &id)?.join("files");
+                if let Ok(rd) = std::fs::read_dir(&attachments) {
+                    let mut names: Vec<PathBuf> =
+                        rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+                    names.sort();
+                    for p in names {
+                        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                        list.push((format!("files/{name}"), p, vault.settings.file_block));
+                    }
+                }
+                vault.backup(&id, &list, now, &*progress)
+            })();
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        })
+        .await
+    }
+
+    async fn backup_control_plane(&self, path: PathBuf, progress: Progress) -> Result<SnapshotInfo, VaultError> {
+        let (vault, work, now) = (self.vault.clone(), self.work.clone(), self.clock.now());
+        blocking(move || {
+            let dir = work.join(CONTROL_PLANE);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            let copy = dir.join("db.sqlite");
+            let result = (|| {
+                let source = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| VaultError::Io(format!("cannot open the control plane: {e}")))?;
+                source
+                    .backup(rusqlite::MAIN_DB, &copy, None)
+                    .map_err(|e| VaultError::Io(format!("control plane: {e}")))?;
+                vault.backup(CONTROL_PLANE, &[("db.sqlite".into(), copy.clone(), page_size(&copy))], now, &*progress)
+            })();
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        })
+        .await
+    }
+
+    /// Snapshots, newest first.
+    pub async fn list(&self, only: Option<&str>) -> Result<Vec<SnapshotInfo>, VaultError> {
+        let (vault, only) = (self.vault.clone(), only.map(str::to_string));
+        blocking(move || vault.list(only.as_deref())).await
+    }
+
+    /// The owner's snapshots of one of their databases.
+    pub async fn list_for_owner(&self, account_id: &str, id: &str) -> Result<Vec<SnapshotInfo>, VaultError> {
+        self.databases.get(account_id, id).await?;
+        self.list(Some(id)).await
+    }
+
+    /// Restores a snapshot into a new database of the same owner, in the
+    /// same region. Staff and operators give a reason (BAK-3); the owner's
+    /// own request is its reason. Refused when the erasure log says the
+    /// database was removed or its owner's account erased after the snapshot.
+    pub async fn restore(
+        &self,
+        actor: &Actor,
+        snapshot: &str,
+        new_name: &str,
+        reason: &str,
+        owner: Option<&str>,
+    ) -> Result<CustomerDb, VaultError> {
+        let reason = reason.trim();
+        if owner.is_none() && reason.len() < 5 {
+            return Err(VaultError::Invalid(
+                "A restore by staff needs a reason (a ticket, a legal request): backups of deleted data are used only to keep backups whole unless the customer or the law requires it.".into(),
+            ));
+        }
+        let (id, m) = {
+            let (vault, s) = (self.vault.clone(), snapshot.to_string());
+            blocking(move || vault.manifest(&s)).await?
+        };
+        if m.database == CONTROL_PLANE {
+            return Err(VaultError::Refused(
+                "The control plane is restored by an operator with the server stopped (docs/backups.md), not into a customer database.".into(),
+            ));
+        }
+        let row = sqlx::query("SELECT account_id, region FROM databases WHERE id = $1")
+            .bind(&m.database)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let erased_db = self.erased_after(&format!("db:{}", m.database), m.taken_at).await?;
+        let Some(row) = row.filter(|_| erased_db.is_none()) else {
+            return Err(VaultError::Refused(format!(
+                "Database {} was removed{}: its backups only keep the vault whole until they expire, and are never restored (BAK-3).",
+                m.database,
+                erased_db.map(|d| format!(" on {}", d.date())).unwrap_or_default()
+            )));
+        };
+        let account_id: String = row.try_get("account_id")?;
+        let region: String = row.try_get("region")?;
+        if let Some(o) = owner
+            && o != account_id
+        {
+            return Err(VaultError::NotFound("No such snapshot.".into()));
+        }
+        if let Some(at) = self.erased_after(&format!("person:{account_id}"), m.taken_at).await? {
+            return Err(VaultError::Refused(format!(
+                "The owner's account was erased on {}: its data is not restored from backups.",
+                at.date()
+            )));
+        }
+        let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
+        {
+            let (vault, into, id) = (self.vault.clone(), dir.clone(), id.clone());
+            let done = blocking(move || vault.restore(&id, &into, &|_, _| {}).map(|_| ())).await;
+            if let Err(e) = done {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        }
+        let restored = self.databases.adopt(&account_id, new_name, &region, dir.clone()).await;
+        if restored.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let restored = restored?;
+        self.audit
+            .record(
+                actor,
+                "backup.restored",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{}", restored.id)),
+                serde_json::json!({
+                    "snapshot": id, "from_database": m.database, "taken_at": seldesk_store::from_millis(m.taken_at).to_string(),
+                    "reason": if owner.is_some() && reason.is_empty() { "requested by the owner" } else { reason },
+                }),
+            )
+            .await?;
+        Ok(restored)
+    }
+
+    /// When the erasure log recorded erasing `record` or anything about the
+    /// person `record` after `after_ms`, if it did.
+    async fn erased_after(&self, record: &str, after_ms: i64) -> Result<Option<time::OffsetDateTime>, VaultError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(at) FROM erasure_log WHERE (record = $1 OR (subject = $1 AND category = 'account_contact')) AND at > $2",
+        )
+        .bind(record)
+        .bind(after_ms)
+        .fetch_one(self.db.pool())
+        .await?;
+        let _ = &self.erasure_log;
+        Ok(at.map(seldesk_store::from_millis))
+    }
+
+    /// Applies snapshot retention from the policy file.
+    pub async fn prune(&self) -> Result<PruneReport, VaultError> {
+        let mut live: BTreeSet<String> = self.databases.list_all().await?.into_iter().map(|d| d.id).collect();
+        live.insert(CONTROL_PLANE.into());
+        let b = &self.policy.backups;
+        let epoch = time::Duration::days(self.vault.settings.epoch_days);
+        let max_age = time::Duration::days(i64::try_from(b.max_age.max_days()).unwrap_or(365)) - epoch;
+        let rules =
+            Retention { keep_daily: b.keep_daily, keep_weekly: b.keep_weekly, keep_monthly: b.keep_monthly, max_age };
+        let (vault, now) = (self.vault.clone(), self.clock.now());
+        let report = blocking(move || vault.prune(now, &rules, &live)).await?;
+        self.audit
+            .record(&Actor::System, "backup.pruned", None, None, serde_json::to_value(&report).unwrap_or_default())
+            .await?;
+        Ok(report)
+    }
+
+    pub async fn check(&self, read_data: bool, progress: Progress) -> Result<Vec<CheckProblem>, VaultError> {
+        let vault = self.vault.clone();
+        blocking(move || vault.check(read_data, &*progress)).await
+    }
+
+    pub async fn repair(&self, actor: &Actor) -> Result<RepairReport, VaultError> {
+        let vault = self.vault.clone();
+        let report = blocking(move || vault.repair()).await?;
+        self.audit
+            .record(
+                actor,
+                "backup.repaired",
+                None,
+                None,
+                serde_json::json!({ "copied": report.copied.len(), "quarantined": report.quarantined }),
+            )
+            .await?;
+        Ok(report)
+    }
+
+    /// When a backup made now is gone at the latest.
+    pub fn deadline(&self) -> time::OffsetDateTime {
+        self.policy.backups.max_age.after(self.clock.now())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        to_millis(self.clock.now())
+    }
+}
+
+/// The page size from a SQLite header (bytes 16–17; 1 means 65536).
+fn page_size(path: &Path) -> usize {
+    let mut header = [0u8; 18];
+    let ok = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+    match ok.map(|()| u16::from_be_bytes([header[16], header[17]])) {
+        Ok(1) => 65_536,
+        Ok(n) if n >= 512 => usize::from(n),
+        _ => 4096,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, VaultError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| VaultError::Io(format!("backup task failed: {e}")))?
+}

@@ -1,0 +1,229 @@
+//! A region's write-once object store (BAK-1): an object is written once and
+//! never changed; it cannot be deleted before its retain-until date. Locally
+//! each region is a folder (`<data>/backups/<region>/`); a write lands under
+//! a temporary name and is linked into place only when complete, so a crash
+//! never leaves half an object under its real name.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::VaultError;
+
+/// One backup region's objects.
+#[derive(Debug, Clone)]
+pub struct RegionStore {
+    pub region: String,
+    root: PathBuf,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 300
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+}
+
+impl RegionStore {
+    pub fn new(region: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        Self { region: region.into(), root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, VaultError> {
+        if !valid_name(name) {
+            return Err(VaultError::Invalid(format!("`{name}` is not a valid object name")));
+        }
+        Ok(self.root.join("objects").join(name))
+    }
+
+    fn lock_path(&self, name: &str) -> Result<PathBuf, VaultError> {
+        if !valid_name(name) {
+            return Err(VaultError::Invalid(format!("`{name}` is not a valid object name")));
+        }
+        Ok(self.root.join("locks").join(name))
+    }
+
+    fn io(&self, what: &str, name: &str, e: std::io::Error) -> VaultError {
+        VaultError::Io(format!("region {}: cannot {what} {name}: {e}", self.region))
+    }
+
+    /// Writes `name` once. Writing the same bytes again is a no-op (a retried
+    /// run); different bytes under an existing name are refused.
+    pub fn put(&self, name: &str, data: &[u8], retain_until_ms: i64) -> Result<(), VaultError> {
+        let path = self.path(name)?;
+        if path.exists() {
+            return if self.get(name)? == data {
+                Ok(())
+            } else {
+                Err(VaultError::Overwrite(format!("{}: {name}", self.region)))
+            };
+        }
+        // The lock first: an object never exists without its retain-until date.
+        let lock = self.lock_path(name)?;
+        if !lock.exists() {
+            self.write_new(&lock, retain_until_ms.to_string().as_bytes(), name)?;
+        }
+        self.write_new(&path, data, name)
+    }
+
+    fn write_new(&self, path: &Path, data: &[u8], name: &str) -> Result<(), VaultError> {
+        let tmp_dir = self.root.join(".tmp");
+        fs::create_dir_all(&tmp_dir).map_err(|e| self.io("create", ".tmp", e))?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| self.io("create the folder of", name, e))?;
+        }
+        let tmp = tmp_dir.join(uuid::Uuid::now_v7().simple().to_string());
+        {
+            let mut f = File::create(&tmp).map_err(|e| self.io("write", name, e))?;
+            f.write_all(data).map_err(|e| self.io("write", name, e))?;
+            f.sync_all().map_err(|e| self.io("sync", name, e))?;
+        }
+        // A hard link fails if the name exists: create-once, atomically.
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if fs::read(path).map_err(|e| self.io("read", name, e))? == data {
+                    Ok(())
+                } else {
+                    Err(VaultError::Overwrite(format!("{}: {name}", self.region)))
+                }
+            }
+            Err(e) => Err(self.io("store", name, e)),
+        }
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.path(name).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Vec<u8>, VaultError> {
+        let path = self.path(name)?;
+        fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                VaultError::Missing(format!("{}: {name}", self.region))
+            } else {
+                self.io("read", name, e)
+            }
+        })
+    }
+
+    /// `len` bytes at `offset` of an object.
+    pub fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, VaultError> {
+        let path = self.path(name)?;
+        let mut f = File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                VaultError::Missing(format!("{}: {name}", self.region))
+            } else {
+                self.io("open", name, e)
+            }
+        })?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.io("seek in", name, e))?;
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf).map_err(|e| self.io("read", name, e))?;
+        Ok(buf)
+    }
+
+    pub fn size(&self, name: &str) -> Option<u64> {
+        self.path(name).ok().and_then(|p| fs::metadata(p).ok()).map(|m| m.len())
+    }
+
+    /// The retain-until date (Unix ms) of an object.
+    pub fn retain_until(&self, name: &str) -> Option<i64> {
+        let lock = self.lock_path(name).ok()?;
+        fs::read_to_string(lock).ok()?.trim().parse().ok()
+    }
+
+    /// Every object name under `prefix` (`packs/db1`), sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        let base = self.root.join("objects");
+        let start = if prefix.is_empty() { base.clone() } else { base.join(prefix) };
+        let mut out = Vec::new();
+        if start.is_file() {
+            return Ok(vec![prefix.to_string()]);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io("list", prefix, e)),
+            };
+            for entry in rd.filter_map(Result::ok) {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&base) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes an object whose retain-until date has passed.
+    pub fn delete(&self, name: &str, now_ms: i64) -> Result<(), VaultError> {
+        if let Some(until) = self.retain_until(name)
+            && now_ms < until
+        {
+            return Err(VaultError::Locked { object: format!("{}: {name}", self.region), until_ms: until });
+        }
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io("delete", name, e)),
+        }
+        let _ = fs::remove_file(self.lock_path(name)?);
+        Ok(())
+    }
+
+    /// Moves a damaged object aside (an operator's repair), so a good copy
+    /// can take its name; the damaged bytes are kept for inspection.
+    pub fn quarantine(&self, name: &str) -> Result<PathBuf, VaultError> {
+        let from = self.path(name)?;
+        let to =
+            self.root.join("quarantine").join(format!("{}.{}", name.replace('/', "_"), uuid::Uuid::now_v7().simple()));
+        fs::create_dir_all(to.parent().unwrap_or(&self.root)).map_err(|e| self.io("create", "quarantine", e))?;
+        fs::rename(&from, &to).map_err(|e| self.io("quarantine", name, e))?;
+        Ok(to)
+    }
+
+    /// Removes what crashed writes left behind.
+    pub fn sweep_tmp(&self) {
+        if let Ok(rd) = fs::read_dir(self.root.join(".tmp")) {
+            for e in rd.filter_map(Result::ok) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_written_once_and_kept_until_their_date() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = RegionStore::new("in", dir.path());
+        s.put("packs/db1/abc", b"hello", 1_000).expect("put");
+        s.put("packs/db1/abc", b"hello", 1_000).expect("same bytes again");
+        assert!(matches!(s.put("packs/db1/abc", b"other", 1_000), Err(VaultError::Overwrite(_))));
+        assert!(matches!(s.delete("packs/db1/abc", 999), Err(VaultError::Locked { .. })));
+        assert_eq!(s.get("packs/db1/abc").expect("get"), b"hello");
+        assert_eq!(s.list("packs").expect("list"), vec!["packs/db1/abc".to_string()]);
+        s.delete("packs/db1/abc", 1_000).expect("delete after the date");
+        assert!(!s.exists("packs/db1/abc"));
+        assert!(matches!(s.put("../etc/passwd", b"x", 0), Err(VaultError::Invalid(_))));
+    }
+}
