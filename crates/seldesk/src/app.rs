@@ -628,6 +628,7 @@ impl Application {
             careers: services.careers.clone(),
             upgrades: services.upgrades.clone(),
             marketing: services.marketing.clone(),
+            backups: services.backups.clone(),
             web: seldesk_web::WebSettings {
                 secure_cookies: config.secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),

@@ -21,6 +21,8 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/databases", post(create).get(list))
         .route("/api/v1/databases/{id}", get(show).delete(remove))
+        .route("/api/v1/databases/{id}/backups", get(backups))
+        .route("/api/v1/databases/{id}/backups/{snapshot}/restore", post(restore_backup))
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
         .route("/api/v1/databases/{id}/upgrade", post(upgrade))
@@ -69,6 +71,66 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
         e.to_string()
     };
     ApiError::new(status, code, message)
+}
+
+/// A vault error as a status and a message a person can act on.
+pub(crate) fn vault_error(e: seldesk_vault::VaultError) -> (StatusCode, String) {
+    use seldesk_vault::VaultError as V;
+    match e {
+        V::Tenant(t) => {
+            let api = tenant_error(t);
+            (api.status, api.message)
+        }
+        V::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+        V::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        V::Refused(m) => (StatusCode::CONFLICT, m),
+        V::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        other => {
+            tracing::error!(error = %other, "backup request failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Please try again in a moment.".into(),
+            )
+        }
+    }
+}
+
+async fn backups(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let list = s.backups.list_for_owner(&a.id, &id).await.map_err(|e| {
+        let (status, message) = vault_error(e);
+        ApiError::new(status, "backups", message)
+    })?;
+    Ok(Json(serde_json::json!({ "snapshots": list })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    name: String,
+}
+
+async fn restore_backup(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, snapshot)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RestoreRequest = json(&body)?;
+    let owned = s.backups.list_for_owner(&a.id, &id).await.unwrap_or_default();
+    if !owned.iter().any(|x| x.id == snapshot) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such backup of this database."));
+    }
+    let d = s.backups.restore(&a.actor(), &snapshot, &req.name, "requested by the owner", Some(&a.id)).await.map_err(
+        |e| {
+            let (status, message) = vault_error(e);
+            ApiError::new(status, "restore", message)
+        },
+    )?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!(d))).into_response())
 }
 
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/upgrade", post(upgrade))
         .route("/databases/{id}/test-upgrade", post(test_upgrade))
         .route("/databases/{id}/remove", post(remove))
+        .route("/databases/{id}/restore", post(restore))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
 }
@@ -180,6 +181,7 @@ struct DbPage {
     grants: Vec<seldesk_tenants::support::SupportGrant>,
     log: Vec<(String, String, String)>,
     latest_schema: i64,
+    snapshots: Vec<seldesk_vault::SnapshotInfo>,
 }
 
 async fn show_view(
@@ -218,6 +220,7 @@ async fn show_view(
         .filter(|r| r.id != db.region)
         .map(|r| RegionChoice { id: r.id.clone(), label: format!("{} ({})", r.name, r.city), selected: false })
         .collect();
+    let snapshots = state.backups.list_for_owner(account_id, id).await.unwrap_or_default();
     let page = DbPage {
         title: format!("Database {}", db.name),
         csrf: csrf.token.clone(),
@@ -232,6 +235,7 @@ async fn show_view(
         grants,
         log,
         latest_schema: seldesk_tenants::files::SCHEMA_VERSION,
+        snapshots,
     };
     csrf.attach(render(status, &page))
 }
@@ -466,6 +470,54 @@ async fn edit_contact(
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
             show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RestoreForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    snapshot: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The owner restores one of their snapshots into a new database (their
+/// own request is the reason; audited like every restore).
+async fn restore(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<RestoreForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let owned = state.backups.list_for_owner(&account.id, &id).await.unwrap_or_default();
+    if !owned.iter().any(|s| s.id == f.snapshot) {
+        return show_view(
+            &state,
+            &headers,
+            &account.id,
+            &id,
+            Some("No such backup of this database.".into()),
+            StatusCode::NOT_FOUND,
+            None,
+        )
+        .await;
+    }
+    match state
+        .backups
+        .restore(&account.actor(), &f.snapshot, &f.name, "requested by the owner", Some(&account.id))
+        .await
+    {
+        Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
+        Err(e) => {
+            let (status, message) = crate::db_api::vault_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub upgrades: seldesk_upgrades::Upgrades,
     /// Preferences, campaigns, events, partners and trends (issue 10).
     pub marketing: seldesk_marketing::Marketing,
+    /// The vault: snapshots, owner restores, the staff listing (issue 5).
+    pub backups: seldesk_vault::Backups,
     /// Browser data: the recorder (BRW-2), partitions and aggregates.
     pub visits: seldesk_visits::Visits,
     pub web: WebSettings,

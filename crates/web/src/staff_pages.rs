@@ -373,7 +373,47 @@ struct HoldsPage {
 }
 
 pub(crate) fn hold_routes() -> Router<AppState> {
-    Router::new().route("/staff/holds", get(holds).post(place_hold))
+    Router::new().route("/staff/holds", get(holds).post(place_hold)).route("/staff/backups", get(backups))
+}
+
+#[derive(Template)]
+#[template(path = "staff_backups.html")]
+struct BackupsPage {
+    title: &'static str,
+    /// (database id, its name or why it has none, snapshots).
+    databases: Vec<(String, String, Vec<seldesk_vault::SnapshotInfo>)>,
+    regions: Vec<String>,
+}
+
+/// Backups per database with size, date, regions and retain-until. Lists
+/// metadata only; reading a backup's content is a restore (audited).
+async fn backups(State(state): State<AppState>, StaffUser(staff, _): StaffUser) -> Response {
+    if !(staff.has(Role::Admin) || staff.has(Role::Dpo) || staff.has(Role::Support)) {
+        return crate::pages::message_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "The backup list is for the admin, dpo and support roles.",
+        );
+    }
+    let names: std::collections::HashMap<String, String> =
+        state.databases.list_all().await.unwrap_or_default().into_iter().map(|d| (d.id, d.name)).collect();
+    let mut by_db: std::collections::BTreeMap<String, Vec<seldesk_vault::SnapshotInfo>> = Default::default();
+    for s in state.backups.list(None).await.unwrap_or_default() {
+        by_db.entry(s.database.clone()).or_default().push(s);
+    }
+    let databases = by_db
+        .into_iter()
+        .map(|(id, snaps)| {
+            let name = if id == seldesk_vault::service::CONTROL_PLANE {
+                "control plane".to_string()
+            } else {
+                names.get(&id).cloned().unwrap_or_else(|| "removed (kept until its backups expire)".into())
+            };
+            (id, name, snaps)
+        })
+        .collect();
+    let regions = state.backups.vault().regions().iter().map(|r| r.region.clone()).collect();
+    render(StatusCode::OK, &BackupsPage { title: "Backups", databases, regions })
 }
 
 async fn holds_view(state: &AppState, headers: &HeaderMap, error: Option<String>, status: StatusCode) -> Response {

@@ -147,6 +147,19 @@ async fn every_snapshot_is_in_both_regions_and_losing_one_region_loses_nothing()
         .expect("contacts");
     let body = r.text().await.expect("text");
     assert!(body.contains("Secret Client 11"), "{body}");
+    // Support staff see every database's backups, with their regions and dates.
+    let support = crate::helpers::staff_session(&app, "ops@seldesk.com", "support").await;
+    let page = app
+        .client
+        .get(app.url("/staff/backups"))
+        .header("cookie", &support)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("ledger") && page.contains(&snap.id[..16]) && page.contains("sg"), "{page}");
     // Repair copies India back.
     let (code, out, _) = cli(&app, &["repair"]);
     assert_eq!(code, 0, "{out}");

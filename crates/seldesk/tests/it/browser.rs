@@ -761,3 +761,74 @@ async fn register_for_an_event_ask_for_a_partner_and_find_both_transfers_in_my_d
     b.close().await;
     app.stop().await;
 }
+
+// promise: BAK-3, DB-5
+#[tokio::test]
+async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("restore@example.in", "saffron harbour kite").await;
+    let token = app.token("restore@example.in", "saffron harbour kite").await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "shop", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    for name in ["Ravi Kumar", "Anita Desai"] {
+        app.client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("contact");
+    }
+    app.app().services().backups.run(None, std::sync::Arc::new(|_, _| {})).await.expect("backup");
+    // A contact deleted after the backup comes back only in the restored copy.
+    let contacts: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/contacts")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let anita =
+        contacts.as_array().expect("contacts").iter().find(|c| c["name"] == "Anita Desai").expect("anita")["id"]
+            .clone();
+    app.client
+        .delete(app.url(&format!("/api/v1/databases/{id}/contacts/{anita}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "restore@example.in").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("e-mail").await;
+    b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
+    b.wait_for_text("Backups").await;
+    let table = b.client.find(Locator::Css("#snapshots")).await.expect("snapshots").text().await.expect("text");
+    assert!(table.contains("in, sg"), "{table}");
+    let field = b.client.find(Locator::Css("#snapshots input[name='name']")).await.expect("name field");
+    field.send_keys("shop-restored").await.expect("type");
+    b.screenshot("restore-backup").await;
+    b.click("#snapshots button[type=submit]").await;
+    b.wait_for_text("shop-restored").await;
+    b.wait_for_text("Anita Desai").await;
+    let audit = app.app().services().audit.recent(20).await.expect("audit");
+    assert!(
+        audit.iter().any(|e| e.action == "backup.restored" && e.details.to_string().contains("requested by the owner"))
+    );
+    b.close().await;
+    app.stop().await;
+}
