@@ -949,36 +949,39 @@ impl Marketing {
 
     /// Erases a registration and our transfer files of it.
     pub(crate) async fn erase_registration(&self, id: &str) -> Result<u64, MarketingError> {
-        let event_id: Option<String> = sqlx::query_scalar("SELECT event_id FROM event_registrations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(event_id) = event_id else { return Ok(0) };
-        remove_files_named(&self.event_dir(&event_id), &format!("{id}.json"))?;
-        sqlx::query("DELETE FROM marketing_transfers WHERE source = $1")
-            .bind(format!("registration:{id}"))
-            .execute(self.db.pool())
-            .await?;
-        Ok(sqlx::query("DELETE FROM event_registrations WHERE id = $1")
-            .bind(id)
-            .execute(self.db.pool())
-            .await?
-            .rows_affected())
+        self.erase_handed_over("event_registrations", "event_id", "registration", id, |m, event| m.event_dir(event))
+            .await
     }
 
     /// Erases a referral and our transfer file of it.
     pub(crate) async fn erase_referral(&self, id: &str) -> Result<u64, MarketingError> {
-        let partner_id: Option<String> = sqlx::query_scalar("SELECT partner_id FROM partner_referrals WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(partner_id) = partner_id else { return Ok(0) };
-        remove_files_named(&self.partner_dir(&partner_id), &format!("{id}.json"))?;
+        self.erase_handed_over("partner_referrals", "partner_id", "referral", id, |m, partner| m.partner_dir(partner))
+            .await
+    }
+
+    /// Erases a record that was handed over (`table` is one of two fixed
+    /// names), its transfer marks and our transfer files; `dir` gives the
+    /// folder of the files from the record's `owner` column.
+    async fn erase_handed_over(
+        &self,
+        table: &'static str,
+        owner: &'static str,
+        kind: &str,
+        id: &str,
+        dir: impl Fn(&Self, &str) -> PathBuf,
+    ) -> Result<u64, MarketingError> {
+        let found: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {owner} FROM {table} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some(found) = found else { return Ok(0) };
+        remove_files_named(&dir(self, &found), &format!("{id}.json"))?;
         sqlx::query("DELETE FROM marketing_transfers WHERE source = $1")
-            .bind(format!("referral:{id}"))
+            .bind(format!("{kind}:{id}"))
             .execute(self.db.pool())
             .await?;
-        Ok(sqlx::query("DELETE FROM partner_referrals WHERE id = $1")
+        Ok(sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE id = $1")))
             .bind(id)
             .execute(self.db.pool())
             .await?

@@ -99,8 +99,23 @@ impl Marketing {
         opted_in: bool,
         source: &str,
     ) -> Result<Preference, MarketingError> {
+        let action = if opted_in { "marketing.opted_in" } else { "marketing.opted_out" };
+        self.record_choice(actor, subject, &email_hash(email), opted_in, source, action).await?;
+        self.preference(subject).await
+    }
+
+    /// The one place a choice is written: the preference, the suppression
+    /// entry (by hash), and the audit entry, in one transaction.
+    async fn record_choice(
+        &self,
+        actor: &Actor,
+        subject: &str,
+        hash: &str,
+        opted_in: bool,
+        source: &str,
+        action: &str,
+    ) -> Result<(), MarketingError> {
         let now = to_millis(self.now());
-        let hash = email_hash(email);
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO marketing_preferences (subject, opted_in, basis, source, changed_at) VALUES ($1, $2, $3, $4, $5)
@@ -116,7 +131,7 @@ impl Marketing {
         .await?;
         if opted_in {
             sqlx::query("DELETE FROM marketing_suppressions WHERE email_hash = $1")
-                .bind(&hash)
+                .bind(hash)
                 .execute(&mut *tx)
                 .await?;
         } else {
@@ -124,7 +139,7 @@ impl Marketing {
                 "INSERT INTO marketing_suppressions (email_hash, source, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (email_hash) DO NOTHING",
             )
-            .bind(&hash)
+            .bind(hash)
             .bind(source)
             .bind(now)
             .execute(&mut *tx)
@@ -134,14 +149,14 @@ impl Marketing {
             .record_in(
                 &mut tx,
                 actor,
-                if opted_in { "marketing.opted_in" } else { "marketing.opted_out" },
+                action,
                 Some(subject),
                 None,
                 serde_json::json!({ "source": source, "basis": self.basis().as_str() }),
             )
             .await?;
         tx.commit().await?;
-        self.preference(subject).await
+        Ok(())
     }
 
     /// Whether an address is on the suppression list.
@@ -193,37 +208,8 @@ impl Marketing {
     /// records are gone.
     pub async fn unsubscribe(&self, token: &str) -> Result<Link, MarketingError> {
         let link = self.link(token).await?;
-        let now = to_millis(self.now());
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO marketing_suppressions (email_hash, source, created_at) VALUES ($1, 'unsubscribe_link', $2)
-             ON CONFLICT (email_hash) DO NOTHING",
-        )
-        .bind(&link.email_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO marketing_preferences (subject, opted_in, basis, source, changed_at) VALUES ($1, 0, $2, 'unsubscribe_link', $3)
-             ON CONFLICT (subject) DO UPDATE SET opted_in = 0, basis = excluded.basis, source = excluded.source,
-                 changed_at = excluded.changed_at",
-        )
-        .bind(&link.subject)
-        .bind(self.basis().as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.audit
-            .record_in(
-                &mut tx,
-                &Actor::System,
-                "marketing.unsubscribed",
-                Some(&link.subject),
-                None,
-                serde_json::json!({ "source": "unsubscribe_link" }),
-            )
-            .await?;
-        tx.commit().await?;
+        let (subject, hash) = (&link.subject, &link.email_hash);
+        self.record_choice(&Actor::System, subject, hash, false, "unsubscribe_link", "marketing.unsubscribed").await?;
         Ok(link)
     }
 
@@ -239,33 +225,8 @@ impl Marketing {
     /// Opting in again from a message's preference page: the person's own act.
     pub async fn resubscribe(&self, token: &str) -> Result<Link, MarketingError> {
         let link = self.link(token).await?;
-        let now = to_millis(self.now());
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query("DELETE FROM marketing_suppressions WHERE email_hash = $1")
-            .bind(&link.email_hash)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO marketing_preferences (subject, opted_in, basis, source, changed_at) VALUES ($1, 1, $2, 'preference_page', $3)
-             ON CONFLICT (subject) DO UPDATE SET opted_in = 1, basis = excluded.basis, source = excluded.source,
-                 changed_at = excluded.changed_at",
-        )
-        .bind(&link.subject)
-        .bind(self.basis().as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.audit
-            .record_in(
-                &mut tx,
-                &Actor::System,
-                "marketing.opted_in",
-                Some(&link.subject),
-                None,
-                serde_json::json!({ "source": "preference_page" }),
-            )
-            .await?;
-        tx.commit().await?;
+        let (subject, hash) = (&link.subject, &link.email_hash);
+        self.record_choice(&Actor::System, subject, hash, true, "preference_page", "marketing.opted_in").await?;
         Ok(link)
     }
 }

@@ -615,14 +615,10 @@ impl Databases {
             let (files, region, id) = (self.files.clone(), region.to_string(), id.clone());
             blocking(move || {
                 {
+                    // The caller verified every byte against a consistent snapshot's
+                    // hashes; reading the schema proves SQLite opens it.
                     let conn = rusqlite::Connection::open(source.join("db.sqlite"))?;
-                    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-                    if check != "ok" {
-                        return Err(TenantError::Invalid {
-                            field: "snapshot",
-                            message: format!("The restored database fails its integrity check: {check}"),
-                        });
-                    }
+                    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))?;
                     crate::files::migrate(&conn)?;
                 }
                 std::fs::create_dir_all(source.join("files"))?;

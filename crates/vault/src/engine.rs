@@ -257,6 +257,8 @@ impl Vault {
         let known_ref = &known;
 
         let (raw_tx, raw_rx) = sync_channel::<RawSegment>(4);
+        // Shared by the sealing threads.
+        let raw_rx = std::sync::Mutex::new(raw_rx);
         let (sealed_tx, sealed_rx) = sync_channel::<Result<(Vec<u8>, Vec<BlockRef>), VaultError>>(4);
         let aad = format!("seldesk-vault-segment:{db}");
         let result = std::thread::scope(|scope| {
@@ -266,8 +268,11 @@ impl Vault {
                 let mut seen: BTreeSet<String> = BTreeSet::new();
                 let mut seg = RawSegment { data: Vec::with_capacity(segment_size), blocks: Vec::new() };
                 for (path, source, block) in files {
-                    let mut f = std::fs::File::open(source)
-                        .map_err(|e| VaultError::Io(format!("cannot read {}: {e}", source.display())))?;
+                    let mut f = std::io::BufReader::with_capacity(
+                        1 << 20,
+                        std::fs::File::open(source)
+                            .map_err(|e| VaultError::Io(format!("cannot read {}: {e}", source.display())))?,
+                    );
                     let mut whole = blake3::Hasher::new_keyed(&hash_key);
                     let mut buf = vec![0u8; (*block).max(512)];
                     let mut entry = FileEntry { path: path.clone(), size: 0, hash: String::new(), blocks: Vec::new() };
@@ -311,18 +316,28 @@ impl Vault {
                 drop(raw_tx);
                 Ok(entries)
             });
-            // Stage 2: compress and seal.
-            let sealer = scope.spawn(|| {
-                for raw in raw_rx {
-                    let sealed = zstd::bulk::compress(&raw.data, 1)
-                        .map_err(|e| VaultError::Io(format!("compression failed: {e}")))
-                        .and_then(|c| seal(&key, &c, aad.as_bytes()));
-                    if sealed_tx.send(sealed.map(|s| (s, raw.blocks))).is_err() {
-                        break;
-                    }
-                }
-                drop(sealed_tx);
-            });
+            // Stage 2: compress and seal, on as many threads as there are
+            // cores (segments may land in a pack in any order: the index
+            // records where each one is).
+            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+            let sealers: Vec<_> = (0..workers)
+                .map(|_| {
+                    let (raw_rx, sealed_tx, key, aad) = (&raw_rx, sealed_tx.clone(), &key, &aad);
+                    scope.spawn(move || {
+                        loop {
+                            let next = raw_rx.lock().map(|rx| rx.recv());
+                            let Ok(Ok(raw)) = next else { break };
+                            let sealed = zstd::bulk::compress(&raw.data, 1)
+                                .map_err(|e| VaultError::Io(format!("compression failed: {e}")))
+                                .and_then(|c| seal(key, &c, aad.as_bytes()));
+                            if sealed_tx.send(sealed.map(|s| (s, raw.blocks))).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(sealed_tx);
             // Stage 3 (here): pack, index, store in every region.
             let mut new_indexes: Vec<(String, PackIndex)> = Vec::new();
             let mut pack: Vec<u8> = Vec::new();
@@ -368,7 +383,9 @@ impl Vault {
                 failure = Some(e);
             }
             let entries = reader.join().map_err(|_| VaultError::Io("the backup reader failed".into()))?;
-            let _ = sealer.join();
+            for s in sealers {
+                let _ = s.join();
+            }
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -474,19 +491,24 @@ impl Vault {
         let key = self.db_key(&m.database, false)?;
         let hash_key = key.hash_key();
         let aad = format!("seldesk-vault-segment:{}", m.database);
-        let mut locate: HashMap<String, (String, Segment, BlockRef)> = HashMap::new();
+        // Block hash → (segment number, start, length); segments as (pack, offset, length).
+        let mut segments: Vec<(String, Segment)> = Vec::new();
+        let mut locate: HashMap<String, (usize, u32, u32)> = HashMap::new();
         for iname in &m.indexes {
             let bytes = self.get_verified(iname)?;
             let idx: PackIndex =
                 serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(format!("{iname}: {e}")))?;
-            for s in &idx.segments {
-                for b in &s.blocks {
-                    locate.insert(b.hash.clone(), (pack_name(&m.database, &idx.pack), s.clone(), b.clone()));
+            let pack = pack_name(&m.database, &idx.pack);
+            for mut seg in idx.segments {
+                let n = segments.len();
+                for b in std::mem::take(&mut seg.blocks) {
+                    locate.insert(b.hash, (n, b.start, b.len));
                 }
+                segments.push((pack.clone(), seg));
             }
         }
         std::fs::create_dir_all(out).map_err(|e| VaultError::Io(format!("cannot create {}: {e}", out.display())))?;
-        let mut cache: Option<((String, u64), Vec<u8>)> = None;
+        let mut cache: Vec<(usize, Vec<u8>)> = Vec::with_capacity(8);
         let mut done = 0u64;
         for f in &m.files {
             if f.path.contains("..")
@@ -509,17 +531,26 @@ impl Vault {
             );
             let mut whole = blake3::Hasher::new_keyed(&hash_key);
             for h in &f.blocks {
-                let (pack, seg, b) = locate
+                let &(n, start, len) = locate
                     .get(h)
                     .ok_or_else(|| VaultError::Corrupt(format!("block {h} is in no index of the snapshot")))?;
-                let cached = cache.as_ref().is_some_and(|((p, o), _)| p == pack && *o == seg.offset);
-                if !cached {
-                    let plain = self.read_segment(pack, seg, &key, aad.as_bytes())?;
-                    cache = Some(((pack.clone(), seg.offset), plain));
+                // Blocks changed since the base interleave a newer segment with
+                // the base's: keep the last few segments, newest first.
+                match cache.iter().position(|(c, _)| *c == n) {
+                    Some(0) => {}
+                    Some(i) => {
+                        let hit = cache.remove(i);
+                        cache.insert(0, hit);
+                    }
+                    None => {
+                        let (pack, seg) = &segments[n];
+                        cache.insert(0, (n, self.read_segment(pack, seg, &key, aad.as_bytes())?));
+                        cache.truncate(8);
+                    }
                 }
-                let plain = &cache.as_ref().map(|c| &c.1).ok_or_else(|| VaultError::Corrupt("no segment".into()))?;
+                let plain = &cache[0].1;
                 let bytes = plain
-                    .get(b.start as usize..(b.start + b.len) as usize)
+                    .get(start as usize..(start + len) as usize)
                     .ok_or_else(|| VaultError::Corrupt(format!("block {h} lies outside its segment")))?;
                 if blake3::keyed_hash(&hash_key, bytes).to_hex().as_str() != h {
                     return Err(VaultError::Corrupt(format!("block {h} does not match its hash")));

@@ -156,7 +156,7 @@ impl Backups {
                 let copy = dir.join("db.sqlite");
                 {
                     let source = files.open(&region, &id)?;
-                    source.backup(rusqlite::MAIN_DB, &copy, None).map_err(seldesk_tenants::TenantError::from)?;
+                    snapshot_copy(&source, &copy)?;
                 }
                 let mut list = vec![("db.sqlite".to_string(), copy.clone(), page_size(&copy))];
                 let attachments = files.dir(&region, &id)?.join("files");
@@ -188,9 +188,7 @@ impl Backups {
             let result = (|| {
                 let source = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                     .map_err(|e| VaultError::Io(format!("cannot open the control plane: {e}")))?;
-                source
-                    .backup(rusqlite::MAIN_DB, &copy, None)
-                    .map_err(|e| VaultError::Io(format!("control plane: {e}")))?;
+                snapshot_copy(&source, &copy)?;
                 vault.backup(CONTROL_PLANE, &[("db.sqlite".into(), copy.clone(), page_size(&copy))], now, &*progress)
             })();
             let _ = std::fs::remove_dir_all(&dir);
@@ -350,6 +348,23 @@ impl Backups {
 
     pub fn now_ms(&self) -> i64 {
         to_millis(self.clock.now())
+    }
+}
+
+/// A consistent copy of a live database with SQLite's online backup API, in
+/// one step; the copy is scratch (read once, then deleted), so it is written
+/// without a journal or syncs.
+fn snapshot_copy(source: &rusqlite::Connection, copy: &Path) -> Result<(), VaultError> {
+    let io = |e: rusqlite::Error| VaultError::Io(format!("cannot take a consistent copy: {e}"));
+    let mut dst = rusqlite::Connection::open(copy).map_err(io)?;
+    dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;").map_err(io)?;
+    let backup = rusqlite::backup::Backup::new(source, &mut dst).map_err(io)?;
+    loop {
+        match backup.step(-1).map_err(io)? {
+            rusqlite::backup::StepResult::Done => return Ok(()),
+            // Busy or locked by a writer for a moment: try again shortly.
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
     }
 }
 

@@ -417,6 +417,21 @@ async fn an_event_registration_goes_to_the_named_organiser_and_sponsors_only_onc
         .await
         .expect("again");
     assert_eq!(again.status(), 409);
+    // Erasure with the account removes registrations and choices; an opt-out stays as a hash.
+    s.marketing
+        .set_preference(&Actor::System, &format!("person:{account}"), "meera@example.in", false, "account")
+        .await
+        .expect("out");
+    let records = seldesk_marketing::MarketingRecords::new(s.marketing.clone());
+    let erased =
+        seldesk_privacy::PersonalDataStore::erase(&records, &format!("person:{account}")).await.expect("erase");
+    assert!(erased >= 2, "registration and choice erased: {erased}");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_registrations WHERE email = 'meera@example.in'")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+    assert!(s.marketing.suppressed("meera@example.in").await.expect("suppressed"));
     app.stop().await;
 }
 
