@@ -250,10 +250,8 @@ impl Services {
             erasure_log.clone(),
             queue.clone(),
         );
-        let control_plane = config
-            .database_url()
-            .strip_prefix("sqlite://")
-            .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
+        let control_plane = seldesk_vault::service::ControlPlane::from_url(&config.database_url())
+            .ok_or_else(|| StartError::Vault("the control plane's URL is neither sqlite:// nor postgres://".into()))?;
         let (backups, key_created) = seldesk_vault::Backups::open(
             &config.data,
             db.clone(),

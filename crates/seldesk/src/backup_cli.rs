@@ -56,15 +56,19 @@ pub(crate) enum BackupCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Restore a snapshot into a new database of the same owner.
+    /// Restore a snapshot into a new database of the same owner, or write
+    /// its files into a new folder (the control plane's recovery).
     Restore {
         #[command(flatten)]
         db: DbArgs,
         /// Snapshot id (or its first 8+ characters; see `seldesk backup list`).
         snapshot: String,
         /// Name of the new database.
-        #[arg(long, value_name = "NAME")]
-        to_new_database: String,
+        #[arg(long, value_name = "NAME", required_unless_present = "to_folder", conflicts_with = "to_folder")]
+        to_new_database: Option<String>,
+        /// A new folder to write the snapshot's files to.
+        #[arg(long, value_name = "DIR")]
+        to_folder: Option<std::path::PathBuf>,
         /// Why (ticket, the customer's request, a legal order): audited.
         #[arg(long)]
         reason: String,
@@ -226,9 +230,15 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
                 r.waiting_for_lock
             );
         }
-        BackupCommand::Restore { snapshot, to_new_database, reason, .. } => {
-            let d = b.restore(&Actor::Operator, snapshot, to_new_database, reason, None).await.map_err(usage)?;
-            println!("restored snapshot {snapshot} into new database {} ({}) in {}", d.name, d.id, d.region);
+        BackupCommand::Restore { snapshot, to_new_database, to_folder, reason, .. } => {
+            if let Some(dir) = to_folder {
+                let out = b.extract(&Actor::Operator, snapshot, dir, reason).await.map_err(usage)?;
+                println!("wrote snapshot {snapshot} to {}", out.display());
+            } else {
+                let name = to_new_database.as_deref().unwrap_or_default();
+                let d = b.restore(&Actor::Operator, snapshot, name, reason, None).await.map_err(usage)?;
+                println!("restored snapshot {snapshot} into new database {} ({}) in {}", d.name, d.id, d.region);
+            }
         }
     }
     Ok(())

@@ -511,10 +511,8 @@ impl Vault {
         let mut cache: Vec<(usize, Vec<u8>)> = Vec::with_capacity(8);
         let mut done = 0u64;
         for f in &m.files {
-            if f.path.contains("..")
-                || f.path.starts_with('/')
-                || !(f.path == "db.sqlite" || f.path.starts_with("files/"))
-            {
+            let known = f.path == "db.sqlite" || f.path == crate::service::PG_DUMP_FILE || f.path.starts_with("files/");
+            if f.path.contains("..") || f.path.starts_with('/') || !known {
                 return Err(VaultError::Corrupt(format!(
                     "a snapshot names a file outside the database folder: {}",
                     f.path

@@ -45,9 +45,35 @@ pub struct Backups {
     databases: Databases,
     files: TenantFiles,
     work: PathBuf,
-    control_plane: Option<PathBuf>,
+    control_plane: ControlPlane,
     vault: Arc<Vault>,
 }
+
+/// The control-plane database, as the backup sees it.
+#[derive(Debug, Clone)]
+pub enum ControlPlane {
+    /// The embedded SQLite file: copied with the online backup API.
+    Sqlite(PathBuf),
+    /// PostgreSQL: dumped with `pg_dump --format=custom` (the same major
+    /// version as the server must be installed on the node).
+    Postgres(String),
+}
+
+impl ControlPlane {
+    /// From the control plane's URL.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if let Some(p) = url.strip_prefix("sqlite://") {
+            return Some(Self::Sqlite(PathBuf::from(p.split('?').next().unwrap_or(p))));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(Self::Postgres(url.to_string()));
+        }
+        None
+    }
+}
+
+/// The file name of a PostgreSQL control-plane dump inside a snapshot.
+pub const PG_DUMP_FILE: &str = "control.pgdump";
 
 /// Progress callback: bytes done, bytes in all.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -65,7 +91,7 @@ impl Backups {
         audit: AuditLog,
         erasure_log: ErasureLog,
         databases: Databases,
-        control_plane: Option<PathBuf>,
+        control_plane: ControlPlane,
     ) -> Result<(Self, bool), VaultError> {
         let regions: Vec<RegionStore> = policy
             .regions
@@ -119,10 +145,8 @@ impl Backups {
                 snapshot: r.ok(),
             });
         }
-        if only.is_none()
-            && let Some(path) = self.control_plane.clone()
-        {
-            let r = self.backup_control_plane(path, progress.clone()).await;
+        if only.is_none() {
+            let r = self.backup_control_plane(self.control_plane.clone(), progress.clone()).await;
             out.push(BackupOutcome {
                 database: CONTROL_PLANE.into(),
                 name: "control plane".into(),
@@ -177,19 +201,33 @@ impl Backups {
         .await
     }
 
-    async fn backup_control_plane(&self, path: PathBuf, progress: Progress) -> Result<SnapshotInfo, VaultError> {
+    async fn backup_control_plane(&self, cp: ControlPlane, progress: Progress) -> Result<SnapshotInfo, VaultError> {
         let (vault, work, now) = (self.vault.clone(), self.work.clone(), self.clock.now());
         blocking(move || {
             let dir = work.join(CONTROL_PLANE);
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
-            let copy = dir.join("db.sqlite");
-            let result = (|| {
-                let source = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                    .map_err(|e| VaultError::Io(format!("cannot open the control plane: {e}")))?;
-                snapshot_copy(&source, &copy)?;
-                vault.backup(CONTROL_PLANE, &[("db.sqlite".into(), copy.clone(), page_size(&copy))], now, &*progress)
+            let result = (|| match &cp {
+                ControlPlane::Sqlite(path) => {
+                    let copy = dir.join("db.sqlite");
+                    let source =
+                        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                            .map_err(|e| VaultError::Io(format!("cannot open the control plane: {e}")))?;
+                    snapshot_copy(&source, &copy)?;
+                    vault.backup(
+                        CONTROL_PLANE,
+                        &[("db.sqlite".into(), copy.clone(), page_size(&copy))],
+                        now,
+                        &*progress,
+                    )
+                }
+                ControlPlane::Postgres(url) => {
+                    let dump = dir.join(PG_DUMP_FILE);
+                    pg_dump(url, &dump)?;
+                    let block = vault.settings.file_block;
+                    vault.backup(CONTROL_PLANE, &[(PG_DUMP_FILE.into(), dump.clone(), block)], now, &*progress)
+                }
             })();
             let _ = std::fs::remove_dir_all(&dir);
             result
@@ -290,6 +328,45 @@ impl Backups {
         Ok(restored)
     }
 
+    /// Writes a snapshot's files into a new folder, for an operator (the
+    /// control plane's recovery, an investigation); needs a reason and is
+    /// audited (BAK-3).
+    pub async fn extract(&self, actor: &Actor, snapshot: &str, to: &Path, reason: &str) -> Result<PathBuf, VaultError> {
+        if reason.trim().len() < 5 {
+            return Err(VaultError::Invalid(
+                "An extraction needs a reason (a ticket, a legal request, a recovery): it is audited.".into(),
+            ));
+        }
+        if to.exists() {
+            return Err(VaultError::Invalid(format!("{} exists already; name a new folder", to.display())));
+        }
+        let (id, m) = {
+            let (vault, s) = (self.vault.clone(), snapshot.to_string());
+            blocking(move || vault.manifest(&s)).await?
+        };
+        if m.database != CONTROL_PLANE && self.erased_after(&format!("db:{}", m.database), m.taken_at).await?.is_some()
+        {
+            return Err(VaultError::Refused(format!(
+                "Database {} was removed after this snapshot: it is never restored (BAK-3).",
+                m.database
+            )));
+        }
+        {
+            let (vault, into, id) = (self.vault.clone(), to.to_path_buf(), id.clone());
+            blocking(move || vault.restore(&id, &into, &|_, _| {}).map(|_| ())).await?;
+        }
+        self.audit
+            .record(
+                actor,
+                "backup.extracted",
+                None,
+                Some(&format!("db:{}", m.database)),
+                serde_json::json!({ "snapshot": id, "reason": reason.trim() }),
+            )
+            .await?;
+        Ok(to.to_path_buf())
+    }
+
     /// When the erasure log recorded erasing `record` or anything about the
     /// person `record` after `after_ms`, if it did.
     async fn erased_after(&self, record: &str, after_ms: i64) -> Result<Option<time::OffsetDateTime>, VaultError> {
@@ -348,6 +425,37 @@ impl Backups {
 
     pub fn now_ms(&self) -> i64 {
         to_millis(self.clock.now())
+    }
+}
+
+/// Dumps a PostgreSQL control plane (one consistent transaction) with
+/// `pg_dump`; a password in the URL goes through the environment, never the
+/// command line.
+fn pg_dump(url: &str, out: &Path) -> Result<(), VaultError> {
+    let (url, password) = split_password(url);
+    let mut cmd = std::process::Command::new("pg_dump");
+    cmd.args(["--format=custom", "--no-owner", "--file"]).arg(out).arg("--dbname").arg(&url);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let output = cmd.output().map_err(|e| {
+        VaultError::Io(format!(
+            "cannot run pg_dump ({e}): install the PostgreSQL client of the server's version to back up the control plane"
+        ))
+    })?;
+    if !output.status.success() {
+        return Err(VaultError::Io(format!("pg_dump failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(())
+}
+
+/// `postgres://user:pw@host/db` → (`postgres://user@host/db`, Some(pw)).
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_string(), None) };
+    let Some((creds, host)) = rest.split_once('@') else { return (url.to_string(), None) };
+    match creds.split_once(':') {
+        Some((user, pw)) => (format!("{scheme}://{user}@{host}"), Some(pw.to_string())),
+        None => (url.to_string(), None),
     }
 }
 
