@@ -198,14 +198,7 @@ impl Databases {
                 return Err(TenantError::invalid("plan", format!("`{other}` is not a plan; use trial or subscribed.")));
             }
         };
-        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
-            .bind(account_id)
-            .bind(&name)
-            .fetch_optional(self.db.pool())
-            .await?;
-        if taken.is_some() {
-            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
-        }
+        self.ensure_name_free(account_id, &name).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = self.clock.now();
         let trial_ends = (plan == "trial").then(|| self.policy.trial.length.after(now));
@@ -547,6 +540,19 @@ impl Databases {
         self.get(account_id, &copy_id).await
     }
 
+    /// Refuses a name the account already uses.
+    async fn ensure_name_free(&self, account_id: &str, name: &str) -> Result<(), TenantError> {
+        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if taken.is_some() {
+            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
+        }
+        Ok(())
+    }
+
     /// Creates a new database from an export archive.
     pub async fn import(
         &self,
@@ -565,14 +571,7 @@ impl Databases {
                 .ok_or_else(|| TenantError::invalid("region", format!("`{r}` is not a hosting region.")))?,
             None => self.policy.nearest_region(None).id.clone(),
         };
-        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
-            .bind(account_id)
-            .bind(&name)
-            .fetch_optional(self.db.pool())
-            .await?;
-        if taken.is_some() {
-            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
-        }
+        self.ensure_name_free(account_id, &name).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
@@ -602,14 +601,7 @@ impl Databases {
         source: PathBuf,
     ) -> Result<CustomerDb, TenantError> {
         let name = validate_name(name)?;
-        let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
-            .bind(account_id)
-            .bind(&name)
-            .fetch_optional(self.db.pool())
-            .await?;
-        if taken.is_some() {
-            return Err(TenantError::Conflict(format!("You already have a database named \"{name}\".")));
-        }
+        self.ensure_name_free(account_id, &name).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         {
             let (files, region, id) = (self.files.clone(), region.to_string(), id.clone());
