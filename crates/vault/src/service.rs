@@ -176,13 +176,19 @@ impl Backups {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
             let result = (|| {
-                // A consistent copy while the database stays in use.
-                let copy = dir.join("db.sqlite");
-                {
-                    let source = files.open(&region, &id)?;
-                    snapshot_copy(&source, &copy)?;
-                }
-                let mut list = vec![("db.sqlite".to_string(), copy.clone(), page_size(&copy))];
+                // A consistent view while the database stays in use: its file
+                // under a read transaction when the WAL is empty, else a copy.
+                let source = files.open(&region, &id)?;
+                let live = files.db_path(&region, &id)?;
+                let file = match stable_file(&source, &live)? {
+                    true => live,
+                    false => {
+                        let copy = dir.join("db.sqlite");
+                        snapshot_copy(&source, &copy)?;
+                        copy
+                    }
+                };
+                let mut list = vec![("db.sqlite".to_string(), file.clone(), page_size(&file))];
                 let attachments = files.dir(&region, &id)?.join("files");
                 if let Ok(rd) = std::fs::read_dir(&attachments) {
                     let mut names: Vec<PathBuf> =
@@ -193,7 +199,10 @@ impl Backups {
                         list.push((format!("files/{name}"), p, vault.settings.file_block));
                     }
                 }
-                vault.backup(&id, &list, now, &*progress)
+                let snapshot = vault.backup(&id, &list, now, &*progress);
+                // Ends the read transaction (if any) only after the file was read.
+                drop(source);
+                snapshot
             })();
             let _ = std::fs::remove_dir_all(&dir);
             result
@@ -456,6 +465,32 @@ fn split_password(url: &str) -> (String, Option<String>) {
     match creds.split_once(':') {
         Some((user, pw)) => (format!("{scheme}://{user}@{host}"), Some(pw.to_string())),
         None => (url.to_string(), None),
+    }
+}
+
+/// Makes the database file itself a consistent snapshot, without copying:
+/// after a full checkpoint that leaves the WAL empty, a read transaction that
+/// starts while it is still empty reads the file alone, and SQLite lets no
+/// checkpoint write into the file while such a reader lasts (writers only
+/// append to the WAL). Returns false (take a copy instead) when a writer got
+/// in between. The read transaction stays open on `conn` until it is dropped.
+fn stable_file(conn: &rusqlite::Connection, path: &Path) -> Result<bool, VaultError> {
+    let io = |e: rusqlite::Error| VaultError::Io(format!("cannot prepare a consistent read: {e}"));
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(io)?;
+    if busy != 0 {
+        return Ok(false);
+    }
+    conn.execute_batch("BEGIN").map_err(io)?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).map_err(io)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_len = std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).unwrap_or(0);
+    if wal_len == 0 {
+        Ok(true)
+    } else {
+        conn.execute_batch("ROLLBACK").map_err(io)?;
+        Ok(false)
     }
 }
 

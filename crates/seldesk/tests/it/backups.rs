@@ -310,3 +310,52 @@ async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
     }
     app.stop().await;
 }
+
+// promise: BAK-1
+#[tokio::test]
+async fn snapshots_taken_while_the_database_is_written_restore_to_a_consistent_database() {
+    let app = spawn_app().await;
+    let (_, id) = database_with_contacts(&app, "busy@example.com", "busy", 0).await;
+    let path = app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.busy_timeout(std::time::Duration::from_secs(5)).expect("timeout");
+            conn.execute_batch("PRAGMA journal_mode = WAL").expect("wal");
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute_batch("BEGIN").expect("begin");
+                for _ in 0..200 {
+                    i += 1;
+                    conn.execute(
+                        "INSERT INTO contacts (name, notes, created_at, updated_at) VALUES (?1, ?2, '2026-01-01', '2026-01-01')",
+                        rusqlite::params![format!("Writer {i}"), "x".repeat(300)],
+                    )
+                    .expect("insert");
+                }
+                conn.execute_batch("COMMIT").expect("commit");
+            }
+            i
+        })
+    };
+    let s = app.app().services();
+    for _ in 0..6 {
+        s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup while writing");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    assert!(written > 0);
+    for snap in s.backups.list(Some(&id)).await.expect("list") {
+        let dir = tempfile::tempdir().expect("dir");
+        s.backups.vault().restore(&snap.id, &dir.path().join("r"), &|_, _| {}).expect("restore");
+        let conn = rusqlite::Connection::open(dir.path().join("r").join("db.sqlite")).expect("open");
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok", "snapshot {}", snap.id);
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0)).expect("count");
+        assert_eq!(n % 200, 0, "whole transactions only: {n}");
+    }
+    app.stop().await;
+}
