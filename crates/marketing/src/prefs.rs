@@ -161,8 +161,12 @@ impl Marketing {
 
     /// Whether an address is on the suppression list.
     pub async fn suppressed(&self, email: &str) -> Result<bool, MarketingError> {
+        self.hash_suppressed(&email_hash(email)).await
+    }
+
+    async fn hash_suppressed(&self, hash: &str) -> Result<bool, MarketingError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM marketing_suppressions WHERE email_hash = $1")
-            .bind(email_hash(email))
+            .bind(hash)
             .fetch_one(self.db.pool())
             .await?;
         Ok(n > 0)
@@ -215,11 +219,7 @@ impl Marketing {
 
     /// Whether a link's address is on the suppression list.
     pub async fn link_suppressed(&self, link: &Link) -> Result<bool, MarketingError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM marketing_suppressions WHERE email_hash = $1")
-            .bind(&link.email_hash)
-            .fetch_one(self.db.pool())
-            .await?;
-        Ok(n > 0)
+        self.hash_suppressed(&link.email_hash).await
     }
 
     /// Opting in again from a message's preference page: the person's own act.

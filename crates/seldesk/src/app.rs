@@ -258,7 +258,6 @@ impl Services {
             clock.clone(),
             policy.clone(),
             audit.clone(),
-            erasure_log.clone(),
             databases.clone(),
             control_plane,
         )

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seldesk_domain::{Actor, Clock, Policy};
-use seldesk_privacy::{AuditLog, ErasureLog};
+use seldesk_privacy::AuditLog;
 use seldesk_store::{Db, to_millis};
 use seldesk_tenants::{CustomerDb, Databases, DbStatus, TenantFiles};
 use serde::Serialize;
@@ -41,7 +41,6 @@ pub struct Backups {
     clock: Arc<dyn Clock>,
     policy: Arc<Policy>,
     audit: AuditLog,
-    erasure_log: ErasureLog,
     databases: Databases,
     files: TenantFiles,
     work: PathBuf,
@@ -82,14 +81,12 @@ impl Backups {
     /// Opens the vault in `<data>/backups/<region>/` for each backup region
     /// of the policy, with the master key in `<data>/keys/vault.key`.
     /// Returns true as well when the master key was just made.
-    #[allow(clippy::too_many_arguments)]
     pub fn open(
         data: &Path,
         db: Db,
         clock: Arc<dyn Clock>,
         policy: Arc<Policy>,
         audit: AuditLog,
-        erasure_log: ErasureLog,
         databases: Databases,
         control_plane: ControlPlane,
     ) -> Result<(Self, bool), VaultError> {
@@ -106,7 +103,6 @@ impl Backups {
                 clock,
                 policy,
                 audit,
-                erasure_log,
                 databases,
                 files: TenantFiles::new(data),
                 work: data.join("backups").join(".work"),
@@ -386,7 +382,6 @@ impl Backups {
         .bind(after_ms)
         .fetch_one(self.db.pool())
         .await?;
-        let _ = &self.erasure_log;
         Ok(at.map(seldesk_store::from_millis))
     }
 

@@ -505,6 +505,20 @@ async fn console_view(
     }
 }
 
+/// After a form of the console: back to its section, or the console with the error.
+async fn back_to_console<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    staff: &seldesk_accounts::StaffMember,
+    result: Result<T, MarketingError>,
+    section: &str,
+) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&format!("/staff/marketing#{section}")).into_response(),
+        Err(e) => console_view(state, headers, staff, Some((status_of(&e), message_of(&e)))).await,
+    }
+}
+
 async fn console(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
     console_view(&state, &headers, &staff, None).await
 }
@@ -653,13 +667,8 @@ async fn create_event(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.marketing.create_event(&staff.actor(), &f.input).await {
-        Ok(_) => Redirect::to("/staff/marketing#events").into_response(),
-        Err(e) => {
-            let status = status_of(&e);
-            console_view(&state, &headers, &staff, Some((status, message_of(&e)))).await
-        }
-    }
+    let result = state.marketing.create_event(&staff.actor(), &f.input).await;
+    back_to_console(&state, &headers, &staff, result, "events").await
 }
 
 #[derive(Deserialize)]
@@ -723,13 +732,8 @@ async fn create_partner(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    match state.marketing.create_partner(&staff.actor(), &f.input).await {
-        Ok(_) => Redirect::to("/staff/marketing#partners").into_response(),
-        Err(e) => {
-            let status = status_of(&e);
-            console_view(&state, &headers, &staff, Some((status, message_of(&e)))).await
-        }
-    }
+    let result = state.marketing.create_partner(&staff.actor(), &f.input).await;
+    back_to_console(&state, &headers, &staff, result, "partners").await
 }
 
 async fn partner_active(
