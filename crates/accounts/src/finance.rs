@@ -108,7 +108,7 @@ impl Eraser for InvoiceEraser {
                         .await?
                         .rows_affected();
                 } else if let Some(id) = c.record.strip_prefix("archive:").and_then(|s| s.parse::<i64>().ok()) {
-                    n += sqlx::query("DELETE FROM finance_archive WHERE id = $1")
+                    n += sqlx::query("DELETE FROM finance_archive WHERE id = $1 AND kind = 'invoice'")
                         .bind(id)
                         .execute(self.db.pool())
                         .await?
@@ -124,9 +124,11 @@ impl Eraser for InvoiceEraser {
             let a = sqlx::query("SELECT COUNT(*) AS n, MIN(issued_at) AS oldest FROM invoices")
                 .fetch_one(self.db.pool())
                 .await?;
-            let b = sqlx::query("SELECT COUNT(*) AS n, MIN(start_at) AS oldest FROM finance_archive")
-                .fetch_one(self.db.pool())
-                .await?;
+            let b = sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(start_at) AS oldest FROM finance_archive WHERE kind = 'invoice'",
+            )
+            .fetch_one(self.db.pool())
+            .await?;
             let (na, nb): (i64, i64) = (a.try_get("n")?, b.try_get("n")?);
             let oldest = [a.try_get::<Option<i64>, _>("oldest")?, b.try_get::<Option<i64>, _>("oldest")?]
                 .into_iter()

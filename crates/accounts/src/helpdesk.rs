@@ -655,7 +655,7 @@ impl Accounts {
         // Records the law requires (invoices) leave the account for the
         // restricted finance archive, detached from any account.
         let invoices = sqlx::query(
-            "SELECT id, number, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at FROM invoices WHERE account_id = $1",
+            "SELECT id, number, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at, document FROM invoices WHERE account_id = $1",
         )
         .bind(&account_id)
         .fetch_all(&mut *tx)
@@ -672,6 +672,7 @@ impl Accounts {
                 "currency": r.try_get::<String, _>("currency")?,
                 "total_cents": r.try_get::<i64, _>("total_cents")?,
                 "issued_at": from_millis(issued).to_string(),
+                "document": r.try_get::<Option<String>, _>("document")?.and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
             });
             sqlx::query("INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ('invoice', $1, $2, $3, $4, $5)")
                 .bind(format!("invoice:{id}"))
@@ -689,6 +690,39 @@ impl Accounts {
             kept_invoices.push(until);
         }
         sqlx::query("DELETE FROM invoices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        // Payment records go to the archive too (tax law); subscriptions and
+        // the processors' tokens are simply gone.
+        let payments = sqlx::query(
+            "SELECT id, kind, processor, processor_order, processor_payment, status, amount_cents, refunded_cents, currency, description, reference, country, created_at, captured_at FROM payments WHERE account_id = $1",
+        )
+        .bind(&account_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &payments {
+            let (id, country, created): (String, Option<String>, i64) =
+                (r.try_get("id")?, r.try_get("country")?, r.try_get("created_at")?);
+            let mut data = serde_json::Map::new();
+            for column in ["kind", "processor", "status", "currency", "description", "reference"] {
+                data.insert(column.into(), r.try_get::<String, _>(column)?.into());
+            }
+            for column in ["processor_order", "processor_payment"] {
+                data.insert(column.into(), r.try_get::<Option<String>, _>(column)?.into());
+            }
+            for column in ["amount_cents", "refunded_cents"] {
+                data.insert(column.into(), r.try_get::<i64, _>(column)?.into());
+            }
+            data.insert("created_at".into(), from_millis(created).to_string().into());
+            sqlx::query("INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ('payment', $1, $2, $3, $4, $5)")
+                .bind(format!("payment:{id}"))
+                .bind(serde_json::Value::Object(data).to_string())
+                .bind(&country)
+                .bind(created)
+                .bind(to_millis(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM payments WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM subscriptions WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM access_exports WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         let other_tickets = sqlx::query("SELECT id FROM tickets WHERE account_id = $1 AND id <> $2")
             .bind(&account_id)

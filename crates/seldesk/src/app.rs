@@ -54,6 +54,7 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "upgrade_upload",
     "upgrade_failed_upload",
     "marketing_contact",
+    "payment_order",
 ];
 
 /// Start-up failures.
@@ -79,6 +80,8 @@ pub enum StartError {
     Geo(String),
     #[error("backups: {0}")]
     Vault(String),
+    #[error("billing: {0}")]
+    Billing(String),
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
@@ -124,6 +127,7 @@ pub struct Services {
     pub upgrades: seldesk_upgrades::Upgrades,
     pub marketing: seldesk_marketing::Marketing,
     pub backups: seldesk_vault::Backups,
+    pub billing: seldesk_billing::Billing,
 }
 
 impl Services {
@@ -166,6 +170,7 @@ impl Services {
             Arc::new(TicketEraser { db: db.clone() }),
             Arc::new(AccessExportEraser { db: db.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
+            Arc::new(seldesk_billing::PaymentEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
         ];
         let audit = AuditLog::new(db.clone(), clock.clone());
@@ -211,10 +216,10 @@ impl Services {
             audit.clone(),
             erasure_log.clone(),
             disclosures.clone(),
-            mailer,
+            mailer.clone(),
             queue.clone(),
             AccountsConfig {
-                base_url: public_url,
+                base_url: public_url.clone(),
                 exports_dir: config.data.join("exports"),
                 idle: time::Duration::hours(2),
                 absolute: time::Duration::hours(12),
@@ -225,7 +230,8 @@ impl Services {
             &config.data,
             &db,
         ))))
-        .with_store(Arc::new(seldesk_marketing::MarketingRecords::new(marketing.clone())));
+        .with_store(Arc::new(seldesk_marketing::MarketingRecords::new(marketing.clone())))
+        .with_store(Arc::new(seldesk_billing::BillingRecords { db: db.clone() }));
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),
@@ -268,7 +274,23 @@ impl Services {
                 "created the vault's master key: keep a copy somewhere safe and apart from the backups; without it no backup can ever be read"
             );
         }
+        let billing = seldesk_billing::Billing::new(
+            seldesk_billing::BillingDeps {
+                db: db.clone(),
+                clock: clock.clone(),
+                policy: policy.clone(),
+                audit: audit.clone(),
+                gate: disclosures.clone(),
+                mailer,
+                accounts: accounts.clone(),
+                databases: databases.clone(),
+                base_url: public_url,
+            },
+            config.billing.clone(),
+        )
+        .map_err(|e| StartError::Billing(e.to_string()))?;
         Ok(Self {
+            billing,
             backups,
             marketing,
             databases,
@@ -448,6 +470,20 @@ impl Handler for MarketingJob {
     }
 }
 
+/// Charges subscriptions whose period ended; retries failed renewals.
+struct RenewJob {
+    billing: seldesk_billing::Billing,
+}
+
+impl Handler for RenewJob {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let (renewed, failed, lapsed) = self.billing.renew_due().await.map_err(|e| e.to_string())?;
+            Ok(format!("{renewed} renewed, {failed} failed (will retry), {lapsed} lapsed"))
+        })
+    }
+}
+
 /// Backs up every database, or applies snapshot retention.
 struct BackupJob {
     backups: seldesk_vault::Backups,
@@ -563,7 +599,8 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_marketing::JOB_TRANSFER, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_vault::JOB_BACKUP, BackupJob { backups: s.backups.clone() })
-        .handle(seldesk_vault::JOB_PRUNE, BackupJob { backups: s.backups.clone() });
+        .handle(seldesk_vault::JOB_PRUNE, BackupJob { backups: s.backups.clone() })
+        .handle(seldesk_billing::JOB_RENEW, RenewJob { billing: s.billing.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }
@@ -626,6 +663,7 @@ impl Application {
             upgrades: services.upgrades.clone(),
             marketing: services.marketing.clone(),
             backups: services.backups.clone(),
+            billing: services.billing.clone(),
             web: seldesk_web::WebSettings {
                 secure_cookies: config.secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),

@@ -125,6 +125,8 @@ pub struct Config {
     pub record_visits: bool,
     pub mail: MailConfig,
     pub marketing: MarketingSettings,
+    /// Plans, prices, taxes, the seller and the payment processors (issue 9).
+    pub billing: seldesk_billing::BillingSettings,
     /// Cron schedules by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
 }
@@ -165,6 +167,10 @@ impl Default for Config {
             ScheduleConfig { cron: "0 4 * * *".into(), job: seldesk_vault::JOB_PRUNE.into() },
         );
         schedules.insert(
+            "billing".to_string(),
+            ScheduleConfig { cron: "10 * * * *".into(), job: seldesk_billing::JOB_RENEW.into() },
+        );
+        schedules.insert(
             "jobs-purge".to_string(),
             ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into() },
         );
@@ -185,6 +191,7 @@ impl Default for Config {
             record_visits: true,
             mail: MailConfig::default(),
             marketing: MarketingSettings::default(),
+            billing: seldesk_billing::BillingSettings::default(),
             schedules,
         }
     }
@@ -210,6 +217,7 @@ impl fmt::Debug for Config {
             .field("record_visits", &self.record_visits)
             .field("mail", &self.mail)
             .field("marketing", &self.marketing)
+            .field("billing", &self.billing)
             .field("schedules", &self.schedules)
             .finish()
     }
@@ -234,6 +242,7 @@ const CONFIG_KEYS: &[&str] = &[
     "geoip",
     "record_visits",
     "marketing",
+    "billing",
 ];
 
 /// A configuration that cannot be used; names the key.

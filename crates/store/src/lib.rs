@@ -63,6 +63,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "upgrades", include_str!("../migrations/sqlite/0014_upgrades.sql")),
     (15, "test_upgrades", include_str!("../migrations/sqlite/0015_test_upgrades.sql")),
     (16, "marketing", include_str!("../migrations/sqlite/0016_marketing.sql")),
+    (17, "billing", include_str!("../migrations/sqlite/0017_billing.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -81,6 +82,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "upgrades", include_str!("../migrations/postgres/0014_upgrades.sql")),
     (15, "test_upgrades", include_str!("../migrations/postgres/0015_test_upgrades.sql")),
     (16, "marketing", include_str!("../migrations/postgres/0016_marketing.sql")),
+    (17, "billing", include_str!("../migrations/postgres/0017_billing.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

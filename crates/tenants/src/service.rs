@@ -663,6 +663,32 @@ impl Databases {
         Ok(())
     }
 
+    /// Deactivates a database for a reason other than its owner's choice
+    /// (a subscription that lapsed after failed renewals, DB-7); the grace
+    /// period starts now.
+    pub async fn suspend(&self, id: &str, why: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.find(id).await?;
+        if d.status == DbStatus::Active {
+            self.deactivate(&d, why).await?;
+        }
+        self.find(id).await
+    }
+
+    /// A paid subscription took effect: the database becomes a subscribed
+    /// one (a trial converts) and, if it was deactivated within its grace
+    /// period, active again.
+    pub async fn activate_paid(&self, id: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.find(id).await?;
+        let now = to_millis(self.clock.now());
+        sqlx::query("UPDATE databases SET plan = 'subscribed', converted_at = CASE WHEN plan = 'trial' THEN $1 ELSE converted_at END, trial_ends_at = NULL, status = CASE WHEN status = 'deactivated' THEN 'active' ELSE status END, deactivated_at = CASE WHEN status = 'deactivated' THEN NULL ELSE deactivated_at END, reminded_at = NULL WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit_owner(&d.account_id, id, "database.subscribed", serde_json::json!({ "was": d.plan })).await?;
+        self.find(id).await
+    }
+
     /// Reactivates within the grace period.
     pub async fn reactivate(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let d = self.get(account_id, id).await?;

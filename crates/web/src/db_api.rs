@@ -198,7 +198,7 @@ async fn cancel(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.databases.cancel(&a.id, &id).await?).into_response())
+    Ok(Json(s.billing.cancel(&a.id, &id).await.map_err(crate::billing_pages::billing_error)?).into_response())
 }
 
 async fn reactivate(
@@ -206,7 +206,7 @@ async fn reactivate(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.databases.reactivate(&a.id, &id).await?).into_response())
+    Ok(Json(s.billing.reactivate(&a.id, &id).await.map_err(crate::billing_pages::billing_error)?).into_response())
 }
 
 /// Upgrades the database to the newest schema version: 200 `{from, to}`.

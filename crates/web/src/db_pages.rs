@@ -54,6 +54,21 @@ fn back_to_db<T>(id: &str, result: Result<T, TenantError>) -> Response {
     }
 }
 
+/// After a billing action on a database: back to its page; when payment is
+/// needed first, to the plans.
+fn billing_back_to_db<T>(id: &str, result: Result<T, seldesk_billing::BillingError>) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Err(seldesk_billing::BillingError::PaymentRequired(_)) => {
+            Redirect::to(&format!("/databases/{id}/subscribe")).into_response()
+        }
+        Err(e) => {
+            let api = crate::billing_pages::billing_error(e);
+            message_page(api.status, "Request not completed", &api.message)
+        }
+    }
+}
+
 fn page_error(e: TenantError) -> Response {
     let api = crate::db_api::tenant_error(e);
     message_page(api.status, "Request not completed", &api.message)
@@ -345,7 +360,7 @@ async fn cancel(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    back_to_db(&id, state.databases.cancel(&account.id, &id).await)
+    billing_back_to_db(&id, state.billing.cancel(&account.id, &id).await)
 }
 
 async fn test_upgrade(
@@ -387,7 +402,7 @@ async fn reactivate(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    back_to_db(&id, state.databases.reactivate(&account.id, &id).await)
+    billing_back_to_db(&id, state.billing.reactivate(&account.id, &id).await)
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,8 @@
 mod account_pages;
 mod api;
 pub mod auth;
+mod billing_pages;
+mod card_guard;
 mod careers_pages;
 mod consent;
 mod db_api;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub marketing: seldesk_marketing::Marketing,
     /// The vault: snapshots, owner restores, the staff listing (issue 5).
     pub backups: seldesk_vault::Backups,
+    /// Plans, checkout, invoices, webhooks, the finance console (issue 9).
+    pub billing: seldesk_billing::Billing,
     /// Browser data: the recorder (BRW-2), partitions and aggregates.
     pub visits: seldesk_visits::Visits,
     pub web: WebSettings,
@@ -107,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(visits_pages::routes())
         .merge(upgrade_pages::routes())
         .merge(marketing_pages::routes())
+        .merge(billing_pages::routes())
         .route("/healthz", get(healthz))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     let large = db_api::upload_routes()
@@ -126,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
         .with_state(state)
+        .layer(middleware::from_fn(card_guard::middleware))
         .layer(middleware::from_fn(record_metrics));
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));

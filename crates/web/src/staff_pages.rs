@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::{
     CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, set_cookie, status_of, verify_csrf,
 };
-use crate::pages::render;
+use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -352,13 +352,36 @@ async fn support_query(
 #[template(path = "staff_finance.html")]
 struct FinancePage {
     title: &'static str,
+    csrf: String,
     records: Vec<seldesk_accounts::finance::ArchivedRecord>,
+    payments: Vec<seldesk_billing::Payment>,
+    invoices: Vec<seldesk_billing::InvoiceSummary>,
+    failed: Vec<seldesk_billing::FailedRenewal>,
 }
 
-async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser) -> Response {
-    match state.accounts.finance_archive(&staff).await {
-        Ok(records) => render(StatusCode::OK, &FinancePage { title: "Finance archive", records }),
-        Err(e) => WebError::from(e).into_response(),
+async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    let records = match state.accounts.finance_archive(&staff).await {
+        Ok(r) => r,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let lists = async {
+        Ok::<_, seldesk_billing::BillingError>((
+            state.billing.staff_payments(&staff).await?,
+            state.billing.staff_invoices(&staff).await?,
+            state.billing.failed_renewals(&staff).await?,
+        ))
+    }
+    .await;
+    match lists {
+        Ok((payments, invoices, failed)) => {
+            let csrf = CsrfToken::for_request(&state, &headers);
+            let page = FinancePage { title: "Finance", csrf: csrf.token.clone(), records, payments, invoices, failed };
+            csrf.attach(render(StatusCode::OK, &page))
+        }
+        Err(e) => {
+            let api = crate::billing_pages::billing_error(e);
+            message_page(api.status, "Finance", &api.message)
+        }
     }
 }
 

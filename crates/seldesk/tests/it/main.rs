@@ -5,10 +5,12 @@
 
 mod accounts;
 mod backups;
+mod billing;
 mod browser;
 mod careers;
 mod cli;
 mod databases;
+mod fakes;
 mod helpers;
 mod jobs;
 mod marketing;

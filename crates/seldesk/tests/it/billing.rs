@@ -1,0 +1,402 @@
+//! Billing (issue 9) against local fakes of PayPal and Ingenico on loopback:
+//! the exact fields each processor receives, signatures, idempotency,
+//! gap-free invoices, renewals that fail and lapse, and card data refused.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use time::Duration;
+
+use crate::fakes::FakeProcessors;
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::marketing::verified_account;
+
+async fn billing_app(fake: &FakeProcessors) -> TestApp {
+    let base = fake.base();
+    spawn_app_with(
+        move |c| {
+            c.billing.paypal = Some(seldesk_billing::config::PaypalSettings {
+                base_url: base.clone(),
+                client_id: FakeProcessors::PAYPAL_CLIENT_ID.into(),
+                client_secret: FakeProcessors::PAYPAL_SECRET.into(),
+                webhook_id: FakeProcessors::PAYPAL_WEBHOOK_ID.into(),
+            });
+            c.billing.ingenico = Some(seldesk_billing::config::IngenicoSettings {
+                base_url: base,
+                merchant_id: FakeProcessors::INGENICO_MERCHANT.into(),
+                api_key_id: FakeProcessors::INGENICO_KEY_ID.into(),
+                api_secret: FakeProcessors::INGENICO_SECRET.into(),
+                webhook_key_id: FakeProcessors::INGENICO_WEBHOOK_KEY_ID.into(),
+                webhook_secret: FakeProcessors::INGENICO_WEBHOOK_SECRET.into(),
+            });
+        },
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A verified customer in `country` with a trial database: (token, database id).
+async fn customer(app: &TestApp, email: &str, country: &str) -> (String, String) {
+    verified_account(app, email, country, None).await;
+    let token = app.token(email, "saffron harbour kite").await;
+    let (status, d) =
+        call(app, reqwest::Method::POST, "/api/v1/databases", &token, Some(serde_json::json!({ "name": "shop" })))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    (token, d["id"].as_str().expect("id").to_string())
+}
+
+/// Follows the processor's buyer page (the fake approves) and returns the
+/// query our return address got.
+async fn approve(app: &TestApp, redirect: &str) -> (String, BTreeMap<String, String>) {
+    let r = app.client.get(redirect).send().await.expect("approve page");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = r.headers()["location"].to_str().expect("location").to_string();
+    let url = reqwest::Url::parse(&back).expect("url");
+    let payment = url.path().rsplit('/').next().expect("payment id").to_string();
+    (payment, url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                keys_of(v, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| keys_of(v, out)),
+        _ => {}
+    }
+}
+
+// promise: PAY-3, PAY-4
+#[tokio::test]
+async fn paypal_checkout_sends_only_the_registered_fields_renews_with_its_token_and_numbers_invoices_without_gaps() {
+    let fake = FakeProcessors::start().await;
+    let app = billing_app(&fake).await;
+    let (token, db) = customer(&app, "asha@example.com", "FR").await;
+
+    // Amounts never come from the client: an amount field is refused.
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{db}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal", "amount": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{db}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+    let (status, done) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["payment"]["status"], "captured");
+    // Returning twice changes nothing.
+    let (_, again) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    assert_eq!(again["payment"]["status"], "captured");
+
+    // What PayPal received: order details, the customer's name and e-mail, nothing else personal.
+    let orders: Vec<_> = fake.requests().into_iter().filter(|r| r.path == "/v2/checkout/orders").collect();
+    assert_eq!(orders.len(), 1);
+    let body = &orders[0].body;
+    let unit = &body["purchase_units"][0];
+    assert_eq!(
+        unit["amount"],
+        serde_json::json!({ "currency_code": "EUR", "value": "29.00" }),
+        "France pays EUR, no tax configured"
+    );
+    assert!(unit["description"].as_str().expect("description").contains("Standard"));
+    let paypal = &body["payment_source"]["paypal"];
+    assert_eq!(paypal["email_address"], "asha@example.com");
+    assert_eq!(paypal["name"], serde_json::json!({ "given_name": "Asha", "surname": "Rao" }));
+    let raw = &orders[0].raw;
+    let mut keys = Vec::new();
+    keys_of(body, &mut keys);
+    let allowed = [
+        "intent",
+        "purchase_units",
+        "reference_id",
+        "custom_id",
+        "description",
+        "amount",
+        "currency_code",
+        "value",
+        "payment_source",
+        "paypal",
+        "name",
+        "given_name",
+        "surname",
+        "email_address",
+        "attributes",
+        "vault",
+        "store_in_vault",
+        "usage_type",
+        "experience_context",
+        "return_url",
+        "cancel_url",
+        "user_action",
+        "shipping_preference",
+    ];
+    for key in &keys {
+        assert!(allowed.contains(&key.as_str()), "PayPal got `{key}`: {raw}");
+    }
+    for value in ["Rao Textiles", "Retail"] {
+        assert!(!raw.contains(value), "PayPal got `{value}`: {raw}");
+    }
+
+    // Each call is in the disclosure ledger with exactly the registered fields.
+    let person = format!(
+        "person:{}",
+        app.app().services().accounts.account_id_by_email("asha@example.com").await.expect("id").expect("some")
+    );
+    let ledger = app.app().services().disclosures.for_subject(&person).await.expect("ledger");
+    let paypal_calls: Vec<_> = ledger.iter().filter(|d| d.recipient == "paypal").collect();
+    assert_eq!(paypal_calls.len(), 2, "checkout and capture");
+    let mut checkout_fields = paypal_calls[0].fields.clone();
+    checkout_fields.sort();
+    assert_eq!(
+        checkout_fields,
+        ["customer.email", "customer.name", "order.amount", "order.currency", "order.description", "order.reference"]
+    );
+    assert!(
+        !paypal_calls[1].fields.iter().any(|f| f.starts_with("customer.")),
+        "the capture carries no personal field"
+    );
+
+    // The database is subscribed; the first invoice is number 1 of the year, with a PDF.
+    let (_, d) = call(&app, reqwest::Method::GET, &format!("/api/v1/databases/{db}"), &token, None).await;
+    assert_eq!(d["plan"], "subscribed");
+    let (_, list) = call(&app, reqwest::Method::GET, "/api/v1/billing/invoices", &token, None).await;
+    let year = app.clock_now().year();
+    assert_eq!(list["invoices"][0]["number"], format!("{year}-000001"));
+    let invoice = list["invoices"][0]["id"].as_str().expect("id").to_string();
+    let pdf = app
+        .client
+        .get(app.url(&format!("/api/v1/billing/invoices/{invoice}/pdf")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("pdf");
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(pdf.bytes().await.expect("bytes").starts_with(b"%PDF-"));
+    assert!(app.mail_to("asha@example.com", &format!("Invoice {year}-000001")).is_some(), "invoice mailed");
+
+    // A month later the renewal charges PayPal's vaulted token: invoice 2, no gap.
+    app.clock.advance(Duration::days(32));
+    let (renewed, failed, lapsed) = app.app().services().billing.renew_due().await.expect("renew");
+    assert_eq!((renewed, failed, lapsed), (1, 0, 0));
+    let token = app.token("asha@example.com", "saffron harbour kite").await;
+    let charge = fake.requests().into_iter().filter(|r| r.path == "/v2/checkout/orders").nth(1).expect("renewal order");
+    assert!(charge.body["payment_source"]["paypal"]["vault_id"].is_string(), "charged to the processor's token");
+    assert!(!charge.raw.contains("asha@example.com"), "a renewal needs no e-mail");
+    let (_, list) = call(&app, reqwest::Method::GET, "/api/v1/billing/invoices", &token, None).await;
+    let mut numbers: Vec<String> = list["invoices"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["number"].as_str().expect("n").to_string())
+        .collect();
+    numbers.sort();
+    let year2 = app.clock_now().year();
+    if year2 == year {
+        assert_eq!(numbers, [format!("{year}-000001"), format!("{year}-000002")]);
+    } else {
+        assert_eq!(numbers, [format!("{year}-000001"), format!("{year2}-000001")], "numbering restarts each year");
+    }
+
+    // The access export holds the billing section and the ledger entries.
+    let export =
+        seldesk_privacy::PersonalDataStore::export(&seldesk_billing::BillingRecords { db: app.db().clone() }, &person)
+            .await
+            .expect("export");
+    assert_eq!(export["payments"].as_array().expect("payments").len(), 2);
+    assert!(!export.to_string().contains("vault"), "the processor's token is not in the export");
+    app.stop().await;
+}
+
+// promise: PAY-3
+#[tokio::test]
+async fn ingenico_webhooks_are_verified_applied_once_and_replays_or_forgeries_are_refused_and_audited() {
+    let fake = FakeProcessors::start().await;
+    let app = billing_app(&fake).await;
+    let (token, db) = customer(&app, "lee@example.com", "SG").await;
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{db}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "team", "interval": "yearly", "seats": 3, "processor": "ingenico" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let hosted = fake.requests().into_iter().find(|r| r.path.ends_with("/hostedcheckouts")).expect("checkout");
+    // Singapore: SGD, 3 users x 90.00 a year + GST 9% = 294.30 SGD, in minor units.
+    assert_eq!(hosted.body["order"]["amountOfMoney"], serde_json::json!({ "amount": 29430, "currencyCode": "SGD" }));
+    assert_eq!(hosted.body["order"]["customer"]["contactDetails"]["emailAddress"], "lee@example.com");
+    assert!(hosted.header("authorization").expect("signed").starts_with("GCS v1HMAC:"));
+    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+
+    // The webhook arrives before the buyer comes back.
+    let pay_id = fake.ingenico_payment_of(&query["hostedCheckoutId"]).expect("the fake created the payment");
+    let event = serde_json::json!({
+        "apiVersion": "v1", "id": "evt-1", "created": "2026-11-30T08:00:00Z", "merchantId": FakeProcessors::INGENICO_MERCHANT,
+        "type": "payment.captured",
+        "payment": { "id": pay_id, "status": "CAPTURED", "paymentOutput": {
+            "amountOfMoney": { "amount": 29430, "currencyCode": "SGD" },
+            "references": { "merchantReference": hosted.body["order"]["references"]["merchantReference"] } } },
+    });
+    let post = |headers: Vec<(String, String)>, body: String| {
+        let mut req = app.client.post(app.url("/api/v1/billing/webhooks/ingenico")).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let (headers, body) = fake.ingenico_webhook(&event);
+    let r = post(headers.clone(), body.clone()).await.expect("webhook");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["applied"], "captured");
+    // The same event again: 409, nothing applied twice.
+    assert_eq!(post(headers.clone(), body.clone()).await.expect("replay").status(), StatusCode::CONFLICT);
+    // A forged one (body changed after signing): 401.
+    let forged = body.replace("29430", "1");
+    assert_eq!(post(headers.clone(), forged).await.expect("forged").status(), StatusCode::UNAUTHORIZED);
+    let mut unsigned = headers.clone();
+    unsigned.retain(|(k, _)| !k.eq_ignore_ascii_case("x-gcs-signature"));
+    assert_eq!(post(unsigned, body.clone()).await.expect("unsigned").status(), StatusCode::UNAUTHORIZED);
+    let audit: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'billing.webhook%' ORDER BY seq")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("audit");
+    assert_eq!(
+        audit,
+        ["billing.webhook_applied", "billing.webhook_replayed", "billing.webhook_refused", "billing.webhook_refused"]
+    );
+
+    // The buyer's return after the webhook settles nothing twice: one invoice.
+    let (status, done) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (_, list) = call(&app, reqwest::Method::GET, "/api/v1/billing/invoices", &token, None).await;
+    assert_eq!(list["invoices"].as_array().expect("list").len(), 1);
+    assert_eq!(list["invoices"][0]["total_cents"], 29430);
+
+    // A refund event after a capture event it overtook is applied once; a late capture changes nothing.
+    let refund = serde_json::json!({ "apiVersion": "v1", "id": "evt-2", "type": "payment.refunded",
+        "payment": { "id": pay_id, "status": "REFUNDED", "paymentOutput": { "amountOfMoney": { "amount": 29430, "currencyCode": "SGD" } } } });
+    let (h, b) = fake.ingenico_webhook(&refund);
+    assert_eq!(post(h, b).await.expect("refund").status(), StatusCode::OK);
+    let late = serde_json::json!({ "apiVersion": "v1", "id": "evt-3", "type": "payment.captured",
+        "payment": { "id": pay_id, "status": "CAPTURED", "paymentOutput": { "amountOfMoney": { "amount": 29430, "currencyCode": "SGD" } } } });
+    let (h, b) = fake.ingenico_webhook(&late);
+    let r = post(h, b).await.expect("late");
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["applied"], "no change");
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+        .bind(&payment)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("status");
+    assert_eq!(status, "refunded");
+    app.stop().await;
+}
+
+// promise: DB-7
+#[tokio::test]
+async fn a_renewal_that_keeps_failing_is_retried_then_deactivates_the_database_with_notice() {
+    let fake = FakeProcessors::start().await;
+    let app = billing_app(&fake).await;
+    let (token, db) = customer(&app, "ravi@example.com", "IN").await;
+    let (_, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{db}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" })),
+    )
+    .await;
+    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+    call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    fake.decline_next_charges(10);
+    let billing = &app.app().services().billing;
+
+    app.clock.advance(Duration::days(31) + Duration::hours(1));
+    assert_eq!(billing.renew_due().await.expect("renew"), (0, 1, 0), "first failure");
+    assert!(app.mail_to("ravi@example.com", "Payment for shop failed").is_some());
+    assert_eq!(billing.renew_due().await.expect("renew"), (0, 0, 0), "not before the retry date");
+    for (days, expect) in [(1, (0, 1, 0)), (3, (0, 1, 0)), (7, (0, 0, 1))] {
+        app.clock.advance(Duration::days(days) + Duration::minutes(1));
+        assert_eq!(billing.renew_due().await.expect("renew"), expect, "after {days} more days");
+    }
+    let token = app.token("ravi@example.com", "saffron harbour kite").await;
+    let (status, d) = call(&app, reqwest::Method::GET, &format!("/api/v1/databases/{db}"), &token, None).await;
+    assert_eq!(d["status"], "deactivated", "{status} {d}");
+    let until = d["reactivate_until"].as_str().expect("grace").to_string();
+    let notice = app.mail_to("ravi@example.com", "is deactivated: payment failed").expect("notice");
+    assert!(notice.contains(&until[..10]), "the notice gives the grace date {until}: {notice}");
+    // Reactivating needs a payment now.
+    let (status, e) =
+        call(&app, reqwest::Method::POST, &format!("/api/v1/databases/{db}/reactivate"), &token, None).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{e}");
+    // India: INR with GST 18% on 1,999.00 = 2,358.82, charged 4 times in vain.
+    let charges: Vec<_> = fake.requests().into_iter().filter(|r| r.path == "/v2/checkout/orders").skip(1).collect();
+    assert_eq!(charges.len(), 4);
+    assert!(
+        charges.iter().all(|c| c.body["purchase_units"][0]["amount"]
+            == serde_json::json!({ "currency_code": "INR", "value": "2358.82" }))
+    );
+    app.stop().await;
+}

@@ -1,0 +1,595 @@
+//! Billing in the control panel, the API and the staff console: plans and
+//! checkout on the processor's page, the buyer's return, invoices (HTML and
+//! PDF), processor webhooks, the built-in test processor's page and the
+//! finance console. Card data is never asked for anywhere here (PAY-1).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use seldesk_billing::{BillingError, Interval, InvoiceSummary, Payment, Per, Subscription};
+use seldesk_tenants::CustomerDb;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, StaffUser, verify_csrf};
+use crate::pages::{message_page, render};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/databases/{id}/subscribe", get(subscribe_page).post(subscribe))
+        .route("/databases/{id}/plan", post(change_plan))
+        .route("/billing/return/{payment}", get(return_from_processor))
+        .route("/billing/test-processor/{order}", get(test_processor_page).post(test_processor_decide))
+        .route("/account/billing", get(account_billing))
+        .route("/account/invoices/{id}", get(invoice_page))
+        .route("/account/invoices/{id}/pdf", get(invoice_pdf))
+        .route("/staff/finance/invoices/{id}/pdf", get(staff_invoice_pdf))
+        .route("/staff/finance/payments/{id}/refund", post(staff_refund))
+        .route("/api/v1/billing/plans", get(api_plans))
+        .route("/api/v1/billing/invoices", get(api_invoices))
+        .route("/api/v1/billing/invoices/{id}", get(api_invoice))
+        .route("/api/v1/billing/invoices/{id}/pdf", get(api_invoice_pdf))
+        .route("/api/v1/billing/payments/{id}/complete", post(api_complete))
+        .route("/api/v1/billing/webhooks/{processor}", post(webhook))
+        .route("/api/v1/databases/{id}/subscription", get(api_subscription).post(api_subscribe).patch(api_change_plan))
+}
+
+/// A billing error as a status, a code and a message a person can act on.
+pub(crate) fn billing_error(e: BillingError) -> ApiError {
+    let e = match e {
+        BillingError::Tenant(t) => return crate::db_api::tenant_error(t),
+        other => other,
+    };
+    let (status, code) = match &e {
+        BillingError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        BillingError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        BillingError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        BillingError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        BillingError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
+        BillingError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+        BillingError::Processor(_) => (StatusCode::BAD_GATEWAY, "processor"),
+        BillingError::Privacy(seldesk_privacy::PrivacyError::Refused(_)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "refused")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "billing request failed");
+        "Something went wrong on our side. Please try again in a moment.".to_string()
+    } else {
+        e.to_string()
+    };
+    ApiError::new(status, code, message)
+}
+
+fn page_error(e: BillingError) -> Response {
+    let api = billing_error(e);
+    message_page(api.status, "Request not completed", &api.message)
+}
+
+struct PlanChoice {
+    id: String,
+    name: String,
+    per_user: bool,
+    monthly: String,
+    yearly: String,
+}
+
+#[derive(Template)]
+#[template(path = "subscribe.html")]
+struct SubscribePage {
+    title: String,
+    csrf: String,
+    db: CustomerDb,
+    plans: Vec<PlanChoice>,
+    processors: Vec<(&'static str, &'static str)>,
+    currency: String,
+    tax: Option<String>,
+    subscription: Option<Subscription>,
+    can_subscribe: bool,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubscribeQuery {
+    #[serde(default)]
+    cancelled: Option<String>,
+}
+
+fn plan_choices(state: &AppState, currency: &str) -> Vec<PlanChoice> {
+    state
+        .billing
+        .settings()
+        .plans
+        .iter()
+        .filter_map(|p| {
+            let price = p.prices.get(currency)?;
+            let per = if p.per == Per::User { " per user" } else { "" };
+            Some(PlanChoice {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                per_user: p.per == Per::User,
+                monthly: format!("{}{per} a month", seldesk_billing::money(price.monthly, currency)),
+                yearly: format!("{}{per} a year", seldesk_billing::money(price.yearly, currency)),
+            })
+        })
+        .collect()
+}
+
+async fn subscribe_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &seldesk_accounts::Account,
+    id: &str,
+    notice: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let db = match state.databases.get(&account.id, id).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e.into()),
+    };
+    let csrf = CsrfToken::for_request(state, headers);
+    let settings = state.billing.settings();
+    let currency = settings.currency_for(account.country.as_deref()).to_string();
+    let subscription = state.billing.subscription_of(&db.id).await.ok().flatten().filter(|s| s.status != "pending");
+    let page = SubscribePage {
+        title: format!("Subscribe: {}", db.name),
+        csrf: csrf.token.clone(),
+        plans: plan_choices(state, &currency),
+        processors: state.billing.processors(),
+        tax: settings.tax_for(account.country.as_deref()).map(|t| t.label.clone()),
+        currency,
+        can_subscribe: !subscription.as_ref().is_some_and(|s| s.status == "active" || s.status == "past_due"),
+        subscription,
+        db,
+        notice,
+        error,
+    };
+    csrf.attach(render(status, &page))
+}
+
+async fn subscribe_page(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<SubscribeQuery>,
+) -> Response {
+    let notice = q.cancelled.map(|_| "You left the payment page; nothing was charged. Choose again when ready.".into());
+    subscribe_view(&state, &headers, &account, &id, notice, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct PlanForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    interval: String,
+    #[serde(default)]
+    seats: Option<String>,
+    #[serde(default)]
+    processor: String,
+}
+
+fn seats_of(s: Option<&str>) -> Result<i64, BillingError> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(1),
+        Some(s) => s.parse().map_err(|_| BillingError::Invalid {
+            field: "seats",
+            message: "Give the number of users as a whole number.".into(),
+        }),
+    }
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<PlanForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let result = async {
+        let interval = Interval::parse(&f.interval)?;
+        let seats = seats_of(f.seats.as_deref())?;
+        state.billing.subscribe(&account.id, &id, &f.plan, interval, seats, &f.processor).await
+    }
+    .await;
+    match result {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            let api = billing_error(e);
+            subscribe_view(&state, &headers, &account, &id, None, Some(api.message), api.status).await
+        }
+    }
+}
+
+async fn change_plan(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<PlanForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let result = async {
+        let interval = Interval::parse(&f.interval)?;
+        let seats = seats_of(f.seats.as_deref())?;
+        state.billing.change_plan(&account.id, &id, &f.plan, interval, seats).await
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/account/billing").into_response(),
+        Err(e) => {
+            let api = billing_error(e);
+            subscribe_view(&state, &headers, &account, &id, None, Some(api.message), api.status).await
+        }
+    }
+}
+
+async fn return_from_processor(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(payment): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    match state.billing.complete_return(&account.id, &payment, query).await {
+        Ok(p) if p.status == "captured" || p.status == "refunded" => {
+            Redirect::to(&format!("/account/billing?paid={}", p.id)).into_response()
+        }
+        Ok(p) => message_page(
+            StatusCode::CONFLICT,
+            "Payment not completed",
+            &format!("This payment is {}{}.", p.status, p.error.map(|e| format!(": {e}")).unwrap_or_default()),
+        ),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "test_processor.html")]
+struct TestProcessorPage {
+    title: &'static str,
+    csrf: String,
+    order: String,
+    amount: String,
+    decided: Option<bool>,
+}
+
+async fn test_processor_page(State(state): State<AppState>, headers: HeaderMap, Path(order): Path<String>) -> Response {
+    let Some(test) = state.billing.test_processor() else {
+        return message_page(StatusCode::NOT_FOUND, "Not available", "The test processor is turned off here.");
+    };
+    let Some((cents, currency, decided)) = test.order(&order) else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "No such test order",
+            "The test processor keeps orders in memory: start the checkout again.",
+        );
+    };
+    let csrf = CsrfToken::for_request(&state, &headers);
+    let page = TestProcessorPage {
+        title: "Test processor",
+        csrf: csrf.token.clone(),
+        order,
+        amount: seldesk_billing::money(cents, &currency),
+        decided,
+    };
+    csrf.attach(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+}
+
+async fn test_processor_decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order): Path<String>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let Some(test) = state.billing.test_processor() else {
+        return message_page(StatusCode::NOT_FOUND, "Not available", "The test processor is turned off here.");
+    };
+    let approve = match f.decision.as_str() {
+        "approve" => true,
+        "decline" => false,
+        _ => return message_page(StatusCode::UNPROCESSABLE_ENTITY, "Choose", "Approve or decline the payment."),
+    };
+    match test.decide(&order, approve) {
+        Some(back) => Redirect::to(&back).into_response(),
+        None => message_page(StatusCode::CONFLICT, "Already decided", "This test order was already decided."),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "billing.html")]
+struct BillingPage {
+    title: &'static str,
+    paid: Option<InvoiceSummary>,
+    subscriptions: Vec<(Subscription, String)>,
+    invoices: Vec<InvoiceSummary>,
+    payments: Vec<Payment>,
+}
+
+#[derive(Deserialize)]
+struct PaidQuery {
+    paid: Option<String>,
+}
+
+async fn account_billing(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Query(q): Query<PaidQuery>,
+) -> Response {
+    let invoices = state.billing.invoices_of(&account.id).await.unwrap_or_default();
+    let payments = state.billing.payments_of(&account.id).await.unwrap_or_default();
+    let paid = q.paid.and_then(|p| invoices.iter().find(|i| i.payment_id.as_deref() == Some(p.as_str())).cloned());
+    let mut subscriptions = Vec::new();
+    for d in state.databases.list(&account.id).await.unwrap_or_default() {
+        if let Ok(Some(s)) = state.billing.subscription_of(&d.id).await
+            && s.status != "pending"
+        {
+            subscriptions.push((s, d.name));
+        }
+    }
+    render(StatusCode::OK, &BillingPage { title: "Billing", paid, subscriptions, invoices, payments })
+}
+
+#[derive(Template)]
+#[template(path = "invoice.html")]
+struct InvoicePage {
+    title: String,
+    invoice: InvoiceSummary,
+    data: seldesk_billing::InvoiceData,
+}
+
+impl InvoicePage {
+    fn money(&self, cents: &i64) -> String {
+        seldesk_billing::money(*cents, &self.data.currency)
+    }
+}
+
+async fn invoice_page(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match state.billing.invoice(Some(&account.id), &id).await {
+        Ok((invoice, data)) => {
+            render(StatusCode::OK, &InvoicePage { title: format!("Invoice {}", invoice.number), invoice, data })
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+fn pdf_response(name: String, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn invoice_pdf(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match state.billing.invoice_pdf(Some(&account.id), &id).await {
+        Ok((name, bytes)) => pdf_response(name, bytes),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn staff_invoice_pdf(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    Path(id): Path<String>,
+) -> Response {
+    match state.billing.staff_invoice_pdf(&staff, &id).await {
+        Ok((name, bytes)) => pdf_response(name, bytes),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn staff_refund(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<RefundForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let amount = match f.amount.trim() {
+        "" => None,
+        a => match seldesk_billing::processor::parse_decimal(a) {
+            Some(c) => Some(c),
+            None => {
+                return message_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Refund not made",
+                    "Give the amount as a number such as 12.50, or leave it empty to refund everything left.",
+                );
+            }
+        },
+    };
+    match state.billing.refund(&staff, &id, amount, &f.reason).await {
+        Ok(_) => Redirect::to("/staff/finance").into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+// --- JSON API -----------------------------------------------------------------
+
+async fn api_plans(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Response {
+    let settings = state.billing.settings();
+    let currency = settings.currency_for(a.country.as_deref());
+    let plans: Vec<serde_json::Value> = settings
+        .plans
+        .iter()
+        .filter_map(|p| {
+            let price = p.prices.get(currency)?;
+            Some(serde_json::json!({
+                "id": p.id, "name": p.name, "per": p.per,
+                "monthly_cents": price.monthly, "yearly_cents": price.yearly,
+            }))
+        })
+        .collect();
+    let processors: Vec<&str> = state.billing.processors().into_iter().map(|(id, _)| id).collect();
+    Json(serde_json::json!({
+        "currency": currency,
+        "tax": settings.tax_for(a.country.as_deref()),
+        "plans": plans,
+        "processors": processors,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeBody {
+    plan: String,
+    interval: String,
+    #[serde(default)]
+    seats: Option<i64>,
+    #[serde(default)]
+    processor: Option<String>,
+}
+
+async fn api_subscribe(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: SubscribeBody = crate::api::json(&body)?;
+    let interval = Interval::parse(&b.interval).map_err(billing_error)?;
+    let processor = match b.processor {
+        Some(p) => p,
+        None => state.billing.processors().first().map(|(id, _)| id.to_string()).unwrap_or_default(),
+    };
+    let url = state
+        .billing
+        .subscribe(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1), &processor)
+        .await
+        .map_err(billing_error)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "redirect_url": url, "subscription": sub }))).into_response())
+}
+
+async fn api_subscription(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.databases.get(&a.id, &id).await.map_err(crate::db_api::tenant_error)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+    Ok(Json(serde_json::json!({ "subscription": sub })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    plan: String,
+    interval: String,
+    #[serde(default)]
+    seats: Option<i64>,
+}
+
+async fn api_change_plan(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: ChangeBody = crate::api::json(&body)?;
+    let interval = Interval::parse(&b.interval).map_err(billing_error)?;
+    let payment =
+        state.billing.change_plan(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1)).await.map_err(billing_error)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+    Ok(Json(serde_json::json!({ "subscription": sub, "payment": payment })).into_response())
+}
+
+async fn api_complete(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let query: BTreeMap<String, String> = if body.is_empty() { BTreeMap::new() } else { crate::api::json(&body)? };
+    let payment = state.billing.complete_return(&a.id, &id, query).await.map_err(billing_error)?;
+    Ok(Json(serde_json::json!({ "payment": payment })).into_response())
+}
+
+async fn api_invoices(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
+    let invoices = state.billing.invoices_of(&a.id).await.map_err(billing_error)?;
+    Ok(Json(serde_json::json!({ "invoices": invoices })).into_response())
+}
+
+async fn api_invoice(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (invoice, data) = state.billing.invoice(Some(&a.id), &id).await.map_err(billing_error)?;
+    Ok(Json(serde_json::json!({ "invoice": invoice, "document": data })).into_response())
+}
+
+async fn api_invoice_pdf(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, bytes) = state.billing.invoice_pdf(Some(&a.id), &id).await.map_err(billing_error)?;
+    Ok(pdf_response(name, bytes))
+}
+
+/// A processor's webhook: 200 applied, 401 bad signature, 409 replayed.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(processor): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let headers: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
+    let result = state.billing.webhook(&processor, &headers, &body).await.map_err(billing_error)?;
+    Ok(Json(result).into_response())
+}
