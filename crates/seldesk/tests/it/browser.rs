@@ -832,3 +832,46 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+// promise: PAY-1, DB-7
+#[tokio::test]
+async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("payer@example.com", "orchid lantern ferry").await;
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/signin?next=/databases")).await.expect("signin");
+    b.fill("email", "payer@example.com").await;
+    b.fill("password", "orchid lantern ferry").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("New database").await;
+    b.fill("name", "paid-crm").await;
+    b.click("form[action='/databases'] button[type=submit]").await;
+    b.wait_for_text("trial ends").await;
+    b.click("#subscribe").await;
+    b.wait_for_text("Choose a plan").await;
+    assert!(b.text().await.contains("Prices in USD"), "currency shown");
+    b.screenshot("subscribe").await;
+    b.click("#pay").await;
+    b.wait_for_text("TEST PROCESSOR").await;
+    assert!(b.text().await.contains("29.00 USD"), "the amount comes from our prices");
+    // The processor's page asks for no card here, and nothing of ours ever does.
+    let inputs = b.client.find_all(Locator::Css("input:not([type=hidden])")).await.expect("inputs");
+    assert!(inputs.is_empty(), "no card form on our pages");
+    b.screenshot("test-processor").await;
+    b.click("#approve").await;
+    b.wait_for_text("Payment received").await;
+    b.screenshot("billing").await;
+    b.click("a.pdf").await;
+    let pdf = b.downloaded(".pdf").await;
+    assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"), "an invoice PDF");
+    let db = app.app().services().databases.list_all().await.expect("list").into_iter().next().expect("db");
+    assert_eq!(db.plan, "subscribed");
+    b.client.goto(&app.url(&format!("/databases/{}", db.id))).await.expect("db page");
+    b.wait_for_text("Plan and billing").await;
+    b.click("#cancel").await;
+    b.wait_for_text("This database is deactivated").await;
+    assert!(b.text().await.contains("will be destroyed on"), "the grace date is shown");
+    b.close().await;
+    app.stop().await;
+}
