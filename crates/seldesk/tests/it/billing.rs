@@ -569,3 +569,134 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+// promise: PAY-3, PAY-4
+#[tokio::test]
+async fn plan_changes_prorate_refunds_go_through_the_processor_and_a_paypal_capture_of_the_wrong_amount_activates_nothing()
+ {
+    let fake = FakeProcessors::start().await;
+    let app = billing_app(&fake).await;
+    let (token, db) = customer(&app, "gwen@example.com", "GB").await;
+    let sub_path = format!("/api/v1/databases/{db}/subscription");
+    let (_, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &sub_path,
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" })),
+    )
+    .await;
+    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+    let (_, done) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    // United Kingdom: 24.00 GBP + VAT 20%.
+    assert_eq!(done["payment"]["amount_cents"], 2880);
+
+    // Half-way through the month, a cheaper plan: nothing charged, the difference kept as credit.
+    app.clock.advance(Duration::days(14));
+    let token = app.token("gwen@example.com", "saffron harbour kite").await;
+    let (status, changed) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &sub_path,
+        &token,
+        Some(serde_json::json!({ "plan": "team", "interval": "monthly", "seats": 2 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert!(changed["payment"].is_null(), "a downgrade charges nothing");
+    let credit = changed["subscription"]["credit_cents"].as_i64().expect("credit");
+    assert!(credit > 0 && credit < 2400, "credit for unused time: {credit}");
+    // Then a bigger one: the rest of the period at the new price, less the credit, charged to the token now.
+    let (status, changed) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &sub_path,
+        &token,
+        Some(serde_json::json!({ "plan": "team", "interval": "monthly", "seats": 10 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["payment"]["status"], "captured", "{changed}");
+    let charged = changed["payment"]["amount_cents"].as_i64().expect("amount");
+    assert!(charged > 0 && charged < 7200, "prorated: {charged}");
+    let (_, list) = call(&app, reqwest::Method::GET, "/api/v1/billing/invoices", &token, None).await;
+    assert_eq!(list["invoices"].as_array().expect("list").len(), 2);
+    let latest = list["invoices"][0]["id"].as_str().expect("id");
+    let (_, inv) = call(&app, reqwest::Method::GET, &format!("/api/v1/billing/invoices/{latest}"), &token, None).await;
+    let lines = inv["document"]["lines"].as_array().expect("lines");
+    assert!(lines.iter().any(|l| l["amount_cents"].as_i64().expect("n") < 0), "the credit is a line: {inv}");
+    assert_eq!(inv["document"]["total_cents"], charged);
+
+    // Finance refunds the change through PayPal; other roles cannot.
+    let change_payment = changed["payment"]["id"].as_str().expect("id").to_string();
+    let support = crate::helpers::staff_session(&app, "sam@seldesk.com", "support").await;
+    let finance = crate::helpers::staff_session(&app, "fin@seldesk.com", "finance").await;
+    for (cookie, expected) in [(&support, StatusCode::FORBIDDEN), (&finance, StatusCode::SEE_OTHER)] {
+        let csrf = cookie.split("seldesk_csrf=").nth(1).expect("csrf").split(';').next().expect("v").to_string();
+        let r = app
+            .client
+            .post(app.url(&format!("/staff/finance/payments/{change_payment}/refund")))
+            .header("cookie", cookie.as_str())
+            .form(&[("csrf", csrf.as_str()), ("amount", ""), ("reason", "customer asked within 14 days")])
+            .send()
+            .await
+            .expect("refund");
+        assert_eq!(r.status(), expected);
+    }
+    let refund = fake.requests().into_iter().find(|r| r.path.ends_with("/refund")).expect("refund sent to PayPal");
+    assert_eq!(refund.body["amount"]["value"], seldesk_billing::processor::decimal(charged));
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+        .bind(&change_payment)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("status");
+    assert_eq!(status, "refunded");
+
+    // A second database: PayPal's webhook reports a capture of another amount: nothing is activated.
+    let (_, d2) =
+        call(&app, reqwest::Method::POST, "/api/v1/databases", &token, Some(serde_json::json!({ "name": "second" })))
+            .await;
+    let d2 = d2["id"].as_str().expect("id").to_string();
+    let (_, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{d2}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "yearly", "processor": "paypal" })),
+    )
+    .await;
+    let (payment2, query2) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+    let event = serde_json::json!({ "id": "WH-1", "event_type": "PAYMENT.CAPTURE.COMPLETED",
+        "resource": { "id": "CAP-X", "status": "COMPLETED", "amount": { "currency_code": "GBP", "value": "1.00" },
+            "supplementary_data": { "related_ids": { "order_id": query2["token"] } } } });
+    let (headers, body) = fake.paypal_webhook(&event);
+    let send = |headers: Vec<(String, String)>, body: String| {
+        let mut req = app.client.post(app.url("/api/v1/billing/webhooks/paypal")).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    assert_eq!(
+        send(headers.clone(), body.replace("1.00", "288.00")).await.expect("forged").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = send(headers, body).await.expect("webhook");
+    assert_eq!(r.status(), StatusCode::CONFLICT, "a wrong amount is refused");
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+        .bind(&payment2)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("status");
+    assert_eq!(status, "mismatch");
+    let (_, d) = call(&app, reqwest::Method::GET, &format!("/api/v1/databases/{d2}"), &token, None).await;
+    assert_eq!(d["plan"], "trial", "nothing activated");
+    app.stop().await;
+}
