@@ -55,14 +55,8 @@ impl Interval {
     }
 }
 
-/// One line of a quote or invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct QuoteLine {
-    pub description: String,
-    pub quantity: i64,
-    pub unit_cents: i64,
-    pub amount_cents: i64,
-}
+/// One line of a quote, printed as is on the invoice.
+pub type QuoteLine = crate::pdf::InvoiceLine;
 
 /// What a buyer will pay, computed on the server (amounts never come from the browser).
 #[derive(Debug, Clone, Serialize)]

@@ -14,26 +14,9 @@ use crate::flow::QuoteLine;
 use crate::records::Payment;
 use crate::{Billing, BillingError, pdf};
 
-/// What is printed on an invoice, frozen when it is issued.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InvoiceData {
-    pub seller_name: String,
-    pub seller_address: Vec<String>,
-    pub seller_tax_id: Option<String>,
-    pub seller_email: String,
-    pub buyer_name: String,
-    pub buyer_company: Option<String>,
-    pub buyer_email: String,
-    pub buyer_address: Vec<String>,
-    pub buyer_country: Option<String>,
-    pub currency: String,
-    pub lines: Vec<QuoteLine>,
-    pub subtotal_cents: i64,
-    pub tax_label: Option<String>,
-    pub tax_cents: i64,
-    pub total_cents: i64,
-    pub paid_note: Option<String>,
-}
+/// What is printed on an invoice, frozen when it is issued: the PDF's own
+/// document, so the page, the PDF and the archive show the same thing.
+pub type InvoiceData = pdf::InvoiceDoc;
 
 /// An invoice in a list.
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +61,9 @@ impl Billing {
         let seller = &self.inner.settings.seller;
         let processor = self.inner.processors.iter().find(|p| p.id() == payment.processor).map(|p| p.label());
         Ok(InvoiceData {
+            // Number and date are given when the invoice is issued.
+            number: String::new(),
+            issued: String::new(),
             seller_name: seller.name.clone(),
             seller_address: seller.address.clone(),
             seller_tax_id: seller.tax_id.clone(),
@@ -114,7 +100,7 @@ impl Billing {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         payment: &Payment,
-        doc: InvoiceData,
+        mut doc: InvoiceData,
     ) -> Result<InvoiceSummary, BillingError> {
         let now = self.now();
         let year = i64::from(now.year());
@@ -125,6 +111,8 @@ impl Billing {
         .fetch_one(&mut **tx)
         .await?;
         let number = format!("{year}-{last:06}");
+        doc.number = number.clone();
+        doc.issued = now.date().to_string();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let document = serde_json::to_string(&doc).map_err(|e| BillingError::Internal(e.to_string()))?;
         sqlx::query(
@@ -247,36 +235,7 @@ impl Billing {
 
     /// The PDF of an invoice: (file name, bytes).
     pub async fn invoice_pdf(&self, account_id: Option<&str>, id: &str) -> Result<(String, Vec<u8>), BillingError> {
-        let (summary, data) = self.invoice(account_id, id).await?;
-        let doc = pdf::InvoiceDoc {
-            number: summary.number.clone(),
-            issued: summary.issued_at.date().to_string(),
-            seller_name: data.seller_name,
-            seller_address: data.seller_address,
-            seller_tax_id: data.seller_tax_id,
-            seller_email: data.seller_email,
-            buyer_name: data.buyer_name,
-            buyer_company: data.buyer_company,
-            buyer_email: data.buyer_email,
-            buyer_address: data.buyer_address,
-            buyer_country: data.buyer_country,
-            currency: data.currency,
-            lines: data
-                .lines
-                .into_iter()
-                .map(|l| pdf::InvoiceLine {
-                    description: l.description,
-                    quantity: l.quantity,
-                    unit_cents: l.unit_cents,
-                    amount_cents: l.amount_cents,
-                })
-                .collect(),
-            subtotal_cents: data.subtotal_cents,
-            tax_label: data.tax_label,
-            tax_cents: data.tax_cents,
-            total_cents: data.total_cents,
-            paid_note: data.paid_note,
-        };
+        let (summary, doc) = self.invoice(account_id, id).await?;
         Ok((format!("invoice-{}.pdf", summary.number), pdf::render(&doc)))
     }
 }

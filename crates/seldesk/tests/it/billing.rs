@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use reqwest::StatusCode;
 use time::Duration;
 
+use crate::databases::call;
 use crate::fakes::FakeProcessors;
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::marketing::verified_account;
@@ -33,22 +34,6 @@ async fn billing_app(fake: &FakeProcessors) -> TestApp {
         seldesk_domain::Policy::builtin().expect("policy"),
     )
     .await
-}
-
-async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (StatusCode, serde_json::Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// A verified customer in `country` with a trial database: (token, database id).
@@ -698,5 +683,76 @@ async fn plan_changes_prorate_refunds_go_through_the_processor_and_a_paypal_capt
     assert_eq!(status, "mismatch");
     let (_, d) = call(&app, reqwest::Method::GET, &format!("/api/v1/databases/{d2}"), &token, None).await;
     assert_eq!(d["plan"], "trial", "nothing activated");
+    app.stop().await;
+}
+
+// promise: ACC-4, ACC-6
+#[tokio::test]
+async fn a_paying_customer_erased_leaves_invoices_and_payments_only_in_the_finance_archive_until_the_legal_period_ends()
+{
+    let fake = FakeProcessors::start().await;
+    let app = billing_app(&fake).await;
+    let (token, db) = customer(&app, "mei@example.com", "SG").await;
+    let account =
+        app.app().services().accounts.account_id_by_email("mei@example.com").await.expect("id").expect("some");
+    let (_, started) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/databases/{db}/subscription"),
+        &token,
+        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "ingenico" })),
+    )
+    .await;
+    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
+    let (_, done) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/billing/payments/{payment}/complete"),
+        &token,
+        Some(serde_json::to_value(&query).expect("json")),
+    )
+    .await;
+    assert_eq!(done["payment"]["status"], "captured");
+
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/me/requests",
+        &token,
+        Some(serde_json::json!({ "kind": "erasure", "password": "saffron harbour kite" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.run_jobs().await;
+    for table in ["invoices", "payments", "subscriptions"] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(app.db().pool())
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "nothing left in {table}");
+    }
+    let archived: Vec<(String, String)> = sqlx::query_as("SELECT kind, data FROM finance_archive ORDER BY kind")
+        .fetch_all(app.db().pool())
+        .await
+        .expect("archive");
+    let kinds: Vec<&str> = archived.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["invoice", "payment"]);
+    assert!(archived.iter().all(|(_, d)| !d.contains(&account)), "detached from the account");
+    assert!(archived[0].1.contains("Asha Rao"), "the invoice keeps its buyer, as tax law requires");
+    assert!(!archived[1].1.contains("mei@example.com"), "the payment record holds no contact details");
+    let receipt = app.mail_to("mei@example.com", "has been erased").expect("receipt");
+    assert!(receipt.contains("1 invoice(s)"), "{receipt}");
+
+    // Singapore's period is 5 years: kept the day before, erased after.
+    app.clock.advance(Duration::days(5 * 365));
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM finance_archive").fetch_one(app.db().pool()).await.expect("n");
+    assert_eq!(n, 2, "still inside the legal period");
+    app.clock.advance(Duration::days(3));
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM finance_archive").fetch_one(app.db().pool()).await.expect("n");
+    assert_eq!(n, 0, "erased when the legal period ended");
     app.stop().await;
 }

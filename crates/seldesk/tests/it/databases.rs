@@ -13,7 +13,7 @@ async fn customer(app: &TestApp, email: &str) -> String {
     app.token(email, PW).await
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
