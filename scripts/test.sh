@@ -16,6 +16,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   as_root apt-get update -qq
@@ -53,7 +54,26 @@ psql "$PG_URL" -Atqc 'select 1' >/dev/null
 psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'seldesk_t_%'" |
   while read -r db; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
-# 3. Rust checks and tests.
+# 3. An S3-compatible server on loopback for the vault's bucket tests: moto
+# (from PyPI, in its own virtualenv; boto3 comes with it and the tests use it
+# as an S3 client independent of ours).
+MOTO_VENV="${SELDESK_MOTO_VENV:-$HOME/.cache/seldesk/moto-5.2.5}"
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  say "installing moto 5.2.5 in $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+MOTO_PORT=$("$MOTO_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
+MOTO_PID=$!
+trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 30); do
+  "$MOTO_VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/')" >/dev/null 2>&1 && break
+  sleep 1
+done
+export SELDESK_TEST_S3="http://127.0.0.1:$MOTO_PORT" SELDESK_TEST_S3_PYTHON="$MOTO_VENV/bin/python"
+
+# 4. Rust checks and tests.
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 say "cargo fmt --check"
@@ -61,7 +81,7 @@ cargo fmt --all -- --check
 say "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; kill "$MOTO_PID" 2>/dev/null || true' EXIT
 say "tests on SQLite"
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 say "tests on PostgreSQL ($(printf '%s' "$PG_URL" | sed -E 's#://([^:@/]+):[^@]*@#://\1:***@#'))"

@@ -266,6 +266,7 @@ impl Services {
             audit.clone(),
             databases.clone(),
             control_plane,
+            &config.backup_stores,
         )
         .map_err(|e| StartError::Vault(e.to_string()))?;
         if key_created {

@@ -125,6 +125,11 @@ pub struct Config {
     pub record_visits: bool,
     pub mail: MailConfig,
     pub marketing: MarketingSettings,
+    /// Where each backup region keeps its objects: region id → folder,
+    /// `s3://bucket[/prefix]` or `gs://bucket[/prefix]`; default
+    /// `<data>/backups/<region>`. Bucket credentials come from the
+    /// environment (`AWS_*`, `GOOGLE_*`).
+    pub backup_stores: BTreeMap<String, String>,
     /// Plans, prices, taxes, the seller and the payment processors (issue 9).
     pub billing: seldesk_billing::BillingSettings,
     /// Cron schedules by name.
@@ -191,6 +196,7 @@ impl Default for Config {
             record_visits: true,
             mail: MailConfig::default(),
             marketing: MarketingSettings::default(),
+            backup_stores: BTreeMap::new(),
             billing: seldesk_billing::BillingSettings::default(),
             schedules,
         }
@@ -217,6 +223,10 @@ impl fmt::Debug for Config {
             .field("record_visits", &self.record_visits)
             .field("mail", &self.mail)
             .field("marketing", &self.marketing)
+            .field(
+                "backup_stores",
+                &self.backup_stores.values().map(|v| seldesk_store::redact_url(v)).collect::<Vec<_>>(),
+            )
             .field("billing", &self.billing)
             .field("schedules", &self.schedules)
             .finish()
@@ -243,6 +253,7 @@ const CONFIG_KEYS: &[&str] = &[
     "record_visits",
     "marketing",
     "billing",
+    "backup_stores",
 ];
 
 /// A configuration that cannot be used; names the key.

@@ -16,6 +16,7 @@
 
 mod engine;
 pub mod format;
+pub mod remote;
 pub mod service;
 pub mod store;
 

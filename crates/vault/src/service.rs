@@ -81,6 +81,7 @@ impl Backups {
     /// Opens the vault in `<data>/backups/<region>/` for each backup region
     /// of the policy, with the master key in `<data>/keys/vault.key`.
     /// Returns true as well when the master key was just made.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         data: &Path,
         db: Db,
@@ -89,13 +90,26 @@ impl Backups {
         audit: AuditLog,
         databases: Databases,
         control_plane: ControlPlane,
+        stores: &std::collections::BTreeMap<String, String>,
     ) -> Result<(Self, bool), VaultError> {
+        if let Some(unknown) = stores.keys().find(|k| !policy.regions.iter().any(|r| r.backup && &r.id == *k)) {
+            return Err(VaultError::Invalid(format!(
+                "backup_stores.{unknown}: `{unknown}` is not a backup region of the policy file"
+            )));
+        }
         let regions: Vec<RegionStore> = policy
             .regions
             .iter()
             .filter(|r| r.backup)
-            .map(|r| RegionStore::new(r.id.clone(), data.join("backups").join(&r.id)))
-            .collect();
+            .map(|r| match stores.get(&r.id) {
+                // A bucket per region in production; a folder by default.
+                Some(url) if url.contains("://") && !url.starts_with("file://") => {
+                    RegionStore::remote(r.id.clone(), url)
+                }
+                Some(dir) => Ok(RegionStore::new(r.id.clone(), dir.trim_start_matches("file://"))),
+                None => Ok(RegionStore::new(r.id.clone(), data.join("backups").join(&r.id))),
+            })
+            .collect::<Result<_, _>>()?;
         let (vault, created) = Vault::open(regions, &data.join("keys").join("vault.key"), VaultSettings::default())?;
         Ok((
             Self {

@@ -9,12 +9,14 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::VaultError;
+use crate::remote::Bucket;
 
-/// One backup region's objects.
+/// One backup region's objects: a local folder, or a bucket.
 #[derive(Debug, Clone)]
 pub struct RegionStore {
     pub region: String,
     root: PathBuf,
+    bucket: Option<Bucket>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -29,7 +31,27 @@ fn valid_name(name: &str) -> bool {
 
 impl RegionStore {
     pub fn new(region: impl Into<String>, root: impl Into<PathBuf>) -> Self {
-        Self { region: region.into(), root: root.into() }
+        Self { region: region.into(), root: root.into(), bucket: None }
+    }
+
+    /// A region kept in a bucket (`s3://…`, `gs://…`); see [`Bucket::open`].
+    pub fn remote(region: impl Into<String>, url: &str) -> Result<Self, VaultError> {
+        Ok(Self { region: region.into(), root: PathBuf::from(url), bucket: Some(Bucket::open(url)?) })
+    }
+
+    /// Where the region's objects are, for messages.
+    pub fn location(&self) -> String {
+        match &self.bucket {
+            Some(b) => b.url().to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    fn key(prefix: &str, name: &str) -> Result<String, VaultError> {
+        if !valid_name(name) {
+            return Err(VaultError::Invalid(format!("`{name}` is not a valid object name")));
+        }
+        Ok(format!("{prefix}/{name}"))
     }
 
     pub fn root(&self) -> &Path {
@@ -50,6 +72,14 @@ impl RegionStore {
         Ok(self.root.join("locks").join(name))
     }
 
+    /// A bucket's "missing" names the region, as the folder's does.
+    fn named(&self, e: VaultError, name: &str) -> VaultError {
+        match e {
+            VaultError::Missing(_) => VaultError::Missing(format!("{}: {name}", self.region)),
+            other => other,
+        }
+    }
+
     fn io(&self, what: &str, name: &str, e: std::io::Error) -> VaultError {
         VaultError::Io(format!("region {}: cannot {what} {name}: {e}", self.region))
     }
@@ -57,6 +87,25 @@ impl RegionStore {
     /// Writes `name` once. Writing the same bytes again is a no-op (a retried
     /// run); different bytes under an existing name are refused.
     pub fn put(&self, name: &str, data: &[u8], retain_until_ms: i64) -> Result<(), VaultError> {
+        if let Some(b) = &self.bucket {
+            let key = Self::key("objects", name)?;
+            let same = |b: &crate::remote::Bucket| -> Result<(), VaultError> {
+                if b.get(&key)? == data {
+                    Ok(())
+                } else {
+                    Err(VaultError::Overwrite(format!("{}: {name}", self.region)))
+                }
+            };
+            if b.size(&key).is_some() {
+                return same(b);
+            }
+            // The lock first: an object never exists without its retain-until date.
+            b.create(&Self::key("locks", name)?, retain_until_ms.to_string().as_bytes())?;
+            if b.create(&key, data)? {
+                return Ok(());
+            }
+            return same(b);
+        }
         let path = self.path(name)?;
         if path.exists() {
             return if self.get(name)? == data {
@@ -102,10 +151,16 @@ impl RegionStore {
     }
 
     pub fn exists(&self, name: &str) -> bool {
+        if self.bucket.is_some() {
+            return self.size(name).is_some();
+        }
         self.path(name).map(|p| p.is_file()).unwrap_or(false)
     }
 
     pub fn get(&self, name: &str) -> Result<Vec<u8>, VaultError> {
+        if let Some(b) = &self.bucket {
+            return b.get(&Self::key("objects", name)?).map_err(|e| self.named(e, name));
+        }
         let path = self.path(name)?;
         fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -118,6 +173,9 @@ impl RegionStore {
 
     /// `len` bytes at `offset` of an object.
     pub fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, VaultError> {
+        if let Some(b) = &self.bucket {
+            return b.get_range(&Self::key("objects", name)?, offset, len).map_err(|e| self.named(e, name));
+        }
         let path = self.path(name)?;
         let mut f = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -133,17 +191,32 @@ impl RegionStore {
     }
 
     pub fn size(&self, name: &str) -> Option<u64> {
+        if let Some(b) = &self.bucket {
+            return b.size(&Self::key("objects", name).ok()?);
+        }
         self.path(name).ok().and_then(|p| fs::metadata(p).ok()).map(|m| m.len())
     }
 
     /// The retain-until date (Unix ms) of an object.
     pub fn retain_until(&self, name: &str) -> Option<i64> {
+        if let Some(b) = &self.bucket {
+            let bytes = b.get(&Self::key("locks", name).ok()?).ok()?;
+            return String::from_utf8_lossy(&bytes).trim().parse().ok();
+        }
         let lock = self.lock_path(name).ok()?;
         fs::read_to_string(lock).ok()?.trim().parse().ok()
     }
 
     /// Every object name under `prefix` (`packs/db1`), sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        if let Some(b) = &self.bucket {
+            let under = if prefix.is_empty() { "objects".to_string() } else { Self::key("objects", prefix)? };
+            return Ok(b
+                .list(&under)?
+                .into_iter()
+                .filter_map(|n| n.strip_prefix("objects/").map(str::to_string))
+                .collect());
+        }
         let base = self.root.join("objects");
         let start = if prefix.is_empty() { base.clone() } else { base.join(prefix) };
         let mut out = Vec::new();
@@ -172,10 +245,27 @@ impl RegionStore {
 
     /// Deletes an object whose retain-until date has passed.
     pub fn delete(&self, name: &str, now_ms: i64) -> Result<(), VaultError> {
+        let locked = |until: i64| VaultError::Locked { object: format!("{}: {name}", self.region), until_ms: until };
+        if let Some(b) = &self.bucket {
+            // A lock that cannot be read is not "no lock": refuse rather than guess.
+            match b.get(&Self::key("locks", name)?) {
+                Ok(bytes) => match String::from_utf8_lossy(&bytes).trim().parse::<i64>() {
+                    Ok(until) if now_ms < until => return Err(locked(until)),
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(VaultError::Corrupt(format!("{}: the lock of {name} is unreadable", self.region)));
+                    }
+                },
+                Err(VaultError::Missing(_)) => {}
+                Err(e) => return Err(e),
+            }
+            b.delete(&Self::key("objects", name)?)?;
+            return b.delete(&Self::key("locks", name)?);
+        }
         if let Some(until) = self.retain_until(name)
             && now_ms < until
         {
-            return Err(VaultError::Locked { object: format!("{}: {name}", self.region), until_ms: until });
+            return Err(locked(until));
         }
         let path = self.path(name)?;
         match fs::remove_file(&path) {
@@ -190,6 +280,13 @@ impl RegionStore {
     /// Moves a damaged object aside (an operator's repair), so a good copy
     /// can take its name; the damaged bytes are kept for inspection.
     pub fn quarantine(&self, name: &str) -> Result<PathBuf, VaultError> {
+        if let Some(b) = &self.bucket {
+            let to = format!("quarantine/{}.{}", name.replace('/', "_"), uuid::Uuid::now_v7().simple());
+            let from = Self::key("objects", name)?;
+            b.copy(&from, &to)?;
+            b.delete(&from)?;
+            return Ok(PathBuf::from(format!("{}/{to}", b.url())));
+        }
         let from = self.path(name)?;
         let to =
             self.root.join("quarantine").join(format!("{}.{}", name.replace('/', "_"), uuid::Uuid::now_v7().simple()));
@@ -200,6 +297,10 @@ impl RegionStore {
 
     /// Removes what crashed writes left behind.
     pub fn sweep_tmp(&self) {
+        // A bucket's writes are atomic: nothing half-written to sweep.
+        if self.bucket.is_some() {
+            return;
+        }
         if let Ok(rd) = fs::read_dir(self.root.join(".tmp")) {
             for e in rd.filter_map(Result::ok) {
                 let _ = fs::remove_file(e.path());

@@ -359,3 +359,122 @@ async fn snapshots_taken_while_the_database_is_written_restore_to_a_consistent_d
     }
     app.stop().await;
 }
+
+/// The S3-compatible server for tests (moto, started by scripts/test.sh).
+fn s3_endpoint() -> String {
+    std::env::var("SELDESK_TEST_S3").expect(
+        "SELDESK_TEST_S3 is not set: run scripts/test.sh, which starts an S3-compatible server (moto) on loopback",
+    )
+}
+
+/// Runs Python with boto3 (AWS's own SDK, installed with moto) against the
+/// test server: an S3 client independent of ours. Returns its JSON output.
+fn boto3(script: &str, args: &[&str]) -> serde_json::Value {
+    let python = std::env::var("SELDESK_TEST_S3_PYTHON").unwrap_or_else(|_| "python3".into());
+    let prelude = "import boto3, json, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n";
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(format!("{prelude}{script}"))
+        .arg(s3_endpoint())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): run scripts/test.sh"));
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("boto3 prints JSON")
+}
+
+// promise: BAK-1, BAK-4
+#[tokio::test]
+async fn backups_in_s3_buckets_are_write_once_locked_by_the_provider_checked_and_restored() {
+    let endpoint = s3_endpoint();
+    let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let (bucket_in, bucket_sg) = (format!("seldesk-{tag}-in"), format!("seldesk-{tag}-sg"));
+    // Buckets with Object Lock: every object version kept at least a day, in compliance mode.
+    for bucket in [&bucket_in, &bucket_sg] {
+        boto3(
+            "s3.create_bucket(Bucket=sys.argv[2], ObjectLockEnabledForBucket=True)\n\
+             s3.put_object_lock_configuration(Bucket=sys.argv[2], ObjectLockConfiguration={'ObjectLockEnabled': 'Enabled', 'Rule': {'DefaultRetention': {'Mode': 'COMPLIANCE', 'Days': 1}}})\n\
+             print(json.dumps(True))",
+            &[bucket],
+        );
+    }
+    // Credentials would come from AWS_* in production; moto takes any.
+    let options =
+        format!("?endpoint={endpoint}&allow_http=true&access_key_id=test&secret_access_key=test&region=us-east-1");
+    let stores: std::collections::BTreeMap<String, String> = [
+        ("in".to_string(), format!("s3://{bucket_in}/vault{options}")),
+        ("sg".to_string(), format!("s3://{bucket_sg}/vault{options}")),
+    ]
+    .into();
+    let app = crate::helpers::spawn_app_with(
+        move |c| c.backup_stores = stores,
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let (t, id) = database_with_contacts(&app, "s3@example.com", "cloud", 10).await;
+    let s = app.app().services();
+    let out = s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup");
+    let snap = out[0].snapshot.clone().unwrap_or_else(|| panic!("{:?}", out[0].error));
+    assert_eq!(snap.regions, vec!["in".to_string(), "sg".to_string()]);
+    assert!(objects(&app, "in").is_empty(), "nothing in the local folder: the bucket holds it");
+
+    // The buckets hold the objects with their locks.
+    let keys = boto3(
+        "r = s3.list_objects_v2(Bucket=sys.argv[2], Prefix='vault/')\nprint(json.dumps([o['Key'] for o in r.get('Contents', [])]))",
+        &[&bucket_in],
+    );
+    let keys: Vec<String> = serde_json::from_value(keys).expect("keys");
+    let pack = keys.iter().find(|k| k.starts_with(&format!("vault/objects/packs/{id}"))).expect("a pack").clone();
+    assert!(keys.iter().any(|k| k.starts_with("vault/locks/packs/")), "retain-until records: {keys:?}");
+
+    // The vault refuses to overwrite an object or delete it before its date; nothing is readable.
+    let region = s.backups.vault().regions()[0].clone();
+    let name = pack.trim_start_matches("vault/objects/").to_string();
+    let (overwrite, delete, until, bytes) = tokio::task::spawn_blocking(move || {
+        (region.put(&name, b"other bytes", 0), region.delete(&name, 0), region.retain_until(&name), region.get(&name))
+    })
+    .await
+    .expect("join");
+    assert!(matches!(overwrite, Err(seldesk_vault::VaultError::Overwrite(_))), "{overwrite:?}");
+    assert!(matches!(delete, Err(seldesk_vault::VaultError::Locked { .. })), "{delete:?}");
+    assert!(until.is_some_and(|u| u > 0));
+    assert!(!String::from_utf8_lossy(&bytes.expect("pack")).contains("Secret Client"), "encrypted at rest");
+
+    // Check reads every block back; a restore comes from the buckets.
+    let problems = s.backups.check(true, std::sync::Arc::new(|_, _| {})).await.expect("check");
+    assert!(problems.is_empty(), "{problems:?}");
+    let restored = s
+        .backups
+        .restore(&seldesk_domain::Actor::Operator, &snap.id, "cloud-restored", "ticket 7: bucket drill", None)
+        .await
+        .expect("restore");
+    let body = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{}/contacts", restored.id)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("contacts")
+        .text()
+        .await
+        .expect("text");
+    assert!(body.contains("Secret Client 9"), "{body}");
+
+    // Another S3 client, with the bucket owner's rights, cannot remove a version either:
+    // the provider enforces the lock (compliance mode) whatever our code does.
+    let outcome = boto3(
+        "def remove(bucket, key):\n\
+         \x20   v = s3.list_object_versions(Bucket=bucket, Prefix=key)['Versions'][0]['VersionId']\n\
+         \x20   try:\n        s3.delete_object(Bucket=bucket, Key=key, VersionId=v)\n        return 'deleted'\n\
+         \x20   except Exception as e:\n        return e.response['Error']['Code']\n\
+         free = sys.argv[2] + '-free'\n\
+         s3.create_bucket(Bucket=free)\n\
+         s3.put_bucket_versioning(Bucket=free, VersioningConfiguration={'Status': 'Enabled'})\n\
+         s3.put_object(Bucket=free, Key='x', Body=b'x')\n\
+         print(json.dumps([remove(sys.argv[2], sys.argv[3]), remove(free, 'x')]))",
+        &[&bucket_in, &pack],
+    );
+    // The same client removes a version in a bucket without a lock: the refusal is the lock's.
+    assert_eq!(outcome, serde_json::json!(["AccessDenied", "deleted"]), "the provider keeps a locked version");
+    app.stop().await;
+}
