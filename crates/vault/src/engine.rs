@@ -215,6 +215,27 @@ impl Vault {
         Ok(k)
     }
 
+    /// Objects some snapshot needs: every manifest found in any region, its
+    /// indexes, their packs and its database's key. Objects outside this set
+    /// were left by a run that was interrupted before its manifest.
+    fn needed(&self, all: &BTreeSet<String>) -> BTreeSet<String> {
+        let read = |name: &str| self.regions.iter().find_map(|r| r.get(name).ok());
+        let mut needed = BTreeSet::new();
+        for name in all.iter().filter(|n| n.starts_with("snapshots/")) {
+            needed.insert(name.clone());
+            let Some((_, db, _)) = split(name) else { continue };
+            needed.insert(key_name(db));
+            let Some(manifest) = read(name).and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) else { continue };
+            for index in &manifest.indexes {
+                needed.insert(index.clone());
+                if let Some(idx) = read(index).and_then(|b| serde_json::from_slice::<PackIndex>(&b).ok()) {
+                    needed.insert(pack_name(db, &idx.pack));
+                }
+            }
+        }
+        needed
+    }
+
     fn names(&self, prefix: &str) -> Result<BTreeSet<String>, VaultError> {
         let mut all = BTreeSet::new();
         for r in &self.regions {
@@ -597,6 +618,7 @@ impl Vault {
     ) -> Result<Vec<CheckProblem>, VaultError> {
         let mut problems = Vec::new();
         let all = self.names("")?;
+        let needed = self.needed(&all);
         let total = all.len() as u64 * self.regions.len() as u64;
         let mut n = 0;
         for r in &self.regions {
@@ -608,7 +630,11 @@ impl Vault {
                 n += 1;
                 progress(n, total);
                 if !here.contains(name) {
-                    p(name, "missing (another region has it; `seldesk backup repair` copies it back)".into());
+                    // What an interrupted run left in some regions belongs to no
+                    // snapshot: not a problem (the next run reuses or prune removes it).
+                    if needed.contains(name) {
+                        p(name, "missing (another region has it; `seldesk backup repair` copies it back)".into());
+                    }
                     continue;
                 }
                 let Some((kind, db, id)) = split(name) else { continue };
@@ -911,5 +937,35 @@ mod tests {
         let regions = vec![RegionStore::new("in", dir.path().join("in"))];
         let stranger = Vault::open(regions, &dir.path().join("other.key"), VaultSettings::default()).expect("open").0;
         assert!(stranger.restore(&first.id, &dir.path().join("x"), &|_, _| {}).is_err());
+    }
+
+    // promise: BAK-1
+    #[test]
+    fn what_an_interrupted_run_left_in_one_region_is_no_problem_but_a_lost_snapshot_object_is() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        std::fs::write(&file, vec![5u8; 4096 * 50]).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let files = [("db.sqlite".to_string(), file, 4096)];
+        let snap = v.backup("db1", &files, t0, &|_, _| {}).expect("backup");
+        // A run for db2 killed before its manifest: its key, packs and
+        // indexes reached India, some of them Singapore.
+        let other = v.backup("db2", &files, t0, &|_, _| {}).expect("backup");
+        for region in ["in", "sg"] {
+            std::fs::remove_file(dir.path().join(region).join("objects").join(snapshot_name("db2", &other.id)))
+                .expect("no manifest");
+        }
+        std::fs::remove_file(dir.path().join("sg").join("objects").join(key_name("db2"))).expect("no key in sg");
+        assert!(
+            v.check(false, &|_, _| {}).expect("check").is_empty(),
+            "leftovers of an interrupted run are no problem"
+        );
+        // A snapshot's own object lost in one region is.
+        let manifest = snapshot_name("db1", &snap.id);
+        std::fs::remove_file(dir.path().join("sg").join("objects").join(&manifest)).expect("remove");
+        let problems = v.check(false, &|_, _| {}).expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].region.as_str(), problems[0].object.as_str()), ("sg", manifest.as_str()));
     }
 }
