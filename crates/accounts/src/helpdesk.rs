@@ -723,6 +723,7 @@ impl Accounts {
         }
         sqlx::query("DELETE FROM payments WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM subscriptions WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM backup_restores WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM access_exports WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
         let other_tickets = sqlx::query("SELECT id FROM tickets WHERE account_id = $1 AND id <> $2")
             .bind(&account_id)

@@ -269,6 +269,7 @@ impl Services {
             &config.backup_stores,
         )
         .map_err(|e| StartError::Vault(e.to_string()))?;
+        let backups = backups.with_queue(queue.clone());
         if key_created {
             tracing::warn!(
                 path = %config.data.join("keys").join("vault.key").display(),
@@ -493,6 +494,11 @@ struct BackupJob {
 impl Handler for BackupJob {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
+            if job.kind == seldesk_vault::JOB_RESTORE {
+                let id = job.payload.get("restore").and_then(|v| v.as_str()).ok_or("the job has no `restore`")?;
+                self.backups.run_owner_restore(id).await.map_err(|e| e.to_string())?;
+                return Ok(format!("restore {id} done"));
+            }
             if job.kind == seldesk_vault::JOB_PRUNE {
                 let r = self.backups.prune().await.map_err(|e| e.to_string())?;
                 return Ok(format!("{} snapshot(s) and {} pack(s) removed", r.snapshots_removed, r.packs_removed));
@@ -601,6 +607,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_vault::JOB_BACKUP, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_vault::JOB_PRUNE, BackupJob { backups: s.backups.clone() })
+        .handle(seldesk_vault::JOB_RESTORE, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_billing::JOB_RENEW, RenewJob { billing: s.billing.clone() });
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));

@@ -541,7 +541,7 @@ impl Databases {
     }
 
     /// Refuses a name the account already uses.
-    async fn ensure_name_free(&self, account_id: &str, name: &str) -> Result<(), TenantError> {
+    pub async fn ensure_name_free(&self, account_id: &str, name: &str) -> Result<(), TenantError> {
         let taken = sqlx::query("SELECT id FROM databases WHERE account_id = $1 AND name = $2")
             .bind(account_id)
             .bind(name)

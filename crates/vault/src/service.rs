@@ -46,6 +46,42 @@ pub struct Backups {
     work: PathBuf,
     control_plane: ControlPlane,
     vault: Arc<Vault>,
+    queue: Option<seldesk_jobs::Queue>,
+}
+
+/// Job kind: restore a snapshot into a new database for its owner.
+pub const JOB_RESTORE: &str = "backup.restore";
+
+/// An owner's restore as the control panel shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreStatus {
+    pub id: String,
+    pub database_id: String,
+    pub snapshot: String,
+    pub name: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    pub done_bytes: i64,
+    pub total_bytes: i64,
+    pub new_database_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RestoreStatus {
+    /// Percent done, for a progress bar.
+    pub fn percent(&self) -> i64 {
+        if self.status == "done" {
+            100
+        } else if self.total_bytes > 0 {
+            (self.done_bytes * 100 / self.total_bytes).clamp(0, 99)
+        } else {
+            0
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.status == "done" || self.status == "failed"
+    }
 }
 
 /// The control-plane database, as the backup sees it.
@@ -122,9 +158,16 @@ impl Backups {
                 work: data.join("backups").join(".work"),
                 control_plane,
                 vault: Arc::new(vault),
+                queue: None,
             },
             created,
         ))
+    }
+
+    /// The job queue owner restores go through.
+    pub fn with_queue(mut self, queue: seldesk_jobs::Queue) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     pub fn vault(&self) -> &Vault {
@@ -278,6 +321,19 @@ impl Backups {
         reason: &str,
         owner: Option<&str>,
     ) -> Result<CustomerDb, VaultError> {
+        self.restore_with_progress(actor, snapshot, new_name, reason, owner, Arc::new(|_, _| {})).await
+    }
+
+    /// [`Self::restore`], reporting (bytes written, bytes in the snapshot).
+    pub async fn restore_with_progress(
+        &self,
+        actor: &Actor,
+        snapshot: &str,
+        new_name: &str,
+        reason: &str,
+        owner: Option<&str>,
+        progress: Progress,
+    ) -> Result<CustomerDb, VaultError> {
         let reason = reason.trim();
         if owner.is_none() && reason.len() < 5 {
             return Err(VaultError::Invalid(
@@ -321,7 +377,7 @@ impl Backups {
         let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
         {
             let (vault, into, id) = (self.vault.clone(), dir.clone(), id.clone());
-            let done = blocking(move || vault.restore(&id, &into, &|_, _| {}).map(|_| ())).await;
+            let done = blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await;
             if let Err(e) = done {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
@@ -345,6 +401,152 @@ impl Backups {
             )
             .await?;
         Ok(restored)
+    }
+
+    /// Queues a restore of one of the owner's snapshots into a new database;
+    /// returns its id, for the progress page. Checked now: the snapshot is
+    /// theirs and the name is valid and free.
+    pub async fn start_owner_restore(
+        &self,
+        account_id: &str,
+        database_id: &str,
+        snapshot: &str,
+        name: &str,
+    ) -> Result<String, VaultError> {
+        let owned = self.list_for_owner(account_id, database_id).await?;
+        if !owned.iter().any(|s| s.id == snapshot) {
+            return Err(VaultError::NotFound("No such backup of this database.".into()));
+        }
+        let name = seldesk_tenants::service::validate_name(name)?;
+        self.databases.ensure_name_free(account_id, &name).await?;
+        let queue = self.queue.as_ref().ok_or_else(|| VaultError::Io("restores need the job queue".into()))?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        sqlx::query(
+            "INSERT INTO backup_restores (id, account_id, database_id, snapshot, name, status, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
+        )
+        .bind(&id)
+        .bind(account_id)
+        .bind(database_id)
+        .bind(snapshot)
+        .bind(&name)
+        .bind(to_millis(self.clock.now()))
+        .execute(self.db.pool())
+        .await?;
+        queue
+            .enqueue(seldesk_jobs::NewJob::new(JOB_RESTORE).payload(serde_json::json!({ "restore": id })))
+            .await
+            .map_err(|e| VaultError::Io(format!("cannot queue the restore: {e}")))?;
+        Ok(id)
+    }
+
+    /// Runs a queued owner restore (the job), recording its progress about
+    /// twice a second for the page.
+    pub async fn run_owner_restore(&self, id: &str) -> Result<(), VaultError> {
+        let row = sqlx::query("SELECT account_id, snapshot, name, status FROM backup_restores WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| VaultError::NotFound(format!("no restore {id}")))?;
+        let status: String = row.try_get("status")?;
+        if status == "done" || status == "failed" {
+            return Ok(());
+        }
+        let (account, snapshot, name): (String, String, String) =
+            (row.try_get("account_id")?, row.try_get("snapshot")?, row.try_get("name")?);
+        sqlx::query("UPDATE backup_restores SET status = 'running' WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        let seen = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+        let ticker = {
+            let (seen, db, id) = (seen.clone(), self.db.clone(), id.to_string());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let (done, total) = seen.lock().map(|g| *g).unwrap_or((0, 0));
+                    let _ = sqlx::query("UPDATE backup_restores SET done_bytes = $1, total_bytes = $2 WHERE id = $3")
+                        .bind(i64::try_from(done).unwrap_or(i64::MAX))
+                        .bind(i64::try_from(total).unwrap_or(i64::MAX))
+                        .bind(&id)
+                        .execute(db.pool())
+                        .await;
+                }
+            })
+        };
+        let progress: Progress = {
+            let seen = seen.clone();
+            Arc::new(move |done, total| {
+                if let Ok(mut g) = seen.lock() {
+                    *g = (done, total);
+                }
+            })
+        };
+        let result = self
+            .restore_with_progress(
+                &Actor::Person { id: account.clone() },
+                &snapshot,
+                &name,
+                "requested by the owner",
+                Some(&account),
+                progress,
+            )
+            .await;
+        ticker.abort();
+        let (done, total) = seen.lock().map(|g| *g).unwrap_or((0, 0));
+        let now = to_millis(self.clock.now());
+        match &result {
+            Ok(d) => {
+                sqlx::query("UPDATE backup_restores SET status = 'done', new_database_id = $1, done_bytes = $2, total_bytes = $2, finished_at = $3 WHERE id = $4")
+                    .bind(&d.id)
+                    .bind(i64::try_from(total.max(done)).unwrap_or(i64::MAX))
+                    .bind(now)
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+            Err(e) => {
+                sqlx::query("UPDATE backup_restores SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3")
+                    .bind(e.to_string())
+                    .bind(now)
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+        }
+        result.map(|_| ())
+    }
+
+    /// The owner's restores from this database: running ones, and finished
+    /// ones of the last week (older rows are removed here).
+    pub async fn owner_restores(&self, account_id: &str, database_id: &str) -> Result<Vec<RestoreStatus>, VaultError> {
+        let week_ago = to_millis(self.clock.now() - time::Duration::days(7));
+        sqlx::query("DELETE FROM backup_restores WHERE finished_at IS NOT NULL AND finished_at < $1")
+            .bind(week_ago)
+            .execute(self.db.pool())
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, database_id, snapshot, name, status, done_bytes, total_bytes, new_database_id, error FROM backup_restores WHERE account_id = $1 AND database_id = $2 ORDER BY created_at DESC",
+        )
+        .bind(account_id)
+        .bind(database_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RestoreStatus {
+                    id: r.try_get("id")?,
+                    database_id: r.try_get("database_id")?,
+                    snapshot: r.try_get("snapshot")?,
+                    name: r.try_get("name")?,
+                    status: r.try_get("status")?,
+                    done_bytes: r.try_get("done_bytes")?,
+                    total_bytes: r.try_get("total_bytes")?,
+                    new_database_id: r.try_get("new_database_id")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Writes a snapshot's files into a new folder, for an operator (the

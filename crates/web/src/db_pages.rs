@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/test-upgrade", post(test_upgrade))
         .route("/databases/{id}/remove", post(remove))
         .route("/databases/{id}/restore", post(restore))
+        .route("/databases/{id}/restores/{rid}", get(restore_progress))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
 }
@@ -511,29 +512,39 @@ async fn restore(
     if let Err(e) = verify_csrf(&headers, &f.csrf) {
         return e.into_response();
     }
-    let owned = state.backups.list_for_owner(&account.id, &id).await.unwrap_or_default();
-    if !owned.iter().any(|s| s.id == f.snapshot) {
-        return show_view(
-            &state,
-            &headers,
-            &account.id,
-            &id,
-            Some("No such backup of this database.".into()),
-            StatusCode::NOT_FOUND,
-            None,
-        )
-        .await;
-    }
-    match state
-        .backups
-        .restore(&account.actor(), &f.snapshot, &f.name, "requested by the owner", Some(&account.id))
-        .await
-    {
-        Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
+    match state.backups.start_owner_restore(&account.id, &id, &f.snapshot, &f.name).await {
+        Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
             let (status, message) = crate::db_api::vault_error(e);
             show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
         }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "restore.html")]
+struct RestorePage {
+    title: String,
+    db: CustomerDb,
+    restore: seldesk_vault::RestoreStatus,
+}
+
+/// A restore's progress; the page refreshes itself until it finishes.
+async fn restore_progress(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path((id, rid)): Path<(String, String)>,
+) -> Response {
+    let db = match state.databases.get(&account.id, &id).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e),
+    };
+    let restores = state.backups.owner_restores(&account.id, &id).await.unwrap_or_default();
+    match restores.into_iter().find(|r| r.id == rid) {
+        Some(restore) => {
+            render(StatusCode::OK, &RestorePage { title: format!("Restoring {}", restore.name), db, restore })
+        }
+        None => message_page(StatusCode::NOT_FOUND, "No such restore", "This restore is not one of this database's."),
     }
 }
 

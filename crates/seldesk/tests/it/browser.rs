@@ -823,6 +823,13 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
     field.send_keys("shop-restored").await.expect("type");
     b.screenshot("restore-backup").await;
     b.click("#snapshots button[type=submit]").await;
+    // The restore runs as a job; its page shows the progress and refreshes itself.
+    b.wait_for_text("Restoring shop-restored").await;
+    assert!(b.client.find(Locator::Css("#restore-running progress")).await.is_ok(), "a progress bar while it runs");
+    b.screenshot("restore-progress").await;
+    app.run_jobs().await;
+    b.wait_for_text("Restored.").await;
+    b.click("#open-restored").await;
     b.wait_for_text("shop-restored").await;
     b.wait_for_text("Anita Desai").await;
     let audit = app.app().services().audit.recent(20).await.expect("audit");
