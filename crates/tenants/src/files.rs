@@ -432,52 +432,55 @@ impl TenantFiles {
             .parse()
             .unwrap_or(SCHEMA_VERSION);
         let file = File::create(out_path)?;
-        let mut archive = rawzip::ZipArchiveWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            // Level 1: SQL text still shrinks about 6x, and the export keeps
+            // up with the disk instead of the compressor (docs/benchmarks.md).
+            .compression_level(Some(1))
+            .large_file(true);
         let mut checksums = std::collections::BTreeMap::new();
 
+        zip.start_file("dump.sql", options).map_err(zip_err)?;
         let rows_total: u64 = table_rows(conn)?.max(1);
         let mut rows_done = 0u64;
-        let dump_hash = {
-            let (mut entry, config) = archive
-                .new_file("dump.sql")
-                .compression_method(rawzip::CompressionMethod::Deflate)
-                .start()
-                .map_err(zip_err)?;
-            // The uncompressed side only counts and checksums (CRC-32) what the compressed side holds.
-            let plain = config.wrap(std::io::sink());
-            let (plain, hash) = deflate_dump(&mut entry, plain, |out| {
-                dump(conn, out, &mut || {
-                    rows_done += 1;
-                    if rows_done.is_multiple_of(4096) {
-                        progress(
-                            (db_bytes as u128 * rows_done.min(rows_total) as u128 / rows_total as u128) as u64,
-                            total,
-                        );
-                    }
-                })
-            })?;
-            let (_, descriptor) = plain.finish().map_err(zip_err)?;
-            entry.finish(descriptor).map_err(zip_err)?;
-            hash
-        };
+        // Two stages on two threads: this one reads rows and writes SQL text,
+        // the other hashes and compresses it. A bounded channel of 1 MiB
+        // chunks keeps memory flat (at most a few MiB in flight).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (mut zip, dump_hash) = std::thread::scope(|scope| -> Result<_, TenantError> {
+            let compressor = scope.spawn(move || -> Result<_, TenantError> {
+                for chunk in rx {
+                    zip.write_all(&chunk)?;
+                }
+                Ok(zip)
+            });
+            let mut writer = ChunkSender { buf: Vec::with_capacity(CHUNK), tx, hasher: blake3::Hasher::new() };
+            let dumped = dump(conn, &mut writer, &mut || {
+                rows_done += 1;
+                if rows_done.is_multiple_of(4096) {
+                    progress((db_bytes as u128 * rows_done.min(rows_total) as u128 / rows_total as u128) as u64, total);
+                }
+            })
+            .and_then(|()| writer.flush().map_err(TenantError::from));
+            let hash = writer.hasher.finalize().to_hex().to_string();
+            // Dropping the sender ends the compressor's loop either way.
+            drop(writer);
+            let compressed = compressor.join().map_err(|_| TenantError::Internal("the compressor panicked".into()))?;
+            // A failed write in the compressor is the cause; report it first.
+            let compressed = compressed?;
+            dumped?;
+            Ok((compressed, hash))
+        })?;
         checksums.insert("dump.sql".to_string(), dump_hash);
         let mut done = db_bytes;
         progress(done, total);
         for (file_name, path, len) in file_list {
             let rel = format!("files/{file_name}");
-            let (mut entry, config) = archive
-                .new_file(&rel)
-                .compression_method(rawzip::CompressionMethod::Deflate)
-                .start()
-                .map_err(zip_err)?;
-            let encoder = flate2::write::DeflateEncoder::new(&mut entry, flate2::Compression::new(1));
-            let mut data = config.wrap(encoder);
-            let mut hashing = HashingWriter { inner: &mut data, hasher: blake3::Hasher::new() };
+            zip.start_file(&rel, options).map_err(zip_err)?;
+            let mut hashing = HashingWriter { inner: &mut zip, hasher: blake3::Hasher::new() };
             std::io::copy(&mut File::open(path)?, &mut hashing)?;
             checksums.insert(rel, hashing.hasher.finalize().to_hex().to_string());
-            let (encoder, descriptor) = data.finish().map_err(zip_err)?;
-            encoder.finish()?;
-            entry.finish(descriptor).map_err(zip_err)?;
             done += len;
             progress(done, total);
         }
@@ -489,18 +492,9 @@ impl TenantFiles {
             created: now.to_string(),
             checksums,
         };
-        let (mut entry, config) = archive
-            .new_file("manifest.json")
-            .compression_method(rawzip::CompressionMethod::Deflate)
-            .start()
-            .map_err(zip_err)?;
-        let encoder = flate2::write::DeflateEncoder::new(&mut entry, flate2::Compression::new(1));
-        let mut data = config.wrap(encoder);
-        data.write_all(&serde_json::to_vec_pretty(&manifest).map_err(|e| TenantError::Internal(e.to_string()))?)?;
-        let (encoder, descriptor) = data.finish().map_err(zip_err)?;
-        encoder.finish()?;
-        entry.finish(descriptor).map_err(zip_err)?;
-        let mut out = archive.finish().map_err(zip_err)?;
+        zip.start_file("manifest.json", options).map_err(zip_err)?;
+        zip.write_all(&serde_json::to_vec_pretty(&manifest).map_err(|e| TenantError::Internal(e.to_string()))?)?;
+        let mut out = zip.finish().map_err(zip_err)?;
         out.flush()?;
         out.get_ref().sync_all()?;
         Ok(())
@@ -825,7 +819,7 @@ fn execute_streaming(conn: &Connection, reader: impl std::io::BufRead) -> Result
     Ok(())
 }
 
-fn zip_err(e: impl std::fmt::Display) -> TenantError {
+fn zip_err(e: zip::result::ZipError) -> TenantError {
     TenantError::Internal(format!("archive error: {e}"))
 }
 
@@ -936,106 +930,11 @@ fn content_hash(conn: &Connection) -> Result<String, TenantError> {
 
 const CHUNK: usize = 1024 * 1024;
 
-/// Chunks in flight between the SQL writer, the compressors and the archive
-/// writer: memory stays flat (a few MiB) whatever the database's size.
-const IN_FLIGHT: usize = 8;
-
-/// A final, empty fixed-Huffman deflate block: closes a stream whose chunks
-/// each ended with a sync flush.
-const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
-
-/// Compresses one chunk as raw deflate ending on a byte boundary (a sync
-/// flush), so chunks compressed apart concatenate into one valid stream, as
-/// pigz does. Each chunk starts with an empty window: ~1% larger output for
-/// 1 MiB chunks, and the chunks compress on every core.
-fn deflate_chunk(c: &mut flate2::Compress, plain: &[u8]) -> std::io::Result<Vec<u8>> {
-    c.reset();
-    let mut out = Vec::with_capacity(plain.len() / 4 + 4096);
-    let mut input = plain;
-    loop {
-        let before = c.total_in();
-        c.compress_vec(input, &mut out, flate2::FlushCompress::Sync).map_err(std::io::Error::other)?;
-        input = &input[(c.total_in() - before) as usize..];
-        // Done once all input is in and the flush did not run out of room.
-        if input.is_empty() && out.len() < out.capacity() {
-            return Ok(out);
-        }
-        out.reserve(out.capacity().max(64 * 1024));
-    }
-}
-
-/// Writes `dump.sql` into `entry` deflated on worker threads. `produce`
-/// writes the SQL text (on this thread, which also hashes it); workers
-/// compress 1 MiB chunks; a writer thread puts them back in order, writing
-/// the compressed bytes to the entry and the plain bytes to `plain` (which
-/// counts and checksums them). Returns `plain` and the text's BLAKE3 hash.
-fn deflate_dump<E: Write + Send, P: Write + Send>(
-    entry: &mut E,
-    plain: P,
-    produce: impl FnOnce(&mut ChunkSender) -> Result<(), TenantError>,
-) -> Result<(P, String), TenantError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 4);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(IN_FLIGHT);
-    let rx = std::sync::Mutex::new(rx);
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, std::io::Result<Vec<u8>>)>(IN_FLIGHT);
-    // Tokens bound the chunks between the producer and the archive writer.
-    let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(IN_FLIGHT);
-    std::thread::scope(|scope| -> Result<(P, String), TenantError> {
-        for _ in 0..workers {
-            let (rx, done_tx) = (&rx, done_tx.clone());
-            scope.spawn(move || {
-                let mut c = flate2::Compress::new(flate2::Compression::new(1), false);
-                loop {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, chunk)) = next else { return };
-                    let deflated = deflate_chunk(&mut c, &chunk);
-                    if done_tx.send((seq, chunk, deflated)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let writer = scope.spawn(move || -> Result<P, TenantError> {
-            let mut plain = plain;
-            let mut waiting = std::collections::BTreeMap::new();
-            let mut next = 0u64;
-            for (seq, chunk, deflated) in done_rx {
-                waiting.insert(seq, (chunk, deflated));
-                while let Some((chunk, deflated)) = waiting.remove(&next) {
-                    entry.write_all(&deflated?)?;
-                    plain.write_all(&chunk)?;
-                    let _ = token_rx.recv();
-                    next += 1;
-                }
-            }
-            entry.write_all(&FINAL_BLOCK)?;
-            Ok(plain)
-        });
-        let mut sender =
-            ChunkSender { buf: Vec::with_capacity(CHUNK), tx, tokens: token_tx, seq: 0, hasher: blake3::Hasher::new() };
-        let produced = produce(&mut sender).and_then(|()| sender.flush().map_err(TenantError::from));
-        let hash = sender.hasher.finalize().to_hex().to_string();
-        // Dropping the sender ends the workers' and then the writer's loops.
-        drop(sender);
-        let written = writer.join().map_err(|_| TenantError::Internal("the archive writer panicked".into()))?;
-        // A failed write on the archive side is the cause; report it first.
-        let plain = written?;
-        produced?;
-        Ok((plain, hash))
-    })
-}
-
-/// Hashes what is written and sends it in numbered 1 MiB chunks to the
-/// compressing threads, waiting when [`IN_FLIGHT`] chunks are not yet written.
+/// Hashes what is written and sends it in 1 MiB chunks to the compressing
+/// thread (hashing here balances the two threads: deflate is the heavier).
 struct ChunkSender {
     buf: Vec<u8>,
-    tx: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
-    tokens: std::sync::mpsc::SyncSender<()>,
-    seq: u64,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
     hasher: blake3::Hasher,
 }
 
@@ -1052,10 +951,7 @@ impl Write for ChunkSender {
         if !self.buf.is_empty() {
             self.hasher.update(&self.buf);
             let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-            let stopped = |_| std::io::Error::other("the archive writer stopped");
-            self.tokens.send(()).map_err(stopped)?;
-            self.tx.send((self.seq, full)).map_err(|_| std::io::Error::other("the compressors stopped"))?;
-            self.seq += 1;
+            self.tx.send(full).map_err(|_| std::io::Error::other("the compressor stopped"))?;
         }
         Ok(())
     }
@@ -1207,41 +1103,5 @@ mod tests {
         assert_eq!(files.sweep_all_exports(std::time::Duration::from_millis(1)).expect("sweep"), 1);
         assert!(!path.exists());
         assert_eq!(files.latest_export("in", "db1").expect("latest"), None);
-    }
-
-    // promise: DB-5
-    #[test]
-    fn a_dump_compressed_in_parallel_chunks_unpacks_to_the_exact_sql_and_imports() {
-        let data = tempfile::tempdir().expect("tmp");
-        let files = TenantFiles::new(data.path());
-        files.create("in", "db1").expect("create");
-        let conn = files.open("in", "db1").expect("open");
-        conn.execute_batch("BEGIN").expect("begin");
-        // About 6 MiB of SQL: several 1 MiB chunks on several compressors.
-        for i in 0..40_000u32 {
-            conn.execute(
-                "INSERT INTO contacts (name, notes, created_at, updated_at) VALUES (?1, ?2, 'now', 'now')",
-                rusqlite::params![format!("Person {i}"), blake3::hash(&i.to_le_bytes()).to_hex().to_string()],
-            )
-            .expect("insert");
-        }
-        conn.execute_batch("COMMIT").expect("commit");
-        let mut expected = Vec::new();
-        dump(&conn, &mut expected, &mut || {}).expect("dump");
-        assert!(expected.len() > 4 * CHUNK, "{} bytes", expected.len());
-        let (path, _) = files.export("in", "db1", "db one", "2026-01-01T00:00:00Z", &|_, _| {}).expect("export");
-        // An independent reader (the zip crate) checks the CRC and sizes as it inflates.
-        let mut archive = zip::ZipArchive::new(File::open(&path).expect("open")).expect("zip");
-        let mut sql = Vec::new();
-        archive.by_name("dump.sql").expect("dump.sql").read_to_end(&mut sql).expect("inflate");
-        assert!(sql == expected, "the SQL comes back byte for byte");
-        let mut manifest = String::new();
-        archive.by_name("manifest.json").expect("manifest").read_to_string(&mut manifest).expect("read");
-        assert!(manifest.contains(&blake3::hash(&expected).to_hex().to_string()), "{manifest}");
-        let copy = data.path().join("copy");
-        std::fs::create_dir_all(&copy).expect("dir");
-        files.import_into(&copy, &path).expect("import");
-        let back = Connection::open(copy.join("db.sqlite")).expect("open");
-        assert_eq!(count(&back, "SELECT count(*) FROM contacts"), 40_000);
     }
 }
