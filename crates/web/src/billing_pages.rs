@@ -181,6 +181,25 @@ struct PlanForm {
     processor: String,
 }
 
+impl PlanForm {
+    /// The interval and number of users chosen.
+    fn choice(&self) -> Result<(Interval, i64), BillingError> {
+        Ok((Interval::parse(&self.interval)?, seats_of(self.seats.as_deref())?))
+    }
+}
+
+/// The plans page again, with what went wrong.
+async fn plan_error(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &seldesk_accounts::Account,
+    id: &str,
+    e: BillingError,
+) -> Response {
+    let api = billing_error(e);
+    subscribe_view(state, headers, account, id, None, Some(api.message), api.status).await
+}
+
 fn seats_of(s: Option<&str>) -> Result<i64, BillingError> {
     match s.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(1),
@@ -202,17 +221,13 @@ async fn subscribe(
         return e.into_response();
     }
     let result = async {
-        let interval = Interval::parse(&f.interval)?;
-        let seats = seats_of(f.seats.as_deref())?;
+        let (interval, seats) = f.choice()?;
         state.billing.subscribe(&account.id, &id, &f.plan, interval, seats, &f.processor).await
     }
     .await;
     match result {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => {
-            let api = billing_error(e);
-            subscribe_view(&state, &headers, &account, &id, None, Some(api.message), api.status).await
-        }
+        Err(e) => plan_error(&state, &headers, &account, &id, e).await,
     }
 }
 
@@ -227,17 +242,13 @@ async fn change_plan(
         return e.into_response();
     }
     let result = async {
-        let interval = Interval::parse(&f.interval)?;
-        let seats = seats_of(f.seats.as_deref())?;
+        let (interval, seats) = f.choice()?;
         state.billing.change_plan(&account.id, &id, &f.plan, interval, seats).await
     }
     .await;
     match result {
         Ok(_) => Redirect::to("/account/billing").into_response(),
-        Err(e) => {
-            let api = billing_error(e);
-            subscribe_view(&state, &headers, &account, &id, None, Some(api.message), api.status).await
-        }
+        Err(e) => plan_error(&state, &headers, &account, &id, e).await,
     }
 }
 

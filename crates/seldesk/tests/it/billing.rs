@@ -58,6 +58,25 @@ async fn approve(app: &TestApp, redirect: &str) -> (String, BTreeMap<String, Str
     (payment, url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
 }
 
+/// Subscribes `db` with `body`, approves on the fake processor's page and
+/// completes the return: (payment id, the completed payment).
+async fn subscribe_and_pay(
+    app: &TestApp,
+    token: &str,
+    db: &str,
+    body: serde_json::Value,
+) -> (String, serde_json::Value) {
+    let path = format!("/api/v1/databases/{db}/subscription");
+    let (status, started) = call(app, reqwest::Method::POST, &path, token, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let (payment, query) = approve(app, started["redirect_url"].as_str().expect("url")).await;
+    let path = format!("/api/v1/billing/payments/{payment}/complete");
+    let (status, done) =
+        call(app, reqwest::Method::POST, &path, token, Some(serde_json::to_value(&query).expect("json"))).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    (payment, done["payment"].clone())
+}
+
 fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
@@ -338,21 +357,11 @@ async fn a_renewal_that_keeps_failing_is_retried_then_deactivates_the_database_w
     let fake = FakeProcessors::start().await;
     let app = billing_app(&fake).await;
     let (token, db) = customer(&app, "ravi@example.com", "IN").await;
-    let (_, started) = call(
+    subscribe_and_pay(
         &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/databases/{db}/subscription"),
         &token,
-        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" })),
-    )
-    .await;
-    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
-    call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/billing/payments/{payment}/complete"),
-        &token,
-        Some(serde_json::to_value(&query).expect("json")),
+        &db,
+        serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" }),
     )
     .await;
     fake.decline_next_charges(10);
@@ -563,25 +572,15 @@ async fn plan_changes_prorate_refunds_go_through_the_processor_and_a_paypal_capt
     let app = billing_app(&fake).await;
     let (token, db) = customer(&app, "gwen@example.com", "GB").await;
     let sub_path = format!("/api/v1/databases/{db}/subscription");
-    let (_, started) = call(
+    let (_, paid) = subscribe_and_pay(
         &app,
-        reqwest::Method::POST,
-        &sub_path,
         &token,
-        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" })),
-    )
-    .await;
-    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
-    let (_, done) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/billing/payments/{payment}/complete"),
-        &token,
-        Some(serde_json::to_value(&query).expect("json")),
+        &db,
+        serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "paypal" }),
     )
     .await;
     // United Kingdom: 24.00 GBP + VAT 20%.
-    assert_eq!(done["payment"]["amount_cents"], 2880);
+    assert_eq!(paid["amount_cents"], 2880);
 
     // Half-way through the month, a cheaper plan: nothing charged, the difference kept as credit.
     app.clock.advance(Duration::days(14));
@@ -695,24 +694,14 @@ async fn a_paying_customer_erased_leaves_invoices_and_payments_only_in_the_finan
     let (token, db) = customer(&app, "mei@example.com", "SG").await;
     let account =
         app.app().services().accounts.account_id_by_email("mei@example.com").await.expect("id").expect("some");
-    let (_, started) = call(
+    let (_, paid) = subscribe_and_pay(
         &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/databases/{db}/subscription"),
         &token,
-        Some(serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "ingenico" })),
+        &db,
+        serde_json::json!({ "plan": "standard", "interval": "monthly", "processor": "ingenico" }),
     )
     .await;
-    let (payment, query) = approve(&app, started["redirect_url"].as_str().expect("url")).await;
-    let (_, done) = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/billing/payments/{payment}/complete"),
-        &token,
-        Some(serde_json::to_value(&query).expect("json")),
-    )
-    .await;
-    assert_eq!(done["payment"]["status"], "captured");
+    assert_eq!(paid["status"], "captured");
 
     let (status, body) = call(
         &app,
