@@ -223,9 +223,14 @@ impl fmt::Debug for Config {
             .field("record_visits", &self.record_visits)
             .field("mail", &self.mail)
             .field("marketing", &self.marketing)
+            // A store's query may carry settings, credentials even: print the address only.
             .field(
                 "backup_stores",
-                &self.backup_stores.values().map(|v| seldesk_store::redact_url(v)).collect::<Vec<_>>(),
+                &self
+                    .backup_stores
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", seldesk_store::redact_url(v.split('?').next().unwrap_or(v))))
+                    .collect::<Vec<_>>(),
             )
             .field("billing", &self.billing)
             .field("schedules", &self.schedules)
