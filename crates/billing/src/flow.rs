@@ -808,11 +808,6 @@ impl Billing {
             tracing::warn!(error = %e, "billing notice not sent");
         }
     }
-
-    /// A subscription's current period end, for pages.
-    pub fn period_end_of(sub: &Subscription) -> Option<OffsetDateTime> {
-        sub.period_end
-    }
 }
 
 /// Our reference of a payment, sent to the processor (not personal).

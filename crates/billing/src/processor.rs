@@ -193,10 +193,8 @@ impl Transport for GateCall<'_> {
 #[derive(Debug, Default)]
 pub struct TestProcessor {
     base_url: String,
-    /// order → (approved, amount, currency)
+    /// order → its amount, currency, return addresses and the buyer's decision.
     orders: Mutex<HashMap<String, TestOrder>>,
-    /// token → declines still to give (for trying failed renewals).
-    declines: Mutex<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,13 +230,6 @@ impl TestProcessor {
     pub fn order(&self, order: &str) -> Option<(i64, String, Option<bool>)> {
         let orders = self.orders.lock().ok()?;
         orders.get(order).map(|o| (o.amount_cents, o.currency.clone(), o.decision))
-    }
-
-    /// Makes the next `n` token charges decline.
-    pub fn decline_next_charges(&self, n: usize) {
-        if let Ok(mut d) = self.declines.lock() {
-            *d = n;
-        }
     }
 }
 
@@ -285,19 +276,12 @@ impl Processor for TestProcessor {
                     Some(_) => Ok(Outcome::NotPaid("The payment was not approved yet.".into())),
                     None => Err(ProcessorError(format!("the test processor has no order {order} (restarted?)"))),
                 },
-                Call::Charge { .. } => {
-                    let mut declines = self.declines.lock().map_err(|_| ProcessorError("poisoned".into()))?;
-                    if *declines > 0 {
-                        *declines -= 1;
-                        return Ok(Outcome::Declined("The test processor declined the charge.".into()));
-                    }
-                    Ok(Outcome::Paid {
-                        payment: format!("TEST-{}", uuid::Uuid::now_v7().simple()),
-                        amount_cents: amount_cents(fields)?,
-                        currency: get(fields, field::CURRENCY)?.to_string(),
-                        token: None,
-                    })
-                }
+                Call::Charge { .. } => Ok(Outcome::Paid {
+                    payment: format!("TEST-{}", uuid::Uuid::now_v7().simple()),
+                    amount_cents: amount_cents(fields)?,
+                    currency: get(fields, field::CURRENCY)?.to_string(),
+                    token: None,
+                }),
                 Call::Refund { payment } => Ok(Outcome::Refunded { refund: format!("{payment}-R") }),
             }
         })
