@@ -62,6 +62,19 @@ pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
+/// The hash of a whole file (format 2): keyed BLAKE3 over its size and the
+/// hashes of its blocks in order. Each block is checked against its own hash
+/// when restored, so this proves the whole without hashing every byte twice.
+pub fn file_hash(hash_key: &[u8; 32], size: u64, blocks: &[String]) -> String {
+    let mut h = blake3::Hasher::new_keyed(hash_key);
+    h.update(b"seldesk vault file v2");
+    h.update(&size.to_le_bytes());
+    for b in blocks {
+        h.update(b.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 /// Where a block lives: pack, the segment in it, and the block in the segment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlockRef {
@@ -95,7 +108,7 @@ pub struct FileEntry {
     /// `db.sqlite` or `files/<name>`.
     pub path: String,
     pub size: u64,
-    /// Keyed BLAKE3 of the whole file.
+    /// Format 1: keyed BLAKE3 of the whole file's bytes; format 2: [`file_hash`].
     pub hash: String,
     pub blocks: Vec<String>,
 }
