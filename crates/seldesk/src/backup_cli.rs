@@ -3,6 +3,7 @@
 //! audited (BAK-3).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Subcommand;
@@ -231,14 +232,30 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
             );
         }
         BackupCommand::Restore { snapshot, to_new_database, to_folder, reason, .. } => {
-            if let Some(dir) = to_folder {
-                let out = b.extract(&Actor::Operator, snapshot, dir, reason).await.map_err(usage)?;
-                println!("wrote snapshot {snapshot} to {}", out.display());
+            let pb = bar("restoring");
+            let started = Instant::now();
+            let written = Arc::new(AtomicU64::new(0));
+            let shown = progress(&pb);
+            let count = written.clone();
+            // Parts are written in parallel: their reports may arrive out of order.
+            let report: seldesk_vault::service::Progress = Arc::new(move |done, total| {
+                let most = count.fetch_max(done, Ordering::Relaxed).max(done);
+                shown(most, total);
+            });
+            let done = if let Some(dir) = to_folder {
+                let out = b.extract(&Actor::Operator, snapshot, dir, reason, report).await;
+                pb.finish_and_clear();
+                format!("wrote snapshot {snapshot} to {}", out.map_err(usage)?.display())
             } else {
                 let name = to_new_database.as_deref().unwrap_or_default();
-                let d = b.restore(&Actor::Operator, snapshot, name, reason, None).await.map_err(usage)?;
-                println!("restored snapshot {snapshot} into new database {} ({}) in {}", d.name, d.id, d.region);
-            }
+                let d = b.restore_with_progress(&Actor::Operator, snapshot, name, reason, None, report).await;
+                pb.finish_and_clear();
+                let d = d.map_err(usage)?;
+                format!("restored snapshot {snapshot} into new database {} ({}) in {}", d.name, d.id, d.region)
+            };
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let bytes = written.load(Ordering::Relaxed);
+            println!("{done}: {bytes} bytes in {secs:.1} s ({:.0} MB/s)", bytes as f64 / secs / 1e6);
         }
     }
     Ok(())

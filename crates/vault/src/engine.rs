@@ -343,8 +343,19 @@ impl Vault {
                 let (chunk_rx, pool_tx, out_tx, seen, done, key, aad) =
                     (chunk_rx.clone(), pool_tx.clone(), out_tx.clone(), &seen, &done, &key, &aad);
                 scope.spawn(move || {
-                    let seal_one = |seg: &mut RawSegment| -> Result<Work, VaultError> {
-                        let sealed = compress(&seg.data).and_then(|c| seal(key, &c, aad.as_bytes()))?;
+                    // One compression context per worker, not one per segment.
+                    let mut zc = match compressor() {
+                        Ok(zc) => zc,
+                        Err(e) => {
+                            let _ = out_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let mut seal_one = |seg: &mut RawSegment| -> Result<Work, VaultError> {
+                        let sealed = zc
+                            .compress(&seg.data)
+                            .map_err(|e| VaultError::Io(format!("compression failed: {e}")))
+                            .and_then(|c| seal(key, &c, aad.as_bytes()))?;
                         seg.data.clear();
                         Ok(Work::Sealed(sealed, std::mem::take(&mut seg.blocks)))
                     };
@@ -580,10 +591,12 @@ impl Vault {
         let aad = format!("seldesk-vault-segment:{}", m.database);
         // Block hash → (segment number, start, length); segments as (pack,
         // segment, plaintext length).
-        let mut segments: Vec<(String, Segment, usize)> = Vec::new();
+        let mut segments: Vec<(usize, Segment, usize)> = Vec::new();
         let mut locate: HashMap<String, (usize, u32, u32)> = HashMap::new();
+        let mut packs: Vec<String> = Vec::new();
         for idx in self.indexes(&m.indexes)? {
-            let pack = pack_name(&m.database, &idx.pack);
+            let pack = packs.len();
+            packs.push(pack_name(&m.database, &idx.pack));
             for mut seg in idx.segments {
                 let n = segments.len();
                 let mut plain = 0;
@@ -591,7 +604,7 @@ impl Vault {
                     plain = plain.max(b.start as usize + b.len as usize);
                     locate.insert(b.hash, (n, b.start, b.len));
                 }
-                segments.push((pack.clone(), seg, plain));
+                segments.push((pack, seg, plain));
             }
         }
         std::fs::create_dir_all(out).map_err(|e| VaultError::Io(format!("cannot create {}: {e}", out.display())))?;
@@ -599,6 +612,8 @@ impl Vault {
         const PART: u64 = 32 << 20;
         let mut targets = Vec::new();
         let mut parts: Vec<(usize, u64, std::ops::Range<usize>)> = Vec::new();
+        // Where each block of each file is: (segment number, start, length).
+        let mut places: Vec<Vec<(usize, u32, u32)>> = Vec::with_capacity(m.files.len());
         for (i, f) in m.files.iter().enumerate() {
             let known = f.path == "db.sqlite" || f.path == crate::service::PG_DUMP_FILE || f.path.starts_with("files/");
             if f.path.contains("..") || f.path.starts_with('/') || !known {
@@ -620,10 +635,12 @@ impl Vault {
                 .map_err(|e| VaultError::Io(format!("cannot write {}: {e}", target.display())))?;
             targets.push((target, file));
             let (mut offset, mut start, mut bytes) = (0u64, 0usize, 0u64);
+            let mut here = Vec::with_capacity(f.blocks.len());
             for (j, h) in f.blocks.iter().enumerate() {
-                let &(_, _, len) = locate
+                let &(n, from, len) = locate
                     .get(h)
                     .ok_or_else(|| VaultError::Corrupt(format!("block {h} is in no index of the snapshot")))?;
+                here.push((n, from, len));
                 bytes += u64::from(len);
                 if bytes >= PART || j + 1 == f.blocks.len() {
                     parts.push((i, offset, start..j + 1));
@@ -633,6 +650,7 @@ impl Vault {
             if offset != f.size {
                 return Err(VaultError::Corrupt(format!("{}: its blocks do not add up to its size", f.path)));
             }
+            places.push(here);
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let done = AtomicU64::new(0);
@@ -655,13 +673,23 @@ impl Vault {
                 }
             });
             let (stop, parts, next, done, failure) = (&stop, &parts, &next, &done, &failure);
-            let (locate, segments, m, key, aad) = (&locate, &segments, &m, &key, &aad);
+            let (places, segments, m, key, aad) = (&places, &segments, &m, &key, &aad);
+            let packs = &packs;
             for _ in 0..workers {
                 let sync_tx = sync_tx.clone();
                 scope.spawn(move || {
                     // Blocks changed since the base interleave a newer segment
                     // with the base's: keep the last few segments, newest first.
                     let mut cache: Vec<(usize, Vec<u8>)> = Vec::with_capacity(8);
+                    let mut zd = match zstd::bulk::Decompressor::new() {
+                        Ok(zd) => zd,
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            let e = VaultError::Io(format!("cannot start decompressing: {e}"));
+                            failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                            return;
+                        }
+                    };
                     while !stop.load(Ordering::Relaxed) {
                         let Some((file, offset, range)) = parts.get(next.fetch_add(1, Ordering::Relaxed)) else {
                             break;
@@ -681,10 +709,8 @@ impl Vault {
                                 progress(done.fetch_add(n, Ordering::Relaxed) + n, m.size);
                                 Ok::<_, VaultError>(())
                             };
-                            for h in &m.files[*file].blocks[range.clone()] {
-                                let &(n, start, len) = locate.get(h).ok_or_else(|| {
-                                    VaultError::Corrupt(format!("block {h} is in no index of the snapshot"))
-                                })?;
+                            let blocks = &m.files[*file].blocks[range.clone()];
+                            for (h, &(n, start, len)) in blocks.iter().zip(&places[*file][range.clone()]) {
                                 let (start, end) = (start as usize, start as usize + len as usize);
                                 let same = cache.first().is_some_and(|(c, _)| *c == n);
                                 if !same || run.is_some_and(|(_, to)| to != start) {
@@ -698,7 +724,14 @@ impl Vault {
                                     }
                                     None => {
                                         let (pack, seg, plain) = &segments[n];
-                                        let plain = self.read_segment(pack, seg, *plain, key, aad.as_bytes())?;
+                                        let plain = self.read_segment(
+                                            &packs[*pack],
+                                            seg,
+                                            *plain,
+                                            key,
+                                            aad.as_bytes(),
+                                            &mut zd,
+                                        )?;
                                         cache.insert(0, (n, plain));
                                         cache.truncate(8);
                                     }
@@ -779,6 +812,7 @@ impl Vault {
         plain_len: usize,
         key: &Key,
         aad: &[u8],
+        zd: &mut zstd::bulk::Decompressor<'_>,
     ) -> Result<Vec<u8>, VaultError> {
         let mut last = VaultError::Missing(pack.to_string());
         for r in &self.regions {
@@ -790,9 +824,9 @@ impl Vault {
                 }
             };
             // Decompressed into a buffer of the known size at once (no regrowing).
-            match open(key, &sealed, aad).and_then(|c| {
-                zstd::bulk::decompress(&c, plain_len).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}")))
-            }) {
+            match open(key, &sealed, aad)
+                .and_then(|c| zd.decompress(&c, plain_len).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}"))))
+            {
                 Ok(plain) => return Ok(plain),
                 Err(e) => last = VaultError::Corrupt(format!("{}: {pack}: {e}", r.region)),
             }
@@ -1067,8 +1101,8 @@ fn select(snaps: &[(String, Manifest)], now: OffsetDateTime, rules: &Retention, 
 
 /// Segments are compressed with zstd's fastest regular level: SQLite pages
 /// shrink to about a third at ~400 MB/s per core (docs/benchmarks.md).
-fn compress(plain: &[u8]) -> Result<Vec<u8>, VaultError> {
-    zstd::bulk::compress(plain, 1).map_err(|e| VaultError::Io(format!("compression failed: {e}")))
+fn compressor() -> Result<zstd::bulk::Compressor<'static>, VaultError> {
+    zstd::bulk::Compressor::new(1).map_err(|e| VaultError::Io(format!("cannot start compressing: {e}")))
 }
 
 /// Writes all of `buf` at `offset` (parts of a file are written by several threads).

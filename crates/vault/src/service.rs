@@ -552,7 +552,14 @@ impl Backups {
     /// Writes a snapshot's files into a new folder, for an operator (the
     /// control plane's recovery, an investigation); needs a reason and is
     /// audited (BAK-3).
-    pub async fn extract(&self, actor: &Actor, snapshot: &str, to: &Path, reason: &str) -> Result<PathBuf, VaultError> {
+    pub async fn extract(
+        &self,
+        actor: &Actor,
+        snapshot: &str,
+        to: &Path,
+        reason: &str,
+        progress: Progress,
+    ) -> Result<PathBuf, VaultError> {
         if reason.trim().len() < 5 {
             return Err(VaultError::Invalid(
                 "An extraction needs a reason (a ticket, a legal request, a recovery): it is audited.".into(),
@@ -574,7 +581,7 @@ impl Backups {
         }
         {
             let (vault, into, id) = (self.vault.clone(), to.to_path_buf(), id.clone());
-            blocking(move || vault.restore(&id, &into, &|_, _| {}).map(|_| ())).await?;
+            blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await?;
         }
         self.audit
             .record(

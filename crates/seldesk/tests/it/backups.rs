@@ -204,6 +204,9 @@ async fn restores_need_a_reason_are_audited_and_never_bring_back_a_removed_datab
         &["restore", &snap.id[..12], "--to-new-database", "crm-copy", "--reason", "ticket 12: customer asked"],
     );
     assert_eq!(code, 0, "{out}{err}");
+    // It says how much it wrote and how fast.
+    assert!(out.contains(" MB/s)"), "{out}");
+    assert!(out.contains(&format!("{} bytes in", snap.size)), "all of the snapshot was written: {out}");
     let audit = s.audit.recent(50).await.expect("audit");
     let restored = audit.iter().find(|e| e.action == "backup.restored").expect("audited");
     assert_eq!(restored.actor, "operator");
