@@ -286,9 +286,10 @@ impl Vault {
         // Blocks already stored in this epoch, and which index locates each.
         let mut index_names: Vec<String> = Vec::new();
         let mut known: HashMap<blake3::Hash, usize> = HashMap::new();
-        for name in self.names(&format!("indexes/{db}"))? {
-            let Ok(bytes) = self.get_verified(&name) else { continue };
-            let Ok(idx) = serde_json::from_slice::<PackIndex>(&bytes) else { continue };
+        let names: Vec<String> = self.names(&format!("indexes/{db}"))?.into_iter().collect();
+        let read = self.read_indexes(&names);
+        for (name, idx) in names.into_iter().zip(read) {
+            let Ok(idx) = idx else { continue };
             if idx.epoch != epoch {
                 continue;
             }
@@ -488,7 +489,7 @@ impl Vault {
                 }
             }
         }
-        let mut indexes = BTreeSet::new();
+        let mut indexes: BTreeSet<usize> = BTreeSet::new();
         let mut entries = Vec::with_capacity(files.len());
         for ((path, _, _), chunks) in files.iter().zip(hashes) {
             let mut entry = FileEntry { path: path.clone(), size: 0, hash: String::new(), blocks: Vec::new() };
@@ -499,7 +500,7 @@ impl Vault {
                         .get(&h)
                         .or_else(|| locate.get(&h))
                         .ok_or_else(|| VaultError::Corrupt(format!("block {h} was not stored")))?;
-                    indexes.insert(index_names[*i].clone());
+                    indexes.insert(*i);
                     entry.blocks.push(h.to_hex().to_string());
                 }
             }
@@ -514,7 +515,7 @@ impl Vault {
             block_size: files.first().map(|f| f.2 as u32).unwrap_or(4096),
             size: entries.iter().map(|e| e.size).sum(),
             files: entries,
-            indexes: indexes.into_iter().collect(),
+            indexes: indexes.into_iter().map(|i| index_names[i].clone()).collect::<BTreeSet<_>>().into_iter().collect(),
             added,
         };
         let bytes = serde_json::to_vec(&manifest).map_err(|e| VaultError::Io(e.to_string()))?;
@@ -779,6 +780,11 @@ impl Vault {
 
     /// Reads and parses indexes on every core (a large snapshot has hundreds).
     fn indexes(&self, names: &[String]) -> Result<Vec<PackIndex>, VaultError> {
+        self.read_indexes(names).into_iter().collect()
+    }
+
+    /// Each index's own result, in order (a backup skips unreadable ones).
+    fn read_indexes(&self, names: &[String]) -> Vec<Result<PackIndex, VaultError>> {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
         let per = names.len().div_ceil(workers).max(1);
         std::thread::scope(|scope| {
@@ -792,15 +798,18 @@ impl Vault {
                                 serde_json::from_slice::<PackIndex>(&bytes)
                                     .map_err(|e| VaultError::Corrupt(format!("{iname}: {e}")))
                             })
-                            .collect::<Result<Vec<_>, _>>()
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
             let mut all = Vec::with_capacity(names.len());
             for p in parts {
-                all.extend(p.join().map_err(|_| VaultError::Io("reading the indexes failed".into()))??);
+                match p.join() {
+                    Ok(some) => all.extend(some),
+                    Err(_) => return vec![Err(VaultError::Io("reading the indexes failed".into()))],
+                }
             }
-            Ok(all)
+            all
         })
     }
 
