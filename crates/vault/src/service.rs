@@ -581,7 +581,12 @@ impl Backups {
         }
         {
             let (vault, into, id) = (self.vault.clone(), to.to_path_buf(), id.clone());
-            blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await?;
+            let done = blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await;
+            // The folder did not exist before: a failed extraction leaves none behind.
+            if let Err(e) = done {
+                let _ = std::fs::remove_dir_all(to);
+                return Err(e);
+            }
         }
         self.audit
             .record(

@@ -123,6 +123,30 @@ async fn backups_are_encrypted_and_write_once_and_check_names_a_changed_pack() {
     assert_eq!(code, 1, "{out}");
     let short = target.file_name().expect("name").to_string_lossy().to_string();
     assert!(out.contains(&short) && out.contains("in: packs/") && out.contains("changed"), "{out}");
+    // With Singapore's copy damaged as well, an extraction fails and leaves no half folder.
+    let sg_copy =
+        app.data.path().join("backups/sg").join(target.strip_prefix(app.data.path().join("backups/in")).expect("in"));
+    let good = std::fs::read(&sg_copy).expect("sg copy");
+    let mut bad = good.clone();
+    bad[mid] ^= 0x01;
+    std::fs::write(&sg_copy, &bad).expect("tamper sg");
+    let snaps = app.app().services().backups.list(Some(&id)).await.expect("list");
+    let half = app.data.path().join("half");
+    let (code, out, err) = cli(
+        &app,
+        &[
+            "restore",
+            &snaps[0].id[..12],
+            "--to-folder",
+            half.to_str().expect("path"),
+            "--reason",
+            "drill: damaged copies",
+        ],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("damaged"), "{err}");
+    assert!(!half.exists(), "a failed extraction leaves nothing behind");
+    std::fs::write(&sg_copy, &good).expect("put sg back");
     // The other region's copy repairs it.
     let (code, out, _) = cli(&app, &["repair"]);
     assert_eq!(code, 0, "{out}");
