@@ -54,6 +54,53 @@ impl Accounts {
     }
 }
 
+/// The finance archive's share of an eraser of `kind` (`invoice`, `payment`):
+/// records kept past an account's erasure for tax law, detached from it,
+/// erased when their country's period ends.
+pub async fn archived_candidates(db: &Db, kind: &str, cutoff: OffsetDateTime) -> Result<Vec<Candidate>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, country, start_at FROM finance_archive WHERE kind = $1 AND start_at <= $2")
+        .bind(kind)
+        .bind(to_millis(cutoff))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Candidate {
+                record: format!("archive:{}", r.try_get::<i64, _>("id")?),
+                subject: None,
+                start: from_millis(r.try_get("start_at")?),
+                country: r.try_get("country")?,
+            })
+        })
+        .collect()
+}
+
+/// Erases an archived record named by [`archived_candidates`]; `None` when
+/// `record` is not an archive record.
+pub async fn erase_archived(db: &Db, kind: &str, record: &str) -> Result<Option<u64>, sqlx::Error> {
+    let Some(id) = record.strip_prefix("archive:").and_then(|s| s.parse::<i64>().ok()) else { return Ok(None) };
+    let done = sqlx::query("DELETE FROM finance_archive WHERE id = $1 AND kind = $2")
+        .bind(id)
+        .bind(kind)
+        .execute(db.pool())
+        .await?;
+    Ok(Some(done.rows_affected()))
+}
+
+/// The census of live records (`live`: a query of `n` and `oldest`) and
+/// archived ones of `kind`, together.
+pub async fn census_with_archive(db: &Db, live: &'static str, kind: &str) -> Result<Census, sqlx::Error> {
+    let a = sqlx::query(live).fetch_one(db.pool()).await?;
+    let b = sqlx::query("SELECT COUNT(*) AS n, MIN(start_at) AS oldest FROM finance_archive WHERE kind = $1")
+        .bind(kind)
+        .fetch_one(db.pool())
+        .await?;
+    let (na, nb): (i64, i64) = (a.try_get("n")?, b.try_get("n")?);
+    let oldest =
+        [a.try_get::<Option<i64>, _>("oldest")?, b.try_get::<Option<i64>, _>("oldest")?].into_iter().flatten().min();
+    Ok(Census { live: u64::try_from(na + nb).unwrap_or(0), oldest: oldest.map(from_millis) })
+}
+
 /// Invoices, live and archived, erased when their country's legal period ends.
 pub struct InvoiceEraser {
     pub db: Db,
@@ -79,20 +126,7 @@ impl Eraser for InvoiceEraser {
                     country: r.try_get("country")?,
                 });
             }
-            let archived = sqlx::query(
-                "SELECT id, country, start_at FROM finance_archive WHERE kind = 'invoice' AND start_at <= $1",
-            )
-            .bind(to_millis(cutoff))
-            .fetch_all(self.db.pool())
-            .await?;
-            for r in &archived {
-                out.push(Candidate {
-                    record: format!("archive:{}", r.try_get::<i64, _>("id")?),
-                    subject: None,
-                    start: from_millis(r.try_get("start_at")?),
-                    country: r.try_get("country")?,
-                });
-            }
+            out.extend(archived_candidates(&self.db, "invoice", cutoff).await?);
             Ok(out)
         })
     }
@@ -107,12 +141,8 @@ impl Eraser for InvoiceEraser {
                         .execute(self.db.pool())
                         .await?
                         .rows_affected();
-                } else if let Some(id) = c.record.strip_prefix("archive:").and_then(|s| s.parse::<i64>().ok()) {
-                    n += sqlx::query("DELETE FROM finance_archive WHERE id = $1 AND kind = 'invoice'")
-                        .bind(id)
-                        .execute(self.db.pool())
-                        .await?
-                        .rows_affected();
+                } else if let Some(done) = erase_archived(&self.db, "invoice", &c.record).await? {
+                    n += done;
                 }
             }
             Ok(n)
@@ -121,20 +151,8 @@ impl Eraser for InvoiceEraser {
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
         Box::pin(async move {
-            let a = sqlx::query("SELECT COUNT(*) AS n, MIN(issued_at) AS oldest FROM invoices")
-                .fetch_one(self.db.pool())
-                .await?;
-            let b = sqlx::query(
-                "SELECT COUNT(*) AS n, MIN(start_at) AS oldest FROM finance_archive WHERE kind = 'invoice'",
-            )
-            .fetch_one(self.db.pool())
-            .await?;
-            let (na, nb): (i64, i64) = (a.try_get("n")?, b.try_get("n")?);
-            let oldest = [a.try_get::<Option<i64>, _>("oldest")?, b.try_get::<Option<i64>, _>("oldest")?]
-                .into_iter()
-                .flatten()
-                .min();
-            Ok(Census { live: u64::try_from(na + nb).unwrap_or(0), oldest: oldest.map(from_millis) })
+            let live = "SELECT COUNT(*) AS n, MIN(issued_at) AS oldest FROM invoices";
+            Ok(census_with_archive(&self.db, live, "invoice").await?)
         })
     }
 }

@@ -2,7 +2,7 @@
 //! refunds, and the retention of payment records (ACC-4, ACC-6): kept for
 //! the legal period of the buyer's country, then erased.
 
-use seldesk_accounts::StaffMember;
+use seldesk_accounts::{StaffMember, finance};
 use seldesk_domain::Role;
 use seldesk_privacy::{BoxFuture, Candidate, Census, Eraser, PrivacyError};
 use seldesk_store::{Db, from_millis, to_millis};
@@ -351,20 +351,7 @@ impl Eraser for PaymentEraser {
                     country: r.try_get("country")?,
                 });
             }
-            let archived = sqlx::query(
-                "SELECT id, country, start_at FROM finance_archive WHERE kind = 'payment' AND start_at <= $1",
-            )
-            .bind(to_millis(cutoff))
-            .fetch_all(self.db.pool())
-            .await?;
-            for r in &archived {
-                out.push(Candidate {
-                    record: format!("archive:{}", r.try_get::<i64, _>("id")?),
-                    subject: None,
-                    start: from_millis(r.try_get("start_at")?),
-                    country: r.try_get("country")?,
-                });
-            }
+            out.extend(finance::archived_candidates(&self.db, "payment", cutoff).await?);
             Ok(out)
         })
     }
@@ -377,12 +364,8 @@ impl Eraser for PaymentEraser {
                     ("DELETE FROM payments WHERE id = $1", id.to_string())
                 } else if let Some(id) = c.record.strip_prefix("subscription:") {
                     ("DELETE FROM subscriptions WHERE id = $1", id.to_string())
-                } else if let Some(id) = c.record.strip_prefix("archive:").and_then(|s| s.parse::<i64>().ok()) {
-                    n += sqlx::query("DELETE FROM finance_archive WHERE id = $1 AND kind = 'payment'")
-                        .bind(id)
-                        .execute(self.db.pool())
-                        .await?
-                        .rows_affected();
+                } else if let Some(done) = finance::erase_archived(&self.db, "payment", &c.record).await? {
+                    n += done;
                     continue;
                 } else {
                     continue;
@@ -395,20 +378,8 @@ impl Eraser for PaymentEraser {
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
         Box::pin(async move {
-            let a = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM payments")
-                .fetch_one(self.db.pool())
-                .await?;
-            let b = sqlx::query(
-                "SELECT COUNT(*) AS n, MIN(start_at) AS oldest FROM finance_archive WHERE kind = 'payment'",
-            )
-            .fetch_one(self.db.pool())
-            .await?;
-            let (na, nb): (i64, i64) = (a.try_get("n")?, b.try_get("n")?);
-            let oldest = [a.try_get::<Option<i64>, _>("oldest")?, b.try_get::<Option<i64>, _>("oldest")?]
-                .into_iter()
-                .flatten()
-                .min();
-            Ok(Census { live: u64::try_from(na + nb).unwrap_or(0), oldest: oldest.map(from_millis) })
+            let live = "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM payments";
+            Ok(finance::census_with_archive(&self.db, live, "payment").await?)
         })
     }
 }
