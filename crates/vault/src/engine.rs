@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use crate::VaultError;
 use crate::format::{
-    BlockRef, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, file_hash, index_name, key_name, open,
-    pack_name, seal, snapshot_name, split,
+    BlockRef, FORMAT, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, decode, encode, file_hash,
+    index_name, key_name, open, pack_name, seal, snapshot_name, split,
 };
 use crate::store::RegionStore;
 
@@ -243,10 +243,10 @@ impl Vault {
             needed.insert(name.clone());
             let Some((_, db, _)) = split(name) else { continue };
             needed.insert(key_name(db));
-            let Some(manifest) = read(name).and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) else { continue };
+            let Some(manifest) = read(name).and_then(|b| decode::<Manifest>(&b).ok()) else { continue };
             for index in &manifest.indexes {
                 needed.insert(index.clone());
-                if let Some(idx) = read(index).and_then(|b| serde_json::from_slice::<PackIndex>(&b).ok()) {
+                if let Some(idx) = read(index).and_then(|b| decode::<PackIndex>(&b).ok()) {
                     needed.insert(pack_name(db, &idx.pack));
                 }
             }
@@ -296,9 +296,7 @@ impl Vault {
             let i = index_names.len();
             index_names.push(name);
             for b in idx.segments.iter().flat_map(|s| &s.blocks) {
-                if let Ok(h) = blake3::Hash::from_hex(&b.hash) {
-                    known.entry(h).or_insert(i);
-                }
+                known.entry(b.hash).or_insert(i);
             }
         }
         let total: u64 = files.iter().map(|(_, p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
@@ -372,11 +370,7 @@ impl Vault {
                             if new {
                                 let start = seg.data.len() as u32;
                                 seg.data.extend_from_slice(bytes);
-                                seg.blocks.push(BlockRef {
-                                    hash: h.to_hex().to_string(),
-                                    start,
-                                    len: bytes.len() as u32,
-                                });
+                                seg.blocks.push(BlockRef { hash: h, start, len: bytes.len() as u32 });
                                 if seg.data.len() >= settings.segment_size && out_tx.send(seal_one(&mut seg)).is_err() {
                                     return;
                                 }
@@ -427,7 +421,7 @@ impl Vault {
                 added += pack.len() as u64;
                 let idx =
                     PackIndex { database: db.to_string(), pack: id.clone(), epoch, segments: std::mem::take(segments) };
-                let bytes = serde_json::to_vec(&idx).map_err(|e| VaultError::Io(e.to_string()))?;
+                let bytes = encode(&idx)?;
                 let iname = index_name(db, &content_hash(&bytes));
                 // In each region the pack lands before its index (writers keep the order).
                 if !put_all(pack_name(db, &id), std::mem::take(pack)) || !put_all(iname.clone(), bytes) {
@@ -484,9 +478,7 @@ impl Vault {
         for (i, (iname, idx)) in new_indexes.iter().enumerate() {
             index_names.push(iname.clone());
             for b in idx.segments.iter().flat_map(|s| &s.blocks) {
-                if let Ok(h) = blake3::Hash::from_hex(&b.hash) {
-                    locate.insert(h, first_new + i);
-                }
+                locate.insert(b.hash, first_new + i);
             }
         }
         let mut indexes: BTreeSet<usize> = BTreeSet::new();
@@ -501,14 +493,14 @@ impl Vault {
                         .or_else(|| locate.get(&h))
                         .ok_or_else(|| VaultError::Corrupt(format!("block {h} was not stored")))?;
                     indexes.insert(*i);
-                    entry.blocks.push(h.to_hex().to_string());
+                    entry.blocks.push(h);
                 }
             }
             entry.hash = file_hash(&hash_key, entry.size, &entry.blocks);
             entries.push(entry);
         }
         let manifest = Manifest {
-            format: 2,
+            format: FORMAT,
             database: db.to_string(),
             taken_at: now_ms,
             epoch,
@@ -518,7 +510,7 @@ impl Vault {
             indexes: indexes.into_iter().map(|i| index_names[i].clone()).collect::<BTreeSet<_>>().into_iter().collect(),
             added,
         };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| VaultError::Io(e.to_string()))?;
+        let bytes = encode(&manifest)?;
         let id = content_hash(&bytes);
         // The manifest goes last, to every region: only then does the snapshot exist.
         self.put_all(&snapshot_name(db, &id), &bytes, until)?;
@@ -542,7 +534,7 @@ impl Vault {
         let mut out = Vec::new();
         for name in self.names(&prefix)? {
             let Ok(bytes) = self.get_verified(&name) else { continue };
-            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else { continue };
+            let Ok(m) = decode::<Manifest>(&bytes) else { continue };
             let regions = self.regions.iter().filter(|r| r.exists(&name)).map(|r| r.region.clone()).collect();
             let until = self.regions.iter().find_map(|r| r.retain_until(&name));
             out.push(SnapshotInfo {
@@ -575,7 +567,7 @@ impl Vault {
             [] => Err(VaultError::NotFound(format!("no snapshot {id}"))),
             [one] => {
                 let bytes = self.get_verified(one)?;
-                let m = serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(format!("{one}: {e}")))?;
+                let m = decode(&bytes).map_err(|e| VaultError::Corrupt(format!("{one}: {e}")))?;
                 Ok((one.rsplit('/').next().unwrap_or_default().to_string(), m))
             }
             _ => Err(VaultError::Invalid(format!("`{id}` matches {} snapshots: give more of the id", matches.len()))),
@@ -593,7 +585,7 @@ impl Vault {
         // Block hash → (segment number, start, length); segments as (pack,
         // segment, plaintext length).
         let mut segments: Vec<(usize, Segment, usize)> = Vec::new();
-        let mut locate: HashMap<String, (usize, u32, u32)> = HashMap::new();
+        let mut locate: HashMap<blake3::Hash, (usize, u32, u32)> = HashMap::new();
         let mut packs: Vec<String> = Vec::new();
         for idx in self.indexes(&m.indexes)? {
             let pack = packs.len();
@@ -740,7 +732,7 @@ impl Vault {
                                 let bytes = cache[0].1.get(start..end).ok_or_else(|| {
                                     VaultError::Corrupt(format!("block {h} lies outside its segment"))
                                 })?;
-                                if blake3::keyed_hash(&hash_key, bytes).to_hex().as_str() != h {
+                                if blake3::keyed_hash(&hash_key, bytes) != *h {
                                     return Err(VaultError::Corrupt(format!("block {h} does not match its hash")));
                                 }
                                 run = Some((run.map_or(start, |(from, _)| from), end));
@@ -795,8 +787,7 @@ impl Vault {
                         some.iter()
                             .map(|iname| {
                                 let bytes = self.get_verified(iname)?;
-                                serde_json::from_slice::<PackIndex>(&bytes)
-                                    .map_err(|e| VaultError::Corrupt(format!("{iname}: {e}")))
+                                decode::<PackIndex>(&bytes).map_err(|e| VaultError::Corrupt(format!("{iname}: {e}")))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -896,7 +887,7 @@ impl Vault {
                     continue;
                 }
                 match kind {
-                    "snapshots" => match serde_json::from_slice::<Manifest>(&bytes) {
+                    "snapshots" => match decode::<Manifest>(&bytes) {
                         Ok(m) => {
                             for i in &m.indexes {
                                 if !here.contains(i) {
@@ -909,7 +900,7 @@ impl Vault {
                         }
                         Err(e) => p(name, format!("unreadable manifest: {e}")),
                     },
-                    "indexes" => match serde_json::from_slice::<PackIndex>(&bytes) {
+                    "indexes" => match decode::<PackIndex>(&bytes) {
                         Ok(idx) => {
                             let pack = pack_name(db, &idx.pack);
                             let end = idx.segments.iter().map(|s| s.offset + u64::from(s.len)).max().unwrap_or(0);
@@ -991,7 +982,7 @@ impl Vault {
             let mut snaps: Vec<(String, Manifest)> = Vec::new();
             for name in self.names(&format!("snapshots/{db}"))? {
                 if let Ok(b) = self.get_verified(&name)
-                    && let Ok(m) = serde_json::from_slice::<Manifest>(&b)
+                    && let Ok(m) = decode::<Manifest>(&b)
                 {
                     snaps.push((name, m));
                 }
@@ -1016,7 +1007,7 @@ impl Vault {
             let mut needed_packs = BTreeSet::new();
             for i in &needed_indexes {
                 if let Ok(b) = self.get_verified(i)
-                    && let Ok(idx) = serde_json::from_slice::<PackIndex>(&b)
+                    && let Ok(idx) = decode::<PackIndex>(&b)
                 {
                     needed_packs.insert(pack_name(&db, &idx.pack));
                 }
@@ -1221,7 +1212,7 @@ mod tests {
         let (_, m) = v.manifest(&snap.id).expect("manifest");
         let stored: usize =
             v.indexes(&m.indexes).expect("indexes").iter().flat_map(|i| &i.segments).map(|s| s.blocks.len()).sum();
-        let distinct: BTreeSet<&String> = m.files.iter().flat_map(|f| &f.blocks).collect();
+        let distinct: HashSet<&blake3::Hash> = m.files.iter().flat_map(|f| &f.blocks).collect();
         assert_eq!(stored, distinct.len(), "every distinct block is stored exactly once");
         assert!(distinct.len() < m.files[0].blocks.len() * 7 / 10);
         let out = dir.path().join("restored");
@@ -1249,7 +1240,7 @@ mod tests {
     }
 
     #[test]
-    fn first_format_snapshots_still_restore_and_a_reordered_block_list_is_refused() {
+    fn earlier_formats_still_restore_and_a_reordered_block_list_is_refused() {
         let dir = tempfile::tempdir().expect("dir");
         let v = vault(dir.path());
         let file = dir.path().join("db.sqlite");
@@ -1257,14 +1248,32 @@ mod tests {
         std::fs::write(&file, &data).expect("write");
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
         let snap = v.backup("db1", &[("db.sqlite".into(), file, 4096)], t0, &|_, _| {}).expect("backup");
-        let (_, m) = v.manifest(&snap.id).expect("manifest");
+        let (_, mut m) = v.manifest(&snap.id).expect("manifest");
+        assert_eq!(m.format, FORMAT);
         let key = v.db_key("db1", false).expect("key");
+        // Formats 1 and 2 wrote manifests and indexes as JSON, hashes in hex.
         let put = |m: &Manifest| {
             let bytes = serde_json::to_vec(m).expect("json");
+            assert!(String::from_utf8_lossy(&bytes).contains(&m.files[0].blocks[0].to_hex().to_string()));
             let id = content_hash(&bytes);
             v.put_all(&snapshot_name("db1", &id), &bytes, 0).expect("put");
             id
         };
+        let indexes = v.indexes(&m.indexes).expect("indexes");
+        m.indexes = indexes
+            .iter()
+            .map(|idx| {
+                let bytes = serde_json::to_vec(idx).expect("json");
+                let name = index_name("db1", &content_hash(&bytes));
+                v.put_all(&name, &bytes, 0).expect("put");
+                name
+            })
+            .collect();
+        let mut second = m.clone();
+        second.format = 2;
+        let out = dir.path().join("second");
+        v.restore(&put(&second), &out, &|_, _| {}).expect("restore format 2");
+        assert_eq!(std::fs::read(out.join("db.sqlite")).expect("read"), data);
         // The manifest as format 1 wrote it: the keyed hash of the file's bytes.
         let mut old = m.clone();
         old.format = 1;
@@ -1275,7 +1284,7 @@ mod tests {
         old.files[0].hash = "00".repeat(32);
         let err = v.restore(&put(&old), &dir.path().join("old-bad"), &|_, _| {}).expect_err("wrong hash");
         assert!(err.to_string().contains("does not match the snapshot's hash"), "{err}");
-        // Format 2: two blocks swapped in the list no longer match the file's hash.
+        // Formats 2 and 3: two blocks swapped in the list no longer match the file's hash.
         let mut swapped = m.clone();
         swapped.files[0].blocks.swap(3, 200);
         let err = v.restore(&put(&swapped), &dir.path().join("swapped"), &|_, _| {}).expect_err("swapped");

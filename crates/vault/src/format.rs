@@ -4,6 +4,7 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::VaultError;
@@ -62,23 +63,103 @@ pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// The hash of a whole file (format 2): keyed BLAKE3 over its size and the
-/// hashes of its blocks in order. Each block is checked against its own hash
-/// when restored, so this proves the whole without hashing every byte twice.
-pub fn file_hash(hash_key: &[u8; 32], size: u64, blocks: &[String]) -> String {
+/// The hash of a whole file (formats 2 and 3): keyed BLAKE3 over its size
+/// and the hex hashes of its blocks in order. Each block is checked against
+/// its own hash when restored, so this proves the whole without hashing
+/// every byte twice.
+pub fn file_hash(hash_key: &[u8; 32], size: u64, blocks: &[blake3::Hash]) -> String {
     let mut h = blake3::Hasher::new_keyed(hash_key);
     h.update(b"seldesk vault file v2");
     h.update(&size.to_le_bytes());
     for b in blocks {
-        h.update(b.as_bytes());
+        h.update(b.to_hex().as_bytes());
     }
     h.finalize().to_hex().to_string()
+}
+
+/// The format new manifests are written in (3: binary manifests and indexes).
+pub const FORMAT: u32 = 3;
+
+/// Marks a binary (format 3) manifest or index; formats 1 and 2 wrote JSON.
+const BINARY: &[u8; 8] = b"SDVAULT3";
+
+/// A manifest or index as stored: [`BINARY`], then postcard. Block hashes
+/// are raw bytes, a third of their JSON hex, and decode without parsing.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, VaultError> {
+    let out = BINARY.to_vec();
+    postcard::to_extend(value, out).map_err(|e| VaultError::Io(format!("cannot encode: {e}")))
+}
+
+/// Reads what [`encode`] wrote, or the JSON of formats 1 and 2.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.strip_prefix(BINARY.as_slice()) {
+        Some(rest) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        None => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+    }
+}
+
+/// Block hashes as hex in JSON (formats 1 and 2), as 32 raw bytes in binary.
+mod hex_hash {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &blake3::Hash, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.serialize_str(h.to_hex().as_str()) } else { s.serialize_bytes(h.as_bytes()) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<blake3::Hash, D::Error> {
+        if d.is_human_readable() {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            blake3::Hash::from_hex(s.as_bytes()).map_err(D::Error::custom)
+        } else {
+            let b = <&'de [u8]>::deserialize(d)?;
+            <[u8; 32]>::try_from(b).map(blake3::Hash::from_bytes).map_err(|_| D::Error::custom("a hash is 32 bytes"))
+        }
+    }
+}
+
+/// A list of block hashes: hex strings in JSON, one run of bytes in binary.
+mod hex_hashes {
+    use serde::de::Error;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hs: &[blake3::Hash], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let mut seq = s.serialize_seq(Some(hs.len()))?;
+            for h in hs {
+                seq.serialize_element(h.to_hex().as_str())?;
+            }
+            seq.end()
+        } else {
+            let flat: Vec<u8> = hs.iter().flat_map(|h| *h.as_bytes()).collect();
+            s.serialize_bytes(&flat)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<blake3::Hash>, D::Error> {
+        if d.is_human_readable() {
+            let hex = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+            hex.iter().map(|s| blake3::Hash::from_hex(s.as_bytes()).map_err(D::Error::custom)).collect()
+        } else {
+            let flat = <&'de [u8]>::deserialize(d)?;
+            if flat.len() % 32 != 0 {
+                return Err(D::Error::custom("a hash list is whole 32-byte hashes"));
+            }
+            Ok(flat
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .map(blake3::Hash::from_bytes)
+                .collect())
+        }
+    }
 }
 
 /// Where a block lives: pack, the segment in it, and the block in the segment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlockRef {
-    pub hash: String,
+    #[serde(with = "hex_hash")]
+    pub hash: blake3::Hash,
     /// Offset of the block in the segment's plaintext.
     pub start: u32,
     pub len: u32,
@@ -108,9 +189,10 @@ pub struct FileEntry {
     /// `db.sqlite` or `files/<name>`.
     pub path: String,
     pub size: u64,
-    /// Format 1: keyed BLAKE3 of the whole file's bytes; format 2: [`file_hash`].
+    /// Format 1: keyed BLAKE3 of the whole file's bytes; formats 2 and 3: [`file_hash`].
     pub hash: String,
-    pub blocks: Vec<String>,
+    #[serde(with = "hex_hashes")]
+    pub blocks: Vec<blake3::Hash>,
 }
 
 /// A snapshot: everything needed to restore one database as it was.
@@ -147,4 +229,53 @@ pub fn snapshot_name(db: &str, id: &str) -> String {
 pub fn split(name: &str) -> Option<(&str, &str, &str)> {
     let mut it = name.splitn(3, '/');
     Some((it.next()?, it.next()?, it.next().unwrap_or("")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> PackIndex {
+        let blocks = (0..100u32)
+            .map(|i| BlockRef { hash: blake3::hash(&i.to_le_bytes()), start: i * 4096, len: 4096 })
+            .collect();
+        PackIndex {
+            database: "db1".into(),
+            pack: "ab".repeat(32),
+            epoch: 7,
+            segments: vec![Segment { offset: 0, len: 9, blocks }],
+        }
+    }
+
+    #[test]
+    fn binary_objects_round_trip_at_under_half_the_size_of_json_which_still_reads() {
+        let idx = index();
+        let binary = encode(&idx).expect("encode");
+        let json = serde_json::to_vec(&idx).expect("json");
+        assert!(binary.len() * 2 < json.len(), "{} bytes against {}", binary.len(), json.len());
+        for bytes in [&binary, &json] {
+            let back: PackIndex = decode(bytes).expect("decode");
+            assert_eq!(back.segments[0].blocks[42].hash, idx.segments[0].blocks[42].hash);
+            assert_eq!((back.epoch, back.segments[0].blocks.len()), (7, 100));
+        }
+        // Cut short or with a wrong hash length, an object is an error, not a guess.
+        assert!(decode::<PackIndex>(&binary[..binary.len() - 5]).is_err());
+        let bad = String::from_utf8(json).expect("utf8").replacen(
+            &idx.segments[0].blocks[0].hash.to_hex().to_string(),
+            "abcd",
+            1,
+        );
+        assert!(decode::<PackIndex>(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_file_hash_depends_on_the_order_of_its_blocks_and_on_the_key() {
+        let blocks: Vec<blake3::Hash> = (0..3u8).map(|i| blake3::hash(&[i])).collect();
+        let h = file_hash(&[1; 32], 12288, &blocks);
+        let mut swapped = blocks.clone();
+        swapped.swap(0, 2);
+        assert_ne!(h, file_hash(&[1; 32], 12288, &swapped));
+        assert_ne!(h, file_hash(&[2; 32], 12288, &blocks));
+        assert_eq!(h, file_hash(&[1; 32], 12288, &blocks));
+    }
 }
