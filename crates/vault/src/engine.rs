@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::VaultError;
 use crate::format::{
     BlockRef, FORMAT, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, decode, encode, file_hash,
-    index_name, key_name, open, pack_name, seal, snapshot_name, split,
+    index_name, key_name, manifest_mac, open, pack_name, seal, snapshot_name, split,
 };
 use crate::store::RegionStore;
 
@@ -512,7 +512,8 @@ impl Vault {
                         Ok(())
                     }
                     Work::Sealed(sealed, blocks) => {
-                        segments.push(Segment { offset: pack.len() as u64, len: sealed.len() as u32, blocks });
+                        let nonce = sealed.get(..12).and_then(|n| <[u8; 12]>::try_from(n).ok());
+                        segments.push(Segment { offset: pack.len() as u64, len: sealed.len() as u32, blocks, nonce });
                         pack.extend_from_slice(&sealed);
                         if pack.len() >= settings.pack_size { flush(&mut pack, &mut segments) } else { Ok(()) }
                     }
@@ -577,7 +578,7 @@ impl Vault {
             entry.hash = file_hash(&hash_key, entry.size, &entry.blocks);
             entries.push(entry);
         }
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: FORMAT,
             database: db.to_string(),
             taken_at: now_ms,
@@ -587,7 +588,9 @@ impl Vault {
             files: entries,
             indexes: indexes.into_iter().map(|i| index_names[i].clone()).collect::<BTreeSet<_>>().into_iter().collect(),
             added,
+            mac: String::new(),
         };
+        manifest.mac = manifest_mac(&hash_key, &manifest)?;
         let bytes = encode(&manifest)?;
         let id = content_hash(&bytes);
         // The manifest goes last, to every region: only then does the snapshot exist.
@@ -654,11 +657,19 @@ impl Vault {
 
     /// Restores a snapshot's files into `out` (which must not exist yet).
     /// Files are cut into parts written in parallel (each worker decodes the
-    /// segments its part needs); every block is checked against its hash.
+    /// segments its part needs). Every block is proven: by the manifest's
+    /// MAC, its index and its segment's seal and nonce (format 3), else by
+    /// hashing it again.
     pub fn restore(&self, id: &str, out: &Path, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Manifest, VaultError> {
         let (_, m) = self.manifest(id)?;
         let key = self.db_key(&m.database, false)?;
         let hash_key = key.hash_key();
+        let authentic = m.format >= 3;
+        if authentic && manifest_mac(&hash_key, &m)? != m.mac {
+            return Err(VaultError::Corrupt(format!(
+                "snapshot {id}: its manifest is not authentic (changed, or not made with this database's key)"
+            )));
+        }
         let aad = format!("seldesk-vault-segment:{}", m.database);
         // Block hash → (segment number, start, length); segments as (pack,
         // segment, plaintext length).
@@ -810,7 +821,9 @@ impl Vault {
                                 let bytes = cache[0].1.get(start..end).ok_or_else(|| {
                                     VaultError::Corrupt(format!("block {h} lies outside its segment"))
                                 })?;
-                                if blake3::keyed_hash(&hash_key, bytes) != *h {
+                                // A block of an index from before format 3 has no nonce to vouch for it.
+                                let vouched = authentic && segments[n].1.nonce.is_some();
+                                if !vouched && blake3::keyed_hash(&hash_key, bytes) != *h {
                                     return Err(VaultError::Corrupt(format!("block {h} does not match its hash")));
                                 }
                                 run = Some((run.map_or(start, |(from, _)| from), end));
@@ -901,6 +914,14 @@ impl Vault {
                     continue;
                 }
             };
+            if seg.nonce.is_some_and(|n| sealed.get(..12) != Some(n.as_slice())) {
+                let at = seg.offset;
+                last = VaultError::Corrupt(format!(
+                    "{}: {pack}: the segment at {at} is not the one its index names",
+                    r.region
+                ));
+                continue;
+            }
             // Decompressed into a buffer of the known size at once (no regrowing).
             match open(key, &sealed, aad)
                 .and_then(|c| zd.decompress(&c, plain_len).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}"))))
@@ -974,6 +995,11 @@ impl Vault {
                             }
                             if !here.contains(&key_name(db)) {
                                 p(name, "its database key is missing".into());
+                            } else if m.format >= 3
+                                && let Ok(key) = r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b))
+                                && manifest_mac(&key.hash_key(), &m).ok().as_ref() != Some(&m.mac)
+                            {
+                                p(name, "not authentic: its MAC does not match under its database's key".into());
                             }
                         }
                         Err(e) => p(name, format!("unreadable manifest: {e}")),
@@ -990,9 +1016,12 @@ impl Vault {
                             if read_data && let Ok(key) = r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b)) {
                                 let aad = format!("seldesk-vault-segment:{db}");
                                 for s in &idx.segments {
-                                    let ok = r
-                                        .get_range(&pack, s.offset, s.len as usize)
-                                        .and_then(|sealed| open(&key, &sealed, aad.as_bytes()));
+                                    let ok = r.get_range(&pack, s.offset, s.len as usize).and_then(|sealed| {
+                                        if s.nonce.is_some_and(|n| sealed.get(..12) != Some(n.as_slice())) {
+                                            return Err(VaultError::Corrupt("not the segment its index names".into()));
+                                        }
+                                        open(&key, &sealed, aad.as_bytes())
+                                    });
                                     if let Err(e) = ok {
                                         p(&pack, format!("segment at {} unreadable: {e}", s.offset));
                                         break;
@@ -1345,6 +1374,7 @@ mod tests {
         let snap = v.backup("db1", &[("db.sqlite".into(), file, 4096)], t0, &|_, _| {}).expect("backup");
         let (_, mut m) = v.manifest(&snap.id).expect("manifest");
         assert_eq!(m.format, FORMAT);
+        let current = m.clone();
         let key = v.db_key("db1", false).expect("key");
         // Formats 1 and 2 wrote manifests and indexes as JSON, hashes in hex.
         let put = |m: &Manifest| {
@@ -1379,11 +1409,64 @@ mod tests {
         old.files[0].hash = "00".repeat(32);
         let err = v.restore(&put(&old), &dir.path().join("old-bad"), &|_, _| {}).expect_err("wrong hash");
         assert!(err.to_string().contains("does not match the snapshot's hash"), "{err}");
-        // Formats 2 and 3: two blocks swapped in the list no longer match the file's hash.
-        let mut swapped = m.clone();
+        // Format 2: two blocks swapped in the list no longer match the file's hash.
+        let mut swapped = second.clone();
         swapped.files[0].blocks.swap(3, 200);
         let err = v.restore(&put(&swapped), &dir.path().join("swapped"), &|_, _| {}).expect_err("swapped");
         assert!(err.to_string().contains("block list does not match"), "{err}");
+        // Format 3: the same change breaks the manifest's MAC.
+        let mut swapped = current;
+        swapped.files[0].blocks.swap(3, 200);
+        let err = v.restore(&put(&swapped), &dir.path().join("swapped3"), &|_, _| {}).expect_err("swapped");
+        assert!(err.to_string().contains("not authentic"), "{err}");
+    }
+
+    #[test]
+    fn a_restore_refuses_a_manifest_not_made_with_the_key_and_a_segment_its_index_does_not_name() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        let data: Vec<u8> = (0..4096 * 100u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
+        std::fs::write(&file, &data).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let snap = v.backup("db1", &[("db.sqlite".into(), file, 4096)], t0, &|_, _| {}).expect("backup");
+        let (_, m) = v.manifest(&snap.id).expect("manifest");
+        let put = |m: &Manifest| {
+            let bytes = encode(m).expect("encode");
+            let id = content_hash(&bytes);
+            v.put_all(&snapshot_name("db1", &id), &bytes, 0).expect("put");
+            id
+        };
+        // Anyone can write a manifest, but not its MAC.
+        let forged = put(&Manifest { taken_at: m.taken_at + 1, ..m.clone() });
+        let err = v.restore(&forged, &dir.path().join("forged"), &|_, _| {}).expect_err("forged");
+        assert!(err.to_string().contains("not authentic"), "{err}");
+        let problems = v.check(false, &|_, _| {}).expect("check");
+        assert!(
+            problems.iter().any(|p| p.object.ends_with(&forged) && p.problem.contains("not authentic")),
+            "{problems:?}"
+        );
+
+        // An index (here under a valid MAC, as a bug could make it) that puts
+        // one sealed segment where another is: it decrypts, but is refused.
+        let mut idx = v.indexes(&m.indexes).expect("indexes").remove(0);
+        assert!(idx.segments.len() >= 2 && idx.segments.iter().all(|s| s.nonce.is_some()));
+        let (a, b) = (idx.segments[0].clone(), idx.segments[1].clone());
+        (idx.segments[0].offset, idx.segments[0].len) = (b.offset, b.len);
+        (idx.segments[1].offset, idx.segments[1].len) = (a.offset, a.len);
+        let bytes = encode(&idx).expect("encode");
+        let iname = index_name("db1", &content_hash(&bytes));
+        v.put_all(&iname, &bytes, 0).expect("put");
+        let mut moved = m.clone();
+        moved.indexes[0] = iname;
+        moved.mac = manifest_mac(&v.db_key("db1", false).expect("key").hash_key(), &moved).expect("mac");
+        let err = v.restore(&put(&moved), &dir.path().join("moved"), &|_, _| {}).expect_err("moved");
+        assert!(err.to_string().contains("is not the one its index names"), "{err}");
+        let problems = v.check(true, &|_, _| {}).expect("check");
+        assert!(problems.iter().any(|p| p.problem.contains("not the segment its index names")), "{problems:?}");
+        // The genuine snapshot is untouched by all this.
+        v.restore(&snap.id, &dir.path().join("genuine"), &|_, _| {}).expect("restore");
+        assert!(std::fs::read(dir.path().join("genuine/db.sqlite")).expect("read") == data);
     }
 
     // promise: BAK-1
