@@ -277,6 +277,9 @@ mod tests {
             assert_eq!(back.segments[0].blocks[42].hash, idx.segments[0].blocks[42].hash);
             assert_eq!((back.epoch, back.segments[0].blocks.len()), (7, 100));
         }
+        // Indexes of format 2 recorded no nonces, manifests no MAC.
+        let old: Segment = serde_json::from_str(r#"{"offset":0,"len":9,"blocks":[]}"#).expect("format 2");
+        assert_eq!(old.nonce, None);
         // Cut short or with a wrong hash length, an object is an error, not a guess.
         assert!(decode::<PackIndex>(&binary[..binary.len() - 5]).is_err());
         let bad = String::from_utf8(json).expect("utf8").replacen(
