@@ -64,9 +64,9 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// The hash of a whole file (formats 2 and 3): keyed BLAKE3 over its size
-/// and the hex hashes of its blocks in order. Each block is checked against
-/// its own hash when restored, so this proves the whole without hashing
-/// every byte twice.
+/// and the hex hashes of its blocks in order. Each block is proven when
+/// restored (`Vault::restore`), so this proves the whole file without
+/// hashing every byte twice.
 pub fn file_hash(hash_key: &[u8; 32], size: u64, blocks: &[blake3::Hash]) -> String {
     let mut h = blake3::Hasher::new_keyed(hash_key);
     h.update(b"seldesk vault file v2");
