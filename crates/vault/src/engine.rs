@@ -429,7 +429,7 @@ impl Vault {
                 })
                 .collect();
             drop(chunk_tx);
-            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+            let workers = workers();
             for _ in 0..workers {
                 let (chunk_rx, pool_tx, out_tx, seen, done, key, aad) =
                     (chunk_rx.clone(), pool_tx.clone(), out_tx.clone(), &seen, &done, &key, &aad);
@@ -679,11 +679,23 @@ impl Vault {
     /// MAC, its index and its segment's seal and nonce (format 3), else by
     /// hashing it again.
     pub fn restore(&self, id: &str, out: &Path, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Manifest, VaultError> {
-        let (_, m) = self.manifest(id)?;
+        let (id, m) = self.manifest(id)?;
+        self.restore_manifest(&id, &m, out, progress)?;
+        Ok(m)
+    }
+
+    /// [`Self::restore`] of a snapshot whose manifest the caller has read.
+    pub fn restore_manifest(
+        &self,
+        id: &str,
+        m: &Manifest,
+        out: &Path,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(), VaultError> {
         let key = self.db_key(&m.database, false)?;
         let hash_key = key.hash_key();
         let authentic = m.format >= 3;
-        if authentic && manifest_mac(&hash_key, &m)? != m.mac {
+        if authentic && manifest_mac(&hash_key, m)? != m.mac {
             return Err(VaultError::Corrupt(format!(
                 "snapshot {id}: its manifest is not authentic (changed, or not made with this database's key)"
             )));
@@ -756,7 +768,7 @@ impl Vault {
         let done = AtomicU64::new(0);
         let failure: std::sync::Mutex<Option<VaultError>> = std::sync::Mutex::new(None);
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+        let workers = workers();
         // Written parts go to disk while the work goes on, so the final sync
         // has little left to do.
         let (sync_tx, sync_rx) = sync_channel::<usize>(64);
@@ -773,7 +785,7 @@ impl Vault {
                 }
             });
             let (stop, parts, next, done, failure) = (&stop, &parts, &next, &done, &failure);
-            let (places, segments, m, key, aad) = (&places, &segments, &m, &key, &aad);
+            let (places, segments, key, aad) = (&places, &segments, &key, &aad);
             let packs = &packs;
             for _ in 0..workers {
                 let sync_tx = sync_tx.clone();
@@ -876,7 +888,7 @@ impl Vault {
                 }
             }
         }
-        Ok(m)
+        Ok(())
     }
 
     /// Reads and parses indexes on every core (a large snapshot has hundreds).
@@ -886,7 +898,7 @@ impl Vault {
 
     /// Each index's own result, in order (a backup skips unreadable ones).
     fn read_indexes(&self, names: &[String]) -> Vec<Result<PackIndex, VaultError>> {
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+        let workers = workers();
         let per = names.len().div_ceil(workers).max(1);
         std::thread::scope(|scope| {
             let parts: Vec<_> = names
@@ -932,7 +944,7 @@ impl Vault {
                     continue;
                 }
             };
-            if seg.nonce.is_some_and(|n| sealed.get(..12) != Some(n.as_slice())) {
+            if !seg.holds(&sealed) {
                 let at = seg.offset;
                 last = VaultError::Corrupt(format!(
                     "{}: {pack}: the segment at {at} is not the one its index names",
@@ -966,6 +978,13 @@ impl Vault {
         let mut n = 0;
         for r in &self.regions {
             let here: BTreeSet<String> = r.list("")?.into_iter().collect();
+            // Each database's key, unwrapped once per region, not per object.
+            let mut keys: HashMap<String, Option<Key>> = HashMap::new();
+            let mut key_of = |db: &str| {
+                keys.entry(db.to_string())
+                    .or_insert_with(|| r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b)).ok())
+                    .clone()
+            };
             let mut p = |object: &str, what: String| {
                 problems.push(CheckProblem { region: r.region.clone(), object: object.to_string(), problem: what })
             };
@@ -1014,7 +1033,7 @@ impl Vault {
                             if !here.contains(&key_name(db)) {
                                 p(name, "its database key is missing".into());
                             } else if m.format >= 3
-                                && let Ok(key) = r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b))
+                                && let Some(key) = key_of(db)
                                 && manifest_mac(&key.hash_key(), &m).ok().as_ref() != Some(&m.mac)
                             {
                                 p(name, "not authentic: its MAC does not match under its database's key".into());
@@ -1031,11 +1050,11 @@ impl Vault {
                                 Some(sz) if sz < end => p(&pack, "shorter than its index says".into()),
                                 _ => {}
                             }
-                            if read_data && let Ok(key) = r.get(&key_name(db)).and_then(|b| self.unwrap_key(db, &b)) {
+                            if read_data && let Some(key) = key_of(db) {
                                 let aad = format!("seldesk-vault-segment:{db}");
                                 for s in &idx.segments {
                                     let ok = r.get_range(&pack, s.offset, s.len as usize).and_then(|sealed| {
-                                        if s.nonce.is_some_and(|n| sealed.get(..12) != Some(n.as_slice())) {
+                                        if !s.holds(&sealed) {
                                             return Err(VaultError::Corrupt("not the segment its index names".into()));
                                         }
                                         open(&key, &sealed, aad.as_bytes())
@@ -1244,6 +1263,11 @@ fn write_at(file: &std::fs::File, mut buf: &[u8], mut offset: u64) -> std::io::R
         offset += n as u64;
     }
     Ok(())
+}
+
+/// Threads for CPU-bound work: one per core, at most four.
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4)
 }
 
 fn file_len(path: &Path) -> u64 {

@@ -189,6 +189,14 @@ pub struct Segment {
     pub nonce: Option<[u8; 12]>,
 }
 
+impl Segment {
+    /// Whether `sealed` can be this segment: a format-3 segment must carry
+    /// the nonce its index recorded (earlier ones recorded none).
+    pub fn holds(&self, sealed: &[u8]) -> bool {
+        self.nonce.is_none_or(|n| sealed.get(..12) == Some(n.as_slice()))
+    }
+}
+
 /// The index of one pack.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackIndex {

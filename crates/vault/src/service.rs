@@ -376,8 +376,8 @@ impl Backups {
         }
         let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
         {
-            let (vault, into, id) = (self.vault.clone(), dir.clone(), id.clone());
-            let done = blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await;
+            let (vault, into, id, m) = (self.vault.clone(), dir.clone(), id.clone(), m.clone());
+            let done = blocking(move || vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))).await;
             if let Err(e) = done {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
@@ -580,8 +580,8 @@ impl Backups {
             )));
         }
         {
-            let (vault, into, id) = (self.vault.clone(), to.to_path_buf(), id.clone());
-            let done = blocking(move || vault.restore(&id, &into, &|d, t| progress(d, t)).map(|_| ())).await;
+            let (vault, into, id, m) = (self.vault.clone(), to.to_path_buf(), id.clone(), m.clone());
+            let done = blocking(move || vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))).await;
             // The folder did not exist before: a failed extraction leaves none behind.
             if let Err(e) = done {
                 let _ = std::fs::remove_dir_all(to);
