@@ -146,6 +146,12 @@ const SPLIT: usize = 16;
 /// Bytes the backup reader hands to a worker at a time (whole blocks).
 const CHUNK: usize = 1 << 20;
 
+/// [`CHUNK`] rounded down to whole blocks of `block` bytes (at least 512).
+fn chunk_size(block: usize) -> usize {
+    let block = block.max(512);
+    (CHUNK / block).max(1) * block
+}
+
 /// Consecutive bytes of one file, for a backup worker.
 struct Chunk {
     file: usize,
@@ -361,7 +367,7 @@ impl Vault {
         let readers = READERS;
         let mut ranges: Vec<(usize, usize, Option<usize>)> = Vec::new();
         for (i, (_, source, block)) in files.iter().enumerate() {
-            let size = (CHUNK / (*block).max(512)).max(1) * (*block).max(512);
+            let size = chunk_size(*block);
             let len = file_len(source) as usize;
             let chunks = len.div_ceil(size);
             if chunks >= 2 * SPLIT && readers > 1 {
@@ -387,7 +393,7 @@ impl Vault {
          -> Result<(), VaultError> {
             let (_, source, block) = &files[i];
             let block = (*block).max(512);
-            let size = (CHUNK / block).max(1) * block;
+            let size = chunk_size(block);
             let cannot = |e: std::io::Error| VaultError::Io(format!("cannot read {}: {e}", source.display()));
             let mut f = SourceFile::open(source, (first * size) as u64, direct).map_err(cannot)?;
             for no in first.. {
