@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::VaultError;
 use crate::format::{
     BlockRef, FORMAT, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, decode, encode, file_hash,
-    index_name, key_name, manifest_mac, open, pack_name, seal, snapshot_name, split,
+    index_name, key_name, manifest_mac, open, open_in_place, pack_name, seal, snapshot_name, split,
 };
 use crate::store::RegionStore;
 
@@ -943,7 +943,7 @@ impl Vault {
     ) -> Result<Vec<u8>, VaultError> {
         let mut last = VaultError::Missing(pack.to_string());
         for r in &self.regions {
-            let sealed = match r.get_range(pack, seg.offset, seg.len as usize) {
+            let mut sealed = match r.get_range(pack, seg.offset, seg.len as usize) {
                 Ok(s) => s,
                 Err(e) => {
                     last = e;
@@ -959,8 +959,8 @@ impl Vault {
                 continue;
             }
             // Decompressed into a buffer of the known size at once (no regrowing).
-            match open(key, &sealed, aad)
-                .and_then(|c| zd.decompress(&c, plain_len).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}"))))
+            match open_in_place(key, &mut sealed, aad)
+                .and_then(|c| zd.decompress(c, plain_len).map_err(|e| VaultError::Corrupt(format!("{pack}: {e}"))))
             {
                 Ok(plain) => return Ok(plain),
                 Err(e) => last = VaultError::Corrupt(format!("{}: {pack}: {e}", r.region)),

@@ -2,8 +2,7 @@
 //! manifests. Every object but a key is named by the BLAKE3 hash of its
 //! bytes, so any change to a stored object is detectable.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -33,30 +32,56 @@ impl Key {
     }
 }
 
+/// The tag AES-256-GCM appends.
+const TAG_LEN: usize = 16;
+
+/// The AES-256-GCM key for `key`. ring's implementation uses the CPU's
+/// AES and carry-less multiply instructions several blocks at a time: 6 GB/s
+/// here against 1.3 GB/s for the RustCrypto crate the vault used before
+/// (docs/benchmarks.md), with the same bytes on the wire.
+fn aead(key: &Key) -> Result<LessSafeKey, VaultError> {
+    UnboundKey::new(&AES_256_GCM, &key.0)
+        .map(LessSafeKey::new)
+        .map_err(|_| VaultError::Crypto("cannot set up AES-256-GCM".into()))
+}
+
 /// Encrypts with AES-256-GCM: 12-byte random nonce, then ciphertext and tag.
 pub fn seal(key: &Key, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, VaultError> {
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| VaultError::Crypto(e.to_string()))?;
-    let mut nonce = [0u8; 12];
+    let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| VaultError::Crypto(format!("no randomness: {e}")))?;
-    let ct = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
-        .map_err(|_| VaultError::Crypto("encryption failed".into()))?;
-    let mut out = Vec::with_capacity(12 + ct.len());
+    let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(plain);
+    // A fresh random nonce per seal: 96 bits make a repeat under one key
+    // negligible for the number of segments a database ever has.
+    let tag = aead(key)?
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
+        .map_err(|_| VaultError::Crypto("encryption failed".into()))?;
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
 /// Decrypts what [`seal`] made; any change to the bytes or the context fails.
 pub fn open(key: &Key, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, VaultError> {
-    if sealed.len() < 12 + 16 {
+    let mut buf = sealed.to_vec();
+    let len = open_in_place(key, &mut buf, aad)?.len();
+    buf.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// [`open`] without a copy: decrypts `sealed` where it lies and returns
+/// the plaintext, a part of it.
+pub fn open_in_place<'a>(key: &Key, sealed: &'a mut [u8], aad: &[u8]) -> Result<&'a [u8], VaultError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(VaultError::Corrupt("sealed data too short".into()));
     }
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| VaultError::Crypto(e.to_string()))?;
-    let nonce: [u8; 12] = sealed[..12].try_into().map_err(|_| VaultError::Corrupt("bad nonce".into()))?;
-    cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: &sealed[12..], aad })
-        .map_err(|_| VaultError::Corrupt("authentication failed (changed bytes or wrong key)".into()))
+    let (nonce, body) = sealed.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| VaultError::Corrupt("bad nonce".into()))?;
+    let plain = aead(key)?
+        .open_in_place(nonce, Aad::from(aad), body)
+        .map_err(|_| VaultError::Corrupt("authentication failed (changed bytes or wrong key)".into()))?;
+    Ok(plain)
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -71,8 +96,16 @@ pub fn file_hash(hash_key: &[u8; 32], size: u64, blocks: &[blake3::Hash]) -> Str
     let mut h = blake3::Hasher::new_keyed(hash_key);
     h.update(b"seldesk vault file v2");
     h.update(&size.to_le_bytes());
-    for b in blocks {
-        h.update(b.to_hex().as_bytes());
+    // The hex of a thousand blocks per update: a large update hashes many
+    // chunks side by side, one block's 64 bytes only one at a time (13 ms
+    // against ~2 ms for a 532 MB database's 130,000 blocks).
+    let mut hex = vec![0u8; 64 * 1024];
+    for group in blocks.chunks(1024) {
+        let out = &mut hex[..group.len() * 64];
+        for (b, o) in group.iter().zip(out.chunks_exact_mut(64)) {
+            data_encoding::HEXLOWER.encode_mut(b.as_bytes(), o);
+        }
+        h.update(out);
     }
     h.finalize().to_hex().to_string()
 }
@@ -308,5 +341,53 @@ mod tests {
         assert_ne!(h, file_hash(&[1; 32], 12288, &swapped));
         assert_ne!(h, file_hash(&[2; 32], 12288, &blocks));
         assert_eq!(h, file_hash(&[1; 32], 12288, &blocks));
+    }
+
+    #[test]
+    fn a_file_hash_is_its_definition_whatever_the_number_of_blocks() {
+        // The definition: the prefix, the size, then each block's hex in order.
+        let by_definition = |size: u64, blocks: &[blake3::Hash]| {
+            let mut h = blake3::Hasher::new_keyed(&[3; 32]);
+            h.update(b"seldesk vault file v2");
+            h.update(&size.to_le_bytes());
+            for b in blocks {
+                h.update(b.to_hex().as_bytes());
+            }
+            h.finalize().to_hex().to_string()
+        };
+        for n in [0usize, 1, 1023, 1024, 1025, 5000] {
+            let blocks: Vec<blake3::Hash> = (0..n as u32).map(|i| blake3::hash(&i.to_le_bytes())).collect();
+            assert_eq!(file_hash(&[3; 32], n as u64 * 4096, &blocks), by_definition(n as u64 * 4096, &blocks), "{n}");
+        }
+    }
+
+    #[test]
+    fn sealed_objects_are_standard_aes_256_gcm() {
+        // Test case 16 of the GCM specification (McGrew and Viega): what the
+        // vault sealed with the RustCrypto crate before opens with ring.
+        let hex = |s: &str| data_encoding::HEXLOWER.decode(s.as_bytes()).expect("hex");
+        let key = Key(hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").try_into().expect("32"));
+        let plain = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let sealed = hex("cafebabefacedbaddecaf888\
+             522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+             8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662\
+             76fc6ece0f4e1768cddf8853bb2d551b");
+        assert_eq!(open(&key, &sealed, &aad).expect("opens"), plain);
+        let mut in_place = sealed.clone();
+        assert_eq!(open_in_place(&key, &mut in_place, &aad).expect("opens"), plain.as_slice());
+        // A new seal opens, under the same context only, and any flipped bit fails.
+        let mine = seal(&key, &plain, &aad).expect("seal");
+        assert_eq!(mine.len(), sealed.len());
+        assert_eq!(open(&key, &mine, &aad).expect("opens"), plain);
+        assert!(open(&key, &mine, b"another context").is_err());
+        for at in [0, 12, mine.len() - 1] {
+            let mut bad = mine.clone();
+            bad[at] ^= 1;
+            assert!(open(&key, &bad, &aad).is_err(), "flipped byte {at}");
+        }
+        assert!(open(&key, &mine[..27], &aad).is_err());
+        assert!(open(&Key([9; 32]), &mine, &aad).is_err());
     }
 }
