@@ -374,6 +374,9 @@ impl Backups {
                 at.date()
             )));
         }
+        // The name is checked before the work, not after a restore of minutes.
+        let new_name = seldesk_tenants::service::validate_name(new_name)?;
+        self.databases.ensure_name_free(&account_id, &new_name).await?;
         let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
         {
             let (vault, into, id, m) = (self.vault.clone(), dir.clone(), id.clone(), m.clone());
@@ -383,7 +386,7 @@ impl Backups {
                 return Err(e);
             }
         }
-        let restored = self.databases.adopt(&account_id, new_name, &region, dir.clone()).await;
+        let restored = self.databases.adopt(&account_id, &new_name, &region, dir.clone()).await;
         if restored.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }

@@ -223,6 +223,27 @@ async fn restores_need_a_reason_are_audited_and_never_bring_back_a_removed_datab
     let (code, _, err) = cli(&app, &["restore", &snap.id[..12], "--to-new-database", "crm-copy", "--reason", ""]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("needs a reason"), "{err}");
+    // A bad or taken name is refused before a byte is restored.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for (name, says) in [("Crm Copy!", "lowercase letters"), ("crm", "already have a database named")] {
+        let c = calls.clone();
+        let err = s
+            .backups
+            .restore_with_progress(
+                &seldesk_domain::Actor::Operator,
+                &snap.id,
+                name,
+                "ticket 12: customer asked",
+                None,
+                std::sync::Arc::new(move |_, _| {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }),
+            )
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(says), "{name}: {err}");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing was restored");
     let (code, out, err) = cli(
         &app,
         &["restore", &snap.id[..12], "--to-new-database", "crm-copy", "--reason", "ticket 12: customer asked"],
