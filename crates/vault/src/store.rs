@@ -171,6 +171,24 @@ impl RegionStore {
         })
     }
 
+    /// Reads a local object through once, so that the page cache holds it
+    /// for the reads that follow; false when there is nothing to read here
+    /// (a bucket, or no such object).
+    pub fn warm(&self, name: &str, buf: &mut [u8]) -> bool {
+        if self.bucket.is_some() {
+            return false;
+        }
+        let Ok(mut f) = self.path(name).and_then(|p| File::open(p).map_err(|e| self.io("open", name, e))) else {
+            return false;
+        };
+        while let Ok(n) = f.read(buf) {
+            if n == 0 {
+                return true;
+            }
+        }
+        false
+    }
+
     /// `len` bytes at `offset` of an object.
     pub fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, VaultError> {
         if let Some(b) = &self.bucket {
