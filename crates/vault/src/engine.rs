@@ -421,6 +421,10 @@ impl Vault {
             }
             Ok(())
         };
+        // Which index locates each new block: filled as packs are sealed,
+        // while the workers go on, not after them.
+        let first_new = index_names.len();
+        let mut locate: BlockMap<usize> = BlockMap::default();
         let result = std::thread::scope(|scope| {
             let readers: Vec<_> = (0..readers)
                 .map(|_| {
@@ -547,7 +551,7 @@ impl Vault {
             };
             // This thread: pack, index, hand to the writers.
             let mut hashes: Vec<BTreeMap<usize, (Vec<blake3::Hash>, u64)>> = vec![BTreeMap::new(); files.len()];
-            let mut new_indexes: Vec<(String, PackIndex)> = Vec::new();
+            let mut new_indexes: Vec<String> = Vec::new();
             let (mut pack, mut segments, mut added) = (Vec::<u8>::new(), Vec::<Segment>::new(), 0u64);
             let mut flush = |pack: &mut Vec<u8>, segments: &mut Vec<Segment>| -> Result<(), VaultError> {
                 if segments.is_empty() {
@@ -563,7 +567,10 @@ impl Vault {
                 if !put_all(pack_name(db, &id), std::mem::take(pack)) || !put_all(iname.clone(), bytes) {
                     return Err(VaultError::Io("the backup writers stopped".into()));
                 }
-                new_indexes.push((iname, idx));
+                for b in idx.segments.iter().flat_map(|s| &s.blocks) {
+                    locate.insert(b.hash, first_new + new_indexes.len());
+                }
+                new_indexes.push(iname);
                 Ok(())
             };
             let mut failure = None;
@@ -614,14 +621,7 @@ impl Vault {
         let (hashes, new_indexes, added) = result?;
 
         // The indexes that locate every block of this snapshot.
-        let first_new = index_names.len();
-        let mut locate: BlockMap<usize> = BlockMap::default();
-        for (i, (iname, idx)) in new_indexes.iter().enumerate() {
-            index_names.push(iname.clone());
-            for b in idx.segments.iter().flat_map(|s| &s.blocks) {
-                locate.insert(b.hash, first_new + i);
-            }
-        }
+        index_names.extend(new_indexes);
         let mut indexes: BTreeSet<usize> = BTreeSet::new();
         let mut entries = Vec::with_capacity(files.len());
         for ((path, _, _), chunks) in files.iter().zip(hashes) {
