@@ -816,27 +816,44 @@ impl Vault {
         // Written parts go to disk while the work goes on, so the final sync
         // has little left to do.
         let (sync_tx, sync_rx) = sync_channel::<usize>(64);
-        // The packs in the order the parts first need them, with that part.
+        // The packs in the order the parts first need them, with that part,
+        // and the bytes of each that this snapshot uses (a pack from early in
+        // the epoch may hold many segments that later changes replaced).
         let mut first_use: Vec<(usize, usize)> = Vec::new();
-        let mut listed = vec![false; packs.len()];
+        let mut used: Vec<Vec<(u64, u64)>> = vec![Vec::new(); packs.len()];
+        let mut seen = vec![false; segments.len()];
         for (k, (file, _, range)) in parts.iter().enumerate() {
             for &(n, _, _) in &places[*file][range.clone()] {
-                let pack = segments[n].0;
-                if !std::mem::replace(&mut listed[pack], true) {
-                    first_use.push((pack, k));
+                if std::mem::replace(&mut seen[n], true) {
+                    continue;
                 }
+                let (pack, seg, _) = &segments[n];
+                if used[*pack].is_empty() {
+                    first_use.push((*pack, k));
+                }
+                used[*pack].push((seg.offset, seg.offset + u64::from(seg.len)));
             }
+        }
+        for ranges in &mut used {
+            ranges.sort_unstable();
+            ranges.dedup_by(|next, prev| {
+                let touching = next.0 <= prev.1;
+                if touching {
+                    prev.1 = prev.1.max(next.1);
+                }
+                touching
+            });
         }
         std::thread::scope(|scope| {
             let targets = &targets;
-            // Local packs are read through ahead of the workers, in large
-            // sequential reads: a worker then finds its segments in the page
-            // cache instead of waiting on one small read after another (a
-            // restore of 532 MB took 0.79 s instead of 0.91 s). No further
-            // ahead than a few parts, so that a large restore does not push
-            // what it read out of the cache before it is used.
+            // What a restore needs of local packs is read through ahead of the
+            // workers, in large sequential reads: a worker then finds its
+            // segments in the page cache instead of waiting on one small read
+            // after another (docs/benchmarks.md). No further ahead than a few
+            // parts, so that a large restore does not push what it read out
+            // of the cache before it is used.
             const AHEAD: usize = 4;
-            let (stop_ref, packs_ref, next_ref) = (&stop, &packs, &next);
+            let (stop_ref, packs_ref, next_ref, used) = (&stop, &packs, &next, &used);
             scope.spawn(move || {
                 let mut buf = vec![0u8; 2 << 20];
                 for (p, part) in first_use {
@@ -849,7 +866,7 @@ impl Vault {
                     if stop_ref.load(Ordering::Relaxed) {
                         return;
                     }
-                    let _ = self.regions.iter().any(|r| r.warm(&packs_ref[p], &mut buf));
+                    let _ = self.regions.iter().any(|r| r.warm(&packs_ref[p], &used[p], &mut buf));
                 }
             });
             scope.spawn(move || {
