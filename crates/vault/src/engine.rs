@@ -1349,13 +1349,12 @@ fn select(snaps: &[(String, Manifest)], now: OffsetDateTime, rules: &Retention, 
     keep
 }
 
-/// Segments are compressed with zstd's fastest regular level: SQLite pages
-/// shrink to about a third at ~400 MB/s per core (docs/benchmarks.md).
-/// zstd level 1 with a match table of 4,096 entries (`hashLog` 12), not
-/// the level's 8,192: the smaller table stays in the core's cache, and on a
-/// customer database it compressed 8–10% faster with the same ratio
-/// (docs/benchmarks.md). Readers need no setting: it only changes which
-/// matches are found.
+/// Segments are compressed with zstd's fastest regular level, with a match
+/// table of 4,096 entries (`hashLog` 12) instead of the level's 8,192: the
+/// smaller table stays in the core's cache, and a customer database
+/// compressed 8–10% faster at the same ratio, to about a fourth, at ~490
+/// MB/s per core (docs/benchmarks.md). Readers need no setting: the table
+/// only changes which matches are found.
 fn compressor() -> Result<zstd::bulk::Compressor<'static>, VaultError> {
     let cannot = |e: std::io::Error| VaultError::Io(format!("cannot start compressing: {e}"));
     let mut zc = zstd::bulk::Compressor::new(1).map_err(cannot)?;
@@ -1379,12 +1378,12 @@ fn write_at(file: &std::fs::File, mut buf: &[u8], mut offset: u64) -> std::io::R
     Ok(())
 }
 
-/// Threads for CPU-bound work: one per core, at most four.
 /// Writes the runs of a restored part: long ones straight from their
-/// segment, short ones gathered and written a few MiB at a time. After
+/// segment, short ones gathered and written 512 KiB at a time. After
 /// scattered changes a snapshot alternates between segments every few
-/// blocks, and a write per run (26,000 for the benchmark's database) cost
-/// more than copying them together.
+/// blocks, and a write per run (25,520 for the benchmark's database, with
+/// the workers contending for the file's lock) cost more than copying them
+/// together (docs/benchmarks.md).
 struct PartWriter<'a> {
     file: &'a std::fs::File,
     path: &'a Path,
@@ -1432,6 +1431,7 @@ impl PartWriter<'_> {
     }
 }
 
+/// Threads for CPU-bound work: one per core, at most four.
 fn workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4)
 }
