@@ -16,6 +16,7 @@
 
 mod engine;
 pub mod format;
+mod pagemap;
 pub mod remote;
 pub mod service;
 pub mod store;

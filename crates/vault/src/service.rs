@@ -147,6 +147,7 @@ impl Backups {
             })
             .collect::<Result<_, _>>()?;
         let (vault, created) = Vault::open(regions, &data.join("keys").join("vault.key"), VaultSettings::default())?;
+        let vault = vault.with_change_maps(data.join("backups").join(".maps"));
         Ok((
             Self {
                 db,

@@ -295,6 +295,9 @@ async fn a_removed_database_leaves_no_readable_trace_in_the_vault_after_twelve_m
     let has = |db: &str| {
         objects(&app, "in").iter().chain(objects(&app, "sg").iter()).any(|p| p.to_string_lossy().contains(db))
     };
+    // This node's change maps of it (sealed fingerprints of its pages).
+    let maps = app.data.path().join("backups").join(".maps");
+    assert!(maps.join(&id).is_dir(), "a backup leaves a change map");
     // Daily backups and prunes for a year.
     for _ in 0..(365 / 5) {
         app.clock.advance(Duration::days(5));
@@ -302,7 +305,9 @@ async fn a_removed_database_leaves_no_readable_trace_in_the_vault_after_twelve_m
         s.backups.prune().await.expect("prune");
     }
     assert!(!has(&id), "no pack, index, snapshot or key of the removed database remains");
+    assert!(!maps.join(&id).exists(), "its change maps go with its key");
     assert!(has(&keep), "the live database keeps its snapshots");
+    assert!(maps.join(&keep).is_dir(), "the live database keeps its change map");
     let snaps = s.backups.list(Some(&keep)).await.expect("list");
     let oldest = snaps.iter().map(|x| x.taken_at).min().expect("some");
     assert!(app.clock_now() - oldest <= Duration::days(366), "nothing older than 12 months");
