@@ -559,7 +559,8 @@ impl Vault {
                         // A block whose fingerprint is as the map recorded takes
                         // the recorded hash, if that block is stored in the epoch.
                         let first = chunk.no * chunk_size(block) / block;
-                        let map = maps[chunk.file].as_ref();
+                        // None if its loader failed: then every block is hashed.
+                        let map = maps.get(chunk.file).and_then(Option::as_ref);
                         let count = bytes.len().div_ceil(block);
                         let (mut hashes, mut fps) = (Vec::with_capacity(count), Vec::new());
                         // Each block is looked up once: the index that holds it
