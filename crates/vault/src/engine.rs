@@ -1,6 +1,6 @@
 //! Backup, restore, check, repair and prune over the region stores.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 use crate::VaultError;
 use crate::format::{
     BlockRef, FORMAT, FileEntry, Key, Manifest, PackIndex, Segment, content_hash, decode, encode, file_hash,
-    index_name, key_name, manifest_mac, open, open_in_place, pack_name, seal, snapshot_name, split,
+    file_hash_of_hex, hex_of_blocks, index_name, key_name, manifest_mac, open, open_in_place, pack_name, seal,
+    sign_and_encode, snapshot_name, split,
 };
 use crate::pagemap::{Fingerprint, Fingerprinter, PageMap};
 use crate::store::RegionStore;
@@ -140,9 +141,16 @@ impl Hasher for BlockHasher {
     }
 }
 
-/// Readers of a backup: two streams read a cold file about a fifth faster
-/// than one on our disks, and more were no faster (docs/benchmarks.md).
-const READERS: usize = 2;
+/// Readers of a backup of mostly new blocks (direct I/O). It is bound by
+/// the CPU: two streams read a cold file faster than one, and more gain
+/// nothing (1.00 s with 2, 1.02 s with 8 for 532 MB; docs/benchmarks.md).
+const READERS_DIRECT: usize = 2;
+/// Readers of a backup of mostly known blocks (through the page cache). It
+/// is bound by the disk, which reads faster with more requests in flight.
+/// After a 1% update of 532 MB, medians of alternating runs: 0.42 s with 8
+/// against 0.64 s with 2 in one series, 0.49 s against 0.61 s with 4 in
+/// another (docs/benchmarks.md).
+const READERS_CACHED: usize = 8;
 /// Files of at least twice this many chunks are split between the readers.
 const SPLIT: usize = 16;
 
@@ -183,6 +191,80 @@ struct ChunkRead {
     /// Positions of the blocks not yet stored in the epoch.
     fresh: Vec<u32>,
     bytes: u64,
+}
+
+/// One file's part of a manifest, put together as the workers hand back its
+/// chunks, in any order: each chunk's hashes, their hex (what the file's hash
+/// covers) and its change-map entries go where the chunk sits in the file,
+/// so little is left to do once the last chunk is read (20–30 ms of a
+/// 532 MB database's 130,000 blocks, on the path of every backup).
+struct Assembly {
+    /// Blocks in a whole chunk.
+    per: usize,
+    size: u64,
+    blocks: Vec<blake3::Hash>,
+    hex: Vec<u8>,
+    map: Vec<(Fingerprint, blake3::Hash)>,
+    mapped: usize,
+    /// The epoch's indexes that hold its known blocks; its new blocks.
+    held: BTreeSet<usize>,
+    fresh: Vec<blake3::Hash>,
+    /// Chunks seen, the last chunk's number, and a short one's (only the
+    /// file's last chunk may be short).
+    seen: usize,
+    last: Option<usize>,
+    short: Option<usize>,
+}
+
+impl Assembly {
+    fn new(block: usize, expected: u64) -> Self {
+        let blocks = usize::try_from(expected.div_ceil(block as u64)).unwrap_or(0);
+        Assembly {
+            per: chunk_size(block) / block,
+            size: 0,
+            blocks: Vec::with_capacity(blocks),
+            hex: Vec::with_capacity(blocks * 64),
+            map: Vec::new(),
+            mapped: 0,
+            held: BTreeSet::new(),
+            fresh: Vec::new(),
+            seen: 0,
+            last: None,
+            short: None,
+        }
+    }
+
+    fn add(&mut self, no: usize, read: ChunkRead) {
+        let (start, n) = (no * self.per, read.hashes.len());
+        if self.blocks.len() < start + n {
+            self.blocks.resize(start + n, blake3::Hash::from_bytes([0; 32]));
+            self.hex.resize((start + n) * 64, 0);
+        }
+        self.blocks[start..start + n].copy_from_slice(&read.hashes);
+        hex_of_blocks(&read.hashes, &mut self.hex[start * 64..]);
+        if read.fps.len() == n && n > 0 {
+            if self.map.len() < start + n {
+                self.map.resize(start + n, (0, blake3::Hash::from_bytes([0; 32])));
+            }
+            for (slot, (fp, h)) in self.map[start..].iter_mut().zip(read.fps.iter().zip(&read.hashes)) {
+                *slot = (*fp, *h);
+            }
+            self.mapped += n;
+        }
+        self.fresh.extend(read.fresh.iter().map(|&p| read.hashes[p as usize]));
+        self.held.extend(read.held);
+        self.size += read.bytes;
+        self.seen += 1;
+        self.last = self.last.max(Some(no));
+        if n < self.per {
+            self.short = Some(no);
+        }
+    }
+
+    /// Every chunk up to the last was handed back, and only the last was short.
+    fn whole(&self) -> bool {
+        self.seen == self.last.map_or(0, |l| l + 1) && (self.short.is_none() || self.short == self.last)
+    }
 }
 
 /// What a backup worker hands back: a chunk's block hashes, or a sealed segment.
@@ -357,7 +439,9 @@ impl Vault {
         // What this node's last backup of each file read, if made in this
         // epoch: loaded while the indexes are. A file with a map likely
         // changed little, so it will be read through the page cache: the
-        // kernel is asked to start reading it now.
+        // kernel is asked to start reading it as soon as its map is loaded
+        // (sooner, its reads delayed the indexes' more than they gained:
+        // 0.55–0.58 s against 0.48–0.52 s, docs/benchmarks.md).
         let fingerprint = self.maps.as_ref().map(|_| Fingerprinter::new(&key));
         let load_maps = || -> Vec<Option<PageMap>> {
             files
@@ -379,6 +463,14 @@ impl Vault {
             let read = self.read_indexes(&names);
             (read, maps.join().unwrap_or_default())
         });
+        // Sized at once: growing to 130,000 blocks rehashes it many times.
+        let count = read
+            .iter()
+            .flatten()
+            .filter(|i| i.epoch == epoch)
+            .map(|i| i.segments.iter().map(|s| s.blocks.len()).sum::<usize>())
+            .sum();
+        known.reserve(count);
         for (name, idx) in names.into_iter().zip(read) {
             let Ok(idx) = idx else { continue };
             if idx.epoch != epoch {
@@ -404,21 +496,24 @@ impl Vault {
         let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(8);
         let pool_rx = Mutex::new(pool_rx);
         let (out_tx, out_rx) = sync_channel::<Result<Work, VaultError>>(8);
-        // What the readers read: file, first chunk, end chunk.
-        let ranges: Vec<(usize, usize, Option<usize>)> = files
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, source, block))| ranges_of(source, *block).into_iter().map(move |(a, b)| (i, a, b)))
-            .collect();
         // Mostly new blocks make a backup CPU-bound (every block is
         // compressed and sealed): then the files are read with direct I/O,
         // which spares the kernel's copy through the page cache, a seventh of
         // the CPU of a first backup (0.25–0.3 s less of 1.1–1.4 s for a 532 MB
         // database). Mostly known blocks make it bound by the disk: then the
-        // kernel's read-ahead reads faster (0.39–0.50 s against 0.56–0.64 s).
-        // docs/benchmarks.md has the runs.
+        // kernel's read-ahead, with more readers, reads faster (0.42–0.47 s
+        // against 0.50–0.66 s with direct reads). docs/benchmarks.md has the runs.
         let blocks: u64 = files.iter().map(|(_, p, b)| file_len(p).div_ceil((*b).max(512) as u64)).sum();
         let direct = (known.len() as u64) * 2 < blocks;
+        let readers = if direct { READERS_DIRECT } else { READERS_CACHED };
+        // What the readers read: file, first chunk, end chunk.
+        let ranges: Vec<(usize, usize, Option<usize>)> = files
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, source, block))| {
+                ranges_of(source, *block, readers).into_iter().map(move |(a, b)| (i, a, b))
+            })
+            .collect();
         // A backup of mostly known blocks stores little: in packs of a quarter
         // size, so most are written while the files are still being read,
         // not all at the end (40 ms of 0.6 s after a 1% update).
@@ -465,59 +560,49 @@ impl Vault {
         // The manifest of what was read: built while the writers finish the
         // last pack, so that it is ready to go once they have.
         let index_names = &index_names;
-        let manifest_of =
-            |hashes: Vec<BTreeMap<usize, ChunkRead>>, new_indexes: &[String], added: u64, locate: &BlockMap<usize>| {
-                // The indexes that locate every block of this snapshot.
-                let mut indexes: BTreeSet<usize> = BTreeSet::new();
-                let mut entries = Vec::with_capacity(files.len());
-                let mut new_maps = Vec::with_capacity(files.len());
-                for ((path, _, block), chunks) in files.iter().zip(hashes) {
-                    let mut entry = FileEntry { path: path.clone(), size: 0, hash: String::new(), blocks: Vec::new() };
-                    let mut fps = Vec::new();
-                    for read in chunks.into_values() {
-                        entry.size += read.bytes;
-                        fps.extend(read.fps);
-                        indexes.extend(read.held);
-                        for p in read.fresh {
-                            let h = read.hashes[p as usize];
-                            let i = locate
-                                .get(&h)
-                                .ok_or_else(|| VaultError::Corrupt(format!("block {h} was not stored")))?;
-                            indexes.insert(*i);
-                        }
-                        entry.blocks.extend(read.hashes);
-                    }
-                    entry.hash = file_hash(&hash_key, entry.size, &entry.blocks);
-                    if fps.len() == entry.blocks.len() {
-                        let entries = fps.into_iter().zip(entry.blocks.iter().copied()).collect();
-                        new_maps.push((path, PageMap { epoch, block: (*block).max(512) as u32, entries }));
-                    }
-                    entries.push(entry);
+        let manifest_of = |assemblies: Vec<Assembly>, new_indexes: &[String], added: u64, locate: &BlockMap<usize>| {
+            // The indexes that locate every block of this snapshot.
+            let mut indexes: BTreeSet<usize> = BTreeSet::new();
+            let mut entries = Vec::with_capacity(files.len());
+            let mut new_maps = Vec::with_capacity(files.len());
+            for ((path, _, block), a) in files.iter().zip(assemblies) {
+                if !a.whole() {
+                    return Err(VaultError::Io(format!("{path}: a part of the file was not read")));
                 }
-                let mut manifest = Manifest {
-                    format: FORMAT,
-                    database: db.to_string(),
-                    taken_at: now_ms,
-                    epoch,
-                    block_size: files.first().map(|f| f.2 as u32).unwrap_or(4096),
-                    size: entries.iter().map(|e| e.size).sum(),
-                    files: entries,
-                    indexes: indexes
-                        .into_iter()
-                        .map(|i| index_names.get(i).unwrap_or_else(|| &new_indexes[i - first_new]).clone())
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect(),
-                    added,
-                    mac: String::new(),
-                };
-                manifest.mac = manifest_mac(&hash_key, &manifest)?;
-                let bytes = encode(&manifest)?;
-                let id = content_hash(&bytes);
-                Ok::<_, VaultError>((bytes, id, new_maps, manifest.size, added))
+                indexes.extend(a.held);
+                for h in &a.fresh {
+                    let i = locate.get(h).ok_or_else(|| VaultError::Corrupt(format!("block {h} was not stored")))?;
+                    indexes.insert(*i);
+                }
+                let hash = file_hash_of_hex(&hash_key, a.size, &a.hex);
+                if a.mapped == a.blocks.len() && a.map.len() == a.blocks.len() {
+                    new_maps.push((path, PageMap { epoch, block: (*block).max(512) as u32, entries: a.map }));
+                }
+                entries.push(FileEntry { path: path.clone(), size: a.size, hash, blocks: a.blocks });
+            }
+            let mut manifest = Manifest {
+                format: FORMAT,
+                database: db.to_string(),
+                taken_at: now_ms,
+                epoch,
+                block_size: files.first().map(|f| f.2 as u32).unwrap_or(4096),
+                size: entries.iter().map(|e| e.size).sum(),
+                files: entries,
+                indexes: indexes
+                    .into_iter()
+                    .map(|i| index_names.get(i).unwrap_or_else(|| &new_indexes[i - first_new]).clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                added,
+                mac: String::new(),
             };
+            let bytes = sign_and_encode(&hash_key, &mut manifest)?;
+            let id = content_hash(&bytes);
+            Ok::<_, VaultError>((bytes, id, new_maps, manifest.size, added))
+        };
         let result = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..READERS)
+            let readers: Vec<_> = (0..readers)
                 .map(|_| {
                     let (ranges, next_range, read_range, chunk_tx) =
                         (&ranges, &next_range, &read_range, chunk_tx.clone());
@@ -672,7 +757,8 @@ impl Vault {
                 writers.iter().all(|(tx, _)| tx.send((name.clone(), bytes.clone())).is_ok())
             };
             // This thread: pack, index, hand to the writers.
-            let mut hashes: Vec<BTreeMap<usize, ChunkRead>> = files.iter().map(|_| BTreeMap::new()).collect();
+            let mut assemblies: Vec<Assembly> =
+                files.iter().map(|(_, p, b)| Assembly::new((*b).max(512), file_len(p))).collect();
             let mut new_indexes: Vec<String> = Vec::new();
             let (mut pack, mut segments, mut added) = (Vec::<u8>::new(), Vec::<Segment>::new(), 0u64);
             let mut flush = |pack: &mut Vec<u8>, segments: &mut Vec<Segment>| -> Result<(), VaultError> {
@@ -699,7 +785,7 @@ impl Vault {
             for item in out_rx {
                 let step = item.and_then(|work| match work {
                     Work::Hashes { file, no, read } => {
-                        hashes[file].insert(no, read);
+                        assemblies[file].add(no, read);
                         Ok(())
                     }
                     Work::Sealed(sealed, blocks) => {
@@ -720,7 +806,7 @@ impl Vault {
                 failure = Some(e);
             }
             let made = match failure {
-                None => Some(manifest_of(hashes, &new_indexes, added, &locate)),
+                None => Some(manifest_of(assemblies, &new_indexes, added, &locate)),
                 Some(_) => None,
             };
             let mut stopped = Vec::new();
@@ -1549,24 +1635,27 @@ fn workers() -> usize {
 /// The chunk ranges (first, end; none for the file's end) the readers read
 /// of `path`: a large file in one range per reader, so that several streams
 /// keep the disk busy.
-fn ranges_of(path: &Path, block: usize) -> Vec<(usize, Option<usize>)> {
+fn ranges_of(path: &Path, block: usize, readers: usize) -> Vec<(usize, Option<usize>)> {
     let chunks = (file_len(path) as usize).div_ceil(chunk_size(block));
-    if chunks >= 2 * SPLIT && READERS > 1 {
-        (0..READERS).map(|k| (chunks * k / READERS, (k + 1 < READERS).then(|| chunks * (k + 1) / READERS))).collect()
+    if chunks >= 2 * SPLIT && readers > 1 {
+        (0..readers).map(|k| (chunks * k / readers, (k + 1 < readers).then(|| chunks * (k + 1) / readers))).collect()
     } else {
         vec![(0, None)]
     }
 }
 
-/// Asks the kernel to start reading where the readers of `path` will start,
-/// while the backup loads what it needs first: about what the disk reads in
-/// that time, so a large file does not push out what is cached. A thread of
-/// its own, as the advice can wait for the disk's queue.
+/// Asks the kernel to start reading where the readers of `path` will start
+/// (a backup of mostly known blocks: [`READERS_CACHED`]), while the backup
+/// loads what it needs first: up to 128 MiB from each start, so a large
+/// file does not push out all that is cached (more was no faster). A thread
+/// of its own, as the advice can wait for the disk's queue.
 fn read_ahead(path: &Path, block: usize) {
-    const HEAD: u64 = 256 << 20;
+    const HEAD: u64 = 128 << 20;
     let Ok(file) = std::fs::File::open(path) else { return };
-    let starts: Vec<u64> =
-        ranges_of(path, block).into_iter().map(|(first, _)| (first * chunk_size(block)) as u64).collect();
+    let starts: Vec<u64> = ranges_of(path, block, READERS_CACHED)
+        .into_iter()
+        .map(|(first, _)| (first * chunk_size(block)) as u64)
+        .collect();
     std::thread::spawn(move || {
         for start in starts {
             let _ = rustix::fs::fadvise(&file, start, std::num::NonZeroU64::new(HEAD), rustix::fs::Advice::WillNeed);
@@ -1831,10 +1920,29 @@ mod tests {
         let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 % 61).collect();
         std::fs::write(&file, &data).expect("write");
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
-        let snap = v.backup("db1", &[("db.sqlite".into(), file, 4096)], t0, &|_, _| {}).expect("backup");
+        let snap = v.backup("db1", &[("db.sqlite".into(), file.clone(), 4096)], t0, &|_, _| {}).expect("backup");
         assert_eq!(snap.size, len as u64);
         let out = dir.path().join("restored");
         v.restore(&snap.id, &out, &|_, _| {}).expect("restore");
+        assert!(std::fs::read(out.join("db.sqlite")).expect("read") == data, "byte for byte");
+
+        // Then a few scattered pages change: mostly known blocks, read by
+        // more readers through the page cache, their chunks handed back in
+        // any order. The manifest still lists every page in order.
+        let mut data = data;
+        for page in (0..len / 4096).step_by(97) {
+            data[page * 4096 + 17] ^= 0x55;
+        }
+        std::fs::write(&file, &data).expect("write");
+        let later = t0 + time::Duration::hours(1);
+        let second = v.backup("db1", &[("db.sqlite".into(), file.clone(), 4096)], later, &|_, _| {}).expect("backup");
+        assert!(second.added < snap.added / 2, "only the changed pages are stored: {} of {}", second.added, snap.added);
+        let (_, m) = v.manifest(&second.id).expect("manifest");
+        let hash_key = v.db_key("db1", false).expect("key").hash_key();
+        let expected: Vec<blake3::Hash> = data.chunks(4096).map(|b| blake3::keyed_hash(&hash_key, b)).collect();
+        assert!(m.files[0].blocks == expected, "every block's hash, in order");
+        let out = dir.path().join("restored-second");
+        v.restore(&second.id, &out, &|_, _| {}).expect("restore");
         assert!(std::fs::read(out.join("db.sqlite")).expect("read") == data, "byte for byte");
     }
 
