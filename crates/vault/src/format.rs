@@ -141,8 +141,13 @@ pub const FORMAT: u32 = 3;
 pub fn manifest_mac(hash_key: &[u8; 32], m: &Manifest) -> Result<String, VaultError> {
     // A manifest being written has no MAC yet: encoded as it is, not copied.
     let bytes = if m.mac.is_empty() { encode(m)? } else { encode(&Manifest { mac: String::new(), ..m.clone() })? };
+    Ok(mac_of(hash_key, &bytes))
+}
+
+/// The MAC of a manifest encoded with an empty `mac`.
+fn mac_of(hash_key: &[u8; 32], unsigned: &[u8]) -> String {
     let key = blake3::derive_key("seldesk vault manifest mac v3", hash_key);
-    Ok(blake3::keyed_hash(&key, &bytes).to_hex().to_string())
+    blake3::keyed_hash(&key, unsigned).to_hex().to_string()
 }
 
 /// Sets the MAC of a manifest being written and encodes it, encoding it
@@ -156,8 +161,7 @@ pub fn sign_and_encode(hash_key: &[u8; 32], m: &mut Manifest) -> Result<Vec<u8>,
     let mut bytes = Vec::with_capacity(256 + 33 * blocks + 80 * m.indexes.len() + 128 * m.files.len());
     bytes.extend_from_slice(BINARY);
     let mut bytes = postcard::to_extend(&*m, bytes).map_err(|e| VaultError::Io(format!("cannot encode: {e}")))?;
-    let key = blake3::derive_key("seldesk vault manifest mac v3", hash_key);
-    m.mac = blake3::keyed_hash(&key, &bytes).to_hex().to_string();
+    m.mac = mac_of(hash_key, &bytes);
     if bytes.pop() != Some(0) {
         return Err(VaultError::Io("a manifest's MAC is not its last field".into()));
     }
