@@ -161,16 +161,27 @@ impl Browser {
     }
 
     /// Waits for a downloaded file to appear (Chromium writes it under a temporary name first).
+    /// A finished download ending in `suffix`. Chromium reserves the final
+    /// name with an empty file at the start and writes to a `.crdownload`
+    /// beside it, so a download is finished only when no `.crdownload` is
+    /// left and its size held between two looks.
     pub async fn downloaded(&self, suffix: &str) -> std::path::PathBuf {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last: Option<(std::path::PathBuf, u64)> = None;
         loop {
             if let Ok(rd) = std::fs::read_dir(self.downloads.path()) {
-                for e in rd.filter_map(Result::ok) {
-                    let p = e.path();
-                    if p.to_string_lossy().ends_with(suffix) {
-                        return p;
-                    }
+                let paths: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+                let partial = paths.iter().any(|p| p.to_string_lossy().ends_with(".crdownload"));
+                let found = paths.into_iter().find(|p| p.to_string_lossy().ends_with(suffix));
+                let seen = found.and_then(|p| Some((p.clone(), std::fs::metadata(&p).ok()?.len())));
+                if let Some((p, len)) = &seen
+                    && !partial
+                    && *len > 0
+                    && last.as_ref() == Some(&(p.clone(), *len))
+                {
+                    return p.clone();
                 }
+                last = seen;
             }
             assert!(Instant::now() < deadline, "download {suffix} arrived");
             tokio::time::sleep(Duration::from_millis(200)).await;
