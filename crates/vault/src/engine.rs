@@ -443,14 +443,16 @@ impl Vault {
         // kernel is asked to start reading it as soon as its map is loaded
         // (sooner, its reads delayed the indexes' more than they gained:
         // 0.55–0.58 s against 0.48–0.52 s, docs/benchmarks.md).
+        let lens: Vec<u64> = files.iter().map(|(_, p, _)| file_len(p)).collect();
         let fingerprint = self.maps.as_ref().map(|_| Fingerprinter::new(&key));
         let load_maps = || -> Vec<Option<PageMap>> {
             files
                 .iter()
-                .map(|(path, source, block)| {
+                .zip(&lens)
+                .map(|((path, source, block), len)| {
                     let map = PageMap::load(self.maps.as_ref()?, &key, db, path)
                         .filter(|m| m.epoch == epoch && m.block as usize == (*block).max(512))?;
-                    read_ahead(source, *block);
+                    read_ahead(source, *len, *block);
                     Some(map)
                 })
                 .collect()
@@ -483,7 +485,7 @@ impl Vault {
                 known.entry(b.hash).or_insert(i);
             }
         }
-        let total: u64 = files.iter().map(|(_, p, _)| file_len(p)).sum();
+        let total: u64 = lens.iter().sum();
         let done = AtomicU64::new(0);
         let (fingerprint, maps) = (&fingerprint, &maps);
         let seen: Mutex<BlockSet> = Mutex::new(BlockSet::default());
@@ -504,16 +506,14 @@ impl Vault {
         // database). Mostly known blocks make it bound by the disk: then the
         // kernel's read-ahead, with more readers, reads faster (0.42–0.47 s
         // against 0.50–0.66 s with direct reads). docs/benchmarks.md has the runs.
-        let blocks: u64 = files.iter().map(|(_, p, b)| file_len(p).div_ceil((*b).max(512) as u64)).sum();
+        let blocks: u64 = files.iter().zip(&lens).map(|((_, _, b), len)| len.div_ceil((*b).max(512) as u64)).sum();
         let direct = (known.len() as u64) * 2 < blocks;
         let readers = if direct { READERS_DIRECT } else { READERS_CACHED };
         // What the readers read: file, first chunk, end chunk.
         let ranges: Vec<(usize, usize, Option<usize>)> = files
             .iter()
             .enumerate()
-            .flat_map(|(i, (_, source, block))| {
-                ranges_of(source, *block, readers).into_iter().map(move |(a, b)| (i, a, b))
-            })
+            .flat_map(|(i, (_, _, block))| ranges_of(lens[i], *block, readers).into_iter().map(move |(a, b)| (i, a, b)))
             .collect();
         // A backup of mostly known blocks stores little: in packs of a quarter
         // size, so most are written while the files are still being read,
@@ -576,7 +576,7 @@ impl Vault {
                     indexes.insert(*i);
                 }
                 let hash = file_hash_of_hex(&hash_key, a.size, &a.hex);
-                if a.mapped == a.blocks.len() && a.map.len() == a.blocks.len() {
+                if a.mapped == a.blocks.len() {
                     new_maps.push((path, PageMap { epoch, block: (*block).max(512) as u32, entries: a.map }));
                 }
                 entries.push(FileEntry { path: path.clone(), size: a.size, hash, blocks: a.blocks });
@@ -759,7 +759,7 @@ impl Vault {
             };
             // This thread: pack, index, hand to the writers.
             let mut assemblies: Vec<Assembly> =
-                files.iter().map(|(_, p, b)| Assembly::new((*b).max(512), file_len(p))).collect();
+                files.iter().zip(&lens).map(|((_, _, b), len)| Assembly::new((*b).max(512), *len)).collect();
             let mut new_indexes: Vec<String> = Vec::new();
             let (mut pack, mut segments, mut added) = (Vec::<u8>::new(), Vec::<Segment>::new(), 0u64);
             let mut flush = |pack: &mut Vec<u8>, segments: &mut Vec<Segment>| -> Result<(), VaultError> {
@@ -1634,10 +1634,10 @@ fn workers() -> usize {
 }
 
 /// The chunk ranges (first, end; none for the file's end) the readers read
-/// of `path`: a large file in one range per reader, so that several streams
-/// keep the disk busy.
-fn ranges_of(path: &Path, block: usize, readers: usize) -> Vec<(usize, Option<usize>)> {
-    let chunks = (file_len(path) as usize).div_ceil(chunk_size(block));
+/// of a file of `len` bytes: a large file in one range per reader, so that
+/// several streams keep the disk busy.
+fn ranges_of(len: u64, block: usize, readers: usize) -> Vec<(usize, Option<usize>)> {
+    let chunks = (len as usize).div_ceil(chunk_size(block));
     if chunks >= 2 * SPLIT && readers > 1 {
         (0..readers).map(|k| (chunks * k / readers, (k + 1 < readers).then(|| chunks * (k + 1) / readers))).collect()
     } else {
@@ -1650,10 +1650,10 @@ fn ranges_of(path: &Path, block: usize, readers: usize) -> Vec<(usize, Option<us
 /// loads what it needs first: up to 128 MiB from each start, so a large
 /// file does not push out all that is cached (more was no faster). A thread
 /// of its own, as the advice can wait for the disk's queue.
-fn read_ahead(path: &Path, block: usize) {
+fn read_ahead(path: &Path, len: u64, block: usize) {
     const HEAD: u64 = 128 << 20;
     let Ok(file) = std::fs::File::open(path) else { return };
-    let starts: Vec<u64> = ranges_of(path, block, READERS_CACHED)
+    let starts: Vec<u64> = ranges_of(len, block, READERS_CACHED)
         .into_iter()
         .map(|(first, _)| (first * chunk_size(block)) as u64)
         .collect();
