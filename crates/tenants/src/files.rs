@@ -9,6 +9,7 @@ use rusqlite::{Connection, OpenFlags, types::ValueRef};
 use serde::{Deserialize, Serialize};
 
 use crate::TenantError;
+use crate::changes::{Consistent, TenantConn, configure_wal};
 
 /// The schema version new databases start at: the newest.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -189,16 +190,29 @@ impl TenantFiles {
         Ok(self.dir(region, id)?.join("db.sqlite"))
     }
 
-    /// Opens a database with the settings every connection needs.
-    pub fn open(&self, region: &str, id: &str) -> Result<Connection, TenantError> {
+    /// Opens a database with the settings every connection needs; what it
+    /// commits is checkpointed when it is dropped ([`crate::changes`]).
+    pub fn open(&self, region: &str, id: &str) -> Result<TenantConn, TenantError> {
         let path = self.db_path(region, id)?;
+        Ok(TenantConn::new(self.open_raw(&path)?, path))
+    }
+
+    fn open_raw(&self, path: &Path) -> Result<Connection, TenantError> {
         if !path.is_file() {
             return Err(TenantError::NotFound("The database file is missing.".into()));
         }
         let conn =
-            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         configure(&conn)?;
+        configure_wal(&conn)?;
         Ok(conn)
+    }
+
+    /// A consistent view of a database for a backup, with the pages changed
+    /// since its last backup when they are known ([`crate::changes`]).
+    pub fn consistent(&self, region: &str, id: &str) -> Result<Consistent, TenantError> {
+        let path = self.db_path(region, id)?;
+        crate::changes::consistent(&path, self.open_raw(&path)?)
     }
 
     /// Creates a new, empty database at the newest schema version.
@@ -377,13 +391,7 @@ impl TenantFiles {
         now: &str,
         progress: &dyn Fn(u64, u64),
     ) -> Result<(), TenantError> {
-        let path = dir.join("db.sqlite");
-        if !path.is_file() {
-            return Err(TenantError::NotFound("The database file is missing.".into()));
-        }
-        let conn =
-            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        configure(&conn)?;
+        let conn = self.open_raw(&dir.join("db.sqlite"))?;
         // One read transaction: every table and the schema version come from
         // the same snapshot while writers carry on (WAL).
         conn.execute_batch("BEGIN")?;

@@ -2,11 +2,13 @@
 //! a folder for its attachments, at `<data>/tenants/<region>/<id>/`.
 //!
 //! [`files`] owns the files (create, open, dump, export, import, destroy),
+//! [`changes`] records which pages change between backups,
 //! [`app`] the Seldesk app inside each database (contacts), [`sandbox`] the
 //! owner's SQL console, and [`service`] the control-plane records and
 //! lifecycle (create, cancel, reactivate, remove, grace-period destruction).
 
 pub mod app;
+pub mod changes;
 pub mod files;
 pub mod sandbox;
 pub mod service;

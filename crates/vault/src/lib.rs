@@ -21,7 +21,7 @@ pub mod remote;
 pub mod service;
 pub mod store;
 
-pub use engine::{CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
+pub use engine::{Changed, CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
 pub use service::{BackupOutcome, Backups, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, RestoreStatus};
 pub use store::RegionStore;
 

@@ -24,7 +24,7 @@ use crate::format::{Key, open, seal};
 /// A block's fingerprint.
 pub(crate) type Fingerprint = u128;
 
-const MAGIC: &[u8; 8] = b"sdpgmap1";
+const MAGIC: &[u8; 8] = b"sdpgmap2";
 const ENTRY: usize = 16 + 32;
 
 /// Fingerprints blocks with the database's own secret.
@@ -46,11 +46,12 @@ impl Fingerprinter {
     }
 }
 
-/// One file's map: the epoch and block size it was made with, then each
-/// block's fingerprint and hash in file order.
+/// One file's map: the epoch and block size it was made with, the snapshot
+/// whose backup made it, then each block's fingerprint and hash in file order.
 pub(crate) struct PageMap {
     pub epoch: i64,
     pub block: u32,
+    pub snapshot: String,
     pub entries: Vec<(Fingerprint, blake3::Hash)>,
 }
 
@@ -82,12 +83,15 @@ impl PageMap {
     pub(crate) fn load(dir: &Path, key: &Key, db: &str, path: &str) -> Option<Self> {
         let sealed = std::fs::read(Self::file(dir, db, path)?).ok()?;
         let plain = open(key, &sealed, &Self::aad(db, path)).ok()?;
-        let (head, body) = plain.split_at_checked(20)?;
+        let (head, rest) = plain.split_at_checked(22)?;
+        let named = usize::from(u16::from_le_bytes(head[20..22].try_into().ok()?));
+        let (snapshot, body) = rest.split_at_checked(named)?;
         if &head[..8] != MAGIC || body.len() % ENTRY != 0 {
             return None;
         }
         let epoch = i64::from_le_bytes(head[8..16].try_into().ok()?);
         let block = u32::from_le_bytes(head[16..20].try_into().ok()?);
+        let snapshot = String::from_utf8(snapshot.to_vec()).ok()?;
         let entries = body
             .chunks_exact(ENTRY)
             .map(|e| {
@@ -96,16 +100,20 @@ impl PageMap {
                 (fp, hash)
             })
             .collect();
-        Some(Self { epoch, block, entries })
+        Some(Self { epoch, block, snapshot, entries })
     }
 
     /// Replaces the map of `path`. Not synced: a map a crash tore fails its
     /// seal and is ignored, and the rename never leaves half a map in place.
     pub(crate) fn store(&self, dir: &Path, key: &Key, db: &str, path: &str) -> Result<(), String> {
-        let mut plain = Vec::with_capacity(20 + self.entries.len() * ENTRY);
+        let snapshot = self.snapshot.as_bytes();
+        let named = u16::try_from(snapshot.len()).map_err(|_| "snapshot id too long".to_string())?;
+        let mut plain = Vec::with_capacity(22 + snapshot.len() + self.entries.len() * ENTRY);
         plain.extend_from_slice(MAGIC);
         plain.extend_from_slice(&self.epoch.to_le_bytes());
         plain.extend_from_slice(&self.block.to_le_bytes());
+        plain.extend_from_slice(&named.to_le_bytes());
+        plain.extend_from_slice(snapshot);
         for (fp, hash) in &self.entries {
             plain.extend_from_slice(&fp.to_le_bytes());
             plain.extend_from_slice(hash.as_bytes());

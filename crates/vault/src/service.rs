@@ -9,11 +9,12 @@ use std::sync::Arc;
 use seldesk_domain::{Actor, Clock, Policy};
 use seldesk_privacy::AuditLog;
 use seldesk_store::{Db, to_millis};
+use seldesk_tenants::changes::Consistent;
 use seldesk_tenants::{CustomerDb, Databases, DbStatus, TenantFiles};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::engine::{Retention, SnapshotInfo, Vault, VaultSettings};
+use crate::engine::{Changed, Retention, SnapshotInfo, Vault, VaultSettings};
 use crate::store::RegionStore;
 use crate::{CheckProblem, PruneReport, RepairReport, VaultError};
 
@@ -231,17 +232,20 @@ impl Backups {
                 .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
             let result = (|| {
                 // A consistent view while the database stays in use: its file
-                // under a read transaction when the WAL is empty, else a copy.
-                let source = files.open(&region, &id)?;
-                let live = files.db_path(&region, &id)?;
-                let file = match stable_file(&source, &live)? {
-                    true => live,
-                    false => {
+                // under a read transaction when the WAL is all in it, else a copy.
+                let (file, stable) = match files.consistent(&region, &id)? {
+                    Consistent::Stable(s) => (s.path.clone(), Some(s)),
+                    Consistent::Busy(source) => {
                         let copy = dir.join("db.sqlite");
                         snapshot_copy(&source, &copy)?;
-                        copy
+                        (copy, None)
                     }
                 };
+                let changed = stable.as_ref().and_then(|s| s.changed.as_ref()).map(|c| Changed {
+                    file: 0,
+                    since: &c.since,
+                    pages: &c.pages,
+                });
                 let mut list = vec![("db.sqlite".to_string(), file.clone(), page_size(&file))];
                 let attachments = files.dir(&region, &id)?.join("files");
                 if let Ok(rd) = std::fs::read_dir(&attachments) {
@@ -253,10 +257,15 @@ impl Backups {
                         list.push((format!("files/{name}"), p, vault.settings.file_block));
                     }
                 }
-                let snapshot = vault.backup(&id, &list, now, &*progress);
-                // Ends the read transaction (if any) only after the file was read.
-                drop(source);
-                snapshot
+                let snapshot = vault.backup_changed(&id, &list, changed, now, &*progress)?;
+                // Ends the read transaction only after the file was read: the
+                // database's change log now starts from this snapshot.
+                if let Some(s) = stable
+                    && let Err(e) = s.backed_up(&snapshot.id)
+                {
+                    tracing::warn!("change log of {id}: {e}; its next backup reads it whole");
+                }
+                Ok(snapshot)
             })();
             let _ = std::fs::remove_dir_all(&dir);
             result
@@ -692,32 +701,6 @@ fn split_password(url: &str) -> (String, Option<String>) {
     match creds.split_once(':') {
         Some((user, pw)) => (format!("{scheme}://{user}@{host}"), Some(pw.to_string())),
         None => (url.to_string(), None),
-    }
-}
-
-/// Makes the database file itself a consistent snapshot, without copying:
-/// after a full checkpoint that leaves the WAL empty, a read transaction that
-/// starts while it is still empty reads the file alone, and SQLite lets no
-/// checkpoint write into the file while such a reader lasts (writers only
-/// append to the WAL). Returns false (take a copy instead) when a writer got
-/// in between. The read transaction stays open on `conn` until it is dropped.
-fn stable_file(conn: &rusqlite::Connection, path: &Path) -> Result<bool, VaultError> {
-    let io = |e: rusqlite::Error| VaultError::Io(format!("cannot prepare a consistent read: {e}"));
-    let (busy, _, _): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(io)?;
-    if busy != 0 {
-        return Ok(false);
-    }
-    conn.execute_batch("BEGIN").map_err(io)?;
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).map_err(io)?;
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal_len = std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).unwrap_or(0);
-    if wal_len == 0 {
-        Ok(true)
-    } else {
-        conn.execute_batch("ROLLBACK").map_err(io)?;
-        Ok(false)
     }
 }
 

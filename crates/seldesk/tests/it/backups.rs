@@ -413,6 +413,51 @@ async fn snapshots_taken_while_the_database_is_written_restore_to_a_consistent_d
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_backup_after_changes_made_through_seldesk_reads_what_its_change_log_lists_and_restores_them() {
+    let app = spawn_app().await;
+    let (t, id) = database_with_contacts(&app, "logged@example.com", "logged", 30).await;
+    let s = app.app().services();
+    let snapshot = |outcomes: Vec<seldesk_vault::BackupOutcome>| {
+        outcomes.into_iter().next().and_then(|o| o.snapshot).expect("a snapshot").id
+    };
+    let log_path = app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite-changes");
+    let first = snapshot(s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("first"));
+    let log = std::fs::read_to_string(&log_path).expect("a change log after the first backup");
+    assert!(log.starts_with(&format!("base {first} ")), "{log}");
+
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{id}/sql")))
+        .bearer_auth(&t)
+        .json(&json!({ "sql": "UPDATE contacts SET notes = 'changed after the first backup' WHERE id % 3 = 0" }))
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(r.status(), 200);
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let pages: Vec<&str> = log.lines().filter(|l| l.starts_with("wal ")).flat_map(|l| l.split(' ').skip(6)).collect();
+    assert!(!pages.is_empty(), "the update's pages are listed before they reach the file: {log}");
+    assert!(!log.contains("broken"), "{log}");
+
+    let second = snapshot(s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("second"));
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.starts_with(&format!("base {second} ")), "the log starts again from the new snapshot: {log}");
+    let dir = tempfile::tempdir().expect("dir");
+    s.backups.vault().restore(&second, &dir.path().join("r"), &|_, _| {}).expect("restore");
+    let conn = rusqlite::Connection::open(dir.path().join("r").join("db.sqlite")).expect("open");
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+    assert_eq!(check, "ok");
+    let changed: i64 = conn
+        .query_row("SELECT COUNT(*) FROM contacts WHERE notes = 'changed after the first backup'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(changed, 10);
+    // The same bytes a full read of the live file gives.
+    let live = std::fs::read(app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite")).expect("live");
+    assert!(std::fs::read(dir.path().join("r").join("db.sqlite")).expect("restored") == live);
+    app.stop().await;
+}
+
 /// The S3-compatible server for tests (moto, started by scripts/test.sh).
 fn s3_endpoint() -> String {
     std::env::var("SELDESK_TEST_S3").expect(
