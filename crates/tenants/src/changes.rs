@@ -7,16 +7,18 @@
 //! checkpoint, none on close): the connection that committed checkpoints
 //! when it is dropped ([`TenantConn`]), and first, under the database's
 //! write lock, appends the page numbers of the WAL's committed frames to the
-//! database's change log (`db.sqlite-changes`) and syncs it. So every page
-//! written into the file since the log's base snapshot is in the log before
-//! it is written. A checkpoint that no Seldesk connection made (a tool that
-//! opened the file, a file replaced by an import) is caught by the file's
-//! identity, size and times, recorded after each of ours and compared before
-//! the next: then the log says "broken" and the next backup reads the whole
-//! file, as it does when there is no log, when the log's base is not the
-//! snapshot the vault's change map was made from, or when the log grew past
-//! [`MAX_LOG`]. A backup, when it is done, starts the log afresh from its
-//! own snapshot ([`StableFile::backed_up`]).
+//! database's change log (`db.sqlite-changes`) and syncs it; the checkpoint
+//! then empties the WAL. So every page written into the file since the
+//! log's base snapshot is in the log before it is written. A commit by
+//! another connection between the record and the checkpoint shows in
+//! `PRAGMA data_version`; a checkpoint that no Seldesk connection made (a
+//! tool that opened the file, a file replaced by an import) shows in the
+//! file's identity, size and times, recorded after each of ours and
+//! compared before the next. Either way the log says "broken" and the next
+//! backup reads the whole file, as it does when there is no log, when the
+//! log's base is not the snapshot the vault's change map was made from, or
+//! when the log grew past [`MAX_LOG`]. A backup, when it is done, starts the
+//! log afresh from its own snapshot ([`StableFile::backed_up`]).
 //!
 //! Log lines: `base <snapshot> <file state>`, `wal <salt-1> <salt-2>
 //! <frames> <checksum-1> <checksum-2> <page>…` (the committed frames of one
@@ -490,6 +492,17 @@ mod tests {
         db
     }
 
+    /// A database of one small row, its WAL not checkpointed.
+    fn one_row(dir: &Path) -> (PathBuf, Connection) {
+        let db = dir.join("db.sqlite");
+        let conn = open(&db);
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); INSERT INTO t (v) VALUES (zeroblob(100));",
+        )
+        .expect("t");
+        (db, conn)
+    }
+
     fn take(db: &Path) -> StableFile {
         match consistent(db, open(db)).expect("consistent") {
             Consistent::Stable(s) => s,
@@ -500,12 +513,7 @@ mod tests {
     #[test]
     fn the_wal_scan_finds_every_committed_frame_and_resumes_where_it_stopped() {
         let dir = tempfile::tempdir().expect("dir");
-        let db = dir.path().join("db.sqlite");
-        let conn = open(&db);
-        conn.execute_batch(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); INSERT INTO t (v) VALUES (zeroblob(100));",
-        )
-        .expect("t");
+        let (db, conn) = one_row(dir.path());
         let (first, pages) = scan_wal(&wal_path(&db), None).expect("scan").expect("a wal");
         assert!(pages.contains(&1) && pages.contains(&2), "{pages:?}");
         // Nothing new: nothing more. Then only the new commit's pages.
@@ -523,12 +531,7 @@ mod tests {
     #[test]
     fn a_torn_frame_ends_the_scan_at_the_last_commit() {
         let dir = tempfile::tempdir().expect("dir");
-        let db = dir.path().join("db.sqlite");
-        let conn = open(&db);
-        conn.execute_batch(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); INSERT INTO t (v) VALUES (zeroblob(100));",
-        )
-        .expect("t");
+        let (db, conn) = one_row(dir.path());
         let (first, _) = scan_wal(&wal_path(&db), None).expect("scan").expect("a wal");
         conn.execute("UPDATE t SET v = zeroblob(300) WHERE id = 1", []).expect("update");
         // Damage one byte of the second transaction's last frame.
