@@ -753,11 +753,19 @@ impl Vault {
                         new.clear();
                         for (i, b) in bytes.chunks(block).enumerate() {
                             // Not read: as the map recorded, and stored (see `skips`).
-                            let unread = skip
-                                .filter(|s| s.get(first + i) == Some(&true))
-                                .and_then(|_| map?.entries.get(first + i))
-                                .and_then(|(fp, h)| Some((*fp, *h, *known.get(h)?)));
-                            if let Some((fp, h, at)) = unread {
+                            if skip.is_some_and(|s| s.get(first + i) == Some(&true)) {
+                                let recorded = map
+                                    .and_then(|m| m.entries.get(first + i))
+                                    .and_then(|(fp, h)| Some((*fp, *h, *known.get(h)?)));
+                                let Some((fp, h, at)) = recorded else {
+                                    // Never so (`skips` checked both): its bytes were not read.
+                                    let _ = out_tx.send(Err(VaultError::Corrupt(format!(
+                                        "block {} of file {} was not read and its hash is unknown",
+                                        first + i,
+                                        chunk.file
+                                    ))));
+                                    return;
+                                };
                                 if held.last() != Some(&at) {
                                     held.push(at);
                                 }
