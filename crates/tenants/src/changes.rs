@@ -176,6 +176,8 @@ impl StableFile {
 pub(crate) fn consistent(path: &Path, hold: Connection) -> Result<Consistent, TenantError> {
     let (true, wal) = settle(path, &hold, true)? else { return Ok(Consistent::Busy(hold)) };
     let reader = hold;
+    // Taken again now the file is held: another request's checkpoint may
+    // have got in since `settle` took it; the log read here holds its lines.
     let state = file_state(path)?;
     let log = Log::read(&log_path(path))?;
     let changed = match (&log.base, log.broken) {
