@@ -171,7 +171,7 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
                         "{:<16} {:<34} {:<20} {:>12} {:>12}  {:<7}  {}",
                         &i.id[..16],
                         i.database,
-                        i.taken_at.to_string().chars().take(19).collect::<String>(),
+                        taken(i.taken_at),
                         i.size,
                         i.added,
                         i.regions.join(","),
@@ -259,4 +259,11 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A snapshot's time as the list shows it: UTC, to the second, every field
+/// of fixed width (so the columns line up and the text sorts).
+fn taken(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:{:02}:{:02}", t.date(), t.hour(), t.minute(), t.second())
 }

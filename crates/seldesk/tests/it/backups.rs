@@ -73,6 +73,11 @@ async fn backups_are_encrypted_and_write_once_and_check_names_a_changed_pack() {
     let (code, out, _) = cli(&app, &["list", "--database", &id]);
     assert_eq!(code, 0);
     assert!(out.contains("1 snapshot(s)"), "{out}");
+    // The time it was taken, in UTC to the second, every field two digits.
+    let snap = &app.app().services().backups.list(Some(&id)).await.expect("list")[0];
+    let t = snap.taken_at.to_offset(time::UtcOffset::UTC);
+    let shown = format!("{} {:02}:{:02}:{:02}", t.date(), t.hour(), t.minute(), t.second());
+    assert!(out.contains(&format!("{id}   {shown}")), "{shown} in {out}");
 
     // Nothing readable at rest: no contact name in any object.
     let packs: Vec<_> =
