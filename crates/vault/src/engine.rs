@@ -570,6 +570,7 @@ impl Vault {
         let blocks: u64 = files.iter().zip(&lens).map(|((_, _, b), len)| len.div_ceil((*b).max(512) as u64)).sum();
         let direct = (known.len() as u64) * 2 < blocks && skips.iter().all(Option::is_none);
         let readers = if direct { READERS_DIRECT } else { READERS_CACHED };
+        // How many readers, for the workers (`readers` names their threads below).
         let streams = readers;
         // What the readers read: file, first chunk, end chunk.
         let ranges: Vec<(usize, usize, Option<usize>)> = files
