@@ -570,8 +570,6 @@ impl Vault {
         let blocks: u64 = files.iter().zip(&lens).map(|((_, _, b), len)| len.div_ceil((*b).max(512) as u64)).sum();
         let direct = (known.len() as u64) * 2 < blocks && skips.iter().all(Option::is_none);
         let readers = if direct { READERS_DIRECT } else { READERS_CACHED };
-        // How many readers, for the workers (`readers` names their threads below).
-        let streams = readers;
         // What the readers read: file, first chunk, end chunk.
         let ranges: Vec<(usize, usize, Option<usize>)> = files
             .iter()
@@ -709,7 +707,7 @@ impl Vault {
             Ok::<_, VaultError>((bytes, id, new_maps, manifest.size, added))
         };
         let result = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..readers)
+            let reading: Vec<_> = (0..readers)
                 .map(|reader| {
                     let (ranges, next_range, read_range, chunk_tx) =
                         (&ranges, &next_range, &read_range, chunk_tx.clone());
@@ -749,7 +747,7 @@ impl Vault {
                     // decompress it once for each (after a 1% update, 1,535
                     // segments decompressed instead of 1,227: docs/benchmarks.md).
                     let mut segs: Vec<RawSegment> =
-                        (0..streams).map(|_| RawSegment { data: Vec::new(), blocks: Vec::new() }).collect();
+                        (0..readers).map(|_| RawSegment { data: Vec::new(), blocks: Vec::new() }).collect();
                     let mut new: Vec<bool> = Vec::new();
                     loop {
                         let next = chunk_rx.lock().map(|rx| rx.recv());
@@ -954,7 +952,7 @@ impl Vault {
                 drop(tx);
                 stopped.push(handle.join().map_err(|_| VaultError::Io("a backup writer failed".into())));
             }
-            let read: Result<Result<(), VaultError>, VaultError> = readers
+            let read: Result<Result<(), VaultError>, VaultError> = reading
                 .into_iter()
                 .map(|r| r.join().map_err(|_| VaultError::Io("the backup reader failed".into())))
                 .collect::<Result<Vec<_>, _>>()
@@ -1085,9 +1083,14 @@ impl Vault {
                         "snapshot {id}: its manifest is not authentic (changed, or not made with this database's key)"
                     )));
                 }
-                for f in m.files.iter().filter(|_| m.format >= 2) {
-                    if file_hash(&hash_key, f.size, &f.blocks) != f.hash {
-                        return Err(VaultError::Corrupt(format!("{}: its block list does not match its hash", f.path)));
+                if m.format >= 2 {
+                    for f in &m.files {
+                        if file_hash(&hash_key, f.size, &f.blocks) != f.hash {
+                            return Err(VaultError::Corrupt(format!(
+                                "{}: its block list does not match its hash",
+                                f.path
+                            )));
+                        }
                     }
                 }
                 Ok(())
