@@ -38,6 +38,8 @@ from common import BINARY, Server, drop_caches  # noqa: E402
 
 MB = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+if MB < 1 or ROUNDS < 1:
+    sys.exit("usage: backup_database.py [MB >= 1] [ROUNDS >= 1]")
 if not shutil.which("restic"):
     sys.exit("install restic first: apt-get install restic")
 
@@ -112,6 +114,8 @@ try:
     repo = tempfile.mkdtemp(prefix="restic-bench-")
     target = tempfile.mkdtemp(prefix="restic-restore-")
     env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": repo, "RESTIC_CACHE_DIR": os.path.join(repo, ".cache")}
+    seldesk_backup = [BINARY, "backup", "run", "--database", db["id"], *base]
+    restic_restore = ["restic", "restore", "latest", "--target", target]
     times = {}
 
     def timing(label, cmd, **opts):
@@ -129,7 +133,7 @@ try:
         if os.path.exists(path + "-changes"):
             os.remove(path + "-changes")
         timing("first backup, restic", ["restic", "backup", path], env=env)
-        timing("first backup, seldesk", [BINARY, "backup", "run", "--database", db["id"], *base])
+        timing("first backup, seldesk", seldesk_backup)
 
         # Update 1% of rows, scattered through the file (other rows each
         # round), the way every change reaches a hosted database: through
@@ -142,12 +146,12 @@ try:
         if k == 0:
             print(f"updated: {updated['changed']} rows")
         timing("after 1% updates, restic", ["restic", "backup", path], env=env)
-        timing("after 1% updates, seldesk", [BINARY, "backup", "run", "--database", db["id"], *base])
+        timing("after 1% updates, seldesk", seldesk_backup)
 
         clear(target)
-        timing("restore, restic", ["restic", "restore", "latest", "--target", target], env=env)
+        timing("restore, restic", restic_restore, env=env)
         clear(target)
-        timing("restore, restic then sync", ["restic", "restore", "latest", "--target", target], env=env, then_sync=True)
+        timing("restore, restic then sync", restic_restore, env=env, then_sync=True)
         listing = subprocess.run([BINARY, "backup", "list", "--database", db["id"], *base], check=True, capture_output=True, text=True).stdout
         newest = listing.splitlines()[1].split()[0]
         restore = [BINARY, "backup", "restore", newest, "--to-new-database", f"restored-{k + 1}", "--reason", "benchmark", *base]
@@ -162,7 +166,7 @@ try:
     s_restore = median["restore, seldesk"]
 
     repo_bytes = du(repo) - du(os.path.join(repo, ".cache"))
-    vault_bytes = du(os.path.join(server.data, "backups", "in", "objects"))
+    vault_bytes = du(os.path.join(backups, "in", "objects"))
     rate = lambda secs: size / secs / 1e6  # noqa: E731
     print(f"cold read of the file: {disk:.0f} MB/s; durable write of it: {write:.0f} MB/s")
     print(f"medians of {ROUNDS} rounds:")
