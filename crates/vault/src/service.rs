@@ -10,7 +10,7 @@ use seldesk_domain::{Actor, Clock, Policy};
 use seldesk_privacy::AuditLog;
 use seldesk_store::{Db, to_millis};
 use seldesk_tenants::changes::Consistent;
-use seldesk_tenants::{CustomerDb, Databases, DbStatus, TenantFiles};
+use seldesk_tenants::{CustomerDb, Databases, DbStatus, TenantError, TenantFiles};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -179,16 +179,19 @@ impl Backups {
     /// Backs up every active or deactivated database and the control plane,
     /// or just `only`. A failure of one database does not stop the others.
     pub async fn run(&self, only: Option<&str>, progress: Progress) -> Result<Vec<BackupOutcome>, VaultError> {
-        let all = self.databases.list_all().await?;
         let targets: Vec<CustomerDb> = match only {
-            Some(id) => {
-                let d = all
-                    .into_iter()
-                    .find(|d| d.id == id)
-                    .ok_or_else(|| VaultError::NotFound(format!("no database {id} (see `seldesk db list`)")))?;
-                vec![d]
+            // One row, not every database's (each listed with its folder's size).
+            Some(id) => match self.databases.find(id).await {
+                Ok(d) => vec![d],
+                Err(TenantError::NotFound(_)) => {
+                    return Err(VaultError::NotFound(format!("no database {id} (see `seldesk db list`)")));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => {
+                let all = self.databases.list_all().await?;
+                all.into_iter().filter(|d| matches!(d.status, DbStatus::Active | DbStatus::Deactivated)).collect()
             }
-            None => all.into_iter().filter(|d| matches!(d.status, DbStatus::Active | DbStatus::Deactivated)).collect(),
         };
         let mut out = Vec::new();
         for d in &targets {
