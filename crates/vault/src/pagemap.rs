@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::format::{Key, open, seal};
+use crate::format::{Key, open_in_place, seal};
 
 /// A block's fingerprint.
 pub(crate) type Fingerprint = u128;
@@ -81,8 +81,10 @@ impl PageMap {
 
     /// The map of `path`, or none if there is none or it cannot be trusted.
     pub(crate) fn load(dir: &Path, key: &Key, db: &str, path: &str) -> Option<Self> {
-        let sealed = std::fs::read(Self::file(dir, db, path)?).ok()?;
-        let plain = open(key, &sealed, &Self::aad(db, path)).ok()?;
+        // Decrypted where it was read: a copy of 6 MB (130,000 pages) less,
+        // on the way of every backup that has a map.
+        let mut sealed = std::fs::read(Self::file(dir, db, path)?).ok()?;
+        let plain = open_in_place(key, &mut sealed, &Self::aad(db, path)).ok()?;
         let (head, rest) = plain.split_at_checked(22)?;
         let named = usize::from(u16::from_le_bytes(head[20..22].try_into().ok()?));
         let (snapshot, body) = rest.split_at_checked(named)?;
