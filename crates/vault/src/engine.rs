@@ -18,7 +18,7 @@ use crate::format::{
     sign_and_encode, snapshot_name, split,
 };
 use crate::pagemap::{Fingerprint, Fingerprinter, PageMap};
-use crate::store::RegionStore;
+use crate::store::{ALIGN, RegionStore, aligned_start};
 
 /// How the vault cuts, packs and locks.
 #[derive(Debug, Clone)]
@@ -607,8 +607,7 @@ impl Vault {
                     }
                     let n = usize::try_from(lens[i] - start).unwrap_or(usize::MAX).min(size);
                     let mut data = pool_rx.lock().ok().and_then(|p| p.try_recv().ok()).unwrap_or_default();
-                    data.resize(size + ALIGN, 0);
-                    let at = data.as_ptr().align_offset(ALIGN).min(ALIGN);
+                    let at = aligned_start(&mut data, size);
                     let (b0, count) = (no * size / block, n.div_ceil(block));
                     let mut j = 0;
                     while j < count {
@@ -641,8 +640,7 @@ impl Vault {
                 }
                 let next = pool_rx.lock().ok().and_then(|p| p.try_recv().ok());
                 let mut data = next.unwrap_or_default();
-                data.resize(size + ALIGN, 0);
-                let at = data.as_ptr().align_offset(ALIGN).min(ALIGN);
+                let at = aligned_start(&mut data, size);
                 let n = f.read_chunk(&mut data[at..at + size]).map_err(cannot)?;
                 if n < size && end.is_some() {
                     // A file under a read transaction (or a copy) cannot shrink.
@@ -1794,10 +1792,9 @@ fn open_direct(file: &std::fs::File, path: &Path, size: u64) -> Option<std::fs::
     }
     let direct = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()?;
     let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size);
-    let mut probe = AlignedStage::default();
-    let block = probe.window();
-    block[..ALIGN].fill(0);
-    direct.write_all_at(&block[..ALIGN], 0).ok()?;
+    let mut probe = Vec::new();
+    let at = aligned_start(&mut probe, ALIGN);
+    direct.write_all_at(&probe[at..at + ALIGN], 0).ok()?;
     Some(direct)
 }
 
@@ -1820,10 +1817,7 @@ impl AlignedStage {
     const SIZE: usize = 1 << 20;
 
     fn window(&mut self) -> &mut [u8] {
-        if self.buf.is_empty() {
-            self.buf = vec![0u8; Self::SIZE + ALIGN];
-        }
-        let at = self.buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let at = aligned_start(&mut self.buf, Self::SIZE);
         &mut self.buf[at..at + Self::SIZE]
     }
 }
@@ -1970,9 +1964,6 @@ fn read_pages_ahead(path: &Path, len: u64, block: usize, pages: &[u32]) {
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
-
-/// Alignment of the backup's read buffers, for direct reads.
-const ALIGN: usize = 4096;
 
 /// A file a backup reads, with direct I/O (Linux, where the file system
 /// allows it) when asked: see `Vault::backup` for when.
@@ -2253,8 +2244,8 @@ mod tests {
         for direct in [true, false] {
             // From the second chunk on, as a second reader does.
             let mut f = SourceFile::open(&path, CHUNK as u64, direct).expect("open");
-            let (mut buf, mut got) = (vec![0u8; CHUNK + ALIGN], Vec::new());
-            let at = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+            let (mut buf, mut got) = (Vec::new(), Vec::new());
+            let at = aligned_start(&mut buf, CHUNK);
             loop {
                 let n = f.read_chunk(&mut buf[at..at + CHUNK]).expect("read");
                 got.extend_from_slice(&buf[at..at + n]);

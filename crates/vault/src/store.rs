@@ -23,6 +23,18 @@ pub struct RegionStore {
 /// file system allows it ([`write_direct`]).
 const DIRECT_MIN: usize = 1 << 20;
 
+/// Alignment of buffers, offsets and lengths for direct I/O.
+pub(crate) const ALIGN: usize = 4096;
+
+/// Grows `buf` to hold `len` bytes from an [`ALIGN`]ed address and returns
+/// where they start: a buffer for direct I/O without unsafe code.
+pub(crate) fn aligned_start(buf: &mut Vec<u8>, len: usize) -> usize {
+    if buf.len() < len + ALIGN {
+        buf.resize(len + ALIGN, 0);
+    }
+    buf.as_ptr().align_offset(ALIGN).min(ALIGN)
+}
+
 /// Writes `data` to a new file at `path`, on disk when it returns.
 fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
@@ -43,7 +55,6 @@ fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(target_os = "linux")]
 fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    const ALIGN: usize = 4096;
     const PIECE: usize = 1 << 20;
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -51,8 +62,7 @@ fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     let opened = fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path);
     let Ok(f) = opened else { return Ok(false) };
     BUF.with_borrow_mut(|buf| {
-        buf.resize(PIECE + ALIGN, 0);
-        let at = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let at = aligned_start(buf, PIECE);
         let piece = &mut buf[at..at + PIECE];
         for (k, part) in data.chunks(PIECE).enumerate() {
             // The last piece goes out padded to whole blocks; the file is cut
