@@ -44,11 +44,32 @@ async fn signin_form(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if let Some(t) = cookie(&headers, SESSION_COOKIE)
         && let Ok(Some(s)) = state.accounts.session(&t).await
         && s.kind == SessionKind::Staff
+        && let Principal::Staff(id) = &s.principal
+        && let Ok(staff) = state.accounts.staff(id).await
     {
-        return Redirect::to("/staff/tickets").into_response();
+        return Redirect::to(landing(&staff)).into_response();
     }
     let csrf = CsrfToken::for_request(&state, &headers);
     csrf.attach(render(StatusCode::OK, &SigninPage { title: "Staff sign-in", csrf: csrf.token.clone(), error: None }))
+}
+
+/// The first page a staff member sees: the console of their work, not one
+/// their roles are refused (an HR member landing on the Helpdesk was told
+/// it is for support and the DPO). Analytics, open to every staff member,
+/// for roles without a console of their own.
+fn landing(staff: &StaffMember) -> &'static str {
+    [
+        (Role::Support, "/staff/tickets"),
+        (Role::Marketing, "/staff/marketing"),
+        (Role::Dpo, "/staff/retention"),
+        (Role::Hr, "/staff/careers"),
+        (Role::Security, "/staff/security"),
+        (Role::Finance, "/staff/finance"),
+        (Role::Admin, "/staff/backups"),
+    ]
+    .into_iter()
+    .find(|(role, _)| staff.has(*role))
+    .map_or("/staff/analytics", |(_, page)| page)
 }
 
 #[derive(Deserialize)]
@@ -79,14 +100,7 @@ async fn signin(
             }
             match state.accounts.create_session(SessionKind::Staff, Principal::Staff(staff.id.clone())).await {
                 Ok((token, _)) => {
-                    let next = if staff.has(Role::Marketing) && !staff.has(Role::Support) {
-                        "/staff/marketing"
-                    } else if staff.has(Role::Support) || !staff.has(Role::Dpo) {
-                        "/staff/tickets"
-                    } else {
-                        "/staff/retention"
-                    };
-                    let mut r = Redirect::to(next).into_response();
+                    let mut r = Redirect::to(landing(&staff)).into_response();
                     r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, None));
                     r
                 }

@@ -764,6 +764,29 @@ async fn a_new_policy_version_is_announced_once_and_accepted_by_continued_use() 
 }
 
 #[tokio::test]
+async fn each_staff_role_lands_on_a_console_it_may_use() {
+    let app = spawn_app().await;
+    for (role, page) in [
+        ("support", "/staff/tickets"),
+        ("dpo", "/staff/retention"),
+        ("marketing", "/staff/marketing"),
+        ("hr", "/staff/careers"),
+        ("security", "/staff/security"),
+        ("finance", "/staff/finance"),
+        ("admin", "/staff/backups"),
+    ] {
+        let cookie = staff_session(&app, &format!("{role}@seldesk.com"), role).await;
+        // Signed in, the sign-in page sends them where the sign-in did.
+        let r = app.client.get(app.url("/staff")).header("cookie", &cookie).send().await.expect("get");
+        assert_eq!(r.status(), 303, "{role}");
+        assert_eq!(r.headers()["location"], page, "{role}");
+        let r = app.client.get(app.url(page)).header("cookie", &cookie).send().await.expect("get");
+        assert_eq!(r.status(), 200, "{role} may use {page}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_dpo_reads_the_retention_report_in_the_staff_console() {
     let app = spawn_app().await;
     let cookie = staff_session(&app, "dpo@seldesk.com", "dpo").await;
