@@ -12,6 +12,7 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
 use crate::input::{self, ProfileUpdate, SignUp};
+use crate::rate::{Budget, Spent};
 use crate::secret::{hash_password, token, token_hash, verify_password};
 use crate::{AccountError, Mailer, OutgoingMail, rate};
 
@@ -160,9 +161,31 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
     })
 }
 
+/// Sign-in attempts per address (all accounts): 30 per 15 minutes.
+pub const SIGNIN_ADDRESS: Budget = Budget { kind: "signin-ip", limit: 30, base: Duration::minutes(15) };
+/// Sign-in attempts per account from addresses it never signed in from: 5 per 15 minutes.
+pub const SIGNIN_ACCOUNT: Budget = Budget { kind: "signin-account", limit: 5, base: Duration::minutes(15) };
+/// Sign-in attempts per account from one familiar address: 10 per 15 minutes.
+pub const SIGNIN_FAMILIAR: Budget = Budget { kind: "signin-familiar", limit: 10, base: Duration::minutes(15) };
+/// How long the link of a "sign-ins were paused" e-mail works.
+pub const SIGNIN_LINK_TTL: Duration = Duration::minutes(30);
+
+pub(crate) fn refuse(spent: Spent) -> Result<(), AccountError> {
+    match spent {
+        Spent::Allowed => Ok(()),
+        Spent::Refused { retry_after_secs, .. } => Err(AccountError::RateLimited { retry_after_secs }),
+    }
+}
+
+/// Verifies a password on a blocking thread: argon2 takes tens of
+/// milliseconds of CPU that the async workers should not spend.
+pub(crate) async fn verify_password_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false)
+}
+
 /// A real argon2id hash to verify against when no account matches, so a
 /// wrong e-mail takes as long as a wrong password.
-fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password("no account has this password").unwrap_or_default())
 }
@@ -358,7 +381,11 @@ impl Accounts {
         row.as_ref().map(account_from_row).transpose()?.ok_or_else(|| AccountError::NotFound("No such account.".into()))
     }
 
-    /// Checks e-mail and password, rate-limited per IP and per account.
+    /// Checks e-mail and password under the sign-in budgets (ACC-3): every
+    /// attempt is counted before its password is checked, per address and
+    /// per account; an address that signed in to the account before has a
+    /// budget of its own, so guesses from elsewhere cannot lock the owner
+    /// out (docs/configuration.md, "Sign-in budgets").
     pub async fn authenticate(
         &self,
         email: &str,
@@ -368,8 +395,7 @@ impl Accounts {
     ) -> Result<Account, AccountError> {
         let now = self.now();
         let email = email.trim().to_lowercase();
-        rate::check(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now).await?;
-        rate::check(&self.db, "signin-account", &email, 5, Duration::minutes(15), now).await?;
+        refuse(SIGNIN_ADDRESS.spend(&self.db, ip, now).await?)?;
         let row = sqlx::query("SELECT id, password_hash, status FROM accounts WHERE email = $1")
             .bind(&email)
             .fetch_optional(self.db.pool())
@@ -382,27 +408,130 @@ impl Accounts {
             ),
             None => (None, dummy_hash().to_string(), String::new()),
         };
-        let ok = verify_password(password, &hash) && id.is_some() && status == "active";
+        let familiar = match &id {
+            Some(id) => self.familiar_address(id, ip, now).await?,
+            None => false,
+        };
+        let (budget, key) = if familiar {
+            (SIGNIN_FAMILIAR, format!("{email} {}", truncate_ip(ip)))
+        } else {
+            (SIGNIN_ACCOUNT, email.clone())
+        };
+        if let Spent::Refused { retry_after_secs, first } = budget.spend(&self.db, &key, now).await? {
+            if first && let Some(id) = &id {
+                self.warn_of_guesses(id, familiar).await?;
+            }
+            return Err(AccountError::RateLimited { retry_after_secs });
+        }
+        let ok = verify_password_off_thread(password.to_string(), hash).await && id.is_some() && status == "active";
         if let Some(id) = &id {
-            sqlx::query("INSERT INTO signins (account_id, at, success, ip, user_agent) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id)
-                .bind(to_millis(now))
-                .bind(i64::from(ok))
-                .bind(truncate_ip(ip))
-                .bind(user_agent.chars().take(200).collect::<String>())
-                .execute(self.db.pool())
-                .await?;
+            self.record_signin(id, ok, ip, user_agent).await?;
         }
         if !ok {
-            rate::hit(&self.db, "signin-ip", ip, 30, Duration::minutes(15), now).await.ok();
-            rate::hit(&self.db, "signin-account", &email, 5, Duration::minutes(15), now).await.ok();
             return Err(AccountError::BadCredentials);
         }
-        rate::clear(&self.db, "signin-account", &email).await?;
+        budget.refund(&self.db, &key).await?;
+        rate::release(&self.db, SIGNIN_ADDRESS.kind, ip).await?;
         let account = self.account(&id.unwrap_or_default()).await?;
         // POL-2: using the service after a new version took effect accepts it.
         self.accept_policy(&account, "continued use").await?;
         self.account(&account.id).await
+    }
+
+    async fn record_signin(&self, id: &str, ok: bool, ip: &str, user_agent: &str) -> Result<(), AccountError> {
+        sqlx::query("INSERT INTO signins (account_id, at, success, ip, user_agent) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(to_millis(self.now()))
+            .bind(i64::from(ok))
+            .bind(truncate_ip(ip))
+            .bind(user_agent.chars().take(200).collect::<String>())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the account signed in successfully from this address (its
+    /// /24 or /48, as sign-ins are kept) in the last 90 days.
+    async fn familiar_address(&self, id: &str, ip: &str, now: OffsetDateTime) -> Result<bool, AccountError> {
+        let net = truncate_ip(ip);
+        if net.is_empty() {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM signins WHERE account_id = $1 AND ip = $2 AND success = 1 AND at > $3 LIMIT 1",
+        )
+        .bind(id)
+        .bind(&net)
+        .bind(to_millis(now - Duration::days(90)))
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Tells the owner that sign-ins were paused after wrong passwords, with
+    /// a single-use link that signs them in from wherever they are.
+    async fn warn_of_guesses(&self, id: &str, familiar: bool) -> Result<(), AccountError> {
+        let account = self.account(id).await?;
+        let t = self.new_link(id, "signin", SIGNIN_LINK_TTL).await?;
+        let link = format!("{}/signin/link?token={t}", self.config.base_url);
+        let place = if familiar { "an address you have used before" } else { "an address you have not used before" };
+        let minutes = SIGNIN_LINK_TTL.whole_minutes();
+        self.mail(
+            &account.email,
+            "Sign-ins to your Seldesk account were paused",
+            format!(
+                "Hello {},\n\nSomeone entered a wrong password for your Seldesk account several times from {place}, \
+                 so sign-ins from there are paused for a while. Your password was not given away, and the places \
+                 you usually sign in from still work.\n\nIf it was you, this link signs you in within {minutes} \
+                 minutes; it works once:\n\n{link}\n\nIf it was not you, nothing is needed. If you use this \
+                 password anywhere else, change it there.\n\n-- Seldesk\n",
+                account.name
+            ),
+        )
+        .await?;
+        self.audit
+            .record(&Actor::System, "account.signins_paused", Some(&account.subject()), None, serde_json::json!({}))
+            .await?;
+        Ok(())
+    }
+
+    /// Signs in with the single-use link of a "sign-ins were paused" e-mail:
+    /// it stands for the password, and the address becomes familiar.
+    pub async fn sign_in_with_link(&self, t: &str, ip: &str, user_agent: &str) -> Result<Account, AccountError> {
+        let now = self.now();
+        refuse(SIGNIN_ADDRESS.spend(&self.db, ip, now).await?)?;
+        let id = self.use_link(t, "signin").await?;
+        let account = self.account(&id).await?;
+        if account.status != "active" {
+            return Err(AccountError::LinkExpired);
+        }
+        self.record_signin(&id, true, ip, user_agent).await?;
+        rate::release(&self.db, SIGNIN_ADDRESS.kind, ip).await?;
+        self.audit
+            .record(
+                &account.actor(),
+                "account.signed_in_by_link",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        self.accept_policy(&account, "continued use").await?;
+        self.account(&id).await
+    }
+
+    /// The account a sign-in link belongs to, without using it (the page
+    /// that asks "sign in as …?").
+    pub async fn signin_link_account(&self, t: &str) -> Result<Account, AccountError> {
+        let row = sqlx::query(
+            "SELECT account_id FROM auth_tokens WHERE token_hash = $1 AND purpose = 'signin' AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash(t))
+        .bind(to_millis(self.now()))
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Err(AccountError::LinkExpired) };
+        self.account(&row.try_get::<String, _>("account_id")?).await
     }
 
     /// Starts a session; returns the token for the cookie or bearer header.

@@ -7,7 +7,9 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 use totp_rs::{Algorithm, Secret, Totp};
 
-use crate::secret::{hash_password, random_bytes, verify_password};
+use crate::rate::Budget;
+use crate::secret::{hash_password, random_bytes};
+use crate::service::{dummy_hash, refuse, verify_password_off_thread};
 use crate::{AccountError, Accounts, input, rate};
 
 /// A staff member.
@@ -138,7 +140,9 @@ impl Accounts {
         Ok(rows.iter().map(staff_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Staff sign-in: password and a current TOTP code, rate-limited.
+    /// Staff sign-in: password and a current TOTP code, each attempt
+    /// counted before it is checked. An unknown e-mail costs the same
+    /// password hashing as a known one, and a code is accepted only once.
     pub async fn authenticate_staff(
         &self,
         email: &str,
@@ -148,35 +152,64 @@ impl Accounts {
     ) -> Result<StaffMember, AccountError> {
         let now = self.now();
         let email = email.trim().to_lowercase();
-        rate::check(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now).await?;
-        rate::check(&self.db, "staff-account", &email, 5, Duration::minutes(15), now).await?;
+        refuse(STAFF_ADDRESS.spend(&self.db, ip, now).await?)?;
+        refuse(STAFF_ACCOUNT.spend(&self.db, &email, now).await?)?;
         let row = sqlx::query("SELECT id, password_hash, totp_secret, disabled_at FROM staff WHERE email = $1")
             .bind(&email)
             .fetch_optional(self.db.pool())
             .await?;
-        let ok = match &row {
+        let hash = match &row {
+            Some(r) => r.try_get::<String, _>("password_hash")?,
+            None => dummy_hash().to_string(),
+        };
+        let pw = verify_password_off_thread(password.to_string(), hash).await;
+        let step = match &row {
             Some(r) => {
-                let hash: String = r.try_get("password_hash")?;
                 let secret: String = r.try_get("totp_secret")?;
                 let disabled: Option<i64> = r.try_get("disabled_at")?;
-                let pw = verify_password(password, &hash);
                 let t = totp(&secret, &email)?;
-                let code_ok = t.check(code.trim(), u64::try_from(now.unix_timestamp()).unwrap_or(0)).is_some();
-                pw && code_ok && disabled.is_none()
+                t.check(code.trim(), u64::try_from(now.unix_timestamp()).unwrap_or(0))
+                    .filter(|_| pw && disabled.is_none())
             }
-            None => false,
+            None => None,
         };
-        if !ok {
-            rate::hit(&self.db, "staff-ip", ip, 20, Duration::minutes(15), now).await.ok();
-            rate::hit(&self.db, "staff-account", &email, 5, Duration::minutes(15), now).await.ok();
-            return Err(AccountError::Forbidden("The e-mail, password or code is not right.".into()));
+        let id: Option<String> = row.map(|r| r.try_get("id")).transpose()?;
+        let fresh = match (&id, step) {
+            (Some(id), Some(step)) => {
+                // One statement decides, so two requests with the same code
+                // cannot both pass.
+                let step = i64::try_from(step).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "UPDATE staff SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(step)
+                .bind(id)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            _ => false,
+        };
+        if !fresh {
+            return Err(AccountError::Forbidden(if step.is_some() {
+                "That code was already used. Wait for the next code of your authenticator app.".into()
+            } else {
+                "The e-mail, password or code is not right.".into()
+            }));
         }
-        let id: String = row.map(|r| r.try_get("id")).transpose()?.unwrap_or_default();
-        let staff = self.staff(&id).await?;
+        STAFF_ACCOUNT.refund(&self.db, &email).await?;
+        rate::release(&self.db, STAFF_ADDRESS.kind, ip).await?;
+        let staff = self.staff(&id.unwrap_or_default()).await?;
         self.audit.record(&staff.actor(), "staff.signed_in", None, None, serde_json::json!({})).await?;
         Ok(staff)
     }
 }
+
+/// Staff sign-in attempts per address: 20 per 15 minutes.
+pub const STAFF_ADDRESS: Budget = Budget { kind: "staff-ip", limit: 20, base: Duration::minutes(15) };
+/// Staff sign-in attempts per staff e-mail: 5 per 15 minutes.
+pub const STAFF_ACCOUNT: Budget = Budget { kind: "staff-account", limit: 5, base: Duration::minutes(15) };
 
 impl Accounts {
     /// Records that a staff member viewed a console page.

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod clock;
 pub mod country;
+pub mod keyfile;
 pub mod policy;
 pub mod special;
 

@@ -1,5 +1,10 @@
 //! The audit trail: append-only, each entry chained to the previous one by
-//! a BLAKE3 hash. People appear only by opaque references.
+//! a BLAKE3 hash keyed with a secret kept outside the control-plane database
+//! (`<data>/keys/audit.key`), so whoever can edit the database cannot
+//! recompute the chain after an edit. The head is anchored into the
+//! write-once backup vault (daily and at every backup run), so removing the
+//! newest entries and moving the head back is caught too. People appear
+//! only by opaque references.
 
 use std::sync::Arc;
 
@@ -41,9 +46,55 @@ impl VerifyReport {
     }
 }
 
-/// The hash of an entry: every stored column but the hash, in order.
+/// The secret the chain is keyed with.
+#[derive(Clone)]
+pub struct AuditKey([u8; 32]);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key in `path` (`<data>/keys/audit.key`), made on first use;
+    /// true when it was just made.
+    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), PrivacyError> {
+        let (bytes, created) =
+            seldesk_domain::keyfile::load_or_create(path).map_err(|e| PrivacyError::Misconfigured(e.to_string()))?;
+        Ok((Self(bytes), created))
+    }
+}
+
+/// What an anchor of the chain's head records, MACed under the audit key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+    /// Milliseconds since the epoch when the head was anchored.
+    pub at: i64,
+    pub mac: String,
+}
+
+fn anchor_mac(key: &AuditKey, seq: i64, hash: &str, at: i64) -> String {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(b"seldesk-audit-anchor\0");
+    h.update(&seq.to_le_bytes());
+    h.update(&at.to_le_bytes());
+    h.update(hash.as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// The hash of an entry: every stored column but the hash, in order; keyed
+/// from the head's `keyed_from` on (entries written before the key existed
+/// stay as they were, and the first keyed entry seals them).
 #[allow(clippy::too_many_arguments)]
 fn entry_hash(
+    key: Option<&AuditKey>,
     seq: i64,
     at: i64,
     actor: &str,
@@ -53,7 +104,10 @@ fn entry_hash(
     details: &str,
     prev: &str,
 ) -> String {
-    let mut h = blake3::Hasher::new();
+    let mut h = match key {
+        Some(k) => blake3::Hasher::new_keyed(&k.0),
+        None => blake3::Hasher::new(),
+    };
     for part in [
         seq.to_string().as_str(),
         at.to_string().as_str(),
@@ -76,6 +130,7 @@ fn entry_hash(
 pub struct AuditLog {
     db: Db,
     clock: Arc<dyn Clock>,
+    key: AuditKey,
 }
 
 const COLUMNS: &str = "seq, at, actor, action, subject, target, details, prev_hash, hash";
@@ -96,8 +151,12 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
 }
 
 impl AuditLog {
-    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock }
+    pub fn new(db: Db, clock: Arc<dyn Clock>, key: AuditKey) -> Self {
+        Self { db, clock, key }
+    }
+
+    fn key_for(&self, seq: i64, keyed_from: i64) -> Option<&AuditKey> {
+        (seq >= keyed_from).then_some(&self.key)
     }
 
     /// Appends an entry. `subject` is the opaque id of the person or database
@@ -132,12 +191,13 @@ impl AuditLog {
         let details = details.to_string();
         // Taking the head row first serialises writers (row lock on PostgreSQL,
         // the write lock on SQLite), so the chain never forks.
-        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, keyed_from")
             .fetch_one(&mut **tx)
             .await?;
         let seq: i64 = head.try_get("seq")?;
         let prev: String = head.try_get("hash")?;
-        let hash = entry_hash(seq, at, &actor, action, subject, target, &details, &prev);
+        let key = self.key_for(seq, head.try_get("keyed_from")?);
+        let hash = entry_hash(key, seq, at, &actor, action, subject, target, &details, &prev);
         sqlx::query(
             "INSERT INTO audit_log (seq, at, actor, action, subject, target, details, prev_hash, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -188,9 +248,10 @@ impl AuditLog {
 
     /// Recomputes the whole chain from its base to its head.
     pub async fn verify(&self) -> Result<VerifyReport, PrivacyError> {
-        let head = sqlx::query("SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1")
+        let head = sqlx::query("SELECT seq, hash, base_seq, base_hash, keyed_from FROM audit_head WHERE id = 1")
             .fetch_one(self.db.pool())
             .await?;
+        let keyed_from: i64 = head.try_get("keyed_from")?;
         let head_seq: i64 = head.try_get("seq")?;
         let head_hash: String = head.try_get("hash")?;
         let mut expected_seq: i64 = head.try_get::<i64, _>("base_seq")? + 1;
@@ -235,15 +296,23 @@ impl AuditLog {
                         "entry {seq} does not follow the entry before it (an entry was removed, inserted or reordered)"
                     ));
                 }
+                let key = self.key_for(seq, keyed_from);
                 let recomputed =
-                    entry_hash(seq, at, &actor, &action, subject.as_deref(), target.as_deref(), &details, &prev);
+                    entry_hash(key, seq, at, &actor, &action, subject.as_deref(), target.as_deref(), &details, &prev);
                 if recomputed != hash {
-                    report.problems.push(format!("entry {seq} was edited: its content no longer matches its hash"));
+                    report.problems.push(format!(
+                        "entry {seq} was edited: its content no longer matches its hash under the audit key"
+                    ));
                 }
                 expected_seq = seq + 1;
                 expected_prev = hash;
                 after = seq;
             }
+        }
+        if keyed_from > head_seq + 1 {
+            report.problems.push(format!(
+                "the head says the chain is keyed only from entry {keyed_from}, after its last entry {head_seq}"
+            ));
         }
         if expected_seq - 1 != head_seq {
             report.problems.push(format!(
@@ -252,6 +321,62 @@ impl AuditLog {
             ));
         } else if expected_prev != head_hash {
             report.problems.push(format!("entry {head_seq} does not match the hash recorded in the head"));
+        }
+        Ok(report)
+    }
+}
+
+impl AuditLog {
+    /// An anchor of the head as it is now, for the write-once vault.
+    pub async fn anchor(&self) -> Result<Anchor, PrivacyError> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(self.db.pool()).await?;
+        let seq: i64 = head.try_get("seq")?;
+        let hash: String = head.try_get("hash")?;
+        let at = to_millis(self.clock.now());
+        let mac = anchor_mac(&self.key, seq, &hash, at);
+        Ok(Anchor { seq, hash, at, mac })
+    }
+
+    /// [`AuditLog::verify`], and every anchor checked against the trail:
+    /// an anchor not made with the audit key, an anchored entry that is
+    /// gone or differs, or a trail that ends before an anchor, is named.
+    pub async fn verify_with_anchors(&self, anchors: &[Anchor]) -> Result<VerifyReport, PrivacyError> {
+        let mut report = self.verify().await?;
+        let head = sqlx::query("SELECT base_seq FROM audit_head WHERE id = 1").fetch_one(self.db.pool()).await?;
+        let base: i64 = head.try_get("base_seq")?;
+        let last = report.last_seq.unwrap_or(base);
+        let mut sorted: Vec<&Anchor> = anchors.iter().collect();
+        sorted.sort_by_key(|a| (a.seq, a.at));
+        for a in sorted {
+            let when = from_millis(a.at).date();
+            if anchor_mac(&self.key, a.seq, &a.hash, a.at) != a.mac {
+                report
+                    .problems
+                    .push(format!("the anchor of entry {} made on {when} was not made with this audit key", a.seq));
+                continue;
+            }
+            if a.seq <= base {
+                continue; // retention removed that entry since
+            }
+            if a.seq > last {
+                report.problems.push(format!(
+                    "the trail ends at entry {last} but entry {} was anchored on {when}: the newest entries were removed",
+                    a.seq
+                ));
+                continue;
+            }
+            let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(a.seq)
+                .fetch_optional(self.db.pool())
+                .await?;
+            match row {
+                Some(r) if r.try_get::<String, _>("hash")? == a.hash => {}
+                Some(_) => report.problems.push(format!(
+                    "entry {} differs from the entry anchored on {when}: the chain was rewritten",
+                    a.seq
+                )),
+                None => report.problems.push(format!("entry {}, anchored on {when}, is missing", a.seq)),
+            }
         }
         Ok(report)
     }
@@ -362,7 +487,7 @@ mod tests {
     #[tokio::test]
     async fn chain_verifies_and_catches_edits() {
         let (db, clock, _dir) = testing::db().await;
-        let log = AuditLog::new(db.clone(), testing::clock(&clock));
+        let log = testing::audit(&db, &clock);
         for i in 0..5 {
             log.record(&Actor::System, "test.action", Some("person:a"), None, json!({ "n": i })).await.expect("record");
         }
@@ -375,5 +500,89 @@ mod tests {
             .expect("tamper");
         let report = log.verify().await.expect("verify");
         assert!(report.problems.iter().any(|p| p.contains("entry 3 was edited")), "{:?}", report.problems);
+    }
+
+    async fn entries(log: &AuditLog, n: i64) {
+        for i in 0..n {
+            log.record(&Actor::System, "test.action", Some("person:a"), None, json!({ "n": i })).await.expect("record");
+        }
+    }
+
+    /// Rewrites entry `from` and recomputes every later hash and the head,
+    /// as someone with the database but not the key would.
+    async fn rewrite_from(db: &Db, from: i64) {
+        let rows = sqlx::query("SELECT seq, at, actor, action, subject, target, details, prev_hash FROM audit_log WHERE seq >= $1 ORDER BY seq")
+            .bind(from)
+            .fetch_all(db.pool())
+            .await
+            .expect("rows");
+        let mut prev: Option<String> = None;
+        for r in &rows {
+            let seq: i64 = r.try_get("seq").expect("seq");
+            let details = if seq == from { "{\"n\":999}".to_string() } else { r.try_get("details").expect("d") };
+            let p = prev.clone().unwrap_or_else(|| r.try_get("prev_hash").expect("prev"));
+            let subject: Option<String> = r.try_get("subject").expect("s");
+            let target: Option<String> = r.try_get("target").expect("t");
+            let actor: String = r.try_get("actor").expect("a");
+            let action: String = r.try_get("action").expect("a");
+            let at: i64 = r.try_get("at").expect("at");
+            let h = entry_hash(None, seq, at, &actor, &action, subject.as_deref(), target.as_deref(), &details, &p);
+            sqlx::query("UPDATE audit_log SET details = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+                .bind(&details)
+                .bind(&p)
+                .bind(&h)
+                .bind(seq)
+                .execute(db.pool())
+                .await
+                .expect("rewrite");
+            prev = Some(h);
+        }
+        sqlx::query("UPDATE audit_head SET hash = $1")
+            .bind(prev.expect("rows"))
+            .execute(db.pool())
+            .await
+            .expect("head");
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_chain_is_caught_without_the_key() {
+        let (db, clock, _dir) = testing::db().await;
+        let log = testing::audit(&db, &clock);
+        entries(&log, 20).await;
+        rewrite_from(&db, 10).await;
+        let report = log.verify().await.expect("verify");
+        assert!(report.problems.first().is_some_and(|p| p.contains("entry 10 was edited")), "{:?}", report.problems);
+        // A log opened with another key does not accept the chain either.
+        let (db2, clock2, _dir2) = testing::db().await;
+        let log2 = testing::audit(&db2, &clock2);
+        entries(&log2, 3).await;
+        let other = AuditLog::new(db2.clone(), testing::clock(&clock2), AuditKey::new([8; 32]));
+        assert!(!other.verify().await.expect("verify").is_intact());
+    }
+
+    #[tokio::test]
+    async fn removing_the_newest_entries_is_caught_by_an_anchor() {
+        let (db, clock, _dir) = testing::db().await;
+        let log = testing::audit(&db, &clock);
+        entries(&log, 12).await;
+        let anchor = log.anchor().await.expect("anchor");
+        assert_eq!(anchor.seq, 12);
+        assert!(log.verify_with_anchors(std::slice::from_ref(&anchor)).await.expect("verify").is_intact());
+        // Delete the last 3 and move the head back: the chain alone agrees.
+        let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = 9").fetch_one(db.pool()).await.expect("row");
+        let hash: String = row.try_get("hash").expect("hash");
+        sqlx::query("DELETE FROM audit_log WHERE seq > 9").execute(db.pool()).await.expect("delete");
+        sqlx::query("UPDATE audit_head SET seq = 9, hash = $1").bind(&hash).execute(db.pool()).await.expect("head");
+        assert!(log.verify().await.expect("verify").is_intact(), "the chain alone cannot tell");
+        let report = log.verify_with_anchors(std::slice::from_ref(&anchor)).await.expect("verify");
+        assert!(
+            report.problems.iter().any(|p| p.contains("ends at entry 9") && p.contains("entry 12 was anchored")),
+            "{:?}",
+            report.problems
+        );
+        // A forged anchor is named as such.
+        let forged = Anchor { seq: 5, hash: "00".repeat(32), at: anchor.at, mac: anchor.mac.clone() };
+        let report = log.verify_with_anchors(&[forged]).await.expect("verify");
+        assert!(report.problems.iter().any(|p| p.contains("not made with this audit key")), "{:?}", report.problems);
     }
 }

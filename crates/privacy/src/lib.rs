@@ -85,4 +85,8 @@ pub(crate) mod testing {
     pub fn clock(c: &TestClock) -> Arc<dyn seldesk_domain::Clock> {
         Arc::new(c.clone())
     }
+
+    pub fn audit(db: &Db, c: &TestClock) -> crate::AuditLog {
+        crate::AuditLog::new(db.clone(), clock(c), crate::audit::AuditKey::new([7; 32]))
+    }
 }

@@ -236,6 +236,7 @@ impl RetentionEngine {
         policy: Arc<Policy>,
         db: Db,
         clock: Arc<dyn Clock>,
+        audit: AuditLog,
         erasers: Vec<Arc<dyn Eraser>>,
         collected: &[&str],
     ) -> Result<Self, PrivacyError> {
@@ -261,7 +262,6 @@ impl RetentionEngine {
                 )));
             }
         }
-        let audit = AuditLog::new(db.clone(), clock.clone());
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
         Ok(Self { policy, db, clock, erasers, audit, erasure_log })
     }
@@ -540,8 +540,15 @@ mod tests {
             category: "invoice",
             records: Mutex::new(vec![record("sg", start, Some("SG")), record("fr", start, Some("FR"))]),
         });
-        let engine =
-            RetentionEngine::new(policy, db, testing::clock(&clock), vec![store.clone()], &[]).expect("engine");
+        let engine = RetentionEngine::new(
+            policy,
+            db.clone(),
+            testing::clock(&clock),
+            testing::audit(&db, &clock),
+            vec![store.clone()],
+            &[],
+        )
+        .expect("engine");
         clock.set(datetime!(2031-01-09 09:00 UTC));
         assert_eq!(engine.run(&Actor::System, false).await.expect("run").erased(), 0, "SG: 5 years not yet over");
         clock.set(datetime!(2031-01-10 09:00 UTC));
@@ -559,11 +566,26 @@ mod tests {
     async fn start_up_refuses_a_stored_personal_category_without_eraser() {
         let (db, clock, _dir) = testing::db().await;
         let policy = Arc::new(Policy::builtin().expect("policy"));
-        let err = RetentionEngine::new(policy.clone(), db.clone(), testing::clock(&clock), vec![], &["browser_event"])
-            .expect_err("refused");
+        let err = RetentionEngine::new(
+            policy.clone(),
+            db.clone(),
+            testing::clock(&clock),
+            testing::audit(&db, &clock),
+            vec![],
+            &["browser_event"],
+        )
+        .expect_err("refused");
         assert!(err.to_string().contains("browser_event"), "{err}");
         let stray = Arc::new(Memory { category: "not_in_policy", records: Mutex::new(vec![]) });
-        let err = RetentionEngine::new(policy, db, testing::clock(&clock), vec![stray], &[]).expect_err("refused");
+        let err = RetentionEngine::new(
+            policy,
+            db.clone(),
+            testing::clock(&clock),
+            testing::audit(&db, &clock),
+            vec![stray],
+            &[],
+        )
+        .expect_err("refused");
         assert!(err.to_string().contains("not_in_policy"), "{err}");
     }
 
@@ -571,7 +593,9 @@ mod tests {
     async fn holds_need_the_right_role_and_a_reason() {
         let (db, clock, _dir) = testing::db().await;
         let policy = Arc::new(Policy::builtin().expect("policy"));
-        let engine = RetentionEngine::new(policy, db, testing::clock(&clock), vec![], &[]).expect("engine");
+        let engine =
+            RetentionEngine::new(policy, db.clone(), testing::clock(&clock), testing::audit(&db, &clock), vec![], &[])
+                .expect("engine");
         let hold = NewHold {
             category: "browser_event".into(),
             subject: None,

@@ -173,7 +173,9 @@ impl Services {
             Arc::new(seldesk_billing::PaymentEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
         ];
-        let audit = AuditLog::new(db.clone(), clock.clone());
+        let (audit_key, _) =
+            seldesk_privacy::audit::AuditKey::load_or_create(&config.data.join("keys").join("audit.key"))?;
+        let audit = AuditLog::new(db.clone(), clock.clone(), audit_key);
         let queue = Queue::new(db.clone(), clock.clone());
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
         let disclosures = DisclosureGate::new(policy.clone(), db.clone(), clock.clone(), audit.clone());
@@ -198,7 +200,14 @@ impl Services {
         );
         let mut erasers = erasers;
         erasers.push(Arc::new(seldesk_marketing::MarketingEraser::new(marketing.clone())));
-        let retention = RetentionEngine::new(policy.clone(), db.clone(), clock.clone(), erasers, COLLECTED_CATEGORIES)?;
+        let retention = RetentionEngine::new(
+            policy.clone(),
+            db.clone(),
+            clock.clone(),
+            audit.clone(),
+            erasers,
+            COLLECTED_CATEGORIES,
+        )?;
         let careers = seldesk_careers::Careers::new(
             db.clone(),
             clock.clone(),
@@ -499,6 +508,10 @@ impl Handler for BackupJob {
                 self.backups.run_owner_restore(id).await.map_err(|e| e.to_string())?;
                 return Ok(format!("restore {id} done"));
             }
+            if job.kind == seldesk_vault::JOB_ANCHOR {
+                let a = self.backups.anchor_audit().await.map_err(|e| e.to_string())?;
+                return Ok(format!("audit trail anchored at entry {} in every backup region", a.seq));
+            }
             if job.kind == seldesk_vault::JOB_PRUNE {
                 let r = self.backups.prune().await.map_err(|e| e.to_string())?;
                 return Ok(format!("{} snapshot(s) and {} pack(s) removed", r.snapshots_removed, r.packs_removed));
@@ -607,6 +620,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_vault::JOB_BACKUP, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_vault::JOB_PRUNE, BackupJob { backups: s.backups.clone() })
+        .handle(seldesk_vault::JOB_ANCHOR, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_vault::JOB_RESTORE, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_billing::JOB_RENEW, RenewJob { billing: s.billing.clone() });
     if schedules_here {
@@ -637,7 +651,17 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
         let web_addr = web.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
-        let services = Services::open(&config, policy, clock, config.public_url(web_addr)).await?;
+        let public_url = config.public_url(web_addr);
+        // Cookies are Secure whenever the site is public over HTTPS, whatever
+        // the setting says; over plain HTTP a session could be read on the way.
+        let secure_cookies = config.secure_cookies || public_url.starts_with("https://");
+        if !secure_cookies {
+            tracing::warn!(
+                public_url = %public_url,
+                "cookies are not marked Secure: the public URL is not https://; serve the site over HTTPS in production"
+            );
+        }
+        let services = Services::open(&config, policy, clock, public_url).await?;
         services.audit_policy().await?;
         let geo =
             seldesk_visits::geo::Geo::open(config.geoip.as_deref()).map_err(|e| StartError::Geo(e.to_string()))?;
@@ -672,10 +696,7 @@ impl Application {
             marketing: services.marketing.clone(),
             backups: services.backups.clone(),
             billing: services.billing.clone(),
-            web: seldesk_web::WebSettings {
-                secure_cookies: config.secure_cookies,
-                google_analytics_id: config.google_analytics_id.clone(),
-            },
+            web: seldesk_web::WebSettings { secure_cookies, google_analytics_id: config.google_analytics_id.clone() },
         };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();

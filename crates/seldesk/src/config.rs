@@ -168,6 +168,10 @@ impl Default for Config {
             ScheduleConfig { cron: "0 1 * * *".into(), job: seldesk_vault::JOB_BACKUP.into() },
         );
         schedules.insert(
+            "audit-anchor".to_string(),
+            ScheduleConfig { cron: "50 0 * * *".into(), job: seldesk_vault::JOB_ANCHOR.into() },
+        );
+        schedules.insert(
             "backup-prune".to_string(),
             ScheduleConfig { cron: "0 4 * * *".into(), job: seldesk_vault::JOB_PRUNE.into() },
         );

@@ -65,6 +65,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "marketing", include_str!("../migrations/sqlite/0016_marketing.sql")),
     (17, "billing", include_str!("../migrations/sqlite/0017_billing.sql")),
     (18, "restores", include_str!("../migrations/sqlite/0018_restores.sql")),
+    (19, "hardening", include_str!("../migrations/sqlite/0019_hardening.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -85,6 +86,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "marketing", include_str!("../migrations/postgres/0016_marketing.sql")),
     (17, "billing", include_str!("../migrations/postgres/0017_billing.sql")),
     (18, "restores", include_str!("../migrations/postgres/0018_restores.sql")),
+    (19, "hardening", include_str!("../migrations/postgres/0019_hardening.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

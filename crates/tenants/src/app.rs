@@ -1,7 +1,7 @@
 //! The Seldesk app inside each customer database: contacts (people and
 //! companies). Deletes are real: `secure_delete` is on for every connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -227,13 +227,15 @@ pub fn add_attachment(
     }
     let stored = uuid::Uuid::now_v7().simple().to_string();
     std::fs::create_dir_all(files)?;
-    std::fs::write(files.join(&stored), bytes)?;
+    let path = stored_path(files, &stored)?;
+    std::fs::write(&path, bytes)?;
     let inserted = conn.execute(
         "INSERT INTO attachments (contact_id, file_name, stored_name, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![contact_id, file_name, stored, bytes.len() as i64, now],
     );
     if let Err(e) = inserted {
-        let _ = std::fs::remove_file(files.join(&stored));
+        // The row failed, so nothing refers to the file: it must go.
+        std::fs::remove_file(&path)?;
         return Err(e.into());
     }
     attachment(conn, conn.last_insert_rowid())
@@ -263,8 +265,46 @@ pub fn delete_attachment(conn: &Connection, files: &Path, id: i64) -> Result<(),
     remove_file(files, &a.stored_name)
 }
 
+/// Reads an attachment's bytes from the database's `files/` folder.
+pub fn read_attachment(conn: &Connection, files: &Path, id: i64) -> Result<(Attachment, Vec<u8>), TenantError> {
+    let a = attachment(conn, id)?;
+    let path = stored_path(files, &a.stored_name)?;
+    let missing = || TenantError::NotFound(format!("The file of attachment {id} is missing."));
+    // Only a regular file, never what a link points to.
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Err(missing()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    }
+    let bytes = std::fs::read(&path)?;
+    Ok((a, bytes))
+}
+
+/// Whether `name` has the shape of a name Seldesk gives a stored file (a
+/// UUID's 32 lowercase hex digits). Anything else in the `stored_name`
+/// column was written by someone else: the console, an import, a tamperer.
+pub fn is_stored_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The path of a stored file inside `files`. The `stored_name` column lives
+/// in the customer's own database, so its value is hostile: only a name of
+/// the shape Seldesk generates is joined, which cannot name a parent, a
+/// root, a separator or a NUL.
+fn stored_path(files: &Path, stored: &str) -> Result<PathBuf, TenantError> {
+    if !is_stored_name(stored) {
+        return Err(TenantError::Conflict(
+            "This attachment's record was altered outside Seldesk; its file cannot be reached.".into(),
+        ));
+    }
+    Ok(files.join(stored))
+}
+
 fn remove_file(files: &Path, stored: &str) -> Result<(), TenantError> {
-    match std::fs::remove_file(files.join(stored)) {
+    // A name that is not ours names no file of ours: there is nothing to remove.
+    let Ok(path) = stored_path(files, stored) else { return Ok(()) };
+    match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),

@@ -2,7 +2,7 @@
 //! region's folder, exports in flight included (RES-1).
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
@@ -165,6 +165,10 @@ pub const EXPORT_RESUME_WINDOW: std::time::Duration = std::time::Duration::from_
 /// times its packed size is refused as a zip bomb (SQL dumps pack about 5–8×).
 const MAX_RATIO_CHECK_BYTES: u64 = 32 * 1024 * 1024;
 const MAX_COMPRESSION_RATIO: u64 = 200;
+
+/// Longest statement (or line) of an imported dump.sql, and so the largest
+/// single value it can hold; a longer one is refused, not buffered.
+const MAX_STATEMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Largest archive we import, and largest file inside it.
 pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -404,8 +408,10 @@ impl TenantFiles {
         let files = dir.join("files");
         let mut file_list: Vec<(String, PathBuf, u64)> = std::fs::read_dir(&files)
             .map(|rd| {
+                // Regular files with the names Seldesk gives, never a link.
                 rd.filter_map(Result::ok)
-                    .filter(|e| e.path().is_file())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter(|e| e.file_name().to_str().is_some_and(crate::app::is_stored_name))
                     .map(|e| {
                         let len = e.metadata().map(|m| m.len()).unwrap_or(0);
                         (e.file_name().to_string_lossy().into_owned(), e.path(), len)
@@ -663,14 +669,34 @@ impl TenantFiles {
                 let target = if name == "dump.sql" {
                     dir.join(".import-dump.sql")
                 } else if let Some(file) = name.strip_prefix("files/").filter(|f| !f.contains('/')) {
+                    if !crate::app::is_stored_name(file) {
+                        return Err(bad(&format!("`{name}` is not a file name Seldesk gives attachments.")));
+                    }
                     dir.join("files").join(file)
                 } else {
                     return Err(bad(&format!("Unexpected entry `{name}`.")));
                 };
                 let mut out = File::create(&target)?;
                 let mut hashing = HashingWriter { inner: &mut out, hasher: blake3::Hasher::new() };
-                // Bounded copy: a zip bomb stops at the limit.
-                let copied = std::io::copy(&mut entry.by_ref().take(MAX_IMPORT_BYTES - total + 1), &mut hashing)?;
+                // Bounded copy: a zip bomb stops at the limit. What the
+                // archive cannot deliver (a size or checksum its headers lie
+                // about) is the archive's fault, named; what cannot be
+                // written is ours.
+                let mut limited = entry.by_ref().take(MAX_IMPORT_BYTES - total + 1);
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut copied = 0u64;
+                loop {
+                    let n = match limited.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(bad(&format!("`{name}` cannot be unpacked: {e}. The archive is damaged.")));
+                        }
+                    };
+                    hashing.write_all(&buf[..n])?;
+                    copied += n as u64;
+                }
                 total += copied;
                 if total > MAX_IMPORT_BYTES {
                     return Err(TenantError::TooLarge("The archive unpacks to more than 2 GiB.".into()));
@@ -712,6 +738,21 @@ fn load_untrusted_sql(dir: &Path, sql: impl std::io::BufRead, version: i64, upgr
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(bad("The imported database fails its integrity check."));
+    }
+    // An attachment row decides which file is served and deleted: a name
+    // Seldesk did not generate is refused here, not trusted later.
+    {
+        let mut stmt = conn.prepare("SELECT id, stored_name FROM attachments")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let stored = row.get_ref(1)?.as_str().unwrap_or_default();
+            if !crate::app::is_stored_name(stored) {
+                let id: i64 = row.get(0).unwrap_or_default();
+                return Err(bad(&format!(
+                    "Attachment {id} names a file that Seldesk did not create; the archive was altered."
+                )));
+            }
+        }
     }
     let found: Option<String> =
         conn.query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
@@ -800,14 +841,38 @@ impl TenantFiles {
 /// 1 MiB of complete statements), so memory stays flat whatever the size.
 /// Statements end at a `;` outside quotes; a split in the wrong place only
 /// makes SQLite refuse the text, which the authorizer guards anyway.
-fn execute_streaming(conn: &Connection, reader: impl std::io::BufRead) -> Result<(), rusqlite::Error> {
+fn execute_streaming(conn: &Connection, mut reader: impl std::io::BufRead) -> Result<(), rusqlite::Error> {
     let mut batch = String::new();
     let mut in_single = false;
     let mut in_double = false;
-    for line in reader.split(b'\n') {
-        let line = line.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        let line = String::from_utf8(line).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        batch.push_str(&line);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A line is read only up to the longest statement we accept, so one
+        // giant line cannot take the memory it claims.
+        let n = reader
+            .by_ref()
+            .take(MAX_STATEMENT_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.len() + batch.len() > MAX_STATEMENT_BYTES && batch.len() > 1024 * 1024 {
+            conn.execute_batch(&batch)?;
+            batch.clear();
+        }
+        if line.len() > MAX_STATEMENT_BYTES || batch.len() + line.len() > MAX_STATEMENT_BYTES {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_TOOBIG),
+                Some(format!("a statement is longer than {} MiB", MAX_STATEMENT_BYTES >> 20)),
+            ));
+        }
+        let line = std::str::from_utf8(&line).map_err(|e| rusqlite::Error::Utf8Error(0, e))?;
+        batch.push_str(line);
         batch.push('\n');
         for ch in line.chars() {
             match ch {

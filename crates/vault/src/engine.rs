@@ -312,31 +312,11 @@ impl Vault {
         if regions.is_empty() {
             return Err(VaultError::Invalid("the policy file names no backup region".into()));
         }
-        let (master, created) = match std::fs::read_to_string(key_path) {
-            Ok(hex) => {
-                let bytes = data_encoding::HEXLOWER
-                    .decode(hex.trim().as_bytes())
-                    .map_err(|_| VaultError::Crypto(format!("{} is not a vault key", key_path.display())))?;
-                let k: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| VaultError::Crypto(format!("{} is not a 256-bit key", key_path.display())))?;
-                (Key(k), false)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let k = Key::random()?;
-                if let Some(dir) = key_path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| VaultError::Io(format!("cannot create {}: {e}", dir.display())))?;
-                }
-                let tmp = key_path.with_extension("new");
-                std::fs::write(&tmp, data_encoding::HEXLOWER.encode(&k.0))
-                    .and_then(|()| std::fs::rename(&tmp, key_path))
-                    .map_err(|e| VaultError::Io(format!("cannot write {}: {e}", key_path.display())))?;
-                restrict(key_path);
-                (k, true)
-            }
-            Err(e) => return Err(VaultError::Io(format!("cannot read {}: {e}", key_path.display()))),
-        };
+        let (master, created) = seldesk_domain::keyfile::load_or_create(key_path).map_err(|e| match e {
+            seldesk_domain::keyfile::KeyFileError::Io { .. } => VaultError::Io(e.to_string()),
+            other => VaultError::Crypto(other.to_string()),
+        })?;
+        let master = Key(master);
         for r in &regions {
             r.sweep_tmp();
         }
@@ -1031,6 +1011,32 @@ impl Vault {
             });
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.taken_at));
+        Ok(out)
+    }
+
+    /// Writes a small record that must outlive any tampering with the
+    /// control plane (an anchor of the audit trail's head) to every region,
+    /// write-once under its content hash: `anchors/<kind>/<hash>`. Fails
+    /// unless every region holds it.
+    pub fn put_anchor(&self, kind: &str, bytes: &[u8], now: OffsetDateTime) -> Result<String, VaultError> {
+        let name = format!("anchors/{kind}/{}", content_hash(bytes));
+        let until = ms(now + self.settings.lock);
+        for r in &self.regions {
+            r.put(&name, bytes, until)?;
+        }
+        Ok(name)
+    }
+
+    /// Every anchor of `kind` any region holds whose bytes match its name.
+    pub fn anchors(&self, kind: &str) -> Result<Vec<Vec<u8>>, VaultError> {
+        let mut out = Vec::new();
+        for name in self.names(&format!("anchors/{kind}"))? {
+            match self.get_verified(&name) {
+                Ok(b) => out.push(b),
+                Err(VaultError::Corrupt(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(out)
     }
 
@@ -2042,15 +2048,6 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(n)
 }
-
-#[cfg(unix)]
-fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
-
-#[cfg(not(unix))]
-fn restrict(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {

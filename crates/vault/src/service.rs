@@ -22,6 +22,10 @@ use crate::{CheckProblem, PruneReport, RepairReport, VaultError};
 pub const JOB_BACKUP: &str = "backup.run";
 /// Job kind: apply snapshot retention.
 pub const JOB_PRUNE: &str = "backup.prune";
+/// Job kind: anchor the audit trail's head in every backup region.
+pub const JOB_ANCHOR: &str = "backup.anchor_audit";
+/// Where the audit trail's anchors live in the vault: `anchors/audit/…`.
+const AUDIT_ANCHORS: &str = "audit";
 
 /// The control-plane database's name in the vault.
 pub const CONTROL_PLANE: &str = "control-plane";
@@ -222,7 +226,31 @@ impl Backups {
                 serde_json::json!({ "databases": out.len(), "failed": failed }),
             )
             .await?;
+        self.anchor_audit().await?;
         Ok(out)
+    }
+
+    /// Anchors the audit trail's head in every backup region (SEC-1): once
+    /// there, removing the newest entries is caught by `audit verify`.
+    pub async fn anchor_audit(&self) -> Result<seldesk_privacy::audit::Anchor, VaultError> {
+        let anchor = self.audit.anchor().await?;
+        let bytes = serde_json::to_vec(&anchor).map_err(|e| VaultError::Invalid(e.to_string()))?;
+        let (vault, now) = (self.vault.clone(), self.clock.now());
+        blocking(move || vault.put_anchor(AUDIT_ANCHORS, &bytes, now)).await?;
+        Ok(anchor)
+    }
+
+    /// Every anchor of the audit trail in the vault; one that cannot be
+    /// read as an anchor is returned as a problem.
+    pub async fn audit_anchors(&self) -> Result<Vec<seldesk_privacy::audit::Anchor>, VaultError> {
+        let vault = self.vault.clone();
+        let raw = blocking(move || vault.anchors(AUDIT_ANCHORS)).await?;
+        raw.iter()
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .map_err(|e| VaultError::Corrupt(format!("an audit anchor is unreadable: {e}")))
+            })
+            .collect()
     }
 
     async fn backup_one(&self, d: &CustomerDb, progress: Progress) -> Result<SnapshotInfo, VaultError> {

@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/signout-everywhere", post(signout_everywhere))
         .route("/forgot-password", get(forgot_form).post(forgot))
         .route("/reset-password", get(reset_form).post(reset))
+        .route("/signin/link", get(signin_link_form).post(signin_link))
         .route("/account", get(account_page).post(account_update))
         .route("/account/requests", get(requests_page).post(new_request))
         .route("/account/requests/{id}", get(request_page))
@@ -409,6 +410,63 @@ async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<
             status_of(&e),
             &ResetPage { title: "Choose a new password", csrf: f.csrf, token: f.token, error: Some(message_of(&e)) },
         ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "signin_link.html")]
+struct SigninLinkPage {
+    title: &'static str,
+    csrf: String,
+    token: String,
+    email: String,
+}
+
+/// The page of a "sign-ins were paused" e-mail's link: it asks before it
+/// signs in, so a mail scanner that opens links cannot use it up.
+async fn signin_link_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let account = match state.accounts.signin_link_account(&q.token).await {
+        Ok(a) => a,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let csrf = CsrfToken::for_request(&state, &headers);
+    csrf.attach(render(
+        StatusCode::OK,
+        &SigninLinkPage {
+            title: "Sign in with your e-mail link",
+            csrf: csrf.token.clone(),
+            token: q.token,
+            email: account.email,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+async fn signin_link(
+    State(state): State<AppState>,
+    conn: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match state.accounts.sign_in_with_link(&f.token, &ip(&conn), ua).await {
+        Ok(account) => {
+            if let Some(old) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+                let _ = state.accounts.end_session(&old).await;
+            }
+            start_session(&state, &account, "/account").await
+        }
+        Err(e) => WebError::from(e).into_response(),
     }
 }
 

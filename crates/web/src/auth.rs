@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -73,6 +73,48 @@ impl CsrfToken {
         }
         response
     }
+}
+
+/// Gives every request one CSRF token: a browser without the cookie gets
+/// one made here, placed in the request as if it had sent it, so the page
+/// and the cookie banner (and any other part of the response) use the same
+/// token, and set once on the response. Pages of signed-in people are not
+/// kept by the browser or a proxy (`Cache-Control: no-store`).
+pub async fn session_cookies(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let for_pages = !path.starts_with("/api/") && !path.starts_with("/static/") && path != "/healthz";
+    let signed_in =
+        cookie(req.headers(), SESSION_COOKIE).is_some() || req.headers().contains_key(header::AUTHORIZATION);
+    let mut set = None;
+    if for_pages && cookie(req.headers(), CSRF_COOKIE).filter(|t| t.len() >= 32).is_none() {
+        let token = seldesk_accounts::secret::token().unwrap_or_default();
+        let mut cookies = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        // First, so it wins over a malformed one the browser still sends.
+        cookies.insert(0, format!("{CSRF_COOKIE}={token}"));
+        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+            req.headers_mut().insert(header::COOKIE, v);
+            set = Some(set_cookie(&state, CSRF_COOKIE, &token, None));
+        }
+    }
+    let mut response = next.run(req).await;
+    if let Some(v) = set {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if signed_in || path.starts_with("/account") || path.starts_with("/staff") || path.starts_with("/databases") {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Checks a submitted form token against the browser's cookie (double
@@ -214,9 +256,22 @@ pub fn urlencode(s: &str) -> String {
 /// Only local paths are followed after sign-in (no open redirects).
 pub fn safe_next(next: Option<&str>, default: &str) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if is_local_path(n) => n.to_string(),
         _ => default.to_string(),
     }
+}
+
+/// Whether `n` can only mean a path on this site. Browsers drop tabs and
+/// newlines from URLs and read `\` as `/`, so `/\t/evil.example` and
+/// `/\\evil.example` would lead to `//evil.example`: any control character,
+/// white space or backslash disqualifies, as does a second leading slash.
+fn is_local_path(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && n.len() <= 2000
+        && !n.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+        && !n.contains("/./")
+        && !n.contains("/../")
 }
 
 /// Errors of page handlers.
@@ -318,5 +373,57 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    /// Where a browser goes for a `Location` of `n`, as the URL standard
+    /// reads it: tabs and newlines dropped, `\` taken as `/`.
+    fn browser_reading(n: &str) -> String {
+        n.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).map(|c| if c == '\\' { '/' } else { c }).collect()
+    }
+
+    #[test]
+    fn next_is_only_ever_a_path_on_this_site() {
+        for bad in [
+            "/\t/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "/\n/evil",
+            "https://evil.example",
+            "/a\nb",
+            "/ /x",
+            "/\u{0}x",
+            "/\u{a0}/evil",
+            "evil",
+        ] {
+            assert_eq!(safe_next(Some(bad), "/account"), "/account", "{bad:?}");
+        }
+        for good in ["/account", "/databases/abc?tab=contacts", "/careers/42#apply"] {
+            assert_eq!(safe_next(Some(good), "/account"), good);
+        }
+        // A small fuzz over the characters that matter: whatever is
+        // accepted stays on this site however a browser reads it.
+        let alphabet = ['/', '\\', '\t', '\n', '\r', ' ', 'e', '.', ':', '%', '@', '?', '#', '\u{b}', '\u{3000}'];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            let mut s = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bits = state;
+            for _ in 0..(bits % 8 + 1) {
+                bits /= 8;
+                s.push(alphabet[(bits % alphabet.len() as u64) as usize]);
+            }
+            let next = safe_next(Some(&s), "/account");
+            let read = browser_reading(&next);
+            assert!(read.starts_with('/') && !read.starts_with("//"), "{s:?} -> {next:?}");
+            assert!(axum::http::HeaderValue::from_str(&next).is_ok(), "{s:?} makes a valid header");
+        }
     }
 }

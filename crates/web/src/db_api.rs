@@ -358,11 +358,7 @@ async fn download_attachment(
 ) -> Result<Response, ApiError> {
     let (att, bytes) = s
         .databases
-        .with_db_files(&a.id, &id, move |conn, files, _| {
-            let att = seldesk_tenants::app::attachment(conn, aid)?;
-            let bytes = std::fs::read(files.join(&att.stored_name))?;
-            Ok((att, bytes))
-        })
+        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::read_attachment(conn, files, aid))
         .await?;
     let safe: String =
         att.file_name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ').collect();

@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies))
         .with_state(state)
         .layer(middleware::from_fn(card_guard::middleware))
         .layer(middleware::from_fn(record_metrics));

@@ -595,35 +595,8 @@ async fn staff_sign_in_with_totp_answer_tickets_and_every_view_is_audited() {
 #[tokio::test]
 async fn passwords_never_reach_logs_mail_or_the_data_folder() {
     // A real server process with verbose logs, used the way a person would.
-    let dir = tempfile::tempdir().expect("tmp");
-    let url = crate::helpers::fresh_database_url(dir.path()).await;
-    let mut child = std::process::Command::new(crate::helpers::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--database-url", &url, "--data"])
-        .arg(dir.path())
-        .env("SELDESK_LOG_LEVEL", "debug")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let mut addr = None;
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
-    while addr.is_none() && std::time::Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(StdDuration::from_millis(200)) {
-            if let Some(rest) = line.split("web_addr=").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_string);
-            }
-            log.push(line);
-        }
-    }
-    let base = format!("http://{}", addr.expect("address"));
+    let mut server = crate::helpers::ServerProcess::start(&[("SELDESK_LOG_LEVEL", "debug")]).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let secret_pw = "zebra-quartz-lantern-9731";
     let weak = "pw-9731";
@@ -653,11 +626,9 @@ async fn passwords_never_reach_logs_mail_or_the_data_folder() {
         .await
         .expect("ok");
     assert_eq!(r.status(), 200);
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
-    while let Ok(line) = rx.recv_timeout(StdDuration::from_millis(300)) {
-        log.push(line);
-    }
+    server.terminate();
+    server.read_log(StdDuration::from_millis(300));
+    let (log, dir) = (&server.log, &server.dir);
     let all_logs = log.join("\n");
     assert!(all_logs.contains("DEBUG") || all_logs.contains("INFO"), "logs were captured");
     for pw in [secret_pw, weak, "wrong-guess-4242"] {

@@ -10,7 +10,8 @@ use time::Duration;
 
 use crate::helpers::{TestApp, link, spawn_app, staff_session};
 
-pub const PDF: &[u8] = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n";
+/// The smallest PDF a reader opens (the CV check follows its cross-reference table).
+pub const PDF: &[u8] = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\nxref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000058 00000 n \ntrailer\n<< /Size 3 /Root 1 0 R >>\nstartxref\n110\n%%EOF\n";
 
 /// An HR session and an open posting; returns (hr cookie, posting id, slug).
 pub async fn open_posting(app: &TestApp, title: &str) -> (String, String, String) {

@@ -1,10 +1,9 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use seldesk_domain::Policy;
 
-use crate::helpers::{bin, cli_run as run, edited_policy, fresh_database_url};
+use crate::helpers::{bin, cli_run as run, edited_policy};
 
 #[test]
 fn version_and_help_on_every_subcommand() {
@@ -138,34 +137,8 @@ fn unreachable_postgres_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn serve_answers_healthcheck_and_stops_gracefully_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let url = fresh_database_url(dir.path()).await;
-    let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--database-url", &url, "--data"])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut addr = None;
-    let mut log = Vec::new();
-    while addr.is_none() && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            if let Some(rest) = line.split("web_addr=").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_string);
-            }
-            log.push(line);
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("server announced its address: {log:?}"));
+    let mut server = crate::helpers::ServerProcess::start(&[]).await;
+    let addr = server.addr().to_string();
 
     let check = tokio::task::spawn_blocking({
         let addr = addr.clone();
@@ -179,20 +152,10 @@ async fn serve_answers_healthcheck_and_stops_gracefully_on_sigterm() {
     let body = reqwest::get(format!("http://{addr}/privacy")).await.expect("get").text().await.expect("text");
     assert!(body.contains("Last updated"));
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "stopped within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = server.terminate();
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        log.push(line);
-    }
+    server.read_log(Duration::from_millis(500));
+    let log = &server.log;
     assert!(log.iter().any(|l| l.contains("seldesk stopped")), "{log:?}");
     let (code, _, err) = run(&["healthcheck", "--url", &format!("http://{addr}/healthz")]);
     assert_ne!(code, 0, "nothing answers after the stop: {err}");

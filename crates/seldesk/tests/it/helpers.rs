@@ -370,3 +370,105 @@ impl TestApp {
         format!("{session}; {cookie}")
     }
 }
+
+/// A real `seldesk serve` process over its own data folder, for what an
+/// in-process server cannot show: its memory, its logs, signals.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub dir: TempDir,
+    /// Log lines read so far (see [`ServerProcess::read_log`]).
+    pub log: Vec<String>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts the server on free ports with `env` set; waits until it says
+    /// where it listens.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = fresh_database_url(dir.path()).await;
+        let mut child = std::process::Command::new(bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &url,
+                "--data",
+            ])
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut log = Vec::new();
+        let mut addr = None;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while addr.is_none() && std::time::Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+                if let Some(rest) = line.split("web_addr=").nth(1) {
+                    addr = rest.split_whitespace().next().map(str::to_string);
+                }
+                log.push(line);
+            }
+        }
+        let addr = addr.unwrap_or_else(|| panic!("the server announced its address: {log:?}"));
+        Self { child, base: format!("http://{addr}"), dir, log, lines }
+    }
+
+    /// The host and port it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Reads the log lines written until `quiet` passes without a new one.
+    pub fn read_log(&mut self, quiet: std::time::Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.log.push(line);
+        }
+    }
+
+    /// The most resident memory the process has used so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM")
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let killed = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(killed.is_ok_and(|s| s.success()), "SIGTERM sent");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "stopped within 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,6 +11,7 @@ mod careers;
 mod cli;
 mod databases;
 mod fakes;
+mod hardening;
 mod helpers;
 mod jobs;
 mod marketing;

@@ -1,0 +1,745 @@
+//! What an outside probe of the release binary found (issue 27): each test
+//! replays an attack and checks the guarantee that closes it.
+
+use std::io::{Read, Write};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::databases::call;
+use crate::helpers::{TestApp, spawn_app};
+
+const PW: &str = "violet tractor lemon";
+
+async fn customer_db(app: &TestApp, email: &str, name: &str) -> (String, String) {
+    app.sign_up(email, PW).await;
+    let t = app.token(email, PW).await;
+    let (status, db) =
+        call(app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": name, "region": "in" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{db}");
+    (t, db["id"].as_str().expect("id").to_string())
+}
+
+async fn attach(app: &TestApp, t: &str, id: &str, body: &[u8]) -> (i64, i64) {
+    let (_, c) =
+        call(app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), t, Some(json!({ "name": "x" }))).await;
+    let cid = c["id"].as_i64().expect("cid");
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{id}/contacts/{cid}/attachments?name=a.txt")))
+        .bearer_auth(t)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let a: serde_json::Value = r.json().await.expect("json");
+    (cid, a["id"].as_i64().expect("aid"))
+}
+
+/// Sets a column in the customer's database file directly, as a tampered
+/// file or an import that slipped past would.
+fn tamper(app: &TestApp, id: &str, sql: &str, params: impl rusqlite::Params) {
+    let path = app.data.path().join("tenants/in").join(id).join("db.sqlite");
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute(sql, params).expect("tamper");
+}
+
+// promise: DB-2, SEC-1
+#[tokio::test]
+async fn an_attachment_row_cannot_point_at_a_file_outside_its_database() {
+    let app = spawn_app().await;
+    let (t, id) = customer_db(&app, "probe@example.com", "probe").await;
+    let (_, aid) = attach(&app, &t, &id, b"hi").await;
+    let (victim_t, victim) = customer_db(&app, "victim@example.com", "victim").await;
+    let _ = victim_t;
+    let key = app.data.path().join("keys/vault.key");
+    // Something outside every database that must survive a delete.
+    let outside = app.data.path().join("outside.txt");
+    std::fs::write(&outside, b"not yours").expect("outside");
+    let victim_db = format!("../../{victim}/db.sqlite");
+    let targets = [
+        "../../../../keys/vault.key".to_string(),
+        key.display().to_string(),
+        "../../../../control.db".to_string(),
+        victim_db,
+        "/etc/passwd".to_string(),
+        "../../../../outside.txt".to_string(),
+        "0123456789abcdef0123456789abcde\0".to_string(),
+    ];
+
+    // The console may not say where a file lives.
+    for target in &targets {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/databases/{id}/sql"),
+            &t,
+            Some(json!({ "sql": "UPDATE attachments SET stored_name = ?1 WHERE id = ?2", "params": [target, aid] })),
+        )
+        .await;
+        assert!(status.is_client_error(), "{target}: {status} {body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains("Not allowed")), "{body}");
+    }
+    for sql in ["DROP TABLE attachments", "ALTER TABLE attachments RENAME TO old_attachments"] {
+        let (status, body) =
+            call(&app, Method::POST, &format!("/api/v1/databases/{id}/sql"), &t, Some(json!({ "sql": sql }))).await;
+        assert!(status.is_client_error(), "{sql}: {status} {body}");
+    }
+
+    // A row changed behind Seldesk's back reaches nothing either.
+    for target in &targets {
+        tamper(&app, &id, "UPDATE attachments SET stored_name = ?1 WHERE id = ?2", rusqlite::params![target, aid]);
+        let r = app
+            .client
+            .get(app.url(&format!("/api/v1/databases/{id}/attachments/{aid}")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("download");
+        let status = r.status();
+        let body = r.bytes().await.expect("body");
+        assert!(status.is_client_error(), "{target}: {status}");
+        assert!(!body.windows(9).any(|w| w == b"not yours") && body.len() < 1000, "{target}: leaked");
+    }
+    // A symlink where the file should be is not followed.
+    let files = app.data.path().join("tenants/in").join(&id).join("files");
+    let stored = std::fs::read_dir(&files).expect("files").next().expect("one").expect("entry").file_name();
+    let stored = stored.to_string_lossy().into_owned();
+    std::fs::remove_file(files.join(&stored)).expect("rm");
+    std::os::unix::fs::symlink(&key, files.join(&stored)).expect("symlink");
+    tamper(&app, &id, "UPDATE attachments SET stored_name = ?1 WHERE id = ?2", rusqlite::params![stored, aid]);
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/attachments/{aid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "a link is not a stored file");
+
+    // Deleting through a tampered row removes nothing outside.
+    tamper(
+        &app,
+        &id,
+        "UPDATE attachments SET stored_name = ?1 WHERE id = ?2",
+        rusqlite::params!["../../../../outside.txt", aid],
+    );
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/databases/{id}/attachments/{aid}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("delete");
+    assert!(r.status().is_success(), "the row itself goes: {}", r.status());
+    assert!(outside.is_file(), "a file outside the database survives");
+    assert!(key.is_file() && app.data.path().join("tenants/in").join(&victim).join("db.sqlite").is_file());
+    app.stop().await;
+}
+
+fn rezip(entries: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        out.start_file(name.as_str(), zip::write::SimpleFileOptions::default()).expect("entry");
+        out.write_all(data).expect("write");
+    }
+    out.finish().expect("zip").into_inner()
+}
+
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("zip");
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).expect("entry");
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).expect("read");
+        out.insert(f.name().expect("name").to_string(), v);
+    }
+    out
+}
+
+/// Rewrites an export's dump and recomputes the manifest's checksums, as an
+/// attacker who knows the format would.
+fn forge(export: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let mut entries = unzip(export);
+    let dump = String::from_utf8(entries["dump.sql"].clone()).expect("utf8");
+    let forged = edit(&dump);
+    assert_ne!(forged, dump, "the edit changes the dump");
+    entries.insert("dump.sql".into(), forged.into_bytes());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).expect("manifest");
+    for (name, data) in &entries {
+        if name != "manifest.json" {
+            manifest["checksums"][name] = json!(blake3::hash(data).to_hex().to_string());
+        }
+    }
+    entries.insert("manifest.json".into(), serde_json::to_vec(&manifest).expect("json"));
+    rezip(&entries)
+}
+
+// promise: DB-2, SEC-1
+#[tokio::test]
+async fn an_imported_archive_cannot_name_a_file_outside_its_database() {
+    let app = spawn_app().await;
+    let (t, id) = customer_db(&app, "importer@example.com", "origin").await;
+    attach(&app, &t, &id, b"hello").await;
+    let export = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("zip")
+        .to_vec();
+    let stored = unzip(&export)
+        .keys()
+        .find_map(|k| k.strip_prefix("files/").map(str::to_string))
+        .expect("an attachment in the export");
+    let import = |body: Vec<u8>, name: &'static str| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/import?name={name}&region=in")))
+            .bearer_auth(&t)
+            .body(body);
+        async move {
+            let r = req.send().await.expect("import");
+            (r.status(), r.text().await.unwrap_or_default())
+        }
+    };
+    for (i, target) in ["../../../../keys/vault.key", "/etc/passwd", "..", "a/b"].into_iter().enumerate() {
+        let forged = forge(&export, |d| d.replace(&stored, target));
+        let name = ["forged-a", "forged-b", "forged-c", "forged-d"][i];
+        let (status, body) = import(forged, name).await;
+        assert!(status.is_client_error(), "{target}: {status} {body}");
+        assert!(body.contains("did not create") || body.contains("not a file name"), "{target}: {body}");
+    }
+    // A file entry whose name Seldesk never gives is refused too.
+    let mut entries = unzip(&export);
+    let data = entries.remove(&format!("files/{stored}")).expect("file");
+    entries.insert("files/.hidden".into(), data.clone());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).expect("manifest");
+    manifest["checksums"]["files/.hidden"] = json!(blake3::hash(&data).to_hex().to_string());
+    entries.insert("manifest.json".into(), serde_json::to_vec(&manifest).expect("json"));
+    let (status, body) = import(rezip(&entries), "forged-e").await;
+    assert!(status.is_client_error(), "{status} {body}");
+    // Nothing of the refused imports stays.
+    let (_, list) = call(&app, Method::GET, "/api/v1/databases", &t, None).await;
+    assert_eq!(list.as_array().expect("list").len(), 1, "{list}");
+    // The untouched archive still imports.
+    let (status, body) = import(export, "honest-copy").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.stop().await;
+}
+
+/// A client whose requests come from `ip` (any address of 127.0.0.0/8
+/// reaches the test server), so tests can sign in from several places.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn token_attempt(app: &TestApp, client: &reqwest::Client, email: &str, password: &str) -> StatusCode {
+    client
+        .post(app.url("/api/v1/auth/token"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("attempt")
+        .status()
+}
+
+// promise: ACC-3, SEC-1
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_any_password_is_checked() {
+    let app = spawn_app().await;
+    app.sign_up("parallel@example.com", PW).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/auth/token");
+        // The right password goes last.
+        let password = if i == 59 { PW.to_string() } else { format!("wrong guess {i}") };
+        set.spawn(async move {
+            let body = json!({ "email": "parallel@example.com", "password": password });
+            (i, client.post(url).json(&body).send().await.expect("attempt").status())
+        });
+    }
+    let mut evaluated = 0;
+    let mut refused = 0;
+    while let Some(r) = set.join_next().await {
+        let (i, status) = r.expect("task");
+        match status {
+            StatusCode::UNAUTHORIZED => evaluated += 1,
+            StatusCode::OK => panic!("attempt {i} got in"),
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("attempt {i}: {other}"),
+        }
+    }
+    assert!(evaluated <= 5, "{evaluated} passwords were checked; the budget is 5");
+    assert_eq!(evaluated + refused, 60);
+
+    // Staff sign-in: the same, password and code checked at most 5 times.
+    let (password, secret) = crate::helpers::add_staff(&app, "guarded@seldesk.com", "support");
+    let code = seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code");
+    let accounts = app.app().services().accounts.clone();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let accounts = accounts.clone();
+        let pw = if i == 49 { password.clone() } else { format!("wrong {i}") };
+        let code = code.clone();
+        set.spawn(async move { accounts.authenticate_staff("guarded@seldesk.com", &pw, &code, "127.0.0.1").await });
+    }
+    let mut staff_checked = 0;
+    while let Some(r) = set.join_next().await {
+        match r.expect("task") {
+            Ok(_) => panic!("a staff guess got in"),
+            Err(seldesk_accounts::AccountError::RateLimited { .. }) => {}
+            Err(_) => staff_checked += 1,
+        }
+    }
+    assert!(staff_checked <= 5, "{staff_checked} staff attempts were checked");
+    app.stop().await;
+}
+
+// promise: ACC-3
+#[tokio::test]
+async fn guesses_from_elsewhere_slow_down_but_never_lock_the_owner_out() {
+    let app = spawn_app().await;
+    let email = "owner-lock@example.com";
+    app.sign_up(email, PW).await;
+    let home = client_from("127.0.1.1");
+    let attacker = client_from("127.0.2.1");
+    let elsewhere = client_from("127.0.3.1");
+    assert_eq!(token_attempt(&app, &home, email, PW).await, StatusCode::OK, "the owner signs in from home");
+
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(token_attempt(&app, &attacker, email, &format!("guess {i}")).await);
+    }
+    assert_eq!(&statuses[..5], &[StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(&statuses[5..], &[StatusCode::TOO_MANY_REQUESTS; 3]);
+    let r = attacker
+        .post(app.url("/api/v1/auth/token"))
+        .json(&json!({ "email": email, "password": PW }))
+        .send()
+        .await
+        .expect("attempt");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits at the attacker's");
+    assert!(r.headers().contains_key("retry-after"));
+
+    // The owner at home is not locked out, and was told.
+    assert_eq!(token_attempt(&app, &home, email, PW).await, StatusCode::OK, "home still works");
+    let mails: Vec<String> = app.outbox().into_iter().filter(|m| m.contains("were paused")).collect();
+    assert_eq!(mails.len(), 1, "one warning, however many guesses");
+    // From a new place the owner waits too, but the e-mailed link works.
+    assert_eq!(token_attempt(&app, &elsewhere, email, PW).await, StatusCode::TOO_MANY_REQUESTS);
+    let link = crate::helpers::link(&mails[0], "/signin/link").expect("link in the warning");
+    let page = elsewhere.get(&link).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_csrf="))
+        .expect("csrf")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    let html = page.text().await.expect("html");
+    assert!(html.contains(email), "the page names the account");
+    let token = link.split("token=").nth(1).expect("token").to_string();
+    let post = |client: &reqwest::Client| {
+        client
+            .post(app.url("/signin/link"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("token", token.as_str())])
+            .send()
+    };
+    let r = post(&elsewhere).await.expect("sign in by link");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers().get_all("set-cookie").iter().any(|c| c.to_str().is_ok_and(|c| c.starts_with("seldesk_session=")))
+    );
+    assert!(post(&elsewhere).await.expect("again").status().is_client_error(), "the link works once");
+    // That place is familiar now.
+    assert_eq!(token_attempt(&app, &elsewhere, email, PW).await, StatusCode::OK);
+
+    // Backoff: after the first pause the attacker gets a new budget, and
+    // once that is used up too the pause doubles.
+    app.clock.advance(time::Duration::minutes(16));
+    for i in 0..5 {
+        assert_eq!(token_attempt(&app, &attacker, email, &format!("again {i}")).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(token_attempt(&app, &attacker, email, "again").await, StatusCode::TOO_MANY_REQUESTS);
+    app.clock.advance(time::Duration::minutes(16));
+    assert_eq!(token_attempt(&app, &attacker, email, "later").await, StatusCode::TOO_MANY_REQUESTS, "30 minutes now");
+    app.clock.advance(time::Duration::minutes(15));
+    assert_eq!(token_attempt(&app, &attacker, email, "later").await, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+// promise: SEC-1
+#[tokio::test]
+async fn staff_sign_in_costs_the_same_for_unknown_e_mails_and_a_code_works_once() {
+    let app = spawn_app().await;
+    let accounts = app.app().services().accounts.clone();
+    let known: Vec<(String, String, String)> = (0..3)
+        .map(|i| {
+            let email = format!("known{i}@seldesk.com");
+            let (pw, secret) = crate::helpers::add_staff(&app, &email, "support");
+            (email, pw, secret)
+        })
+        .collect();
+    let mut known_times = Vec::new();
+    let mut unknown_times = Vec::new();
+    for round in 0..6 {
+        let started = std::time::Instant::now();
+        let r = accounts.authenticate_staff(&known[round % 3].0, "wrong password", "000000", "127.0.0.1").await;
+        known_times.push(started.elapsed());
+        assert!(matches!(r, Err(seldesk_accounts::AccountError::Forbidden(_))), "{r:?}");
+        let started = std::time::Instant::now();
+        let r = accounts
+            .authenticate_staff(&format!("nobody{round}@seldesk.com"), "wrong password", "000000", "127.0.0.1")
+            .await;
+        unknown_times.push(started.elapsed());
+        assert!(matches!(r, Err(seldesk_accounts::AccountError::Forbidden(_))), "{r:?}");
+    }
+    known_times.sort();
+    unknown_times.sort();
+    let (k, u) = (known_times[3], unknown_times[3]);
+    assert!(u * 3 >= k, "an unknown e-mail answers in {u:?}, a known one in {k:?}: the difference tells them apart");
+
+    let (email, pw, secret) = &known[0];
+    let code = seldesk_accounts::staff::totp_code(secret, app.clock_now()).expect("code");
+    accounts.authenticate_staff(email, pw, &code, "127.0.0.1").await.expect("first use");
+    let again = accounts.authenticate_staff(email, pw, &code, "127.0.0.1").await;
+    assert!(
+        matches!(&again, Err(seldesk_accounts::AccountError::Forbidden(m)) if m.contains("already used")),
+        "{again:?}"
+    );
+    app.clock.advance(time::Duration::seconds(30));
+    let next = seldesk_accounts::staff::totp_code(secret, app.clock_now()).expect("code");
+    accounts.authenticate_staff(email, pw, &next, "127.0.0.1").await.expect("the next code works");
+    app.stop().await;
+}
+
+// promise: SEC-1
+#[tokio::test]
+async fn after_sign_in_the_browser_only_ever_goes_to_a_page_of_this_site() {
+    let app = spawn_app().await;
+    app.sign_up("next@example.com", PW).await;
+    for (next, want) in [
+        ("/%09/evil.example", "/account"),
+        ("//evil.example", "/account"),
+        ("/%5Cevil.example", "/account"),
+        ("/a%0Ab", "/account"),
+        ("/%0D%0ASet-Cookie:x=1", "/account"),
+        ("https://evil.example/", "/account"),
+        ("/databases", "/databases"),
+    ] {
+        let (cookie, csrf) = app.csrf("/signin").await;
+        let body = format!("csrf={csrf}&email=next%40example.com&password={}&next={next}", PW.replace(' ', "+"));
+        let r = app
+            .client
+            .post(app.url("/signin"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("signin");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.headers()["location"], want, "{next}");
+    }
+    app.stop().await;
+}
+
+// promise: SEC-1
+#[tokio::test]
+async fn signed_in_pages_are_never_cached_and_https_cookies_are_secure() {
+    let app = spawn_app().await;
+    app.sign_up("cache@example.com", PW).await;
+    let session = app.web_session("cache@example.com", PW).await;
+    for path in ["/account", "/databases", "/account/requests"] {
+        let r = app.client.get(app.url(path)).header("cookie", &session).send().await.expect("page");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            r.headers().get("cache-control").map(|v| v.to_str().unwrap_or_default()),
+            Some("no-store"),
+            "{path}"
+        );
+    }
+    app.stop().await;
+
+    let app = crate::helpers::spawn_app_with(
+        |c| c.public_url = Some("https://seldesk.example".into()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let r = app.get("/signin").await;
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    assert!(!cookies.is_empty());
+    assert!(cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
+    app.stop().await;
+}
+
+// promise: SEC-1
+#[tokio::test]
+async fn a_first_visit_sets_one_form_token_that_the_form_accepts() {
+    let app = spawn_app().await;
+    for path in ["/signin", "/signup", "/contact", "/forgot-password", "/cookies"] {
+        let r = app.get(path).await;
+        let tokens: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|c| c.starts_with("seldesk_csrf="))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tokens.len(), 1, "{path}: {tokens:?}");
+        let value = tokens[0].split(';').next().expect("pair").split_once('=').expect("kv").1.to_string();
+        let html = r.text().await.expect("html");
+        let in_forms = html.matches("name=\"csrf\" value=\"").count();
+        assert!(in_forms >= 1, "{path} has a form");
+        assert_eq!(
+            html.matches(&format!("name=\"csrf\" value=\"{value}\"")).count(),
+            in_forms,
+            "{path}: every form carries the cookie's token"
+        );
+    }
+    app.stop().await;
+}
+
+// promise: DB-2, SEC-1
+#[tokio::test]
+async fn console_queries_cannot_take_the_servers_memory() {
+    let server = crate::helpers::ServerProcess::start(&[]).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let r = client
+        .post(url("/api/v1/accounts"))
+        .json(&json!({ "name": "Mem Probe", "company": "M", "email": "mem@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token: serde_json::Value = client
+        .post(url("/api/v1/auth/token"))
+        .json(&json!({ "email": "mem@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    let db: serde_json::Value = client
+        .post(url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "memory" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let sql_url = url(&format!("/api/v1/databases/{}/sql", db["id"].as_str().expect("id")));
+    let before = server.peak_rss_kib();
+    let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)";
+    let queries = [
+        // 9 MB a value: refused at once.
+        format!("{rows} SELECT hex(randomblob(9000000)) FROM n"),
+        // 900 KB a value, 90 MB in all: stopped at the result cap.
+        format!("{rows} SELECT printf('%.*c', 900000, 'x') FROM n"),
+        // Many large columns in one row.
+        format!("SELECT {}", vec!["printf('%.*c', 900000, 'y')"; 40].join(", ")),
+    ];
+    let mut set = tokio::task::JoinSet::new();
+    for round in 0..4 {
+        for q in &queries {
+            let (client, sql_url, token, q) = (client.clone(), sql_url.clone(), token.clone(), q.clone());
+            set.spawn(async move {
+                let r = client.post(sql_url).bearer_auth(token).json(&json!({ "sql": q })).send().await.expect("sql");
+                let status = r.status();
+                (round, status, r.text().await.expect("body"))
+            });
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        let (round, status, body) = r.expect("task");
+        assert!(status.is_client_error(), "round {round}: {status} with {} bytes", body.len());
+        assert!(body.len() < 10_000, "an error, not the data");
+        assert!(body.contains("MB") || body.contains("MiB"), "the message names the limit: {body}");
+    }
+    let peak = server.peak_rss_kib();
+    assert!(peak < before + 400 * 1024, "peak memory went from {before} KiB to {peak} KiB");
+}
+
+// promise: SEC-1
+#[tokio::test]
+async fn a_rewritten_or_shortened_audit_trail_is_caught_with_the_key_and_the_vault_anchors() {
+    let app = spawn_app().await;
+    let s = app.app().services();
+    for i in 0..12 {
+        s.audit
+            .record(&seldesk_domain::Actor::System, "test.action", Some("db:1"), None, json!({ "i": i }))
+            .await
+            .expect("record");
+    }
+    let url = app.database_url();
+    let verify = || crate::helpers::cli_run(&["audit", "verify", "--database-url", &url, "--data", app.data_dir()]);
+    // A backup run anchors the head in both backup regions.
+    let (code, out, err) =
+        crate::helpers::cli_run(&["backup", "run", "--all", "--database-url", &url, "--data", app.data_dir()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for region in ["in", "sg"] {
+        let anchors = app.data.path().join("backups").join(region).join("objects/anchors/audit");
+        assert!(std::fs::read_dir(&anchors).is_ok_and(|d| d.count() >= 1), "an anchor in {region}");
+    }
+    let (code, out, err) = verify();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("intact") && out.contains("anchors"), "{out}");
+
+    // 1. Delete the newest entries and move the head back: the chain agrees
+    // with itself, the anchor does not.
+    let last: i64 = sqlx::query_scalar("SELECT seq FROM audit_head").fetch_one(app.db().pool()).await.expect("seq");
+    let keep = last - 3;
+    let hash: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(keep)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("hash");
+    sqlx::query("DELETE FROM audit_log WHERE seq > $1").bind(keep).execute(app.db().pool()).await.expect("delete");
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
+        .bind(keep)
+        .bind(&hash)
+        .execute(app.db().pool())
+        .await
+        .expect("head");
+    assert!(s.audit.verify().await.expect("verify").is_intact(), "the chain alone cannot tell");
+    let (code, out, err) = verify();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&format!("ends at entry {keep}")) && out.contains("newest entries were removed"), "{out}");
+
+    // 2. Edit an entry and recompute every later hash and the head without
+    // the key: the first edited entry is named.
+    type Entry = (i64, i64, String, String, Option<String>, Option<String>, String);
+    let rows: Vec<Entry> = sqlx::query_as(
+        "SELECT seq, at, actor, action, subject, target, details FROM audit_log WHERE seq >= 5 ORDER BY seq",
+    )
+    .fetch_all(app.db().pool())
+    .await
+    .expect("rows");
+    let mut prev: String = sqlx::query_scalar("SELECT prev_hash FROM audit_log WHERE seq = 5")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("prev");
+    for (seq, at, actor, action, subject, target, details) in rows {
+        let details = if seq == 5 { "{\"i\":999}".to_string() } else { details };
+        let mut h = blake3::Hasher::new();
+        for part in [
+            seq.to_string().as_str(),
+            at.to_string().as_str(),
+            &actor,
+            &action,
+            subject.as_deref().unwrap_or("\u{0}"),
+            target.as_deref().unwrap_or("\u{0}"),
+            &details,
+            &prev,
+        ] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let hash = h.finalize().to_hex().to_string();
+        sqlx::query("UPDATE audit_log SET details = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&details)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(app.db().pool())
+            .await
+            .expect("rewrite");
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1").bind(&prev).execute(app.db().pool()).await.expect("head");
+    let (code, out, err) = verify();
+    assert_eq!(code, 1, "{out}{err}");
+    let first = out.lines().find(|l| l.contains("TAMPERED")).unwrap_or_default();
+    assert!(first.contains("entry 5 was edited"), "{out}");
+    app.stop().await;
+}
+
+/// An export's entries stored again without compression, with the central
+/// directory claiming `extra` more bytes for `entry` than it holds.
+fn lying_sizes(export: &[u8], entry: &str, extra: u32) -> Vec<u8> {
+    let entries = unzip(export);
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in &entries {
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        out.start_file(name.as_str(), options).expect("entry");
+        out.write_all(data).expect("write");
+    }
+    let mut bytes = out.finish().expect("zip").into_inner();
+    let sig = [0x50, 0x4b, 0x01, 0x02];
+    let mut at = 0;
+    let mut patched = false;
+    while let Some(pos) = bytes[at..].windows(4).position(|w| w == sig) {
+        let h = at + pos;
+        let name_len = u16::from_le_bytes([bytes[h + 28], bytes[h + 29]]) as usize;
+        if &bytes[h + 46..h + 46 + name_len] == entry.as_bytes() {
+            for field in [h + 20, h + 24] {
+                let v = u32::from_le_bytes(bytes[field..field + 4].try_into().expect("4")) + extra;
+                bytes[field..field + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            patched = true;
+        }
+        at = h + 4;
+    }
+    assert!(patched, "{entry} found in the central directory");
+    bytes
+}
+
+// promise: DB-5
+#[tokio::test]
+async fn an_archive_whose_headers_lie_about_a_size_is_refused_naming_the_entry() {
+    let app = spawn_app().await;
+    let (t, id) = customer_db(&app, "liar@example.com", "liar").await;
+    attach(&app, &t, &id, b"attached").await;
+    let export = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("zip")
+        .to_vec();
+    for (i, extra) in [40u32, 5000].into_iter().enumerate() {
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/import?name=liar-{i}&region=in")))
+            .bearer_auth(&t)
+            .body(lying_sizes(&export, "dump.sql", extra))
+            .send()
+            .await
+            .expect("import");
+        let status = r.status();
+        let body = r.text().await.expect("body");
+        assert!(status.is_client_error(), "{extra}: {status} {body}");
+        assert!(body.contains("dump.sql") || body.contains("damaged"), "{body}");
+    }
+    app.stop().await;
+}
