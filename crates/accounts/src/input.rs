@@ -119,6 +119,7 @@ pub fn email(value: &str) -> Result<String, AccountError> {
     {
         return Err(bad());
     }
+    no_card("email", &v)?;
     Ok(v)
 }
 

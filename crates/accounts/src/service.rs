@@ -444,7 +444,10 @@ impl Accounts {
             .bind(to_millis(self.now()))
             .bind(i64::from(ok))
             .bind(truncate_ip(ip))
-            .bind(user_agent.chars().take(200).collect::<String>())
+            .bind(
+                seldesk_privacy::card::redact_card_numbers(&user_agent.chars().take(200).collect::<String>())
+                    .into_owned(),
+            )
             .execute(self.db.pool())
             .await?;
         Ok(())

@@ -247,6 +247,9 @@ impl Billing {
         if reason.trim().len() < 3 {
             return Err(BillingError::invalid("reason", "Say why the payment is refunded."));
         }
+        if seldesk_privacy::card::contains_card_number(reason) {
+            return Err(BillingError::invalid("reason", seldesk_privacy::card::CARD_NUMBER_REFUSED));
+        }
         let p = self.payment(payment_id).await?;
         if p.status != "captured" {
             return Err(BillingError::Conflict(format!(

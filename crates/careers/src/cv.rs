@@ -43,6 +43,9 @@ pub fn check(file_name: &str, bytes: &[u8]) -> Result<(CvKind, String), CareerEr
     if name.contains('/') || name.contains('\\') || name.contains("..") || name.chars().any(char::is_control) {
         return Err(refuse("The CV's file name may not contain a path (/, \\ or ..); rename the file and try again."));
     }
+    if seldesk_privacy::card::contains_card_number(name) {
+        return Err(refuse(seldesk_privacy::card::CARD_NUMBER_REFUSED));
+    }
     if bytes.is_empty() {
         return Err(refuse("The CV file is empty."));
     }

@@ -125,6 +125,17 @@ fn entry_hash(
     h.finalize().to_hex().to_string()
 }
 
+/// `value` with card numbers redacted in every string it holds.
+fn redact_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(crate::card::redact_card_numbers(&s).into_owned()),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact_json).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, redact_json(v))).collect()),
+        other => other,
+    }
+}
+
 /// The trail.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -188,7 +199,12 @@ impl AuditLog {
     ) -> Result<i64, PrivacyError> {
         let at = to_millis(self.clock.now());
         let actor = actor.reference();
-        let details = details.to_string();
+        // The trail cannot be edited afterwards, so nothing that looks like
+        // a card number gets in (PAY-2): a reason, a query, a header.
+        let details = redact_json(details).to_string();
+        let subject = subject.map(crate::card::redact_card_numbers);
+        let target = target.map(crate::card::redact_card_numbers);
+        let (subject, target) = (subject.as_deref(), target.as_deref());
         // Taking the head row first serialises writers (row lock on PostgreSQL,
         // the write lock on SQLite), so the chain never forks.
         let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, keyed_from")

@@ -394,6 +394,9 @@ impl RetentionEngine {
                 "state the reason for the hold (a case or legal request reference, at least 10 characters)".into(),
             ));
         }
+        if crate::card::contains_card_number(&hold.reason) {
+            return Err(PrivacyError::Invalid(crate::card::CARD_NUMBER_REFUSED.into()));
+        }
         let now = self.clock.now();
         if hold.until <= now {
             return Err(PrivacyError::Invalid("the hold must end in the future".into()));

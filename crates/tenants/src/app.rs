@@ -62,7 +62,23 @@ fn clean(field: &'static str, label: &str, v: Option<&str>, max: usize) -> Resul
     if v.chars().count() > max {
         return Err(TenantError::invalid(field, format!("{label} is too long: at most {max} characters.")));
     }
+    // Line breaks and tabs belong in notes and addresses; other control
+    // characters (NUL) and the bidi controls that make a name read as
+    // another (U+202E) belong nowhere.
+    if v.chars().any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || is_bidi_control(c))
+        || (field == "name" && v.contains(['\n', '\r', '\t']))
+    {
+        return Err(TenantError::invalid(
+            field,
+            format!("{label} contains control or text-direction characters; type it again without them."),
+        ));
+    }
     Ok(Some(v.to_string()))
+}
+
+/// The Unicode characters that reorder how text is displayed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{61c}')
 }
 
 fn tags(input: &[String]) -> Result<String, TenantError> {
@@ -202,8 +218,11 @@ fn clean_file_name(name: &str) -> Result<String, TenantError> {
     if base.is_empty() || base == "." || base == ".." {
         return Err(TenantError::invalid("name", "Give the file a name, e.g. ?name=contract.pdf."));
     }
-    if base.chars().count() > 200 || base.chars().any(char::is_control) {
-        return Err(TenantError::invalid("name", "The file name is too long or has control characters."));
+    if base.chars().count() > 200 || base.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(TenantError::invalid(
+            "name",
+            "The file name is too long or has control or text-direction characters.",
+        ));
     }
     Ok(base.to_string())
 }

@@ -96,7 +96,9 @@ pub fn validate_name(name: &str) -> Result<String, TenantError> {
         && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !n.starts_with('-')
         && !n.ends_with('-');
-    if ok {
+    if ok && seldesk_privacy::card::contains_card_number(&n) {
+        Err(TenantError::invalid("name", seldesk_privacy::card::CARD_NUMBER_REFUSED))
+    } else if ok {
         Ok(n)
     } else {
         Err(TenantError::invalid(

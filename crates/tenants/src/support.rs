@@ -65,6 +65,9 @@ impl Databases {
         if reason.trim().len() < 10 {
             return Err(TenantError::invalid("reason", "State why you need access (at least 10 characters)."));
         }
+        if seldesk_privacy::card::contains_card_number(reason) {
+            return Err(TenantError::invalid("reason", seldesk_privacy::card::CARD_NUMBER_REFUSED));
+        }
         if !(1..=MAX_HOURS).contains(&hours) {
             return Err(TenantError::invalid("hours", format!("Access lasts 1 to {MAX_HOURS} hours.")));
         }

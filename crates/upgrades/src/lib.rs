@@ -219,6 +219,10 @@ impl Upgrades {
             .trim()
             .to_string();
         let name = if name.is_empty() { "upload".to_string() } else { name };
+        if seldesk_privacy::card::contains_card_number(&name) {
+            std::fs::remove_file(spooled)?;
+            return Err(UpgradeError::Invalid(seldesk_privacy::card::CARD_NUMBER_REFUSED.into()));
+        }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let target = self.storage.upload(&id)?;
         std::fs::create_dir_all(target.parent().unwrap_or(self.storage.root()))?;

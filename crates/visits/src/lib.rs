@@ -64,6 +64,30 @@ pub struct Visit {
     pub user_agent: Option<String>,
 }
 
+impl Visit {
+    /// Removes card numbers from what a visitor's browser sent (path,
+    /// referrer, language, browser version) before it is stored (PAY-2):
+    /// headers are recorded, not refused, so they are redacted instead.
+    pub fn redact(&mut self) {
+        use seldesk_privacy::card::redact_card_numbers;
+        let clean = |s: &mut String| {
+            if let std::borrow::Cow::Owned(r) = redact_card_numbers(s) {
+                *s = r;
+            }
+        };
+        clean(&mut self.path);
+        clean(&mut self.browser_version);
+        clean(&mut self.browser);
+        clean(&mut self.platform);
+        if let Some(r) = self.referrer.as_mut() {
+            clean(r);
+        }
+        if self.language.as_deref().is_some_and(seldesk_privacy::card::contains_card_number) {
+            self.language = None;
+        }
+    }
+}
+
 /// Browser name, version and platform from a User-Agent header.
 pub fn parse_user_agent(ua: &str) -> (String, String, String) {
     match woothee::parser::Parser::new().parse(ua) {
@@ -442,6 +466,7 @@ async fn writer(store: VisitStore, db: Option<Db>, geo: geo::Geo, mut rx: mpsc::
                 if let Some(ua) = v.user_agent.take() {
                     (v.browser, v.browser_version, v.platform) = ua_cache.parse(ua);
                 }
+                v.redact();
             }
             if geo.is_configured() {
                 for v in &mut list {

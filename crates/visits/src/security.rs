@@ -68,6 +68,9 @@ pub async fn search(
             "Give the case or request reference and what it is about (5 to 300 characters).".into(),
         ));
     }
+    if seldesk_privacy::card::contains_card_number(reference) {
+        return Err(SearchError::Invalid(seldesk_privacy::card::CARD_NUMBER_REFUSED.into()));
+    }
     if let Who::Ip(ip) = &who
         && ip.parse::<std::net::IpAddr>().is_err()
     {

@@ -33,7 +33,11 @@ fn read_consent(headers: &HeaderMap) -> Option<ConsentCookie> {
     let raw = cookie(headers, CONSENT_COOKIE)?;
     let mut parts = raw.splitn(3, '.');
     let (id, version, bits) = (parts.next()?, parts.next()?, parts.next()?);
-    if id.len() < 16 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    // The id is ours (random); one that reads as a card number was not.
+    if id.len() < 16
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || seldesk_privacy::card::contains_card_number(id)
+    {
         return None;
     }
     Some(ConsentCookie { id: id.to_string(), version: version.to_string(), choices: Choices::decode(bits)? })

@@ -743,3 +743,149 @@ async fn an_archive_whose_headers_lie_about_a_size_is_refused_naming_the_entry()
     }
     app.stop().await;
 }
+
+/// Every spelling of three test card numbers the outside probe tried.
+fn card_spellings() -> Vec<String> {
+    let mut out = Vec::new();
+    for card in ["4111111111111111", "5500000000000004", "378282246310005"] {
+        let groups: Vec<String> = if card.len() == 15 {
+            vec![card[..4].into(), card[4..10].into(), card[10..].into()]
+        } else {
+            card.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+        };
+        for sep in [" ", "-", ".", "  ", "\u{a0}", "/", "_", "\u{2009}", "\u{200b}"] {
+            out.push(groups.join(sep));
+        }
+        out.push(card.to_string());
+        out.push(card.chars().map(|c| char::from_u32(c as u32 - '0' as u32 + 0xff10).unwrap_or(c)).collect());
+    }
+    out
+}
+
+/// Files under `dir` whose bytes hold any of `needles`.
+fn files_holding(dir: &std::path::Path, needles: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                for n in needles {
+                    if bytes.windows(n.len()).any(|w| w == n.as_slice()) {
+                        found.push(format!("{} holds {:?}", p.display(), String::from_utf8_lossy(n)));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+// promise: PAY-2
+#[tokio::test]
+async fn card_numbers_in_any_spelling_are_refused_or_redacted_and_never_reach_the_data_folder() {
+    let app = spawn_app().await;
+    let spellings = card_spellings();
+    // Each batch of attempts from its own address, so per-address limits
+    // never answer for the guard.
+    let mut next_ip = 0u32;
+    let mut client = || {
+        next_ip += 1;
+        client_from(&format!("127.0.{}.{}", 10 + next_ip / 200, 1 + next_ip % 200))
+    };
+    app.sign_up("holder@example.com", PW).await;
+    let token = app.token("holder@example.com", PW).await;
+    let (_, posting, _) = crate::careers::open_posting(&app, "Card Guard Engineer").await;
+    let mut refused = 0;
+    for (i, card) in spellings.iter().enumerate() {
+        let c = client();
+        let email = format!("{}@example.org", card.replace(' ', ""));
+        let signups = [
+            json!({ "name": card, "company": "C", "email": format!("s{i}a@example.com"), "password": PW }),
+            json!({ "name": "N", "company": card, "email": format!("s{i}b@example.com"), "password": PW }),
+            json!({ "name": "N", "company": "C", "email": email, "password": PW }),
+            json!({ "name": "N", "company": "C", "email": format!("s{i}c@example.com"), "password": PW, "phone": card }),
+            json!({ "name": "N", "company": "C", "email": format!("s{i}d@example.com"), "password": PW, "invoice_by_post": true, "address": card }),
+        ];
+        for body in &signups {
+            let r = c.post(app.url("/api/v1/accounts")).json(body).send().await.expect("signup");
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "sign-up {body}");
+            refused += 1;
+        }
+        for field in ["name", "company", "address", "email"] {
+            let value = if field == "email" { email.clone() } else { card.clone() };
+            let (status, body) = call(&app, Method::PATCH, "/api/v1/me", &token, Some(json!({ field: value }))).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "PATCH /me {field} {card:?}: {body}");
+            refused += 1;
+        }
+        let (status, body) =
+            call(&app, Method::POST, "/api/v1/databases", &token, Some(json!({ "name": card.replace(' ', "-") })))
+                .await;
+        assert!(status.is_client_error(), "database name {card:?}: {body}");
+        for (field, value) in [
+            ("name", card.clone()),
+            ("email", email.clone()),
+            ("letter", card.clone()),
+            ("cv_name", format!("{card}.pdf")),
+        ] {
+            let mut body = json!({
+                "name": "Asha Rao", "email": format!("a{i}@example.in"), "phone": "+91 80 1234 5678",
+                "letter": "Ten years of billing systems.", "cv_name": "cv.pdf",
+                "cv_base64": data_encoding::BASE64.encode(crate::careers::PDF),
+            });
+            body[field] = json!(value);
+            let r = c
+                .post(app.url(&format!("/api/v1/careers/postings/{posting}/applications")))
+                .json(&body)
+                .send()
+                .await
+                .expect("apply");
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "application {field} {card:?}");
+            refused += 1;
+        }
+        let r = c
+            .post(app.url(&format!("/api/v1/upgrades?name={}", percent(&format!("{card}.zip")))))
+            .bearer_auth(&token)
+            .body(b"PK\x03\x04 not really".to_vec())
+            .send()
+            .await
+            .expect("upgrade");
+        assert!(r.status().is_client_error(), "upgrade name {card:?}");
+        // Headers are recorded, not refused: they are stored redacted.
+        let r = c
+            .post(app.url("/api/v1/auth/token"))
+            .header("user-agent", format!("Mozilla/5.0 ({card}) Firefox/{card}"))
+            .json(&json!({ "email": "holder@example.com", "password": PW }))
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = c
+            .get(app.url(&format!("/privacy/{}", percent(card))))
+            .header("referer", format!("https://search.example/?q={card}"))
+            .header("accept-language", card.replace(' ', "-"))
+            .header("user-agent", format!("Mozilla/5.0 Chrome/{card}"))
+            .send()
+            .await
+            .expect("visit");
+        assert!(r.status().as_u16() < 500);
+    }
+    assert!(refused >= 13 * spellings.len(), "{refused}");
+    app.app().visits().flush().await;
+    // What the person asked to be kept: the data folder holds no card in
+    // any of the spellings (the digits alone, or as sent).
+    let mut needles: Vec<Vec<u8>> =
+        ["4111111111111111", "5500000000000004", "378282246310005"].iter().map(|c| c.as_bytes().to_vec()).collect();
+    needles.extend(spellings.iter().filter(|s| s.chars().count() > 16).map(|s| s.as_bytes().to_vec()));
+    let found = files_holding(app.data.path(), &needles);
+    assert!(found.is_empty(), "{found:#?}");
+    app.stop().await;
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'.' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
