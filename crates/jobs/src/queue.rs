@@ -248,6 +248,23 @@ impl Queue {
         Ok(stats)
     }
 
+    /// Puts back in the queue every job a worker of `node` was running: at
+    /// start-up a node's own jobs were interrupted by its stop, and waiting
+    /// for their leases to run out would hold them (a moving database
+    /// refuses every request meanwhile). Returns how many.
+    pub async fn release_node(&self, node: &str) -> Result<u64, JobError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = $1, locked_by = NULL, locked_until = NULL,
+                 last_error = 'interrupted: its node stopped'
+             WHERE status = 'running' AND substr(locked_by, 1, length($2)) = $2",
+        )
+        .bind(to_millis(self.clock.now()))
+        .bind(format!("{node}/"))
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes finished jobs older than `older_than`; returns how many.
     pub async fn purge_finished(&self, older_than: Duration) -> Result<u64, JobError> {
         let cutoff = to_millis(self.clock.now() - older_than);

@@ -82,6 +82,12 @@ pub enum StartError {
     Vault(String),
     #[error("billing: {0}")]
     Billing(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("jobs: {0}")]
+    Jobs(#[from] seldesk_jobs::JobError),
+    #[error("customer databases: {0}")]
+    Tenants(#[from] seldesk_tenants::TenantError),
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
@@ -249,7 +255,11 @@ impl Services {
             audit.clone(),
             erasure_log.clone(),
             queue.clone(),
-        );
+        )
+        .with_quotas(seldesk_tenants::Quotas {
+            trial_bytes: config.databases.trial_quota_mb.saturating_mul(1_000_000),
+            subscribed_bytes: config.databases.subscription_quota_mb.saturating_mul(1_000_000),
+        });
         let visit_aggregates = seldesk_visits::aggregate::Aggregates::new(
             db.clone(),
             seldesk_visits::VisitStore::for_node(&config.data, &db),
@@ -264,7 +274,11 @@ impl Services {
             audit.clone(),
             erasure_log.clone(),
             queue.clone(),
-        );
+        )
+        .with_allowance(seldesk_upgrades::Allowance {
+            uploads_per_day: config.upgrades.uploads_per_day,
+            bytes_per_day: config.upgrades.upload_mb_per_day.saturating_mul(1_000_000),
+        });
         let control_plane = seldesk_vault::service::ControlPlane::from_url(&config.database_url())
             .ok_or_else(|| StartError::Vault("the control plane's URL is neither sqlite:// nor postgres://".into()))?;
         let (backups, key_created) = seldesk_vault::Backups::open(
@@ -495,6 +509,27 @@ impl Handler for RenewJob {
     }
 }
 
+/// This node's lasting name (`<data>/node-id`, made on first start): its
+/// workers' leases carry it, so a restart knows which jobs were its own.
+fn node_id(data: &std::path::Path) -> Result<String, StartError> {
+    let path = data.join("node-id");
+    let io = |e: std::io::Error| StartError::Io(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            Ok(s.trim().to_string())
+        }
+        Ok(_) => Err(StartError::Io(format!("{} does not hold a node name", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            std::fs::create_dir_all(data).map_err(io)?;
+            let tmp = path.with_extension("new");
+            std::fs::write(&tmp, &id).and_then(|()| std::fs::rename(&tmp, &path)).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Backs up every database, or applies snapshot retention.
 struct BackupJob {
     backups: seldesk_vault::Backups,
@@ -552,7 +587,9 @@ impl Handler for MoveDatabase {
             let id = job.payload.get("database").and_then(|v| v.as_str()).ok_or("the job has no database id")?;
             let region = job.payload.get("region").and_then(|v| v.as_str()).ok_or("the job has no region")?;
             self.databases.run_move(id, region).await.map_err(|e| e.to_string())?;
-            Ok(format!("moved {id} to {region}"))
+            // What is true now, whether this run moved it or found it moved.
+            let now = self.databases.find(id).await.map(|d| d.region).unwrap_or_default();
+            Ok(format!("database {id} is in {now}"))
         })
     }
 }
@@ -719,10 +756,17 @@ impl Application {
             }
         }));
 
-        let node = format!("{}-{}", web_addr, std::process::id());
+        // This node's jobs that a stop interrupted run again now, and moves
+        // left without a job are settled, before any worker starts.
+        let node = node_id(&config.data)?;
+        let released = services.queue.release_node(&node).await?;
+        let settled = services.databases.recover_moves().await?;
+        if released + settled as u64 > 0 {
+            tracing::info!(released, settled, "resumed the jobs this node was running when it stopped");
+        }
         for i in 0..config.jobs.workers {
             // One scheduler per node is enough; dedupe keys make each fire once per cluster.
-            let r = runner(&config, &services, format!("{node}-w{i}"), i == 0)?;
+            let r = runner(&config, &services, format!("{node}/{}-w{i}", std::process::id()), i == 0)?;
             tasks.push(tokio::spawn(r.run(rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");

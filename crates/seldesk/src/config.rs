@@ -91,6 +91,40 @@ impl Default for MarketingSettings {
     }
 }
 
+/// Customer databases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabasesConfig {
+    /// How large a free-trial database may grow, in MB.
+    pub trial_quota_mb: u64,
+    /// How large a subscribed database may grow, in MB.
+    pub subscription_quota_mb: u64,
+}
+
+impl Default for DatabasesConfig {
+    fn default() -> Self {
+        let q = seldesk_tenants::Quotas::default();
+        Self { trial_quota_mb: q.trial_bytes / 1_000_000, subscription_quota_mb: q.subscribed_bytes / 1_000_000 }
+    }
+}
+
+/// The Database Upgrade service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradesConfig {
+    /// Uploads one account may make in 24 hours.
+    pub uploads_per_day: u32,
+    /// Megabytes one account may upload in 24 hours.
+    pub upload_mb_per_day: u64,
+}
+
+impl Default for UpgradesConfig {
+    fn default() -> Self {
+        let a = seldesk_upgrades::Allowance::default();
+        Self { uploads_per_day: a.uploads_per_day, upload_mb_per_day: a.bytes_per_day / 1_000_000 }
+    }
+}
+
 /// Everything an operator can set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -111,6 +145,10 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `seldesk=debug,info`.
     pub log_level: String,
     pub jobs: JobsConfig,
+    /// Size limits of customer databases.
+    pub databases: DatabasesConfig,
+    /// Daily upload allowance of the upgrade service.
+    pub upgrades: UpgradesConfig,
     /// Public address of the site, used in links in e-mails; default `http://<listen>`.
     pub public_url: Option<String>,
     /// Mark cookies `Secure`; turn on whenever the site is served over HTTPS.
@@ -193,6 +231,8 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_level: "info".into(),
             jobs: JobsConfig::default(),
+            databases: DatabasesConfig::default(),
+            upgrades: UpgradesConfig::default(),
             public_url: None,
             secure_cookies: false,
             google_analytics_id: None,
@@ -220,6 +260,8 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("jobs", &self.jobs)
+            .field("databases", &self.databases)
+            .field("upgrades", &self.upgrades)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("google_analytics_id", &self.google_analytics_id)
@@ -253,6 +295,8 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "log_level",
     "jobs",
+    "databases",
+    "upgrades",
     "schedules",
     "public_url",
     "secure_cookies",

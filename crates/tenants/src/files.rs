@@ -265,30 +265,62 @@ impl TenantFiles {
     }
 
     /// Copies a database to another region (DB-8): a consistent snapshot with
-    /// SQLite's online backup API plus the attachments, then verifies the copy
-    /// (integrity check and identical content hash). The source stays as it is.
-    pub fn copy_to(&self, from_region: &str, to_region: &str, id: &str) -> Result<(), TenantError> {
+    /// SQLite's online backup API plus the attachments, into a staging
+    /// folder of the destination, verified there (integrity check and
+    /// identical content hash), then renamed into place in one step, so the
+    /// destination never holds half a copy under the database's name. The
+    /// source stays as it is. `progress` gets (done, total) bytes.
+    pub fn copy_to(
+        &self,
+        from_region: &str,
+        to_region: &str,
+        id: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), TenantError> {
         let source = self.open(from_region, id)?;
         let target_dir = self.dir(to_region, id)?;
-        if target_dir.exists() {
-            std::fs::remove_dir_all(&target_dir)?;
+        let staging = self.staging_dir(to_region, id)?;
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
         }
-        std::fs::create_dir_all(target_dir.join("files"))?;
+        std::fs::create_dir_all(staging.join("files"))?;
+        let from_files: Vec<(PathBuf, std::ffi::OsString, u64)> =
+            std::fs::read_dir(self.dir(from_region, id)?.join("files"))
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                        .map(|e| (e.path(), e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+        let files_total: u64 = from_files.iter().map(|f| f.2).sum();
         let result = (|| {
+            let page_size: i64 = source.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let page_size = u64::try_from(page_size).unwrap_or(4096);
+            let mut done_files = 0u64;
             {
-                let mut target = Connection::open(target_dir.join("db.sqlite"))?;
+                let mut target = Connection::open(staging.join("db.sqlite"))?;
                 let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
-                backup.run_to_completion(256, std::time::Duration::from_millis(5), None)?;
-            }
-            let from_files = self.dir(from_region, id)?.join("files");
-            if let Ok(rd) = std::fs::read_dir(&from_files) {
-                for e in rd.filter_map(Result::ok) {
-                    if e.path().is_file() {
-                        std::fs::copy(e.path(), target_dir.join("files").join(e.file_name()))?;
+                loop {
+                    let step = backup.step(256)?;
+                    let p = backup.progress();
+                    let pages = u64::try_from(p.pagecount.max(0)).unwrap_or(0);
+                    let left = u64::try_from(p.remaining.max(0)).unwrap_or(0);
+                    progress((pages - left.min(pages)) * page_size, pages * page_size + files_total);
+                    match step {
+                        rusqlite::backup::StepResult::Done => break,
+                        rusqlite::backup::StepResult::More => {}
+                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
                     }
                 }
+                let db_bytes = u64::try_from(backup.progress().pagecount.max(0)).unwrap_or(0) * page_size;
+                for (path, name, len) in &from_files {
+                    std::fs::copy(path, staging.join("files").join(name))?;
+                    done_files += len;
+                    progress(db_bytes + done_files, db_bytes + files_total);
+                }
             }
-            let target = self.open(to_region, id)?;
+            let target = self.open_raw(&staging.join("db.sqlite"))?;
             let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
             if check != "ok" {
                 return Err(TenantError::Internal("the copy fails its integrity check".into()));
@@ -296,12 +328,40 @@ impl TenantFiles {
             if content_hash(&source)? != content_hash(&target)? {
                 return Err(TenantError::Internal("the copy differs from the source".into()));
             }
+            drop(target);
+            // Whatever an earlier, interrupted attempt left under the name
+            // was never the database (the control plane still says `from`).
+            if target_dir.exists() {
+                std::fs::remove_dir_all(&target_dir)?;
+            }
+            std::fs::rename(&staging, &target_dir)?;
             Ok(())
         })();
         if result.is_err() {
-            let _ = std::fs::remove_dir_all(&target_dir);
+            let _ = std::fs::remove_dir_all(&staging);
         }
         result
+    }
+
+    /// Where a copy of database `id` is put together in `region` before it
+    /// takes the database's name.
+    fn staging_dir(&self, region: &str, id: &str) -> Result<PathBuf, TenantError> {
+        let dir = self.dir(region, id)?;
+        Ok(dir.with_file_name(format!(".incoming-{id}")))
+    }
+
+    /// Removes what an interrupted move left of `id` in `region`: its
+    /// staging folder, and the folder itself when `whole` (the control
+    /// plane says the database lives elsewhere).
+    pub fn remove_stale_copy(&self, region: &str, id: &str, whole: bool) -> Result<(), TenantError> {
+        let staging = self.staging_dir(region, id)?;
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        if whole {
+            self.destroy(region, id)?;
+        }
+        Ok(())
     }
 
     /// Copies database `from` to a new database `to` in the same region (a

@@ -16,7 +16,7 @@ pub mod support;
 
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;
-pub use service::{CustomerDb, Databases, DbStatus, ExportProgress, PreparedExport};
+pub use service::{CustomerDb, Databases, DbStatus, ExportProgress, MoveProgress, PreparedExport, Quotas};
 
 /// Errors of customer databases.
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,80 @@ pub struct CustomerDb {
     /// For a test upgrade's copy: the database it was made from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_of: Option<String>,
+    /// While the database moves: where to, and how far the copy is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moving: Option<MoveProgress>,
+}
+
+/// How far a move between data centers is.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MoveProgress {
+    pub from: String,
+    pub to: String,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl MoveProgress {
+    /// Whole percent of the copy made, 0 to 100.
+    pub fn percent(&self) -> u64 {
+        (self.done_bytes.saturating_mul(100)).checked_div(self.total_bytes).unwrap_or(0).min(100)
+    }
+}
+
+/// How large a customer database may grow, by plan (configuration
+/// `[databases]`, docs/configuration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub trial_bytes: u64,
+    pub subscribed_bytes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self { trial_bytes: 100 * 1_000_000, subscribed_bytes: 10 * 1_000_000_000 }
+    }
+}
+
+impl Quotas {
+    /// The limit of a plan.
+    pub fn of(&self, plan: &str) -> u64 {
+        if plan == "subscribed" { self.subscribed_bytes } else { self.trial_bytes }
+    }
+}
+
+/// Caps how far `conn` may grow (SQLite's `max_page_count`, per
+/// connection); returns the cap in pages.
+fn limit_size(conn: &rusqlite::Connection, quota: u64) -> Result<i64, TenantError> {
+    // (A write past it fails with SQLITE_FULL, reported by `is_full`.)
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = i64::try_from(quota).unwrap_or(i64::MAX) / page.max(512);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    Ok(pages)
+}
+
+/// Whether a write stopped at the database's page limit (SQLITE_FULL, as
+/// the app or the console reports it).
+fn is_full(e: &TenantError) -> bool {
+    match e {
+        TenantError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f.code == rusqlite::ErrorCode::DiskFull,
+        TenantError::Invalid { message, .. } => message.ends_with("database or disk is full"),
+        _ => false,
+    }
+}
+
+/// What a customer reads when their database is full.
+fn quota_message(plan: &str, quota: u64) -> String {
+    let mb = quota / 1_000_000;
+    if plan == "subscribed" {
+        format!(
+            "This database has reached its size limit of {mb} MB. Delete data you no longer need, or contact us for more room."
+        )
+    } else {
+        format!(
+            "This free-trial database has reached its size limit of {mb} MB. Delete data you no longer need, or subscribe for more room."
+        )
+    }
 }
 
 /// The customer databases service.
@@ -81,13 +155,13 @@ pub struct Databases {
     pub(crate) audit: AuditLog,
     erasure_log: ErasureLog,
     queue: seldesk_jobs::Queue,
+    quotas: Quotas,
 }
 
 /// Job kind: carry out a move to another region.
 pub const JOB_MOVE: &str = "databases.move";
 
-const COLUMNS: &str =
-    "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of";
+const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of, moving_from, moving_to, move_done, move_total";
 
 /// A database name: 3 to 63 lowercase letters, digits and hyphens.
 pub fn validate_name(name: &str) -> Result<String, TenantError> {
@@ -118,7 +192,17 @@ impl Databases {
         erasure_log: ErasureLog,
         queue: seldesk_jobs::Queue,
     ) -> Self {
-        Self { db, clock, policy, files, audit, erasure_log, queue }
+        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default() }
+    }
+
+    /// Size limits per plan.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
     }
 
     /// Records an action of a database's owner in the audit trail.
@@ -167,6 +251,16 @@ impl Databases {
             created_at: from_millis(r.try_get("created_at")?),
             schema_version: r.try_get("schema_version")?,
             test_of: r.try_get("test_of")?,
+            moving: match (r.try_get::<Option<String>, _>("moving_from")?, r.try_get::<Option<String>, _>("moving_to")?)
+            {
+                (Some(from), Some(to)) => Some(MoveProgress {
+                    from,
+                    to,
+                    done_bytes: u64::try_from(r.try_get::<i64, _>("move_done")?).unwrap_or(0),
+                    total_bytes: u64::try_from(r.try_get::<i64, _>("move_total")?).unwrap_or(0),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -261,6 +355,7 @@ impl Databases {
             created_at: seldesk_store::from_millis(to_millis(now)),
             schema_version: SCHEMA_VERSION,
             test_of: None,
+            moving: None,
         })
     }
 
@@ -321,9 +416,20 @@ impl Databases {
         }
         let files = self.files.clone();
         let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let quota = self.quotas.of(&d.plan);
         blocking(move || {
             let conn = files.open(&d.region, &d.id)?;
-            f(&conn, &now)
+            limit_size(&conn, quota)?;
+            let result = f(&conn, &now);
+            if let Err(e) = &result {
+                // A statement stopped or refused may have spilled pages of
+                // its rolled-back transaction into the WAL: give the space back.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                if is_full(e) {
+                    return Err(TenantError::TooLarge(quota_message(&d.plan, quota)));
+                }
+            }
+            result
         })
         .await
     }
@@ -755,10 +861,14 @@ impl Databases {
         if target.id == d.region {
             return Err(TenantError::invalid("region", format!("The database is already in {}.", target.name)));
         }
-        let done = sqlx::query("UPDATE databases SET status = 'moving' WHERE id = $1 AND status = 'active'")
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE databases SET status = 'moving', moving_from = region, moving_to = $2, move_done = 0, move_total = 0
+             WHERE id = $1 AND status = 'active'",
+        )
+        .bind(id)
+        .bind(&target.id)
+        .execute(self.db.pool())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(TenantError::Conflict("Only an active database can be moved.".into()));
         }
@@ -780,51 +890,173 @@ impl Databases {
         self.get(account_id, id).await
     }
 
-    /// Carries out a move: copy, verify, switch atomically, erase the source.
+    /// Carries out a move: copy, verify, switch atomically, erase the
+    /// source. Each step checks where things stand first, so a move
+    /// interrupted anywhere (a node killed, a job retried) resumes: before
+    /// the switch the copy is made again, after it only the erase of the
+    /// old copy remains.
     pub async fn run_move(&self, id: &str, to_region: &str) -> Result<(), TenantError> {
-        let row = sqlx::query("SELECT account_id, region, status FROM databases WHERE id = $1")
+        let row = sqlx::query("SELECT account_id, region, status, moving_from FROM databases WHERE id = $1")
             .bind(id)
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Ok(()) };
-        let (account_id, from_region, status): (String, String, String) =
+        let (account_id, region, status): (String, String, String) =
             (row.try_get("account_id")?, row.try_get("region")?, row.try_get("status")?);
-        if status != "moving" || from_region == to_region {
+        let moving_from: Option<String> = row.try_get("moving_from")?;
+        if region == to_region {
+            // Switched already: the old copy may still be there.
+            if let Some(from) = moving_from.filter(|f| f != to_region) {
+                self.finish_move(id, &account_id, &from, to_region).await?;
+            }
             return Ok(());
         }
-        let copied = {
-            let (files, from, to, id) =
-                (self.files.clone(), from_region.clone(), to_region.to_string(), id.to_string());
-            blocking(move || files.copy_to(&from, &to, &id)).await
-        };
+        if status != "moving" {
+            return Ok(());
+        }
+        let from_region = region;
+        let copied = self.copy_with_progress(id, &from_region, to_region).await;
         if let Err(e) = copied {
-            sqlx::query("UPDATE databases SET status = 'active' WHERE id = $1 AND status = 'moving'")
-                .bind(id)
-                .execute(self.db.pool())
-                .await?;
-            return Err(e);
-        }
-        sqlx::query("UPDATE databases SET region = $1, status = 'active' WHERE id = $2 AND status = 'moving'")
-            .bind(to_region)
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
-        {
-            let (files, from, id) = (self.files.clone(), from_region.clone(), id.to_string());
-            blocking(move || files.destroy(&from, &id)).await?;
-        }
-        self.audit
-            .record(
-                &Actor::System,
-                "database.moved",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{id}")),
+            // The database stays where it was, and says so.
+            self.roll_back_move(id, to_region).await?;
+            self.audit_owner(
+                &account_id,
+                id,
+                "database.move_failed",
                 serde_json::json!({ "from": from_region, "to": to_region }),
             )
             .await?;
+            return Err(e);
+        }
+        let switched = sqlx::query(
+            "UPDATE databases SET region = $1, status = 'active' WHERE id = $2 AND status = 'moving' AND region = $3",
+        )
+        .bind(to_region)
+        .bind(id)
+        .bind(&from_region)
+        .execute(self.db.pool())
+        .await?;
+        if switched.rows_affected() != 1 {
+            // Removed or rolled back meanwhile: the copy is nobody's.
+            let (files, to, id) = (self.files.clone(), to_region.to_string(), id.to_string());
+            blocking(move || files.remove_stale_copy(&to, &id, true)).await?;
+            return Err(TenantError::Conflict(
+                "the database changed while it was copied; the move was abandoned".into(),
+            ));
+        }
+        self.finish_move(id, &account_id, &from_region, to_region).await
+    }
+
+    /// Copies a moving database, recording how far the copy is for the
+    /// database page twice a second.
+    async fn copy_with_progress(&self, id: &str, from: &str, to: &str) -> Result<(), TenantError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let seen = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let copy = {
+            let (files, from, to, id, seen) =
+                (self.files.clone(), from.to_string(), to.to_string(), id.to_string(), seen.clone());
+            tokio::spawn(blocking(move || {
+                files.copy_to(&from, &to, &id, &|done, total| {
+                    seen.0.store(done, Ordering::Relaxed);
+                    seen.1.store(total, Ordering::Relaxed);
+                })
+            }))
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                done = &mut copy => {
+                    return done.map_err(|e| TenantError::Internal(format!("the copy stopped: {e}")))?;
+                }
+                _ = tick.tick() => {
+                    let (done, total) = (seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed));
+                    sqlx::query("UPDATE databases SET move_done = $1, move_total = $2 WHERE id = $3 AND status = 'moving'")
+                        .bind(i64::try_from(done).unwrap_or(i64::MAX))
+                        .bind(i64::try_from(total).unwrap_or(i64::MAX))
+                        .bind(id)
+                        .execute(self.db.pool())
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// After the switch: erases the old copy, then clears the move.
+    async fn finish_move(&self, id: &str, account_id: &str, from: &str, to: &str) -> Result<(), TenantError> {
+        {
+            let (files, from, id) = (self.files.clone(), from.to_string(), id.to_string());
+            blocking(move || files.remove_stale_copy(&from, &id, true)).await?;
+        }
+        let cleared = sqlx::query(
+            "UPDATE databases SET moving_from = NULL, moving_to = NULL, move_done = 0, move_total = 0
+             WHERE id = $1 AND moving_from IS NOT NULL",
+        )
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        if cleared.rows_affected() == 1 {
+            self.audit
+                .record(
+                    &Actor::System,
+                    "database.moved",
+                    Some(&format!("person:{account_id}")),
+                    Some(&format!("db:{id}")),
+                    serde_json::json!({ "from": from, "to": to }),
+                )
+                .await?;
+        }
         Ok(())
     }
 
+    /// Before the switch: removes the partial copy and makes the database
+    /// active where it always was.
+    async fn roll_back_move(&self, id: &str, to: &str) -> Result<(), TenantError> {
+        {
+            let (files, to, id) = (self.files.clone(), to.to_string(), id.to_string());
+            blocking(move || files.remove_stale_copy(&to, &id, true)).await?;
+        }
+        sqlx::query(
+            "UPDATE databases SET status = 'active', moving_from = NULL, moving_to = NULL, move_done = 0, move_total = 0
+             WHERE id = $1 AND status = 'moving' AND region <> $2",
+        )
+        .bind(id)
+        .bind(to)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// At start-up, before this node runs jobs: a move whose job is gone (the
+    /// node died between marking the database and queueing the job, or the
+    /// job failed for good) is rolled back before its switch and finished
+    /// after it, and staging folders of copies are removed. Moves with a job
+    /// queued resume with it. Returns how many moves were settled.
+    pub async fn recover_moves(&self) -> Result<usize, TenantError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.account_id, d.region, d.status, d.moving_from, d.moving_to FROM databases d
+             WHERE d.moving_from IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM jobs j WHERE j.kind = $1 AND j.status IN ('queued', 'running')
+                   AND j.dedupe_key LIKE 'move:' || d.id || ':%')",
+        )
+        .bind(JOB_MOVE)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut settled = 0;
+        for r in &rows {
+            let (id, account_id, region): (String, String, String) =
+                (r.try_get("id")?, r.try_get("account_id")?, r.try_get("region")?);
+            let (from, to): (Option<String>, Option<String>) = (r.try_get("moving_from")?, r.try_get("moving_to")?);
+            let (Some(from), Some(to)) = (from, to) else { continue };
+            if region == to {
+                self.finish_move(&id, &account_id, &from, &to).await?;
+            } else {
+                self.roll_back_move(&id, &to).await?;
+            }
+            settled += 1;
+        }
+        Ok(settled)
+    }
     /// Deactivated databases whose destruction is `within` away and whose
     /// owner has not been reminded yet.
     pub async fn due_reminders(&self, within: time::Duration) -> Result<Vec<CustomerDb>, TenantError> {

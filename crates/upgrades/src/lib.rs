@@ -30,6 +30,9 @@ pub enum UpgradeError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Today's upload allowance of the account is used up.
+    #[error("{0}")]
+    Allowance(String),
     #[error("upgrade store query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error(transparent)]
@@ -38,6 +41,20 @@ pub enum UpgradeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Internal(String),
+}
+
+/// How much one account may upload to the upgrade service in 24 hours
+/// (configuration `[upgrades]`, docs/upgrade-service.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub uploads_per_day: u32,
+    pub bytes_per_day: u64,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Self { uploads_per_day: 10, bytes_per_day: 5 * 1_000_000_000 }
+    }
 }
 
 /// One uploaded database and what became of it.
@@ -124,6 +141,7 @@ pub struct Upgrades {
     audit: AuditLog,
     erasure_log: ErasureLog,
     queue: seldesk_jobs::Queue,
+    allowance: Allowance,
 }
 
 const COLUMNS: &str = "id, account_id, file_name, kind, status, progress, from_version, to_version, report, error, \
@@ -145,7 +163,44 @@ impl Upgrades {
         erasure_log: ErasureLog,
         queue: seldesk_jobs::Queue,
     ) -> Self {
-        Self { db, clock, policy, storage, tenants, audit, erasure_log, queue }
+        Self { db, clock, policy, storage, tenants, audit, erasure_log, queue, allowance: Allowance::default() }
+    }
+
+    /// How much one account may upload in a day.
+    pub fn with_allowance(mut self, allowance: Allowance) -> Self {
+        self.allowance = allowance;
+        self
+    }
+
+    /// The bytes this account may still upload in the next 24 hours, or
+    /// why it may upload nothing more today (counted over every upload of
+    /// the last 24 hours, kept, failed or erased since).
+    pub async fn allowance_left(&self, account_id: &str) -> Result<u64, UpgradeError> {
+        let since = self.clock.now() - time::Duration::days(1);
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(created_at) AS first FROM upgrade_requests
+             WHERE account_id = $1 AND created_at > $2",
+        )
+        .bind(account_id)
+        .bind(to_millis(since))
+        .fetch_one(self.db.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let bytes: i64 = row.try_get("bytes")?;
+        let first: Option<i64> = row.try_get("first")?;
+        let again = first.map(|f| from_millis(f) + time::Duration::days(1)).and_then(|t| {
+            t.format(time::macros::format_description!("[hour]:[minute] UTC on [day] [month repr:short]")).ok()
+        });
+        let left = self.allowance.bytes_per_day.saturating_sub(u64::try_from(bytes).unwrap_or(0));
+        if n >= i64::from(self.allowance.uploads_per_day) || left == 0 {
+            return Err(UpgradeError::Allowance(format!(
+                "You have used today's upload allowance ({} uploads or {} GB a day). You can upload again from {}.",
+                self.allowance.uploads_per_day,
+                self.allowance.bytes_per_day / 1_000_000_000,
+                again.unwrap_or_else(|| "tomorrow".into())
+            )));
+        }
+        Ok(left)
     }
 
     pub fn storage(&self) -> &UpgradeStorage {
@@ -223,18 +278,20 @@ impl Upgrades {
             std::fs::remove_file(spooled)?;
             return Err(UpgradeError::Invalid(seldesk_privacy::card::CARD_NUMBER_REFUSED.into()));
         }
+        let size = std::fs::metadata(spooled)?.len();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let target = self.storage.upload(&id)?;
         std::fs::create_dir_all(target.parent().unwrap_or(self.storage.root()))?;
         std::fs::rename(spooled, &target)?;
         sqlx::query(
-            "INSERT INTO upgrade_requests (id, account_id, file_name, kind, status, created_at) VALUES ($1, $2, $3, $4, 'queued', $5)",
+            "INSERT INTO upgrade_requests (id, account_id, file_name, kind, status, created_at, size) VALUES ($1, $2, $3, $4, 'queued', $5, $6)",
         )
         .bind(&id)
         .bind(account_id)
         .bind(&name)
         .bind(kind)
         .bind(to_millis(self.clock.now()))
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .execute(self.db.pool())
         .await?;
         self.audit
@@ -357,9 +414,12 @@ impl Upgrades {
                 Ok(format!("upgraded {id}"))
             }
             Err(message) => {
-                let _ = self.storage.work(id).map(std::fs::remove_dir_all);
+                // Nothing in the upload is needed to say why it failed: it
+                // goes at once; the record (name and reason) stays for the
+                // policy's short period.
+                self.storage.erase_files(id)?;
                 sqlx::query(
-                    "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3",
+                    "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2, source_present = 0 WHERE id = $3",
                 )
                 .bind(&message)
                 .bind(finished)

@@ -344,6 +344,70 @@ impl Vault {
         })
     }
 
+    /// Each region's object names under `prefix` (one listing per region).
+    fn names_by_region(&self, prefix: &str) -> Result<Vec<BTreeSet<String>>, VaultError> {
+        self.regions.iter().map(|r| Ok(r.list(prefix)?.into_iter().collect())).collect()
+    }
+
+    /// Makes every region hold each of `names` (in order: a pack before its
+    /// index), copying a verified copy from a region that has one.
+    fn replicate(&self, names: &[String], until: i64) -> Result<(), VaultError> {
+        for name in names {
+            let lacking: Vec<&RegionStore> = self.regions.iter().filter(|r| !r.exists(name)).collect();
+            if lacking.is_empty() {
+                continue;
+            }
+            let bytes = self.get_verified(name)?;
+            for r in lacking {
+                r.put(name, &bytes, until)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails, naming the region and the first missing object, unless every
+    /// region holds every one of `names` (after copying what another region
+    /// can supply).
+    fn ensure_everywhere(&self, db: &str, names: &[String], until: i64) -> Result<(), VaultError> {
+        let missing = |held: &[BTreeSet<String>]| -> Vec<(usize, String)> {
+            names
+                .iter()
+                .flat_map(|n| {
+                    held.iter().enumerate().filter(move |(_, h)| !h.contains(n)).map(move |(r, _)| (r, n.clone()))
+                })
+                .collect()
+        };
+        let held = |prefix: &str| self.names_by_region(prefix);
+        let union = |a: Vec<BTreeSet<String>>, b: Vec<BTreeSet<String>>| -> Vec<BTreeSet<String>> {
+            a.into_iter()
+                .zip(b)
+                .map(|(mut x, y)| {
+                    x.extend(y);
+                    x
+                })
+                .collect()
+        };
+        let now = union(held(&format!("indexes/{db}"))?, held(&format!("packs/{db}"))?);
+        let gaps = missing(&now);
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let lacking: Vec<String> = gaps.iter().map(|(_, n)| n.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        // Packs first, so no region holds an index before its pack.
+        let (packs, indexes): (Vec<String>, Vec<String>) = lacking.into_iter().partition(|n| n.starts_with("packs/"));
+        let copied = self.replicate(&packs, until).and_then(|()| self.replicate(&indexes, until));
+        let after = union(held(&format!("indexes/{db}"))?, held(&format!("packs/{db}"))?);
+        match missing(&after).first() {
+            None => Ok(()),
+            Some((r, name)) => Err(VaultError::Missing(format!(
+                "region {}: the snapshot was not written, because this region lacks {} object(s) it needs and no region could supply them (first: {name}{}); run `seldesk backup repair`, then back up again",
+                self.regions[*r].region,
+                missing(&after).len(),
+                copied.err().map(|e| format!("; {e}")).unwrap_or_default()
+            ))),
+        }
+    }
+
     /// Reads a content-addressed object from the first region with an intact copy.
     fn get_verified(&self, name: &str) -> Result<Vec<u8>, VaultError> {
         let id = name.rsplit('/').next().unwrap_or_default();
@@ -490,7 +554,17 @@ impl Vault {
         // Blocks already stored in this epoch, and which index locates each.
         let mut index_names: Vec<String> = Vec::new();
         let mut known: BlockMap<usize> = BlockMap::default();
-        let names: Vec<String> = self.names(&format!("indexes/{db}"))?.into_iter().collect();
+        // What each region holds: an index (and its pack) reused from an
+        // interrupted run may be in one region only, and a snapshot that
+        // names it must not be written until every region has it.
+        // A region that cannot even be listed holds nothing reusable; its
+        // writer then reports what is wrong with it.
+        let listed = |prefix: String| -> Vec<BTreeSet<String>> {
+            self.regions.iter().map(|r| r.list(&prefix).map(|v| v.into_iter().collect()).unwrap_or_default()).collect()
+        };
+        let (held_indexes, held_packs) = (listed(format!("indexes/{db}")), listed(format!("packs/{db}")));
+        let names: Vec<String> = held_indexes.iter().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut pack_of: HashMap<String, String> = HashMap::new();
         let (read, maps) = std::thread::scope(|scope| {
             let maps = scope.spawn(load_maps);
             let read = self.read_indexes(&names);
@@ -509,6 +583,16 @@ impl Vault {
             if idx.epoch != epoch {
                 continue;
             }
+            let pack = pack_name(db, &idx.pack);
+            let everywhere = held_indexes.iter().zip(&held_packs).all(|(i, p)| i.contains(&name) && p.contains(&pack));
+            if !everywhere && let Err(e) = self.replicate(&[pack.clone(), name.clone()], until) {
+                // Its blocks are stored again by this run instead.
+                tracing::warn!(
+                    "{name} is not in every backup region and cannot be copied there ({e}); its blocks are stored anew"
+                );
+                continue;
+            }
+            pack_of.insert(name.clone(), pack);
             let i = index_names.len();
             index_names.push(name);
             for b in idx.segments.iter().flat_map(|s| &s.blocks) {
@@ -975,6 +1059,14 @@ impl Vault {
                     }
                 });
             }
+            // Every index the manifest names, and the pack of each one
+            // reused from an earlier run, in every region before any region
+            // gets the manifest (new packs were written before their index
+            // by the same region's writer).
+            let m = decode::<Manifest>(&bytes).map_err(|e| VaultError::Corrupt(format!("the new manifest: {e}")))?;
+            let mut needed: Vec<String> = m.indexes.clone();
+            needed.extend(m.indexes.iter().filter_map(|i| pack_of.get(i).cloned()));
+            self.ensure_everywhere(db, &needed, until)?;
             self.put_all(&snapshot_name(db, &id), &bytes, until)
         })?;
         Ok(SnapshotInfo {
@@ -2480,5 +2572,66 @@ mod tests {
         let problems = v.check(false, &|_, _| {}).expect("check");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!((problems[0].region.as_str(), problems[0].object.as_str()), ("sg", manifest.as_str()));
+    }
+
+    // promise: BAK-4
+    #[test]
+    fn a_run_after_one_that_left_objects_in_one_region_writes_a_snapshot_each_region_restores_alone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        let data: Vec<u8> = (0..4096 * 700u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        std::fs::write(&file, &data).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let files = [("db.sqlite".to_string(), file, 4096)];
+        // A run killed after India had its packs and indexes, before
+        // Singapore had any, and before the manifest.
+        let killed = v.backup("db1", &files, t0, &|_, _| {}).expect("backup");
+        for region in ["in", "sg"] {
+            std::fs::remove_file(dir.path().join(region).join("objects").join(snapshot_name("db1", &killed.id)))
+                .expect("no manifest");
+        }
+        for kind in ["indexes", "packs"] {
+            std::fs::remove_dir_all(dir.path().join("sg").join("objects").join(kind).join("db1")).expect("not in sg");
+        }
+        let next = v.backup("db1", &files, t0 + time::Duration::seconds(1), &|_, _| {}).expect("next run");
+        assert!(v.check(false, &|_, _| {}).expect("check").is_empty(), "every region holds what the snapshot needs");
+        for region in ["in", "sg"] {
+            let settings = VaultSettings { segment_size: 64 << 10, pack_size: 1 << 20, ..VaultSettings::default() };
+            let alone = Vault::open(
+                vec![RegionStore::new(region, dir.path().join(region))],
+                &dir.path().join("vault.key"),
+                settings,
+            )
+            .expect("open")
+            .0;
+            let out = dir.path().join(format!("restored-{region}"));
+            alone.restore(&next.id, &out, &|_, _| {}).unwrap_or_else(|e| panic!("{region} alone: {e}"));
+            assert!(
+                std::fs::read(out.join("db.sqlite")).expect("restored") == data,
+                "{region} alone restores it exactly"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_not_written_when_a_region_lacks_what_it_needs_and_none_can_supply_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        let data: Vec<u8> = (0..4096 * 300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        std::fs::write(&file, &data).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let files = [("db.sqlite".to_string(), file, 4096)];
+        v.backup("db1", &files, t0, &|_, _| {}).expect("backup");
+        // A pack lost everywhere after its index was read: the check before
+        // the manifest finds it, and no region gets the new snapshot.
+        let pack = v.names("packs/db1").expect("packs").into_iter().next().expect("a pack");
+        v.ensure_everywhere("db1", std::slice::from_ref(&pack), ms(t0)).expect("present everywhere");
+        for region in ["in", "sg"] {
+            std::fs::remove_file(dir.path().join(region).join("objects").join(&pack)).expect("lose it");
+        }
+        let err = v.ensure_everywhere("db1", std::slice::from_ref(&pack), ms(t0)).expect_err("refused");
+        assert!(err.to_string().contains("was not written") && err.to_string().contains(&pack), "{err}");
     }
 }

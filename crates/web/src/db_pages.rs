@@ -190,6 +190,10 @@ struct DbPage {
     contacts: Vec<Contact>,
     active: bool,
     moving: bool,
+    /// How large the database may grow on its plan, in MB.
+    quota_mb: u64,
+    /// The data center a moving database goes to, by name.
+    moving_to: String,
     error: Option<String>,
     region_name: String,
     regions: Vec<RegionChoice>,
@@ -215,6 +219,12 @@ async fn show_view(
     };
     let active = db.status == DbStatus::Active;
     let db_moving = db.status == DbStatus::Moving;
+    let quota_mb = state.databases.quotas().of(&db.plan) / 1_000_000;
+    let moving_to = db
+        .moving
+        .as_ref()
+        .map(|m| state.policy.region(&m.to).map(|r| r.name.clone()).unwrap_or_else(|| m.to.clone()))
+        .unwrap_or_else(|| "another data center".into());
     let contacts =
         if active { state.databases.contacts(account_id, id, q.clone()).await.unwrap_or_default() } else { Vec::new() };
     let csrf = CsrfToken::for_request(state, headers);
@@ -244,6 +254,8 @@ async fn show_view(
         contacts,
         active,
         moving: db_moving,
+        moving_to,
+        quota_mb,
         error,
         region_name,
         regions,

@@ -37,6 +37,7 @@ fn status_of(e: &UpgradeError) -> StatusCode {
         UpgradeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         UpgradeError::NotFound(_) => StatusCode::NOT_FOUND,
         UpgradeError::Conflict(_) => StatusCode::CONFLICT,
+        UpgradeError::Allowance(_) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -91,6 +92,14 @@ async fn page(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, 
     view(&state, &headers, &account.id, None).await
 }
 
+/// Why an upload stopped at the account's daily allowance.
+fn over_allowance(left: u64) -> String {
+    format!(
+        "This file is larger than what you may still upload today ({:.1} GB); nothing was kept. Try again tomorrow or with a smaller file.",
+        left as f64 / 1e9
+    )
+}
+
 /// A new file in the upgrade storage's incoming folder.
 async fn spool_target(state: &AppState) -> Result<(std::path::PathBuf, tokio::fs::File), UpgradeError> {
     let dir = state.upgrades.storage().root().join("incoming");
@@ -125,6 +134,11 @@ async fn upload(
                     return e.into_response();
                 }
                 let name = field.file_name().unwrap_or("upload").to_string();
+                let left = match state.upgrades.allowance_left(&account.id).await {
+                    Ok(left) => left,
+                    Err(e) => return view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,
+                };
+                let mut written = 0u64;
                 let Ok((path, mut out)) = spool_target(&state).await else {
                     return message_page(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +150,17 @@ async fn upload(
                 loop {
                     match field.chunk().await {
                         Ok(Some(chunk)) => {
+                            written += chunk.len() as u64;
+                            if written > left {
+                                let _ = tokio::fs::remove_file(&path).await;
+                                return view(
+                                    &state,
+                                    &headers,
+                                    &account.id,
+                                    Some((StatusCode::PAYLOAD_TOO_LARGE, over_allowance(left))),
+                                )
+                                .await;
+                            }
                             if out.write_all(&chunk).await.is_err() {
                                 let _ = tokio::fs::remove_file(&path).await;
                                 return message_page(
@@ -248,9 +273,16 @@ async fn api_upload(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let left = state.upgrades.allowance_left(&a.id).await.map_err(api_error)?;
+    let mut written = 0u64;
     let (path, mut out) = spool_target(&state).await.map_err(api_error)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
+        written += chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
+        if written > left {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "allowance", over_allowance(left)));
+        }
         let Ok(chunk) = chunk else {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(ApiError::new(

@@ -320,14 +320,14 @@ async fn a_removed_database_leaves_no_readable_trace_in_the_vault_after_twelve_m
     app.stop().await;
 }
 
-// promise: BAK-1
+// promise: BAK-1, BAK-4
 #[tokio::test]
 async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
     let app = spawn_app().await;
     let (_, id) = database_with_contacts(&app, "crash@example.com", "big", 0).await;
+    let path = app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite");
     // Enough data that a backup takes a moment.
     {
-        let path = app.data.path().join("tenants").join("uk").join(&id).join("db.sqlite");
         let conn = rusqlite::Connection::open(&path).expect("open");
         conn.execute_batch("BEGIN").expect("begin");
         for i in 0..40_000u32 {
@@ -340,7 +340,18 @@ async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
         conn.execute_batch("COMMIT").expect("commit");
     }
     let url = app.database_url();
-    for delay in [30u64, 80, 150, 250, 400] {
+    // Kills at many points, with the database changed before each run, so
+    // a run's objects reach one region and not the other.
+    for round in 1..=14i64 {
+        let delay = u64::try_from(30 * round - 10).unwrap_or(0);
+        rusqlite::Connection::open(&path)
+            .and_then(|c| {
+                c.execute(
+                    "UPDATE contacts SET notes = notes || ?1 WHERE id % 97 = ?2",
+                    rusqlite::params![format!("-{round}"), round % 97],
+                )
+            })
+            .expect("update");
         let mut child = std::process::Command::new(crate::helpers::bin())
             .args(["backup", "run", "--database", &id, "--database-url", &url, "--data", app.data_dir()])
             .stdout(std::process::Stdio::null())
@@ -359,12 +370,29 @@ async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
     assert_eq!(code, 0, "{err}");
     let snapshots: Vec<&str> = out.lines().filter(|l| l.contains(&id)).collect();
     assert!(!snapshots.is_empty(), "{out}");
-    // Every listed snapshot restores completely.
+    let (code, out, err) = cli(&app, &["run", "--database", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&app, &["check"]);
+    assert_eq!(code, 0, "after the runs that followed the kills: {out}{err}");
+    // Every listed snapshot restores completely, from each region alone
+    // (BAK-4: a region lost loses nothing).
     let s = app.app().services();
-    for snap in s.backups.list(Some(&id)).await.expect("list") {
-        let dir = tempfile::tempdir().expect("dir");
-        let m = s.backups.vault().restore(&snap.id, &dir.path().join("r"), &|_, _| {}).expect("restore");
-        assert_eq!(std::fs::metadata(dir.path().join("r").join("db.sqlite")).expect("file").len(), m.files[0].size);
+    let all = s.backups.list(Some(&id)).await.expect("list");
+    for region in ["in", "sg"] {
+        let (alone, _) = seldesk_vault::Vault::open(
+            vec![seldesk_vault::RegionStore::new(region, app.data.path().join("backups").join(region))],
+            &app.data.path().join("keys").join("vault.key"),
+            seldesk_vault::VaultSettings::default(),
+        )
+        .expect("one region");
+        assert_eq!(alone.list(Some(&id)).expect("list").len(), all.len(), "{region} holds every manifest");
+        for snap in &all {
+            let dir = tempfile::tempdir().expect("dir");
+            let m = alone
+                .restore(&snap.id, &dir.path().join("r"), &|_, _| {})
+                .unwrap_or_else(|e| panic!("{region} alone cannot restore {}: {e}", snap.id));
+            assert_eq!(std::fs::metadata(dir.path().join("r").join("db.sqlite")).expect("file").len(), m.files[0].size);
+        }
     }
     app.stop().await;
 }

@@ -889,3 +889,296 @@ fn percent(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() || b == b'.' { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+/// Regions whose folder holds database `id` (or a staging copy of it).
+fn regions_holding(data: &std::path::Path, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for region in std::fs::read_dir(data.join("tenants")).into_iter().flatten().flatten() {
+        let name = region.file_name().to_string_lossy().into_owned();
+        if region.path().join(id).exists() || region.path().join(format!(".incoming-{id}")).exists() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+// promise: DB-8
+#[tokio::test]
+async fn a_move_killed_at_any_moment_ends_in_exactly_one_region_serving_at_once() {
+    let mut server = crate::helpers::ServerProcess::start(&[("SELDESK_JOBS__POLL_MS", "20")]).await;
+    let client = reqwest::Client::new();
+    let url = |base: &str, p: &str| format!("{base}{p}");
+    client
+        .post(url(&server.base, "/api/v1/accounts"))
+        .json(&json!({ "name": "Mover", "company": "M", "email": "mover@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    let token: serde_json::Value = client
+        .post(url(&server.base, "/api/v1/auth/token"))
+        .json(&json!({ "email": "mover@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    let db: serde_json::Value = client
+        .post(url(&server.base, "/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "mover", "region": "uk" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = db["id"].as_str().expect("id").to_string();
+    {
+        // Enough rows that a copy takes a moment to check.
+        let conn =
+            rusqlite::Connection::open(server.dir.path().join("tenants/uk").join(&id).join("db.sqlite")).expect("open");
+        conn.execute_batch("BEGIN").expect("begin");
+        for i in 0..30_000u32 {
+            conn.execute(
+                "INSERT INTO contacts (name, notes, created_at, updated_at) VALUES (?1, ?2, 'now', 'now')",
+                rusqlite::params![format!("Person {i}"), blake3::hash(&i.to_le_bytes()).to_hex().repeat(6)],
+            )
+            .expect("insert");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+    let mut expected = 30_000u64;
+    let targets = ["sg", "in", "uk"];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut killed_mid_move = 0usize;
+    // The full drill (docs/customer-databases.md): SELDESK_MOVE_DRILL_ROUNDS=60.
+    let rounds: usize = std::env::var("SELDESK_MOVE_DRILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    for round in 0..rounds {
+        let to = targets[round % 3];
+        let r = client
+            .post(url(&server.base, &format!("/api/v1/databases/{id}/move")))
+            .bearer_auth(&token)
+            .json(&json!({ "region": to }))
+            .send()
+            .await
+            .expect("move");
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "round {round}");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Anywhere from before the job starts to after the switch.
+        tokio::time::sleep(std::time::Duration::from_millis(seed % 600)).await;
+        let before: serde_json::Value = client
+            .get(url(&server.base, &format!("/api/v1/databases/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("show")
+            .json()
+            .await
+            .expect("json");
+        let mid_move = before["status"] == "moving";
+        killed_mid_move += usize::from(mid_move);
+        server.kill_and_restart();
+        let restarted = std::time::Instant::now();
+        // Serving again, in exactly one region, within seconds.
+        let region = loop {
+            let r = client
+                .get(url(&server.base, &format!("/api/v1/databases/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("show");
+            let d: serde_json::Value = r.json().await.expect("json");
+            if d["status"] == "active" && d.get("moving").is_none() {
+                break d["region"].as_str().expect("region").to_string();
+            }
+            assert!(restarted.elapsed() < std::time::Duration::from_secs(20), "round {round}: still {d}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let serving = restarted.elapsed();
+        assert_eq!(
+            regions_holding(server.dir.path(), &id),
+            vec![region.clone()],
+            "round {round}: one copy, in {region}"
+        );
+        let r = client
+            .post(url(&server.base, &format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&token)
+            .json(&json!({ "name": format!("After round {round}") }))
+            .send()
+            .await
+            .expect("write");
+        assert_eq!(r.status(), StatusCode::CREATED, "round {round}: writes work");
+        expected += 1;
+        let r = client
+            .post(url(&server.base, &format!("/api/v1/databases/{id}/sql")))
+            .bearer_auth(&token)
+            .json(&json!({ "sql": "SELECT count(*) FROM contacts" }))
+            .send()
+            .await
+            .expect("count");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["rows"][0][0], json!(expected), "round {round}: every row is there");
+        let conn =
+            rusqlite::Connection::open(server.dir.path().join("tenants").join(&region).join(&id).join("db.sqlite"))
+                .expect("open");
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok", "round {round}");
+        eprintln!(
+            "round {round}: to {to}, killed {}, in {region}, serving {serving:?} after the restart",
+            if mid_move { "mid-move" } else { "after it" }
+        );
+    }
+    assert!(killed_mid_move * 3 >= rounds, "only {killed_mid_move} of {rounds} kills landed during a move");
+}
+
+// promise: DB-1
+#[tokio::test]
+async fn a_database_cannot_grow_past_its_plans_quota_and_a_refused_write_leaves_no_large_wal() {
+    let app = crate::helpers::spawn_app_with(
+        |c| c.databases.trial_quota_mb = 3,
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let (t, id) = customer_db(&app, "quota@example.com", "quota").await;
+    let sql_path = format!("/api/v1/databases/{id}/sql");
+    let sql = |q: &str| call(&app, Method::POST, &sql_path, &t, Some(json!({ "sql": q })));
+    // 80 MB in one statement, then row by row: both stop at 3 MB.
+    let (status, body) = sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+         INSERT INTO contacts (name, notes, created_at, updated_at) SELECT 'Bulk', hex(randomblob(400000)), 'now', 'now' FROM n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("3 MB")), "the limit is named: {body}");
+    let wal = app.data.path().join("tenants/in").join(&id).join("db.sqlite-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(wal_len < 1_000_000, "the rolled-back write left a WAL of {wal_len} bytes");
+    let mut last = StatusCode::OK;
+    for _ in 0..10 {
+        (last, _) = sql("INSERT INTO contacts (name, notes, created_at, updated_at) VALUES ('Row', hex(randomblob(400000)), 'now', 'now')").await;
+        if last != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::PAYLOAD_TOO_LARGE);
+    let file = app.data.path().join("tenants/in").join(&id).join("db.sqlite");
+    assert!(std::fs::metadata(&file).expect("db").len() <= 3_000_000 + 65_536);
+    // Room is made by deleting; the contacts still work.
+    let (status, _) = sql("DELETE FROM contacts WHERE name IN ('Bulk', 'Row')").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": "Fits" })))
+            .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The control panel shows the limit.
+    let session = app.web_session("quota@example.com", PW).await;
+    let page =
+        app.client.get(app.url(&format!("/databases/{id}"))).header("cookie", &session).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains(" MB of 3 MB"), "{html}");
+    app.stop().await;
+}
+
+// promise: UPG-2
+#[tokio::test]
+async fn upgrade_uploads_have_a_daily_allowance_and_a_failed_upload_is_erased_at_once() {
+    let app = crate::helpers::spawn_app_with(
+        |c| {
+            c.upgrades.uploads_per_day = 3;
+            c.upgrades.upload_mb_per_day = 1;
+        },
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    app.sign_up("uploader@example.com", PW).await;
+    let t = app.token("uploader@example.com", PW).await;
+    let upload = |name: &str, body: Vec<u8>| {
+        let req = app.client.post(app.url(&format!("/api/v1/upgrades?name={name}"))).bearer_auth(&t).body(body);
+        async move {
+            let r = req.send().await.expect("upload");
+            let status = r.status();
+            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // Larger than what is left today: refused while it streams, nothing kept.
+    let (status, body) = upload("big.sqlite", vec![7u8; 1_200_000]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("today")), "{body}");
+    let incoming = app.data.path().join("upgrade/incoming");
+    assert_eq!(std::fs::read_dir(&incoming).map(|d| d.count()).unwrap_or(0), 0, "nothing of it stays");
+    // A broken SQLite file is taken, fails, and its file goes at once.
+    let mut broken = b"SQLite format 3\0".to_vec();
+    broken.extend(vec![0u8; 4096]);
+    let (status, req) = upload("broken.sqlite", broken.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{req}");
+    app.run_jobs().await;
+    let id = req["id"].as_str().expect("id");
+    let shown: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/api/v1/upgrades/{id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("show")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert!(shown["error"].as_str().is_some_and(|e| !e.is_empty()), "the reason stays visible: {shown}");
+    assert_eq!(shown["source_present"], false);
+    assert!(!app.data.path().join("upgrade/uploads").join(id).exists(), "the failed upload's file is erased at once");
+    // Three uploads a day at most.
+    for _ in 0..2 {
+        let (status, body) = upload("again.sqlite", broken.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = upload("one-more.sqlite", broken.clone()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("3 uploads")), "{body}");
+    app.clock.advance(time::Duration::hours(25));
+    let fresh = app.token("uploader@example.com", PW).await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/upgrades?name=tomorrow.sqlite"))
+        .bearer_auth(&fresh)
+        .body(broken)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "a new day, a new allowance");
+    app.stop().await;
+}
+
+// promise: DB-4
+#[tokio::test]
+async fn names_with_nul_or_text_direction_characters_are_refused() {
+    let app = spawn_app().await;
+    let (t, id) = customer_db(&app, "names@example.com", "names").await;
+    for name in ["Evil\u{0}Name", "Invoice\u{202e}fdp.exe", "Tab\tName", "Isolate\u{2066}x"] {
+        let (status, body) =
+            call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": name })))
+                .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?}: {body}");
+    }
+    let (_, c) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": "Plain" })))
+            .await;
+    let cid = c["id"].as_i64().expect("cid");
+    for name in ["a%00b.txt", "report%E2%80%AEfdp.exe"] {
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts/{cid}/attachments?name={name}")))
+            .bearer_auth(&t)
+            .body(b"x".to_vec())
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+    }
+    app.stop().await;
+}

@@ -378,9 +378,12 @@ pub struct ServerProcess {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     pub dir: TempDir,
+    /// The control-plane database.
+    pub url: String,
     /// Log lines read so far (see [`ServerProcess::read_log`]).
     pub log: Vec<String>,
     lines: std::sync::mpsc::Receiver<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -389,6 +392,16 @@ impl ServerProcess {
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let url = fresh_database_url(dir.path()).await;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, base, log, lines) = Self::spawn(dir.path(), &url, &env);
+        Self { child, base, dir, url, log, lines, env }
+    }
+
+    fn spawn(
+        dir: &Path,
+        url: &str,
+        env: &[(String, String)],
+    ) -> (std::process::Child, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
         let mut child = std::process::Command::new(bin())
             .args([
                 "serve",
@@ -397,11 +410,11 @@ impl ServerProcess {
                 "--admin-listen",
                 "127.0.0.1:0",
                 "--database-url",
-                &url,
+                url,
                 "--data",
             ])
-            .arg(dir.path())
-            .envs(env.iter().copied())
+            .arg(dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -425,7 +438,17 @@ impl ServerProcess {
             }
         }
         let addr = addr.unwrap_or_else(|| panic!("the server announced its address: {log:?}"));
-        Self { child, base: format!("http://{addr}"), dir, log, lines }
+        (child, format!("http://{addr}"), log, lines)
+    }
+
+    /// SIGKILL, then the same server again over the same data folder and
+    /// control plane (on new ports).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base, log, lines) = Self::spawn(self.dir.path(), &self.url, &self.env);
+        (self.child, self.base, self.lines) = (child, base, lines);
+        self.log.extend(log);
     }
 
     /// The host and port it listens on.

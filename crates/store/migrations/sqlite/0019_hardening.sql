@@ -6,3 +6,14 @@ ALTER TABLE staff ADD COLUMN totp_last_step INTEGER;
 -- before the key existed keep their plain hashes, sealed by the first keyed one.
 ALTER TABLE audit_head ADD COLUMN keyed_from INTEGER NOT NULL DEFAULT 1;
 UPDATE audit_head SET keyed_from = seq + 1;
+
+-- A move records where it comes from and goes to, and how far its copy is,
+-- so an interrupted move resumes or rolls back and erases the right copy,
+-- and the customer sees its progress (issue 27, DB-8).
+ALTER TABLE databases ADD COLUMN moving_from TEXT;
+ALTER TABLE databases ADD COLUMN moving_to TEXT;
+ALTER TABLE databases ADD COLUMN move_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE databases ADD COLUMN move_total INTEGER NOT NULL DEFAULT 0;
+
+-- An upload's size, for the daily upload allowance per account (issue 27).
+ALTER TABLE upgrade_requests ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
