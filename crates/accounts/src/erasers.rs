@@ -131,6 +131,8 @@ impl Eraser for TicketEraser {
 /// Personal data archives: the file and its row.
 pub struct AccessExportEraser {
     pub db: Db,
+    /// The folder the archives are in (`AccountsConfig::exports_dir`).
+    pub exports_dir: std::path::PathBuf,
 }
 
 impl Eraser for AccessExportEraser {
@@ -152,18 +154,8 @@ impl Eraser for AccessExportEraser {
         Box::pin(async move {
             let mut n = 0;
             for c in records {
-                let row = sqlx::query("SELECT path FROM access_exports WHERE id = $1")
-                    .bind(&c.record)
-                    .fetch_optional(self.db.pool())
-                    .await?;
-                if let Some(r) = row {
-                    let path: String = r.try_get("path")?;
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(PrivacyError::Invalid(format!("cannot delete archive {path}: {e}"))),
-                    }
-                }
+                crate::helpdesk::remove_archive(&self.exports_dir, &c.record)
+                    .map_err(|e| PrivacyError::Invalid(e.to_string()))?;
                 n += sqlx::query("DELETE FROM access_exports WHERE id = $1")
                     .bind(&c.record)
                     .execute(self.db.pool())

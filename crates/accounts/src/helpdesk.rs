@@ -518,7 +518,7 @@ impl Accounts {
         let dir = self.config.exports_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| AccountError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join(format!("{}.zip", &id[..16]));
+        let path = archive_path(&dir, &id).ok_or_else(|| AccountError::Internal("a malformed archive id".into()))?;
         let json = serde_json::to_vec_pretty(&data).map_err(|e| AccountError::Internal(e.to_string()))?;
         let file = std::fs::File::create(&path)
             .map_err(|e| AccountError::Internal(format!("cannot write the archive: {e}")))?;
@@ -606,7 +606,10 @@ impl Accounts {
         if from_millis(row.try_get("expires_at")?) <= self.now() {
             return Err(AccountError::LinkExpired);
         }
-        let path: String = row.try_get("path")?;
+        // The file's name comes from the archive's id, never from a path
+        // stored in the database.
+        let path = archive_path(&self.config.exports_dir, &row.try_get::<String, _>("id")?)
+            .ok_or(AccountError::LinkExpired)?;
         let bytes = tokio::fs::read(&path).await.map_err(|_| AccountError::LinkExpired)?;
         sqlx::query("UPDATE access_exports SET downloaded_at = $1 WHERE id = $2")
             .bind(to_millis(self.now()))
@@ -643,13 +646,12 @@ impl Accounts {
         let mut erased: Vec<(&str, String)> = Vec::new();
 
         // Access archives: files and rows.
-        let rows = sqlx::query("SELECT path FROM access_exports WHERE account_id = $1")
+        let rows = sqlx::query("SELECT id FROM access_exports WHERE account_id = $1")
             .bind(&account_id)
             .fetch_all(self.db.pool())
             .await?;
         for r in &rows {
-            let path: String = r.try_get("path")?;
-            let _ = std::fs::remove_file(&path);
+            remove_archive(&self.config.exports_dir, &r.try_get::<String, _>("id")?)?;
         }
         let mut tx = self.db.begin_write().await?;
         // Records the law requires (invoices) leave the account for the
@@ -843,5 +845,23 @@ fn require_support(staff: &StaffMember) -> Result<(), AccountError> {
         Ok(())
     } else {
         Err(AccountError::Forbidden("The Helpdesk is for the support and dpo roles.".into()))
+    }
+}
+
+/// Where the access archive with this id is kept: a name made from the id
+/// (32 bytes of randomness, base64url), or nothing for an id that is not one.
+pub(crate) fn archive_path(dir: &std::path::Path, id: &str) -> Option<std::path::PathBuf> {
+    let ok = id.len() >= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| dir.join(format!("{}.zip", &id[..16])))
+}
+
+/// Deletes an access archive's file; one already gone is fine, any other
+/// failure is reported (the erasure is then retried), never ignored.
+pub(crate) fn remove_archive(dir: &std::path::Path, id: &str) -> Result<(), AccountError> {
+    let Some(path) = archive_path(dir, id) else { return Ok(()) };
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AccountError::Internal(format!("cannot delete access archive {}: {e}", path.display()))),
     }
 }

@@ -149,6 +149,7 @@ impl Services {
         let policy = Arc::new(policy);
         let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
         let blobs = open_blobs(config)?;
+        let exports_dir = config.data.join("exports");
         let erasers: Vec<Arc<dyn Eraser>> = vec![
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
@@ -174,7 +175,7 @@ impl Services {
                 clock.clone(),
             )),
             Arc::new(TicketEraser { db: db.clone() }),
-            Arc::new(AccessExportEraser { db: db.clone() }),
+            Arc::new(AccessExportEraser { db: db.clone(), exports_dir: exports_dir.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
             Arc::new(seldesk_billing::PaymentEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
@@ -235,7 +236,7 @@ impl Services {
             queue.clone(),
             AccountsConfig {
                 base_url: public_url.clone(),
-                exports_dir: config.data.join("exports"),
+                exports_dir,
                 idle: time::Duration::hours(2),
                 absolute: time::Duration::hours(12),
                 api_ttl: time::Duration::hours(24),

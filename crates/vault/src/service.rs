@@ -257,6 +257,8 @@ impl Backups {
         let (files, vault, work, now) = (self.files.clone(), self.vault.clone(), self.work.clone(), self.clock.now());
         let (region, id) = (d.region.clone(), d.id.clone());
         blocking(move || {
+            // The id is the control plane's; checked as every tenant path is.
+            files.dir(&region, &id)?;
             let dir = work.join(&id);
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)

@@ -304,6 +304,10 @@ impl RegionStore {
                 .collect());
         }
         let base = self.root.join("objects");
+        // A prefix is a name too: never one that leaves the region's folder.
+        if !prefix.is_empty() && !valid_name(prefix) {
+            return Err(VaultError::Invalid(format!("`{prefix}` is not an object name")));
+        }
         let start = if prefix.is_empty() { base.clone() } else { base.join(prefix) };
         let mut out = Vec::new();
         if start.is_file() {
