@@ -10,7 +10,7 @@ of the rows change (other rows each time), so each run has new blocks to
 write and a kill can leave them in one region and not the other. Every
 tenth run is let finish. At the end: one more run, `backup check
 --read-data` (must exit 0), then every snapshot is restored with only
-`in`, then only `sg` (the other region's folder moved aside).
+`in`, then only `sg` (the other region's store pointed at an empty folder).
 
 Prints one line per 20 kills and a summary; exits 1 on any failure.
 """
@@ -91,27 +91,26 @@ try:
     snapshots = [line.split()[0] for line in listed.stdout.splitlines() if db["id"] in line]
     print(f"{len(snapshots)} snapshots after {killed} kills and {finished + 2} finished runs; check exit {check.returncode}")
 
-    backups = os.path.join(server.data, "backups")
+    # Each region alone: the other region's store is pointed at an empty folder.
     for region, other in (("in", "sg"), ("sg", "in")):
-        aside = os.path.join(server.data, f"aside-{other}")
-        shutil.move(os.path.join(backups, other), aside)
+        empty = tempfile.mkdtemp(prefix=f"drill-no-{other}-")
+        env = {**os.environ, f"SELDESK_BACKUP_STORES__{other.upper()}": empty}
         restored = 0
-        try:
-            for snap in snapshots:
-                out = tempfile.mkdtemp(prefix="drill-restore-")
-                target = os.path.join(out, "r")
-                r = subprocess.run(
-                    [BINARY, "backup", "restore", snap, "--to-folder", target, "--reason", "kill drill", *base],
-                    capture_output=True,
-                    text=True,
-                )
-                if r.returncode == 0 and os.path.exists(os.path.join(target, "db.sqlite")):
-                    restored += 1
-                else:
-                    failures.append(f"{region} alone cannot restore {snap}: {r.stderr.strip()[-300:]}")
-                shutil.rmtree(out, ignore_errors=True)
-        finally:
-            shutil.move(aside, os.path.join(backups, other))
+        for snap in snapshots:
+            out = tempfile.mkdtemp(prefix="drill-restore-")
+            target = os.path.join(out, "r")
+            r = subprocess.run(
+                [BINARY, "backup", "restore", snap, "--to-folder", target, "--reason", "kill drill", *base],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if r.returncode == 0 and os.path.exists(os.path.join(target, "db.sqlite")):
+                restored += 1
+            else:
+                failures.append(f"{region} alone cannot restore {snap}: {r.stderr.strip()[-300:]}")
+            shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(empty, ignore_errors=True)
         print(f"{region} alone restores {restored} of {len(snapshots)} snapshots")
 finally:
     server.stop()

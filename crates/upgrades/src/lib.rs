@@ -178,7 +178,7 @@ impl Upgrades {
     pub async fn allowance_left(&self, account_id: &str) -> Result<u64, UpgradeError> {
         let since = self.clock.now() - time::Duration::days(1);
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(created_at) AS first FROM upgrade_requests
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, MIN(created_at) AS first FROM upgrade_requests
              WHERE account_id = $1 AND created_at > $2",
         )
         .bind(account_id)

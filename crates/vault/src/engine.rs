@@ -564,6 +564,21 @@ impl Vault {
         };
         let (held_indexes, held_packs) = (listed(format!("indexes/{db}")), listed(format!("packs/{db}")));
         let names: Vec<String> = held_indexes.iter().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        // A run killed while its manifest went to the regions left it in some
+        // of them: its objects were verified in every region before, so the
+        // manifest is copied to the others now.
+        let manifests = listed(format!("snapshots/{db}"));
+        let partial: Vec<String> = manifests
+            .iter()
+            .flatten()
+            .filter(|m| manifests.iter().any(|held| !held.contains(*m)))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Err(e) = self.replicate(&partial, until) {
+            tracing::warn!("a snapshot of {db} is not in every backup region and cannot be copied there: {e}");
+        }
         let mut pack_of: HashMap<String, String> = HashMap::new();
         let (read, maps) = std::thread::scope(|scope| {
             let maps = scope.spawn(load_maps);
@@ -2633,5 +2648,23 @@ mod tests {
         }
         let err = v.ensure_everywhere("db1", std::slice::from_ref(&pack), ms(t0)).expect_err("refused");
         assert!(err.to_string().contains("was not written") && err.to_string().contains(&pack), "{err}");
+    }
+
+    // promise: BAK-4
+    #[test]
+    fn a_manifest_a_killed_run_wrote_to_one_region_reaches_the_other_with_the_next_run() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let file = dir.path().join("db.sqlite");
+        std::fs::write(&file, vec![3u8; 4096 * 40]).expect("write");
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let files = [("db.sqlite".to_string(), file, 4096)];
+        let first = v.backup("db1", &files, t0, &|_, _| {}).expect("backup");
+        let manifest = snapshot_name("db1", &first.id);
+        std::fs::remove_file(dir.path().join("sg").join("objects").join(&manifest)).expect("killed before sg had it");
+        assert_eq!(v.check(false, &|_, _| {}).expect("check").len(), 1);
+        v.backup("db1", &files, t0 + time::Duration::seconds(1), &|_, _| {}).expect("next run");
+        assert!(dir.path().join("sg").join("objects").join(&manifest).is_file(), "copied to sg");
+        assert!(v.check(false, &|_, _| {}).expect("check").is_empty());
     }
 }

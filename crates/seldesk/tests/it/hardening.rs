@@ -138,6 +138,12 @@ async fn an_attachment_row_cannot_point_at_a_file_outside_its_database() {
     app.stop().await;
 }
 
+/// A database's export archive, as its owner downloads it.
+async fn export_of(app: &TestApp, token: &str, id: &str) -> Vec<u8> {
+    let r = app.client.get(app.url(&format!("/api/v1/databases/{id}/export"))).bearer_auth(token).send().await;
+    r.expect("export").bytes().await.expect("zip").to_vec()
+}
+
 fn rezip(entries: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<u8> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in entries {
@@ -183,17 +189,7 @@ async fn an_imported_archive_cannot_name_a_file_outside_its_database() {
     let app = spawn_app().await;
     let (t, id) = customer_db(&app, "importer@example.com", "origin").await;
     attach(&app, &t, &id, b"hello").await;
-    let export = app
-        .client
-        .get(app.url(&format!("/api/v1/databases/{id}/export")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .expect("export")
-        .bytes()
-        .await
-        .expect("zip")
-        .to_vec();
+    let export = export_of(&app, &t, &id).await;
     let stored = unzip(&export)
         .keys()
         .find_map(|k| k.strip_prefix("files/").map(str::to_string))
@@ -342,18 +338,7 @@ async fn guesses_from_elsewhere_slow_down_but_never_lock_the_owner_out() {
     let link = crate::helpers::link(&mails[0], "/signin/link").expect("link in the warning");
     let page = elsewhere.get(&link).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::OK);
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("seldesk_csrf="))
-        .expect("csrf")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
-    let csrf = cookie.split_once('=').expect("kv").1.to_string();
+    let (cookie, csrf) = crate::helpers::csrf_of(&page);
     let html = page.text().await.expect("html");
     assert!(html.contains(email), "the page names the account");
     let token = link.split("token=").nth(1).expect("token").to_string();
@@ -716,17 +701,7 @@ async fn an_archive_whose_headers_lie_about_a_size_is_refused_naming_the_entry()
     let app = spawn_app().await;
     let (t, id) = customer_db(&app, "liar@example.com", "liar").await;
     attach(&app, &t, &id, b"attached").await;
-    let export = app
-        .client
-        .get(app.url(&format!("/api/v1/databases/{id}/export")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .expect("export")
-        .bytes()
-        .await
-        .expect("zip")
-        .to_vec();
+    let export = export_of(&app, &t, &id).await;
     for (i, extra) in [40u32, 5000].into_iter().enumerate() {
         let r = app
             .client

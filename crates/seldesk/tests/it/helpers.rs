@@ -325,23 +325,27 @@ pub async fn staff_session(app: &TestApp, email: &str, role: &str) -> String {
     format!("{}; {csrf_cookie}", session.split(';').next().expect("pair"))
 }
 
+/// The CSRF cookie (`name=value`) a page set, and its token.
+pub fn csrf_of(page: &reqwest::Response) -> (String, String) {
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("seldesk_csrf="))
+        .expect("csrf cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let token = cookie.split_once('=').expect("kv").1.to_string();
+    (cookie, token)
+}
+
 impl TestApp {
     /// A page's CSRF cookie (`name=value`) and its token, for form posts.
     pub async fn csrf(&self, path: &str) -> (String, String) {
-        let page = self.get(path).await;
-        let cookie = page
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with("seldesk_csrf="))
-            .expect("csrf cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_string();
-        let token = cookie.split_once('=').expect("kv").1.to_string();
-        (cookie, token)
+        csrf_of(&self.get(path).await)
     }
 
     /// Signs in through the form; returns the cookie header for later requests.
