@@ -734,7 +734,12 @@ impl Application {
             marketing: services.marketing.clone(),
             backups: services.backups.clone(),
             billing: services.billing.clone(),
-            web: seldesk_web::WebSettings { secure_cookies, google_analytics_id: config.google_analytics_id.clone() },
+            web: seldesk_web::WebSettings {
+                secure_cookies,
+                google_analytics_id: config.google_analytics_id.clone(),
+                // Checked when the configuration was read.
+                trusted_proxies: config.trusted_proxies().unwrap_or_default(),
+            },
         };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();

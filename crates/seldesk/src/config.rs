@@ -153,6 +153,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Mark cookies `Secure`; turn on whenever the site is served over HTTPS.
     pub secure_cookies: bool,
+    /// Load balancers and proxies (addresses or CIDR ranges) whose
+    /// `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: Vec<String>,
     /// Google Analytics measurement id (e.g. G-XXXX); its script loads only
     /// after a visitor accepts third-party analytics cookies.
     pub google_analytics_id: Option<String>,
@@ -235,6 +238,7 @@ impl Default for Config {
             upgrades: UpgradesConfig::default(),
             public_url: None,
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             google_analytics_id: None,
             geoip: None,
             record_visits: true,
@@ -264,6 +268,7 @@ impl fmt::Debug for Config {
             .field("upgrades", &self.upgrades)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("google_analytics_id", &self.google_analytics_id)
             .field("geoip", &self.geoip)
             .field("record_visits", &self.record_visits)
@@ -300,6 +305,7 @@ const CONFIG_KEYS: &[&str] = &[
     "schedules",
     "public_url",
     "secure_cookies",
+    "trusted_proxies",
     "mail",
     "google_analytics_id",
     "geoip",
@@ -364,6 +370,22 @@ impl Config {
         Ok(config)
     }
 
+    /// `trusted_proxies` as networks (a bare address is one host).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
+                    |_| {
+                        ConfigError(format!(
+                            "key `trusted_proxies`: `{p}` is not an address or a range like 10.0.0.0/8"
+                        ))
+                    },
+                )
+            })
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.data.as_os_str().is_empty() {
             return Err(ConfigError("key `data`: the data folder must not be empty".into()));
@@ -393,6 +415,7 @@ impl Config {
                 "key `google_analytics_id`: `{id}` is not a measurement id like G-ABC123"
             )));
         }
+        self.trusted_proxies()?;
         if self.jobs.poll_ms == 0 {
             return Err(ConfigError("key `jobs.poll_ms`: must be at least 1".into()));
         }

@@ -15,6 +15,7 @@ pub mod i18n;
 mod markdown;
 mod marketing_pages;
 mod pages;
+pub mod proxy;
 mod staff_pages;
 mod upgrade_pages;
 mod visits_pages;
@@ -67,6 +68,8 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     /// Google Analytics measurement id; its script loads only after consent (CK-4).
     pub google_analytics_id: Option<String>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every
@@ -131,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies))
+        .layer(middleware::from_fn_with_state(state.clone(), proxy::client_address))
         .with_state(state)
         .layer(middleware::from_fn(card_guard::middleware))
         .layer(middleware::from_fn(record_metrics));

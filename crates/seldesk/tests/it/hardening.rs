@@ -1157,3 +1157,29 @@ async fn names_with_nul_or_text_direction_characters_are_refused() {
     }
     app.stop().await;
 }
+
+// promise: BRW-2, ACC-3
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_address_comes_from_its_headers_and_from_no_one_else() {
+    for (trusted, want) in [(vec!["127.0.0.1".to_string()], "203.0.113.0"), (vec![], "127.0.0.0")] {
+        let app = crate::helpers::spawn_app_with(
+            |c| c.trusted_proxies = trusted.clone(),
+            seldesk_domain::Policy::builtin().expect("policy"),
+        )
+        .await;
+        app.sign_up("proxied@example.com", PW).await;
+        let r = app
+            .client
+            .post(app.url("/api/v1/auth/token"))
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+            .json(&json!({ "email": "proxied@example.com", "password": PW }))
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(r.status(), StatusCode::OK);
+        let ips: Vec<String> =
+            sqlx::query_scalar("SELECT ip FROM signins").fetch_all(app.db().pool()).await.expect("signins");
+        assert_eq!(ips, vec![want.to_string()], "trusted: {trusted:?}");
+        app.stop().await;
+    }
+}
