@@ -83,7 +83,7 @@ def durable_write(source, target):
 server = Server()
 try:
     server.sign_up()
-    db = server.call("POST", "/api/v1/databases", {"name": "big-backup", "plan": "subscribed", "region": "uk"})
+    db = server.call("POST", "/api/v1/databases", {"name": "big-backup", "region": "uk"})
     path = os.path.join(server.data, "tenants", "uk", db["id"], "db.sqlite")
     rnd = random.Random(11)
     words = "acme sales lead follow call invoice renewal meeting quote contract demo partner bengaluru mumbai".split()

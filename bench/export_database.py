@@ -25,7 +25,7 @@ MB = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
 server = Server()
 try:
     server.sign_up()
-    db = server.call("POST", "/api/v1/databases", {"name": "big-export", "plan": "subscribed", "region": "in"})
+    db = server.call("POST", "/api/v1/databases", {"name": "big-export", "region": "in"})
     path = os.path.join(server.data, "tenants", "in", db["id"], "db.sqlite")
     # Fill it directly (the server opens databases per request, so it holds
     # nothing open meanwhile): contacts with realistic text.

@@ -25,7 +25,7 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 server = Server()
 try:
     server.sign_up()
-    first = server.call("POST", "/api/v1/databases", {"name": "seed", "plan": "subscribed", "region": "sg"})
+    first = server.call("POST", "/api/v1/databases", {"name": "seed", "region": "sg"})
     time.sleep(3)
     baseline = server.status("VmRSS") / 1024
     baseline_fds = server.open_files()
@@ -48,13 +48,14 @@ try:
         shutil.copyfile(template, os.path.join(d, "db.sqlite"))
         if i % (N // 50 or 1) == 0:
             touched.append(dbid)
-        rows.append((dbid, account, f"idle-{i:06d}", region, "subscribed", "active", int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        rows.append((dbid, account, f"idle-{i:06d}", region, "trial", "active", now + 15 * 86_400_000, now))
         if len(rows) == 10000:
-            con.executemany("INSERT INTO databases (id, account_id, name, region, plan, status, created_at) VALUES (?,?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at) VALUES (?,?,?,?,?,?,?,?)", rows)
             con.commit()
             rows = []
     if rows:
-        con.executemany("INSERT INTO databases (id, account_id, name, region, plan, status, created_at) VALUES (?,?,?,?,?,?,?)", rows)
+        con.executemany("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at) VALUES (?,?,?,?,?,?,?,?)", rows)
         con.commit()
     con.close()
     print(f"laid out {N} databases in {time.perf_counter() - started:.0f} s")

@@ -24,9 +24,9 @@ pub struct BillingSettings {
     pub retry_days: Vec<u32>,
     pub paypal: Option<PaypalSettings>,
     pub ingenico: Option<IngenicoSettings>,
-    /// Offer the built-in test processor (no money moves). Default: only when
-    /// no real processor is configured.
-    pub test_processor: Option<bool>,
+    /// `"test"` offers the built-in test processor (no money moves; every
+    /// page then says payments are simulated). Never on unless set.
+    pub processor: Option<String>,
 }
 
 /// The seller on every invoice.
@@ -169,7 +169,7 @@ impl Default for BillingSettings {
             retry_days: vec![1, 3, 7],
             paypal: None,
             ingenico: None,
-            test_processor: None,
+            processor: None,
         }
     }
 }
@@ -190,11 +190,16 @@ impl BillingSettings {
 
     /// Whether the built-in test processor is offered.
     pub fn offers_test_processor(&self) -> bool {
-        self.test_processor.unwrap_or(self.paypal.is_none() && self.ingenico.is_none())
+        self.processor.as_deref() == Some("test")
     }
 
     /// Checks the settings; the message names what to fix.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = self.processor.as_deref().filter(|p| *p != "test") {
+            return Err(format!(
+                "billing.processor: `{p}` is not one; only \"test\" is set here (PayPal and Ingenico are configured in billing.paypal and billing.ingenico)"
+            ));
+        }
         if self.plans.is_empty() {
             return Err("billing.plans: at least one plan is needed".into());
         }
@@ -249,7 +254,11 @@ mod tests {
         assert_eq!(s.currency_for(Some("IN")), "INR");
         assert_eq!(s.currency_for(Some("BR")), "USD");
         assert_eq!(s.currency_for(None), "USD");
-        assert!(s.offers_test_processor());
+        assert!(!s.offers_test_processor(), "payments are never simulated unless asked for");
+        let test = BillingSettings { processor: Some("test".into()), ..BillingSettings::default() };
+        assert!(test.offers_test_processor());
+        let odd = BillingSettings { processor: Some("paypal".into()), ..BillingSettings::default() };
+        assert!(odd.validate().expect_err("refused").contains("billing.processor"));
     }
 
     #[test]

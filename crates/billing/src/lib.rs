@@ -176,7 +176,18 @@ impl Billing {
         self.inner.test.as_deref()
     }
 
+    /// Whether any way to pay is configured: without one, paid plans are
+    /// unavailable (and never faked).
+    pub fn payments_available(&self) -> bool {
+        !self.inner.processors.is_empty()
+    }
+
     fn processor(&self, id: &str) -> Result<&Arc<dyn Processor>, BillingError> {
+        if self.inner.processors.is_empty() {
+            return Err(BillingError::Conflict(
+                "Paid plans are unavailable on this Seldesk: no payment processor is configured.".into(),
+            ));
+        }
         self.inner.processors.iter().find(|p| p.id() == id).ok_or_else(|| {
             let ids: Vec<&str> = self.inner.processors.iter().map(|p| p.id()).collect();
             BillingError::invalid("processor", format!("`{id}` is not offered; choose one of {}.", ids.join(", ")))

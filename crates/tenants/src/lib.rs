@@ -34,6 +34,9 @@ pub enum TenantError {
     Forbidden(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The step needs a payment first (a paid plan).
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("customer database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("control-plane query failed: {0}")]

@@ -288,10 +288,21 @@ impl Databases {
             },
             None => self.policy.nearest_region(country).id.clone(),
         };
+        // A database is subscribed only once a payment is confirmed (PAY,
+        // DB-9): every new one starts as a trial.
         let plan = match plan.unwrap_or("trial") {
-            p @ ("trial" | "subscribed") => p.to_string(),
+            "" | "trial" => "trial".to_string(),
+            "subscribed" => {
+                return Err(TenantError::PaymentRequired(
+                    "A new database starts as a free trial: create it without a plan, then subscribe from its page (/databases/ID/subscribe)."
+                        .into(),
+                ));
+            }
             other => {
-                return Err(TenantError::invalid("plan", format!("`{other}` is not a plan; use trial or subscribed.")));
+                return Err(TenantError::invalid(
+                    "plan",
+                    format!("`{other}` is not a plan; new databases start as trials."),
+                ));
             }
         };
         self.ensure_name_free(account_id, &name).await?;
@@ -624,16 +635,20 @@ impl Databases {
             Ok(())
         })
         .await?;
+        // The copy is a trial whatever the original's plan: it costs nothing
+        // and ends like any trial.
+        let now = self.clock.now();
+        let ends = d.trial_ends.filter(|_| d.plan == "trial").unwrap_or_else(|| self.policy.trial.length.after(now));
         sqlx::query(
-            "INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version, test_of)
-             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
+            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, test_of)
+             VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7, $8)",
         )
         .bind(&copy_id)
         .bind(account_id)
         .bind(&name)
         .bind(&d.region)
-        .bind(&d.plan)
-        .bind(to_millis(self.clock.now()))
+        .bind(to_millis(ends))
+        .bind(to_millis(now))
         .bind(SCHEMA_VERSION)
         .bind(id)
         .execute(self.db.pool())
@@ -685,12 +700,15 @@ impl Databases {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
             blocking(move || files.import(&region, &id, &archive).map(|_| ())).await?;
         }
-        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5, $6)")
+        // An imported or restored database is a new database: a trial until paid for.
+        let now = self.clock.now();
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7)")
             .bind(&id)
             .bind(account_id)
             .bind(&name)
             .bind(&region)
-            .bind(to_millis(self.clock.now()))
+            .bind(to_millis(self.policy.trial.length.after(now)))
+            .bind(to_millis(now))
             .bind(SCHEMA_VERSION)
             .execute(self.db.pool())
             .await?;
@@ -728,12 +746,15 @@ impl Databases {
             })
             .await?;
         }
-        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, created_at, schema_version) VALUES ($1, $2, $3, $4, 'subscribed', 'active', $5, $6)")
+        // An imported or restored database is a new database: a trial until paid for.
+        let now = self.clock.now();
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7)")
             .bind(&id)
             .bind(account_id)
             .bind(&name)
             .bind(region)
-            .bind(to_millis(self.clock.now()))
+            .bind(to_millis(self.policy.trial.length.after(now)))
+            .bind(to_millis(now))
             .bind(SCHEMA_VERSION)
             .execute(self.db.pool())
             .await?;
@@ -806,9 +827,9 @@ impl Databases {
         if d.reactivate_until.is_some_and(|u| u <= self.clock.now()) {
             return Err(TenantError::Conflict("The grace period is over: this database is being destroyed.".into()));
         }
-        // An ended trial comes back as a subscription: the trial is over.
-        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, reminded_at = NULL, plan = CASE WHEN trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN 'subscribed' ELSE plan END, converted_at = CASE WHEN plan = 'trial' AND trial_ends_at IS NOT NULL AND trial_ends_at <= $1 THEN $1 ELSE converted_at END WHERE id = $2")
-            .bind(to_millis(self.clock.now()))
+        // The plan never changes here: only a confirmed payment makes a
+        // database subscribed (billing decides whether one is due first).
+        sqlx::query("UPDATE databases SET status = 'active', deactivated_at = NULL, reminded_at = NULL WHERE id = $1")
             .bind(id)
             .execute(self.db.pool())
             .await?;
@@ -1084,17 +1105,25 @@ impl Databases {
         Ok(())
     }
 
-    /// Deactivates trials whose end date has passed (DB-9); returns how many.
+    /// Deactivates every unpaid database (DB-9): trials whose end has
+    /// passed (or that have none), and subscribed databases with no
+    /// subscription in force (active or past due, or cancelled within its
+    /// paid period). Returns how many.
     pub async fn expire_trials(&self) -> Result<u64, TenantError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM databases WHERE status = 'active' AND plan = 'trial' AND trial_ends_at <= $1"
+            "SELECT {COLUMNS} FROM databases d WHERE d.status = 'active' AND (
+                 (d.plan = 'trial' AND (d.trial_ends_at IS NULL OR d.trial_ends_at <= $1))
+                 OR (d.plan <> 'trial' AND NOT EXISTS (
+                     SELECT 1 FROM subscriptions s WHERE s.database_id = d.id
+                       AND (s.status IN ('active', 'past_due') OR (s.status = 'cancelled' AND s.period_end > $1)))))"
         );
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(self.clock.now())).fetch_all(self.db.pool()).await?;
         let mut n = 0;
         for r in &rows {
             let d = self.record(r)?;
-            self.deactivate(&d, "trial ended").await?;
+            let why = if d.plan == "trial" { "trial ended" } else { "not paid" };
+            self.deactivate(&d, why).await?;
             n += 1;
         }
         Ok(n)

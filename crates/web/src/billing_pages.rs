@@ -123,6 +123,31 @@ fn plan_choices(state: &AppState, currency: &str) -> Vec<PlanChoice> {
         .collect()
 }
 
+tokio::task_local! {
+    static SIMULATED: bool;
+}
+
+/// Whether payments on this site are simulated (the test processor is
+/// configured): every page says so.
+pub fn payments_simulated() -> bool {
+    SIMULATED.try_with(|s| *s).unwrap_or(false)
+}
+
+/// Serves the request knowing whether payments are simulated (for the page
+/// banner), and says so to API clients in a header.
+pub(crate) async fn simulated_payments(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let simulated = state.billing.test_processor().is_some();
+    let mut response = SIMULATED.scope(simulated, next.run(req)).await;
+    if simulated {
+        response.headers_mut().insert("x-seldesk-payments", axum::http::HeaderValue::from_static("simulated"));
+    }
+    response
+}
+
 async fn subscribe_view(
     state: &AppState,
     headers: &HeaderMap,

@@ -62,6 +62,7 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
         TenantError::Deactivated(_) => (StatusCode::CONFLICT, "deactivated"),
         TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         TenantError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        TenantError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), billing_pages::simulated_payments))
         .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies))
         .layer(middleware::from_fn_with_state(state.clone(), proxy::client_address))
         .with_state(state)

@@ -855,7 +855,11 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
 // promise: PAY-1, DB-7
 #[tokio::test]
 async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_chromium() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with(
+        |c| c.billing.processor = Some("test".into()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
     app.sign_up("payer@example.com", "orchid lantern ferry").await;
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;

@@ -409,10 +409,9 @@ async fn hostile_archives_are_refused_and_leave_nothing() {
 async fn cancel_deactivates_reactivate_restores_and_the_grace_period_ends_in_destruction() {
     let app = spawn_app().await;
     let t = customer(&app, "cancel@example.com").await;
-    let (_, db) =
-        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "short-lived", "plan": "subscribed" })))
-            .await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "short-lived" }))).await;
     let id = db["id"].as_str().expect("id").to_string();
+    crate::helpers::paid(&app, &id).await;
     let region = db["region"].as_str().expect("region").to_string();
     let (status, d) = call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -734,9 +733,7 @@ async fn attachments_are_stored_with_the_database_exported_imported_and_deleted_
 async fn owners_are_reminded_once_a_week_before_destruction() {
     let app = spawn_app().await;
     let t = customer(&app, "remind@example.com").await;
-    let (_, db) =
-        call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "fading", "plan": "subscribed" })))
-            .await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "fading" }))).await;
     let id = db["id"].as_str().expect("id").to_string();
     call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
     let remind = || async {

@@ -499,3 +499,28 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Test setup: a subscription in force for database `id` (paid a month
+/// ahead), as a confirmed payment leaves it, and the database subscribed.
+pub async fn paid(app: &TestApp, id: &str) {
+    let now = seldesk_store::to_millis(app.clock_now());
+    let month = 31 * 86_400_000i64;
+    let account: String = sqlx::query_scalar("SELECT account_id FROM databases WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.db().pool())
+        .await
+        .expect("database");
+    sqlx::query(
+        "INSERT INTO subscriptions (id, account_id, database_id, plan, billing_interval, seats, currency, amount_cents, processor, status, period_start, period_end, created_at)
+         VALUES ($1, $2, $3, 'standard', 'monthly', 1, 'USD', 1000, 'test', 'active', $4, $5, $4)",
+    )
+    .bind(uuid::Uuid::now_v7().simple().to_string())
+    .bind(&account)
+    .bind(id)
+    .bind(now)
+    .bind(now + month)
+    .execute(app.db().pool())
+    .await
+    .expect("subscription");
+    app.app().services().databases.activate_paid(id).await.expect("subscribed");
+}

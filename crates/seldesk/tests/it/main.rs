@@ -16,6 +16,7 @@ mod helpers;
 mod jobs;
 mod marketing;
 mod pages;
+mod plans;
 mod privacy;
 mod upgrades;
 mod visits;
