@@ -122,6 +122,115 @@ impl Accounts {
         Ok(StaffCredentials { staff, password, totp_url, totp_secret: secret })
     }
 
+    /// A staff member by e-mail (operators name them so).
+    pub async fn staff_by_email(&self, email: &str) -> Result<StaffMember, AccountError> {
+        let email = email.trim().to_lowercase();
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM staff WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        match id {
+            Some(id) => self.staff(&id).await,
+            None => {
+                Err(AccountError::NotFound(format!("There is no staff account for {email}; see `seldesk staff list`.")))
+            }
+        }
+    }
+
+    /// Disables a staff member (who left, or whose credentials are in
+    /// doubt): every session ends at once and no sign-in works until enabled
+    /// again. Admins only; audited.
+    pub async fn set_staff_disabled(
+        &self,
+        actor: &Actor,
+        email: &str,
+        disabled: bool,
+    ) -> Result<StaffMember, AccountError> {
+        Self::admin_only(actor)?;
+        let staff = self.staff_by_email(email).await?;
+        sqlx::query("UPDATE staff SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then(|| to_millis(self.now())))
+            .bind(&staff.id)
+            .execute(self.db.pool())
+            .await?;
+        let ended = if disabled { self.end_all_sessions(&crate::Principal::Staff(staff.id.clone())).await? } else { 0 };
+        let action = if disabled { "staff.disabled" } else { "staff.enabled" };
+        self.audit
+            .record(
+                actor,
+                action,
+                None,
+                Some(&format!("staff:{}", staff.id)),
+                serde_json::json!({ "sessions_ended": ended }),
+            )
+            .await?;
+        self.staff(&staff.id).await
+    }
+
+    /// Replaces a staff member's roles (least privilege as duties change);
+    /// their sessions end so the next sign-in starts with the new roles.
+    pub async fn set_staff_roles(
+        &self,
+        actor: &Actor,
+        email: &str,
+        roles: &[Role],
+    ) -> Result<StaffMember, AccountError> {
+        Self::admin_only(actor)?;
+        if roles.is_empty() {
+            return Err(AccountError::invalid(
+                "role",
+                "Give at least one role: admin, support, hr, security, finance or dpo.",
+            ));
+        }
+        let staff = self.staff_by_email(email).await?;
+        let names: Vec<&str> = roles.iter().map(Role::as_str).collect();
+        sqlx::query("UPDATE staff SET roles = $1 WHERE id = $2")
+            .bind(names.join(","))
+            .bind(&staff.id)
+            .execute(self.db.pool())
+            .await?;
+        self.end_all_sessions(&crate::Principal::Staff(staff.id.clone())).await?;
+        let before: Vec<&str> = staff.roles.iter().map(Role::as_str).collect();
+        self.audit
+            .record(
+                actor,
+                "staff.roles_changed",
+                None,
+                Some(&format!("staff:{}", staff.id)),
+                serde_json::json!({ "from": before, "to": names }),
+            )
+            .await?;
+        self.staff(&staff.id).await
+    }
+
+    /// Gives a staff member a new TOTP secret (a lost or exposed
+    /// authenticator): the old codes stop working and sessions end.
+    /// Returns the new secret and its otpauth:// URL.
+    pub async fn reset_staff_totp(&self, actor: &Actor, email: &str) -> Result<(String, String), AccountError> {
+        Self::admin_only(actor)?;
+        let staff = self.staff_by_email(email).await?;
+        let secret = data_encoding::BASE32_NOPAD.encode(&random_bytes::<20>()?);
+        sqlx::query("UPDATE staff SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
+            .bind(&secret)
+            .bind(&staff.id)
+            .execute(self.db.pool())
+            .await?;
+        self.end_all_sessions(&crate::Principal::Staff(staff.id.clone())).await?;
+        self.audit
+            .record(actor, "staff.totp_reset", None, Some(&format!("staff:{}", staff.id)), serde_json::json!({}))
+            .await?;
+        let url = totp(&secret, &staff.email)?.to_url().map_err(|e| AccountError::Internal(e.to_string()))?;
+        Ok((secret, url))
+    }
+
+    fn admin_only(actor: &Actor) -> Result<(), AccountError> {
+        if actor.has_any_role(&[Role::Admin]) {
+            Ok(())
+        } else {
+            Err(AccountError::Forbidden("Only an admin can change staff accounts.".into()))
+        }
+    }
+
     pub async fn staff(&self, id: &str) -> Result<StaffMember, AccountError> {
         let row = sqlx::query("SELECT id, email, roles, created_at, disabled_at FROM staff WHERE id = $1")
             .bind(id)

@@ -80,6 +80,37 @@ enum StaffCommand {
     },
     /// List staff accounts and their roles.
     List(DbArgs),
+    /// Disable a staff member: every session ends at once, sign-in refused.
+    Disable {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled staff member again.
+    Enable {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+    },
+    /// Replace a staff member's roles (their sessions end).
+    SetRoles {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+        /// Role: admin, support, hr, security, finance or dpo (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Give a staff member a new TOTP secret (old codes stop working).
+    ResetTotp {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,7 +394,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Staff(cmd) => {
             let db = match cmd {
-                StaffCommand::Add { db, .. } | StaffCommand::List(db) => db,
+                StaffCommand::Add { db, .. }
+                | StaffCommand::List(db)
+                | StaffCommand::Disable { db, .. }
+                | StaffCommand::Enable { db, .. }
+                | StaffCommand::SetRoles { db, .. }
+                | StaffCommand::ResetTotp { db, .. } => db,
             };
             let (config, policy) = config_and_policy(&cli, db)?;
             runtime()?.block_on(staff_command(cmd, &config, policy))
@@ -560,18 +596,22 @@ async fn audit_command(cmd: &AuditCommand, config: &Config, policy: Policy) -> R
     result
 }
 
+fn parse_roles(roles: &[String]) -> Result<Vec<seldesk_domain::Role>, Failure> {
+    roles
+        .iter()
+        .map(|r| {
+            seldesk_domain::Role::parse(r).ok_or_else(|| {
+                usage(anyhow::anyhow!("--role `{r}` is not a role; use admin, support, hr, security, finance or dpo"))
+            })
+        })
+        .collect()
+}
+
 async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
     let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
     let result = match cmd {
         StaffCommand::Add { email, roles, .. } => {
-            let mut parsed = Vec::new();
-            for r in roles {
-                parsed.push(seldesk_domain::Role::parse(r).ok_or_else(|| {
-                    usage(anyhow::anyhow!(
-                        "--role `{r}` is not a role; use admin, support, hr, security, finance or dpo"
-                    ))
-                })?);
-            }
+            let parsed = parse_roles(roles)?;
             let creds = s
                 .accounts
                 .add_staff(
@@ -585,6 +625,29 @@ async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> R
             println!("TOTP secret:       {}", creds.totp_secret);
             println!("authenticator URL: {}", creds.totp_url);
             println!("Hand these over in person; they are not shown again.");
+            Ok(())
+        }
+        StaffCommand::Disable { email, .. } | StaffCommand::Enable { email, .. } => {
+            let disable = matches!(cmd, StaffCommand::Disable { .. });
+            let m =
+                s.accounts.set_staff_disabled(&seldesk_domain::Actor::Operator, email, disable).await.map_err(usage)?;
+            println!("{} is {}", m.email, if m.disabled { "disabled: every session ended" } else { "enabled" });
+            Ok(())
+        }
+        StaffCommand::SetRoles { email, roles, .. } => {
+            let parsed = parse_roles(roles)?;
+            let m =
+                s.accounts.set_staff_roles(&seldesk_domain::Actor::Operator, email, &parsed).await.map_err(usage)?;
+            let names: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
+            println!("{} now has the roles {}; their sessions ended", m.email, names.join(", "));
+            Ok(())
+        }
+        StaffCommand::ResetTotp { email, .. } => {
+            let (secret, url) =
+                s.accounts.reset_staff_totp(&seldesk_domain::Actor::Operator, email).await.map_err(usage)?;
+            println!("new TOTP secret:   {secret}");
+            println!("authenticator URL: {url}");
+            println!("The old codes no longer work; hand this over in person.");
             Ok(())
         }
         StaffCommand::List(_) => {

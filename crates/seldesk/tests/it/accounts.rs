@@ -866,3 +866,49 @@ async fn helpdesk_tickets_go_at_their_rule_and_not_a_day_earlier() {
     assert_eq!(n, 0, "erased at 2 years");
     app.stop().await;
 }
+
+// promise: STF-1, SEC-1
+#[tokio::test]
+async fn staff_who_leave_are_disabled_at_once_and_roles_and_totp_change_only_through_admins() {
+    let app = spawn_app().await;
+    let session = staff_session(&app, "leaver@seldesk.com", "support").await;
+    let page = |cookie: &str| {
+        let req = app.client.get(app.url("/staff/tickets")).header("cookie", cookie);
+        async move { req.send().await.expect("page").status() }
+    };
+    assert_eq!(page(&session).await, 200);
+    let url = app.database_url();
+    let staff = |args: &[&str]| {
+        let mut all = vec!["staff"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--database-url", &url, "--data", app.data_dir()]);
+        cli_run(&all)
+    };
+    let (code, out, err) = staff(&["disable", "--email", "leaver@seldesk.com"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(page(&session).await, 303, "the open session ended at once");
+    let (code, out, _) = staff(&["list"]);
+    assert!(code == 0 && out.lines().any(|l| l.contains("leaver@seldesk.com") && l.contains("disabled")), "{out}");
+    let (code, _, err) = staff(&["disable", "--email", "nobody@seldesk.com"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nobody@seldesk.com"), "{err}");
+    let (code, out, err) = staff(&["enable", "--email", "leaver@seldesk.com"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = staff(&["set-roles", "--email", "leaver@seldesk.com", "--role", "dpo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("dpo"));
+    let (code, _, err) = staff(&["set-roles", "--email", "leaver@seldesk.com", "--role", "king"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = staff(&["reset-totp", "--email", "leaver@seldesk.com"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("otpauth://"), "{out}");
+    let audit = app.app().services().audit.recent(20).await.expect("audit");
+    for action in ["staff.disabled", "staff.enabled", "staff.roles_changed", "staff.totp_reset"] {
+        assert!(audit.iter().any(|e| e.action == action && e.actor == "operator"), "{action} audited");
+    }
+    // A staff member who is not an admin cannot change anyone.
+    let support = app.app().services().accounts.staff_by_email("leaver@seldesk.com").await.expect("staff").actor();
+    let refused = app.app().services().accounts.set_staff_disabled(&support, "leaver@seldesk.com", true).await;
+    assert!(matches!(refused, Err(seldesk_accounts::AccountError::Forbidden(_))), "{refused:?}");
+    app.stop().await;
+}
