@@ -21,6 +21,8 @@ use crate::{Account, AccountError, Accounts, Principal, input};
 pub const JOB_ACCESS_EXPORT: &str = "account.access_export";
 /// Job kind: erase an account.
 pub const JOB_ERASE: &str = "account.erase";
+/// Job kind: e-mail the dpo role about personal-data requests past their answer date.
+pub const JOB_OVERDUE_REQUESTS: &str = "helpdesk.overdue_requests";
 
 /// What a ticket asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -346,6 +348,55 @@ impl Accounts {
             _ => {}
         }
         Ok(ticket)
+    }
+
+    /// Personal-data requests (access, correction, erasure, objection) still
+    /// open past their answer date, oldest first.
+    pub async fn overdue_requests(&self) -> Result<Vec<Ticket>, AccountError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE kind IN ('access', 'rectification', 'erasure', 'objection')
+             AND status IN ('open', 'in_progress') AND due_at < $1 ORDER BY due_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(self.now())).fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(ticket_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// E-mails every active staff member of the dpo role the list of
+    /// overdue personal-data requests (ticket numbers and dates only: no
+    /// requester's data in mail). Returns how many requests are overdue.
+    pub async fn alert_overdue_requests(&self) -> Result<usize, AccountError> {
+        let overdue = self.overdue_requests().await?;
+        if overdue.is_empty() {
+            return Ok(0);
+        }
+        let lines: Vec<String> = overdue
+            .iter()
+            .map(|t| format!("- ticket {} ({}), due {}", t.id, t.kind.label(), t.due_at.date()))
+            .collect();
+        let dpos: Vec<crate::StaffMember> =
+            self.list_staff().await?.into_iter().filter(|m| !m.disabled && m.has(Role::Dpo)).collect();
+        for m in &dpos {
+            self.mail(
+                &m.email,
+                &format!("{} personal-data requests are overdue", overdue.len()),
+                format!(
+                    "These requests are past the date we promised an answer by:\n\n{}\n\nAnswer them from the Helpdesk: {}/staff/tickets\n\n-- Seldesk\n",
+                    lines.join("\n"),
+                    self.config.base_url
+                ),
+            )
+            .await?;
+        }
+        self.audit
+            .record(
+                &Actor::System,
+                "helpdesk.overdue_alerted",
+                None,
+                None,
+                serde_json::json!({ "overdue": overdue.len(), "dpos": dpos.len() }),
+            )
+            .await?;
+        Ok(overdue.len())
     }
 
     pub async fn ticket(&self, id: i64) -> Result<Ticket, AccountError> {

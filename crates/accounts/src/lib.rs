@@ -13,7 +13,7 @@ pub mod secret;
 pub mod service;
 pub mod staff;
 
-pub use helpdesk::{ContactForm, JOB_ACCESS_EXPORT, JOB_ERASE};
+pub use helpdesk::{ContactForm, JOB_ACCESS_EXPORT, JOB_ERASE, JOB_OVERDUE_REQUESTS};
 pub use staff::StaffCredentials;
 
 pub use helpdesk::{Ticket, TicketKind, TicketMessage, TicketStatus};

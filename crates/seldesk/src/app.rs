@@ -402,7 +402,21 @@ impl Handler for ExpireTrials {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
             let n = self.databases.expire_trials().await.map_err(|e| e.to_string())?;
-            Ok(format!("{n} ended trials deactivated"))
+            Ok(format!("{n} unpaid databases deactivated"))
+        })
+    }
+}
+
+/// Tells the dpo role about personal-data requests past their answer date.
+struct OverdueRequests {
+    accounts: Accounts,
+}
+
+impl Handler for OverdueRequests {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.accounts.alert_overdue_requests().await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} overdue personal-data requests reported"))
         })
     }
 }
@@ -645,6 +659,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
+        .handle(seldesk_accounts::JOB_OVERDUE_REQUESTS, OverdueRequests { accounts: s.accounts.clone() })
         .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
         .handle(seldesk_upgrades::JOB_UPGRADE, RunUpgrade { upgrades: s.upgrades.clone() })
         .handle(

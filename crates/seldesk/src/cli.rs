@@ -482,10 +482,22 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
                     None => println!("retention engine has never run on this control plane"),
                 }
             }
+            let late = s.accounts.overdue_requests().await?;
+            if !*json {
+                for t in &late {
+                    println!("OVERDUE request: ticket {} ({}) was due {}", t.id, t.kind.label(), t.due_at.date());
+                }
+            }
             let overdue = report.overdue();
             if overdue > 0 {
                 Err(anyhow::anyhow!(
                     "{overdue} records are past their retention period: is the retention job running? (`seldesk retention run` erases them now)"
+                )
+                .into())
+            } else if !late.is_empty() {
+                Err(anyhow::anyhow!(
+                    "{} personal-data requests are past their answer date: answer them in the Helpdesk (/staff/tickets)",
+                    late.len()
                 )
                 .into())
             } else {

@@ -209,6 +209,10 @@ impl Default for Config {
             ScheduleConfig { cron: "0 1 * * *".into(), job: seldesk_vault::JOB_BACKUP.into() },
         );
         schedules.insert(
+            "overdue-requests".to_string(),
+            ScheduleConfig { cron: "0 9 * * *".into(), job: seldesk_accounts::JOB_OVERDUE_REQUESTS.into() },
+        );
+        schedules.insert(
             "audit-anchor".to_string(),
             ScheduleConfig { cron: "50 0 * * *".into(), job: seldesk_vault::JOB_ANCHOR.into() },
         );

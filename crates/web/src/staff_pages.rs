@@ -235,6 +235,8 @@ struct RetentionPage {
     rows: Vec<ReportRow>,
     last_run: String,
     overdue: u64,
+    /// Personal-data requests past their answer date.
+    late_requests: Vec<seldesk_accounts::Ticket>,
 }
 
 async fn retention(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
@@ -255,6 +257,7 @@ async fn retention(State(state): State<AppState>, StaffUser(staff, _): StaffUser
         title: "Retention report",
         csrf: csrf.token.clone(),
         overdue: report.overdue(),
+        late_requests: state.accounts.overdue_requests().await.unwrap_or_default(),
         last_run: report.last_run.map(|t| t.to_string()).unwrap_or_else(|| "never".into()),
         rows: report.rows,
     };

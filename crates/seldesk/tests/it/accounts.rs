@@ -912,3 +912,42 @@ async fn staff_who_leave_are_disabled_at_once_and_roles_and_totp_change_only_thr
     assert!(matches!(refused, Err(seldesk_accounts::AccountError::Forbidden(_))), "{refused:?}");
     app.stop().await;
 }
+
+// promise: ACC-5, ACC-4
+#[tokio::test]
+async fn personal_data_requests_past_their_answer_date_alert_the_dpo() {
+    let app = spawn_app().await;
+    app.sign_up("asker@example.com", PW).await;
+    let token = app.token("asker@example.com", PW).await;
+    let (status, ticket) = post_json(
+        &app,
+        "/api/v1/me/requests",
+        json!({ "kind": "objection", "message": "Please stop the newsletter analysis" }),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    crate::helpers::add_staff(&app, "dpo@seldesk.com", "dpo");
+    let url = app.database_url();
+    let report = || cli_run(&["retention", "report", "--database-url", &url, "--data", app.data_dir()]);
+    assert_eq!(report().0, 0, "nothing late yet");
+    let accounts = app.app().services().accounts.clone();
+    assert_eq!(accounts.alert_overdue_requests().await.expect("alert"), 0);
+    assert!(app.mail_to("dpo@seldesk.com", "overdue").is_none());
+
+    app.clock.advance(Duration::days(31));
+    assert_eq!(accounts.alert_overdue_requests().await.expect("alert"), 1);
+    let mail = app.mail_to("dpo@seldesk.com", "personal-data requests are overdue").expect("the dpo is told");
+    assert!(mail.contains(&format!("ticket {}", ticket["id"])) && !mail.contains("asker@example.com"), "{mail}");
+    let dpo = staff_session(&app, "dpo2@seldesk.com", "dpo").await;
+    let page = app.client.get(app.url("/staff/retention")).header("cookie", &dpo).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("id=\"late-requests\""), "the console shows it");
+    // The report runs in its own process on the real clock, a month behind
+    // the test's: move the ticket's date back instead.
+    sqlx::query("UPDATE tickets SET due_at = 0").execute(app.db().pool()).await.expect("due");
+    let (code, out, err) = report();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("OVERDUE request") && err.contains("past their answer date"), "{out}{err}");
+    app.stop().await;
+}
