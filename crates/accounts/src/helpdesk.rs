@@ -350,6 +350,24 @@ impl Accounts {
         Ok(ticket)
     }
 
+    /// Records that the owner's request `ticket_id` is about their database
+    /// `database_id` (the caller checked the database is theirs): only such
+    /// a ticket lets support staff into that database (DB-3).
+    pub async fn link_ticket_to_database(
+        &self,
+        account: &Account,
+        ticket_id: i64,
+        database_id: &str,
+    ) -> Result<(), AccountError> {
+        sqlx::query("UPDATE tickets SET database_id = $1 WHERE id = $2 AND account_id = $3")
+            .bind(database_id)
+            .bind(ticket_id)
+            .bind(&account.id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Personal-data requests (access, correction, erasure, objection) still
     /// open past their answer date, oldest first.
     pub async fn overdue_requests(&self) -> Result<Vec<Ticket>, AccountError> {

@@ -71,20 +71,39 @@ impl Databases {
         if !(1..=MAX_HOURS).contains(&hours) {
             return Err(TenantError::invalid("hours", format!("Access lasts 1 to {MAX_HOURS} hours.")));
         }
-        let ticket =
-            sqlx::query("SELECT id FROM tickets WHERE id = $1").bind(ticket_id).fetch_optional(self.db.pool()).await?;
-        if ticket.is_none() {
-            return Err(TenantError::invalid(
-                "ticket",
-                format!("There is no ticket {ticket_id}: support access needs a Helpdesk ticket."),
-            ));
-        }
         let row = sqlx::query("SELECT account_id FROM databases WHERE id = $1")
             .bind(database_id)
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Err(TenantError::NotFound("No such database.".into())) };
         let account_id: String = row.try_get("account_id")?;
+        // Only the owner's own request about this very database opens it.
+        let ticket = sqlx::query("SELECT account_id, database_id, status FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(ticket) = ticket else {
+            return Err(TenantError::invalid(
+                "ticket",
+                format!("There is no ticket {ticket_id}: support access needs a Helpdesk ticket."),
+            ));
+        };
+        let (owner, about, status): (Option<String>, Option<String>, String) =
+            (ticket.try_get("account_id")?, ticket.try_get("database_id")?, ticket.try_get("status")?);
+        if owner.as_deref() != Some(account_id.as_str()) || about.as_deref() != Some(database_id) {
+            return Err(TenantError::invalid(
+                "ticket",
+                format!(
+                    "Ticket {ticket_id} is not the owner's request about this database: support access needs a ticket its owner opened about it."
+                ),
+            ));
+        }
+        if !matches!(status.as_str(), "open" | "in_progress") {
+            return Err(TenantError::invalid(
+                "ticket",
+                format!("Ticket {ticket_id} is closed: access ends with the request."),
+            ));
+        }
         let now = self.clock.now();
         let r = sqlx::query(
             "INSERT INTO support_grants (database_id, account_id, staff_id, reason, ticket_id, scope, created_at, expires_at)

@@ -117,6 +117,10 @@ struct NewRequest {
     message: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// The id of one of the account's databases the request is about (a
+    /// support question: support staff may then look into that database).
+    #[serde(default)]
+    database: Option<String>,
 }
 
 fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
@@ -144,8 +148,18 @@ async fn create_request(
             "`kind` must be one of access, erasure, rectification, objection, question.",
         )
     })?;
+    // Only one of the account's own databases can be named.
+    let database = match &req.database {
+        Some(id) => Some(state.databases.get(&account.id, id).await.map_err(crate::db_api::tenant_error)?.id),
+        None => None,
+    };
     let t = state.accounts.request(&account, kind, req.message.as_deref(), req.password.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(ticket_json(&t))).into_response())
+    if let Some(db) = &database {
+        state.accounts.link_ticket_to_database(&account, t.id, db).await?;
+    }
+    let mut body = ticket_json(&t);
+    body["database"] = serde_json::json!(database);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn list_requests(

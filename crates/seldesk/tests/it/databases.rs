@@ -544,14 +544,24 @@ async fn support_access_needs_a_reason_and_ticket_is_read_only_time_boxed_audite
     let id = db["id"].as_str().expect("id").to_string();
     call(&app, Method::POST, &format!("/api/v1/databases/{id}/contacts"), &t, Some(json!({ "name": "Secret Client" })))
         .await;
-    let (_, ticket) = call(
-        &app,
-        Method::POST,
-        "/api/v1/me/requests",
-        &t,
-        Some(json!({ "kind": "question", "message": "My contacts page is empty" })),
-    )
-    .await;
+    // Tickets that do not open this database: another customer's, one of
+    // the owner's about nothing in particular, one about another database.
+    let other = customer(&app, "someone-else@example.com").await;
+    let (_, other_db) = call(&app, Method::POST, "/api/v1/databases", &other, Some(json!({ "name": "theirs" }))).await;
+    let theirs = other_db["id"].as_str().expect("id").to_string();
+    let request = |token: String, body: serde_json::Value| {
+        let app = &app;
+        async move { call(app, Method::POST, "/api/v1/me/requests", &token, Some(body)).await }
+    };
+    let (_, foreign) =
+        request(other.clone(), json!({ "kind": "question", "message": "Help me", "database": theirs })).await;
+    let (_, general) = request(t.clone(), json!({ "kind": "question", "message": "A general question" })).await;
+    let (_, elsewhere) =
+        request(t.clone(), json!({ "kind": "question", "message": "Not this one", "database": theirs })).await;
+    assert!(elsewhere["error"].is_string(), "a customer cannot name another's database: {elsewhere}");
+    let (_, ticket) =
+        request(t.clone(), json!({ "kind": "question", "message": "My contacts page is empty", "database": id })).await;
+    assert_eq!(ticket["database"], id.as_str(), "{ticket}");
     let ticket = ticket["id"].as_i64().expect("ticket").to_string();
 
     let support = crate::helpers::staff_session(&app, "sup@seldesk.com", "support").await;
@@ -578,6 +588,11 @@ async fn support_access_needs_a_reason_and_ticket_is_read_only_time_boxed_audite
     let (status, _) =
         grant(id.clone(), "999999".into(), "Customer reports empty contacts page", "2", support.clone()).await;
     assert_eq!(status, 422, "a ticket is required");
+    for (t, why) in [(&foreign, "another customer's ticket"), (&general, "a ticket about no database")] {
+        let n = t["id"].as_i64().expect("ticket").to_string();
+        let (status, page) = grant(id.clone(), n, "Customer reports empty contacts page", "2", support.clone()).await;
+        assert_eq!(status, 422, "{why}: {page}");
+    }
     let (status, _) = grant(id.clone(), ticket.clone(), "because", "2", support.clone()).await;
     assert_eq!(status, 422, "a reason is required");
     let (status, _) =

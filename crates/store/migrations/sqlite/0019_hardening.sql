@@ -17,3 +17,7 @@ ALTER TABLE databases ADD COLUMN move_total INTEGER NOT NULL DEFAULT 0;
 
 -- An upload's size, for the daily upload allowance per account (issue 27).
 ALTER TABLE upgrade_requests ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+
+-- The database a customer's request is about: support access to a database
+-- needs a ticket its owner opened about it (issue 28, DB-3).
+ALTER TABLE tickets ADD COLUMN database_id TEXT;
