@@ -589,6 +589,8 @@ struct RequestsPage {
     error: Option<String>,
     notice: Option<String>,
     due_days: String,
+    /// The account's databases, by (id, name), to name one in a question.
+    databases: Vec<(String, String)>,
 }
 
 async fn requests_view(
@@ -608,6 +610,14 @@ async fn requests_view(
         error,
         notice,
         due_days: state.policy.organisation.request_due.to_string(),
+        databases: state
+            .databases
+            .list(&account.id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.id, d.name))
+            .collect(),
     };
     csrf.attach(render(status, &page))
 }
@@ -630,6 +640,9 @@ struct RequestForm {
     message: String,
     #[serde(default)]
     password: String,
+    /// One of the account's databases the request is about, or empty.
+    #[serde(default)]
+    database: String,
 }
 
 async fn new_request(
@@ -652,7 +665,24 @@ async fn new_request(
         )
         .await;
     };
-    match state.accounts.request(&account, kind, Some(&f.message), Some(&f.password)).await {
+    let database = match f.database.as_str() {
+        "" => None,
+        id => match state.databases.get(&account.id, id).await {
+            Ok(d) => Some(d.id),
+            Err(_) => {
+                let e = "Choose one of your databases, or none.".to_string();
+                return requests_view(&state, &headers, &account, Some(e), None, StatusCode::UNPROCESSABLE_ENTITY)
+                    .await;
+            }
+        },
+    };
+    let made = state.accounts.request(&account, kind, Some(&f.message), Some(&f.password)).await;
+    if let (Ok(t), Some(db)) = (&made, &database)
+        && let Err(e) = state.accounts.link_ticket_to_database(&account, t.id, db).await
+    {
+        return WebError::from(e).into_response();
+    }
+    match made {
         Ok(t) if kind == TicketKind::Erasure => {
             let mut r = crate::pages::message_page(
                 StatusCode::OK,

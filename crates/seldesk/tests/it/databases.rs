@@ -979,3 +979,34 @@ async fn an_older_database_is_upgraded_in_place_with_a_way_back() {
     let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
     assert!(audit.iter().any(|e| e.action == "database.upgraded"));
 }
+
+// promise: DB-3
+#[tokio::test]
+async fn the_request_form_names_the_database_support_may_look_into() {
+    let app = spawn_app().await;
+    let t = customer(&app, "form-ask@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "ask-about-me" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let session = app.web_session("form-ask@example.com", PW).await;
+    let html = app.client.get(app.url("/account/requests")).header("cookie", &session).send().await;
+    let html = html.expect("page").text().await.expect("html");
+    assert!(html.contains(&format!("<option value=\"{id}\">ask-about-me</option>")), "{html}");
+    let post = |database: &str| {
+        let csrf = csrf_of(&session);
+        let req = app.client.post(app.url("/account/requests")).header("cookie", &session).form(&[
+            ("csrf", csrf.as_str()),
+            ("kind", "question"),
+            ("message", "Why is my report empty?"),
+            ("database", database),
+        ]);
+        async move { req.send().await.expect("post").status() }
+    };
+    assert_eq!(post("not-mine").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(post(&id).await, StatusCode::SEE_OTHER);
+    let linked: Option<String> = sqlx::query_scalar("SELECT database_id FROM tickets ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("ticket");
+    assert_eq!(linked.as_deref(), Some(id.as_str()));
+    app.stop().await;
+}
