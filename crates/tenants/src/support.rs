@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
-use crate::sandbox::{QueryResult, run_read_only};
+use crate::sandbox::{QueryResult, run_console, run_read_only};
 use crate::{Databases, TenantError, blocking};
 
 /// Longest support access, in hours.
@@ -175,10 +175,13 @@ impl Databases {
                 serde_json::json!({ "grant": grant_id, "sql": sql }),
             )
             .await?;
-        let (files, id, sql) = (self.files.clone(), g.database_id.clone(), sql.to_string());
+        let (files, id, sql, changes) =
+            (self.files.clone(), g.database_id.clone(), sql.to_string(), g.scope == "write");
         blocking(move || {
             let conn = files.open(&region, &id)?;
-            run_read_only(&conn, &sql, std::time::Duration::from_secs(5))
+            let deadline = std::time::Duration::from_secs(5);
+            // Read-only unless the owner approved more.
+            if changes { run_console(&conn, &sql, &[], deadline) } else { run_read_only(&conn, &sql, deadline) }
         })
         .await
     }
@@ -189,6 +192,40 @@ impl Databases {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM support_grants WHERE database_id = $1 ORDER BY id DESC");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(database_id).fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(grant_from).collect::<Result<_, _>>()?)
+    }
+
+    /// The owner lets a live grant change data too ("read-only unless you
+    /// approve more"): its queries then run under the owner's own console
+    /// rules, until it expires or is revoked. Audited.
+    pub async fn approve_support_changes(
+        &self,
+        account_id: &str,
+        database_id: &str,
+        grant_id: i64,
+    ) -> Result<SupportGrant, TenantError> {
+        self.get(account_id, database_id).await?;
+        let done = sqlx::query(
+            "UPDATE support_grants SET scope = 'write'
+             WHERE id = $1 AND database_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(grant_id)
+        .bind(database_id)
+        .bind(to_millis(self.clock.now()))
+        .execute(self.db.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(TenantError::NotFound(format!("No live support grant {grant_id} on this database.")));
+        }
+        self.audit
+            .record(
+                &Actor::Person { id: account_id.into() },
+                "database.support_changes_approved",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{database_id}")),
+                serde_json::json!({ "grant": grant_id }),
+            )
+            .await?;
+        self.grant(grant_id).await
     }
 
     /// The owner ends a grant.

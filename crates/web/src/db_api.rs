@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}/move", post(move_db))
         .route("/api/v1/databases/{id}/access-log", get(access_log))
         .route("/api/v1/databases/{id}/access/{grant}/revoke", post(revoke))
+        .route("/api/v1/databases/{id}/access/{grant}/approve", post(approve))
         .route("/api/v1/databases/{id}/contacts", post(create_contact).get(list_contacts))
         .route("/api/v1/databases/{id}/contacts/{cid}", get(show_contact).patch(update_contact).delete(delete_contact))
         .route("/api/v1/databases/{id}/sql", post(sql))
@@ -237,6 +238,14 @@ async fn access_log(
     let grants = s.databases.support_grants(&a.id, &id).await?;
     let entries = s.databases.access_log(&a.id, &id).await?;
     Ok(Json(serde_json::json!({ "grants": grants, "entries": entries })).into_response())
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, grant)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.databases.approve_support_changes(&a.id, &id, grant).await?).into_response())
 }
 
 async fn revoke(

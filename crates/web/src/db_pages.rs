@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/restores/{rid}", get(restore_progress))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
+        .route("/databases/{id}/access/{grant}/approve", post(approve_grant))
 }
 
 pub(crate) fn upload_routes() -> Router<AppState> {
@@ -456,6 +457,19 @@ async fn revoke_grant(
         return e.into_response();
     }
     back_to_db(&id, state.databases.revoke_support(&account.id, &id, grant).await)
+}
+
+async fn approve_grant(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path((id, grant)): Path<(String, i64)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    back_to_db(&id, state.databases.approve_support_changes(&account.id, &id, grant).await)
 }
 
 #[derive(Deserialize)]

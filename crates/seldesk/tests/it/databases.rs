@@ -628,11 +628,24 @@ async fn support_access_needs_a_reason_and_ticket_is_read_only_time_boxed_audite
     assert!(page.contains("Secret Client"));
     let (status, _) = query("DELETE FROM contacts").await;
     assert_eq!(status, 422, "read-only");
+    // ...unless the owner approves more: then changes go through, audited.
+    let (status, g) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/access/{grant_id}/approve"), &t, None).await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    assert_eq!(g["scope"], "write");
+    let (status, page) = query("UPDATE contacts SET notes = 'fixed by support' WHERE name = 'Secret Client'").await;
+    assert_eq!(status, 200, "{page}");
+    let (_, c) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/contacts"), &t, None).await;
+    assert_eq!(c[0]["notes"], "fixed by support", "{c}");
+    let (status, _) =
+        call(&app, Method::POST, &format!("/api/v1/databases/{id}/access/{grant_id}/approve"), &other, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only the owner approves");
 
     let (_, log) = call(&app, Method::GET, &format!("/api/v1/databases/{id}/access-log"), &t, None).await;
     assert_eq!(log["grants"][0]["reason"], "Customer reports empty contacts page");
     let entries = log["entries"].as_array().expect("entries");
     assert!(entries.iter().any(|e| e["action"] == "database.support_access_granted"));
+    assert!(entries.iter().any(|e| e["action"] == "database.support_changes_approved"));
     assert!(
         entries
             .iter()
