@@ -64,15 +64,29 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install -q 'moto[server]==5.2.5'
 fi
+# A real SMTP server for the mail tests: aiosmtpd, in the same virtualenv.
+if ! "$MOTO_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  say "installing aiosmtpd 1.4.6 in $MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q 'aiosmtpd==1.4.6'
+fi
 MOTO_PORT=$("$MOTO_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
 MOTO_PID=$!
-trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+trap 'kill "$MOTO_PID" "${SMTP_PID:-}" 2>/dev/null || true' EXIT
 for _ in $(seq 1 30); do
   "$MOTO_VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/')" >/dev/null 2>&1 && break
   sleep 1
 done
 export SELDESK_TEST_S3="http://127.0.0.1:$MOTO_PORT" SELDESK_TEST_S3_PYTHON="$MOTO_VENV/bin/python"
+SMTP_PORT=$("$MOTO_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SMTP_DIR=$(mktemp -d)
+"$MOTO_VENV/bin/python" scripts/test-smtp-server.py "$SMTP_PORT" "$SMTP_DIR" >/dev/null 2>&1 &
+SMTP_PID=$!
+for _ in $(seq 1 30); do
+  "$MOTO_VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1)" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+export SELDESK_TEST_SMTP="smtp://127.0.0.1:$SMTP_PORT" SELDESK_TEST_SMTP_DIR="$SMTP_DIR"
 
 # 4. Rust checks and tests.
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
@@ -82,7 +96,7 @@ cargo fmt --all -- --check
 say "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
-trap 'rm -f "$log"; kill "$MOTO_PID" 2>/dev/null || true' EXIT
+trap 'rm -f "$log"; kill "$MOTO_PID" "$SMTP_PID" 2>/dev/null || true' EXIT
 say "tests on SQLite"
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 say "tests on PostgreSQL ($(printf '%s' "$PG_URL" | sed -E 's#://([^:@/]+):[^@]*@#://\1:***@#'))"

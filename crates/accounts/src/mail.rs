@@ -48,6 +48,15 @@ impl Mailer {
         Ok(Self::Smtp { transport, from: from.into() })
     }
 
+    /// The folder messages are written to instead of being sent, when no
+    /// SMTP server is configured.
+    pub fn outbox_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Mailer::Outbox { dir, .. } => Some(dir),
+            Mailer::Smtp { .. } => None,
+        }
+    }
+
     fn from(&self) -> &str {
         match self {
             Mailer::Outbox { from, .. } | Mailer::Smtp { from, .. } => from,

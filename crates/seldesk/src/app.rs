@@ -721,6 +721,12 @@ impl Application {
         if !geo.is_configured() {
             tracing::warn!("no geolocation database (geoip): countries come from browsers' language settings");
         }
+        if let Some(dir) = services.accounts.mailer().outbox_dir() {
+            tracing::warn!(
+                outbox = %dir.display(),
+                "no SMTP server configured (mail.smtp_url): e-mails are not sent, they are written to the outbox folder"
+            );
+        }
         let (visits, _writer) = if config.record_visits {
             seldesk_visits::Recorder::start(
                 seldesk_visits::VisitStore::for_node(&config.data, &services.db),

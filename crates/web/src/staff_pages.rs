@@ -423,6 +423,8 @@ struct BackupsPage {
     /// (database id, its name or why it has none, snapshots).
     databases: Vec<(String, String, Vec<seldesk_vault::SnapshotInfo>)>,
     regions: Vec<String>,
+    /// Where mail goes when no SMTP server is configured.
+    outbox: Option<String>,
 }
 
 /// Backups per database with size, date, regions and retain-until. Lists
@@ -453,7 +455,15 @@ async fn backups(State(state): State<AppState>, StaffUser(staff, _): StaffUser) 
         })
         .collect();
     let regions = state.backups.vault().regions().iter().map(|r| r.region.clone()).collect();
-    render(StatusCode::OK, &BackupsPage { title: "Backups", databases, regions })
+    render(
+        StatusCode::OK,
+        &BackupsPage {
+            title: "Backups",
+            databases,
+            regions,
+            outbox: state.accounts.mailer().outbox_dir().map(|d| d.display().to_string()),
+        },
+    )
 }
 
 async fn holds_view(state: &AppState, headers: &HeaderMap, error: Option<String>, status: StatusCode) -> Response {

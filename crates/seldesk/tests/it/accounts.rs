@@ -951,3 +951,43 @@ async fn personal_data_requests_past_their_answer_date_alert_the_dpo() {
     assert!(out.contains("OVERDUE request") && err.contains("past their answer date"), "{out}{err}");
     app.stop().await;
 }
+
+// promise: ACC-1
+#[tokio::test]
+async fn mail_goes_through_a_real_smtp_server_and_without_one_the_console_says_where_it_goes() {
+    let smtp = std::env::var("SELDESK_TEST_SMTP").expect(
+        "SELDESK_TEST_SMTP is not set: run scripts/test.sh, which starts an SMTP server (aiosmtpd) on loopback",
+    );
+    let inbox = std::path::PathBuf::from(std::env::var("SELDESK_TEST_SMTP_DIR").expect("SELDESK_TEST_SMTP_DIR"));
+    let app = crate::helpers::spawn_app_with(
+        |c| c.mail.smtp_url = Some(smtp.clone()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let email = format!("smtp-{}@example.com", uuid::Uuid::now_v7().simple());
+    app.sign_up(&email, PW).await;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    let received = loop {
+        let found = std::fs::read_dir(&inbox).into_iter().flatten().flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            text.contains(&email).then_some(text)
+        });
+        if let Some(text) = found {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the SMTP server received no message for {email}");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    assert!(received.contains("verify-email"), "{received}");
+    assert!(app.outbox().is_empty(), "nothing went to the outbox folder");
+    let admin = staff_session(&app, "admin-smtp@seldesk.com", "admin").await;
+    let page = app.client.get(app.url("/staff/backups")).header("cookie", &admin).send().await.expect("page");
+    assert!(!page.text().await.expect("html").contains("mail-outbox"));
+    app.stop().await;
+
+    let app = spawn_app().await;
+    let admin = staff_session(&app, "admin-outbox@seldesk.com", "admin").await;
+    let page = app.client.get(app.url("/staff/backups")).header("cookie", &admin).send().await.expect("page");
+    assert!(page.text().await.expect("html").contains("id=\"mail-outbox\""), "the console says mail stays here");
+    app.stop().await;
+}
