@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(consent::routes())
         .merge(staff_pages::support_routes())
         .merge(staff_pages::hold_routes())
+        .merge(staff_pages::people_routes())
         .merge(careers_pages::routes())
         .merge(visits_pages::routes())
         .merge(upgrade_pages::routes())

@@ -536,3 +536,121 @@ async fn place_hold(
         }
     }
 }
+
+/// A staff member, their roles written out, and every role with whether they hold it.
+type StaffRow = (seldesk_accounts::StaffMember, String, Vec<(&'static str, bool)>);
+
+#[derive(Template)]
+#[template(path = "staff_people.html")]
+struct PeoplePage {
+    title: &'static str,
+    csrf: String,
+    /// Each member with their roles written out, and every role with
+    /// whether they hold it.
+    staff: Vec<StaffRow>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+pub(crate) fn people_routes() -> Router<AppState> {
+    Router::new().route("/staff/people", get(people)).route("/staff/people/{id}/{action}", post(change_person))
+}
+
+/// The admin's list of staff, where people who leave are disabled and
+/// duties change (the same as `seldesk staff …`).
+async fn people_view(
+    state: &AppState,
+    staff: &seldesk_accounts::StaffMember,
+    headers: &HeaderMap,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
+    if !staff.has(Role::Admin) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            "Staff accounts are managed by the admin role.",
+        );
+    }
+    let list = state.accounts.list_staff().await.unwrap_or_default();
+    let _ = state.accounts.audit_staff_view(staff, "staff.list.view").await;
+    let csrf = CsrfToken::for_request(state, headers);
+    let page = PeoplePage {
+        title: "Staff",
+        csrf: csrf.token.clone(),
+        staff: list
+            .into_iter()
+            .map(|m| {
+                let roles = m.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+                let choices = Role::ALL.iter().map(|r| (r.as_str(), m.roles.contains(r))).collect();
+                (m, roles, choices)
+            })
+            .collect(),
+        notice,
+        error: error.clone(),
+    };
+    csrf.attach(render(if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK }, &page))
+}
+
+async fn people(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    people_view(&state, &staff, &headers, None, None).await
+}
+
+async fn change_person(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    if let Err(e) = verify_csrf(&headers, field("csrf").first().copied().unwrap_or_default()) {
+        return e.into_response();
+    }
+    if !staff.has(Role::Admin) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            "Staff accounts are managed by the admin role.",
+        );
+    }
+    let member = match state.accounts.staff(&id).await {
+        Ok(m) => m,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let actor = staff.actor();
+    let done = match action.as_str() {
+        "disable" | "enable" => {
+            state.accounts.set_staff_disabled(&actor, &member.email, action == "disable").await.map(|m| {
+                format!("{} is {}.", m.email, if m.disabled { "disabled: every session ended" } else { "enabled" })
+            })
+        }
+        "roles" => {
+            let roles: Option<Vec<Role>> = field("role").into_iter().map(Role::parse).collect();
+            match roles {
+                Some(roles) => state.accounts.set_staff_roles(&actor, &member.email, &roles).await.map(|m| {
+                    format!(
+                        "{} now has the roles {}.",
+                        m.email,
+                        roles.iter().map(Role::as_str).collect::<Vec<_>>().join(", ")
+                    )
+                }),
+                None => Err(seldesk_accounts::AccountError::Invalid {
+                    field: "role",
+                    message: "Choose roles from the list.".into(),
+                }),
+            }
+        }
+        "reset-totp" => state.accounts.reset_staff_totp(&actor, &member.email).await.map(|(secret, url)| {
+            format!(
+                "New authenticator secret for {} (shown once; hand it over in person): {secret} — {url}",
+                member.email
+            )
+        }),
+        _ => return message_page(StatusCode::NOT_FOUND, "Not found", "No such change."),
+    };
+    match done {
+        Ok(notice) => people_view(&state, &staff, &headers, Some(notice), None).await,
+        Err(e) => people_view(&state, &staff, &headers, None, Some(message_of(&e))).await,
+    }
+}

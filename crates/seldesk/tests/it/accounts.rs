@@ -991,3 +991,59 @@ async fn mail_goes_through_a_real_smtp_server_and_without_one_the_console_says_w
     assert!(page.text().await.expect("html").contains("id=\"mail-outbox\""), "the console says mail stays here");
     app.stop().await;
 }
+
+// promise: STF-1
+#[tokio::test]
+async fn the_admin_console_disables_staff_and_changes_their_roles() {
+    let app = spawn_app().await;
+    let leaver = staff_session(&app, "console-leaver@seldesk.com", "support").await;
+    let admin = staff_session(&app, "console-admin@seldesk.com", "admin").await;
+    let support_page = |cookie: &str| {
+        let req = app.client.get(app.url("/staff/tickets")).header("cookie", cookie);
+        async move { req.send().await.expect("page").status() }
+    };
+    assert_eq!(support_page(&leaver).await, 200);
+    // Only the admin role sees and changes staff.
+    let r = app.client.get(app.url("/staff/people")).header("cookie", &leaver).send().await.expect("page");
+    assert_eq!(r.status(), 403);
+    let r = app.client.get(app.url("/staff/people")).header("cookie", &admin).send().await.expect("page");
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("console-leaver@seldesk.com"));
+    let id = app.app().services().accounts.staff_by_email("console-leaver@seldesk.com").await.expect("staff").id;
+    let csrf = admin.split("seldesk_csrf=").nth(1).expect("csrf").to_string();
+    let post = |action: &str, extra: &[(&str, &str)]| {
+        let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf.clone())];
+        form.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let req =
+            app.client.post(app.url(&format!("/staff/people/{id}/{action}"))).header("cookie", &admin).form(&form);
+        async move {
+            let r = req.send().await.expect("post");
+            (r.status(), r.text().await.expect("html"))
+        }
+    };
+    let (status, html) = post("disable", &[]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("every session ended"));
+    assert_eq!(support_page(&leaver).await, 303, "the leaver's session ended at once");
+    let (status, html) = post("roles", &[("role", "dpo"), ("role", "hr")]).await;
+    assert_eq!(status, 200, "{html}");
+    let member = app.app().services().accounts.staff_by_email("console-leaver@seldesk.com").await.expect("staff");
+    assert!(
+        member.has(seldesk_domain::Role::Dpo)
+            && member.has(seldesk_domain::Role::Hr)
+            && !member.has(seldesk_domain::Role::Support)
+    );
+    let (status, _) = post("roles", &[("role", "king")]).await;
+    assert_eq!(status, 422);
+    let (status, html) = post("reset-totp", &[]).await;
+    assert!(status == 200 && html.contains("otpauth://"), "{html}");
+    let audit = app.app().services().audit.recent(30).await.expect("audit");
+    for action in ["staff.disabled", "staff.roles_changed", "staff.totp_reset"] {
+        assert!(
+            audit.iter().any(|e| e.action == action && e.actor.starts_with("staff:")),
+            "{action} audited as the admin"
+        );
+    }
+    app.stop().await;
+}
