@@ -509,8 +509,8 @@ impl Billing {
         let paid_until = sub.as_ref().filter(|s| s.status != "pending").and_then(|s| s.period_end).filter(|e| *e > now);
         let free = match d.plan.as_str() {
             "trial" => d.trial_ends.is_some_and(|t| t > now),
-            // Subscribed: only while a paid period runs.
-            _ => paid_until.is_some(),
+            // Subscribed: only while a paid (or granted) period runs.
+            _ => paid_until.is_some() || d.granted_until.is_some_and(|g| g > now),
         };
         if !free {
             return Err(BillingError::PaymentRequired(format!(

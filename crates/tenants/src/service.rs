@@ -69,6 +69,9 @@ pub struct CustomerDb {
     /// For a test upgrade's copy: the database it was made from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_of: Option<String>,
+    /// A subscription granted by the finance role runs until then.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub granted_until: Option<OffsetDateTime>,
     /// While the database moves: where to, and how far the copy is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moving: Option<MoveProgress>,
@@ -161,7 +164,7 @@ pub struct Databases {
 /// Job kind: carry out a move to another region.
 pub const JOB_MOVE: &str = "databases.move";
 
-const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of, moving_from, moving_to, move_done, move_total";
+const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of, moving_from, moving_to, move_done, move_total, granted_until";
 
 /// A database name: 3 to 63 lowercase letters, digits and hyphens.
 pub fn validate_name(name: &str) -> Result<String, TenantError> {
@@ -251,6 +254,7 @@ impl Databases {
             created_at: from_millis(r.try_get("created_at")?),
             schema_version: r.try_get("schema_version")?,
             test_of: r.try_get("test_of")?,
+            granted_until: r.try_get::<Option<i64>, _>("granted_until")?.map(from_millis),
             moving: match (r.try_get::<Option<String>, _>("moving_from")?, r.try_get::<Option<String>, _>("moving_to")?)
             {
                 (Some(from), Some(to)) => Some(MoveProgress {
@@ -366,6 +370,7 @@ impl Databases {
             created_at: seldesk_store::from_millis(to_millis(now)),
             schema_version: SCHEMA_VERSION,
             test_of: None,
+            granted_until: None,
             moving: None,
         })
     }
@@ -1105,6 +1110,58 @@ impl Databases {
         Ok(())
     }
 
+    /// A staff member of the finance role makes a database subscribed
+    /// without a payment until `until` (a goodwill gesture, a contract paid
+    /// by bank transfer): the one way besides a confirmed payment, stated
+    /// with a reason and audited. Returns the database.
+    pub async fn grant_paid(
+        &self,
+        staff: &Actor,
+        database_id: &str,
+        until: OffsetDateTime,
+        reason: &str,
+    ) -> Result<CustomerDb, TenantError> {
+        if !matches!(staff, Actor::Staff { .. }) || !staff.has_any_role(&[seldesk_domain::Role::Finance]) {
+            return Err(TenantError::Forbidden("Only the finance role grants a subscription.".into()));
+        }
+        if reason.trim().chars().count() < 10 {
+            return Err(TenantError::invalid(
+                "reason",
+                "Say why the subscription is granted (at least 10 characters).",
+            ));
+        }
+        if seldesk_privacy::card::contains_card_number(reason) {
+            return Err(TenantError::invalid("reason", seldesk_privacy::card::CARD_NUMBER_REFUSED));
+        }
+        let now = self.clock.now();
+        if until <= now {
+            return Err(TenantError::invalid("until", "Grant a subscription until a date in the future."));
+        }
+        let d = self.find(database_id).await?;
+        sqlx::query(
+            "UPDATE databases SET plan = 'subscribed', trial_ends_at = NULL, granted_until = $1,
+                 converted_at = CASE WHEN plan = 'trial' THEN $2 ELSE converted_at END,
+                 status = CASE WHEN status = 'deactivated' THEN 'active' ELSE status END,
+                 deactivated_at = CASE WHEN status = 'deactivated' THEN NULL ELSE deactivated_at END
+             WHERE id = $3",
+        )
+        .bind(to_millis(until))
+        .bind(to_millis(now))
+        .bind(database_id)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(
+                staff,
+                "database.subscription_granted",
+                Some(&format!("person:{}", d.account_id)),
+                Some(&format!("db:{database_id}")),
+                serde_json::json!({ "until": until.date().to_string(), "reason": reason.trim() }),
+            )
+            .await?;
+        self.find(database_id).await
+    }
+
     /// Deactivates every unpaid database (DB-9): trials whose end has
     /// passed (or that have none), and subscribed databases with no
     /// subscription in force (active or past due, or cancelled within its
@@ -1113,7 +1170,7 @@ impl Databases {
         let sql = format!(
             "SELECT {COLUMNS} FROM databases d WHERE d.status = 'active' AND (
                  (d.plan = 'trial' AND (d.trial_ends_at IS NULL OR d.trial_ends_at <= $1))
-                 OR (d.plan <> 'trial' AND NOT EXISTS (
+                 OR (d.plan <> 'trial' AND COALESCE(d.granted_until, 0) <= $1 AND NOT EXISTS (
                      SELECT 1 FROM subscriptions s WHERE s.database_id = d.id
                        AND (s.status IN ('active', 'past_due') OR (s.status = 'cancelled' AND s.period_end > $1)))))"
         );

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/staff/tickets/{id}", get(ticket).post(reply))
         .route("/staff/retention", get(retention))
         .route("/staff/finance", get(finance))
+        .route("/staff/finance/grant", post(grant_subscription))
 }
 
 #[derive(Template)]
@@ -398,6 +399,45 @@ async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser, 
         Err(e) => {
             let api = crate::billing_pages::billing_error(e);
             message_page(api.status, "Finance", &api.message)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SubscriptionGrantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    database: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The finance role grants a subscription without a payment, with a reason.
+async fn grant_subscription(
+    State(state): State<AppState>,
+    StaffUser(staff, _): StaffUser,
+    headers: HeaderMap,
+    Form(f): Form<SubscriptionGrantForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let Ok(until) = time::Date::parse(f.until.trim(), time::macros::format_description!("[year]-[month]-[day]")) else {
+        return message_page(StatusCode::UNPROCESSABLE_ENTITY, "Grant", "Give the last day as YYYY-MM-DD.");
+    };
+    let until = until.with_hms(23, 59, 59).map(|d| d.assume_utc()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    match state.databases.grant_paid(&staff.actor(), f.database.trim(), until, &f.reason).await {
+        Ok(d) => message_page(
+            StatusCode::OK,
+            "Subscription granted",
+            &format!("{} is subscribed until {} (audited with your reason).", d.name, until.date()),
+        ),
+        Err(e) => {
+            let api = crate::db_api::tenant_error(e);
+            message_page(api.status, "Grant", &api.message)
         }
     }
 }

@@ -180,3 +180,55 @@ async fn payments_are_simulated_only_when_asked_for_and_say_so_on_every_page() {
     assert_eq!(r.headers().get("x-seldesk-payments").and_then(|v| v.to_str().ok()), Some("simulated"));
     app.stop().await;
 }
+
+// promise: DB-9, STF-1
+#[tokio::test]
+async fn the_finance_role_can_grant_a_subscription_with_a_reason_and_it_is_audited() {
+    let app = spawn_app().await;
+    let t = owner(&app, "granted@example.com").await;
+    let (_, db) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "by-transfer" }))).await;
+    let id = db["id"].as_str().expect("id").to_string();
+    let grant = |cookie: String, reason: &'static str, until: String| {
+        let (client, url, id) = (app.client.clone(), app.url("/staff/finance/grant"), id.clone());
+        async move {
+            let csrf = cookie.split("seldesk_csrf=").nth(1).expect("csrf").to_string();
+            let r = client
+                .post(url)
+                .header("cookie", &cookie)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("database", id.as_str()),
+                    ("until", until.as_str()),
+                    ("reason", reason),
+                ])
+                .send()
+                .await
+                .expect("grant");
+            r.status()
+        }
+    };
+    let support = crate::helpers::staff_session(&app, "not-finance@seldesk.com", "support").await;
+    let finance = crate::helpers::staff_session(&app, "money@seldesk.com", "finance").await;
+    let later = (app.clock_now() + Duration::days(60)).date().to_string();
+    let reason = "Paid by bank transfer, invoice 2026-12";
+    assert_eq!(grant(support, reason, later.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        grant(finance.clone(), "why", later.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a reason is needed"
+    );
+    assert_eq!(grant(finance.clone(), reason, "2001-01-01".into()).await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(grant(finance, reason, later).await, StatusCode::OK);
+    let (_, d) = call(&app, Method::GET, &format!("/api/v1/databases/{id}"), &t, None).await;
+    assert_eq!(d["plan"], "subscribed", "{d}");
+    // Not deactivated as unpaid while the grant runs; afterwards it is.
+    let databases = &app.app().services().databases;
+    assert_eq!(databases.expire_trials().await.expect("expire"), 0);
+    app.clock.advance(Duration::days(61));
+    assert_eq!(databases.expire_trials().await.expect("expire"), 1);
+    let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
+    let granted = audit.iter().find(|e| e.action == "database.subscription_granted").expect("audited");
+    assert_eq!(granted.details["reason"], "Paid by bank transfer, invoice 2026-12");
+    assert!(granted.actor.starts_with("staff:"));
+    app.stop().await;
+}

@@ -21,3 +21,8 @@ ALTER TABLE upgrade_requests ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
 -- The database a customer's request is about: support access to a database
 -- needs a ticket its owner opened about it (issue 28, DB-3).
 ALTER TABLE tickets ADD COLUMN database_id TEXT;
+
+-- A subscription granted by the finance role (audited, with a reason) runs
+-- until this moment; otherwise only a confirmed payment makes a database
+-- subscribed (issue 28).
+ALTER TABLE databases ADD COLUMN granted_until INTEGER;
