@@ -560,6 +560,7 @@ impl Accounts {
             "helpdesk_tickets": ticket_json,
             "cookie_consents": seldesk_privacy::consent::Consents::new(self.db.clone(), self.clock.clone()).for_subject(&subject).await?,
             "disclosures_to_third_parties": self.disclosures.for_subject(&subject).await?,
+            "mail_sent_through_our_relay": self.disclosures.for_subject(&crate::mail::mail_subject(&account.email)).await?,
             "staff_and_system_access_log": self.audit.about(&subject).await?,
             "erasures": self.erasure_log.for_subject(&subject).await?,
         }))

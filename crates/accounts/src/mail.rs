@@ -2,13 +2,26 @@
 //! is written as an `.eml` file under `<data>/mail/outbox`, where a new user
 //! can read it and tests can follow its links.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lettre::message::Body;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use seldesk_domain::Actor;
+use seldesk_privacy::{BoxFuture, Disclosure, DisclosureGate, Transport};
+
 use crate::AccountError;
+
+/// The relay's id in the provider registry.
+pub const RELAY: &str = "smtp_relay";
+
+/// The opaque ledger subject of a mail address: what the disclosure ledger
+/// records for mail sent to it (the address itself is not kept there).
+pub fn mail_subject(address: &str) -> String {
+    format!("mail:{}", crate::secret::token_hash(&address.trim().to_lowercase()))
+}
 
 /// A plain-text message.
 #[derive(Debug, Clone)]
@@ -22,7 +35,7 @@ pub struct OutgoingMail {
 #[derive(Clone)]
 pub enum Mailer {
     Outbox { dir: PathBuf, from: String },
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: String },
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: String, gate: Option<Box<DisclosureGate>> },
 }
 
 impl std::fmt::Debug for Mailer {
@@ -45,7 +58,17 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| AccountError::Internal(format!("invalid SMTP URL: {e}")))?
             .build();
-        Ok(Self::Smtp { transport, from: from.into() })
+        Ok(Self::Smtp { transport, from: from.into(), gate: None })
+    }
+
+    /// Sends every SMTP message through the disclosure gate: the relay is a
+    /// third party, so it gets only its registered fields, and each message
+    /// is recorded in the ledger. The outbox folder stays on our own disk.
+    pub fn with_relay_gate(self, gate: DisclosureGate) -> Self {
+        match self {
+            Mailer::Smtp { transport, from, .. } => Mailer::Smtp { transport, from, gate: Some(Box::new(gate)) },
+            outbox => outbox,
+        }
     }
 
     /// The folder messages are written to instead of being sent, when no
@@ -97,13 +120,45 @@ impl Mailer {
                     .await
                     .map_err(|e| AccountError::Internal(format!("cannot write to the outbox: {e}")))?;
             }
-            Mailer::Smtp { transport, .. } => {
+            Mailer::Smtp { transport, gate: None, .. } => {
                 transport
                     .send(message)
                     .await
                     .map_err(|e| AccountError::Internal(format!("SMTP delivery failed: {e}")))?;
             }
+            Mailer::Smtp { transport, gate: Some(gate), .. } => {
+                let disclosure = Disclosure {
+                    recipient: RELAY.into(),
+                    recipient_name: None,
+                    purpose: "mail".into(),
+                    subject: mail_subject(&mail.to),
+                    fields: BTreeMap::from([
+                        ("mail.recipient".to_string(), mail.to.clone()),
+                        ("mail.content".to_string(), format!("{}\n\n{}", mail.subject, mail.text)),
+                    ]),
+                };
+                let relay = Relay { transport, message: std::sync::Mutex::new(Some(message)) };
+                gate.send(&Actor::System, &disclosure, &relay)
+                    .await
+                    .map_err(|e| AccountError::Internal(e.to_string()))?;
+            }
         }
         Ok(())
+    }
+}
+
+/// One built message handed to the SMTP server once the gate approved it.
+struct Relay<'a> {
+    transport: &'a AsyncSmtpTransport<Tokio1Executor>,
+    message: std::sync::Mutex<Option<Message>>,
+}
+
+impl Transport for Relay<'_> {
+    fn deliver<'a>(&'a self, _: &'a Disclosure) -> BoxFuture<'a, Result<(), String>> {
+        let message = self.message.lock().ok().and_then(|mut m| m.take());
+        Box::pin(async move {
+            let message = message.ok_or("the message was already sent")?;
+            self.transport.send(message).await.map(|_| ()).map_err(|e| format!("SMTP delivery failed: {e}"))
+        })
     }
 }

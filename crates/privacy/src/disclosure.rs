@@ -47,6 +47,25 @@ pub enum Refusal {
     NoFields,
 }
 
+/// Whether a provider may receive data straight from the visitor's browser
+/// (a script it serves) for `purpose`: registered for that purpose, and every
+/// field it receives declared as browser data. The site asks this before it
+/// loads such a script, so a provider removed from the registry stops
+/// receiving anything, as a server-side transfer would.
+pub fn browser_transfer_allowed(policy: &Policy, recipient: &str, purpose: &str) -> Result<(), Refusal> {
+    let provider = policy.provider(recipient).ok_or_else(|| Refusal::UnknownRecipient(recipient.to_string()))?;
+    if !provider.purposes.iter().any(|p| p == purpose) {
+        return Err(Refusal::PurposeNotRegistered { recipient: recipient.to_string(), purpose: purpose.to_string() });
+    }
+    if provider.fields.is_empty() {
+        return Err(Refusal::NoFields);
+    }
+    match provider.fields.iter().find(|f| policy.field(f).is_none_or(|f| f.category != "browser_event")) {
+        Some(field) => Err(Refusal::FieldNotAllowed { recipient: recipient.to_string(), field: field.clone() }),
+        None => Ok(()),
+    }
+}
+
 /// Delivers an approved disclosure (HTTP webhook, processor API, export file).
 pub trait Transport: Send + Sync {
     fn deliver<'a>(&'a self, disclosure: &'a Disclosure) -> BoxFuture<'a, Result<(), String>>;
@@ -216,5 +235,32 @@ impl DisclosureGate {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(edit: impl Fn(String) -> String) -> Policy {
+        let source = edit(seldesk_domain::policy::BUILTIN_SOURCE.to_string());
+        Policy::parse(&source, "edited.toml", |_| Ok(String::new())).expect("valid")
+    }
+
+    // promise: CK-4
+    #[test]
+    fn a_browser_side_provider_needs_its_registration() {
+        let p = policy(|s| s);
+        assert_eq!(browser_transfer_allowed(&p, "google_analytics", "statistics"), Ok(()));
+        assert!(matches!(
+            browser_transfer_allowed(&p, "google_analytics", "marketing"),
+            Err(Refusal::PurposeNotRegistered { .. })
+        ));
+        // A provider that would receive account data from the server is not a browser-side one.
+        assert!(matches!(
+            browser_transfer_allowed(&p, "paypal", "payment_processing"),
+            Err(Refusal::FieldNotAllowed { .. })
+        ));
+        assert!(matches!(browser_transfer_allowed(&p, "nobody", "statistics"), Err(Refusal::UnknownRecipient(_))));
     }
 }

@@ -88,6 +88,8 @@ pub enum StartError {
     Jobs(#[from] seldesk_jobs::JobError),
     #[error("customer databases: {0}")]
     Tenants(#[from] seldesk_tenants::TenantError),
+    #[error("cookies: {0}")]
+    Cookies(#[from] seldesk_web::cookies::RegistryMismatch),
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
@@ -187,7 +189,9 @@ impl Services {
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
         let disclosures = DisclosureGate::new(policy.clone(), db.clone(), clock.clone(), audit.clone());
         let mailer = match &config.mail.smtp_url {
-            Some(url) => Mailer::smtp(url, config.mail.from.clone()).map_err(|e| StartError::Mail(e.to_string()))?,
+            Some(url) => Mailer::smtp(url, config.mail.from.clone())
+                .map_err(|e| StartError::Mail(e.to_string()))?
+                .with_relay_gate(disclosures.clone()),
             None => Mailer::outbox(config.data.join("mail").join("outbox"), config.mail.from.clone()),
         };
         let marketing = seldesk_marketing::Marketing::new(
@@ -696,6 +700,7 @@ pub struct Application {
 impl Application {
     /// Opens everything and binds the listeners (port 0 picks a free port).
     pub async fn build(config: Config, policy: Policy, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        seldesk_web::cookies::check(&policy)?;
         let web = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;

@@ -310,11 +310,21 @@ fn load_config(cli: &Cli, o: &Overrides) -> Result<Config, Failure> {
 }
 
 /// The policy named in the configuration, or the built-in one.
+/// Its cookie table must be exactly the cookies the site sets.
 pub fn load_policy(path: Option<&std::path::Path>) -> Result<Policy, seldesk_domain::PolicyError> {
-    match path {
-        Some(p) => Policy::load(p),
-        None => Policy::builtin(),
-    }
+    let policy = match path {
+        Some(p) => Policy::load(p)?,
+        None => Policy::builtin()?,
+    };
+    seldesk_web::cookies::check(&policy).map_err(|e| seldesk_domain::PolicyError {
+        source_name: path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| seldesk_domain::policy::BUILTIN_NAME.into()),
+        key: "cookies".into(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    Ok(policy)
 }
 
 fn init_logs(config: &Config) {

@@ -66,6 +66,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "billing", include_str!("../migrations/sqlite/0017_billing.sql")),
     (18, "restores", include_str!("../migrations/sqlite/0018_restores.sql")),
     (19, "hardening", include_str!("../migrations/sqlite/0019_hardening.sql")),
+    (20, "closure", include_str!("../migrations/sqlite/0020_closure.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -87,6 +88,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "billing", include_str!("../migrations/postgres/0017_billing.sql")),
     (18, "restores", include_str!("../migrations/postgres/0018_restores.sql")),
     (19, "hardening", include_str!("../migrations/postgres/0019_hardening.sql")),
+    (20, "closure", include_str!("../migrations/postgres/0020_closure.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

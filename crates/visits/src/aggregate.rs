@@ -62,6 +62,10 @@ pub struct Dashboard {
     /// Per dimension, (value, visits), largest first.
     pub top: BTreeMap<String, Vec<(String, u64)>>,
     pub min_group: u32,
+    /// Pages viewed and visits made by visitors who accepted analytics
+    /// cookies (only they can be followed from page to page).
+    pub consented_pages: u64,
+    pub consented_visits: u64,
 }
 
 /// Computes and reads the daily aggregates.
@@ -94,6 +98,11 @@ impl Aggregates {
             add("country", v.country.clone().unwrap_or_else(|| "(unknown)".into()), &net);
             add("browser", v.browser.clone(), &net);
             add("platform", v.platform.clone(), &net);
+            // Site interaction: only visitors who accepted analytics cookies
+            // carry a visit id; "visitors" here counts their visits.
+            if let Some(visit) = &v.visit {
+                add("interaction", "pages".into(), visit);
+            }
             add(
                 "language",
                 v.language
@@ -171,6 +180,7 @@ impl Aggregates {
         .fetch_all(self.db.pool())
         .await?;
         let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut consented = (0u64, 0u64);
         let mut dims: BTreeMap<String, HashMap<String, u64>> = BTreeMap::new();
         for r in &rows {
             let day: String = r.try_get("day")?;
@@ -180,6 +190,9 @@ impl Aggregates {
             let visitors = r.try_get::<i64, _>("visitors")?.max(0) as u64;
             if dim == "total" {
                 totals.insert(day, (visits, visitors));
+            } else if dim == "interaction" {
+                consented.0 += visits;
+                consented.1 += visitors;
             } else {
                 *dims.entry(dim).or_default().entry(value).or_default() += visits;
             }
@@ -203,7 +216,13 @@ impl Aggregates {
                 (dim.to_string(), list)
             })
             .collect();
-        Ok(Dashboard { days, top, min_group: self.min_group })
+        Ok(Dashboard {
+            days,
+            top,
+            min_group: self.min_group,
+            consented_pages: consented.0,
+            consented_visits: consented.1,
+        })
     }
 }
 

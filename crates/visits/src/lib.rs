@@ -62,6 +62,11 @@ pub struct Visit {
     /// The raw User-Agent, parsed into browser, version and platform by the
     /// writer (off the request path, with a cache); never stored.
     pub user_agent: Option<String>,
+    /// Hash of the analytics cookie's random value: set only for visitors
+    /// who accepted analytics cookies (CK-2), so that pages can be counted
+    /// per visit ("site interaction"). Lives 30 minutes in the browser and
+    /// is linked to nothing else.
+    pub visit: Option<String>,
 }
 
 impl Visit {
@@ -109,7 +114,7 @@ pub fn first_language(header: &str) -> Option<String> {
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS visits (
     id INTEGER PRIMARY KEY, at INTEGER NOT NULL, ip TEXT NOT NULL, browser TEXT NOT NULL,
     browser_version TEXT NOT NULL, platform TEXT NOT NULL, referrer TEXT, path TEXT NOT NULL,
-    language TEXT, country TEXT, person TEXT, hold_id INTEGER)";
+    language TEXT, country TEXT, person TEXT, hold_id INTEGER, visit TEXT)";
 
 /// Daily partitions in a folder: one SQLite file per day.
 #[derive(Debug, Clone)]
@@ -140,6 +145,10 @@ impl FileVisits {
         let conn = Connection::open(self.root.join(file))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;")?;
         conn.execute_batch(SCHEMA)?;
+        // Day files written before visits were counted per visit lack the column.
+        if conn.prepare("SELECT visit FROM visits LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE visits ADD COLUMN visit TEXT")?;
+        }
         Ok(conn)
     }
 
@@ -154,8 +163,8 @@ impl FileVisits {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare(
-                    "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person, visit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
                 for v in list {
                     stmt.execute(params![
@@ -168,7 +177,8 @@ impl FileVisits {
                         v.path,
                         v.language,
                         v.country,
-                        v.person
+                        v.person,
+                        v.visit
                     ])?;
                 }
             }
@@ -245,8 +255,8 @@ impl FileVisits {
                 let tx = held.transaction()?;
                 for (hold, v) in &kept {
                     tx.execute(
-                        "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person, hold_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        "INSERT INTO visits (at, ip, browser, browser_version, platform, referrer, path, language, country, person, hold_id, visit)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             to_millis(v.at),
                             v.ip,
@@ -258,7 +268,8 @@ impl FileVisits {
                             v.language,
                             v.country,
                             v.person,
-                            hold
+                            hold,
+                            v.visit
                         ],
                     )?;
                 }
@@ -290,6 +301,7 @@ pub(crate) fn visit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
         person: r.get("person")?,
         session: None,
         user_agent: None,
+        visit: r.get("visit")?,
     })
 }
 
@@ -735,6 +747,7 @@ mod tests {
             person: None,
             session: None,
             user_agent: None,
+            visit: None,
         };
         // Offered far faster than written: record never blocks, some are dropped.
         let started = std::time::Instant::now();

@@ -192,10 +192,12 @@ fn pg_visit(r: &sqlx::any::AnyRow) -> Result<Visit, sqlx::Error> {
         person: r.try_get("person")?,
         session: None,
         user_agent: None,
+        visit: r.try_get("visit")?,
     })
 }
 
-const INSERT_COLUMNS: &str = "at, ip, browser, browser_version, platform, referrer, path, language, country, person";
+const INSERT_COLUMNS: &str =
+    "at, ip, browser, browser_version, platform, referrer, path, language, country, person, visit";
 
 /// Stores a visit: in `visits` (routed to its day's partition), or in
 /// `visits_held` for the hold `hold`.
@@ -205,9 +207,9 @@ async fn insert(
     hold: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     let sql = match hold {
-        None => format!("INSERT INTO visits ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        None => format!("INSERT INTO visits ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
         Some(_) => format!(
-            "INSERT INTO visits_held ({INSERT_COLUMNS}, hold_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO visits_held ({INSERT_COLUMNS}, hold_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ),
     };
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -220,7 +222,8 @@ async fn insert(
         .bind(v.path.clone())
         .bind(v.language.clone())
         .bind(v.country.clone())
-        .bind(v.person.clone());
+        .bind(v.person.clone())
+        .bind(v.visit.clone());
     if let Some(h) = hold {
         q = q.bind(h);
     }

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{
-    CsrfToken, MaybeAccount, SESSION_COOKIE, SignedIn, WebError, client_ip, message_of, safe_next, set_cookie,
-    status_of, verify_csrf,
+    CsrfToken, MaybeAccount, SESSION_COOKIE, SignedIn, WebError, client_ip, message_of, safe_next, status_of,
+    verify_csrf,
 };
 use crate::pages::render;
 
@@ -117,10 +117,8 @@ async fn signup_form(State(state): State<AppState>, conn: ConnectInfo<SocketAddr
     // The box is ticked in advance only where the policy's basis for
     // marketing is legitimate interest; with consent it starts empty.
     let f = ProfileForm {
-        country: state
-            .visits
-            .geo
-            .country(conn.0.ip())
+        country: crate::consent::remembered_country(&state, &headers)
+            .or_else(|| state.visits.geo.country(conn.0.ip()))
             .or_else(|| crate::db_pages::browser_country(&headers))
             .and_then(|c| seldesk_domain::country::normalise(&c))
             .unwrap_or_default(),
@@ -171,7 +169,9 @@ async fn signup(
                     tracing::error!(error = %e, "the marketing choice made at sign-up was not saved");
                 }
             }
-            start_session(&state, &account, "/account?welcome=1").await
+            let mut r = start_session(&state, &account, "/account?welcome=1").await;
+            crate::consent::remember_country(&state, &headers, &mut r, &f.country);
+            r
         }
         Err(e) => {
             let status = status_of(&e);
@@ -194,7 +194,7 @@ async fn start_session(state: &AppState, account: &Account, next: &str) -> Respo
     match state.accounts.create_session(SessionKind::Web, Principal::Account(account.id.clone())).await {
         Ok((token, _)) => {
             let mut r = Redirect::to(next).into_response();
-            r.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, None));
+            r.headers_mut().append(header::SET_COOKIE, crate::cookies::set(state, &crate::cookies::SESSION, &token));
             r
         }
         Err(e) => WebError::from(e).into_response(),
@@ -302,7 +302,7 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): For
         let _ = state.accounts.end_session(&token).await;
     }
     let mut r = Redirect::to("/").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
     r
 }
 
@@ -319,7 +319,7 @@ async fn signout_everywhere(
         return WebError::from(e).into_response();
     }
     let mut r = Redirect::to("/signin").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
     r
 }
 
@@ -692,7 +692,7 @@ async fn new_request(
                     t.id, account.email
                 ),
             );
-            r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+            r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
             r
         }
         Ok(t) => Redirect::to(&format!("/account/requests/{}", t.id)).into_response(),

@@ -10,13 +10,13 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use seldesk_accounts::{Account, AccountError, Principal, Session, SessionKind, StaffMember};
 
 use crate::AppState;
 
-pub const SESSION_COOKIE: &str = "seldesk_session";
-pub const CSRF_COOKIE: &str = "seldesk_csrf";
+pub const SESSION_COOKIE: &str = crate::cookies::SESSION.name;
+pub const CSRF_COOKIE: &str = crate::cookies::CSRF.name;
 
 /// A cookie's value from the request.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -28,19 +28,6 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
         .map(|c| c.value().to_string())
-}
-
-/// A `Set-Cookie` header value.
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Option<i64>) -> HeaderValue {
-    let mut c = Cookie::build((name.to_string(), value.to_string()))
-        .path("/")
-        .http_only(true)
-        .same_site(if name == CSRF_COOKIE { SameSite::Strict } else { SameSite::Lax })
-        .secure(state.web.secure_cookies);
-    if let Some(secs) = max_age_secs {
-        c = c.max_age(cookie::time::Duration::seconds(secs));
-    }
-    HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The peer address (for rate limits).
@@ -60,7 +47,7 @@ impl CsrfToken {
             Some(token) => Self { token, set: None },
             None => {
                 let token = seldesk_accounts::secret::token().unwrap_or_default();
-                let set = Some(set_cookie(state, CSRF_COOKIE, &token, None));
+                let set = Some(crate::cookies::set(state, &crate::cookies::CSRF, &token));
                 Self { token, set }
             }
         }
@@ -104,7 +91,7 @@ pub async fn session_cookies(
         cookies.insert(0, format!("{CSRF_COOKIE}={token}"));
         if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
             req.headers_mut().insert(header::COOKIE, v);
-            set = Some(set_cookie(&state, CSRF_COOKIE, &token, None));
+            set = Some(crate::cookies::set(&state, &crate::cookies::CSRF, &token));
         }
     }
     let mut response = next.run(req).await;

@@ -16,11 +16,11 @@ use seldesk_privacy::consent::{Choices, Consents};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{CSRF_COOKIE, CsrfToken, MaybeAccount, cookie, safe_next, set_cookie, verify_csrf};
+use crate::auth::{CsrfToken, MaybeAccount, cookie, safe_next, verify_csrf};
 use crate::pages::render;
 
-pub const CONSENT_COOKIE: &str = "seldesk_consent";
-const VISIT_COOKIE: &str = "seldesk_visit";
+pub const CONSENT_COOKIE: &str = crate::cookies::CONSENT.name;
+const VISIT_COOKIE: &str = crate::cookies::VISIT.name;
 
 /// A browser's consent cookie: `<id>.<policy version>.<choices>`.
 struct ConsentCookie {
@@ -43,6 +43,24 @@ fn read_consent(headers: &HeaderMap) -> Option<ConsentCookie> {
     Some(ConsentCookie { id: id.to_string(), version: version.to_string(), choices: Choices::decode(bits)? })
 }
 
+/// The visit id of a visitor who accepted analytics cookies: the cookie's
+/// value, if it is one we could have set.
+fn visit_id(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, VISIT_COOKIE)
+        .filter(|v| v.len() == 16 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// What the statistics may link across pages: a hash of the visit cookie,
+/// only while analytics consent (and no GPC signal) stands.
+pub(crate) fn consented_visit(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let version = current_version(state);
+    let consent = read_consent(headers).filter(|c| c.version == version)?;
+    if !consent.choices.honour_gpc(gpc(headers)).analytics {
+        return None;
+    }
+    visit_id(headers).map(|v| seldesk_accounts::secret::token_hash(&v)[..32].to_string())
+}
+
 fn gpc(headers: &HeaderMap) -> bool {
     headers.get("sec-gpc").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() == "1")
 }
@@ -52,6 +70,41 @@ fn gpc(headers: &HeaderMap) -> bool {
 pub(crate) fn preferences_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let version = current_version(state);
     read_consent(headers).filter(|c| c.version == version).is_some_and(|c| c.choices.preferences)
+}
+
+/// Product pages the home page can offer again (`seldesk_recent`): the
+/// cookie holds one of these keys, never a path the browser sent.
+const RECENT_PAGES: &[(&str, &str, &str)] = &[
+    ("upgrade", "/upgrade", "Database Upgrade"),
+    ("careers", "/careers", "Careers"),
+    ("events", "/events", "Events"),
+    ("partners", "/partners", "Partners"),
+];
+
+/// The product page this visitor saw last, with preference consent only.
+pub(crate) fn recent_page(state: &AppState, headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
+    if !preferences_allowed(state, headers) {
+        return None;
+    }
+    let key = cookie(headers, crate::cookies::RECENT.name)?;
+    RECENT_PAGES.iter().find(|(k, _, _)| *k == key).map(|(_, path, label)| (*path, *label))
+}
+
+/// The country this visitor chose before, with preference consent only.
+pub(crate) fn remembered_country(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if !preferences_allowed(state, headers) {
+        return None;
+    }
+    cookie(headers, crate::cookies::COUNTRY.name).and_then(|c| seldesk_domain::country::normalise(&c))
+}
+
+/// Remembers a country the visitor chose in a form, if preferences allow.
+pub(crate) fn remember_country(state: &AppState, headers: &HeaderMap, response: &mut Response, country: &str) {
+    if let Some(code) = seldesk_domain::country::normalise(country)
+        && preferences_allowed(state, headers)
+    {
+        response.headers_mut().append(header::SET_COOKIE, crate::cookies::set(state, &crate::cookies::COUNTRY, &code));
+    }
 }
 
 fn current_version(state: &AppState) -> String {
@@ -66,6 +119,18 @@ const GA_JS: &str = "(function(){var s=document.currentScript;var id=s&&s.datase
 
 async fn ga_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], GA_JS).into_response()
+}
+
+/// Google Analytics receives browser data straight from the visitor: its
+/// script loads only while the provider registry allows that transfer.
+fn ga_registered(state: &AppState) -> bool {
+    match seldesk_privacy::disclosure::browser_transfer_allowed(&state.policy, "google_analytics", "statistics") {
+        Ok(()) => true,
+        Err(refusal) => {
+            tracing::warn!(%refusal, "Google Analytics is configured but the policy does not allow it; not loaded");
+            false
+        }
+    }
 }
 
 /// Adds the banner while no valid choice exists, the third-party script only
@@ -103,6 +168,7 @@ pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next
             let choices = c.choices.honour_gpc(gpc);
             if choices.third_party
                 && let Some(id) = state.web.google_analytics_id.as_deref()
+                && ga_registered(&state)
             {
                 let tags = format!(
                     "<script async src=\"https://www.googletagmanager.com/gtag/js?id={id}\"></script><script src=\"/static/ga.js\" data-ga-id=\"{id}\"></script>"
@@ -115,9 +181,17 @@ pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next
                     ),
                 );
             }
-            if choices.analytics && cookie(&headers, VISIT_COOKIE).is_none() {
-                let visit = seldesk_accounts::secret::token().unwrap_or_default();
-                parts.headers.append(header::SET_COOKIE, set_cookie(&state, VISIT_COOKIE, &visit[..16], Some(30 * 60)));
+            if choices.preferences
+                && let Some((key, _, _)) = RECENT_PAGES.iter().find(|(_, p, _)| *p == path)
+            {
+                parts.headers.append(header::SET_COOKIE, crate::cookies::set(&state, &crate::cookies::RECENT, key));
+            }
+            if choices.analytics {
+                // The same visit while pages follow within 30 minutes.
+                let visit = visit_id(&headers).unwrap_or_else(|| {
+                    seldesk_accounts::secret::token().unwrap_or_default().chars().take(16).collect()
+                });
+                parts.headers.append(header::SET_COOKIE, crate::cookies::set(&state, &crate::cookies::VISIT, &visit));
             }
         }
     }
@@ -256,21 +330,22 @@ async fn choose(
         if f.back.is_empty() { "/cookies?saved=1".to_string() } else { safe_next(Some(&f.back), "/cookies?saved=1") };
     let mut r = Redirect::to(&back).into_response();
     let value = format!("{id}.{version}.{}", choices.encode());
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CONSENT_COOKIE, &value, Some(395 * 24 * 3600)));
+    r.headers_mut().append(header::SET_COOKIE, crate::cookies::set(&state, &crate::cookies::CONSENT, &value));
     // Refusing or withdrawing a class deletes the cookies it covered.
-    for class in &state.policy.cookies {
-        let allowed = match class.class {
+    for c in crate::cookies::REGISTRY {
+        let allowed = match c.class {
             CookieClassId::Necessary => true,
             CookieClassId::Preferences => choices.preferences,
             CookieClassId::Analytics => choices.analytics,
             CookieClassId::ThirdPartyAnalytics => choices.third_party,
         };
-        if !allowed {
-            for c in &class.cookies {
-                r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, &c.name, "", Some(0)));
-            }
+        // A name also registered as necessary (the language for this visit)
+        // stays: only its kept form needed the refused consent.
+        let also_necessary =
+            crate::cookies::REGISTRY.iter().any(|n| n.name == c.name && n.class == CookieClassId::Necessary);
+        if !allowed && !also_necessary {
+            r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, c));
         }
     }
-    let _ = CSRF_COOKIE;
     r
 }

@@ -106,9 +106,10 @@ async fn list_view(
     let databases = state.databases.list(account_id).await.unwrap_or_default();
     // The country from the IP address when a geolocation database is
     // configured, else from the region of the browser's language ("en-IN" → IN).
-    let (country, source) = match state.visits.geo.country(ip) {
-        Some(c) => (Some(c), "from your connection's location"),
-        None => (browser_country(headers), "from your browser's language settings"),
+    let (country, source) = match (crate::consent::remembered_country(state, headers), state.visits.geo.country(ip)) {
+        (Some(c), _) => (Some(c), "the country you chose before"),
+        (None, Some(c)) => (Some(c), "from your connection's location"),
+        (None, None) => (browser_country(headers), "from your browser's language settings"),
     };
     let nearest = state.policy.nearest_region(country.as_deref());
     let regions = state

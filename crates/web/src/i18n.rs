@@ -139,7 +139,7 @@ pub fn from_accept_language(header: &str) -> Option<Lang> {
 }
 
 /// Name of the preference cookie (declared in the policy's preferences class).
-pub const LANG_COOKIE: &str = "seldesk_lang";
+pub const LANG_COOKIE: &str = crate::cookies::LANG.name;
 
 fn chosen(req: &Request) -> Option<Lang> {
     req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("lang=")).and_then(Lang::parse)
@@ -160,8 +160,8 @@ pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next
     let consent = crate::consent::preferences_allowed(&state, req.headers());
     let mut response = LANG.scope(lang, next.run(req)).await;
     if let Some(l) = choice {
-        let max_age = consent.then_some(365 * 24 * 3600);
-        let value = crate::auth::set_cookie(&state, LANG_COOKIE, l.code(), max_age);
+        let registered = if consent { &crate::cookies::LANG } else { &crate::cookies::LANG_FOR_VISIT };
+        let value = crate::cookies::set(&state, registered, l.code());
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     if !response.headers().contains_key(header::CONTENT_LANGUAGE)

@@ -9,6 +9,7 @@ mod billing_pages;
 mod card_guard;
 mod careers_pages;
 mod consent;
+pub mod cookies;
 mod db_api;
 mod db_pages;
 pub mod i18n;
@@ -211,6 +212,7 @@ async fn record_visit(State(state): State<AppState>, req: Request, next: Next) -
             person: None,
             session,
             user_agent: Some(text(header::USER_AGENT).unwrap_or_default()),
+            visit: consent::consented_visit(&state, h),
         });
     }
     next.run(req).await

@@ -278,10 +278,8 @@ async fn partners_page(
 ) -> Response {
     let mut f = me.map(|(a, _, _)| ContactFields::from_account(&a)).unwrap_or_default();
     if f.country.is_empty() {
-        f.country = state
-            .visits
-            .geo
-            .country(conn.0.ip())
+        f.country = crate::consent::remembered_country(&state, &headers)
+            .or_else(|| state.visits.geo.country(conn.0.ip()))
             .or_else(|| crate::db_pages::browser_country(&headers))
             .unwrap_or_default();
     }
@@ -299,7 +297,12 @@ async fn refer(
     }
     let account_id = me.as_ref().map(|(a, _, _)| a.id.as_str());
     match state.marketing.refer(&f.input(), account_id).await {
-        Ok((r, _)) => partners_view(&state, &headers, ContactFields::default(), None, Some(r), StatusCode::OK).await,
+        Ok((r, _)) => {
+            let mut page =
+                partners_view(&state, &headers, ContactFields::default(), None, Some(r), StatusCode::OK).await;
+            crate::consent::remember_country(&state, &headers, &mut page, &f.country);
+            page
+        }
         Err(e) => {
             let status = status_of(&e);
             partners_view(&state, &headers, f, Some(message_of(&e)), None, status).await

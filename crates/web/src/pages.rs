@@ -58,9 +58,11 @@ struct HomePage {
     grace: String,
     backup_keep: String,
     last_updated: String,
+    /// The product page seen last (preference cookie), offered again.
+    recent: Option<(&'static str, &'static str)>,
 }
 
-async fn home(State(state): State<AppState>) -> Response {
+async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let p = &state.policy;
     let keep = |id: &str| p.retention(id).map(|r| r.keep.to_string()).unwrap_or_default();
     let current = p.current_version(state.clock.now().date());
@@ -77,6 +79,7 @@ async fn home(State(state): State<AppState>) -> Response {
         grace: keep("customer_database"),
         backup_keep: keep("backup"),
         last_updated: long_date(current.effective),
+        recent: crate::consent::recent_page(&state, &headers),
     };
     render(StatusCode::OK, &page)
 }

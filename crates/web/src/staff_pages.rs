@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{
-    CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, set_cookie, status_of, verify_csrf,
+    CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, status_of, verify_csrf,
 };
 use crate::pages::{message_page, render};
 
@@ -102,7 +102,8 @@ async fn signin(
             match state.accounts.create_session(SessionKind::Staff, Principal::Staff(staff.id.clone())).await {
                 Ok((token, _)) => {
                     let mut r = Redirect::to(landing(&staff)).into_response();
-                    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, None));
+                    r.headers_mut()
+                        .append(header::SET_COOKIE, crate::cookies::set(&state, &crate::cookies::SESSION, &token));
                     r
                 }
                 Err(e) => WebError::from(e).into_response(),
@@ -131,7 +132,7 @@ async fn signout(
     }
     let _ = state.accounts.end_session(&token).await;
     let mut r = Redirect::to("/staff").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
     r
 }
 

@@ -50,6 +50,8 @@ struct AnalyticsPage {
     min_group: u32,
     keep: String,
     total_visits: u64,
+    consented_visits: u64,
+    pages_per_visit: Option<String>,
     chart_w: u32,
     chart_h: u32,
     bars: Vec<Bar>,
@@ -111,6 +113,9 @@ async fn analytics(State(state): State<AppState>, StaffUser(_staff, _): StaffUse
         min_group: d.min_group,
         keep: state.policy.retention("browser_event").map(|r| r.keep.to_string()).unwrap_or_default(),
         total_visits: d.days.iter().map(|x| x.visits).sum(),
+        consented_visits: d.consented_visits,
+        pages_per_visit: (d.consented_visits > 0)
+            .then(|| format!("{:.1}", d.consented_pages as f64 / d.consented_visits as f64)),
         chart_w,
         chart_h,
         bars,

@@ -29,8 +29,9 @@ pub const BUILTIN_SOURCE: &str = include_str!("../../../../policy/seldesk.toml")
 pub const BUILTIN_NAME: &str = "policy/seldesk.toml (built in)";
 
 /// Archived texts of earlier policy versions, compiled in beside the built-in file.
-const BUILTIN_ARCHIVES: &[(&str, &str)] =
-    &[("versions/2025-06-01.md", include_str!("../../../../policy/versions/2025-06-01.md"))];
+/// Empty until a second version is published: the history shows only texts
+/// that were really in force.
+const BUILTIN_ARCHIVES: &[(&str, &str)] = &[];
 
 /// Data categories the code stores. The policy file must give each a rule, so
 /// no store can hold personal data that the retention engine does not know.
@@ -351,6 +352,8 @@ pub enum ProviderKind {
     Analytics,
     /// A class of recipients named per case (event organisers, sponsors, partners).
     Recipient,
+    /// Delivers our e-mail (the SMTP relay).
+    Mail,
 }
 
 /// A third party that may receive personal data, and exactly which fields.

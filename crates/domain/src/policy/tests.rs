@@ -30,9 +30,27 @@ fn builtin_policy_loads_with_every_required_category() {
     assert_eq!(backup, ["in", "sg"]);
 }
 
+/// The built-in policy with an invented earlier version (a test fixture:
+/// the shipped file lists only versions that were really published).
+fn with_an_older_version() -> Policy {
+    let newest = "[[versions]]\neffective = 2026-11-25\n";
+    let older = format!(
+        "{newest}summary = \"Second version.\"\n\n[[versions]]\neffective = 2025-06-01\nsummary = \"Older.\"\narchive = \"versions/2025-06-01.md\"\n#"
+    );
+    let source = BUILTIN_SOURCE.replacen(newest, &older, 1);
+    Policy::parse(&source, "edited.toml", |_| Ok("# Older\n\nLast updated: 2025-06-01\n".into())).expect("valid")
+}
+
+#[test]
+fn the_shipped_history_is_only_what_was_published() {
+    let p = builtin();
+    assert_eq!(p.versions().len(), 1, "one published version; add one only when its text is frozen");
+    assert_eq!(p.newest_version().summary, "First published version.");
+}
+
 #[test]
 fn versions_are_newest_first_and_current_follows_the_date() {
-    let p = builtin();
+    let p = with_an_older_version();
     assert!(p.versions().windows(2).all(|w| w[0].effective > w[1].effective));
     let newest = p.newest_version().effective;
     assert_eq!(p.current_version(newest).effective, newest);
@@ -43,7 +61,7 @@ fn versions_are_newest_first_and_current_follows_the_date() {
 // promise: POL-1
 #[test]
 fn older_versions_keep_their_archived_text() {
-    let p = builtin();
+    let p = with_an_older_version();
     let older = &p.versions()[1];
     let text = p.text_of(older);
     assert!(text.contains(&format!("Last updated: {}", older.effective)), "archive shows its own date");
@@ -130,9 +148,18 @@ fn optional_cookies_must_need_consent() {
 
 #[test]
 fn older_versions_need_an_archive() {
-    let source = BUILTIN_SOURCE.replacen("archive = \"versions/2025-06-01.md\"\n", "", 1);
+    let newest = "[[versions]]\neffective = 2026-11-25\n";
+    let with_older = format!(
+        "{newest}summary = \"First published version.\"\n\n[[versions]]\neffective = 2025-06-01\nsummary = \"Older.\"\n#"
+    );
+    let source = BUILTIN_SOURCE.replacen(newest, &with_older, 1);
+    assert_ne!(source, BUILTIN_SOURCE);
     let err = Policy::parse(&source, "edited.toml", |_| Ok(String::new())).expect_err("refused");
     assert_eq!(err.key, "versions.2025-06-01.archive");
+    let archived =
+        source.replacen("summary = \"Older.\"\n", "summary = \"Older.\"\narchive = \"versions/2025-06-01.md\"\n", 1);
+    Policy::parse(&archived, "edited.toml", |_| Ok("# Older text".into()))
+        .expect("an archived older version is accepted");
 }
 
 // promise: PRC-1
@@ -149,6 +176,28 @@ fn provider_table_lists_exactly_the_registered_fields() {
     for pr in p.providers.iter().filter(|pr| pr.kind != ProviderKind::Recipient) {
         assert!(text.contains(&format!("| {}", pr.name)), "{} in the table", pr.name);
     }
+    // Every row says what the provider receives: no blank cell.
+    for row in
+        text.lines().skip_while(|l| !l.starts_with("| Service provider")).skip(2).take_while(|l| l.starts_with('|'))
+    {
+        assert!(row.split('|').map(str::trim).skip(1).take(3).all(|c| !c.is_empty()), "blank cell in {row}");
+    }
+    let relay = text.lines().find(|l| l.starts_with("| E-mail relay")).expect("the SMTP relay has a row");
+    assert!(relay.contains("Recipient e-mail address") && relay.contains("Message subject and text"), "{relay}");
+    let ga = text.lines().find(|l| l.starts_with("| Google Analytics")).expect("GA row");
+    assert!(ga.contains("IP address") && ga.contains("Its own cookie identifier"), "{ga}");
+}
+
+#[test]
+fn a_provider_must_say_what_it_receives() {
+    let source = BUILTIN_SOURCE.replacen(
+        "fields = [\"browser.ip\", \"browser.page\", \"browser.agent\", \"browser.cookie_id\"]\n",
+        "",
+        1,
+    );
+    assert_ne!(source, BUILTIN_SOURCE);
+    let err = Policy::parse(&source, "edited.toml", |_| Ok(String::new())).expect_err("refused");
+    assert_eq!(err.key, "providers.google_analytics.fields");
 }
 
 #[test]

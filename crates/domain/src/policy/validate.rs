@@ -239,6 +239,10 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
         if pr.kind == ProviderKind::Payment && pr.fields.is_empty() {
             fail(at("fields"), "a payment processor must list the fields it may receive")?;
         }
+        // The provider table has no blank cell: say what each one receives.
+        if pr.kind != ProviderKind::Recipient && pr.fields.is_empty() && pr.hosts.is_empty() {
+            fail(at("fields"), "list the fields this provider receives (or the categories it hosts)")?;
+        }
     }
 
     let mut classes = HashSet::new();

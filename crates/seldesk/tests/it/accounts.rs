@@ -980,6 +980,17 @@ async fn mail_goes_through_a_real_smtp_server_and_without_one_the_console_says_w
     };
     assert!(received.contains("verify-email"), "{received}");
     assert!(app.outbox().is_empty(), "nothing went to the outbox folder");
+    // The relay is a third party: the message went through the disclosure
+    // gate, which recorded its registered fields (never the values).
+    let ledger: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT recipient, purpose, subject, fields FROM disclosures WHERE recipient = 'smtp_relay'")
+            .fetch_all(app.db().pool())
+            .await
+            .expect("ledger");
+    let ours =
+        ledger.iter().find(|r| r.2 == seldesk_accounts::mail::mail_subject(&email)).expect("the mail is in the ledger");
+    assert_eq!((ours.1.as_str(), ours.3.as_str()), ("mail", "mail.content,mail.recipient"));
+    assert!(ledger.iter().all(|r| !r.2.contains('@')), "the ledger holds no address");
     let admin = staff_session(&app, "admin-smtp@seldesk.com", "admin").await;
     let page = app.client.get(app.url("/staff/backups")).header("cookie", &admin).send().await.expect("page");
     assert!(!page.text().await.expect("html").contains("mail-outbox"));
@@ -989,6 +1000,32 @@ async fn mail_goes_through_a_real_smtp_server_and_without_one_the_console_says_w
     let admin = staff_session(&app, "admin-outbox@seldesk.com", "admin").await;
     let page = app.client.get(app.url("/staff/backups")).header("cookie", &admin).send().await.expect("page");
     assert!(page.text().await.expect("html").contains("id=\"mail-outbox\""), "the console says mail stays here");
+    app.stop().await;
+}
+
+// promise: PRC-2
+#[tokio::test]
+async fn an_smtp_relay_never_receives_a_card_number() {
+    let smtp = std::env::var("SELDESK_TEST_SMTP").expect(
+        "SELDESK_TEST_SMTP is not set: run scripts/test.sh, which starts an SMTP server (aiosmtpd) on loopback",
+    );
+    let app = crate::helpers::spawn_app_with(
+        |c| c.mail.smtp_url = Some(smtp.clone()),
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let mail = seldesk_accounts::OutgoingMail {
+        to: "relay-card@example.com".into(),
+        subject: "Your card".into(),
+        text: "The number 4111 1111 1111 1111 must never leave.".into(),
+    };
+    let err = app.app().services().accounts.mailer().send(&mail).await.expect_err("refused by the gate");
+    assert!(err.to_string().contains("card"), "{err}");
+    let refused: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'disclosure.refused'")
+        .fetch_one(app.db().pool())
+        .await
+        .expect("audit");
+    assert_eq!(refused, 1, "the refusal is audited");
     app.stop().await;
 }
 

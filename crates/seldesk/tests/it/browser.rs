@@ -198,7 +198,9 @@ impl Browser {
 // promise: POL-1, PRC-1, CK-6
 #[tokio::test]
 async fn privacy_page_in_chromium_shows_last_updated_providers_and_older_versions() {
-    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = crate::helpers::policy_with_an_older_version(dir.path());
+    let app = crate::helpers::spawn_app_with(|_| {}, policy).await;
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;
     b.client.goto(&app.url("/")).await.expect("home");

@@ -122,13 +122,36 @@ pub fn edited_policy(dir: &Path, from: &str, to: &str) -> PathBuf {
     let source = std::fs::read_to_string(policy_dir().join("seldesk.toml")).expect("policy");
     assert!(source.contains(from), "the edit applies: {from}");
     std::fs::create_dir_all(dir.join("versions")).expect("mkdir");
-    for entry in std::fs::read_dir(policy_dir().join("versions")).expect("versions") {
+    // The shipped history may be a single version with no archives yet.
+    for entry in std::fs::read_dir(policy_dir().join("versions")).into_iter().flatten() {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), dir.join("versions").join(entry.file_name())).expect("copy");
     }
     let path = dir.join("seldesk.toml");
     std::fs::write(&path, source.replacen(from, to, 1)).expect("write");
     path
+}
+
+/// The built-in policy plus an earlier version, 2025-06-01, whose archived
+/// text kept upgrade uploads 3 months. A fixture: the shipped file lists only
+/// versions that were really published.
+pub fn policy_with_an_older_version(dir: &Path) -> Policy {
+    let builtin = Policy::builtin().expect("policy");
+    let newest = builtin.newest_version().effective.to_string();
+    let from = format!("[[versions]]\neffective = {newest}\nsummary = \"First published version.\"\n");
+    let to = format!(
+        "[[versions]]\neffective = {newest}\nsummary = \"Upgrade uploads are kept up to 4 months (was 3 months).\"\n\n[[versions]]\neffective = 2025-06-01\nsummary = \"First published version.\"\narchive = \"versions/2025-06-01.md\"\n"
+    );
+    let file = edited_policy(dir, &from, &to);
+    let old = builtin
+        .text_of(builtin.newest_version())
+        .replace(&format!("Last updated: {newest}"), "Last updated: 2025-06-01")
+        .replace(
+            "for up to 4 months after the last successful upgrade",
+            "for up to 3 months after the last successful upgrade",
+        );
+    std::fs::write(dir.join("versions").join("2025-06-01.md"), old).expect("archive");
+    Policy::load(&file).expect("a policy with an older version")
 }
 
 impl TestApp {

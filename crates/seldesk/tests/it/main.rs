@@ -9,6 +9,7 @@ mod billing;
 mod browser;
 mod careers;
 mod cli;
+mod cookies;
 mod databases;
 mod fakes;
 mod hardening;

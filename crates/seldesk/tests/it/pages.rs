@@ -19,13 +19,16 @@ async fn home_page_describes_the_product_and_links_onward() {
 // promise: POL-1
 #[tokio::test]
 async fn privacy_page_shows_last_updated_of_the_version_in_force() {
-    let app = spawn_app().await;
-    let policy = Policy::builtin().expect("policy");
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = crate::helpers::policy_with_an_older_version(dir.path());
+    let app = spawn_app_with(|_| {}, policy.clone()).await;
     let current = policy.current_version(app.clock_today());
     let (status, body) = app.text("/privacy").await;
     assert_eq!(status, 200);
     assert!(body.contains(&format!("Last updated: {}", current.effective)), "last updated shown");
-    for older in policy.versions().iter().filter(|v| v.effective < current.effective) {
+    let older: Vec<_> = policy.versions().iter().filter(|v| v.effective < current.effective).collect();
+    assert_eq!(older.len(), 1, "the fixture's older version");
+    for older in older {
         let (status, old) = app.text(&format!("/privacy/versions/{}", older.effective)).await;
         assert_eq!(status, 200);
         assert!(old.contains(&format!("Last updated: {}", older.effective)));
