@@ -61,3 +61,27 @@ if [ "$mode" = "--check" ] && [ ${#missing[@]} -gt 0 ]; then
   echo "error: marked implemented in $policy but no test is tagged: ${missing[*]}" >&2
   exit 1
 fi
+
+# Every sentence of the published text carries the promises that prove it
+# (docs/policy.md): the binary fails on an unmarked sentence, and each
+# promise a sentence cites needs a tagged test.
+if [ "$mode" = "--check" ]; then
+  cited=$(cargo run -q -p seldesk -- policy promises) || exit 1
+  uncited=()
+  unknown=()
+  for id in $cited; do
+    if ! printf '%s\n' $ids | grep -qx "$id"; then unknown+=("$id"); continue; fi
+    if ! printf '%s\n' "$tags" | awk -F'\t' -v id="$id" '$1 == id { found = 1 } END { exit !found }'; then
+      uncited+=("$id")
+    fi
+  done
+  if [ ${#unknown[@]} -gt 0 ]; then
+    echo "error: the policy text cites promises that do not exist: ${unknown[*]}" >&2
+    exit 1
+  fi
+  if [ ${#uncited[@]} -gt 0 ]; then
+    echo "error: the policy text states promises no test proves: ${uncited[*]}" >&2
+    exit 1
+  fi
+  echo "$(printf '%s\n' $cited | wc -l) promises cited by the policy text, each with a tagged test"
+fi

@@ -228,6 +228,9 @@ enum PolicyCommand {
     Render(RenderArgs),
     /// List the policy's versions and which is in force.
     Versions,
+    /// Print the promise IDs the text's sentences cite, one per line; exit 1
+    /// naming any sentence that carries no promise marker (docs/policy.md).
+    Promises,
     /// Print the records of processing activities (categories, purposes,
     /// legal bases, recipients, locations, retention, security measures).
     Ropa {
@@ -771,6 +774,23 @@ fn policy_command(cmd: &PolicyCommand, policy: &Policy) -> Result<(), Failure> {
             match format {
                 RopaFormat::Md => print!("{}", ropa.to_markdown()),
                 RopaFormat::Json => println!("{}", serde_json::to_string_pretty(&ropa)?),
+            }
+        }
+        PolicyCommand::Promises => {
+            let text = seldesk_domain::policy::render_with_markers(policy, policy.newest_version());
+            let report = seldesk_domain::policy::markers::check(&text);
+            for id in &report.ids {
+                println!("{id}");
+            }
+            if !report.unmarked.is_empty() {
+                for s in &report.unmarked {
+                    eprintln!("no promise marker: {s}");
+                }
+                return Err(anyhow::anyhow!(
+                    "{} sentence(s) of the policy text carry no promise marker: add [[ID]] or [[-]] after each (docs/policy.md)",
+                    report.unmarked.len()
+                )
+                .into());
             }
         }
         PolicyCommand::Versions => {

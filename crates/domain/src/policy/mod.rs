@@ -7,6 +7,7 @@
 //! provider may receive, hosting and backup regions, cookie classes, and the
 //! public text rendered on `/privacy`.
 
+pub mod markers;
 mod period;
 mod render;
 mod ropa;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Deserializer};
 use time::{Date, OffsetDateTime};
 
 pub use period::{Period, PeriodError, Unit};
-pub use render::render_markdown;
+pub use render::{render_markdown, render_with_markers};
 pub use ropa::{Ropa, RopaEntry};
 
 /// The policy file shipped with Seldesk.

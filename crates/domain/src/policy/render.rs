@@ -156,7 +156,11 @@ impl PrivacyText<'_> {
         let mut out = String::new();
         for v in self.p.versions() {
             let marker = if v.effective == self.version.effective { " (this version)" } else { "" };
-            out.push_str(&format!("- [{}](/privacy/versions/{}){}: {}\n", v.effective, v.effective, marker, v.summary));
+            // Each listed version is one that was published (POL-1).
+            out.push_str(&format!(
+                "- [{}](/privacy/versions/{}){}: {}[[POL-1]]\n",
+                v.effective, v.effective, marker, v.summary
+            ));
         }
         out
     }
@@ -164,6 +168,12 @@ impl PrivacyText<'_> {
 
 /// Renders the policy text of `version` from the values in `policy`.
 pub fn render_markdown(policy: &Policy, version: &Version) -> String {
+    super::markers::strip(&render_with_markers(policy, version))
+}
+
+/// The text with each sentence's promise markers (`[[DB-7]]`, `[[-]]`) kept,
+/// for `seldesk policy promises` and the marker check.
+pub fn render_with_markers(policy: &Policy, version: &Version) -> String {
     PrivacyText { p: policy, version }
         .render()
         .unwrap_or_else(|e| format!("The policy text could not be rendered: {e}"))
