@@ -32,63 +32,6 @@ async fn count(db: &Db, sql: &'static str) -> Result<Census, PrivacyError> {
     Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
 }
 
-/// Account and contact data: an account whose erasure was asked for (the
-/// account "closed") and not carried out within the period is erased here,
-/// as a safety net behind the erasure job.
-pub struct AccountEraser {
-    pub db: Db,
-}
-
-impl Eraser for AccountEraser {
-    fn category(&self) -> &'static str {
-        "account_contact"
-    }
-
-    fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT id, id AS subject, updated_at FROM accounts WHERE status = 'erasing' AND updated_at <= $1",
-            )
-            .bind(to_millis(cutoff))
-            .fetch_all(self.db.pool())
-            .await?;
-            rows_to_candidates(&rows, "id", "subject", "updated_at")
-        })
-    }
-
-    fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let mut n = 0;
-            for c in records {
-                let mut tx = self.db.begin_write().await.map_err(PrivacyError::from)?;
-                for sql in [
-                    "DELETE FROM signins WHERE account_id = $1",
-                    "DELETE FROM auth_tokens WHERE account_id = $1",
-                    "DELETE FROM policy_notices WHERE account_id = $1",
-                    "DELETE FROM access_exports WHERE account_id = $1",
-                ] {
-                    sqlx::query(sql).bind(&c.record).execute(&mut *tx).await?;
-                }
-                sqlx::query("DELETE FROM sessions WHERE principal = $1")
-                    .bind(format!("account:{}", c.record))
-                    .execute(&mut *tx)
-                    .await?;
-                n += sqlx::query("DELETE FROM accounts WHERE id = $1")
-                    .bind(&c.record)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                tx.commit().await?;
-            }
-            Ok(n)
-        })
-    }
-
-    fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(count(&self.db, "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts"))
-    }
-}
-
 /// Helpdesk tickets and their messages.
 pub struct TicketEraser {
     pub db: Db,

@@ -11,6 +11,32 @@ use time::OffsetDateTime;
 use crate::staff::StaffMember;
 use crate::{AccountError, Accounts};
 
+/// Moves one record into the archive, in the caller's transaction: `kind`
+/// is `invoice` or `payment`, `record` its reference, `start` when its
+/// legal period began.
+pub async fn archive(
+    conn: &mut sqlx::AnyConnection,
+    kind: &str,
+    record: &str,
+    data: &serde_json::Value,
+    country: Option<&str>,
+    start: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(kind)
+    .bind(record)
+    .bind(data.to_string())
+    .bind(country)
+    .bind(to_millis(start))
+    .bind(to_millis(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One archived record.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchivedRecord {

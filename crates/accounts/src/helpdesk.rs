@@ -276,8 +276,21 @@ impl Accounts {
         kind: TicketKind,
         message: Option<&str>,
         password: Option<&str>,
+        confirm: Option<&str>,
     ) -> Result<Ticket, AccountError> {
         let message = input::text("message", "Message", message.unwrap_or_default(), 5000, false)?;
+        // Erasure removes every database of the account too: typed, as
+        // removing one database is.
+        if kind == TicketKind::Erasure && !confirm.is_some_and(|c| c.trim().eq_ignore_ascii_case(account.email.trim()))
+        {
+            return Err(AccountError::invalid(
+                "confirm",
+                format!(
+                    "Type your e-mail address, {}, to confirm the erasure: your account, your databases and everything in them are removed, and this cannot be undone.",
+                    account.email
+                ),
+            ));
+        }
         if matches!(kind, TicketKind::Access | TicketKind::Erasure) {
             let Some(pw) = password.filter(|p| !p.is_empty()) else {
                 return Err(AccountError::invalid("password", "Enter your password to confirm this request."));
@@ -698,216 +711,242 @@ impl Accounts {
         Ok(bytes)
     }
 
-    /// Erases an account holder's personal data everywhere live (the job
-    /// behind an erasure request) and e-mails the receipt.
+    /// The job behind an erasure request: erases the account holder's
+    /// personal data everywhere live and e-mails the receipt.
     pub async fn erase_account(&self, ticket_id: i64) -> Result<String, AccountError> {
         let t = self.ticket(ticket_id).await?;
         let Some(account_id) = t.account_id.clone() else {
             return Err(AccountError::NotFound("The ticket has no account.".into()));
         };
-        let account = match self.account(&account_id).await {
+        self.erase_person(&account_id, ErasureReason::PersonRequest).await
+    }
+
+    /// Erases an account holder everywhere live: each store erases (or
+    /// archives under its legal period) its own tables and files, then the
+    /// accounts tables go, and the person gets a receipt naming what went
+    /// and what is kept, why and until when. One function for an erasure
+    /// request, a closed account at the end of its period, an idle account
+    /// and a stuck erasure; safe to run again after a failure.
+    pub async fn erase_person(&self, account_id: &str, reason: ErasureReason) -> Result<String, AccountError> {
+        let account = match self.account(account_id).await {
             Ok(a) => a,
             // Already erased: a retried job has nothing left to do.
             Err(AccountError::NotFound(_)) => return Ok("already erased".into()),
             Err(e) => return Err(e),
         };
-        let subject = account.subject();
         let now = self.now();
-        let mut erased: Vec<(&str, String)> = Vec::new();
+        let person = seldesk_privacy::Person {
+            subject: account.subject(),
+            account_id: account.id.clone(),
+            email: account.email.trim().to_lowercase(),
+            at: now,
+        };
+        let subject = person.subject.clone();
+        // Nobody signs in while the erasure runs.
+        sqlx::query("UPDATE accounts SET status = 'erasing', updated_at = $1 WHERE id = $2")
+            .bind(to_millis(now))
+            .bind(account_id)
+            .execute(self.db.pool())
+            .await?;
+        self.end_all_sessions(&Principal::Account(account.id.clone())).await?;
 
-        // Access archives: files and rows.
-        let rows = sqlx::query("SELECT id FROM access_exports WHERE account_id = $1")
-            .bind(&account_id)
-            .fetch_all(self.db.pool())
-            .await?;
-        for r in &rows {
-            remove_archive(&self.config.exports_dir, &r.try_get::<String, _>("id")?)?;
-        }
-        let mut tx = self.db.begin_write().await?;
-        // Records the law requires (invoices) leave the account for the
-        // restricted finance archive, detached from any account.
-        let invoices = sqlx::query(
-            "SELECT id, number, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at, document FROM invoices WHERE account_id = $1",
-        )
-        .bind(&account_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut kept_invoices = Vec::new();
-        for r in &invoices {
-            let (id, country, issued): (String, Option<String>, i64) =
-                (r.try_get("id")?, r.try_get("country")?, r.try_get("issued_at")?);
-            let data = serde_json::json!({
-                "number": r.try_get::<String, _>("number")?,
-                "buyer_name": r.try_get::<String, _>("buyer_name")?,
-                "buyer_email": r.try_get::<String, _>("buyer_email")?,
-                "buyer_address": r.try_get::<Option<String>, _>("buyer_address")?,
-                "currency": r.try_get::<String, _>("currency")?,
-                "total_cents": r.try_get::<i64, _>("total_cents")?,
-                "issued_at": from_millis(issued).to_string(),
-                "document": r.try_get::<Option<String>, _>("document")?.and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
-            });
-            sqlx::query("INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ('invoice', $1, $2, $3, $4, $5)")
-                .bind(format!("invoice:{id}"))
-                .bind(data.to_string())
-                .bind(&country)
-                .bind(issued)
-                .bind(to_millis(now))
-                .execute(&mut *tx)
-                .await?;
-            let until = self
-                .policy
-                .retention("invoice")
-                .map(|rule| rule.due(from_millis(issued), country.as_deref()).date().to_string())
-                .unwrap_or_default();
-            kept_invoices.push(until);
-        }
-        sqlx::query("DELETE FROM invoices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        // Payment records go to the archive too (tax law); subscriptions and
-        // the processors' tokens are simply gone.
-        let payments = sqlx::query(
-            "SELECT id, kind, processor, processor_order, processor_payment, status, amount_cents, refunded_cents, currency, description, reference, country, created_at, captured_at FROM payments WHERE account_id = $1",
-        )
-        .bind(&account_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in &payments {
-            let (id, country, created): (String, Option<String>, i64) =
-                (r.try_get("id")?, r.try_get("country")?, r.try_get("created_at")?);
-            let mut data = serde_json::Map::new();
-            for column in ["kind", "processor", "status", "currency", "description", "reference"] {
-                data.insert(column.into(), r.try_get::<String, _>(column)?.into());
-            }
-            for column in ["processor_order", "processor_payment"] {
-                data.insert(column.into(), r.try_get::<Option<String>, _>(column)?.into());
-            }
-            for column in ["amount_cents", "refunded_cents"] {
-                data.insert(column.into(), r.try_get::<i64, _>(column)?.into());
-            }
-            data.insert("created_at".into(), from_millis(created).to_string().into());
-            sqlx::query("INSERT INTO finance_archive (kind, record, data, country, start_at, archived_at) VALUES ('payment', $1, $2, $3, $4, $5)")
-                .bind(format!("payment:{id}"))
-                .bind(serde_json::Value::Object(data).to_string())
-                .bind(&country)
-                .bind(created)
-                .bind(to_millis(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM payments WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM subscriptions WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM backup_restores WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM access_exports WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        let other_tickets = sqlx::query("SELECT id FROM tickets WHERE account_id = $1 AND id <> $2")
-            .bind(&account_id)
-            .bind(ticket_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        for r in &other_tickets {
-            let id: i64 = r.try_get("id")?;
-            sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(id).execute(&mut *tx).await?;
-            erased.push(("helpdesk_ticket", format!("ticket:{id}")));
-        }
-        sqlx::query("DELETE FROM tickets WHERE account_id = $1 AND id <> $2")
-            .bind(&account_id)
-            .bind(ticket_id)
-            .execute(&mut *tx)
-            .await?;
-        // The erasure ticket stays as proof that the request was carried out,
-        // without anything that identifies the person.
-        sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(ticket_id).execute(&mut *tx).await?;
-        sqlx::query(
-            "UPDATE tickets SET name = NULL, email = NULL, company = NULL, phone = NULL, industry = NULL, interest = NULL,
-                 status = 'done', closed_at = $1, outcome = 'erased' WHERE id = $2",
-        )
-        .bind(to_millis(now))
-        .bind(ticket_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM signins WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM policy_notices WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM consents WHERE subject = $1").bind(&subject).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM auth_tokens WHERE account_id = $1").bind(&account_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM sessions WHERE principal = $1")
-            .bind(format!("account:{account_id}"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(&account_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        erased.push(("account_contact", format!("account:{account_id}")));
-
-        let refs: Vec<(Option<&str>, &str)> = erased
-            .iter()
-            .filter(|(c, _)| *c == "account_contact")
-            .map(|(_, r)| (Some(subject.as_str()), r.as_str()))
-            .collect();
-        self.erasure_log.record("account_contact", &refs, ErasureReason::PersonRequest, &Actor::System).await?;
-        let tickets: Vec<(Option<&str>, &str)> = erased
-            .iter()
-            .filter(|(c, _)| *c == "helpdesk_ticket")
-            .map(|(_, r)| (Some(subject.as_str()), r.as_str()))
-            .collect();
-        if !tickets.is_empty() {
-            self.erasure_log.record("helpdesk_ticket", &tickets, ErasureReason::PersonRequest, &Actor::System).await?;
-        }
+        let mut outcome = seldesk_privacy::Erased::default();
         for store in &self.stores {
-            let n = store.erase(&subject).await?;
-            if n > 0 {
-                let record = format!("{}:{n}", store.section());
+            let part = store.erase(&person).await?;
+            if part.records > 0 {
+                let record = format!("{}:{}", store.section(), part.records);
                 self.erasure_log
-                    .record(
-                        store.category(),
-                        &[(Some(subject.as_str()), record.as_str())],
-                        ErasureReason::PersonRequest,
-                        &Actor::System,
-                    )
+                    .record(store.category(), &[(Some(subject.as_str()), record.as_str())], reason, &Actor::System)
                     .await?;
             }
+            outcome.absorb(part);
+        }
+        let core = self.erase_core(&account, &person).await?;
+        let tickets = core.tickets;
+        self.erasure_log
+            .record(
+                "account_contact",
+                &[(Some(subject.as_str()), &format!("account:{account_id}"))],
+                reason,
+                &Actor::System,
+            )
+            .await?;
+        if !tickets.is_empty() {
+            let refs: Vec<(Option<&str>, &str)> =
+                tickets.iter().map(|r| (Some(subject.as_str()), r.as_str())).collect();
+            self.erasure_log.record("helpdesk_ticket", &refs, reason, &Actor::System).await?;
         }
         self.audit
             .record(
                 &Actor::System,
                 "account.erased",
                 Some(&subject),
-                Some(&format!("ticket:{ticket_id}")),
-                serde_json::json!({ "records": erased.len() }),
+                core.ticket.map(|t| format!("ticket:{t}")).as_deref(),
+                serde_json::json!({ "reason": reason.as_str(), "records": outcome.records + 1 + tickets.len() as u64 }),
             )
             .await?;
         // Physically: deleted rows leave no bytes behind in free pages or the WAL.
         if self.db.backend() == seldesk_store::Backend::Sqlite {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(self.db.pool()).await?;
         }
+        let receipt = self.receipt(&person, reason, core.ticket, tickets.len(), core.mails, &outcome);
+        let title = match core.ticket {
+            Some(t) => format!("Your personal data has been erased (ticket {t})"),
+            None => "Your personal data has been erased".to_string(),
+        };
+        self.mail(&person.email, &title, receipt).await?;
+        Ok(format!("erased {} records", outcome.records + 1 + tickets.len() as u64))
+    }
 
+    /// The tables the accounts crate owns, in one transaction, plus access
+    /// archives and mail kept in the outbox folder.
+    async fn erase_core(
+        &self,
+        account: &Account,
+        person: &seldesk_privacy::Person,
+    ) -> Result<CoreErased, AccountError> {
+        let account_id = account.id.as_str();
+        let ticket: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE account_id = $1 AND kind = 'erasure' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        // Access archives: files first; a file that cannot be deleted fails
+        // the erasure, which is then retried.
+        let archives: Vec<String> = sqlx::query_scalar("SELECT id FROM access_exports WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_all(self.db.pool())
+            .await?;
+        for id in &archives {
+            remove_archive(&self.config.exports_dir, id)?;
+        }
+        let mails = self.erase_outbox_mail(&person.email).await?;
+        let mut tx = self.db.begin_write().await?;
+        // Tickets of the account and those sent from its address signed out.
+        let others: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE (account_id = $1 OR LOWER(email) = $2) AND id <> $3")
+                .bind(account_id)
+                .bind(&person.email)
+                .bind(ticket.unwrap_or(-1))
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in &others {
+            sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM tickets WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        if let Some(t) = ticket {
+            // The erasure ticket stays as proof that the request was carried
+            // out, without anything that identifies the person.
+            sqlx::query("DELETE FROM ticket_messages WHERE ticket_id = $1").bind(t).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE tickets SET account_id = NULL, name = NULL, email = NULL, company = NULL, phone = NULL, industry = NULL, interest = NULL,
+                     status = 'done', closed_at = $1, outcome = 'erased' WHERE id = $2",
+            )
+            .bind(to_millis(person.at))
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for sql in [
+            "DELETE FROM access_exports WHERE account_id = $1",
+            "DELETE FROM signins WHERE account_id = $1",
+            "DELETE FROM policy_notices WHERE account_id = $1",
+            "DELETE FROM auth_tokens WHERE account_id = $1",
+        ] {
+            sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM sessions WHERE principal = $1")
+            .bind(format!("account:{account_id}"))
+            .execute(&mut *tx)
+            .await?;
+        // Sign-in budgets are keyed by the address.
+        let pattern = format!("%{}%", person.email.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        sqlx::query("DELETE FROM rate_limits WHERE key LIKE $1 ESCAPE '\\'").bind(pattern).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(account_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(CoreErased { ticket, tickets: others.iter().map(|t| format!("ticket:{t}")).collect(), mails })
+    }
+
+    /// Deletes mail to this address kept in the outbox folder (when no SMTP
+    /// server is configured); returns how many went. Each file is read up to
+    /// its headers only, and a failure to delete one fails the erasure.
+    async fn erase_outbox_mail(&self, email: &str) -> Result<usize, AccountError> {
+        let Some(dir) = self.mailer.outbox_dir().map(std::path::Path::to_path_buf) else { return Ok(0) };
+        let email = email.to_string();
+        tokio::task::spawn_blocking(move || crate::mail::delete_outbox_mail_to(&dir, &email))
+            .await
+            .map_err(|e| AccountError::Internal(format!("the outbox task failed: {e}")))?
+    }
+
+    fn receipt(
+        &self,
+        person: &seldesk_privacy::Person,
+        reason: ErasureReason,
+        ticket: Option<i64>,
+        tickets: usize,
+        mails: usize,
+        outcome: &seldesk_privacy::Erased,
+    ) -> String {
+        let now = person.at;
         let keep =
             |id: &str| self.policy.retention(id).map(|r| r.keep.after(now).date().to_string()).unwrap_or_default();
         let backups_until = self.policy.backups.max_age.after(now).date();
-        let receipt = format!(
-            "Hello,\n\nAs you asked (ticket {ticket_id}), on {date} we erased your personal data from our live systems:\n\n\
-             - your account and contact data (name, company, e-mail, phone, address, industry, interest, password);\n\
-             - your sign-in history, sessions and links;\n\
-             - {n_tickets} Helpdesk ticket(s) and their messages, and any personal data archive prepared for you.\n\n\
-             What we keep, and why:\n\
-             - records of transfers of your data to our providers, by an anonymous reference only (legal obligation to account for them), until {disclosures};\n\
-             - our staff access and audit trail, which names you only by an anonymous reference (legal obligation, security), until {audit};\n\
-             - {invoices}\n\n\
-             Copies in our encrypted backups are destroyed automatically by {backups_until}; until then they are used only to keep our backups whole.\n\n\
+        let why = match (reason, ticket) {
+            (ErasureReason::PersonRequest, Some(t)) => format!("As you asked (ticket {t}), on"),
+            (ErasureReason::PersonRequest, None) => "As you asked, on".to_string(),
+            _ => "As our privacy policy says (your account was closed, or unused for the period it gives), on"
+                .to_string(),
+        };
+        let mut erased = vec![
+            "your account and contact data (name, company, e-mail, phone, address, industry, interest, password)"
+                .to_string(),
+            "your sign-in history, sessions and links".to_string(),
+            format!("{tickets} Helpdesk ticket(s) and their messages, and any personal data archive prepared for you"),
+        ];
+        if mails > 0 {
+            erased.push(format!("{mails} e-mail(s) to you waiting in our outgoing mail folder"));
+        }
+        erased.extend(outcome.erased.iter().cloned());
+        let mut kept = vec![
+            format!(
+                "records of transfers of your data to our providers, by an anonymous reference only (legal obligation to account for them), until {}",
+                keep("disclosure_record")
+            ),
+            format!(
+                "our staff access and audit trail, which names you only by an anonymous reference (legal obligation, security), until {}",
+                keep("audit_event")
+            ),
+            format!(
+                "the erasure log, by anonymous references only, so that anything restored from a backup is erased again, until {}",
+                keep("erasure_record")
+            ),
+        ];
+        kept.extend(outcome.kept.iter().cloned());
+        if self.mailer.outbox_dir().is_some() {
+            kept.push(format!("this receipt, in our outgoing mail folder, until {}", keep("outgoing_mail")));
+        }
+        let list = |items: &[String]| items.iter().map(|i| format!("- {i};\n")).collect::<String>();
+        format!(
+            "Hello,\n\n{why} {date} we erased your personal data from our live systems:\n\n{erased}\n\
+             What we keep, and why:\n{kept}\n\
+             Copies in our encrypted backups are destroyed automatically by {backups_until}; until then they are used only to keep our backups whole, and anything restored from them is erased again first.\n\n\
              -- Seldesk Helpdesk\n",
             date = now.date(),
-            n_tickets = other_tickets.len(),
-            disclosures = keep("disclosure_record"),
-            audit = keep("audit_event"),
-            invoices = if kept_invoices.is_empty() {
-                "invoices and payment records: you had none.".to_string()
-            } else {
-                format!(
-                    "{} invoice(s), in a restricted finance archive detached from your account, for the legal period of your country (tax law), until {}.",
-                    kept_invoices.len(),
-                    kept_invoices.iter().max().cloned().unwrap_or_default()
-                )
-            },
-        );
-        self.mail(&account.email, &format!("Your personal data has been erased (ticket {ticket_id})"), receipt).await?;
-        Ok(format!("erased {} records", erased.len()))
+            erased = list(&erased),
+            kept = list(&kept),
+        )
     }
+}
+
+/// What the accounts tables gave up in an erasure.
+struct CoreErased {
+    /// The erasure request's ticket, kept anonymised as proof.
+    ticket: Option<i64>,
+    /// Other tickets erased.
+    tickets: Vec<String>,
+    /// Outbox files deleted.
+    mails: usize,
 }
 
 fn require_support(staff: &StaffMember) -> Result<(), AccountError> {

@@ -7,6 +7,7 @@ pub mod erasers;
 pub mod finance;
 pub mod helpdesk;
 pub mod input;
+pub mod lifecycle;
 pub mod mail;
 pub mod rate;
 pub mod secret;

@@ -162,3 +162,142 @@ impl Transport for Relay<'_> {
         })
     }
 }
+
+/// Outbox files (`*.eml`), for retention and erasure.
+fn outbox_files(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>, AccountError> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".eml") && e.file_type().is_ok_and(|t| t.is_file()))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(AccountError::Internal(format!("cannot read the outbox {}: {e}", dir.display()))),
+    }
+}
+
+/// The recipients of a message file: its `To:` header, read from at most
+/// the first 64 KiB (headers come first).
+fn recipients_of(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    let mut to = String::new();
+    let mut in_to = false;
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if in_to {
+                to.push_str(line);
+            }
+            continue;
+        }
+        in_to = line.len() >= 3 && line[..3].eq_ignore_ascii_case("to:");
+        if in_to {
+            to.push_str(&line[3..]);
+        }
+    }
+    Ok(to.to_lowercase())
+}
+
+/// Deletes every outbox message addressed to `email`; returns how many.
+pub fn delete_outbox_mail_to(dir: &std::path::Path, email: &str) -> Result<usize, AccountError> {
+    let email = email.trim().to_lowercase();
+    let mut n = 0;
+    for entry in outbox_files(dir)? {
+        let path = entry.path();
+        let to =
+            recipients_of(&path).map_err(|e| AccountError::Internal(format!("cannot read {}: {e}", path.display())))?;
+        let addressed = to.split([',', '<', '>', ' ']).any(|part| part.trim() == email);
+        if addressed {
+            remove_outbox_file(&path)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn remove_outbox_file(path: &std::path::Path) -> Result<(), AccountError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AccountError::Internal(format!("cannot delete {}: {e}", path.display()))),
+    }
+}
+
+/// Retention of the outbox folder (`outgoing_mail`): a message goes the
+/// policy's period after it was written. Deletions that fail are reported
+/// (the run fails and is retried), never ignored.
+pub struct OutboxEraser {
+    pub dir: Option<PathBuf>,
+}
+
+impl seldesk_privacy::Eraser for OutboxEraser {
+    fn category(&self) -> &'static str {
+        "outgoing_mail"
+    }
+
+    fn candidates<'a>(
+        &'a self,
+        cutoff: time::OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<seldesk_privacy::Candidate>, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let Some(dir) = &self.dir else { return Ok(Vec::new()) };
+            let mut out = Vec::new();
+            for (name, at) in outbox_times(dir)? {
+                if at <= cutoff {
+                    out.push(seldesk_privacy::Candidate { record: name, subject: None, start: at, country: None });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn erase<'a>(
+        &'a self,
+        records: &'a [seldesk_privacy::Candidate],
+    ) -> BoxFuture<'a, Result<u64, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let Some(dir) = &self.dir else { return Ok(0) };
+            let mut n = 0;
+            for c in records {
+                // Names come from our own listing; check the shape anyway.
+                let ok = c.record.ends_with(".eml") && !c.record.contains(['/', '\\']) && !c.record.starts_with('.');
+                if ok {
+                    remove_outbox_file(&dir.join(&c.record)).map_err(privacy)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn census<'a>(&'a self) -> BoxFuture<'a, Result<seldesk_privacy::Census, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let times = match &self.dir {
+                Some(dir) => outbox_times(dir)?,
+                None => Vec::new(),
+            };
+            Ok(seldesk_privacy::Census { live: times.len() as u64, oldest: times.iter().map(|t| t.1).min() })
+        })
+    }
+}
+
+fn privacy(e: AccountError) -> seldesk_privacy::PrivacyError {
+    seldesk_privacy::PrivacyError::Invalid(e.to_string())
+}
+
+/// (file name, when written) of each outbox message.
+fn outbox_times(dir: &std::path::Path) -> Result<Vec<(String, time::OffsetDateTime)>, seldesk_privacy::PrivacyError> {
+    let mut out = Vec::new();
+    for entry in outbox_files(dir).map_err(privacy)? {
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| seldesk_privacy::PrivacyError::Invalid(format!("cannot read the outbox: {e}")))?;
+        out.push((entry.file_name().to_string_lossy().into_owned(), time::OffsetDateTime::from(modified)));
+    }
+    Ok(out)
+}

@@ -137,6 +137,8 @@ pub struct Accounts {
     pub(crate) config: AccountsConfig,
     /// Other stores about account holders: exported and erased with them.
     pub(crate) stores: Vec<Arc<dyn seldesk_privacy::PersonalDataStore>>,
+    /// Stores whose records keep an account in use (not idle).
+    pub(crate) activity: Vec<Arc<dyn crate::lifecycle::AccountActivity>>,
 }
 
 const ACCOUNT_COLUMNS: &str = "id, email, name, company, phone, industry, interest, invoice_by_post, address, country, email_verified_at, created_at, updated_at, status, policy_accepted";
@@ -203,7 +205,19 @@ impl Accounts {
         queue: Queue,
         config: AccountsConfig,
     ) -> Self {
-        Self { db, clock, policy, audit, erasure_log, disclosures, mailer, queue, config, stores: Vec::new() }
+        Self {
+            db,
+            clock,
+            policy,
+            audit,
+            erasure_log,
+            disclosures,
+            mailer,
+            queue,
+            config,
+            stores: Vec::new(),
+            activity: Vec::new(),
+        }
     }
 
     /// Adds a store whose data about account holders is part of their access
@@ -423,7 +437,9 @@ impl Accounts {
             }
             return Err(AccountError::RateLimited { retry_after_secs });
         }
-        let ok = verify_password_off_thread(password.to_string(), hash).await && id.is_some() && status == "active";
+        // A closed account is still within its period: signing in reopens it.
+        let open = status == "active" || status == "closed";
+        let ok = verify_password_off_thread(password.to_string(), hash).await && id.is_some() && open;
         if let Some(id) = &id {
             self.record_signin(id, ok, ip, user_agent).await?;
         }
@@ -433,6 +449,9 @@ impl Accounts {
         budget.refund(&self.db, &key).await?;
         rate::release(&self.db, SIGNIN_ADDRESS.kind, ip).await?;
         let account = self.account(&id.unwrap_or_default()).await?;
+        if account.status == "closed" {
+            self.reopen(&account).await?;
+        }
         // POL-2: using the service after a new version took effect accepts it.
         self.accept_policy(&account, "continued use").await?;
         self.account(&account.id).await
@@ -598,6 +617,72 @@ impl Accounts {
 
     pub async fn end_session(&self, t: &str) -> Result<(), AccountError> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(t)).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// Closes an account, which is not erasing it: the person can no longer
+    /// use it, every session ends, and the data is kept for the policy's
+    /// `account_contact` period after closure (to reopen it by signing in, or
+    /// for legal needs), then the retention engine erases it as an erasure
+    /// request would. Returns the day it will be erased.
+    pub async fn close_account(&self, account: &Account) -> Result<time::Date, AccountError> {
+        let now = self.now();
+        let closed = sqlx::query(
+            "UPDATE accounts SET status = 'closed', closed_at = $1, updated_at = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(to_millis(now))
+        .bind(&account.id)
+        .execute(self.db.pool())
+        .await?;
+        if closed.rows_affected() == 0 {
+            return Err(AccountError::Conflict("This account is not open, so it cannot be closed.".into()));
+        }
+        self.end_all_sessions(&Principal::Account(account.id.clone())).await?;
+        let erase_on = self.closure_erasure_day(now)?;
+        self.audit
+            .record(
+                &account.actor(),
+                "account.closed",
+                Some(&account.subject()),
+                None,
+                serde_json::json!({ "erase_on": erase_on.to_string() }),
+            )
+            .await?;
+        self.mail(
+            &account.email,
+            "Your Seldesk account is closed",
+            format!(
+                "Hello {},\n\nYour Seldesk account is closed and all its sessions have ended.\n\n\
+                 We keep your account data until {erase_on}, as our privacy policy says, so that you can reopen \
+                 the account by signing in before then. On that day it is erased, as if you had asked us to \
+                 erase it, and you will receive a receipt.\n\n-- Seldesk\n",
+                account.name
+            ),
+        )
+        .await?;
+        Ok(erase_on)
+    }
+
+    /// When a closure made `at` is erased: the policy's period for account data.
+    pub fn closure_erasure_day(&self, at: OffsetDateTime) -> Result<time::Date, AccountError> {
+        let rule = self.policy.retention("account_contact").ok_or_else(|| {
+            AccountError::Internal("the policy file has no retention rule for account_contact".into())
+        })?;
+        Ok(rule.keep.after(at).date())
+    }
+
+    /// Reopens a closed account (its owner signed in before it was erased).
+    async fn reopen(&self, account: &Account) -> Result<(), AccountError> {
+        sqlx::query(
+            "UPDATE accounts SET status = 'active', closed_at = NULL, updated_at = $1 WHERE id = $2 AND status = 'closed'",
+        )
+        .bind(to_millis(self.now()))
+        .bind(&account.id)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .record(&account.actor(), "account.reopened", Some(&account.subject()), None, serde_json::json!({}))
+            .await?;
         Ok(())
     }
 

@@ -388,11 +388,11 @@ impl Eraser for PaymentEraser {
 }
 
 /// The billing section of a person's access export: subscriptions (without
-/// the processor's token), payments and invoices. On erasure the helpdesk
-/// moves payments and invoices to the finance archive in its transaction
-/// (tax law); what is left here to erase are the subscriptions.
+/// the processor's token), payments and invoices. On erasure, payments and
+/// invoices move to the finance archive (tax law) and subscriptions go.
 pub struct BillingRecords {
     pub db: Db,
+    pub policy: std::sync::Arc<seldesk_domain::Policy>,
 }
 
 impl seldesk_privacy::PersonalDataStore for BillingRecords {
@@ -402,6 +402,10 @@ impl seldesk_privacy::PersonalDataStore for BillingRecords {
 
     fn category(&self) -> &'static str {
         "payment_order"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["subscriptions", "payments", "invoices"]
     }
 
     fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
@@ -449,14 +453,121 @@ impl seldesk_privacy::PersonalDataStore for BillingRecords {
         })
     }
 
-    fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> BoxFuture<'a, Result<seldesk_privacy::Erased, PrivacyError>> {
         Box::pin(async move {
-            let Some(account) = subject.strip_prefix("person:") else { return Ok(0) };
-            Ok(sqlx::query("DELETE FROM subscriptions WHERE account_id = $1")
+            let account = person.account_id.as_str();
+            let now = person.at;
+            let mut tx = self.db.begin_write().await?;
+            // Invoices and payments leave the account for the restricted
+            // finance archive, detached from any account (tax law).
+            let invoices = sqlx::query(
+                "SELECT id, number, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at, document FROM invoices WHERE account_id = $1",
+            )
+            .bind(account)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut kept_until = Vec::new();
+            for r in &invoices {
+                let (id, country, issued): (String, Option<String>, i64) =
+                    (r.try_get("id")?, r.try_get("country")?, r.try_get("issued_at")?);
+                let data = serde_json::json!({
+                    "number": r.try_get::<String, _>("number")?,
+                    "buyer_name": r.try_get::<String, _>("buyer_name")?,
+                    "buyer_email": r.try_get::<String, _>("buyer_email")?,
+                    "buyer_address": r.try_get::<Option<String>, _>("buyer_address")?,
+                    "currency": r.try_get::<String, _>("currency")?,
+                    "total_cents": r.try_get::<i64, _>("total_cents")?,
+                    "issued_at": from_millis(issued).to_string(),
+                    "document": r.try_get::<Option<String>, _>("document")?
+                        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
+                });
+                let issued = from_millis(issued);
+                finance::archive(&mut tx, "invoice", &format!("invoice:{id}"), &data, country.as_deref(), issued, now)
+                    .await?;
+                if let Some(rule) = self.policy.retention("invoice") {
+                    kept_until.push(rule.due(issued, country.as_deref()).date());
+                }
+            }
+            sqlx::query("DELETE FROM invoices WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
+            let payments = sqlx::query(
+                "SELECT id, kind, processor, processor_order, processor_payment, status, amount_cents, refunded_cents, currency, description, reference, country, created_at FROM payments WHERE account_id = $1",
+            )
+            .bind(account)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &payments {
+                let (id, country, created): (String, Option<String>, i64) =
+                    (r.try_get("id")?, r.try_get("country")?, r.try_get("created_at")?);
+                let mut data = serde_json::Map::new();
+                for column in ["kind", "processor", "status", "currency", "description", "reference"] {
+                    data.insert(column.into(), r.try_get::<String, _>(column)?.into());
+                }
+                for column in ["processor_order", "processor_payment"] {
+                    data.insert(column.into(), r.try_get::<Option<String>, _>(column)?.into());
+                }
+                for column in ["amount_cents", "refunded_cents"] {
+                    data.insert(column.into(), r.try_get::<i64, _>(column)?.into());
+                }
+                let created = from_millis(created);
+                data.insert("created_at".into(), created.to_string().into());
+                let data = serde_json::Value::Object(data);
+                finance::archive(&mut tx, "payment", &format!("payment:{id}"), &data, country.as_deref(), created, now)
+                    .await?;
+                if let Some(rule) = self.policy.retention("payment_order") {
+                    kept_until.push(rule.due(created, country.as_deref()).date());
+                }
+            }
+            sqlx::query("DELETE FROM payments WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
+            // Subscriptions and the processors' tokens are simply gone.
+            let subs = sqlx::query("DELETE FROM subscriptions WHERE account_id = $1")
                 .bind(account)
-                .execute(self.db.pool())
+                .execute(&mut *tx)
                 .await?
-                .rows_affected())
+                .rows_affected();
+            tx.commit().await?;
+            let mut out = seldesk_privacy::Erased { records: subs, ..Default::default() };
+            if subs > 0 {
+                out.erased.push(format!("{subs} subscription(s), with the payment tokens our processors gave us"));
+            }
+            match kept_until.iter().max() {
+                Some(until) => {
+                    let what = match payments.len() {
+                        0 => format!("{} invoice(s)", invoices.len()),
+                        n => format!("{} invoice(s) and {n} payment record(s)", invoices.len()),
+                    };
+                    out.kept.push(format!(
+                        "{what}, in a restricted finance archive detached from your account, for the legal period of your country (tax law), until {until}"
+                    ))
+                }
+                None => out.erased.push("invoices and payment records: you had none".into()),
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl seldesk_privacy::AccountActivity for BillingRecords {
+    fn activity<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<seldesk_privacy::Activity, PrivacyError>> {
+        Box::pin(async move {
+            let subscribed: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions WHERE account_id = $1 AND status = 'active'")
+                    .bind(account_id)
+                    .fetch_one(self.db.pool())
+                    .await?;
+            if subscribed > 0 {
+                return Ok(seldesk_privacy::Activity::Live);
+            }
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(issued_at) FROM invoices WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(self.db.pool())
+                .await?;
+            Ok(match last {
+                Some(at) => seldesk_privacy::Activity::Last(from_millis(at)),
+                None => seldesk_privacy::Activity::None,
+            })
         })
     }
 }

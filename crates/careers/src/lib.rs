@@ -15,8 +15,8 @@ mod service;
 pub use cv::{CvKind, MAX_CV_BYTES};
 pub use erasers::{ApplicationEraser, EmployeeEraser};
 pub use service::{
-    Application, ApplicationSummary, ApplicationUpdate, Careers, CvFile, EMPLOYMENT_TYPES, Employee, NewApplication,
-    Note, Posting, PostingInput, PostingStatus, Source, Stage,
+    Application, ApplicationRecords, ApplicationSummary, ApplicationUpdate, Careers, CvFile, EMPLOYMENT_TYPES,
+    Employee, NewApplication, Note, Posting, PostingInput, PostingStatus, Source, Stage,
 };
 
 use seldesk_accounts::AccountError;

@@ -884,6 +884,25 @@ impl Careers {
         self.erase(actor, id, Some(&reason)).await
     }
 
+    /// Erases every application made with this e-mail address (an account
+    /// erasure); a hired applicant's record is an employee record, kept for
+    /// employment law. Returns (applications erased, employee records kept).
+    pub async fn erase_by_email(&self, email: &str) -> Result<(u64, u64), CareerError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM job_applications WHERE LOWER(email) = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_all(self.db.pool())
+            .await?;
+        let (mut erased, mut kept) = (0, 0);
+        for id in ids {
+            match self.erase(&Actor::System, &id, Some("account erased")).await {
+                Ok(()) => erased += 1,
+                Err(CareerError::Conflict(_)) => kept += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((erased, kept))
+    }
+
     async fn erase(&self, actor: &Actor, id: &str, reason: Option<&str>) -> Result<(), CareerError> {
         let a = self.load(id).await?;
         if a.stage == Stage::Hired {
@@ -1090,5 +1109,56 @@ impl Careers {
         .await?;
         self.audit.record(actor, "careers.note_added", Some(&subject(id)), None, serde_json::json!({})).await?;
         self.load(id).await
+    }
+}
+
+/// Job applications made with an account holder's e-mail address: erased
+/// with the account, except an employee record (kept for employment law).
+pub struct ApplicationRecords {
+    pub careers: Careers,
+}
+
+impl seldesk_privacy::PersonalDataStore for ApplicationRecords {
+    fn section(&self) -> &'static str {
+        "job_applications"
+    }
+
+    fn category(&self) -> &'static str {
+        "job_application"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["job_applications", "job_application_notes", "job_offer_data"]
+    }
+
+    fn export<'a>(
+        &'a self,
+        _subject: &'a str,
+    ) -> seldesk_privacy::BoxFuture<'a, Result<serde_json::Value, seldesk_privacy::PrivacyError>> {
+        // Applicants read their application from its private link.
+        Box::pin(async move { Ok(serde_json::Value::Null) })
+    }
+
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> seldesk_privacy::BoxFuture<'a, Result<seldesk_privacy::Erased, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let (erased, kept) = self
+                .careers
+                .erase_by_email(&person.email)
+                .await
+                .map_err(|e| seldesk_privacy::PrivacyError::Invalid(e.to_string()))?;
+            let mut out = seldesk_privacy::Erased { records: erased, ..Default::default() };
+            if erased > 0 {
+                out.erased.push(format!("{erased} job application(s), with their CVs"));
+            }
+            if kept > 0 {
+                let period =
+                    self.careers.policy.retention("employee_record").map(|r| r.to_string()).unwrap_or_default();
+                out.kept.push(format!("your employee record, which employment law requires us to keep ({period})"));
+            }
+            Ok(out)
+        })
     }
 }

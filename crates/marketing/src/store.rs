@@ -2,7 +2,7 @@
 //! export, erased with them (the suppression list keeps only a hash, so an
 //! opt-out outlives the erasure), and retention of `marketing_contact`.
 
-use seldesk_privacy::{BoxFuture, Candidate, Census, Eraser, PersonalDataStore, PrivacyError};
+use seldesk_privacy::{BoxFuture, Candidate, Census, Erased, Eraser, Person, PersonalDataStore, PrivacyError};
 use seldesk_store::{from_millis, to_millis};
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -91,12 +91,56 @@ impl PersonalDataStore for MarketingRecords {
         CATEGORY
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "event_registrations",
+            "partner_referrals",
+            "marketing_preferences",
+            "campaign_recipients",
+            "marketing_links",
+            "marketing_transfers",
+        ]
+    }
+
     fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
         Box::pin(async move { self.marketing.export_of(subject).await.map_err(privacy) })
     }
 
-    fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move { self.marketing.erase_subject(subject).await.map_err(privacy) })
+    fn erase<'a>(&'a self, person: &'a Person) -> BoxFuture<'a, Result<Erased, PrivacyError>> {
+        Box::pin(async move {
+            // Registrations and referrals made before signing in carry their
+            // own `contact:` reference; the address finds them.
+            let mut subjects: Vec<String> = vec![person.subject.clone()];
+            for sql in [
+                "SELECT DISTINCT subject FROM event_registrations WHERE LOWER(email) = $1",
+                "SELECT DISTINCT subject FROM partner_referrals WHERE LOWER(email) = $1",
+            ] {
+                let found: Vec<String> = sqlx::query_scalar(sql)
+                    .bind(&person.email)
+                    .fetch_all(self.marketing.db.pool())
+                    .await
+                    .map_err(PrivacyError::Query)?;
+                subjects.extend(found);
+            }
+            subjects.sort();
+            subjects.dedup();
+            let mut n = 0;
+            for subject in &subjects {
+                n += self.marketing.erase_subject(subject).await.map_err(privacy)?;
+            }
+            let mut out = Erased { records: n, ..Default::default() };
+            if n > 0 {
+                out.erased.push(format!(
+                    "{n} marketing record(s): your marketing choice, event registrations, partner requests and the campaigns sent to you"
+                ));
+            }
+            if self.marketing.suppressed(&person.email).await.map_err(privacy)? {
+                out.kept.push(
+                    "a one-way hash of your e-mail address on our do-not-contact list, so that we never send you marketing again (kept as long as we send marketing)".into(),
+                );
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -150,3 +150,44 @@ mod tests {
         assert_eq!(Choices::decode("12x"), None);
     }
 }
+
+/// The consent records linked to an account holder (choices made while
+/// signed in); anonymous browsers' records are not linked to anyone.
+#[derive(Debug, Clone)]
+pub struct ConsentRecords {
+    pub db: Db,
+}
+
+impl crate::PersonalDataStore for ConsentRecords {
+    fn section(&self) -> &'static str {
+        "cookie_consents"
+    }
+
+    fn category(&self) -> &'static str {
+        "consent_record"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["consents"]
+    }
+
+    fn export<'a>(&'a self, _subject: &'a str) -> crate::BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
+        // The access export lists them in its own section already.
+        Box::pin(async move { Ok(serde_json::Value::Null) })
+    }
+
+    fn erase<'a>(&'a self, person: &'a crate::Person) -> crate::BoxFuture<'a, Result<crate::Erased, PrivacyError>> {
+        Box::pin(async move {
+            let n = sqlx::query("DELETE FROM consents WHERE subject = $1")
+                .bind(&person.subject)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
+            let mut out = crate::Erased { records: n, ..Default::default() };
+            if n > 0 {
+                out.erased.push(format!("{n} record(s) of the cookie choices you made while signed in"));
+            }
+            Ok(out)
+        })
+    }
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use seldesk_accounts::erasers::{AccessExportEraser, AccountEraser, TicketEraser};
+use seldesk_accounts::erasers::{AccessExportEraser, TicketEraser};
 use seldesk_accounts::{Accounts, AccountsConfig, Mailer};
 use seldesk_domain::{Actor, Clock, Policy};
 use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner, Schedule, Scheduler};
@@ -55,6 +55,8 @@ pub const COLLECTED_CATEGORIES: &[&str] = &[
     "upgrade_failed_upload",
     "marketing_contact",
     "payment_order",
+    "outgoing_mail",
+    "idle_account",
 ];
 
 /// Start-up failures.
@@ -157,7 +159,6 @@ impl Services {
             Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
             Arc::new(TableEraser::new(db.clone(), "erasure_record", "erasure_log", false)),
             Arc::new(TableEraser::new(db.clone(), "consent_record", "consents", true)),
-            Arc::new(AccountEraser { db: db.clone() }),
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), false)),
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
@@ -211,14 +212,6 @@ impl Services {
         );
         let mut erasers = erasers;
         erasers.push(Arc::new(seldesk_marketing::MarketingEraser::new(marketing.clone())));
-        let retention = RetentionEngine::new(
-            policy.clone(),
-            db.clone(),
-            clock.clone(),
-            audit.clone(),
-            erasers,
-            COLLECTED_CATEGORIES,
-        )?;
         let careers = seldesk_careers::Careers::new(
             db.clone(),
             clock.clone(),
@@ -229,6 +222,26 @@ impl Services {
             mailer.clone(),
             public_url.clone(),
         );
+        let upgrades = seldesk_upgrades::Upgrades::new(
+            db.clone(),
+            clock.clone(),
+            policy.clone(),
+            seldesk_upgrades::UpgradeStorage::new(&config.data),
+            seldesk_tenants::TenantFiles::new(&config.data),
+            audit.clone(),
+            erasure_log.clone(),
+            queue.clone(),
+        )
+        .with_allowance(seldesk_upgrades::Allowance {
+            uploads_per_day: config.upgrades.uploads_per_day,
+            bytes_per_day: config.upgrades.upload_mb_per_day.saturating_mul(1_000_000),
+        });
+        let customer_databases = seldesk_tenants::service::CustomerDatabases {
+            db: db.clone(),
+            files: tenant_files.clone(),
+            policy: policy.clone(),
+            erasure_log: erasure_log.clone(),
+        };
         let accounts = Accounts::new(
             db.clone(),
             clock.clone(),
@@ -251,7 +264,34 @@ impl Services {
             &db,
         ))))
         .with_store(Arc::new(seldesk_marketing::MarketingRecords::new(marketing.clone())))
-        .with_store(Arc::new(seldesk_billing::BillingRecords { db: db.clone() }));
+        .with_store(Arc::new(seldesk_billing::BillingRecords { db: db.clone(), policy: policy.clone() }))
+        .with_store(Arc::new(seldesk_privacy::consent::ConsentRecords { db: db.clone() }))
+        .with_store(Arc::new(seldesk_vault::RestoreRecords { db: db.clone() }))
+        .with_store(Arc::new(customer_databases.clone()))
+        .with_store(Arc::new(seldesk_upgrades::UpgradeRecords { upgrades: upgrades.clone() }))
+        .with_store(Arc::new(seldesk_careers::ApplicationRecords { careers: careers.clone() }))
+        .with_activity(Arc::new(customer_databases))
+        .with_activity(Arc::new(seldesk_billing::BillingRecords { db: db.clone(), policy: policy.clone() }));
+        // Every table with personal data is erased by exactly one store.
+        accounts.check_owners()?;
+        erasers.push(Arc::new(seldesk_accounts::lifecycle::AccountEraser { accounts: accounts.clone() }));
+        erasers.push(Arc::new(seldesk_accounts::lifecycle::IdleAccountEraser { accounts: accounts.clone() }));
+        // First in a run: mail past its period goes before an erasure in the
+        // same run writes its receipt.
+        erasers.insert(
+            0,
+            Arc::new(seldesk_accounts::mail::OutboxEraser {
+                dir: accounts.mailer().outbox_dir().map(std::path::Path::to_path_buf),
+            }),
+        );
+        let retention = RetentionEngine::new(
+            policy.clone(),
+            db.clone(),
+            clock.clone(),
+            audit.clone(),
+            erasers,
+            COLLECTED_CATEGORIES,
+        )?;
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),
@@ -270,20 +310,6 @@ impl Services {
             seldesk_visits::VisitStore::for_node(&config.data, &db),
             u32::try_from(policy.research.min_group_size).unwrap_or(u32::MAX),
         );
-        let upgrades = seldesk_upgrades::Upgrades::new(
-            db.clone(),
-            clock.clone(),
-            policy.clone(),
-            seldesk_upgrades::UpgradeStorage::new(&config.data),
-            seldesk_tenants::TenantFiles::new(&config.data),
-            audit.clone(),
-            erasure_log.clone(),
-            queue.clone(),
-        )
-        .with_allowance(seldesk_upgrades::Allowance {
-            uploads_per_day: config.upgrades.uploads_per_day,
-            bytes_per_day: config.upgrades.upload_mb_per_day.saturating_mul(1_000_000),
-        });
         let control_plane = seldesk_vault::service::ControlPlane::from_url(&config.database_url())
             .ok_or_else(|| StartError::Vault("the control plane's URL is neither sqlite:// nor postgres://".into()))?;
         let (backups, key_created) = seldesk_vault::Backups::open(
@@ -421,6 +447,20 @@ impl Handler for OverdueRequests {
         Box::pin(async move {
             let n = self.accounts.alert_overdue_requests().await.map_err(|e| e.to_string())?;
             Ok(format!("{n} overdue personal-data requests reported"))
+        })
+    }
+}
+
+/// Warns owners of idle accounts before the retention engine erases them.
+struct IdleWarnings {
+    accounts: Accounts,
+}
+
+impl Handler for IdleWarnings {
+    fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.accounts.warn_idle_accounts().await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} owners of idle accounts warned"))
         })
     }
 }
@@ -664,6 +704,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
         .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
         .handle(seldesk_accounts::JOB_OVERDUE_REQUESTS, OverdueRequests { accounts: s.accounts.clone() })
+        .handle(seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS, IdleWarnings { accounts: s.accounts.clone() })
         .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
         .handle(seldesk_upgrades::JOB_UPGRADE, RunUpgrade { upgrades: s.upgrades.clone() })
         .handle(

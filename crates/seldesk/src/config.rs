@@ -213,6 +213,10 @@ impl Default for Config {
             ScheduleConfig { cron: "0 9 * * *".into(), job: seldesk_accounts::JOB_OVERDUE_REQUESTS.into() },
         );
         schedules.insert(
+            "idle-accounts".to_string(),
+            ScheduleConfig { cron: "20 9 * * *".into(), job: seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS.into() },
+        );
+        schedules.insert(
             "audit-anchor".to_string(),
             ScheduleConfig { cron: "50 0 * * *".into(), job: seldesk_vault::JOB_ANCHOR.into() },
         );

@@ -1259,3 +1259,98 @@ impl Eraser for DatabaseEraser {
         })
     }
 }
+
+/// The customer databases of an account holder: on erasure each is removed
+/// as the owner's "Remove" removes it (DB-6), its export archives with it,
+/// and the receipt names it with the day its backups are gone.
+#[derive(Clone)]
+pub struct CustomerDatabases {
+    pub db: Db,
+    pub files: TenantFiles,
+    pub policy: Arc<Policy>,
+    pub erasure_log: seldesk_privacy::ErasureLog,
+}
+
+impl seldesk_privacy::PersonalDataStore for CustomerDatabases {
+    fn section(&self) -> &'static str {
+        "customer_databases"
+    }
+
+    fn category(&self) -> &'static str {
+        "customer_database"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["databases"]
+    }
+
+    fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
+        Box::pin(async move {
+            let Some(account) = subject.strip_prefix("person:") else { return Ok(serde_json::Value::Null) };
+            let rows = sqlx::query("SELECT id, name, region, plan, status, created_at FROM databases WHERE account_id = $1 ORDER BY created_at")
+                .bind(account)
+                .fetch_all(self.db.pool())
+                .await?;
+            let list = rows
+                .iter()
+                .map(|r| {
+                    Ok(serde_json::json!({
+                        "id": r.try_get::<String, _>("id")?,
+                        "name": r.try_get::<String, _>("name")?,
+                        "region": r.try_get::<String, _>("region")?,
+                        "plan": r.try_get::<String, _>("plan")?,
+                        "status": r.try_get::<String, _>("status")?,
+                        "created_at": from_millis(r.try_get("created_at")?).to_string(),
+                        "note": "The content of the database is yours: export it from its page in the control panel.",
+                    }))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(serde_json::Value::Array(list))
+        })
+    }
+
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> BoxFuture<'a, Result<seldesk_privacy::Erased, PrivacyError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, name, region FROM databases WHERE account_id = $1 ORDER BY created_at")
+                .bind(&person.account_id)
+                .fetch_all(self.db.pool())
+                .await?;
+            let backups_gone = self.policy.backups.max_age.after(person.at).date();
+            let mut out = seldesk_privacy::Erased::default();
+            for r in &rows {
+                let (id, name, region): (String, String, String) =
+                    (r.try_get("id")?, r.try_get("name")?, r.try_get("region")?);
+                destroy(&self.db, &self.files, &region, &id).await.map_err(|e| PrivacyError::Invalid(e.to_string()))?;
+                self.erasure_log
+                    .record(
+                        "customer_database",
+                        &[(Some(person.subject.as_str()), format!("db:{id}").as_str())],
+                        ErasureReason::PersonRequest,
+                        &Actor::System,
+                    )
+                    .await?;
+                out.records += 1;
+                out.erased.push(format!(
+                    "your database \u{201c}{name}\u{201d}, with its files and exports (its copies in our encrypted backups are destroyed by {backups_gone})"
+                ));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl seldesk_privacy::AccountActivity for CustomerDatabases {
+    fn activity<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<seldesk_privacy::Activity, PrivacyError>> {
+        Box::pin(async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM databases WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(self.db.pool())
+                .await?;
+            // Any database, even one deactivated in its grace period, is use.
+            Ok(if n > 0 { seldesk_privacy::Activity::Live } else { seldesk_privacy::Activity::None })
+        })
+    }
+}

@@ -114,7 +114,8 @@ impl UpgradeStorage {
     /// Removes every file of a request; returns whether anything was there.
     fn erase_files(&self, id: &str) -> Result<bool, UpgradeError> {
         let mut any = false;
-        for p in [self.upload(id)?, self.result(id)?] {
+        let partial = self.root.join("results").join(format!("{}.partial", Self::checked(id)?));
+        for p in [self.upload(id)?, self.result(id)?, partial] {
             match std::fs::remove_file(&p) {
                 Ok(()) => any = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -553,6 +554,56 @@ impl Eraser for UpgradeEraser {
                 live: r.try_get::<i64, _>("n")?.max(0) as u64,
                 oldest: r.try_get::<Option<i64>, _>("oldest")?.map(from_millis),
             })
+        })
+    }
+}
+
+/// A person's upgrade requests, uploads and results: erased with their
+/// account (a running upgrade makes the erasure wait and retry).
+pub struct UpgradeRecords {
+    pub upgrades: Upgrades,
+}
+
+impl seldesk_privacy::PersonalDataStore for UpgradeRecords {
+    fn section(&self) -> &'static str {
+        "database_upgrades"
+    }
+
+    fn category(&self) -> &'static str {
+        "upgrade_upload"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["upgrade_requests"]
+    }
+
+    fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
+        Box::pin(async move {
+            let Some(account) = subject.strip_prefix("person:") else { return Ok(serde_json::Value::Null) };
+            let list = self.upgrades.list(account).await.map_err(|e| PrivacyError::Invalid(e.to_string()))?;
+            serde_json::to_value(list).map_err(|e| PrivacyError::Invalid(e.to_string()))
+        })
+    }
+
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> BoxFuture<'a, Result<seldesk_privacy::Erased, PrivacyError>> {
+        Box::pin(async move {
+            let err = |e: UpgradeError| PrivacyError::Invalid(e.to_string());
+            let list = self.upgrades.list(&person.account_id).await.map_err(err)?;
+            let mut out = seldesk_privacy::Erased::default();
+            for req in &list {
+                self.upgrades.erase(&person.account_id, &req.id).await.map_err(err)?;
+                out.records += 1;
+            }
+            if out.records > 0 {
+                out.erased.push(format!(
+                    "{} database upgrade request(s), with the databases you uploaded and their upgraded copies",
+                    out.records
+                ));
+            }
+            Ok(out)
         })
     }
 }

@@ -22,7 +22,9 @@ pub mod service;
 pub mod store;
 
 pub use engine::{Changed, CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
-pub use service::{BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, RestoreStatus};
+pub use service::{
+    BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, RestoreRecords, RestoreStatus,
+};
 pub use store::RegionStore;
 
 /// Errors of the vault.

@@ -770,3 +770,70 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, VaultError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| VaultError::Io(format!("backup task failed: {e}")))?
 }
+
+/// The owner's restore requests (names they chose for the copies): erased
+/// with the account; the restored databases themselves belong to the
+/// customer-database store.
+pub struct RestoreRecords {
+    pub db: Db,
+}
+
+impl seldesk_privacy::PersonalDataStore for RestoreRecords {
+    fn section(&self) -> &'static str {
+        "backup_restores"
+    }
+
+    fn category(&self) -> &'static str {
+        "customer_database"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["backup_restores"]
+    }
+
+    fn export<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> seldesk_privacy::BoxFuture<'a, Result<serde_json::Value, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let Some(account) = subject.strip_prefix("person:") else { return Ok(serde_json::Value::Null) };
+            let rows = sqlx::query(
+                "SELECT database_id, snapshot, name, status, created_at FROM backup_restores WHERE account_id = $1 ORDER BY created_at",
+            )
+            .bind(account)
+            .fetch_all(self.db.pool())
+            .await?;
+            let list = rows
+                .iter()
+                .map(|r| {
+                    Ok(serde_json::json!({
+                        "database": r.try_get::<String, _>("database_id")?,
+                        "snapshot": r.try_get::<String, _>("snapshot")?,
+                        "name": r.try_get::<String, _>("name")?,
+                        "status": r.try_get::<String, _>("status")?,
+                        "requested_at": seldesk_store::from_millis(r.try_get("created_at")?).to_string(),
+                    }))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(serde_json::Value::Array(list))
+        })
+    }
+
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> seldesk_privacy::BoxFuture<'a, Result<seldesk_privacy::Erased, seldesk_privacy::PrivacyError>> {
+        Box::pin(async move {
+            let n = sqlx::query("DELETE FROM backup_restores WHERE account_id = $1")
+                .bind(&person.account_id)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
+            let mut out = seldesk_privacy::Erased { records: n, ..Default::default() };
+            if n > 0 {
+                out.erased.push(format!("{n} request(s) to restore a database from a backup"));
+            }
+            Ok(out)
+        })
+    }
+}

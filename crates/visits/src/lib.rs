@@ -689,6 +689,10 @@ impl seldesk_privacy::PersonalDataStore for PersonVisits {
         "browser_event"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["visits", "visits_held"]
+    }
+
     fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
         Box::pin(async move {
             let visits = self.store.search(Who::Person(subject.to_string())).await.map_err(store_err)?;
@@ -707,8 +711,18 @@ impl seldesk_privacy::PersonalDataStore for PersonVisits {
         })
     }
 
-    fn erase<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move { self.store.erase_person(subject.to_string()).await.map_err(store_err) })
+    fn erase<'a>(
+        &'a self,
+        person: &'a seldesk_privacy::Person,
+    ) -> BoxFuture<'a, Result<seldesk_privacy::Erased, PrivacyError>> {
+        Box::pin(async move {
+            let n = self.store.erase_person(person.subject.clone()).await.map_err(store_err)?;
+            let mut out = seldesk_privacy::Erased { records: n, ..Default::default() };
+            if n > 0 {
+                out.erased.push(format!("{n} record(s) of your visits to our website linked to your account"));
+            }
+            Ok(out)
+        })
     }
 }
 

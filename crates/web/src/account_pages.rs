@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/reset-password", get(reset_form).post(reset))
         .route("/signin/link", get(signin_link_form).post(signin_link))
         .route("/account", get(account_page).post(account_update))
+        .route("/account/close", post(close_account))
         .route("/account/requests", get(requests_page).post(new_request))
         .route("/account/requests/{id}", get(request_page))
         .route("/account/requests/{id}/download", post(download))
@@ -306,6 +307,59 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): For
     r
 }
 
+#[derive(Deserialize)]
+struct CloseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Closes the account (kept for the policy's period, then erased); the
+/// account's databases must be removed first.
+async fn close_account(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<CloseForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let refuse = |status: StatusCode, message: String| {
+        crate::pages::message_page(status, "Your account is still open", &message)
+    };
+    if let Err(e) = state.accounts.confirm_password(&account.id, &f.password).await {
+        return refuse(status_of(&e), message_of(&e));
+    }
+    let databases = state.databases.list(&account.id).await.unwrap_or_default();
+    if !databases.is_empty() {
+        let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+        return refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "Remove your databases first (export them if you want to keep them): {}. Then close your account.",
+                names.join(", ")
+            ),
+        );
+    }
+    match state.accounts.close_account(&account).await {
+        Ok(erase_on) => {
+            let mut r = crate::pages::message_page(
+                StatusCode::OK,
+                "Your account is closed",
+                &format!(
+                    "You have been signed out everywhere. We keep your account data until {erase_on}: sign in before then to reopen your account. On that day it is erased and a receipt reaches {}.",
+                    account.email
+                ),
+            );
+            r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
+            r
+        }
+        Err(e) => refuse(status_of(&e), message_of(&e)),
+    }
+}
+
 async fn signout_everywhere(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
@@ -485,6 +539,8 @@ struct AccountPage {
     upcoming: Option<(String, String)>,
     countries: Vec<(&'static str, &'static str)>,
     marketing: Option<seldesk_marketing::Preference>,
+    /// How long a closed account is kept before erasure ("30 days after…").
+    closure_keep: String,
 }
 
 #[derive(Deserialize)]
@@ -531,6 +587,7 @@ async fn account_view(
             (newest.effective > state.clock.now().date())
                 .then(|| (newest.effective.to_string(), newest.summary.clone()))
         },
+        closure_keep: state.policy.retention("account_contact").map(|r| r.to_string()).unwrap_or_default(),
     };
     csrf.attach(render(status, &page))
 }
@@ -589,6 +646,8 @@ struct RequestsPage {
     error: Option<String>,
     notice: Option<String>,
     due_days: String,
+    email: String,
+    backups_until: String,
     /// The account's databases, by (id, name), to name one in a question.
     databases: Vec<(String, String)>,
 }
@@ -610,6 +669,8 @@ async fn requests_view(
         error,
         notice,
         due_days: state.policy.organisation.request_due.to_string(),
+        email: account.email.clone(),
+        backups_until: state.policy.backups.max_age.after(state.clock.now()).date().to_string(),
         databases: state
             .databases
             .list(&account.id)
@@ -643,6 +704,9 @@ struct RequestForm {
     /// One of the account's databases the request is about, or empty.
     #[serde(default)]
     database: String,
+    /// The e-mail address typed to confirm an erasure.
+    #[serde(default)]
+    confirm: String,
 }
 
 async fn new_request(
@@ -676,7 +740,7 @@ async fn new_request(
             }
         },
     };
-    let made = state.accounts.request(&account, kind, Some(&f.message), Some(&f.password)).await;
+    let made = state.accounts.request(&account, kind, Some(&f.message), Some(&f.password), Some(&f.confirm)).await;
     if let (Ok(t), Some(db)) = (&made, &database)
         && let Err(e) = state.accounts.link_ticket_to_database(&account, t.id, db).await
     {

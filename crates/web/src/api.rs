@@ -25,6 +25,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/requests", post(create_request).get(list_requests))
         .route("/api/v1/me/requests/{id}", get(request))
         .route("/api/v1/me/requests/{id}/download", get(download))
+        .route("/api/v1/me/erasure", get(erasure_preview))
+        .route("/api/v1/me/close", post(close_account))
         .route(
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.") }),
@@ -121,6 +123,9 @@ struct NewRequest {
     /// support question: support staff may then look into that database).
     #[serde(default)]
     database: Option<String>,
+    /// For an erasure: the account's e-mail address, typed to confirm.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
@@ -133,6 +138,56 @@ fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
         "created_at": fmt(t.created_at),
         "outcome": t.outcome,
     })
+}
+
+/// What an erasure request would do, before it is made: the databases it
+/// removes (export them first), and how to confirm it.
+async fn erasure_preview(State(state): State<AppState>, ApiAccount(account): ApiAccount) -> Result<Response, ApiError> {
+    let databases = state.databases.list(&account.id).await.map_err(crate::db_api::tenant_error)?;
+    let backups = state.policy.backups.max_age.after(state.clock.now()).date().to_string();
+    let list: Vec<serde_json::Value> = databases
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": d.id, "name": d.name, "region": d.region,
+                "export": format!("/api/v1/databases/{}/export", d.id),
+                "backups_destroyed_by": backups,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "databases_removed": list,
+        "kept": "Invoices and payment records, in a restricted archive for the legal period of your country; the receipt lists each with its date.",
+        "confirm": format!("POST /api/v1/me/requests with kind \"erasure\", your password, and \"confirm\": \"{}\"", account.email),
+    }))
+    .into_response())
+}
+
+/// Closes the account (not an erasure): kept for the policy's period, then
+/// erased; signing in before then reopens it. Databases must be removed first.
+async fn close_account(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    struct Close {
+        #[serde(default)]
+        password: String,
+    }
+    let req: Close = json(&body)?;
+    state.accounts.confirm_password(&account.id, &req.password).await?;
+    let open = state.databases.list(&account.id).await.map_err(crate::db_api::tenant_error)?;
+    if !open.is_empty() {
+        let names: Vec<&str> = open.iter().map(|d| d.name.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "databases_left",
+            format!("Remove your databases first (export them if you want to keep them): {}.", names.join(", ")),
+        ));
+    }
+    let erase_on = state.accounts.close_account(&account).await?;
+    Ok(Json(serde_json::json!({ "status": "closed", "erased_on": erase_on.to_string() })).into_response())
 }
 
 async fn create_request(
@@ -153,7 +208,10 @@ async fn create_request(
         Some(id) => Some(state.databases.get(&account.id, id).await.map_err(crate::db_api::tenant_error)?.id),
         None => None,
     };
-    let t = state.accounts.request(&account, kind, req.message.as_deref(), req.password.as_deref()).await?;
+    let t = state
+        .accounts
+        .request(&account, kind, req.message.as_deref(), req.password.as_deref(), req.confirm.as_deref())
+        .await?;
     if let Some(db) = &database {
         state.accounts.link_ticket_to_database(&account, t.id, db).await?;
     }

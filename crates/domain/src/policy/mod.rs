@@ -51,6 +51,8 @@ pub const REQUIRED_CATEGORIES: &[&str] = &[
     "audit_event",
     "helpdesk_ticket",
     "erasure_record",
+    "outgoing_mail",
+    "idle_account",
 ];
 
 /// A policy file that could not be loaded: names the key, the line when it
@@ -93,6 +95,7 @@ pub struct Policy {
     pub upgrade_location: UpgradeLocation,
     pub backups: Backups,
     pub trial: Trial,
+    pub accounts: AccountsPolicy,
     pub careers: Careers,
     pub providers: Vec<Provider>,
     pub cookies: Vec<CookieClass>,
@@ -222,6 +225,8 @@ pub enum Anchor {
     LastUpgrade,
     /// When the hiring process ended without a hire.
     ProcessEnd,
+    /// The account's last sign-in, database or invoice.
+    LastActivity,
 }
 
 impl Anchor {
@@ -233,6 +238,7 @@ impl Anchor {
             Self::Cancelled => "after cancellation",
             Self::LastUpgrade => "after the last successful upgrade",
             Self::ProcessEnd => "after the hiring process ends",
+            Self::LastActivity => "after your last sign-in, database or invoice",
         }
     }
 }
@@ -304,6 +310,14 @@ pub struct UpgradeLocation {
 #[serde(deny_unknown_fields)]
 pub struct Trial {
     pub length: Period,
+}
+
+/// Accounts (ACC-6): how long before an idle account is erased its owner is
+/// warned (the idle period is the `idle_account` category's retention).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsPolicy {
+    pub idle_warning: Period,
 }
 
 /// Hiring (JOB-2): what an offer asks of the candidate, and nothing earlier.

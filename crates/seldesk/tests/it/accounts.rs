@@ -367,8 +367,18 @@ async fn erasure_removes_the_account_everywhere_and_sends_a_receipt() {
         post_json(&app, "/api/v1/me/requests", json!({ "kind": "question", "message": "Hello there" }), Some(&token))
             .await;
     assert_eq!(status, StatusCode::CREATED);
+    // Not without typing the address: the databases go with the account.
     let (status, body) =
         post_json(&app, "/api/v1/me/requests", json!({ "kind": "erasure", "password": PW }), Some(&token)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("Type your e-mail address")), "{body}");
+    let (status, body) = post_json(
+        &app,
+        "/api/v1/me/requests",
+        json!({ "kind": "erasure", "password": PW, "confirm": "Gone@Example.com" }),
+        Some(&token),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(get_json(&app, "/api/v1/me", &token).await.0, StatusCode::UNAUTHORIZED, "signed out at once");
     app.run_jobs().await;

@@ -249,10 +249,15 @@ async fn paypal_checkout_sends_only_the_registered_fields_renews_with_its_token_
     }
 
     // The access export holds the billing section and the ledger entries.
-    let export =
-        seldesk_privacy::PersonalDataStore::export(&seldesk_billing::BillingRecords { db: app.db().clone() }, &person)
-            .await
-            .expect("export");
+    let export = seldesk_privacy::PersonalDataStore::export(
+        &seldesk_billing::BillingRecords {
+            db: app.db().clone(),
+            policy: std::sync::Arc::new(seldesk_domain::Policy::builtin().expect("policy")),
+        },
+        &person,
+    )
+    .await
+    .expect("export");
     assert_eq!(export["payments"].as_array().expect("payments").len(), 2);
     assert!(!export.to_string().contains("vault"), "the processor's token is not in the export");
     app.stop().await;
@@ -708,7 +713,9 @@ async fn a_paying_customer_erased_leaves_invoices_and_payments_only_in_the_finan
         reqwest::Method::POST,
         "/api/v1/me/requests",
         &token,
-        Some(serde_json::json!({ "kind": "erasure", "password": "saffron harbour kite" })),
+        Some(
+            serde_json::json!({ "kind": "erasure", "password": "saffron harbour kite", "confirm": "mei@example.com" }),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -325,6 +325,7 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     b.client.goto(&app.url("/account/requests")).await.expect("requests");
     b.client.find(Locator::Css("#kind")).await.expect("kind").select_by_value("erasure").await.expect("select");
     b.fill("password", "monsoon copper tiger").await;
+    b.fill("confirm", "ravi@example.in").await;
     b.click("form[action='/account/requests'] button[type=submit]").await;
     b.wait_for_text("Your erasure request is under way").await;
     b.screenshot("erasure").await;

@@ -423,9 +423,15 @@ async fn an_event_registration_goes_to_the_named_organiser_and_sponsors_only_onc
         .await
         .expect("out");
     let records = seldesk_marketing::MarketingRecords::new(s.marketing.clone());
-    let erased =
-        seldesk_privacy::PersonalDataStore::erase(&records, &format!("person:{account}")).await.expect("erase");
-    assert!(erased >= 2, "registration and choice erased: {erased}");
+    let person = seldesk_privacy::Person {
+        subject: format!("person:{account}"),
+        account_id: account.to_string(),
+        email: "meera@example.in".into(),
+        at: app.clock_now(),
+    };
+    let erased = seldesk_privacy::PersonalDataStore::erase(&records, &person).await.expect("erase");
+    assert!(erased.records >= 2, "registration and choice erased: {erased:?}");
+    assert!(erased.kept.iter().any(|k| k.contains("do-not-contact")), "the opt-out hash is said to stay: {erased:?}");
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_registrations WHERE email = 'meera@example.in'")
         .fetch_one(app.db().pool())
         .await

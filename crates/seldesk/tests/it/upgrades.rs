@@ -11,7 +11,7 @@ const PW: &str = "violet tractor lemon";
 
 /// A version-1 Seldesk database with `n` contacts, as a SQLite file and as
 /// the export archive of the hosted service.
-fn version_1_database(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+pub(crate) fn version_1_database(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
     let path = dir.join("old.sqlite");
     let conn = seldesk_tenants::files::create_at_version(&path, 1).expect("v1");
     conn.execute_batch("BEGIN").expect("begin");

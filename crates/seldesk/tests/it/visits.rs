@@ -329,7 +329,7 @@ async fn visits_linked_to_an_account_are_in_its_access_export_and_erased_with_it
         .client
         .post(app.url("/api/v1/me/requests"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({ "kind": "erasure", "password": pw }))
+        .json(&serde_json::json!({ "kind": "erasure", "password": pw, "confirm": "linked@example.com" }))
         .send()
         .await
         .expect("erasure");
