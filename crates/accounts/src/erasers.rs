@@ -25,7 +25,7 @@ fn rows_to_candidates(
         .map_err(Into::into)
 }
 
-async fn count(db: &Db, sql: &'static str) -> Result<Census, PrivacyError> {
+pub(crate) async fn count(db: &Db, sql: &'static str) -> Result<Census, PrivacyError> {
     let row = sqlx::query(sql).fetch_one(db.pool()).await?;
     let n: i64 = row.try_get("n")?;
     let oldest: Option<i64> = row.try_get("oldest")?;

@@ -151,6 +151,14 @@ impl Accounts {
     }
 }
 
+/// Erases each account as an erasure request would (retention's reason).
+async fn erase_all(accounts: &Accounts, records: &[Candidate]) -> Result<u64, PrivacyError> {
+    for c in records {
+        accounts.erase_person(&c.record, ErasureReason::Retention).await.map_err(privacy)?;
+    }
+    Ok(records.len() as u64)
+}
+
 /// Retention of `account_contact` (30 days after closure in the shipped
 /// policy): closed accounts at the end of their period, and erasures that
 /// were asked for but did not finish, go through the same erasure.
@@ -189,25 +197,14 @@ impl Eraser for AccountEraser {
     }
 
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let mut n = 0;
-            for c in records {
-                self.accounts.erase_person(&c.record, ErasureReason::Retention).await.map_err(privacy)?;
-                n += 1;
-            }
-            Ok(n)
-        })
+        Box::pin(erase_all(&self.accounts, records))
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts")
-                .fetch_one(self.accounts.db.pool())
-                .await?;
-            let n: i64 = row.try_get("n")?;
-            let oldest: Option<i64> = row.try_get("oldest")?;
-            Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
-        })
+        Box::pin(crate::erasers::count(
+            &self.accounts.db,
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM accounts",
+        ))
     }
 }
 
@@ -243,26 +240,13 @@ impl Eraser for IdleAccountEraser {
     }
 
     fn erase<'a>(&'a self, records: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
-        Box::pin(async move {
-            let mut n = 0;
-            for c in records {
-                self.accounts.erase_person(&c.record, ErasureReason::Retention).await.map_err(privacy)?;
-                n += 1;
-            }
-            Ok(n)
-        })
+        Box::pin(erase_all(&self.accounts, records))
     }
 
     fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT COUNT(*) AS n, MIN(idle_warned_at) AS oldest FROM accounts WHERE idle_warned_at IS NOT NULL AND status = 'active'",
-            )
-            .fetch_one(self.accounts.db.pool())
-            .await?;
-            let n: i64 = row.try_get("n")?;
-            let oldest: Option<i64> = row.try_get("oldest")?;
-            Ok(Census { live: u64::try_from(n).unwrap_or(0), oldest: oldest.map(from_millis) })
-        })
+        Box::pin(crate::erasers::count(
+            &self.accounts.db,
+            "SELECT COUNT(*) AS n, MIN(idle_warned_at) AS oldest FROM accounts WHERE idle_warned_at IS NOT NULL AND status = 'active'",
+        ))
     }
 }

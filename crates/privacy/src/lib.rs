@@ -121,6 +121,7 @@ pub const PERSONAL_TABLES: &[&str] = &[
     "backup_restores",
     // tenants
     "databases",
+    "trial_starts",
     // upgrades
     "upgrade_requests",
     // careers

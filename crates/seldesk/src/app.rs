@@ -304,6 +304,7 @@ impl Services {
         .with_quotas(seldesk_tenants::Quotas {
             trial_bytes: config.databases.trial_quota_mb.saturating_mul(1_000_000),
             subscribed_bytes: config.databases.subscription_quota_mb.saturating_mul(1_000_000),
+            trials_per_account: config.databases.trials_per_account,
         });
         let visit_aggregates = seldesk_visits::aggregate::Aggregates::new(
             db.clone(),

@@ -99,12 +99,18 @@ pub struct DatabasesConfig {
     pub trial_quota_mb: u64,
     /// How large a subscribed database may grow, in MB.
     pub subscription_quota_mb: u64,
+    /// Free trials (new or imported databases) one account may start.
+    pub trials_per_account: u32,
 }
 
 impl Default for DatabasesConfig {
     fn default() -> Self {
         let q = seldesk_tenants::Quotas::default();
-        Self { trial_quota_mb: q.trial_bytes / 1_000_000, subscription_quota_mb: q.subscribed_bytes / 1_000_000 }
+        Self {
+            trial_quota_mb: q.trial_bytes / 1_000_000,
+            subscription_quota_mb: q.subscribed_bytes / 1_000_000,
+            trials_per_account: q.trials_per_account,
+        }
     }
 }
 

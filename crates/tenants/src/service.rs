@@ -99,11 +99,14 @@ impl MoveProgress {
 pub struct Quotas {
     pub trial_bytes: u64,
     pub subscribed_bytes: u64,
+    /// Free trials an account may start (new or imported databases);
+    /// restores and test copies of one's own databases do not count.
+    pub trials_per_account: u32,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
-        Self { trial_bytes: 100 * 1_000_000, subscribed_bytes: 10 * 1_000_000_000 }
+        Self { trial_bytes: 100 * 1_000_000, subscribed_bytes: 10 * 1_000_000_000, trials_per_account: 5 }
     }
 }
 
@@ -310,6 +313,7 @@ impl Databases {
             }
         };
         self.ensure_name_free(account_id, &name).await?;
+        self.ensure_trial_left(account_id).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = self.clock.now();
         let trial_ends = (plan == "trial").then(|| self.policy.trial.length.after(now));
@@ -317,6 +321,7 @@ impl Databases {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
             blocking(move || files.create(&region, &id)).await?;
         }
+        self.record_trial(account_id, &id).await?;
         let inserted = sqlx::query(
             "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
         )
@@ -681,6 +686,32 @@ impl Databases {
         Ok(())
     }
 
+    /// Refuses a new trial when the account has started all it may
+    /// (counted over every trial it started, removed ones included).
+    async fn ensure_trial_left(&self, account_id: &str) -> Result<(), TenantError> {
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trial_starts WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        if used >= i64::from(self.quotas.trials_per_account) {
+            return Err(TenantError::PaymentRequired(format!(
+                "You have used your {} free trials. Subscribe to one of your databases, or reactivate a cancelled one, to keep going.",
+                self.quotas.trials_per_account
+            )));
+        }
+        Ok(())
+    }
+
+    async fn record_trial(&self, account_id: &str, database_id: &str) -> Result<(), TenantError> {
+        sqlx::query("INSERT INTO trial_starts (account_id, database_id, started_at) VALUES ($1, $2, $3)")
+            .bind(account_id)
+            .bind(database_id)
+            .bind(to_millis(self.clock.now()))
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Creates a new database from an export archive.
     pub async fn import(
         &self,
@@ -700,11 +731,13 @@ impl Databases {
             None => self.policy.nearest_region(None).id.clone(),
         };
         self.ensure_name_free(account_id, &name).await?;
+        self.ensure_trial_left(account_id).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
             blocking(move || files.import(&region, &id, &archive).map(|_| ())).await?;
         }
+        self.record_trial(account_id, &id).await?;
         // An imported or restored database is a new database: a trial until paid for.
         let now = self.clock.now();
         sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7)")
@@ -1281,7 +1314,7 @@ impl seldesk_privacy::PersonalDataStore for CustomerDatabases {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["databases"]
+        &["databases", "trial_starts"]
     }
 
     fn export<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<serde_json::Value, PrivacyError>> {
@@ -1320,6 +1353,10 @@ impl seldesk_privacy::PersonalDataStore for CustomerDatabases {
                 .await?;
             let backups_gone = self.policy.backups.max_age.after(person.at).date();
             let mut out = seldesk_privacy::Erased::default();
+            sqlx::query("DELETE FROM trial_starts WHERE account_id = $1")
+                .bind(&person.account_id)
+                .execute(self.db.pool())
+                .await?;
             for r in &rows {
                 let (id, name, region): (String, String, String) =
                     (r.try_get("id")?, r.try_get("name")?, r.try_get("region")?);

@@ -232,3 +232,64 @@ async fn the_finance_role_can_grant_a_subscription_with_a_reason_and_it_is_audit
     assert!(granted.actor.starts_with("staff:"));
     app.stop().await;
 }
+
+// promise: DB-9
+#[tokio::test]
+async fn an_account_that_used_its_trials_is_refused_a_new_one_even_after_removing_some() {
+    let app = crate::helpers::spawn_app_with(
+        |c| c.databases.trials_per_account = 2,
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    let t = owner(&app, "serial-trialist@example.com").await;
+    let (_, first) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "first" }))).await;
+    let first_id = first["id"].as_str().expect("id").to_string();
+    let export = app
+        .client
+        .get(app.url(&format!("/api/v1/databases/{first_id}/export")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("zip");
+    let (status, _) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "second" }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "third" }))).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("used your 2 free trials")), "{body}");
+    // Removing one does not give a trial back, and an import is a trial too.
+    app.app()
+        .services()
+        .databases
+        .remove(
+            &app.app()
+                .services()
+                .accounts
+                .account_id_by_email("serial-trialist@example.com")
+                .await
+                .expect("id")
+                .expect("some"),
+            &first_id,
+            "first",
+        )
+        .await
+        .expect("removed");
+    let (status, _) = call(&app, Method::POST, "/api/v1/databases", &t, Some(json!({ "name": "again" }))).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases/import?name=imported"))
+        .bearer_auth(&t)
+        .body(export.to_vec())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), StatusCode::PAYMENT_REQUIRED);
+    // Another account has its own trials.
+    let other = owner(&app, "newcomer@example.com").await;
+    let (status, _) = call(&app, Method::POST, "/api/v1/databases", &other, Some(json!({ "name": "first" }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.stop().await;
+}
