@@ -163,7 +163,26 @@ impl Queue {
     /// Claims the next due job for `worker`, holding it for `lease`. A job
     /// whose previous holder's lease ran out (a crashed node) is due again.
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, JobError> {
+        self.claim_kinds(worker, lease, None).await
+    }
+
+    /// As [`Queue::claim`], only among jobs of the given kinds (a worker
+    /// that runs some kinds only, such as the upgrade service's).
+    pub async fn claim_kinds(
+        &self,
+        worker: &str,
+        lease: Duration,
+        kinds: Option<&[String]>,
+    ) -> Result<Option<Job>, JobError> {
         let now = self.clock.now();
+        let only = match kinds {
+            Some([]) => return Ok(None),
+            // Placeholders only; the kinds are bound.
+            Some(k) => {
+                format!(" AND kind IN ({})", (4..4 + k.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "))
+            }
+            None => String::new(),
+        };
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -171,16 +190,16 @@ impl Queue {
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, locked_until = $2
              WHERE id = (SELECT id FROM jobs
-                         WHERE (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3)
+                         WHERE ((status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3)){only}
                          ORDER BY priority DESC, run_at, id LIMIT 1{lock})
              RETURNING {COLUMNS}"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(to_millis(now + lease))
-            .bind(to_millis(now))
-            .fetch_optional(self.db.pool())
-            .await?;
+        let mut q =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(to_millis(now + lease)).bind(to_millis(now));
+        for k in kinds.unwrap_or_default() {
+            q = q.bind(k.clone());
+        }
+        let row = q.fetch_optional(self.db.pool()).await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 

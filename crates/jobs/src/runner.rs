@@ -78,7 +78,10 @@ impl Runner {
 
     /// Claims and runs one due job. Returns false when none was due.
     pub async fn run_once(&self) -> Result<bool, crate::JobError> {
-        let Some(job) = self.queue.claim(&self.worker, self.lease).await? else {
+        let kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        // A job of a kind no handler here runs waits for a node that does
+        // (the upgrade service runs apart from the site).
+        let Some(job) = self.queue.claim_kinds(&self.worker, self.lease, Some(&kinds)).await? else {
             return Ok(false);
         };
         let outcome = match self.handlers.get(&job.kind) {

@@ -164,12 +164,12 @@ impl Services {
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
             Arc::new(seldesk_upgrades::UpgradeEraser::new(
                 db.clone(),
-                seldesk_upgrades::UpgradeStorage::new(&config.data),
+                seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
                 false,
             )),
             Arc::new(seldesk_upgrades::UpgradeEraser::new(
                 db.clone(),
-                seldesk_upgrades::UpgradeStorage::new(&config.data),
+                seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
                 true,
             )),
             Arc::new(seldesk_visits::VisitEraser::new(
@@ -226,7 +226,7 @@ impl Services {
             db.clone(),
             clock.clone(),
             policy.clone(),
-            seldesk_upgrades::UpgradeStorage::new(&config.data),
+            seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
             seldesk_tenants::TenantFiles::new(&config.data),
             audit.clone(),
             erasure_log.clone(),
@@ -707,7 +707,6 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_accounts::JOB_OVERDUE_REQUESTS, OverdueRequests { accounts: s.accounts.clone() })
         .handle(seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS, IdleWarnings { accounts: s.accounts.clone() })
         .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
-        .handle(seldesk_upgrades::JOB_UPGRADE, RunUpgrade { upgrades: s.upgrades.clone() })
         .handle(
             JOB_VISITS_AGGREGATE,
             AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
@@ -722,10 +721,98 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         .handle(seldesk_vault::JOB_ANCHOR, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_vault::JOB_RESTORE, BackupJob { backups: s.backups.clone() })
         .handle(seldesk_billing::JOB_RENEW, RenewJob { billing: s.billing.clone() });
+    // Upgrades run apart (UPG-4): only in a test's own process here.
+    if config.upgrades.worker == crate::config::UpgradeWorkerMode::Inline {
+        r = r.handle(seldesk_upgrades::JOB_UPGRADE, RunUpgrade { upgrades: s.upgrades.clone() });
+    }
     if schedules_here {
         r = r.with_scheduler(Scheduler::new(s.queue.clone(), s.db.clone(), schedules));
     }
     Ok(r)
+}
+
+/// Resolves when the node is asked to stop (holds no guard across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Keeps one `seldesk upgrade-worker` child running (the single-node
+/// default of the upgrade service, UPG-4): started with the upgrade storage,
+/// the control plane and the limits, restarted when it ends, killed when the
+/// node stops (a job it was running is released at the next start).
+async fn supervise_upgrade_worker(config: Config, name: String, mut stop: watch::Receiver<bool>) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find this program to start the upgrade worker: upgrades will wait");
+            return;
+        }
+    };
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("upgrade-worker")
+            .arg("--data")
+            .arg(&config.data)
+            .arg("--database-url")
+            .arg(config.database_url())
+            .arg("--storage")
+            .arg(config.upgrade_storage())
+            .arg("--name")
+            .arg(&name)
+            .arg("--memory-limit-mb")
+            .arg(config.upgrades.memory_limit_mb.to_string())
+            .arg("--file-limit-mb")
+            .arg(config.upgrades.file_limit_mb.to_string())
+            .arg("--time-limit-secs")
+            .arg(config.upgrades.time_limit_secs.to_string())
+            .arg("--exit-with-parent")
+            // The pipe closes when this process ends, however it ends: the
+            // worker then stops too, never left running alone.
+            .stdin(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(policy) = &config.policy {
+            cmd.env("SELDESK_POLICY", policy);
+        }
+        // The child reads no configuration file: everything it needs is above.
+        cmd.env_remove("SELDESK_CONFIG");
+        let started = std::time::Instant::now();
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the upgrade worker; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        };
+        tracing::info!(pid = child.id(), "upgrade worker started");
+        // Held here, not by `child`: waiting on a child closes its stdin.
+        let _lifeline = child.stdin.take();
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(?status, "the upgrade worker ended; starting another");
+            }
+            _ = stopped(&mut stop) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return;
+            }
+        }
+        // A worker that keeps dying right away is restarted less often.
+        pause = if started.elapsed() > Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            (pause * 2).min(Duration::from_secs(60))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
 }
 
 /// A running Seldesk node.
@@ -842,6 +929,9 @@ impl Application {
             // One scheduler per node is enough; dedupe keys make each fire once per cluster.
             let r = runner(&config, &services, format!("{node}/{}-w{i}", std::process::id()), i == 0)?;
             tasks.push(tokio::spawn(r.run(rx.clone())));
+        }
+        if config.upgrades.worker == crate::config::UpgradeWorkerMode::Child {
+            tasks.push(tokio::spawn(supervise_upgrade_worker(config.clone(), format!("{node}/upgrade"), rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
         Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits, config_data: config.data.clone() })

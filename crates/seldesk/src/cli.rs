@@ -39,6 +39,15 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending control-plane database migrations, then exit.
     Migrate(DbArgs),
+    /// Run the Database Upgrade service's worker: takes upgrade jobs from the
+    /// control plane's queue, works only in the upgrade storage, under
+    /// memory, file-size and time limits, with no production key. `serve`
+    /// starts one itself unless `upgrades.worker` says otherwise.
+    UpgradeWorker(WorkerArgs),
+    /// One upgrade in a process of its own, under limits (started by the
+    /// upgrade worker; not for operators).
+    #[command(hide = true)]
+    UpgradeRun(RunOneArgs),
     /// Ask a running server's /healthz; exit 0 when healthy (for containers and monitors).
     Healthcheck(HealthArgs),
     /// Validate, render and publish the privacy policy file.
@@ -214,6 +223,50 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The upgrade service's storage [default: upgrades.storage, else <data>/upgrade].
+    #[arg(long, value_name = "DIR")]
+    storage: Option<PathBuf>,
+    /// Name of this worker in the job queue [default: upgrade-worker@<host>].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Address space the worker may use, in MB [default: upgrades.memory_limit_mb].
+    #[arg(long, value_name = "MB")]
+    memory_limit_mb: Option<u64>,
+    /// Largest file the worker may write, in MB [default: upgrades.file_limit_mb].
+    #[arg(long, value_name = "MB")]
+    file_limit_mb: Option<u64>,
+    /// Longest one upgrade may take, in seconds [default: upgrades.time_limit_secs].
+    #[arg(long, value_name = "SECONDS")]
+    time_limit_secs: Option<u64>,
+    /// Stop when standard input closes (how `serve` ties its child worker to itself).
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunOneArgs {
+    #[arg(long)]
+    kind: String,
+    #[arg(long)]
+    upload: PathBuf,
+    #[arg(long)]
+    work: PathBuf,
+    #[arg(long)]
+    result: PathBuf,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    now: String,
+    #[arg(long)]
+    memory_limit_mb: u64,
+    #[arg(long)]
+    file_limit_mb: u64,
+}
+
+#[derive(Debug, Args)]
 struct HealthArgs {
     /// URL to check [default: http://<listen>/healthz from the configuration].
     #[arg(long, value_name = "URL")]
@@ -356,6 +409,51 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_logs(&config);
             let policy = load_policy(config.policy.as_deref()).map_err(usage)?;
             runtime()?.block_on(serve(config, policy))
+        }
+        Command::UpgradeWorker(args) => {
+            let mut config = load_config(&cli, &overrides(&cli, Some(&args.db)))?;
+            if let Some(s) = &args.storage {
+                config.upgrades.storage = Some(s.clone());
+            }
+            for (value, field) in [
+                (args.memory_limit_mb, &mut config.upgrades.memory_limit_mb),
+                (args.file_limit_mb, &mut config.upgrades.file_limit_mb),
+                (args.time_limit_secs, &mut config.upgrades.time_limit_secs),
+            ] {
+                if let Some(v) = value {
+                    *field = v;
+                }
+            }
+            init_logs(&config);
+            let policy = load_policy(config.policy.as_deref()).map_err(usage)?;
+            let name = args.name.clone().unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("upgrade-worker@{}", host.trim())
+            });
+            let limits = crate::upgrade_worker::Limits::from_config(&config);
+            let exit_with_parent = args.exit_with_parent;
+            runtime()?
+                .block_on(crate::upgrade_worker::run(config, policy, name, limits, exit_with_parent))
+                .map_err(Failure::from)
+        }
+        Command::UpgradeRun(a) => {
+            let files = seldesk_upgrades::UpgradeFiles {
+                kind: a.kind.clone(),
+                upload: a.upload.clone(),
+                work: a.work.clone(),
+                result: a.result.clone(),
+                name: a.name.clone(),
+                now: a.now.clone(),
+            };
+            let limits = crate::upgrade_worker::Limits {
+                memory_mb: a.memory_limit_mb,
+                file_mb: a.file_limit_mb,
+                time: std::time::Duration::MAX,
+            };
+            match crate::upgrade_worker::run_one(&files, limits) {
+                code if code == ExitCode::SUCCESS => Ok(()),
+                _ => Err(Failure { code: 1, error: anyhow::anyhow!("the upgrade failed") }),
+            }
         }
         Command::Migrate(args) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;
@@ -699,7 +797,7 @@ async fn serve(config: Config, policy: Policy) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -114,6 +114,20 @@ impl Default for DatabasesConfig {
     }
 }
 
+/// Where upgrades run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeWorkerMode {
+    /// `seldesk serve` starts `seldesk upgrade-worker` as a child process
+    /// (the single-node default) and restarts it if it dies.
+    Child,
+    /// Workers run elsewhere (`seldesk upgrade-worker` on other machines);
+    /// this node only takes uploads and serves results.
+    External,
+    /// In the server's own process: for tests that run jobs by hand.
+    Inline,
+}
+
 /// The Database Upgrade service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -122,12 +136,31 @@ pub struct UpgradesConfig {
     pub uploads_per_day: u32,
     /// Megabytes one account may upload in 24 hours.
     pub upload_mb_per_day: u64,
+    /// Where upgrades run.
+    pub worker: UpgradeWorkerMode,
+    /// The service's own storage (uploads, work, results), apart from
+    /// production data [default: <data>/upgrade].
+    pub storage: Option<PathBuf>,
+    /// Address space one worker process may use, in MB.
+    pub memory_limit_mb: u64,
+    /// Largest file a worker may write, in MB.
+    pub file_limit_mb: u64,
+    /// Longest one upgrade may take, in seconds.
+    pub time_limit_secs: u64,
 }
 
 impl Default for UpgradesConfig {
     fn default() -> Self {
         let a = seldesk_upgrades::Allowance::default();
-        Self { uploads_per_day: a.uploads_per_day, upload_mb_per_day: a.bytes_per_day / 1_000_000 }
+        Self {
+            uploads_per_day: a.uploads_per_day,
+            upload_mb_per_day: a.bytes_per_day / 1_000_000,
+            worker: UpgradeWorkerMode::Child,
+            storage: None,
+            memory_limit_mb: 4096,
+            file_limit_mb: 6144,
+            time_limit_secs: 3600,
+        }
     }
 }
 
@@ -453,6 +486,11 @@ impl Config {
     }
 
     /// The blob store location.
+    /// The upgrade service's storage.
+    pub fn upgrade_storage(&self) -> PathBuf {
+        self.upgrades.storage.clone().unwrap_or_else(|| self.data.join("upgrade"))
+    }
+
     pub fn blobs(&self) -> String {
         self.blobs.clone().unwrap_or_else(|| self.data.join("blobs").display().to_string())
     }

@@ -6,6 +6,7 @@ mod backup_cli;
 pub mod cli;
 pub mod config;
 mod db_cli;
+pub mod upgrade_worker;
 
 pub use app::Application;
 pub use config::Config;

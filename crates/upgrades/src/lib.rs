@@ -41,6 +41,10 @@ pub enum UpgradeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Internal(String),
+    /// An upgrade ran past the worker's time limit; the request is failed,
+    /// and the worker process should end (its work cannot be cancelled).
+    #[error("the upgrade took longer than {0} s")]
+    TimedOut(u64),
 }
 
 /// How much one account may upload to the upgrade service in 24 hours
@@ -91,6 +95,10 @@ pub struct UpgradeStorage {
 impl UpgradeStorage {
     pub fn new(data: &Path) -> Self {
         Self { root: data.join("upgrade") }
+    }
+    /// A storage at its own location (`upgrades.storage`).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -147,6 +155,27 @@ pub struct Upgrades {
 
 const COLUMNS: &str = "id, account_id, file_name, kind, status, progress, from_version, to_version, report, error, \
      source_present, result_present, created_at, finished_at, last_success_at";
+
+fn request_from_row(policy: &seldesk_domain::Policy, r: &sqlx::any::AnyRow) -> Result<UpgradeRequest, UpgradeError> {
+    let last_success = r.try_get::<Option<i64>, _>("last_success_at")?.map(from_millis);
+    Ok(UpgradeRequest {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        file_name: r.try_get("file_name")?,
+        kind: r.try_get("kind")?,
+        status: r.try_get("status")?,
+        progress: r.try_get("progress")?,
+        from_version: r.try_get("from_version")?,
+        to_version: r.try_get("to_version")?,
+        report: r.try_get::<Option<String>, _>("report")?.and_then(|s| serde_json::from_str(&s).ok()),
+        error: r.try_get("error")?,
+        source_present: r.try_get::<i64, _>("source_present")? != 0,
+        result_present: r.try_get::<i64, _>("result_present")? != 0,
+        created_at: from_millis(r.try_get("created_at")?),
+        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_millis),
+        erase_by: last_success.and_then(|t| policy.retention("upgrade_upload").map(|rule| rule.keep.after(t))),
+    })
+}
 
 fn subject(account_id: &str) -> String {
     format!("person:{account_id}")
@@ -209,24 +238,7 @@ impl Upgrades {
     }
 
     fn row(&self, r: &sqlx::any::AnyRow) -> Result<UpgradeRequest, UpgradeError> {
-        let last_success = r.try_get::<Option<i64>, _>("last_success_at")?.map(from_millis);
-        Ok(UpgradeRequest {
-            id: r.try_get("id")?,
-            account_id: r.try_get("account_id")?,
-            file_name: r.try_get("file_name")?,
-            kind: r.try_get("kind")?,
-            status: r.try_get("status")?,
-            progress: r.try_get("progress")?,
-            from_version: r.try_get("from_version")?,
-            to_version: r.try_get("to_version")?,
-            report: r.try_get::<Option<String>, _>("report")?.and_then(|s| serde_json::from_str(&s).ok()),
-            error: r.try_get("error")?,
-            source_present: r.try_get::<i64, _>("source_present")? != 0,
-            result_present: r.try_get::<i64, _>("result_present")? != 0,
-            created_at: from_millis(r.try_get("created_at")?),
-            finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_millis),
-            erase_by: last_success.and_then(|t| self.policy.retention("upgrade_upload").map(|rule| rule.keep.after(t))),
-        })
+        request_from_row(&self.policy, r)
     }
 
     /// A request of this account; another account's is "not found".
@@ -315,120 +327,24 @@ impl Upgrades {
         self.get(account_id, &id).await
     }
 
-    async fn set_progress(&self, id: &str, progress: i64) -> Result<(), UpgradeError> {
-        sqlx::query("UPDATE upgrade_requests SET progress = $1 WHERE id = $2")
-            .bind(progress)
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
-        Ok(())
+    /// Carries out a request in this process (tests, and `upgrades.worker =
+    /// "inline"`); the upgrade service's own process runs [`UpgradeWorker`].
+    pub async fn run(&self, id: &str) -> Result<String, UpgradeError> {
+        self.worker().run(id).await
     }
 
-    /// Carries out a request (the job). Failures are recorded on the request
-    /// with a message for the person; they are not job failures to retry.
-    pub async fn run(&self, id: &str) -> Result<String, UpgradeError> {
-        let sql = format!("SELECT {COLUMNS} FROM upgrade_requests WHERE id = $1");
-        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
-            return Ok("request no longer exists".into());
-        };
-        let req = self.row(&r)?;
-        if req.status == "done" || req.status == "failed" {
-            return Ok(format!("already {}", req.status));
-        }
-        sqlx::query("UPDATE upgrade_requests SET status = 'running', progress = 5 WHERE id = $1")
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
-        let (storage, tenants, kind, name) =
-            (self.storage.clone(), self.tenants.clone(), req.kind.clone(), req.file_name.clone());
-        let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let rid = id.to_string();
-        let this = self.clone();
-        let progress = {
-            let this = this.clone();
-            let rid = rid.clone();
-            let handle = tokio::runtime::Handle::current();
-            move |p: i64| {
-                let _ = handle.block_on(this.set_progress(&rid, p));
-            }
-        };
-        let outcome = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
-            let upload = storage.upload(&rid).map_err(|e| e.to_string())?;
-            let work = storage.work(&rid).map_err(|e| e.to_string())?;
-            if work.exists() {
-                std::fs::remove_dir_all(&work).map_err(|e| e.to_string())?;
-            }
-            let from = if kind == "archive" {
-                tenants.import_into_as_is(&work, &upload).map_err(|e| e.to_string())?
-            } else {
-                tenants.import_sqlite_into_as_is(&work, &upload).map_err(|e| e.to_string())?
-            };
-            progress(30);
-            let db_path = work.join("db.sqlite");
-            let conn = rusqlite::Connection::open(&db_path).map_err(|e| e.to_string())?;
-            let before = table_counts(&conn).map_err(|e| e.to_string())?;
-            let (from_v, to_v) = seldesk_tenants::files::migrate(&conn).map_err(|e| e.to_string())?;
-            let after = table_counts(&conn).map_err(|e| e.to_string())?;
-            drop(conn);
-            progress(60);
-            let result = storage.result(&rid).map_err(|e| e.to_string())?;
-            std::fs::create_dir_all(result.parent().unwrap_or(storage.root())).map_err(|e| e.to_string())?;
-            let partial = result.with_extension("partial");
-            tenants.export_dir(&work, &partial, &name, &now, &|_, _| {}).map_err(|e| e.to_string())?;
-            std::fs::rename(&partial, &result).map_err(|e| e.to_string())?;
-            std::fs::remove_dir_all(&work).map_err(|e| e.to_string())?;
-            let added: Vec<&String> = after.keys().filter(|t| !before.contains_key(*t)).collect();
-            Ok(serde_json::json!({
-                "from_version": from_v.min(from), "to_version": to_v,
-                "tables_added": added,
-                "rows_before": before, "rows_after": after,
-            }))
-        })
-        .await
-        .map_err(|e| UpgradeError::Internal(format!("upgrade worker failed: {e}")))?;
-        let finished = to_millis(self.clock.now());
-        match outcome {
-            Ok(report) => {
-                // UPG-2: the upload goes as soon as the upgrade succeeded.
-                let upload = self.storage.upload(id)?;
-                let _ = std::fs::remove_file(&upload);
-                sqlx::query(
-                    "UPDATE upgrade_requests SET status = 'done', progress = 100, from_version = $1, to_version = $2,
-                         report = $3, source_present = 0, result_present = 1, finished_at = $4, last_success_at = $4
-                     WHERE id = $5",
-                )
-                .bind(report["from_version"].as_i64())
-                .bind(report["to_version"].as_i64())
-                .bind(report.to_string())
-                .bind(finished)
-                .bind(id)
-                .execute(self.db.pool())
-                .await?;
-                self.erasure_log
-                    .record(
-                        "upgrade_upload",
-                        &[(Some(subject(&req.account_id).as_str()), format!("upload:{id}").as_str())],
-                        ErasureReason::UpgradeFinished,
-                        &Actor::System,
-                    )
-                    .await?;
-                Ok(format!("upgraded {id}"))
-            }
-            Err(message) => {
-                // Nothing in the upload is needed to say why it failed: it
-                // goes at once; the record (name and reason) stays for the
-                // policy's short period.
-                self.storage.erase_files(id)?;
-                sqlx::query(
-                    "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2, source_present = 0 WHERE id = $3",
-                )
-                .bind(&message)
-                .bind(finished)
-                .bind(id)
-                .execute(self.db.pool())
-                .await?;
-                Ok(format!("upgrade {id} refused: {message}"))
-            }
+    /// The part of the service that carries out upgrades: no audit key, no
+    /// customer-database storage, only the upgrade storage.
+    pub fn worker(&self) -> UpgradeWorker {
+        UpgradeWorker {
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+            policy: self.policy.clone(),
+            storage: self.storage.clone(),
+            tenants: self.tenants.clone(),
+            erasure_log: self.erasure_log.clone(),
+            time_limit: None,
+            isolation: None,
         }
     }
 
@@ -459,6 +375,307 @@ impl Upgrades {
                 &Actor::Person { id: account_id.into() },
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// The files of one upgrade: where the upload is, where to work, where the
+/// result goes, and what to call it.
+#[derive(Debug, Clone)]
+pub struct UpgradeFiles {
+    /// `archive` or `sqlite`.
+    pub kind: String,
+    pub upload: PathBuf,
+    pub work: PathBuf,
+    pub result: PathBuf,
+    /// The uploaded file's name (for the result's manifest).
+    pub name: String,
+    /// When (RFC 3339), for the result's manifest.
+    pub now: String,
+}
+
+fn too_long(limit: std::time::Duration) -> String {
+    format!(
+        "The upgrade took longer than the service allows ({} minutes); the file was not kept. Try a smaller database, or ask the Helpdesk.",
+        limit.as_secs().div_ceil(60)
+    )
+}
+
+/// The upgrade itself, on files only (no control plane, no key): check and
+/// load the upload, migrate it, write the result archive. Returns the report.
+pub fn upgrade_files(
+    tenants: &TenantFiles,
+    files: &UpgradeFiles,
+    progress: &dyn Fn(i64),
+) -> Result<serde_json::Value, String> {
+    let (upload, work, result, kind, name, now) =
+        (&files.upload, &files.work, &files.result, &files.kind, &files.name, &files.now);
+
+    if work.exists() {
+        std::fs::remove_dir_all(work).map_err(|e| e.to_string())?;
+    }
+    let from = if kind == "archive" {
+        tenants.import_into_as_is(work, upload).map_err(|e| e.to_string())?
+    } else {
+        tenants.import_sqlite_into_as_is(work, upload).map_err(|e| e.to_string())?
+    };
+    progress(30);
+    let db_path = work.join("db.sqlite");
+    let conn = rusqlite::Connection::open(&db_path).map_err(|e| e.to_string())?;
+    let before = table_counts(&conn).map_err(|e| e.to_string())?;
+    let (from_v, to_v) = seldesk_tenants::files::migrate(&conn).map_err(|e| e.to_string())?;
+    let after = table_counts(&conn).map_err(|e| e.to_string())?;
+    drop(conn);
+    progress(60);
+    if let Some(parent) = result.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    let partial = result.with_extension("partial");
+    tenants.export_dir(work, &partial, name, now, &|_, _| {}).map_err(|e| e.to_string())?;
+    std::fs::rename(&partial, result).map_err(|e| e.to_string())?;
+    std::fs::remove_dir_all(work).map_err(|e| e.to_string())?;
+    let added: Vec<&String> = after.keys().filter(|t| !before.contains_key(*t)).collect();
+    Ok(serde_json::json!({
+        "from_version": from_v.min(from), "to_version": to_v,
+        "tables_added": added,
+        "rows_before": before, "rows_after": after,
+    }))
+}
+
+/// Carries out upgrades (the job `upgrade.run`), in the server's process or
+/// in the upgrade service's own (`seldesk upgrade-worker`). It holds no
+/// production key: only the control plane's job queue and request records,
+/// the erasure log, and its own storage.
+#[derive(Clone)]
+pub struct UpgradeWorker {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    policy: Arc<seldesk_domain::Policy>,
+    storage: UpgradeStorage,
+    /// The import and export code of customer databases, used on the
+    /// worker's own work folder only.
+    tenants: TenantFiles,
+    erasure_log: ErasureLog,
+    time_limit: Option<std::time::Duration>,
+    isolation: Option<Isolation>,
+}
+
+/// How the worker runs each upgrade in a process of its own: the program
+/// (`seldesk upgrade-run`) and the limits that process sets on itself.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    pub program: PathBuf,
+    pub memory_mb: u64,
+    pub file_mb: u64,
+}
+
+/// What an isolated upgrade came to.
+enum Isolated {
+    Done(Result<serde_json::Value, String>),
+    TimedOut(String),
+}
+
+impl UpgradeWorker {
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        policy: Arc<seldesk_domain::Policy>,
+        storage: UpgradeStorage,
+        erasure_log: ErasureLog,
+    ) -> Self {
+        let tenants = TenantFiles::new(&storage.root().join("code"));
+        Self { db, clock, policy, storage, tenants, erasure_log, time_limit: None, isolation: None }
+    }
+
+    /// Runs each upgrade in its own process under memory and file-size
+    /// limits, killed past the time limit: an upload that would need more
+    /// fails alone, and nothing of it outlives the attempt.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
+    async fn run_isolated(&self, id: &str, iso: &Isolation, files: &UpgradeFiles) -> Result<Isolated, UpgradeError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(&iso.program)
+            .arg("upgrade-run")
+            .arg("--kind")
+            .arg(&files.kind)
+            .arg("--upload")
+            .arg(&files.upload)
+            .arg("--work")
+            .arg(&files.work)
+            .arg("--result")
+            .arg(&files.result)
+            .arg("--name")
+            .arg(&files.name)
+            .arg("--now")
+            .arg(&files.now)
+            .arg("--memory-limit-mb")
+            .arg(iso.memory_mb.to_string())
+            .arg("--file-limit-mb")
+            .arg(iso.file_mb.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| UpgradeError::Internal(format!("cannot start the upgrade process: {e}")))?;
+        let stdout = child.stdout.take().ok_or_else(|| UpgradeError::Internal("no output pipe".into()))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let (mut report, mut error) = (None, None);
+        let reading = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(p) = line.strip_prefix("progress ").and_then(|p| p.trim().parse::<i64>().ok()) {
+                    self.set_progress(id, p.clamp(0, 99)).await?;
+                } else if let Some(json) = line.strip_prefix("report ") {
+                    report = serde_json::from_str::<serde_json::Value>(json).ok();
+                } else if let Some(message) = line.strip_prefix("error ") {
+                    error = Some(message.chars().take(1000).collect::<String>());
+                }
+            }
+            child.wait().await.map_err(UpgradeError::Io)
+        };
+        let status = match self.time_limit {
+            None => reading.await?,
+            Some(limit) => match tokio::time::timeout(limit, reading).await {
+                Ok(status) => status?,
+                Err(_) => return Ok(Isolated::TimedOut(too_long(limit))),
+            },
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Ok(Isolated::Done(match (status.success(), report, error, status.signal()) {
+            (true, Some(report), _, _) => Ok(report),
+            (_, _, Some(message), _) => Err(message),
+            // SIGXFSZ: a file would have grown past the limit.
+            (_, _, _, Some(25)) => Err(format!(
+                "The upgrade needed a file larger than the service allows ({} MB); nothing was kept. Ask the Helpdesk about larger databases.",
+                iso.file_mb
+            )),
+            // An allocation the memory limit refused aborts the process.
+            (_, _, _, Some(6)) => Err(format!(
+                "The upgrade needed more memory than the service allows ({} MB); nothing was kept. Ask the Helpdesk about larger databases.",
+                iso.memory_mb
+            )),
+            _ => Err(format!("The upgrade stopped unexpectedly ({status}); nothing was kept. Please try again.")),
+        }))
+    }
+
+    /// The longest one upgrade may take; past it the request fails.
+    pub fn with_time_limit(mut self, limit: std::time::Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    async fn set_progress(&self, id: &str, progress: i64) -> Result<(), UpgradeError> {
+        sqlx::query("UPDATE upgrade_requests SET progress = $1 WHERE id = $2")
+            .bind(progress)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out a request (the job). Failures are recorded on the request
+    /// with a message for the person; they are not job failures to retry.
+    pub async fn run(&self, id: &str) -> Result<String, UpgradeError> {
+        let sql = format!("SELECT {COLUMNS} FROM upgrade_requests WHERE id = $1");
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
+            return Ok("request no longer exists".into());
+        };
+        let req = request_from_row(&self.policy, &r)?;
+        if req.status == "done" || req.status == "failed" {
+            return Ok(format!("already {}", req.status));
+        }
+        sqlx::query("UPDATE upgrade_requests SET status = 'running', progress = 5 WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        let files = UpgradeFiles {
+            kind: req.kind.clone(),
+            upload: self.storage.upload(id)?,
+            work: self.storage.work(id)?,
+            result: self.storage.result(id)?,
+            name: req.file_name.clone(),
+            now: self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        };
+        let outcome = match &self.isolation {
+            Some(isolation) => match self.run_isolated(id, isolation, &files).await? {
+                Isolated::Done(outcome) => outcome,
+                Isolated::TimedOut(message) => {
+                    self.fail(id, &message).await?;
+                    return Ok(format!("upgrade {id} stopped: {message}"));
+                }
+            },
+            None => {
+                let this = self.clone();
+                let rid = id.to_string();
+                let tenants = self.tenants.clone();
+                let handle = tokio::runtime::Handle::current();
+                let progress = move |p: i64| {
+                    let _ = handle.block_on(this.set_progress(&rid, p));
+                };
+                let work = tokio::task::spawn_blocking(move || upgrade_files(&tenants, &files, &progress));
+                let joined = match self.time_limit {
+                    None => work.await,
+                    Some(limit) => match tokio::time::timeout(limit, work).await {
+                        Ok(joined) => joined,
+                        Err(_) => {
+                            let message = too_long(limit);
+                            self.fail(id, &message).await?;
+                            return Err(UpgradeError::TimedOut(limit.as_secs()));
+                        }
+                    },
+                };
+                joined.map_err(|e| UpgradeError::Internal(format!("upgrade worker failed: {e}")))?
+            }
+        };
+        let finished = to_millis(self.clock.now());
+        match outcome {
+            Ok(report) => {
+                // UPG-2: the upload goes as soon as the upgrade succeeded.
+                let upload = self.storage.upload(id)?;
+                let _ = std::fs::remove_file(&upload);
+                sqlx::query(
+                    "UPDATE upgrade_requests SET status = 'done', progress = 100, from_version = $1, to_version = $2,
+                         report = $3, source_present = 0, result_present = 1, finished_at = $4, last_success_at = $4
+                     WHERE id = $5",
+                )
+                .bind(report["from_version"].as_i64())
+                .bind(report["to_version"].as_i64())
+                .bind(report.to_string())
+                .bind(finished)
+                .bind(id)
+                .execute(self.db.pool())
+                .await?;
+                self.erasure_log
+                    .record(
+                        "upgrade_upload",
+                        &[(Some(subject(&req.account_id).as_str()), format!("upload:{id}").as_str())],
+                        ErasureReason::UpgradeFinished,
+                        &Actor::System,
+                    )
+                    .await?;
+                Ok(format!("upgraded {id}"))
+            }
+            Err(message) => {
+                self.fail(id, &message).await?;
+                Ok(format!("upgrade {id} refused: {message}"))
+            }
+        }
+    }
+
+    /// Nothing in the upload is needed to say why it failed: it goes at
+    /// once; the record (name and reason) stays for the policy's short period.
+    async fn fail(&self, id: &str, message: &str) -> Result<(), UpgradeError> {
+        self.storage.erase_files(id)?;
+        sqlx::query(
+            "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2, source_present = 0 WHERE id = $3",
+        )
+        .bind(message)
+        .bind(to_millis(self.clock.now()))
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
         Ok(())
     }
 }

@@ -77,6 +77,12 @@ pub fn test_config(data: &Path, database_url: String) -> Config {
         // Tests move the clock and run jobs by hand; background workers would
         // race them. Tests of the runner turn workers on.
         jobs: seldesk::config::JobsConfig { workers: 0, ..Default::default() },
+        // Upgrades run in the test's process, by hand like every job; the
+        // upgrade service's own process is tested with the real binary.
+        upgrades: seldesk::config::UpgradesConfig {
+            worker: seldesk::config::UpgradeWorkerMode::Inline,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

@@ -241,3 +241,173 @@ async fn hostile_uploads_are_refused_without_harm_and_results_deleted_on_request
         app.client.get(app.url(&format!("/api/v1/upgrades/{}", ids[0]))).bearer_auth(&other).send().await.expect("o");
     assert_eq!(r.status(), 404);
 }
+
+/// The `seldesk upgrade-worker` children of a process.
+fn workers_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The parent pid is the second field after the command's closing parenthesis.
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains("upgrade-worker") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn the_worker(parent: u32, not: Option<u32>) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(pid) = workers_of(parent).into_iter().find(|p| Some(*p) != not) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "an upgrade worker runs beside the server");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn upgrade_through(base: &str, token: &str, body: Vec<u8>) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/api/v1/upgrades?name=old.sqlite"))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state: serde_json::Value = client
+            .get(format!("{base}/api/v1/upgrades/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("show")
+            .json()
+            .await
+            .expect("json");
+        if state["status"] == "done" || state["status"] == "failed" {
+            return state;
+        }
+        assert!(std::time::Instant::now() < deadline, "the upgrade finished: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+// promise: UPG-4
+#[tokio::test]
+async fn upgrades_run_in_their_own_process_under_limits_and_the_process_is_restarted() {
+    let mut server = crate::helpers::ServerProcess::start(&[("SELDESK_UPGRADES__FILE_LIMIT_MB", "2")]).await;
+    let parent = server.child.id();
+    let worker = the_worker(parent, None).await;
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{worker}/cmdline")).expect("cmdline")).replace('\0', " ");
+    assert!(cmdline.contains("--storage") && cmdline.contains("/upgrade"), "its own storage: {cmdline}");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/api/v1/accounts", server.base))
+        .json(&serde_json::json!({ "name": "Worker Test", "company": "W", "email": "worker@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201);
+    let token: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/token", server.base))
+        .json(&serde_json::json!({ "email": "worker@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    let scratch = tempfile::tempdir().expect("tmp");
+    let small = std::fs::read(version_1_database(scratch.path(), 200)).expect("read");
+    let done = upgrade_through(&server.base, &token, small.clone()).await;
+    assert_eq!(done["status"], "done", "{done}");
+
+    // Past the file-size limit the upgrade fails with a message; the worker lives on.
+    let big_dir = tempfile::tempdir().expect("tmp");
+    let big = std::fs::read(version_1_database(big_dir.path(), 30_000)).expect("read");
+    assert!(big.len() > 2 * 1024 * 1024, "larger than the limit: {}", big.len());
+    let refused = upgrade_through(&server.base, &token, big).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(
+        refused["error"].as_str().is_some_and(|e| e.contains("larger than the service allows (2 MB)")),
+        "{refused}"
+    );
+    assert_eq!(the_worker(parent, None).await, worker, "the same worker, not killed by the limit");
+
+    // A worker that dies is replaced, and upgrades go on.
+    let killed = std::process::Command::new("kill").args(["-KILL", &worker.to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let replacement = the_worker(parent, Some(worker)).await;
+    assert_ne!(replacement, worker);
+    let again = upgrade_through(&server.base, &token, small).await;
+    assert_eq!(again["status"], "done", "{again}");
+
+    // Stopping the server stops its worker.
+    assert!(server.terminate().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{replacement}")).exists()
+        && std::fs::read_to_string(format!("/proc/{replacement}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(std::time::Instant::now() < deadline, "the worker stopped with the server");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+async fn account_on(base: &str, email: &str) -> String {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&serde_json::json!({ "name": "Worker Test", "company": "W", "email": email, "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201);
+    let token: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&serde_json::json!({ "email": email, "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    token["token"].as_str().expect("token").to_string()
+}
+
+// promise: UPG-4
+#[tokio::test]
+async fn an_upgrade_that_needs_more_memory_or_time_than_allowed_fails_alone() {
+    let server = crate::helpers::ServerProcess::start(&[("SELDESK_UPGRADES__MEMORY_LIMIT_MB", "16")]).await;
+    let token = account_on(&server.base, "memory@example.com").await;
+    let scratch = tempfile::tempdir().expect("tmp");
+    let small = std::fs::read(version_1_database(scratch.path(), 200)).expect("read");
+    let refused = upgrade_through(&server.base, &token, small.clone()).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(
+        refused["error"].as_str().is_some_and(|e| e.contains("more memory than the service allows (16 MB)")),
+        "{refused}"
+    );
+    drop(server);
+
+    let server = crate::helpers::ServerProcess::start(&[("SELDESK_UPGRADES__TIME_LIMIT_SECS", "1")]).await;
+    let token = account_on(&server.base, "slow@example.com").await;
+    let big_dir = tempfile::tempdir().expect("tmp");
+    let big = std::fs::read(version_1_database(big_dir.path(), 300_000)).expect("read");
+    let refused = upgrade_through(&server.base, &token, big).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("took longer than the service allows")), "{refused}");
+    let work: Vec<_> = std::fs::read_dir(server.dir.path().join("upgrade").join("work"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(work.is_empty(), "nothing of it is left: {work:?}");
+}
