@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+pub use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::XNonce;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+pub mod sealed_file;
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,27 @@ impl BlobStore {
     }
 }
 
+/// The cipher of the 32-byte key in `key_file`, creating a new random key
+/// (readable by the owner only) on first use. Losing the key loses the data.
+pub fn load_or_create_key(key_file: &Path) -> Result<XChaCha20Poly1305, BlobError> {
+    let key_err = |message: String| BlobError::KeyFile { path: key_file.to_path_buf(), message };
+    let key = match std::fs::read(key_file) {
+        Ok(k) if k.len() == 32 => k,
+        Ok(k) => return Err(key_err(format!("holds {} bytes, expected 32", k.len()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut k = vec![0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| key_err(format!("no randomness: {e}")))?;
+            if let Some(parent) = key_file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            write_private(key_file, &k)?;
+            k
+        }
+        Err(e) => return Err(key_err(e.to_string())),
+    };
+    XChaCha20Poly1305::new_from_slice(&key).map_err(|e| key_err(e.to_string()))
+}
+
 /// A blob store whose objects are encrypted at rest.
 #[derive(Clone)]
 pub struct SealedBlobs {
@@ -124,23 +148,7 @@ impl SealedBlobs {
     /// Opens the store with the key in `key_file`, creating a new random key
     /// (readable by the owner only) on first use. Losing the key loses the blobs.
     pub fn open(store: BlobStore, key_file: &Path) -> Result<Self, BlobError> {
-        let key_err = |message: String| BlobError::KeyFile { path: key_file.to_path_buf(), message };
-        let key = match std::fs::read(key_file) {
-            Ok(k) if k.len() == 32 => k,
-            Ok(k) => return Err(key_err(format!("holds {} bytes, expected 32", k.len()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut k = vec![0u8; 32];
-                getrandom::fill(&mut k).map_err(|e| key_err(format!("no randomness: {e}")))?;
-                if let Some(parent) = key_file.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                write_private(key_file, &k)?;
-                k
-            }
-            Err(e) => return Err(key_err(e.to_string())),
-        };
-        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|e| key_err(e.to_string()))?;
-        Ok(Self { store, cipher })
+        Ok(Self { store, cipher: load_or_create_key(key_file)? })
     }
 
     pub fn store(&self) -> &BlobStore {

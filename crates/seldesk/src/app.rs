@@ -222,11 +222,14 @@ impl Services {
             mailer.clone(),
             public_url.clone(),
         );
+        let upgrade_storage = seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage())
+            .sealed_with(&config.upgrade_key_file())
+            .map_err(|e| StartError::Io(format!("upgrade service: {e}")))?;
         let upgrades = seldesk_upgrades::Upgrades::new(
             db.clone(),
             clock.clone(),
             policy.clone(),
-            seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
+            upgrade_storage,
             seldesk_tenants::TenantFiles::new(&config.data),
             audit.clone(),
             erasure_log.clone(),
@@ -758,6 +761,8 @@ async fn supervise_upgrade_worker(config: Config, name: String, mut stop: watch:
             .arg(config.database_url())
             .arg("--storage")
             .arg(config.upgrade_storage())
+            .arg("--key-file")
+            .arg(config.upgrade_key_file())
             .arg("--name")
             .arg(&name)
             .arg("--memory-limit-mb")

@@ -229,6 +229,9 @@ struct WorkerArgs {
     /// The upgrade service's storage [default: upgrades.storage, else <data>/upgrade].
     #[arg(long, value_name = "DIR")]
     storage: Option<PathBuf>,
+    /// The upgrade service's key [default: upgrades.key_file, else <data>/keys/upgrade.key].
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// Name of this worker in the job queue [default: upgrade-worker@<host>].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -260,6 +263,8 @@ struct RunOneArgs {
     name: String,
     #[arg(long)]
     now: String,
+    #[arg(long)]
+    key_file: PathBuf,
     #[arg(long)]
     memory_limit_mb: u64,
     #[arg(long)]
@@ -415,6 +420,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(s) = &args.storage {
                 config.upgrades.storage = Some(s.clone());
             }
+            if let Some(k) = &args.key_file {
+                config.upgrades.key_file = Some(k.clone());
+            }
             for (value, field) in [
                 (args.memory_limit_mb, &mut config.upgrades.memory_limit_mb),
                 (args.file_limit_mb, &mut config.upgrades.file_limit_mb),
@@ -450,7 +458,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 file_mb: a.file_limit_mb,
                 time: std::time::Duration::MAX,
             };
-            match crate::upgrade_worker::run_one(&files, limits) {
+            match crate::upgrade_worker::run_one(&files, &a.key_file, limits) {
                 code if code == ExitCode::SUCCESS => Ok(()),
                 _ => Err(Failure { code: 1, error: anyhow::anyhow!("the upgrade failed") }),
             }

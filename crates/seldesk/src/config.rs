@@ -141,6 +141,9 @@ pub struct UpgradesConfig {
     /// The service's own storage (uploads, work, results), apart from
     /// production data [default: <data>/upgrade].
     pub storage: Option<PathBuf>,
+    /// The upgrade service's own key, sealing uploads and results at rest
+    /// [default: <data>/keys/upgrade.key; made on first use].
+    pub key_file: Option<PathBuf>,
     /// Address space one worker process may use, in MB.
     pub memory_limit_mb: u64,
     /// Largest file a worker may write, in MB.
@@ -157,6 +160,7 @@ impl Default for UpgradesConfig {
             upload_mb_per_day: a.bytes_per_day / 1_000_000,
             worker: UpgradeWorkerMode::Child,
             storage: None,
+            key_file: None,
             memory_limit_mb: 4096,
             file_limit_mb: 6144,
             time_limit_secs: 3600,
@@ -489,6 +493,11 @@ impl Config {
     /// The upgrade service's storage.
     pub fn upgrade_storage(&self) -> PathBuf {
         self.upgrades.storage.clone().unwrap_or_else(|| self.data.join("upgrade"))
+    }
+
+    /// The upgrade service's key.
+    pub fn upgrade_key_file(&self) -> PathBuf {
+        self.upgrades.key_file.clone().unwrap_or_else(|| self.data.join("keys").join("upgrade.key"))
     }
 
     pub fn blobs(&self) -> String {

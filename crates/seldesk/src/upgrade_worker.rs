@@ -85,12 +85,13 @@ pub async fn run(
         db.clone(),
         clock.clone(),
         Arc::new(policy),
-        UpgradeStorage::at(storage_root.clone()),
+        UpgradeStorage::at(storage_root.clone()).sealed_with(&config.upgrade_key_file())?,
         ErasureLog::new(db.clone(), clock.clone()),
     )
     .with_time_limit(limits.time)
     .with_isolation(Isolation {
         program: std::env::current_exe()?,
+        key_file: config.upgrade_key_file(),
         memory_mb: limits.memory_mb,
         file_mb: limits.file_mb,
     });
@@ -131,19 +132,26 @@ pub async fn run(
 /// One upgrade in a process of its own (`seldesk upgrade-run`, started by
 /// the worker): sets its limits first, then works on files only, telling
 /// the worker its progress and outcome on standard output.
-pub fn run_one(files: &UpgradeFiles, limits: Limits) -> std::process::ExitCode {
+pub fn run_one(files: &UpgradeFiles, key_file: &std::path::Path, limits: Limits) -> std::process::ExitCode {
     use std::io::Write;
     if let Err(e) = limits.apply() {
         println!("error cannot set the upgrade's resource limits: {e}");
         return std::process::ExitCode::FAILURE;
     }
+    let cipher = match seldesk_blob::load_or_create_key(key_file) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // The import and export code of customer databases, on the work folder only.
     let tenants = seldesk_tenants::TenantFiles::new(files.work.parent().unwrap_or(&files.work));
     let progress = |p: i64| {
         println!("progress {p}");
         let _ = std::io::stdout().flush();
     };
-    match seldesk_upgrades::upgrade_files(&tenants, files, &progress) {
+    match seldesk_upgrades::upgrade_files(&tenants, files, Some(&cipher), &progress) {
         Ok(report) => {
             println!("report {report}");
             std::process::ExitCode::SUCCESS

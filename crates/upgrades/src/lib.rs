@@ -86,19 +86,53 @@ pub struct UpgradeRequest {
     pub erase_by: Option<OffsetDateTime>,
 }
 
-/// The upgrade storage location: uploads, work folders and results.
-#[derive(Debug, Clone)]
+/// The upgrade storage location: uploads, work folders and results. With a
+/// key, uploads and results are sealed at rest (XChaCha20-Poly1305 stream);
+/// plain copies exist only in a work folder while an upgrade runs.
+#[derive(Clone)]
 pub struct UpgradeStorage {
     root: PathBuf,
+    cipher: Option<seldesk_blob::XChaCha20Poly1305>,
+}
+
+impl std::fmt::Debug for UpgradeStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpgradeStorage").field("root", &self.root).field("sealed", &self.cipher.is_some()).finish()
+    }
 }
 
 impl UpgradeStorage {
     pub fn new(data: &Path) -> Self {
-        Self { root: data.join("upgrade") }
+        Self { root: data.join("upgrade"), cipher: None }
     }
     /// A storage at its own location (`upgrades.storage`).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), cipher: None }
+    }
+    /// Seals uploads and results with the upgrade service's own key (made on
+    /// first use; not a production key).
+    pub fn sealed_with(mut self, key_file: &Path) -> Result<Self, UpgradeError> {
+        let cipher = seldesk_blob::load_or_create_key(key_file).map_err(|e| UpgradeError::Internal(e.to_string()))?;
+        self.cipher = Some(cipher);
+        Ok(self)
+    }
+    pub fn cipher(&self) -> Option<&seldesk_blob::XChaCha20Poly1305> {
+        self.cipher.as_ref()
+    }
+    /// A result, readable, and its plain length: opened from its seal when
+    /// the storage seals.
+    pub fn open_result(&self, id: &str) -> Result<(Box<dyn std::io::Read + Send>, u64), UpgradeError> {
+        let path = self.result(id)?;
+        let file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        let file = std::io::BufReader::with_capacity(256 * 1024, file);
+        Ok(match &self.cipher {
+            Some(c) => (
+                Box::new(seldesk_blob::sealed_file::OpeningReader::new(c, file)?),
+                seldesk_blob::sealed_file::plain_len(len),
+            ),
+            None => (Box::new(file), len),
+        })
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -123,7 +157,10 @@ impl UpgradeStorage {
     fn erase_files(&self, id: &str) -> Result<bool, UpgradeError> {
         let mut any = false;
         let partial = self.root.join("results").join(format!("{}.partial", Self::checked(id)?));
-        for p in [self.upload(id)?, self.result(id)?, partial] {
+        let sealing = self.root.join("results").join(format!("{}.sealing", Self::checked(id)?));
+        let work = self.work(id)?;
+        let plain = [work.with_extension("plain"), work.with_extension("result"), work.with_extension("partial")];
+        for p in [self.upload(id)?, self.result(id)?, partial, sealing].into_iter().chain(plain) {
             match std::fs::remove_file(&p) {
                 Ok(()) => any = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -295,7 +332,21 @@ impl Upgrades {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let target = self.storage.upload(&id)?;
         std::fs::create_dir_all(target.parent().unwrap_or(self.storage.root()))?;
-        std::fs::rename(spooled, &target)?;
+        match self.storage.cipher().cloned() {
+            // Sealed at rest from here on; the plain spool goes at once.
+            Some(cipher) => {
+                let (from, to) = (spooled.to_path_buf(), target.clone());
+                let sealed = tokio::task::spawn_blocking(move || {
+                    let done = seldesk_blob::sealed_file::seal_file(&cipher, &from, &to);
+                    let _ = std::fs::remove_file(&from);
+                    done
+                })
+                .await
+                .map_err(|e| UpgradeError::Internal(e.to_string()))?;
+                sealed?;
+            }
+            None => std::fs::rename(spooled, &target)?,
+        }
         sqlx::query(
             "INSERT INTO upgrade_requests (id, account_id, file_name, kind, status, created_at, size) VALUES ($1, $2, $3, $4, 'queued', $5, $6)",
         )
@@ -406,10 +457,51 @@ fn too_long(limit: std::time::Duration) -> String {
 pub fn upgrade_files(
     tenants: &TenantFiles,
     files: &UpgradeFiles,
+    cipher: Option<&seldesk_blob::XChaCha20Poly1305>,
     progress: &dyn Fn(i64),
 ) -> Result<serde_json::Value, String> {
-    let (upload, work, result, kind, name, now) =
-        (&files.upload, &files.work, &files.result, &files.kind, &files.name, &files.now);
+    // Plain copies live beside the work folder only while this runs.
+    let plain_upload = files.work.with_extension("plain");
+    let plain_result = files.work.with_extension("result");
+    let done = (|| {
+        let upload = match cipher {
+            Some(c) => {
+                if let Some(parent) = plain_upload.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                seldesk_blob::sealed_file::open_file(c, &files.upload, &plain_upload).map_err(|e| {
+                    format!("The upload could not be read back from storage ({e}); please upload it again.")
+                })?;
+                plain_upload.clone()
+            }
+            None => files.upload.clone(),
+        };
+        let written = if cipher.is_some() { plain_result.clone() } else { files.result.clone() };
+        let report = upgrade_plain(tenants, &upload, &written, files, progress)?;
+        if let Some(c) = cipher {
+            if let Some(parent) = files.result.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            let partial = files.result.with_extension("partial");
+            seldesk_blob::sealed_file::seal_file(c, &written, &partial).map_err(|e| e.to_string())?;
+            std::fs::rename(&partial, &files.result).map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    })();
+    for p in [&plain_upload, &plain_result] {
+        let _ = std::fs::remove_file(p);
+    }
+    done
+}
+
+fn upgrade_plain(
+    tenants: &TenantFiles,
+    upload: &Path,
+    result: &Path,
+    files: &UpgradeFiles,
+    progress: &dyn Fn(i64),
+) -> Result<serde_json::Value, String> {
+    let (work, kind, name, now) = (&files.work, &files.kind, &files.name, &files.now);
 
     if work.exists() {
         std::fs::remove_dir_all(work).map_err(|e| e.to_string())?;
@@ -465,6 +557,8 @@ pub struct UpgradeWorker {
 #[derive(Debug, Clone)]
 pub struct Isolation {
     pub program: PathBuf,
+    /// The service's key, for the child to open the upload and seal the result.
+    pub key_file: PathBuf,
     pub memory_mb: u64,
     pub file_mb: u64,
 }
@@ -511,6 +605,8 @@ impl UpgradeWorker {
             .arg(&files.name)
             .arg("--now")
             .arg(&files.now)
+            .arg("--key-file")
+            .arg(&iso.key_file)
             .arg("--memory-limit-mb")
             .arg(iso.memory_mb.to_string())
             .arg("--file-limit-mb")
@@ -614,7 +710,9 @@ impl UpgradeWorker {
                 let progress = move |p: i64| {
                     let _ = handle.block_on(this.set_progress(&rid, p));
                 };
-                let work = tokio::task::spawn_blocking(move || upgrade_files(&tenants, &files, &progress));
+                let cipher = self.storage.cipher().cloned();
+                let work =
+                    tokio::task::spawn_blocking(move || upgrade_files(&tenants, &files, cipher.as_ref(), &progress));
                 let joined = match self.time_limit {
                     None => work.await,
                     Some(limit) => match tokio::time::timeout(limit, work).await {

@@ -208,9 +208,29 @@ async fn upload(
 }
 
 async fn stream_result(state: &AppState, account: &str, id: &str) -> Result<Response, UpgradeError> {
-    let (req, path) = state.upgrades.result_path(account, id).await?;
-    let file = tokio::fs::File::open(&path).await?;
-    let len = file.metadata().await?.len();
+    let (req, _) = state.upgrades.result_path(account, id).await?;
+    // Opened from its seal on a blocking thread, streamed in 256 KiB pieces.
+    let (mut reader, len) = state.upgrades.storage().open_result(&req.id)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf.into())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // An altered result ends the download with an error, never wrong bytes.
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
     let base: String =
         req.file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_".contains(c) { c } else { '-' }).collect();
     Ok((
@@ -220,7 +240,10 @@ async fn stream_result(state: &AppState, account: &str, id: &str) -> Result<Resp
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{base}-upgraded.zip\"")),
             (header::CACHE_CONTROL, "private, no-store".to_string()),
         ],
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)),
+        Body::from_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )),
     )
         .into_response())
 }

@@ -80,6 +80,11 @@ async fn an_old_database_is_upgraded_apart_from_production_and_its_data_erased_o
     assert_eq!(req["status"], "queued");
     let storage = app.data.path().join("upgrade");
     assert!(storage.join("uploads").join(&id).is_file(), "the upload is in the upgrade storage");
+    // Sealed at rest: neither the SQLite header nor any row in the clear.
+    let at_rest = std::fs::read(storage.join("uploads").join(&id)).expect("upload");
+    assert!(at_rest.starts_with(b"SDSEAL1\0"), "sealed upload");
+    assert!(!at_rest.windows(8).any(|w| w == b"Mei Tan "), "no contact in the clear");
+    assert!(files_under(&storage.join("incoming")).is_empty(), "the plain spool is gone");
 
     app.run_jobs().await;
     let done = show(&app, &token, &id).await;
@@ -107,6 +112,18 @@ async fn an_old_database_is_upgraded_apart_from_production_and_its_data_erased_o
     std::io::Read::read_to_string(&mut zip.by_name("manifest.json").expect("manifest"), &mut manifest).expect("read");
     let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
     assert_eq!(manifest["schema_version"], seldesk_tenants::files::SCHEMA_VERSION);
+    let result_at_rest = std::fs::read(storage.join("results").join(format!("{id}.zip"))).expect("result");
+    assert!(result_at_rest.starts_with(b"SDSEAL1\0") && !result_at_rest.starts_with(b"PK"), "sealed result");
+    assert!(files_under(&storage.join("work")).is_empty(), "no plain copy left after the upgrade");
+    // A result altered in storage is never served as if it were right.
+    let mut altered = result_at_rest.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0x40;
+    std::fs::write(storage.join("results").join(format!("{id}.zip")), &altered).expect("alter");
+    let r =
+        app.client.get(app.url(&format!("/api/v1/upgrades/{id}/result"))).bearer_auth(&token).send().await.expect("dl");
+    assert!(r.bytes().await.is_err(), "the download breaks off instead of serving altered bytes");
+    std::fs::write(storage.join("results").join(format!("{id}.zip")), &result_at_rest).expect("restore");
 
     // UPG-4: nothing of it ever lands in production storage, and production
     // data never lands in the upgrade storage.
