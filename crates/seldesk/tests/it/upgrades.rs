@@ -428,3 +428,39 @@ async fn an_upgrade_that_needs_more_memory_or_time_than_allowed_fails_alone() {
         .unwrap_or_default();
     assert!(work.is_empty(), "nothing of it is left: {work:?}");
 }
+
+// promise: UPG-1
+#[tokio::test]
+async fn a_database_with_our_exact_schema_is_used_as_is_and_still_checked() {
+    let app = spawn_app().await;
+    app.sign_up("fastpath@example.com", PW).await;
+    let token = app.token("fastpath@example.com", PW).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clean = version_1_database(dir.path(), 500);
+    let (status, req) = upload(&app, &token, "clean.sqlite", std::fs::read(&clean).expect("read")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{req}");
+    app.run_jobs().await;
+    let done = show(&app, &token, req["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["report"]["rows_before"]["contacts"], 500);
+    assert_eq!(done["report"]["rows_after"]["contacts"], 500);
+
+    // The same schema, but an attachment naming a file outside: refused on
+    // the quick path as on the slow one.
+    let tampered_dir = tempfile::tempdir().expect("tmp");
+    let tampered = version_1_database(tampered_dir.path(), 3);
+    {
+        let conn = rusqlite::Connection::open(&tampered).expect("open");
+        conn.execute(
+            "INSERT INTO attachments (contact_id, file_name, stored_name, size, created_at) VALUES (1, 'x', '../../keys/vault.key', 1, 'now')",
+            [],
+        )
+        .expect("tamper");
+    }
+    let (_, req) = upload(&app, &token, "tampered.sqlite", std::fs::read(&tampered).expect("read")).await;
+    app.run_jobs().await;
+    let refused = show(&app, &token, req["id"].as_str().expect("id")).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("did not create")), "{refused}");
+    app.stop().await;
+}
