@@ -91,6 +91,7 @@ try:
     print(f"upload {uploaded:.1f} s; upgrade job {upgrade:.1f} s = {size / upgrade / 1e6:.0f} MB/s of database "
           f"({size / upgrade / 1e6 / disk:.2f}x the disk's read speed); server memory peak {peak:.0f} MB")
     print(f"memory under 200 MB: {'met' if peak < 200 else 'NOT met'}; versions {state['from_version']} -> {state['to_version']}")
+    print("steps (ms):", json.dumps((state.get("report") or {}).get("took_ms")))
 finally:
     server.stop()
     shutil.rmtree(server.data, ignore_errors=True)

@@ -844,15 +844,21 @@ impl TenantFiles {
     /// new file under the import authorizer, so no trigger, view or virtual
     /// table of the upload can run. Returns the upload's schema version.
     pub fn import_sqlite_into(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
-        self.import_sqlite(dir, upload, true)
+        self.import_sqlite(dir, upload, true, false)
     }
 
     /// As [`TenantFiles::import_sqlite_into`], left at the upload's version.
     pub fn import_sqlite_into_as_is(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
-        self.import_sqlite(dir, upload, false)
+        self.import_sqlite(dir, upload, false, false)
     }
 
-    fn import_sqlite(&self, dir: &Path, upload: &Path, upgrade: bool) -> Result<i64, TenantError> {
+    /// As [`TenantFiles::import_sqlite_into_as_is`], taking the file itself
+    /// (a private copy the caller made, moved instead of copied again).
+    pub fn import_sqlite_file_as_is(&self, dir: &Path, upload: &Path) -> Result<i64, TenantError> {
+        self.import_sqlite(dir, upload, false, true)
+    }
+
+    fn import_sqlite(&self, dir: &Path, upload: &Path, upgrade: bool, consume: bool) -> Result<i64, TenantError> {
         let bad = |m: &str| TenantError::invalid("upload", m.to_string());
         if std::fs::metadata(upload)?.len() > MAX_IMPORT_BYTES {
             return Err(TenantError::TooLarge("The file is larger than 2 GiB.".into()));
@@ -865,7 +871,11 @@ impl TenantFiles {
         std::fs::create_dir_all(dir.join("files"))?;
         let result = (|| -> Result<i64, TenantError> {
             let scratch = dir.join(".untrusted.sqlite");
-            std::fs::copy(upload, &scratch)?;
+            if consume {
+                std::fs::rename(upload, &scratch)?;
+            } else {
+                std::fs::copy(upload, &scratch)?;
+            }
             let (sql, version) = {
                 let conn = Connection::open_with_flags(
                     &scratch,
@@ -927,10 +937,15 @@ impl TenantFiles {
 /// creates at `version` (same objects, same SQL, UTF-8), compared with a
 /// reference made in `dir`.
 fn same_schema_as(conn: &Connection, version: i64, dir: &Path) -> Result<bool, TenantError> {
+    // The SQL compared token by token: a file made by other tools keeps our
+    // statements' meaning but not always their line breaks and indentation.
+    let normal = |sql: String| {
+        sql.split_whitespace().collect::<Vec<_>>().join(" ").replace("( ", "(").replace(" )", ")").replace(" ,", ",")
+    };
     let list = |c: &Connection| -> rusqlite::Result<Vec<(String, String, String, String)>> {
         let mut stmt =
             c.prepare("SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_schema ORDER BY type, name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, normal(r.get(3)?))))?;
         rows.collect()
     };
     let encoding: String = conn.query_row("PRAGMA encoding", [], |r| r.get(0))?;
