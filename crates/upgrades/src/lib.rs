@@ -629,10 +629,9 @@ impl UpgradeWorker {
             .arg(&files.work)
             .arg("--result")
             .arg(&files.result)
-            .arg("--name")
-            .arg(&files.name)
-            .arg("--now")
-            .arg(&files.now)
+            // `--name=…` keeps a file name that starts with `-` a value.
+            .arg(format!("--name={}", files.name))
+            .arg(format!("--now={}", files.now))
             .arg("--key-file")
             .arg(&iso.key_file)
             .arg("--memory-limit-mb")

@@ -288,9 +288,13 @@ async fn the_worker(parent: u32, not: Option<u32>) -> u32 {
 }
 
 async fn upgrade_through(base: &str, token: &str, body: Vec<u8>) -> serde_json::Value {
+    upgrade_named(base, token, "old.sqlite", body).await
+}
+
+async fn upgrade_named(base: &str, token: &str, name: &str, body: Vec<u8>) -> serde_json::Value {
     let client = reqwest::Client::new();
     let r = client
-        .post(format!("{base}/api/v1/upgrades?name=old.sqlite"))
+        .post(format!("{base}/api/v1/upgrades?name={name}"))
         .bearer_auth(token)
         .body(body)
         .send()
@@ -346,7 +350,8 @@ async fn upgrades_run_in_their_own_process_under_limits_and_the_process_is_resta
     let token = token["token"].as_str().expect("token").to_string();
     let scratch = tempfile::tempdir().expect("tmp");
     let small = std::fs::read(version_1_database(scratch.path(), 200)).expect("read");
-    let done = upgrade_through(&server.base, &token, small.clone()).await;
+    // A file name is a value for the upgrade process, even one that looks like a flag.
+    let done = upgrade_named(&server.base, &token, "--help.sqlite", small.clone()).await;
     assert_eq!(done["status"], "done", "{done}");
 
     // Past the file-size limit the upgrade fails with a message; the worker lives on.
