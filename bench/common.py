@@ -25,7 +25,7 @@ def free_port():
 class Server:
     """`seldesk serve` on a free port, jobs off; stopped by stop()."""
 
-    def __init__(self, data=None, workers=0):
+    def __init__(self, data=None, workers=0, env=None):
         if not os.path.exists(BINARY):
             sys.exit("build first: cargo build --release")
         self.data = data or tempfile.mkdtemp(prefix="seldesk-bench-")
@@ -34,7 +34,7 @@ class Server:
             [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "SELDESK_JOBS__WORKERS": str(workers)},
+            env={**os.environ, "SELDESK_JOBS__WORKERS": str(workers), **(env or {})},
         )
         for _ in range(300):
             try:

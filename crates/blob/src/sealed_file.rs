@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 
 use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
 
 const MAGIC: &[u8; 8] = b"SDSEAL1\0";
 const PREFIX: usize = 19;
@@ -136,22 +136,121 @@ impl<R: Read> Read for OpeningReader<R> {
     }
 }
 
-/// Seals the file at `from` into `to` (written whole, then renamed).
+/// Chunks sealed or opened together, split over two threads: a file's
+/// chunks are independent (each has its position in its nonce), so a
+/// gigabyte takes half the time on two cores. 2 MiB in memory at a time.
+const BATCH: usize = 32;
+
+fn random_prefix() -> std::io::Result<[u8; PREFIX]> {
+    let mut prefix = [0u8; PREFIX];
+    getrandom::fill(&mut prefix).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(prefix)
+}
+
+/// Runs `f` on every chunk of `batch`, half of them on a second thread.
+fn on_two_threads(
+    batch: &mut [Vec<u8>],
+    first: u32,
+    f: &(dyn Fn(u32, &mut Vec<u8>) -> std::io::Result<()> + Sync),
+) -> std::io::Result<()> {
+    let half = batch.len() / 2;
+    let (a, b) = batch.split_at_mut(half);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(move || a.iter_mut().enumerate().try_for_each(|(i, c)| f(first + i as u32, c)));
+        let mine = b.iter_mut().enumerate().try_for_each(|(i, c)| f(first + (half + i) as u32, c));
+        other.join().map_err(|_| std::io::Error::other("a sealing thread failed"))??;
+        mine
+    })
+}
+
+fn position(n: u64) -> std::io::Result<u32> {
+    u32::try_from(n).map_err(|_| std::io::Error::other("file too large to seal"))
+}
+
+/// Seals the file at `from` into `to` (written whole, synced, then renamed),
+/// in the same format as [`SealingWriter`].
 pub fn seal_file(cipher: &XChaCha20Poly1305, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     let tmp = to.with_extension("sealing");
-    let out = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&tmp)?);
-    let mut writer = SealingWriter::new(cipher, out)?;
-    std::io::copy(&mut std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(from)?), &mut writer)?;
-    writer.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let mut input = std::fs::File::open(from)?;
+    let len = input.metadata()?.len();
+    let full = len / CHUNK as u64;
+    position(full)?;
+    let prefix = random_prefix()?;
+    let stream = StreamBE32::<XChaCha20Poly1305>::from_aead(cipher.clone(), (&prefix).into());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    out.write_all(MAGIC)?;
+    out.write_all(&prefix)?;
+    let seal = |at: u32, chunk: &mut Vec<u8>| {
+        stream.encrypt_in_place(at, false, &[], chunk).map_err(|_| broken("cannot be sealed"))
+    };
+    let mut done = 0u64;
+    while done < full {
+        let n = (full - done).min(BATCH as u64) as usize;
+        let mut batch: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(CHUNK + TAG)).collect();
+        for chunk in &mut batch {
+            chunk.resize(CHUNK, 0);
+            input.read_exact(chunk)?;
+        }
+        on_two_threads(&mut batch, position(done)?, &seal)?;
+        for chunk in &batch {
+            out.write_all(chunk)?;
+        }
+        done += n as u64;
+    }
+    let mut last = Vec::with_capacity(CHUNK + TAG);
+    input.read_to_end(&mut last)?;
+    if last.len() >= CHUNK {
+        return Err(broken("source grew while it was sealed"));
+    }
+    stream.encrypt_in_place(position(full)?, true, &[], &mut last).map_err(|_| broken("cannot be sealed"))?;
+    out.write_all(&last)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, to)
 }
 
-/// Opens the sealed file at `from` into the plain file `to`.
+/// Opens the sealed file at `from` into the plain file `to`; an altered,
+/// cut or reordered file is an error (and `to` is then incomplete).
 pub fn open_file(cipher: &XChaCha20Poly1305, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    let mut reader =
-        OpeningReader::new(cipher, std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(from)?))?;
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(to)?);
-    std::io::copy(&mut reader, &mut out)?;
+    let mut input = std::fs::File::open(from)?;
+    let len = input.metadata()?.len();
+    let mut head = [0u8; HEADER];
+    input.read_exact(&mut head).map_err(|_| broken("is too short"))?;
+    if &head[..MAGIC.len()] != MAGIC {
+        return Err(broken("has no Seldesk seal"));
+    }
+    let prefix: [u8; PREFIX] = head[MAGIC.len()..].try_into().map_err(|_| broken("has a bad header"))?;
+    let stream = StreamBE32::<XChaCha20Poly1305>::from_aead(cipher.clone(), (&prefix).into());
+    let body = len - HEADER as u64;
+    let sealed_chunk = (CHUNK + TAG) as u64;
+    let (full, last_len) = (body / sealed_chunk, (body % sealed_chunk) as usize);
+    if last_len < TAG {
+        return Err(broken("was altered or cut short"));
+    }
+    position(full)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(to)?);
+    let open = |at: u32, chunk: &mut Vec<u8>| {
+        stream.decrypt_in_place(at, false, &[], chunk).map_err(|_| broken("was altered"))
+    };
+    let mut done = 0u64;
+    while done < full {
+        let n = (full - done).min(BATCH as u64) as usize;
+        let mut batch: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; CHUNK + TAG]).collect();
+        for chunk in &mut batch {
+            input.read_exact(chunk)?;
+        }
+        on_two_threads(&mut batch, position(done)?, &open)?;
+        for chunk in &batch {
+            out.write_all(chunk)?;
+        }
+        done += n as u64;
+    }
+    let mut last = Vec::with_capacity(last_len);
+    input.read_to_end(&mut last)?;
+    if last.len() != last_len {
+        return Err(broken("changed while it was opened"));
+    }
+    stream.decrypt_in_place(position(full)?, true, &[], &mut last).map_err(|_| broken("was altered or cut short"))?;
+    out.write_all(&last)?;
     out.flush()
 }
 
@@ -202,5 +301,44 @@ mod tests {
         let mut out = Vec::new();
         assert!(OpeningReader::new(&other, sealed.as_slice()).and_then(|mut r| r.read_to_end(&mut out)).is_err());
         assert!(open(b"SQLite format 3\0 plain").is_err(), "an unsealed file is refused");
+    }
+
+    #[test]
+    fn files_sealed_on_two_threads_match_the_stream_both_ways() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (plain, sealed, back) = (dir.path().join("p"), dir.path().join("s"), dir.path().join("b"));
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, BATCH * CHUNK, (2 * BATCH + 3) * CHUNK + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            std::fs::write(&plain, &data).expect("write");
+            // Sealed in parallel, read by the stream.
+            seal_file(&cipher(), &plain, &sealed).expect("seal");
+            let bytes = std::fs::read(&sealed).expect("read");
+            assert_eq!(plain_len(bytes.len() as u64), len as u64);
+            assert_eq!(open(&bytes).expect("stream opens it"), data, "length {len}");
+            // Sealed by the stream, opened in parallel.
+            std::fs::write(&sealed, seal(&data)).expect("write");
+            open_file(&cipher(), &sealed, &back).expect("open");
+            assert_eq!(std::fs::read(&back).expect("read"), data, "length {len}");
+        }
+    }
+
+    #[test]
+    fn a_file_altered_cut_or_reordered_does_not_open_in_parallel_either() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (sealed, back) = (dir.path().join("s"), dir.path().join("b"));
+        let data: Vec<u8> = (0..(BATCH + 4) * CHUNK + 77).map(|i| (i % 256) as u8).collect();
+        let good = seal(&data);
+        let mut altered = good.clone();
+        altered[HEADER + 40 * (CHUNK + TAG) / 2] ^= 1;
+        let cut = good[..good.len() - (CHUNK + TAG)].to_vec();
+        let mut swapped = good.clone();
+        let (a, b) = (HEADER, HEADER + CHUNK + TAG);
+        let first: Vec<u8> = swapped[a..b].to_vec();
+        swapped.copy_within(b..b + CHUNK + TAG, a);
+        swapped[b..b + CHUNK + TAG].copy_from_slice(&first);
+        for (what, bytes) in [("altered", altered), ("cut", cut), ("swapped", swapped)] {
+            std::fs::write(&sealed, &bytes).expect("write");
+            assert!(open_file(&cipher(), &sealed, &back).is_err(), "{what} opened");
+        }
     }
 }

@@ -152,6 +152,8 @@ impl Services {
         let db = open_db(config).await?;
         let policy = Arc::new(policy);
         let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
+        let open_databases =
+            seldesk_tenants::OpenDatabases::new(tenant_files.clone(), config.databases.open_settings());
         let blobs = open_blobs(config)?;
         let exports_dir = config.data.join("exports");
         let erasers: Vec<Arc<dyn Eraser>> = vec![
@@ -181,7 +183,11 @@ impl Services {
             Arc::new(AccessExportEraser { db: db.clone(), exports_dir: exports_dir.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
             Arc::new(seldesk_billing::PaymentEraser { db: db.clone() }),
-            Arc::new(seldesk_tenants::service::DatabaseEraser { db: db.clone(), files: tenant_files.clone() }),
+            Arc::new(seldesk_tenants::service::DatabaseEraser {
+                db: db.clone(),
+                files: tenant_files.clone(),
+                open: open_databases.clone(),
+            }),
         ];
         let (audit_key, _) =
             seldesk_privacy::audit::AuditKey::load_or_create(&config.data.join("keys").join("audit.key"))?;
@@ -242,6 +248,7 @@ impl Services {
         let customer_databases = seldesk_tenants::service::CustomerDatabases {
             db: db.clone(),
             files: tenant_files.clone(),
+            open: open_databases.clone(),
             policy: policy.clone(),
             erasure_log: erasure_log.clone(),
         };
@@ -304,6 +311,7 @@ impl Services {
             erasure_log.clone(),
             queue.clone(),
         )
+        .with_open(open_databases.clone())
         .with_quotas(seldesk_tenants::Quotas {
             trial_bytes: config.databases.trial_quota_mb.saturating_mul(1_000_000),
             subscribed_bytes: config.databases.subscription_quota_mb.saturating_mul(1_000_000),
@@ -876,7 +884,7 @@ impl Application {
             tracing::warn!("record_visits is off: no browser data is recorded");
             seldesk_visits::Recorder::disabled()
         };
-        let state = AppState {
+        let state: AppState = seldesk_web::AppParts {
             visits: seldesk_visits::Visits {
                 recorder: visits.clone(),
                 store: seldesk_visits::VisitStore::for_node(&config.data, &services.db),
@@ -900,7 +908,8 @@ impl Application {
                 // Checked when the configuration was read.
                 trusted_proxies: config.trusted_proxies().unwrap_or_default(),
             },
-        };
+        }
+        .into();
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -992,6 +1001,9 @@ impl Application {
         }
         // Visits queued by the last requests are stored before the end.
         self.visits.flush().await;
+        // Every open customer database's writer drains and checkpoints.
+        let open = self.services.databases.open_databases().clone();
+        let _ = tokio::task::spawn_blocking(move || open.close_all()).await;
         self.services.db.close().await;
         tracing::info!("seldesk stopped");
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -101,15 +102,46 @@ pub struct DatabasesConfig {
     pub subscription_quota_mb: u64,
     /// Free trials (new or imported databases) one account may start.
     pub trials_per_account: u32,
+    /// Most customer databases kept open at once (each with its writer
+    /// thread); the least recently used closes first.
+    pub open_max: usize,
+    /// Seconds after which an unused database is closed.
+    pub open_idle_secs: u64,
+    /// Read connections per open database.
+    pub readers: usize,
+    /// A database's WAL is checkpointed once it reaches this many MB...
+    pub checkpoint_mb: u64,
+    /// ...or once no write came for this many milliseconds.
+    pub checkpoint_after_ms: u64,
+}
+
+impl DatabasesConfig {
+    /// How open databases are kept.
+    pub fn open_settings(&self) -> seldesk_tenants::OpenSettings {
+        seldesk_tenants::OpenSettings {
+            max_open: self.open_max.max(1),
+            idle: Duration::from_secs(self.open_idle_secs.max(1)),
+            readers: self.readers.max(1),
+            checkpoint_bytes: self.checkpoint_mb.max(1) << 20,
+            checkpoint_after: Duration::from_millis(self.checkpoint_after_ms.max(10)),
+            ..seldesk_tenants::OpenSettings::default()
+        }
+    }
 }
 
 impl Default for DatabasesConfig {
     fn default() -> Self {
         let q = seldesk_tenants::Quotas::default();
+        let o = seldesk_tenants::OpenSettings::default();
         Self {
             trial_quota_mb: q.trial_bytes / 1_000_000,
             subscription_quota_mb: q.subscribed_bytes / 1_000_000,
             trials_per_account: q.trials_per_account,
+            open_max: o.max_open,
+            open_idle_secs: o.idle.as_secs(),
+            readers: o.readers,
+            checkpoint_mb: o.checkpoint_bytes >> 20,
+            checkpoint_after_ms: o.checkpoint_after.as_millis() as u64,
         }
     }
 }

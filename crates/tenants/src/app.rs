@@ -98,7 +98,7 @@ fn tags(input: &[String]) -> Result<String, TenantError> {
 
 pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contact>, TenantError> {
     let like = format!("%{}%", q.unwrap_or_default().replace('%', "\\%").replace('_', "\\_"));
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM contacts WHERE name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR tags LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![like, limit], from_row)?.collect::<Result<_, _>>()?;
@@ -106,7 +106,8 @@ pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contac
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Contact, TenantError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM contacts WHERE id = ?1"), [id], from_row)
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM contacts WHERE id = ?1"))?
+        .query_row([id], from_row)
         .optional()?
         .ok_or_else(|| TenantError::NotFound(format!("No contact {id} in this database.")))
 }
@@ -117,10 +118,11 @@ pub fn create(conn: &Connection, input: &ContactInput, now: &str) -> Result<Cont
     if let Some(c) = input.company_id {
         get(conn, c).map_err(|_| TenantError::invalid("company_id", format!("No company {c} in this database.")))?;
     }
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO contacts (is_company, name, email, phone, address, notes, company_id, tags, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        params![
+    )?
+    .execute(params![
             i64::from(input.is_company.unwrap_or(false)),
             name,
             clean("email", "E-mail", input.email.as_deref(), 254)?,
@@ -168,21 +170,21 @@ pub fn update(conn: &Connection, id: i64, input: &ContactInput, now: &str) -> Re
         Some(t) => tags(t)?,
         None => c.tags.join(","),
     };
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE contacts SET is_company = ?1, name = ?2, email = ?3, phone = ?4, address = ?5, notes = ?6, company_id = ?7, tags = ?8, updated_at = ?9 WHERE id = ?10",
-        params![i64::from(c.is_company), c.name, c.email, c.phone, c.address, c.notes, c.company_id, t, now, id],
-    )?;
+    )?
+    .execute(params![i64::from(c.is_company), c.name, c.email, c.phone, c.address, c.notes, c.company_id, t, now, id])?;
     get(conn, id)
 }
 
-/// Deletes for real; attachments go with the contact.
+/// Deletes for real (`secure_delete`); attachments go with the contact.
+/// The caller has the WAL checkpointed after the commit, so the deleted
+/// rows' old pages leave it too (`Databases::write_db`).
 pub fn delete(conn: &Connection, id: i64) -> Result<(), TenantError> {
-    let n = conn.execute("DELETE FROM contacts WHERE id = ?1", [id])?;
+    let n = conn.prepare_cached("DELETE FROM contacts WHERE id = ?1")?.execute([id])?;
     if n == 0 {
         return Err(TenantError::NotFound(format!("No contact {id} in this database.")));
     }
-    // Push the deleted pages out of the WAL too.
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 

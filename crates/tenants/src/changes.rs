@@ -101,6 +101,16 @@ impl Drop for TenantConn {
     }
 }
 
+/// What a database's writer does after its commits, off the requests'
+/// path: records the WAL's committed pages and checkpoints it, as a
+/// [`TenantConn`] does when dropped. The connection keeps its busy wait.
+pub(crate) fn settle_writes(path: &Path, conn: &Connection) -> Result<(), TenantError> {
+    COMMITTED.set(false);
+    let settled = settle(path, conn, false);
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    settled.map(|_| ())
+}
+
 /// Pages of a database file changed since a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangedPages {

@@ -202,14 +202,7 @@ impl TenantFiles {
     }
 
     fn open_raw(&self, path: &Path) -> Result<Connection, TenantError> {
-        if !path.is_file() {
-            return Err(TenantError::NotFound("The database file is missing.".into()));
-        }
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        configure(&conn)?;
-        configure_wal(&conn)?;
-        Ok(conn)
+        open_configured(path)
     }
 
     /// A consistent view of a database for a backup, with the pages changed
@@ -455,6 +448,38 @@ impl TenantFiles {
         now: &str,
         progress: &dyn Fn(u64, u64),
     ) -> Result<(), TenantError> {
+        let file = File::create(out_path)?;
+        let zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
+        let out = self.export_dir_with(dir, zip, name, now, progress)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    }
+
+    /// Like [`Self::export_dir`], written as a stream into `out` (which
+    /// need not seek: the upgrade service seals its results as they are
+    /// written). Returns `out` with the whole archive written to it.
+    pub fn export_dir_into<W: Write + Send>(
+        &self,
+        dir: &Path,
+        out: W,
+        name: &str,
+        now: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<W, TenantError> {
+        let mut out = self.export_dir_with(dir, zip::ZipWriter::new_stream(out), name, now, progress)?.into_inner();
+        out.flush()?;
+        Ok(out)
+    }
+
+    fn export_dir_with<W: Write + std::io::Seek + Send>(
+        &self,
+        dir: &Path,
+        zip: zip::ZipWriter<W>,
+        name: &str,
+        now: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<W, TenantError> {
         let conn = self.open_raw(&dir.join("db.sqlite"))?;
         // One read transaction: every table and the schema version come from
         // the same snapshot while writers carry on (WAL).
@@ -481,7 +506,7 @@ impl TenantFiles {
             .unwrap_or_default();
         file_list.sort();
         let total = db_bytes + file_list.iter().map(|f| f.2).sum::<u64>();
-        let result = self.write_archive(&conn, out_path, name, now, db_bytes, total, &file_list, progress);
+        let result = self.write_archive(&conn, zip, name, now, db_bytes, total, &file_list, progress);
         let _ = conn.execute_batch("COMMIT");
         if result.is_ok() {
             progress(total, total);
@@ -490,23 +515,21 @@ impl TenantFiles {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write_archive(
+    fn write_archive<W: Write + std::io::Seek + Send>(
         &self,
         conn: &Connection,
-        out_path: &Path,
+        mut zip: zip::ZipWriter<W>,
         name: &str,
         now: &str,
         db_bytes: u64,
         total: u64,
         file_list: &[(String, PathBuf, u64)],
         progress: &dyn Fn(u64, u64),
-    ) -> Result<(), TenantError> {
+    ) -> Result<W, TenantError> {
         let schema: i64 = conn
             .query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get::<_, String>(0))?
             .parse()
             .unwrap_or(SCHEMA_VERSION);
-        let file = File::create(out_path)?;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             // Level 1: SQL text still shrinks about 6x, and the export keeps
@@ -570,8 +593,7 @@ impl TenantFiles {
         zip.write_all(&serde_json::to_vec_pretty(&manifest).map_err(|e| TenantError::Internal(e.to_string()))?)?;
         let mut out = zip.finish().map_err(zip_err)?;
         out.flush()?;
-        out.get_ref().sync_all()?;
-        Ok(())
+        Ok(out)
     }
 
     /// A prepared export archive by its tag, if it is still kept; using it
@@ -1020,6 +1042,18 @@ fn execute_streaming(conn: &Connection, mut reader: impl std::io::BufRead) -> Re
 
 fn zip_err(e: zip::result::ZipError) -> TenantError {
     TenantError::Internal(format!("archive error: {e}"))
+}
+
+/// Opens an existing customer database with the settings every connection
+/// needs (the file must exist: opening never creates one).
+pub(crate) fn open_configured(path: &Path) -> Result<Connection, TenantError> {
+    if !path.is_file() {
+        return Err(TenantError::NotFound("The database file is missing.".into()));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    configure(&conn)?;
+    configure_wal(&conn)?;
+    Ok(conn)
 }
 
 /// Per-connection settings: real deletes, foreign keys, a busy wait.

@@ -2,7 +2,8 @@
 //! a folder for its attachments, at `<data>/tenants/<region>/<id>/`.
 //!
 //! [`files`] owns the files (create, open, dump, export, import, destroy),
-//! [`changes`] records which pages change between backups,
+//! [`changes`] records which pages change between backups, [`open`] keeps
+//! databases open with one writer each (group commit) and a pool of readers,
 //! [`app`] the Seldesk app inside each database (contacts), [`sandbox`] the
 //! owner's SQL console, and [`service`] the control-plane records and
 //! lifecycle (create, cancel, reactivate, remove, grace-period destruction).
@@ -10,12 +11,14 @@
 pub mod app;
 pub mod changes;
 pub mod files;
+pub mod open;
 pub mod sandbox;
 pub mod service;
 pub mod support;
 
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;
+pub use open::{OpenDatabases, OpenSettings, WriteMode, WriteOptions};
 pub use service::{CustomerDb, Databases, DbStatus, ExportProgress, MoveProgress, PreparedExport, Quotas};
 
 /// Errors of customer databases.

@@ -117,16 +117,6 @@ impl Quotas {
     }
 }
 
-/// Caps how far `conn` may grow (SQLite's `max_page_count`, per
-/// connection); returns the cap in pages.
-fn limit_size(conn: &rusqlite::Connection, quota: u64) -> Result<i64, TenantError> {
-    // (A write past it fails with SQLITE_FULL, reported by `is_full`.)
-    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    let pages = i64::try_from(quota).unwrap_or(i64::MAX) / page.max(512);
-    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-    Ok(pages)
-}
-
 /// Whether a write stopped at the database's page limit (SQLITE_FULL, as
 /// the app or the console reports it).
 fn is_full(e: &TenantError) -> bool {
@@ -161,7 +151,9 @@ pub struct Databases {
     pub(crate) audit: AuditLog,
     erasure_log: ErasureLog,
     queue: seldesk_jobs::Queue,
-    quotas: Quotas,
+    pub(crate) quotas: Quotas,
+    /// The databases open in this process, each with its writer.
+    pub(crate) open: crate::OpenDatabases,
 }
 
 /// Job kind: carry out a move to another region.
@@ -198,7 +190,20 @@ impl Databases {
         erasure_log: ErasureLog,
         queue: seldesk_jobs::Queue,
     ) -> Self {
-        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default() }
+        let open = crate::OpenDatabases::new(files.clone(), crate::OpenSettings::default());
+        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default(), open }
+    }
+
+    /// The cache of open databases to use (shared with the erasers, so a
+    /// removal closes what requests opened).
+    pub fn with_open(mut self, open: crate::OpenDatabases) -> Self {
+        self.open = open;
+        self
+    }
+
+    /// The databases open in this process.
+    pub fn open_databases(&self) -> &crate::OpenDatabases {
+        &self.open
     }
 
     /// Size limits per plan.
@@ -415,56 +420,111 @@ impl Databases {
         }
     }
 
-    /// Runs `f` on an active database of this account.
-    pub async fn with_db<T: Send + 'static>(
+    /// An active database of this account, ready for a request.
+    async fn usable(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
+        let d = self.get(account_id, id).await?;
+        match d.status {
+            DbStatus::Active => Ok(d),
+            DbStatus::Deactivated => {
+                let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
+                Err(TenantError::Deactivated(format!(
+                    "This database is deactivated. Reactivate it before {until} to use it again; after that it is destroyed."
+                )))
+            }
+            DbStatus::Moving => {
+                Err(TenantError::Conflict("This database is being moved; try again in a moment.".into()))
+            }
+        }
+    }
+
+    fn now_text(&self) -> String {
+        self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    }
+
+    /// Runs `f` on a read connection of an active database of this account
+    /// (read-only: a write through it fails).
+    pub async fn read_db<T: Send + 'static>(
         &self,
         account_id: &str,
         id: &str,
-        f: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, TenantError> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, TenantError> + Send + 'static,
     ) -> Result<T, TenantError> {
-        let d = self.get(account_id, id).await?;
-        match d.status {
-            DbStatus::Active => {}
-            DbStatus::Deactivated => {
-                let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
-                return Err(TenantError::Deactivated(format!(
-                    "This database is deactivated. Reactivate it before {until} to use it again; after that it is destroyed."
-                )));
-            }
-            DbStatus::Moving => {
-                return Err(TenantError::Conflict("This database is being moved; try again in a moment.".into()));
-            }
-        }
-        let files = self.files.clone();
-        let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let quota = self.quotas.of(&d.plan);
-        blocking(move || {
-            let conn = files.open(&d.region, &d.id)?;
-            limit_size(&conn, quota)?;
-            let result = f(&conn, &now);
-            if let Err(e) = &result {
-                // A statement stopped or refused may have spilled pages of
-                // its rolled-back transaction into the WAL: give the space back.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                if is_full(e) {
-                    return Err(TenantError::TooLarge(quota_message(&d.plan, quota)));
-                }
-            }
-            result
-        })
-        .await
+        let d = self.usable(account_id, id).await?;
+        self.open.read(&d.region, &d.id, f).await
     }
 
-    /// Like [`Self::with_db`], with the database's `files/` folder too.
-    pub async fn with_db_files<T: Send + 'static>(
+    /// Like [`Self::read_db`], with the database's `files/` folder too.
+    pub async fn read_db_files<T: Send + 'static>(
+        &self,
+        account_id: &str,
+        id: &str,
+        f: impl FnOnce(&rusqlite::Connection, &std::path::Path) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let d = self.usable(account_id, id).await?;
+        let dir = self.files.dir(&d.region, &d.id)?.join("files");
+        self.open.read(&d.region, &d.id, move |conn| f(conn, &dir)).await
+    }
+
+    /// Runs `f` on the writer of an active database of this account, in a
+    /// group commit (crate::open), within the plan's size limit; `f` gets
+    /// the time of the request. `checkpoint`: the WAL is checkpointed right
+    /// after (a delete).
+    pub async fn write_db<T: Send + 'static>(
+        &self,
+        account_id: &str,
+        id: &str,
+        checkpoint: bool,
+        f: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let opts = crate::WriteOptions { mode: crate::WriteMode::Grouped, quota: 0, checkpoint };
+        self.write_with(account_id, id, opts, move |conn, _, now| f(conn, now)).await
+    }
+
+    /// Runs `f` alone on the writer (not in a group: each statement is
+    /// committed as it runs), with the database's `files/` folder: work on
+    /// attachments, whose files must follow committed rows.
+    pub async fn write_db_files<T: Send + 'static>(
         &self,
         account_id: &str,
         id: &str,
         f: impl FnOnce(&rusqlite::Connection, &std::path::Path, &str) -> Result<T, TenantError> + Send + 'static,
     ) -> Result<T, TenantError> {
-        let d = self.get(account_id, id).await?;
+        let opts = crate::WriteOptions { mode: crate::WriteMode::Alone, quota: 0, checkpoint: true };
+        self.write_with(account_id, id, opts, f).await
+    }
+
+    /// The owner's SQL console: runs alone on the writer, as its statements
+    /// may read, write or both.
+    pub async fn console(
+        &self,
+        account_id: &str,
+        id: &str,
+        sql: String,
+        params: Vec<serde_json::Value>,
+    ) -> Result<crate::sandbox::QueryResult, TenantError> {
+        let opts = crate::WriteOptions { mode: crate::WriteMode::Alone, quota: 0, checkpoint: true };
+        self.write_with(account_id, id, opts, move |conn, _, _| {
+            crate::sandbox::run_console(conn, &sql, &params, std::time::Duration::from_secs(5))
+        })
+        .await
+    }
+
+    async fn write_with<T: Send + 'static>(
+        &self,
+        account_id: &str,
+        id: &str,
+        mut opts: crate::WriteOptions,
+        f: impl FnOnce(&rusqlite::Connection, &std::path::Path, &str) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let d = self.usable(account_id, id).await?;
         let dir = self.files.dir(&d.region, &d.id)?.join("files");
-        self.with_db(account_id, id, move |conn, now| f(conn, &dir, now)).await
+        let now = self.now_text();
+        opts.quota = self.quotas.of(&d.plan);
+        let result = self.open.write(&d.region, &d.id, opts, move |conn| f(conn, &dir, &now)).await;
+        match result {
+            Err(e) if is_full(&e) => Err(TenantError::TooLarge(quota_message(&d.plan, opts.quota))),
+            other => other,
+        }
     }
 
     pub async fn contacts(
@@ -472,8 +532,9 @@ impl Databases {
         account_id: &str,
         id: &str,
         q: Option<String>,
+        limit: i64,
     ) -> Result<Vec<app::Contact>, TenantError> {
-        self.with_db(account_id, id, move |c, _| app::list(c, q.as_deref(), 500)).await
+        self.read_db(account_id, id, move |c| app::list(c, q.as_deref(), limit)).await
     }
 
     /// Writes an export archive (DB-5) and returns its path (in the database's folder).
@@ -556,48 +617,50 @@ impl Databases {
                 "The database is already at the newest version ({SCHEMA_VERSION})."
             )));
         }
-        let (files, region, dbid) = (self.files.clone(), d.region.clone(), d.id.clone());
-        let (from, to) = blocking(move || {
-            let dir = files.dir(&region, &dbid)?;
-            let copy = dir.join(".before-upgrade.sqlite");
-            let conn = files.open(&region, &dbid)?;
-            {
-                let mut target = rusqlite::Connection::open(&copy)?;
-                rusqlite::backup::Backup::new(&conn, &mut target)?.run_to_completion(
-                    256,
-                    std::time::Duration::from_millis(1),
-                    None,
-                )?;
-            }
-            let result = crate::files::migrate(&conn).and_then(|v| {
-                let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-                if check == "ok" { Ok(v) } else { Err(TenantError::Internal(format!("integrity check: {check}"))) }
-            });
-            match result {
-                Ok(v) => {
-                    drop(conn);
-                    let _ = std::fs::remove_file(&copy);
-                    Ok(v)
+        let dir = self.files.dir(&d.region, &d.id)?;
+        // Alone on the database's writer: nothing commits between the copy
+        // and the migration, so the way back loses no write.
+        let opts = crate::WriteOptions { mode: crate::WriteMode::Alone, quota: u64::MAX, checkpoint: true };
+        let (from, to) = self
+            .open
+            .write(&d.region, &d.id, opts, move |conn| {
+                let copy = dir.join(".before-upgrade.sqlite");
+                {
+                    let mut target = rusqlite::Connection::open(&copy)?;
+                    rusqlite::backup::Backup::new(conn, &mut target)?.run_to_completion(
+                        256,
+                        std::time::Duration::from_millis(1),
+                        None,
+                    )?;
                 }
-                Err(e) => {
-                    // The way back: the copy taken before the first step.
-                    let restored = rusqlite::Connection::open(&copy).and_then(|src| {
-                        let mut live = rusqlite::Connection::open(dir.join("db.sqlite"))?;
-                        rusqlite::backup::Backup::new(&src, &mut live)?.run_to_completion(
-                            256,
-                            std::time::Duration::from_millis(1),
-                            None,
-                        )
-                    });
-                    let _ = std::fs::remove_file(&copy);
-                    restored?;
-                    Err(TenantError::Conflict(format!(
-                        "The upgrade could not be completed ({e}); the database is exactly as it was before."
-                    )))
+                let result = crate::files::migrate(conn).and_then(|v| {
+                    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                    if check == "ok" { Ok(v) } else { Err(TenantError::Internal(format!("integrity check: {check}"))) }
+                });
+                match result {
+                    Ok(v) => {
+                        let _ = std::fs::remove_file(&copy);
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        // The way back: the copy taken before the first step.
+                        let restored = rusqlite::Connection::open(&copy).and_then(|src| {
+                            let mut live = rusqlite::Connection::open(dir.join("db.sqlite"))?;
+                            rusqlite::backup::Backup::new(&src, &mut live)?.run_to_completion(
+                                256,
+                                std::time::Duration::from_millis(1),
+                                None,
+                            )
+                        });
+                        let _ = std::fs::remove_file(&copy);
+                        restored?;
+                        Err(TenantError::Conflict(format!(
+                            "The upgrade could not be completed ({e}); the database is exactly as it was before."
+                        )))
+                    }
                 }
-            }
-        })
-        .await?;
+            })
+            .await?;
         sqlx::query("UPDATE databases SET schema_version = $1 WHERE id = $2")
             .bind(to)
             .bind(id)
@@ -885,7 +948,7 @@ impl Databases {
                 format!("Type the database's name, \"{}\", to confirm its removal.", d.name),
             ));
         }
-        destroy(&self.db, &self.files, &d.region, &d.id).await?;
+        destroy(&self.db, &self.files, &self.open, &d.region, &d.id).await?;
         let subject = format!("person:{account_id}");
         self.erasure_log
             .record(
@@ -974,7 +1037,11 @@ impl Databases {
             return Ok(());
         }
         let from_region = region;
+        // The writer finishes what it has queued and closes: the copy sees
+        // every acknowledged write, and nothing writes behind it.
+        self.open.pause(&from_region, id).await?;
         let copied = self.copy_with_progress(id, &from_region, to_region).await;
+        self.open.resume(&from_region, id);
         if let Err(e) = copied {
             // The database stays where it was, and says so.
             self.roll_back_move(id, to_region).await?;
@@ -1220,7 +1287,16 @@ impl Databases {
     }
 }
 
-async fn destroy(db: &Db, files: &TenantFiles, region: &str, id: &str) -> Result<(), TenantError> {
+/// Removes a database for good: its writer drains and closes first, and
+/// nothing opens it again.
+async fn destroy(
+    db: &Db,
+    files: &TenantFiles,
+    open: &crate::OpenDatabases,
+    region: &str,
+    id: &str,
+) -> Result<(), TenantError> {
+    open.pause(region, id).await?;
     {
         let (files, region, id) = (files.clone(), region.to_string(), id.to_string());
         blocking(move || files.destroy(&region, &id)).await?;
@@ -1233,6 +1309,7 @@ async fn destroy(db: &Db, files: &TenantFiles, region: &str, id: &str) -> Result
 pub struct DatabaseEraser {
     pub db: Db,
     pub files: TenantFiles,
+    pub open: crate::OpenDatabases,
 }
 
 impl Eraser for DatabaseEraser {
@@ -1270,7 +1347,7 @@ impl Eraser for DatabaseEraser {
                     .await?;
                 let Some(row) = row else { continue };
                 let region: String = row.try_get("region")?;
-                destroy(&self.db, &self.files, &region, &c.record)
+                destroy(&self.db, &self.files, &self.open, &region, &c.record)
                     .await
                     .map_err(|e| PrivacyError::Invalid(e.to_string()))?;
                 n += 1;
@@ -1300,6 +1377,7 @@ impl Eraser for DatabaseEraser {
 pub struct CustomerDatabases {
     pub db: Db,
     pub files: TenantFiles,
+    pub open: crate::OpenDatabases,
     pub policy: Arc<Policy>,
     pub erasure_log: seldesk_privacy::ErasureLog,
 }
@@ -1360,7 +1438,9 @@ impl seldesk_privacy::PersonalDataStore for CustomerDatabases {
             for r in &rows {
                 let (id, name, region): (String, String, String) =
                     (r.try_get("id")?, r.try_get("name")?, r.try_get("region")?);
-                destroy(&self.db, &self.files, &region, &id).await.map_err(|e| PrivacyError::Invalid(e.to_string()))?;
+                destroy(&self.db, &self.files, &self.open, &region, &id)
+                    .await
+                    .map_err(|e| PrivacyError::Invalid(e.to_string()))?;
                 self.erasure_log
                     .record(
                         "customer_database",

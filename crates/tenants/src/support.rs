@@ -9,7 +9,7 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
 use crate::sandbox::{QueryResult, run_console, run_read_only};
-use crate::{Databases, TenantError, blocking};
+use crate::{Databases, TenantError};
 
 /// Longest support access, in hours.
 pub const MAX_HOURS: i64 = 8;
@@ -160,12 +160,13 @@ impl Databases {
         if g.expires_at <= self.clock.now() {
             return Err(TenantError::Forbidden("This access has expired; ask again with a reason.".into()));
         }
-        let row = sqlx::query("SELECT region, account_id FROM databases WHERE id = $1")
+        let row = sqlx::query("SELECT region, account_id, plan FROM databases WHERE id = $1")
             .bind(&g.database_id)
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Err(TenantError::NotFound("No such database.".into())) };
-        let (region, account_id): (String, String) = (row.try_get("region")?, row.try_get("account_id")?);
+        let (region, account_id, plan): (String, String, String) =
+            (row.try_get("region")?, row.try_get("account_id")?, row.try_get("plan")?);
         self.audit
             .record(
                 staff,
@@ -175,15 +176,16 @@ impl Databases {
                 serde_json::json!({ "grant": grant_id, "sql": sql }),
             )
             .await?;
-        let (files, id, sql, changes) =
-            (self.files.clone(), g.database_id.clone(), sql.to_string(), g.scope == "write");
-        blocking(move || {
-            let conn = files.open(&region, &id)?;
-            let deadline = std::time::Duration::from_secs(5);
+        let (sql, deadline) = (sql.to_string(), std::time::Duration::from_secs(5));
+        if g.scope == "write" {
+            // Changes go through the database's writer like the owner's own.
+            let quota = self.quotas.of(&plan);
+            let opts = crate::WriteOptions { mode: crate::WriteMode::Alone, quota, checkpoint: true };
+            self.open.write(&region, &g.database_id, opts, move |conn| run_console(conn, &sql, &[], deadline)).await
+        } else {
             // Read-only unless the owner approved more.
-            if changes { run_console(&conn, &sql, &[], deadline) } else { run_read_only(&conn, &sql, deadline) }
-        })
-        .await
+            self.open.read(&region, &g.database_id, move |conn| run_read_only(conn, &sql, deadline)).await
+        }
     }
 
     /// Grants on a database, for its owner.

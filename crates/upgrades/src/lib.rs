@@ -460,9 +460,8 @@ pub fn upgrade_files(
     cipher: Option<&seldesk_blob::XChaCha20Poly1305>,
     progress: &dyn Fn(i64),
 ) -> Result<serde_json::Value, String> {
-    // Plain copies live beside the work folder only while this runs.
+    // The plain upload lives beside the work folder only while this runs.
     let plain_upload = files.work.with_extension("plain");
-    let plain_result = files.work.with_extension("result");
     let done = (|| {
         let started = std::time::Instant::now();
         let upload = match cipher {
@@ -477,36 +476,25 @@ pub fn upgrade_files(
             }
             None => files.upload.clone(),
         };
-        let written = if cipher.is_some() { plain_result.clone() } else { files.result.clone() };
         let open_ms = started.elapsed().as_millis() as u64;
-        let mut report = upgrade_plain(tenants, &upload, &written, files, cipher.is_some(), progress)?;
-        let sealing = std::time::Instant::now();
-        if let Some(c) = cipher {
-            if let Some(parent) = files.result.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            let partial = files.result.with_extension("partial");
-            seldesk_blob::sealed_file::seal_file(c, &written, &partial).map_err(|e| e.to_string())?;
-            std::fs::rename(&partial, &files.result).map_err(|e| e.to_string())?;
-        }
+        let mut report = upgrade_plain(tenants, &upload, files, cipher, progress)?;
         report["took_ms"]["open_upload"] = open_ms.into();
-        report["took_ms"]["seal_result"] = (sealing.elapsed().as_millis() as u64).into();
         Ok(report)
     })();
-    for p in [&plain_upload, &plain_result] {
-        let _ = std::fs::remove_file(p);
-    }
+    let _ = std::fs::remove_file(&plain_upload);
     done
 }
 
 fn upgrade_plain(
     tenants: &TenantFiles,
     upload: &Path,
-    result: &Path,
     files: &UpgradeFiles,
-    private_upload: bool,
+    cipher: Option<&seldesk_blob::XChaCha20Poly1305>,
     progress: &dyn Fn(i64),
 ) -> Result<serde_json::Value, String> {
+    // An upload opened from its seal is a private plain copy.
+    let private_upload = cipher.is_some();
+    let result = &files.result;
     let (work, kind, name, now) = (&files.work, &files.kind, &files.name, &files.now);
 
     if work.exists() {
@@ -549,7 +537,18 @@ fn upgrade_plain(
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
     let partial = result.with_extension("partial");
-    tenants.export_dir(work, &partial, name, now, &|_, _| {}).map_err(|e| e.to_string())?;
+    match cipher {
+        // Sealed as it is written: no plain archive, no second pass.
+        Some(c) => (|| -> Result<(), Box<dyn std::error::Error>> {
+            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial)?);
+            let sealing = seldesk_blob::sealed_file::SealingWriter::new(c, file)?;
+            let sealing = tenants.export_dir_into(work, sealing, name, now, &|_, _| {})?;
+            sealing.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(())
+        })()
+        .map_err(|e| e.to_string())?,
+        None => tenants.export_dir(work, &partial, name, now, &|_, _| {}).map_err(|e| e.to_string())?,
+    }
     std::fs::rename(&partial, result).map_err(|e| e.to_string())?;
     std::fs::remove_dir_all(work).map_err(|e| e.to_string())?;
     let export_ms = lap();

@@ -280,13 +280,18 @@ async fn create_contact(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let input: ContactInput = json(&body)?;
-    let c = s.databases.with_db(&a.id, &id, move |conn, now| seldesk_tenants::app::create(conn, &input, now)).await?;
+    let c = s
+        .databases
+        .write_db(&a.id, &id, false, move |conn, now| seldesk_tenants::app::create(conn, &input, now))
+        .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
 #[derive(Deserialize)]
 struct Search {
     q: Option<String>,
+    /// How many contacts at most (1 to 500; 500 when absent).
+    limit: Option<i64>,
 }
 
 async fn list_contacts(
@@ -295,7 +300,11 @@ async fn list_contacts(
     Path(id): Path<String>,
     Query(q): Query<Search>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.databases.contacts(&a.id, &id, q.q).await?).into_response())
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "`limit` is a number from 1 to 500."));
+    }
+    Ok(Json(s.databases.contacts(&a.id, &id, q.q, limit).await?).into_response())
 }
 
 async fn show_contact(
@@ -303,7 +312,7 @@ async fn show_contact(
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    let c = s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::get(conn, cid)).await?;
+    let c = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::get(conn, cid)).await?;
     Ok(Json(c).into_response())
 }
 
@@ -314,8 +323,10 @@ async fn update_contact(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let input: ContactInput = json(&body)?;
-    let c =
-        s.databases.with_db(&a.id, &id, move |conn, now| seldesk_tenants::app::update(conn, cid, &input, now)).await?;
+    let c = s
+        .databases
+        .write_db(&a.id, &id, false, move |conn, now| seldesk_tenants::app::update(conn, cid, &input, now))
+        .await?;
     Ok(Json(c).into_response())
 }
 
@@ -325,7 +336,7 @@ async fn delete_contact(
     Path((id, cid)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
     s.databases
-        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_with_files(conn, files, cid))
+        .write_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_with_files(conn, files, cid))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -345,7 +356,7 @@ async fn upload_attachment(
 ) -> Result<Response, ApiError> {
     let att = s
         .databases
-        .with_db_files(&a.id, &id, move |conn, files, now| {
+        .write_db_files(&a.id, &id, move |conn, files, now| {
             seldesk_tenants::app::add_attachment(conn, files, cid, &q.name, &body, now)
         })
         .await?;
@@ -357,7 +368,7 @@ async fn list_attachments(
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    let list = s.databases.with_db(&a.id, &id, move |conn, _| seldesk_tenants::app::attachments(conn, cid)).await?;
+    let list = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::attachments(conn, cid)).await?;
     Ok(Json(list).into_response())
 }
 
@@ -368,7 +379,7 @@ async fn download_attachment(
 ) -> Result<Response, ApiError> {
     let (att, bytes) = s
         .databases
-        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::read_attachment(conn, files, aid))
+        .read_db_files(&a.id, &id, move |conn, files| seldesk_tenants::app::read_attachment(conn, files, aid))
         .await?;
     let safe: String =
         att.file_name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ').collect();
@@ -389,7 +400,7 @@ async fn delete_attachment(
     Path((id, aid)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
     s.databases
-        .with_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_attachment(conn, files, aid))
+        .write_db_files(&a.id, &id, move |conn, files, _| seldesk_tenants::app::delete_attachment(conn, files, aid))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -409,12 +420,7 @@ async fn sql(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: SqlRequest = json(&body)?;
-    let result = s
-        .databases
-        .with_db(&a.id, &id, move |conn, _| {
-            seldesk_tenants::sandbox::run_console(conn, &req.sql, &req.params, std::time::Duration::from_secs(5))
-        })
-        .await?;
+    let result = s.databases.console(&a.id, &id, req.sql, req.params).await?;
     Ok(Json(result).into_response())
 }
 

@@ -227,8 +227,11 @@ async fn show_view(
         .as_ref()
         .map(|m| state.policy.region(&m.to).map(|r| r.name.clone()).unwrap_or_else(|| m.to.clone()))
         .unwrap_or_else(|| "another data center".into());
-    let contacts =
-        if active { state.databases.contacts(account_id, id, q.clone()).await.unwrap_or_default() } else { Vec::new() };
+    let contacts = if active {
+        state.databases.contacts(account_id, id, q.clone(), 500).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
     let grants = state.databases.support_grants(account_id, id).await.unwrap_or_default();
@@ -316,7 +319,11 @@ async fn add_contact(
         is_company: Some(f.is_company.is_some()),
         ..ContactInput::default()
     };
-    match state.databases.with_db(&account.id, &id, move |c, now| seldesk_tenants::app::create(c, &input, now)).await {
+    match state
+        .databases
+        .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::create(c, &input, now))
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => {
             let api = crate::db_api::tenant_error(e);
@@ -345,7 +352,7 @@ async fn delete_contact(
     }
     match state
         .databases
-        .with_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
+        .write_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
         .await
     {
         Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
@@ -506,7 +513,7 @@ async fn edit_contact(
     };
     match state
         .databases
-        .with_db(&account.id, &id, move |c, now| seldesk_tenants::app::update(c, cid, &input, now))
+        .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::update(c, cid, &input, now))
         .await
     {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),

@@ -40,9 +40,28 @@ use tower_http::trace::TraceLayer;
 
 pub use markdown::markdown_to_html;
 
-/// What every handler can reach.
+/// What every handler can reach: a shared handle, so that giving it to a
+/// handler or a layer (axum clones the state for every extractor) costs one
+/// reference count, not a copy of every service (that was a third of the
+/// CPU time of an API request, docs/benchmarks.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl From<AppParts> for AppState {
+    fn from(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+/// The services and settings behind [`AppState`].
+pub struct AppParts {
     pub policy: Arc<Policy>,
     pub db: Db,
     pub clock: Arc<dyn Clock>,

@@ -990,7 +990,11 @@ async fn an_older_database_is_upgraded_in_place_with_a_way_back() {
     let dir = app.data.path().join("tenants/in").join(&id);
     assert!(!dir.join(".before-upgrade.sqlite").exists(), "the pre-upgrade copy is not left behind");
     let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
-    assert!(audit.iter().any(|e| e.action == "database.upgraded"));
+    assert!(
+        audit.iter().any(|e| e.action == "database.upgraded"),
+        "{:?}",
+        audit.iter().map(|e| &e.action).collect::<Vec<_>>()
+    );
 }
 
 // promise: DB-3
@@ -1022,4 +1026,94 @@ async fn the_request_form_names_the_database_support_may_look_into() {
         .expect("ticket");
     assert_eq!(linked.as_deref(), Some(id.as_str()));
     app.stop().await;
+}
+
+// promise: DB-1, BAK-1
+/// Group commit answers a write only once it is committed: a SIGKILL in
+/// the middle of a write load loses no acknowledged write and leaves the
+/// database intact (docs/customer-databases.md, "Durability").
+#[tokio::test]
+async fn a_sigkill_during_a_write_load_loses_no_acknowledged_write() {
+    let mut server = crate::helpers::ServerProcess::start(&[]).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let r = client
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({ "name": "Kill Test", "company": "K", "email": "kill@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201);
+    let token: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "email": "kill@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    let db: serde_json::Value = client
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "killed", "region": "uk" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = db["id"].as_str().expect("id").to_string();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
+        let url = format!("{base}/api/v1/databases/{id}/contacts");
+        writers.spawn(async move {
+            for n in 0.. {
+                let name = format!("Writer{w} Row{n}");
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .timeout(std::time::Duration::from_secs(5))
+                    .json(&json!({ "name": name, "notes": "x".repeat(200) }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 201 => acknowledged.lock().expect("lock").push(name),
+                    Ok(r) => panic!("a write failed before the kill: {}", r.status()),
+                    // The server is gone.
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ = server.child.kill(); // SIGKILL, in the middle of the load
+    let _ = server.child.wait();
+    while writers.join_next().await.is_some() {}
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(acknowledged.len() > 100, "the load ran: {} writes", acknowledged.len());
+
+    let file = server.dir.path().join("tenants").join("uk").join(&id).join("db.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&file).expect("open");
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        assert_eq!(check, "ok");
+        let mut stmt = conn.prepare("SELECT name FROM contacts").expect("stmt");
+        let present: std::collections::HashSet<String> =
+            stmt.query_map([], |r| r.get(0)).expect("rows").map(|r| r.expect("row")).collect();
+        let lost: Vec<&String> = acknowledged.iter().filter(|n| !present.contains(*n)).collect();
+        assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), lost.first());
+    }
+    // And the server comes back over it and serves the database.
+    server.kill_and_restart();
+    let r = client
+        .get(format!("{}/api/v1/databases/{id}/contacts?q=Writer0%20Row0&limit=1", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200);
 }
