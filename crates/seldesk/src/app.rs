@@ -151,7 +151,8 @@ impl Services {
     ) -> Result<Self, StartError> {
         let db = open_db(config).await?;
         let policy = Arc::new(policy);
-        let tenant_files = seldesk_tenants::TenantFiles::new(&config.data);
+        let regions = config.node.regions(&policy).map_err(|e| StartError::Io(e.to_string()))?;
+        let tenant_files = seldesk_tenants::TenantFiles::new(&config.data).serving(regions);
         let open_databases =
             seldesk_tenants::OpenDatabases::new(tenant_files.clone(), config.databases.open_settings());
         let blobs = open_blobs(config)?;
@@ -236,7 +237,7 @@ impl Services {
             clock.clone(),
             policy.clone(),
             upgrade_storage,
-            seldesk_tenants::TenantFiles::new(&config.data),
+            tenant_files.clone(),
             audit.clone(),
             erasure_log.clone(),
             queue.clone(),
@@ -582,6 +583,34 @@ impl Handler for RenewJob {
 
 /// This node's lasting name (`<data>/node-id`, made on first start): its
 /// workers' leases carry it, so a restart knows which jobs were its own.
+/// The address the node registers: the public URL it was given, else its listener.
+fn public_url_of(config: &Config, web_addr: SocketAddr) -> String {
+    config.public_url.clone().unwrap_or_else(|| format!("http://{web_addr}"))
+}
+
+/// Beats every few seconds until the stop signal; counts the disk used by
+/// its databases every minute (a walk of their folders, off the runtime).
+async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(seldesk_tenants::nodes::HEARTBEAT);
+    let mut beats = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let disk = if beats.is_multiple_of(12) {
+            let files = databases.files().clone();
+            tokio::task::spawn_blocking(move || files.disk_use()).await.ok()
+        } else {
+            None
+        };
+        beats += 1;
+        if let Err(e) = databases.nodes().beat(&name, disk).await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+    }
+}
+
 fn node_id(data: &std::path::Path) -> Result<String, StartError> {
     let path = data.join("node-id");
     let io = |e: std::io::Error| StartError::Io(format!("{}: {e}", path.display()));
@@ -884,6 +913,8 @@ impl Application {
             tracing::warn!("record_visits is off: no browser data is recorded");
             seldesk_visits::Recorder::disabled()
         };
+        let node = node_id(&config.data)?;
+        let node_name = config.node.name(&node);
         let state: AppState = seldesk_web::AppParts {
             visits: seldesk_visits::Visits {
                 recorder: visits.clone(),
@@ -903,6 +934,7 @@ impl Application {
             backups: services.backups.clone(),
             billing: services.billing.clone(),
             web: seldesk_web::WebSettings {
+                node_name: node_name.clone(),
                 secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),
                 // Checked when the configuration was read.
@@ -933,7 +965,18 @@ impl Application {
 
         // This node's jobs that a stop interrupted run again now, and moves
         // left without a job are settled, before any worker starts.
-        let node = node_id(&config.data)?;
+        // This node in the cluster's registry, with the data centers it serves.
+        let regions: Vec<String> = services.databases.files().served().map(<[String]>::to_vec).unwrap_or_default();
+        services.databases.nodes().register(&node_name, &node, &regions, &public_url_of(&config, web_addr)).await?;
+        if regions.len() > 1 {
+            tracing::warn!(
+                node = %node_name,
+                regions = %regions.join(","),
+                "this node serves several data centers: they are folders on one machine, not physically separate places; \
+                 run one node per data center with --region to separate them (docs/scaling-out.md)"
+            );
+        }
+        tasks.push(tokio::spawn(heartbeat(services.databases.clone(), node_name, rx.clone())));
         let released = services.queue.release_node(&node).await?;
         let settled = services.databases.recover_moves().await?;
         if released + settled as u64 > 0 {

@@ -68,6 +68,9 @@ enum Command {
     /// Customer databases, for operators: list and export (audited).
     #[command(subcommand)]
     Db(crate::db_cli::DbCommand),
+    /// The cluster's nodes: which data centers each serves, and whether it is alive.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Backups: run, list, check, repair, prune, restore.
     #[command(subcommand)]
     Backup(crate::backup_cli::BackupCommand),
@@ -208,6 +211,13 @@ pub(crate) struct DbArgs {
     /// Control-plane database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://<data>/control.db].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// A data center this node serves (repeat for several) [default: node.regions, else every hosting region
+    /// of the policy]. The node touches no customer database of another region.
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// This node's name in the cluster [default: node.name, else the host name and the data folder's id].
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +333,18 @@ struct RenderArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Every node: name, data centers, address, last seen, databases, disk use.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum JobsCommand {
     /// Count jobs by status and show when each schedule fires next.
     Status(DbArgs),
@@ -362,6 +384,9 @@ fn overrides(cli: &Cli, db: Option<&DbArgs>) -> Overrides {
         database_url: db.and_then(|d| d.database_url.clone()),
         policy: cli.policy.clone(),
         log_format: cli.log_format,
+        node: db
+            .filter(|d| !d.regions.is_empty() || d.node_name.is_some())
+            .map(|d| crate::config::NodeOverrides { regions: d.regions.clone(), name: d.node_name.clone() }),
         ..Overrides::default()
     }
 }
@@ -534,6 +559,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Jobs(JobsCommand::Status(args)) => {
             let config = load_config(&cli, &overrides(&cli, Some(args)))?;
             runtime()?.block_on(jobs_status(&config))
+        }
+        Command::Node(NodeCommand::List { db, json }) => {
+            let config = load_config(&cli, &overrides(&cli, Some(db)))?;
+            runtime()?.block_on(node_list(&config, *json))
         }
     }
 }
@@ -912,6 +941,40 @@ fn policy_command(cmd: &PolicyCommand, policy: &Policy) -> Result<(), Failure> {
                 println!("{}  {:<10}  {}", v.effective, status, v.summary);
             }
         }
+    }
+    Ok(())
+}
+
+async fn node_list(config: &Config, json: bool) -> Result<(), Failure> {
+    let db = app::open_db(config).await?;
+    let nodes = seldesk_tenants::nodes::Nodes::new(db.clone(), Arc::new(SystemClock)).list().await;
+    db.close().await;
+    let nodes = nodes?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    if nodes.is_empty() {
+        println!("No node has registered yet: `seldesk serve` registers itself when it starts.");
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    println!(
+        "{:<28} {:<12} {:<30} {:<16} {:>9} {:>12}",
+        "name", "regions", "address", "last seen", "databases", "disk MB"
+    );
+    for n in &nodes {
+        let ago = (now - n.last_seen).whole_seconds().max(0);
+        let seen = if n.live { format!("{ago} s ago") } else { format!("{ago} s ago (down)") };
+        println!(
+            "{:<28} {:<12} {:<30} {:<16} {:>9} {:>12.1}",
+            n.name,
+            n.regions.join(","),
+            n.address,
+            seen,
+            n.databases,
+            n.disk_bytes as f64 / 1e6
+        );
     }
     Ok(())
 }

@@ -146,6 +146,58 @@ impl Default for DatabasesConfig {
     }
 }
 
+/// This node: its name in the cluster and the data centers it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Its name in `seldesk node list` [default: the host name and the
+    /// start of the data folder's id].
+    pub name: Option<String>,
+    /// Hosting regions (policy ids) whose customer databases live on this
+    /// node; empty: every hosting region of the policy (one node for all,
+    /// the embedded default). A node touches no database of another region.
+    pub regions: Vec<String>,
+}
+
+impl NodeConfig {
+    /// The node's name: configured, else the host name and the start of
+    /// the data folder's id (`node_id`), so that several nodes on one
+    /// machine differ and a restart keeps its name.
+    pub fn name(&self, node_id: &str) -> String {
+        if let Some(name) = self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            return name.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "seldesk".into());
+        format!("{host}-{}", node_id.chars().take(8).collect::<String>())
+    }
+
+    /// The regions this node serves, checked against the policy: every
+    /// hosting region when none is configured.
+    pub fn regions(&self, policy: &seldesk_domain::Policy) -> Result<Vec<String>, ConfigError> {
+        let hosting: Vec<String> = policy.regions.iter().filter(|r| r.hosting).map(|r| r.id.clone()).collect();
+        if self.regions.is_empty() {
+            return Ok(hosting);
+        }
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.regions {
+            if !hosting.contains(r) {
+                return Err(ConfigError(format!(
+                    "key `node.regions` (--region): `{r}` is not a hosting region of the policy; it lists {}",
+                    hosting.join(", ")
+                )));
+            }
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Where upgrades run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -224,6 +276,8 @@ pub struct Config {
     pub databases: DatabasesConfig,
     /// Daily upload allowance of the upgrade service.
     pub upgrades: UpgradesConfig,
+    /// This node's name and the data centers it serves.
+    pub node: NodeConfig,
     /// Public address of the site, used in links in e-mails; default `http://<listen>`.
     pub public_url: Option<String>,
     /// Mark cookies `Secure`; turn on whenever the site is served over HTTPS.
@@ -319,6 +373,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             databases: DatabasesConfig::default(),
             upgrades: UpgradesConfig::default(),
+            node: NodeConfig::default(),
             public_url: None,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
@@ -349,6 +404,7 @@ impl fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("databases", &self.databases)
             .field("upgrades", &self.upgrades)
+            .field("node", &self.node)
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -418,6 +474,17 @@ pub struct Overrides {
     pub policy: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeOverrides>,
+}
+
+/// `--region` and `--node-name`.
+#[derive(Debug, Default, Serialize)]
+pub struct NodeOverrides {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Config {

@@ -68,6 +68,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (19, "hardening", include_str!("../migrations/sqlite/0019_hardening.sql")),
     (20, "closure", include_str!("../migrations/sqlite/0020_closure.sql")),
     (21, "trial_starts", include_str!("../migrations/sqlite/0021_trial_starts.sql")),
+    (22, "nodes", include_str!("../migrations/sqlite/0022_nodes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -91,6 +92,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (19, "hardening", include_str!("../migrations/postgres/0019_hardening.sql")),
     (20, "closure", include_str!("../migrations/postgres/0020_closure.sql")),
     (21, "trial_starts", include_str!("../migrations/postgres/0021_trial_starts.sql")),
+    (22, "nodes", include_str!("../migrations/postgres/0022_nodes.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -138,10 +138,14 @@ CREATE TABLE attachments (
 );
 ";
 
-/// Where customer databases live.
+/// Where customer databases live, and which regions' databases this node
+/// may touch at all (RES-1): every path to a database's files is made by
+/// [`TenantFiles::dir`], which refuses a region the node does not serve.
 #[derive(Debug, Clone)]
 pub struct TenantFiles {
     root: PathBuf,
+    /// None: every region (the single-node default).
+    serves: Option<std::sync::Arc<Vec<String>>>,
 }
 
 /// `manifest.json` of an export archive.
@@ -179,14 +183,44 @@ fn valid_segment(s: &str) -> bool {
 
 impl TenantFiles {
     pub fn new(data: &Path) -> Self {
-        Self { root: data.join("tenants") }
+        Self { root: data.join("tenants"), serves: None }
     }
 
-    /// `<data>/tenants/<region>/<id>`; ids and regions are ours, checked anyway.
+    /// Only databases of `regions` may be opened, created, copied, restored
+    /// or imported through these files (a node bound to its data centers).
+    pub fn serving(mut self, regions: Vec<String>) -> Self {
+        self.serves = Some(std::sync::Arc::new(regions));
+        self
+    }
+
+    /// The regions this node serves; None when it serves every region.
+    pub fn served(&self) -> Option<&[String]> {
+        self.serves.as_deref().map(Vec::as_slice)
+    }
+
+    /// Whether this node may touch databases of `region`.
+    pub fn serves(&self, region: &str) -> bool {
+        self.serves.as_ref().is_none_or(|s| s.iter().any(|r| r == region))
+    }
+
+    /// Refuses a region this node does not serve, naming both.
+    pub fn check_region(&self, region: &str) -> Result<(), TenantError> {
+        match self.serves(region) {
+            true => Ok(()),
+            false => Err(TenantError::Residency {
+                region: region.to_string(),
+                serves: self.served().map(|s| s.join(", ")).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// `<data>/tenants/<region>/<id>`; ids and regions are ours, checked
+    /// anyway; a region this node does not serve is refused.
     pub fn dir(&self, region: &str, id: &str) -> Result<PathBuf, TenantError> {
         if !valid_segment(region) || !valid_segment(id) {
             return Err(TenantError::Internal(format!("refusing path segment {region}/{id}")));
         }
+        self.check_region(region)?;
         Ok(self.root.join(region).join(id))
     }
 
@@ -270,6 +304,8 @@ impl TenantFiles {
         id: &str,
         progress: &dyn Fn(u64, u64),
     ) -> Result<(), TenantError> {
+        // Both ends on this node, checked before anything is read.
+        self.check_region(to_region)?;
         let source = self.open(from_region, id)?;
         let target_dir = self.dir(to_region, id)?;
         let staging = self.staging_dir(to_region, id)?;
@@ -653,12 +689,37 @@ impl TenantFiles {
         Ok(removed)
     }
 
+    /// Bytes of the customer databases of this node's regions (their files,
+    /// attachments, WAL and exports).
+    pub fn disk_use(&self) -> u64 {
+        let Ok(regions) = std::fs::read_dir(&self.root) else { return 0 };
+        regions
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir() && self.serves(&e.file_name().to_string_lossy()))
+            .map(|region| {
+                std::fs::read_dir(region.path())
+                    .map(|dbs| {
+                        dbs.filter_map(Result::ok)
+                            .filter(|e| e.file_name().to_str().is_some_and(valid_segment))
+                            .map(|db| {
+                                self.size(&region.file_name().to_string_lossy(), &db.file_name().to_string_lossy())
+                            })
+                            .sum::<u64>()
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Sweeps the export archives of every database on this node.
     pub fn sweep_all_exports(&self, max_age: std::time::Duration) -> Result<usize, TenantError> {
         let mut removed = 0;
         let Ok(regions) = std::fs::read_dir(&self.root) else { return Ok(0) };
         for region in regions.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
             let region_name = region.file_name().to_string_lossy().into_owned();
+            if !self.serves(&region_name) {
+                continue;
+            }
             for db in std::fs::read_dir(region.path())?.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
                 let id = db.file_name().to_string_lossy().into_owned();
                 if valid_segment(&region_name) && valid_segment(&id) {
@@ -1372,5 +1433,38 @@ mod tests {
         files.import_into(&copy, &path).expect("import");
         let back = Connection::open(copy.join("db.sqlite")).expect("open");
         assert_eq!(count(&back, "SELECT count(*) FROM contacts"), 40_000);
+    }
+
+    // promise: RES-1
+    #[test]
+    fn a_node_touches_no_database_of_a_region_it_does_not_serve() {
+        let dir = tempfile::tempdir().expect("dir");
+        let all = TenantFiles::new(dir.path());
+        all.create("in", "there").expect("an in database, made by the in node");
+        let export = dir.path().join("x.zip");
+        all.export_dir(&all.dir("in", "there").expect("dir"), &export, "there", "now", &|_, _| {}).expect("export");
+        let before = std::fs::read_dir(dir.path().join("tenants/in")).expect("in").count();
+
+        let uk = TenantFiles::new(dir.path()).serving(vec!["uk".into()]);
+        let refused = |r: Result<(), TenantError>, what: &str| match r {
+            Err(TenantError::Residency { region, serves }) => {
+                assert_eq!((region.as_str(), serves.as_str()), ("in", "uk"), "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        refused(uk.create("in", "new").map(|_| ()), "create");
+        refused(uk.open("in", "there").map(|_| ()), "open");
+        refused(uk.consistent("in", "there").map(|_| ()), "backup read");
+        refused(uk.import("in", "imported", &export).map(|_| ()), "import");
+        refused(uk.duplicate("in", "there", "copy"), "copy");
+        refused(uk.copy_to("uk", "in", "moved", &|_, _| {}), "move in");
+        refused(uk.copy_to("in", "uk", "there", &|_, _| {}), "move out");
+        refused(uk.dir("in", "incoming").map(|_| ()), "spool an upload");
+        refused(uk.destroy("in", "there"), "destroy");
+        assert_eq!(std::fs::read_dir(dir.path().join("tenants/in")).expect("in").count(), before, "nothing written");
+        assert!(all.db_path("in", "there").expect("path").is_file(), "nothing removed");
+        assert!(!dir.path().join("tenants/uk/there").exists(), "nothing copied out");
+        // Its own region works.
+        uk.create("uk", "mine").expect("create in uk");
     }
 }

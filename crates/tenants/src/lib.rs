@@ -11,6 +11,7 @@
 pub mod app;
 pub mod changes;
 pub mod files;
+pub mod nodes;
 pub mod open;
 pub mod sandbox;
 pub mod service;
@@ -40,6 +41,15 @@ pub enum TenantError {
     /// The step needs a payment first (a paid plan).
     #[error("{0}")]
     PaymentRequired(String),
+    /// The database's region is not one this node serves (RES-1): nothing
+    /// of it is read or written here.
+    #[error(
+        "The database's data center `{region}` is not one this node serves ({serves}); nothing was read or written here."
+    )]
+    Residency { region: String, serves: String },
+    /// No node of the region can take the request now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("customer database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("control-plane query failed: {0}")]

@@ -154,6 +154,8 @@ pub struct Databases {
     pub(crate) quotas: Quotas,
     /// The databases open in this process, each with its writer.
     pub(crate) open: crate::OpenDatabases,
+    /// The cluster's nodes: where a region's databases can live.
+    nodes: crate::nodes::Nodes,
 }
 
 /// Job kind: carry out a move to another region.
@@ -191,7 +193,8 @@ impl Databases {
         queue: seldesk_jobs::Queue,
     ) -> Self {
         let open = crate::OpenDatabases::new(files.clone(), crate::OpenSettings::default());
-        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default(), open }
+        let nodes = crate::nodes::Nodes::new(db.clone(), clock.clone());
+        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default(), open, nodes }
     }
 
     /// The cache of open databases to use (shared with the erasers, so a
@@ -234,6 +237,47 @@ impl Databases {
             )
             .await?;
         Ok(())
+    }
+
+    /// The cluster's nodes.
+    pub fn nodes(&self) -> &crate::nodes::Nodes {
+        &self.nodes
+    }
+
+    /// Refuses a database of a region this node does not serve (RES-1),
+    /// and records the refusal in the audit trail.
+    pub async fn resident(&self, region: &str, actor: &Actor, target: Option<&str>) -> Result<(), TenantError> {
+        let Err(refused) = self.files.check_region(region) else { return Ok(()) };
+        let serves = self.files.served().map(|s| s.join(",")).unwrap_or_default();
+        self.audit
+            .record(actor, "residency.refused", None, target, serde_json::json!({ "region": region, "serves": serves }))
+            .await?;
+        Err(refused)
+    }
+
+    /// Where a new database of `region` can be made: here, or, when no
+    /// node serves the region now, a clear "unavailable" (nothing made).
+    async fn placed(&self, region: &str, account_id: &str) -> Result<(), TenantError> {
+        if self.files.serves(region) {
+            return Ok(());
+        }
+        let live = self.nodes.live_in(region).await?;
+        let refused = self.resident(region, &Actor::Person { id: account_id.into() }, None).await;
+        if live.is_empty() {
+            let name = self.policy.region(region).map(|r| r.name.clone()).unwrap_or_else(|| region.to_string());
+            return Err(TenantError::Unavailable(format!(
+                "No data center in {name} is available right now; nothing was created. Please try again later."
+            )));
+        }
+        refused
+    }
+
+    /// The folder an import into `region` is spooled to before it is
+    /// checked: on this node only if it serves the region (else refused,
+    /// audited, nothing written).
+    pub async fn import_spool(&self, account_id: &str, region: &str) -> Result<std::path::PathBuf, TenantError> {
+        self.placed(region, account_id).await?;
+        self.files.dir(region, "incoming")
     }
 
     pub fn files(&self) -> &TenantFiles {
@@ -319,6 +363,7 @@ impl Databases {
         };
         self.ensure_name_free(account_id, &name).await?;
         self.ensure_trial_left(account_id).await?;
+        self.placed(&region, account_id).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = self.clock.now();
         let trial_ends = (plan == "trial").then(|| self.policy.trial.length.after(now));
@@ -423,6 +468,7 @@ impl Databases {
     /// An active database of this account, ready for a request.
     async fn usable(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let d = self.get(account_id, id).await?;
+        self.resident(&d.region, &Actor::Person { id: account_id.into() }, Some(&format!("db:{}", d.id))).await?;
         match d.status {
             DbStatus::Active => Ok(d),
             DbStatus::Deactivated => {
@@ -585,6 +631,7 @@ impl Databases {
         progress: ExportProgress,
     ) -> Result<(CustomerDb, PreparedExport), TenantError> {
         let d = self.get(account_id, id).await?;
+        self.resident(&d.region, actor, Some(&format!("db:{}", d.id))).await?;
         let (files, region, dbid, name) = (self.files.clone(), d.region.clone(), d.id.clone(), d.name.clone());
         let now = self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let (path, tag) = blocking(move || files.export(&region, &dbid, &name, &now, &*progress)).await?;
@@ -609,6 +656,7 @@ impl Databases {
     /// back, so the database is exactly as before. Returns (from, to).
     pub async fn upgrade(&self, account_id: &str, id: &str) -> Result<(i64, i64), TenantError> {
         let d = self.get(account_id, id).await?;
+        self.resident(&d.region, &Actor::Person { id: account_id.into() }, Some(&format!("db:{}", d.id))).await?;
         if d.status != DbStatus::Active {
             return Err(TenantError::Conflict("Only an active database can be upgraded.".into()));
         }
@@ -677,6 +725,7 @@ impl Databases {
     /// no mail and runs no scheduled work, and it is marked as a test.
     pub async fn test_upgrade(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let d = self.get(account_id, id).await?;
+        self.resident(&d.region, &Actor::Person { id: account_id.into() }, Some(&format!("db:{}", d.id))).await?;
         if d.schema_version >= SCHEMA_VERSION {
             return Err(TenantError::Conflict(format!(
                 "The database is already at the newest version ({SCHEMA_VERSION})."
@@ -795,6 +844,7 @@ impl Databases {
         };
         self.ensure_name_free(account_id, &name).await?;
         self.ensure_trial_left(account_id).await?;
+        self.placed(&region, account_id).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         {
             let (files, region, id) = (self.files.clone(), region.clone(), id.clone());
@@ -829,6 +879,7 @@ impl Databases {
     ) -> Result<CustomerDb, TenantError> {
         let name = validate_name(name)?;
         self.ensure_name_free(account_id, &name).await?;
+        self.placed(region, account_id).await?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         {
             let (files, region, id) = (self.files.clone(), region.to_string(), id.clone());
@@ -983,6 +1034,10 @@ impl Databases {
         if target.id == d.region {
             return Err(TenantError::invalid("region", format!("The database is already in {}.", target.name)));
         }
+        // The move runs on this node: both ends must be its data centers.
+        let actor = Actor::Person { id: account_id.into() };
+        self.resident(&d.region, &actor, Some(&format!("db:{}", d.id))).await?;
+        self.placed(&target.id, account_id).await?;
         let done = sqlx::query(
             "UPDATE databases SET status = 'moving', moving_from = region, moving_to = $2, move_done = 0, move_total = 0
              WHERE id = $1 AND status = 'active'",

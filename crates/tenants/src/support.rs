@@ -176,6 +176,7 @@ impl Databases {
                 serde_json::json!({ "grant": grant_id, "sql": sql }),
             )
             .await?;
+        self.resident(&region, staff, Some(&format!("db:{}", g.database_id))).await?;
         let (sql, deadline) = (sql.to_string(), std::time::Duration::from_secs(5));
         if g.scope == "write" {
             // Changes go through the database's writer like the owner's own.

@@ -153,6 +153,8 @@ impl Backups {
             .collect::<Result<_, _>>()?;
         let (vault, created) = Vault::open(regions, &data.join("keys").join("vault.key"), VaultSettings::default())?;
         let vault = vault.with_change_maps(data.join("backups").join(".maps"));
+        // The same files as the databases': the same regions, nothing else (RES-1).
+        let files = databases.files().clone();
         Ok((
             Self {
                 db,
@@ -160,7 +162,7 @@ impl Backups {
                 policy,
                 audit,
                 databases,
-                files: TenantFiles::new(data),
+                files,
                 work: data.join("backups").join(".work"),
                 control_plane,
                 vault: Arc::new(vault),
@@ -192,9 +194,13 @@ impl Backups {
                 }
                 Err(e) => return Err(e.into()),
             },
+            // The databases of this node's regions: another node backs up its own.
             None => {
                 let all = self.databases.list_all().await?;
-                all.into_iter().filter(|d| matches!(d.status, DbStatus::Active | DbStatus::Deactivated)).collect()
+                all.into_iter()
+                    .filter(|d| matches!(d.status, DbStatus::Active | DbStatus::Deactivated))
+                    .filter(|d| self.files.serves(&d.region))
+                    .collect()
             }
         };
         let mut out = Vec::new();

@@ -64,6 +64,8 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
         TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         TenantError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         TenantError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
+        TenantError::Residency { .. } => (StatusCode::MISDIRECTED_REQUEST, "wrong_region"),
+        TenantError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -72,7 +74,11 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
     } else {
         e.to_string()
     };
-    ApiError::new(status, code, message)
+    let mut error = ApiError::new(status, code, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        error.retry_after = Some(30);
+    }
+    error
 }
 
 /// A vault error as a status and a message a person can act on.
@@ -542,7 +548,7 @@ async fn import(
             format!("`{region}` is not a hosting region."),
         ));
     }
-    let dir = s.databases.files().dir(&region, "incoming").map_err(tenant_error)?;
+    let dir = s.databases.import_spool(&a.id, &region).await.map_err(tenant_error)?;
     tokio::fs::create_dir_all(&dir).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
     let spool = dir.join(format!("{}.zip", uuid::Uuid::now_v7().simple()));
     let result = async {

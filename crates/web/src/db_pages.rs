@@ -635,7 +635,10 @@ async fn import(
                 if state.policy.region(&region).is_none_or(|r| !r.hosting) {
                     return fail("Choose a data center before the archive.");
                 }
-                let Ok(dir) = state.databases.files().dir(&region, "incoming") else { return fail("Invalid region.") };
+                let dir = match state.databases.import_spool(&account.id, &region).await {
+                    Ok(dir) => dir,
+                    Err(e) => return fail(&e.to_string()),
+                };
                 if tokio::fs::create_dir_all(&dir).await.is_err() {
                     return fail("The upload could not be stored.");
                 }

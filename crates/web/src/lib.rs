@@ -84,6 +84,8 @@ pub struct AppParts {
 /// Web settings from the configuration.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
+    /// This node's name in the cluster (shown by /healthz).
+    pub node_name: String,
     /// Mark cookies `Secure` (set when the site is served over TLS).
     pub secure_cookies: bool,
     /// Google Analytics measurement id; its script loads only after consent (CK-4).
@@ -186,11 +188,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let started = Instant::now();
     let db = tokio::time::timeout(Duration::from_secs(5), state.db.ping()).await;
     let ok = matches!(db, Ok(Ok(())));
+    let regions: Vec<String> = state.databases.files().served().map(<[String]>::to_vec).unwrap_or_default();
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "unavailable" },
         "database": if ok { "ok" } else { "unreachable" },
         "version": env!("CARGO_PKG_VERSION"),
         "checked_in_ms": started.elapsed().as_millis(),
+        "node": state.web.node_name,
+        "regions": regions,
+        // One node serving several data centers keeps them as folders of
+        // one machine: not physically separate (docs/scaling-out.md).
+        "regions_physically_separate": regions.len() <= 1,
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

@@ -24,13 +24,16 @@ fn version_and_help_on_every_subcommand() {
         &["policy", "render", "--help"],
         &["policy", "versions", "--help"],
         &["jobs", "status", "--help"],
+        &["node", "list", "--help"],
     ] {
         let (code, out, err) = run(args);
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(out.contains("Usage:"), "{args:?}");
     }
     let (_, out, _) = run(&["serve", "--help"]);
-    for flag in ["--data", "--listen", "--admin-listen", "--database-url", "--config", "--policy"] {
+    for flag in
+        ["--data", "--listen", "--admin-listen", "--database-url", "--config", "--policy", "--region", "--node-name"]
+    {
         assert!(out.contains(flag), "serve takes {flag}");
     }
 }

@@ -17,6 +17,7 @@ mod hardening;
 mod helpers;
 mod jobs;
 mod marketing;
+mod nodes;
 mod pages;
 mod plans;
 mod privacy;

@@ -1,0 +1,233 @@
+//! Region-bound nodes (issue 30): a node serves the customer databases of
+//! its data centers only, registers in the control plane, and says what it
+//! serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, cli_run, spawn_app, spawn_app_with};
+
+const PW: &str = "violet tractor lemon";
+
+/// Every file under `dir`, with its size and modification time.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().filter_map(Result::ok) {
+            let m = e.metadata().expect("meta");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len(), m.modified().expect("mtime")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A second node over the same data folder and control plane, serving `regions`.
+async fn node(app: &TestApp, name: &str, regions: &[&str]) -> seldesk::Application {
+    let mut config = app.config.clone();
+    config.node.regions = regions.iter().map(|r| r.to_string()).collect();
+    config.node.name = Some(name.to_string());
+    seldesk::Application::build(config, seldesk_domain::Policy::builtin().expect("policy"), Arc::new(app.clock.clone()))
+        .await
+        .expect("the node starts")
+}
+
+// promise: RES-1
+#[tokio::test]
+async fn a_uk_node_refuses_every_use_of_an_india_database_and_writes_nothing() {
+    let app = spawn_app().await;
+    app.sign_up("bound@example.com", PW).await;
+    let t = app.token("bound@example.com", PW).await;
+    let c = &app.client;
+    let r = c
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "mumbai", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let r = c
+        .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "Asha Rao" }))
+        .send()
+        .await
+        .expect("contact");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let export = c.get(app.url(&format!("/api/v1/databases/{id}/export"))).bearer_auth(&t).send().await.expect("x");
+    assert_eq!(export.status(), StatusCode::OK);
+    let archive = export.bytes().await.expect("archive");
+    // Let the all-regions node settle what it wrote (checkpoint after a quiet second).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let india = app.data.path().join("tenants").join("in");
+    let before = files_under(&india);
+
+    let uk = node(&app, "uk-1", &["uk"]).await;
+    let base = format!("http://{}", uk.web_addr());
+    let refused = |r: reqwest::Response, what: &'static str| async move {
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "{what}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        let message = body["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("`in`") && message.contains("uk"), "{what}: both regions named: {message}");
+    };
+    let db = format!("{base}/api/v1/databases/{id}");
+    refused(c.get(format!("{db}/contacts")).bearer_auth(&t).send().await.expect("list"), "read").await;
+    refused(
+        c.post(format!("{db}/contacts")).bearer_auth(&t).json(&json!({ "name": "X" })).send().await.expect("add"),
+        "write",
+    )
+    .await;
+    refused(
+        c.post(format!("{db}/sql")).bearer_auth(&t).json(&json!({ "sql": "SELECT 1" })).send().await.expect("sql"),
+        "console",
+    )
+    .await;
+    refused(c.get(format!("{db}/export")).bearer_auth(&t).send().await.expect("export"), "export").await;
+    // Creating or importing in India: another node serves it, not this one.
+    refused(
+        c.post(format!("{base}/api/v1/databases"))
+            .bearer_auth(&t)
+            .json(&json!({ "name": "another", "region": "in" }))
+            .send()
+            .await
+            .expect("create"),
+        "create",
+    )
+    .await;
+    refused(
+        c.post(format!("{base}/api/v1/databases/import?name=imported&region=in"))
+            .bearer_auth(&t)
+            .body(archive.clone())
+            .send()
+            .await
+            .expect("import"),
+        "import",
+    )
+    .await;
+    // Its own region works.
+    let r = c
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "london", "region": "uk" }))
+        .send()
+        .await
+        .expect("create uk");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(files_under(&india), before, "the uk node wrote nothing of India");
+
+    // The CLI bound to uk refuses too: an export and a restore into India.
+    let url = app.database_url();
+    let out = app.data.path().join("out.zip");
+    let (code, _, err) = cli_run(&[
+        "db",
+        "export",
+        &id,
+        "--output",
+        out.to_str().expect("path"),
+        "--reason",
+        "ticket 7",
+        "--region",
+        "uk",
+        "--database-url",
+        &url,
+        "--data",
+        app.data_dir(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`in`") && err.contains("uk"), "{err}");
+    assert!(!out.exists(), "no archive written");
+    let (code, _, err) =
+        cli_run(&["backup", "run", "--database", &id, "--database-url", &url, "--data", app.data_dir()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, list, _) =
+        cli_run(&["backup", "list", "--database", &id, "--database-url", &url, "--data", app.data_dir()]);
+    let snapshot = list
+        .lines()
+        .find(|l| l.contains(&id))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a snapshot: {list}"))
+        .to_string();
+    let before_restore = files_under(&india);
+    let (code, _, err) = cli_run(&[
+        "backup",
+        "restore",
+        &snapshot,
+        "--to-new-database",
+        "restored",
+        "--reason",
+        "ticket 8",
+        "--region",
+        "uk",
+        "--database-url",
+        &url,
+        "--data",
+        app.data_dir(),
+    ]);
+    assert_ne!(code, 0, "restore refused");
+    assert!(err.contains("`in`") && err.contains("uk"), "{err}");
+    assert_eq!(files_under(&india), before_restore, "the refused restore wrote nothing in India");
+
+    // Each refusal is audited.
+    let audit = app.app().services().audit.for_target(&format!("db:{id}")).await.expect("audit");
+    assert!(audit.iter().filter(|e| e.action == "residency.refused").count() >= 4, "refusals audited");
+
+    // Each node says what it serves; both are in the registry.
+    let health: serde_json::Value =
+        c.get(format!("{base}/healthz")).send().await.expect("health").json().await.expect("json");
+    assert_eq!(health["regions"], json!(["uk"]));
+    assert_eq!(health["regions_physically_separate"], json!(true));
+    let health: serde_json::Value = app.get("/healthz").await.json().await.expect("json");
+    assert_eq!(health["regions_physically_separate"], json!(false), "one node for every region says so");
+    let (code, out, err) = cli_run(&["node", "list", "--json", "--database-url", &url, "--data", app.data_dir()]);
+    assert_eq!(code, 0, "{err}");
+    let nodes: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let uk_row = nodes.as_array().expect("list").iter().find(|n| n["name"] == "uk-1").expect("uk-1 registered");
+    assert_eq!(uk_row["regions"], json!(["uk"]));
+    assert_eq!(uk_row["live"], json!(true));
+    assert_eq!(nodes.as_array().expect("list").len(), 2, "{nodes}");
+    uk.stop().await;
+    app.stop().await;
+}
+
+// promise: RES-1
+#[tokio::test]
+async fn with_no_live_node_of_a_region_nothing_is_created_there() {
+    let app =
+        spawn_app_with(|c| c.node.regions = vec!["uk".into()], seldesk_domain::Policy::builtin().expect("p")).await;
+    app.sign_up("nowhere@example.com", PW).await;
+    let t = app.token("nowhere@example.com", PW).await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "mumbai", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("India") && m.contains("nothing was created")),
+        "{body}"
+    );
+    assert!(!app.data.path().join("tenants").join("in").exists(), "nothing written");
+    let list = app.client.get(app.url("/api/v1/databases")).bearer_auth(&t).send().await.expect("list");
+    assert!(!list.text().await.expect("body").contains("mumbai"), "no record either");
+    // A region the policy does not have is refused before anything runs.
+    let (code, _, err) =
+        cli_run(&["db", "list", "--region", "mars", "--database-url", &app.database_url(), "--data", app.data_dir()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mars") && err.contains("in, sg, uk"), "{err}");
+    app.stop().await;
+}

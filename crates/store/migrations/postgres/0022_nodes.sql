@@ -1,0 +1,14 @@
+-- The nodes of the cluster (issue 30): each registers at start-up and
+-- beats every few seconds; a node serves the customer databases of its
+-- regions only. No personal data.
+CREATE TABLE nodes (
+    name         TEXT    PRIMARY KEY,
+    node_id      TEXT    NOT NULL,
+    regions      TEXT    NOT NULL,
+    address      TEXT    NOT NULL DEFAULT '',
+    version      TEXT    NOT NULL,
+    started_at   BIGINT  NOT NULL,
+    last_seen_at BIGINT  NOT NULL,
+    databases    BIGINT  NOT NULL DEFAULT 0,
+    disk_bytes   BIGINT  NOT NULL DEFAULT 0
+);
