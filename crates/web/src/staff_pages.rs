@@ -593,8 +593,62 @@ struct PeoplePage {
     error: Option<String>,
 }
 
+#[derive(Template)]
+#[template(path = "staff_nodes.html")]
+struct NodesPage {
+    title: &'static str,
+    nodes: Vec<NodeRow>,
+}
+
+struct NodeRow {
+    name: String,
+    /// Data centers by name, e.g. "India (Mumbai)".
+    regions: String,
+    address: String,
+    live: bool,
+    seen: String,
+    databases: i64,
+    disk: String,
+}
+
+/// The cluster's nodes, for the admin role (the same as `seldesk node list`).
+async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) -> Response {
+    if !staff.has(Role::Admin) {
+        return message_page(StatusCode::FORBIDDEN, "Not for your role", "The nodes are for the admin role.");
+    }
+    let list = match state.databases.nodes().list().await {
+        Ok(l) => l,
+        Err(e) => return crate::db_api::tenant_error(e).into_response(),
+    };
+    let _ = state.accounts.audit_staff_view(&staff, "nodes.view").await;
+    let now = state.clock.now();
+    let nodes = list
+        .into_iter()
+        .map(|n| NodeRow {
+            regions: n
+                .regions
+                .iter()
+                .map(|r| {
+                    state.policy.region(r).map(|x| format!("{} ({})", x.name, x.city)).unwrap_or_else(|| r.clone())
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            seen: format!("{} s ago", (now - n.last_seen).whole_seconds().max(0)),
+            disk: format!("{:.1} MB", n.disk_bytes as f64 / 1e6),
+            name: n.name,
+            address: n.address,
+            live: n.live,
+            databases: n.databases,
+        })
+        .collect();
+    render(StatusCode::OK, &NodesPage { title: "Nodes", nodes })
+}
+
 pub(crate) fn people_routes() -> Router<AppState> {
-    Router::new().route("/staff/people", get(people)).route("/staff/people/{id}/{action}", post(change_person))
+    Router::new()
+        .route("/staff/people", get(people))
+        .route("/staff/people/{id}/{action}", post(change_person))
+        .route("/staff/nodes", get(nodes))
 }
 
 /// The admin's list of staff, where people who leave are disabled and

@@ -195,6 +195,15 @@ async fn a_uk_node_refuses_every_use_of_an_india_database_and_writes_nothing() {
     assert_eq!(uk_row["regions"], json!(["uk"]));
     assert_eq!(uk_row["live"], json!(true));
     assert_eq!(nodes.as_array().expect("list").len(), 2, "{nodes}");
+    // The admin role sees the same in the staff console; other roles do not.
+    let admin = crate::helpers::staff_session(&app, "ops@seldesk.example", "admin").await;
+    let page = c.get(app.url("/staff/nodes")).header("cookie", &admin).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("body");
+    assert!(html.contains("uk-1") && html.contains("United Kingdom"), "{html}");
+    let support = crate::helpers::staff_session(&app, "help@seldesk.example", "support").await;
+    let page = c.get(app.url("/staff/nodes")).header("cookie", &support).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
     uk.stop().await;
     app.stop().await;
 }
