@@ -548,14 +548,17 @@ impl Writer {
                 // with it, as it did when each request had its connection.
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
-            if !ok {
-                // A refused statement (past the size limit, say) may have
-                // spilled its pages into the WAL: the space is given back
-                // before the answer, so the refusal leaves no large WAL.
+            if !ok || first.opts.checkpoint {
+                // Work that runs alone is not the hot path: its checkpoint
+                // comes before its answer, so when the console or an
+                // attachment's removal answers, the change is in the change
+                // log and the file, and deleted rows are out of the WAL. A
+                // refused statement (past the size limit, say) may have
+                // spilled pages into the WAL: the space is given back too.
                 self.settle();
             }
             finish(None);
-            return first.opts.checkpoint;
+            return false;
         }
         let mut jobs = vec![first];
         while jobs.len() < self.settings.max_group {
