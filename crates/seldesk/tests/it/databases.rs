@@ -1037,34 +1037,8 @@ async fn a_sigkill_during_a_write_load_loses_no_acknowledged_write() {
     let mut server = crate::helpers::ServerProcess::start(&[]).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let r = client
-        .post(format!("{base}/api/v1/accounts"))
-        .json(&json!({ "name": "Kill Test", "company": "K", "email": "kill@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), 201);
-    let token: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({ "email": "kill@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["token"].as_str().expect("token").to_string();
-    let db: serde_json::Value = client
-        .post(format!("{base}/api/v1/databases"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "killed", "region": "uk" }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let id = db["id"].as_str().expect("id").to_string();
+    let token = server.customer_token(&client, "kill@example.com", PW).await;
+    let id = server.create_database(&client, &token, json!({ "name": "killed", "region": "uk" })).await;
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..16 {

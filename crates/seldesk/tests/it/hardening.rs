@@ -512,34 +512,9 @@ async fn console_queries_cannot_take_the_servers_memory() {
     let server = crate::helpers::ServerProcess::start(&[]).await;
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.base);
-    let r = client
-        .post(url("/api/v1/accounts"))
-        .json(&json!({ "name": "Mem Probe", "company": "M", "email": "mem@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let token: serde_json::Value = client
-        .post(url("/api/v1/auth/token"))
-        .json(&json!({ "email": "mem@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["token"].as_str().expect("token").to_string();
-    let db: serde_json::Value = client
-        .post(url("/api/v1/databases"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "memory" }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let sql_url = url(&format!("/api/v1/databases/{}/sql", db["id"].as_str().expect("id")));
+    let token = server.customer_token(&client, "mem@example.com", PW).await;
+    let db = server.create_database(&client, &token, json!({ "name": "memory" })).await;
+    let sql_url = url(&format!("/api/v1/databases/{db}/sql"));
     let before = server.peak_rss_kib();
     let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)";
     let queries = [

@@ -484,6 +484,42 @@ impl ServerProcess {
         self.log.extend(log);
     }
 
+    /// Signs up a customer with `password` and returns an API token.
+    pub async fn customer_token(&self, client: &reqwest::Client, email: &str, password: &str) -> String {
+        let r = client
+            .post(format!("{}/api/v1/accounts", self.base))
+            .json(&serde_json::json!({ "name": "Test Customer", "company": "T", "email": email, "password": password }))
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(r.status(), 201, "sign-up");
+        let token: serde_json::Value = client
+            .post(format!("{}/api/v1/auth/token", self.base))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        token["token"].as_str().expect("token").to_string()
+    }
+
+    /// Creates a customer database (`body`: name, region...) and returns its id.
+    pub async fn create_database(&self, client: &reqwest::Client, token: &str, body: serde_json::Value) -> String {
+        let db: serde_json::Value = client
+            .post(format!("{}/api/v1/databases", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        db["id"].as_str().unwrap_or_else(|| panic!("a database: {db}")).to_string()
+    }
+
     /// The host and port it listens on.
     pub fn addr(&self) -> &str {
         self.base.trim_start_matches("http://")

@@ -331,23 +331,7 @@ async fn upgrades_run_in_their_own_process_under_limits_and_the_process_is_resta
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{worker}/cmdline")).expect("cmdline")).replace('\0', " ");
     assert!(cmdline.contains("--storage") && cmdline.contains("/upgrade"), "its own storage: {cmdline}");
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/api/v1/accounts", server.base))
-        .json(&serde_json::json!({ "name": "Worker Test", "company": "W", "email": "worker@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), 201);
-    let token: serde_json::Value = client
-        .post(format!("{}/api/v1/auth/token", server.base))
-        .json(&serde_json::json!({ "email": "worker@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["token"].as_str().expect("token").to_string();
+    let token = server.customer_token(&client, "worker@example.com", PW).await;
     let scratch = tempfile::tempdir().expect("tmp");
     let small = std::fs::read(version_1_database(scratch.path(), 200)).expect("read");
     // A file name is a value for the upgrade process, even one that looks like a flag.
