@@ -605,9 +605,23 @@ async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop
             None
         };
         beats += 1;
-        if let Err(e) = databases.nodes().beat(&name, disk).await {
-            tracing::warn!(error = %e, "node heartbeat failed");
+        match databases.nodes().beat(&name, disk).await {
+            Ok(count) => {
+                metrics::gauge!("seldesk_node_databases").set(count as f64);
+                metrics::gauge!("seldesk_node_heartbeat_timestamp_seconds")
+                    .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
         }
+        if let Some(bytes) = disk {
+            metrics::gauge!("seldesk_node_disk_bytes").set(bytes as f64);
+        }
+        // The open databases and how well their writes are grouped.
+        let open = databases.open_databases();
+        let stats = open.stats();
+        metrics::gauge!("seldesk_open_databases").set(open.open_count() as f64);
+        metrics::counter!("seldesk_group_commits_total").absolute(stats.commits);
+        metrics::counter!("seldesk_group_commit_requests_total").absolute(stats.requests);
     }
 }
 

@@ -89,14 +89,15 @@ impl Nodes {
         Ok(())
     }
 
-    /// One beat: alive now, with its databases and (when counted) disk use.
-    pub async fn beat(&self, name: &str, disk_bytes: Option<u64>) -> Result<(), TenantError> {
+    /// One beat: alive now, with its databases and (when counted) disk
+    /// use. Returns how many databases its regions hold.
+    pub async fn beat(&self, name: &str, disk_bytes: Option<u64>) -> Result<i64, TenantError> {
         let now = to_millis(self.clock.now());
         let regions: Option<String> = sqlx::query_scalar("SELECT regions FROM nodes WHERE name = $1")
             .bind(name)
             .fetch_optional(self.db.pool())
             .await?;
-        let Some(regions) = regions else { return Ok(()) };
+        let Some(regions) = regions else { return Ok(0) };
         let mut databases = 0i64;
         for region in regions.split(',').filter(|r| !r.is_empty()) {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM databases WHERE region = $1")
@@ -124,7 +125,7 @@ impl Nodes {
                     .await?
             }
         };
-        Ok(())
+        Ok(databases)
     }
 
     /// Every node the control plane knows, by name.

@@ -11,6 +11,7 @@ mod careers;
 mod cli;
 mod cookies;
 mod databases;
+mod deploy;
 mod erasure;
 mod fakes;
 mod hardening;

@@ -204,6 +204,11 @@ async fn a_uk_node_refuses_every_use_of_an_india_database_and_writes_nothing() {
     let support = crate::helpers::staff_session(&app, "help@seldesk.example", "support").await;
     let page = c.get(app.url("/staff/nodes")).header("cookie", &support).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    // Each node's /metrics has its databases, heartbeat and writers.
+    let metrics = c.get(format!("{}/metrics", app.admin)).send().await.expect("metrics").text().await.expect("text");
+    for name in ["seldesk_node_databases", "seldesk_node_heartbeat_timestamp_seconds", "seldesk_open_databases"] {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
     uk.stop().await;
     app.stop().await;
 }
