@@ -313,6 +313,8 @@ impl Services {
             queue.clone(),
         )
         .with_open(open_databases.clone())
+        // The home recorded for the databases this data folder holds.
+        .with_node_name(config.node.name(&node_id(&config.data)?))
         .with_quotas(seldesk_tenants::Quotas {
             trial_bytes: config.databases.trial_quota_mb.saturating_mul(1_000_000),
             subscribed_bytes: config.databases.subscription_quota_mb.saturating_mul(1_000_000),
@@ -583,11 +585,6 @@ impl Handler for RenewJob {
 
 /// This node's lasting name (`<data>/node-id`, made on first start): its
 /// workers' leases carry it, so a restart knows which jobs were its own.
-/// The address the node registers: the public URL it was given, else its listener.
-fn public_url_of(config: &Config, web_addr: SocketAddr) -> String {
-    config.public_url.clone().unwrap_or_else(|| format!("http://{web_addr}"))
-}
-
 /// Beats every few seconds until the stop signal; counts the disk used by
 /// its databases every minute (a walk of their folders, off the runtime).
 async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop: watch::Receiver<bool>) {
@@ -894,6 +891,24 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
         let web_addr = web.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        // The listener other nodes forward to, with the cluster's secret.
+        let internal = match config.node.internal_listen {
+            Some(addr) => {
+                let Some(file) = &config.node.cluster_secret_file else {
+                    return Err(StartError::Io(
+                        "node.internal_listen (--internal-listen) needs node.cluster_secret_file (--cluster-secret-file)"
+                            .into(),
+                    ));
+                };
+                let secret = std::fs::read_to_string(file)
+                    .map_err(|e| StartError::Io(format!("cluster secret {}: {e}", file.display())))?;
+                let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+                let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+                let address = config.node.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
+                Some((listener, secret, address))
+            }
+            None => None,
+        };
         let public_url = config.public_url(web_addr);
         // Cookies are Secure whenever the site is public over HTTPS, whatever
         // the setting says; over plain HTTP a session could be read on the way.
@@ -929,7 +944,16 @@ impl Application {
         };
         let node = node_id(&config.data)?;
         let node_name = config.node.name(&node);
+        let cluster = match &internal {
+            Some((_, secret, _)) => Some(
+                seldesk_web::cluster::Cluster::new(node_name.clone(), secret)
+                    .map_err(|e| StartError::Io(format!("cluster: {e}")))?,
+            ),
+            None => None,
+        };
         let state: AppState = seldesk_web::AppParts {
+            audit: services.audit.clone(),
+            cluster,
             visits: seldesk_visits::Visits {
                 recorder: visits.clone(),
                 store: seldesk_visits::VisitStore::for_node(&config.data, &services.db),
@@ -969,6 +993,21 @@ impl Application {
                 tracing::error!(error = %e, "web listener failed");
             }
         }));
+        let address = match internal {
+            Some((listener, _, address)) => {
+                let app =
+                    seldesk_web::internal_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+                let rx_internal = rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop(rx_internal)).await {
+                        tracing::error!(error = %e, "internal listener failed");
+                    }
+                }));
+                address
+            }
+            // A node without an internal listener takes no forwarded request.
+            None => String::new(),
+        };
         let admin_app = seldesk_web::admin_router(state);
         let rx_admin = rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -981,7 +1020,7 @@ impl Application {
         // left without a job are settled, before any worker starts.
         // This node in the cluster's registry, with the data centers it serves.
         let regions: Vec<String> = services.databases.files().served().map(<[String]>::to_vec).unwrap_or_default();
-        services.databases.nodes().register(&node_name, &node, &regions, &public_url_of(&config, web_addr)).await?;
+        services.databases.nodes().register(&node_name, &node, &regions, &address).await?;
         if regions.len() > 1 {
             tracing::warn!(
                 node = %node_name,

@@ -230,6 +230,17 @@ struct ServeArgs {
     /// Address of the admin listener serving /metrics [default: 127.0.0.1:9069]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Address of the listener other nodes forward requests to [default: node.internal_listen; none: this node
+    /// forwards nothing]. Needs --cluster-secret-file; keep it on a private network.
+    #[arg(long, value_name = "ADDR")]
+    internal_listen: Option<String>,
+    /// How other nodes reach the internal listener, e.g. http://10.0.1.5:8070 [default: node.advertise, else
+    /// http://<internal listener>].
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// File holding the secret every node of the cluster shares [default: node.cluster_secret_file].
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -435,7 +446,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut o = overrides(&cli, Some(&args.db));
             o.listen = args.listen.clone();
             o.admin_listen = args.admin_listen.clone();
-            let config = load_config(&cli, &o)?;
+            let mut config = load_config(&cli, &o)?;
+            if let Some(a) = &args.internal_listen {
+                config.node.internal_listen = Some(a.parse().map_err(|_| {
+                    usage(anyhow::anyhow!("--internal-listen `{a}` is not an address such as 10.0.1.5:8070"))
+                })?);
+            }
+            if let Some(u) = &args.advertise {
+                config.node.advertise = Some(u.clone());
+            }
+            if let Some(f) = &args.cluster_secret_file {
+                config.node.cluster_secret_file = Some(f.clone());
+            }
             init_logs(&config);
             let policy = load_policy(config.policy.as_deref()).map_err(usage)?;
             runtime()?.block_on(serve(config, policy))

@@ -157,6 +157,14 @@ pub struct NodeConfig {
     /// node; empty: every hosting region of the policy (one node for all,
     /// the embedded default). A node touches no database of another region.
     pub regions: Vec<String>,
+    /// The listener other nodes forward requests to; none: this node
+    /// neither forwards nor takes forwarded requests (a single node).
+    pub internal_listen: Option<SocketAddr>,
+    /// How other nodes reach `internal_listen` [default: http://<it>].
+    pub advertise: Option<String>,
+    /// The secret every node of the cluster shares (one line in a file);
+    /// required with `internal_listen`.
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -441,6 +449,7 @@ const CONFIG_KEYS: &[&str] = &[
     "jobs",
     "databases",
     "upgrades",
+    "node",
     "schedules",
     "public_url",
     "secure_cookies",

@@ -69,6 +69,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (20, "closure", include_str!("../migrations/sqlite/0020_closure.sql")),
     (21, "trial_starts", include_str!("../migrations/sqlite/0021_trial_starts.sql")),
     (22, "nodes", include_str!("../migrations/sqlite/0022_nodes.sql")),
+    (23, "home_node", include_str!("../migrations/sqlite/0023_home_node.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -93,6 +94,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (20, "closure", include_str!("../migrations/postgres/0020_closure.sql")),
     (21, "trial_starts", include_str!("../migrations/postgres/0021_trial_starts.sql")),
     (22, "nodes", include_str!("../migrations/postgres/0022_nodes.sql")),
+    (23, "home_node", include_str!("../migrations/postgres/0023_home_node.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -156,6 +156,8 @@ pub struct Databases {
     pub(crate) open: crate::OpenDatabases,
     /// The cluster's nodes: where a region's databases can live.
     nodes: crate::nodes::Nodes,
+    /// This node's name, recorded as the home of the databases it makes.
+    node_name: Option<String>,
 }
 
 /// Job kind: carry out a move to another region.
@@ -194,7 +196,19 @@ impl Databases {
     ) -> Self {
         let open = crate::OpenDatabases::new(files.clone(), crate::OpenSettings::default());
         let nodes = crate::nodes::Nodes::new(db.clone(), clock.clone());
-        Self { db, clock, policy, files, audit, erasure_log, queue, quotas: Quotas::default(), open, nodes }
+        Self {
+            db,
+            clock,
+            policy,
+            files,
+            audit,
+            erasure_log,
+            queue,
+            quotas: Quotas::default(),
+            open,
+            nodes,
+            node_name: None,
+        }
     }
 
     /// The cache of open databases to use (shared with the erasers, so a
@@ -237,6 +251,30 @@ impl Databases {
             )
             .await?;
         Ok(())
+    }
+
+    /// This node's name: the home recorded for the databases it makes.
+    pub fn with_node_name(mut self, name: String) -> Self {
+        self.node_name = Some(name);
+        self
+    }
+
+    /// This node's name, when it has one.
+    pub fn node_name(&self) -> Option<&str> {
+        self.node_name.as_deref()
+    }
+
+    /// Where a database lives: its region and home node (None for a
+    /// database made before nodes were named). None: no such database.
+    pub async fn home(&self, id: &str) -> Result<Option<(String, Option<String>)>, TenantError> {
+        let row = sqlx::query("SELECT region, home_node FROM databases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("region")?, r.try_get("home_node")?)),
+            None => None,
+        })
     }
 
     /// The cluster's nodes.
@@ -373,7 +411,7 @@ impl Databases {
         }
         self.record_trial(account_id, &id).await?;
         let inserted = sqlx::query(
-            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
+            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, home_node) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9)",
         )
         .bind(&id)
         .bind(account_id)
@@ -382,7 +420,8 @@ impl Databases {
         .bind(&plan)
         .bind(trial_ends.map(to_millis))
         .bind(to_millis(now))
-        .bind(SCHEMA_VERSION);
+        .bind(SCHEMA_VERSION)
+        .bind(self.node_name.clone());
         // The record and its audit entry commit together: one commit, and
         // never a database without its audit entry.
         let committed = async {
@@ -762,8 +801,8 @@ impl Databases {
         let now = self.clock.now();
         let ends = d.trial_ends.filter(|_| d.plan == "trial").unwrap_or_else(|| self.policy.trial.length.after(now));
         sqlx::query(
-            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, test_of)
-             VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7, $8)",
+            "INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, test_of, home_node)
+             VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7, $8, $9)",
         )
         .bind(&copy_id)
         .bind(account_id)
@@ -773,6 +812,7 @@ impl Databases {
         .bind(to_millis(now))
         .bind(SCHEMA_VERSION)
         .bind(id)
+        .bind(self.node_name.clone())
         .execute(self.db.pool())
         .await?;
         self.audit_owner(
@@ -853,7 +893,7 @@ impl Databases {
         self.record_trial(account_id, &id).await?;
         // An imported or restored database is a new database: a trial until paid for.
         let now = self.clock.now();
-        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7)")
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, home_node) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7, $8)")
             .bind(&id)
             .bind(account_id)
             .bind(&name)
@@ -861,6 +901,7 @@ impl Databases {
             .bind(to_millis(self.policy.trial.length.after(now)))
             .bind(to_millis(now))
             .bind(SCHEMA_VERSION)
+            .bind(self.node_name.clone())
             .execute(self.db.pool())
             .await?;
         self.audit_owner(account_id, &id, "database.imported", serde_json::json!({})).await?;
@@ -900,7 +941,7 @@ impl Databases {
         }
         // An imported or restored database is a new database: a trial until paid for.
         let now = self.clock.now();
-        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7)")
+        sqlx::query("INSERT INTO databases (id, account_id, name, region, plan, status, trial_ends_at, created_at, schema_version, home_node) VALUES ($1, $2, $3, $4, 'trial', 'active', $5, $6, $7, $8)")
             .bind(&id)
             .bind(account_id)
             .bind(&name)
@@ -908,6 +949,7 @@ impl Databases {
             .bind(to_millis(self.policy.trial.length.after(now)))
             .bind(to_millis(now))
             .bind(SCHEMA_VERSION)
+            .bind(self.node_name.clone())
             .execute(self.db.pool())
             .await?;
         self.audit_owner(account_id, &id, "database.restored", serde_json::json!({})).await?;
@@ -1110,11 +1152,12 @@ impl Databases {
             return Err(e);
         }
         let switched = sqlx::query(
-            "UPDATE databases SET region = $1, status = 'active' WHERE id = $2 AND status = 'moving' AND region = $3",
+            "UPDATE databases SET region = $1, status = 'active', home_node = $4 WHERE id = $2 AND status = 'moving' AND region = $3",
         )
         .bind(to_region)
         .bind(id)
         .bind(&from_region)
+        .bind(self.node_name.clone())
         .execute(self.db.pool())
         .await?;
         if switched.rows_affected() != 1 {

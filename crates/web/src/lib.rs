@@ -8,6 +8,7 @@ pub mod auth;
 mod billing_pages;
 mod card_guard;
 mod careers_pages;
+pub mod cluster;
 mod consent;
 pub mod cookies;
 mod db_api;
@@ -79,6 +80,10 @@ pub struct AppParts {
     /// Browser data: the recorder (BRW-2), partitions and aggregates.
     pub visits: seldesk_visits::Visits,
     pub web: WebSettings,
+    /// The audit trail (refusals at the cluster's internal listener).
+    pub audit: seldesk_privacy::AuditLog,
+    /// This node's part in a cluster; None for a single node.
+    pub cluster: Option<cluster::Cluster>,
 }
 
 /// Web settings from the configuration.
@@ -112,6 +117,16 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The public site and API.
 pub fn router(state: AppState) -> Router {
+    site(state, false)
+}
+
+/// The internal listener: the same site for requests the cluster's other
+/// nodes forward, behind the cluster's secret; never forwarded again.
+pub fn internal_router(state: AppState) -> Router {
+    site(state, true)
+}
+
+fn site(state: AppState, internal: bool) -> Router {
     let security_headers = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -150,18 +165,28 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(seldesk_tenants::app::MAX_ATTACHMENT_BYTES + 1));
     let cvs = careers_pages::upload_routes().layer(axum::extract::DefaultBodyLimit::max(careers_pages::UPLOAD_LIMIT));
     let large = large.merge(attachments).merge(cvs);
-    let mut app = small
+    let app = small
         .merge(large)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), billing_pages::simulated_payments))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies));
+    // A request for another node's database leaves here, the client's
+    // address known; one that came from another node is not sent on.
+    let app = match internal {
+        false => app.layer(middleware::from_fn_with_state(state.clone(), cluster::forward)),
+        true => app,
+    };
+    let mut app = app
         .layer(middleware::from_fn_with_state(state.clone(), proxy::client_address))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(middleware::from_fn(card_guard::middleware))
         .layer(middleware::from_fn(record_metrics));
+    if internal {
+        app = app.layer(middleware::from_fn_with_state(state, cluster::internal_gate));
+    }
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

@@ -245,3 +245,145 @@ async fn with_no_live_node_of_a_region_nothing_is_created_there() {
     assert!(err.contains("mars") && err.contains("in, sg, uk"), "{err}");
     app.stop().await;
 }
+
+/// A node of a cluster over its own data folder and the shared control plane.
+async fn cluster_node(
+    url: &str,
+    data: &Path,
+    name: &str,
+    regions: &[&str],
+    secret: &Path,
+    clock: &seldesk_domain::TestClock,
+) -> seldesk::Application {
+    let mut config = crate::helpers::test_config(data, url.to_string());
+    config.node.regions = regions.iter().map(|r| r.to_string()).collect();
+    config.node.name = Some(name.to_string());
+    config.node.internal_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.node.cluster_secret_file = Some(secret.to_path_buf());
+    seldesk::Application::build(config, seldesk_domain::Policy::builtin().expect("policy"), Arc::new(clock.clone()))
+        .await
+        .expect("the node starts")
+}
+
+// promise: RES-1, DB-5
+#[tokio::test]
+async fn any_node_answers_for_any_database_and_its_files_stay_on_its_home_node() {
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let url = crate::helpers::fresh_database_url(a_dir.path()).await;
+    let secret = a_dir.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let a = cluster_node(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock).await;
+    let b = cluster_node(&url, b_dir.path(), "b-in", &["in"], &secret, &clock).await;
+    let (base_a, base_b) = (format!("http://{}", a.web_addr()), format!("http://{}", b.web_addr()));
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{base_a}/api/v1/accounts"))
+        .json(&json!({ "name": "Two Nodes", "company": "T", "email": "two@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let t: serde_json::Value = c
+        .post(format!("{base_a}/api/v1/auth/token"))
+        .json(&json!({ "email": "two@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let t = t["token"].as_str().expect("token").to_string();
+
+    // Made through the uk node, the India database lives on the India node.
+    let r = c
+        .post(format!("{base_a}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "mumbai", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    assert!(b_dir.path().join("tenants/in").join(&id).join("db.sqlite").is_file(), "on the India node");
+    assert!(!a_dir.path().join("tenants/in").exists(), "nothing of India on the uk node");
+
+    // Used through either node: the same database.
+    let db_a = format!("{base_a}/api/v1/databases/{id}");
+    let r = c.post(format!("{db_a}/contacts")).bearer_auth(&t).json(&json!({ "name": "Asha Rao" })).send().await;
+    assert_eq!(r.expect("add").status(), StatusCode::CREATED);
+    let list: serde_json::Value = c
+        .get(format!("{base_b}/api/v1/databases/{id}/contacts"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1, "{list}");
+    let sql: serde_json::Value = c
+        .post(format!("{db_a}/sql"))
+        .bearer_auth(&t)
+        .json(&json!({ "sql": "SELECT name FROM contacts" }))
+        .send()
+        .await
+        .expect("sql")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sql["rows"][0][0], "Asha Rao");
+    let export = c.get(format!("{db_a}/export")).bearer_auth(&t).send().await.expect("export");
+    assert_eq!(export.status(), StatusCode::OK);
+    let archive = export.bytes().await.expect("archive");
+    assert!(archive.starts_with(b"PK"), "a zip, streamed through the uk node");
+    let r = c
+        .post(format!("{base_a}/api/v1/databases/import?name=copied&region=in"))
+        .bearer_auth(&t)
+        .body(archive.clone())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap_or_default());
+    let imported = std::fs::read_dir(b_dir.path().join("tenants/in")).expect("in").count();
+    assert!(imported >= 2, "the import is on the India node too");
+    assert!(!a_dir.path().join("tenants/in").exists(), "still nothing of India on the uk node");
+    // A uk database stays on the uk node.
+    let r = c
+        .post(format!("{base_b}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "london", "region": "uk" }))
+        .send()
+        .await
+        .expect("create uk");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let uk_id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    assert!(a_dir.path().join("tenants/uk").join(&uk_id).join("db.sqlite").is_file());
+
+    // The internal listener takes the cluster's nodes only, and says so in the audit trail.
+    let internal = a.services().databases.nodes().list().await.expect("nodes");
+    let b_address = internal.iter().find(|n| n.name == "b-in").expect("b").address.clone();
+    for secret in [None, Some("not the secret at all, but long enough to try")] {
+        let mut req = c.get(format!("{b_address}/api/v1/databases/{id}/contacts")).bearer_auth(&t);
+        if let Some(s) = secret {
+            req = req.header("x-seldesk-cluster", s);
+        }
+        assert_eq!(req.send().await.expect("internal").status(), StatusCode::UNAUTHORIZED);
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'cluster.refused'")
+        .fetch_one(a.services().db.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 2, "both refusals audited");
+
+    // The India node down: its databases answer 503 through the uk node, the rest keep working.
+    b.stop().await;
+    let r = c.get(format!("{db_a}/contacts")).bearer_auth(&t).send().await.expect("down");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("India")), "{body}");
+    let r = c.get(format!("{base_a}/api/v1/databases/{uk_id}/contacts")).bearer_auth(&t).send().await.expect("uk");
+    assert_eq!(r.status(), StatusCode::OK, "the uk database keeps working");
+    a.stop().await;
+}
