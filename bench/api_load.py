@@ -4,11 +4,13 @@ requests per second and latency percentiles of a release build, with wrk,
 beside the raw-SQLite limit measured in the same run.
 
     cargo build --release && python3 bench/api_load.py [SECONDS]
+    SELDESK_BENCH_BINARY=/path/to/other/seldesk python3 bench/api_load.py [SECONDS]
 
 Scenarios (50 connections unless said otherwise, SECONDS each, default 15):
   post      POST /api/v1/databases/{id}/contacts
-  search    GET  /api/v1/databases/{id}/contacts?q=...&limit=20 (20,000
-            contacts, none added meanwhile: the same scan every time)
+  search    GET  /api/v1/databases/{id}/contacts?q=Person%2012345&limit=20
+            (20,000 contacts, none added meanwhile: the same scan every
+            time; one match, so a build without `limit` answers the same)
   get-db    GET  /api/v1/databases/{id}
   home      GET  /
   mixed     one database, 10 connections adding contacts and 40 reading one
@@ -123,7 +125,7 @@ try:
     figures = {}
     for name, method, paths in [
         ("post", "POST", [f"{base}/contacts"]),
-        ("search", "GET", [f"/api/v1/databases/{searched}/contacts?q=Person%20123&limit=20"]),
+        ("search", "GET", [f"/api/v1/databases/{searched}/contacts?q=Person%2012345&limit=20"]),
         ("get-db", "GET", [base]),
         ("home", "GET", ["/"]),
     ]:

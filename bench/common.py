@@ -10,7 +10,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "seldesk")
+# Another build to compare with (e.g. the previous commit's) can be named.
+BINARY = os.environ.get("SELDESK_BENCH_BINARY") or os.path.join(ROOT, "target", "release", "seldesk")
 PASSWORD = "violet tractor lemon"
 
 
@@ -25,13 +26,14 @@ def free_port():
 class Server:
     """`seldesk serve` on a free port, jobs off; stopped by stop()."""
 
-    def __init__(self, data=None, workers=0, env=None):
+    def __init__(self, data=None, workers=0, env=None, args=None):
         if not os.path.exists(BINARY):
             sys.exit("build first: cargo build --release")
         self.data = data or tempfile.mkdtemp(prefix="seldesk-bench-")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0"],
+            [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0",
+             *(args or [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "SELDESK_JOBS__WORKERS": str(workers), **(env or {})},

@@ -1417,11 +1417,14 @@ impl Eraser for DatabaseEraser {
 
     fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT id, account_id, deactivated_at FROM databases WHERE status = 'deactivated' AND deactivated_at <= $1")
+            let rows = sqlx::query("SELECT id, account_id, region, deactivated_at FROM databases WHERE status = 'deactivated' AND deactivated_at <= $1")
                 .bind(to_millis(cutoff))
                 .fetch_all(self.db.pool())
                 .await?;
+            // A database of another node's region is that node's to remove
+            // (its census still counts it, overdue if it is left).
             rows.iter()
+                .filter(|r| r.try_get::<String, _>("region").is_ok_and(|region| self.files.serves(&region)))
                 .map(|r| {
                     Ok(Candidate {
                         record: r.try_get::<String, _>("id")?,

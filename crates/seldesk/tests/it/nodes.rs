@@ -204,6 +204,16 @@ async fn a_uk_node_refuses_every_use_of_an_india_database_and_writes_nothing() {
     let support = crate::helpers::staff_session(&app, "help@seldesk.example", "support").await;
     let page = c.get(app.url("/staff/nodes")).header("cookie", &support).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    // Past its grace period, an India database is the India node's to
+    // remove: a retention run on the uk node leaves it, one on a node that
+    // serves India removes it.
+    let r = c.post(app.url(&format!("/api/v1/databases/{id}/cancel"))).bearer_auth(&t).send().await.expect("cancel");
+    assert_eq!(r.status(), StatusCode::OK);
+    app.clock.advance(time::Duration::days(30));
+    uk.services().retention.run(&seldesk_domain::Actor::System, false).await.expect("uk retention");
+    assert!(india.join(&id).join("db.sqlite").is_file(), "not the uk node's to remove");
+    app.app().services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    assert!(!india.join(&id).exists(), "removed by a node that serves India");
     // Each node's /metrics has its databases, heartbeat and writers.
     let metrics = c.get(format!("{}/metrics", app.admin)).send().await.expect("metrics").text().await.expect("text");
     for name in ["seldesk_node_databases", "seldesk_node_heartbeat_timestamp_seconds", "seldesk_open_databases"] {
