@@ -397,3 +397,63 @@ async fn any_node_answers_for_any_database_and_its_files_stay_on_its_home_node()
     assert_eq!(r.status(), StatusCode::OK, "the uk database keeps working");
     a.stop().await;
 }
+
+// promise: RES-1
+#[tokio::test]
+async fn a_customer_uses_an_india_database_through_the_uk_node_in_chromium() {
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let url = crate::helpers::fresh_database_url(a_dir.path()).await;
+    let secret = a_dir.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let a = cluster_node(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock).await;
+    let b = cluster_node(&url, b_dir.path(), "b-in", &["in"], &secret, &clock).await;
+    let base = format!("http://{}", a.web_addr());
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({ "name": "Asha Rao", "company": "Rao Textiles", "email": "browse@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let br = crate::browser::Browser::start().await;
+    br.reject_cookies(&format!("{base}/")).await;
+    br.client.goto(&format!("{base}/signin?next=/databases")).await.expect("signin");
+    br.fill("email", "browse@example.com").await;
+    br.fill("password", PW).await;
+    br.click("form.stack button[type=submit]").await;
+    br.wait_for_text("New database").await;
+    br.fill("name", "mumbai-crm").await;
+    let form = br.client.find(fantoccini::Locator::Css("form[action='/databases']")).await.expect("form");
+    form.find(fantoccini::Locator::Css("select[name='region']"))
+        .await
+        .expect("select")
+        .select_by_value("in")
+        .await
+        .expect("India");
+    br.click("form[action='/databases'] button[type=submit]").await;
+    br.wait_for_text("Contacts").await;
+    br.fill("name", "Lee Wong").await;
+    br.fill("email", "lee@example.in").await;
+    br.click("form[action$='/contacts'] button[type=submit]").await;
+    br.wait_for_text("Lee Wong").await;
+    let page = br.client.current_url().await.expect("url");
+    assert!(page.as_str().starts_with(&base), "the customer stayed on the node they came to: {page}");
+    br.screenshot("database-through-another-node").await;
+    br.close().await;
+
+    let ids: Vec<String> = std::fs::read_dir(b_dir.path().join("tenants/in"))
+        .expect("in")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 32)
+        .collect();
+    assert_eq!(ids.len(), 1, "the database is on the India node: {ids:?}");
+    let conn = rusqlite::Connection::open(b_dir.path().join("tenants/in").join(&ids[0]).join("db.sqlite")).expect("db");
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM contacts WHERE name = 'Lee Wong'", [], |r| r.get(0)).expect("n");
+    assert_eq!(n, 1);
+    assert!(!a_dir.path().join("tenants/in").exists(), "nothing of India on the uk node");
+    b.stop().await;
+    a.stop().await;
+}
