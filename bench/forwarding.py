@@ -10,7 +10,8 @@ Starts two release nodes on one control plane (a SQLite file both open):
 A database is made in India; wrk (2 threads, 50 connections) then reads
 one of its contacts (`GET /api/v1/databases/{id}/contacts/{cid}`) and adds
 contacts, first from the India node, then through the uk node, in the same
-run. Needs `wrk` (apt-get install wrk).
+run; then the same with one connection, for the latency forwarding adds
+without queueing. Needs `wrk` (apt-get install wrk).
 """
 import json
 import os
@@ -41,9 +42,10 @@ end
 """
 
 
-def wrk(port, path, token, method, script):
+def wrk(port, path, token, method, script, connections=50):
     out = subprocess.run(
-        ["wrk", "-t2", "-c50", f"-d{SECONDS}s", "-s", script, f"http://127.0.0.1:{port}{path}"],
+        ["wrk", "-t1" if connections == 1 else "-t2", f"-c{connections}", f"-d{SECONDS}s", "-s", script,
+         f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, env={**os.environ, "BENCH_TOKEN": token, "BENCH_METHOD": method}).stdout
     for line in out.splitlines():
         if line.startswith("RESULT "):
@@ -83,11 +85,16 @@ try:
                                ("write", "POST", f"/api/v1/databases/{db}/contacts")]:
         direct = wrk(home.port, path, home.token, method, script)
         through = wrk(other.port, path, home.token, method, script)
-        results[name] = {"direct": direct, "forwarded": through}
+        # The latency forwarding adds, with one connection (no queueing).
+        alone = wrk(home.port, path, home.token, method, script, 1)
+        alone_through = wrk(other.port, path, home.token, method, script, 1)
+        results[name] = {"direct": direct, "forwarded": through, "direct_1": alone, "forwarded_1": alone_through}
         print(f"{name:<6} direct {direct['rps']:>7,.0f} req/s p50 {direct['p50_ms']:.2f} ms p99 {direct['p99_ms']:.1f} ms | "
               f"forwarded {through['rps']:>7,.0f} req/s p50 {through['p50_ms']:.2f} ms p99 {through['p99_ms']:.1f} ms | "
               f"ratio {through['rps'] / direct['rps']:.2f}x, p50 +{through['p50_ms'] - direct['p50_ms']:.2f} ms, "
               f"errors {direct['errors']}/{through['errors']}", flush=True)
+        print(f"{'':<6} one connection: p50 {alone['p50_ms']:.2f} ms direct, {alone_through['p50_ms']:.2f} ms forwarded "
+              f"(+{alone_through['p50_ms'] - alone['p50_ms']:.2f} ms)", flush=True)
     print("JSON", json.dumps(results))
 finally:
     for n in nodes:

@@ -42,6 +42,17 @@ const PEEK_LIMIT: usize = 64 * 1024;
 /// The nodes as last read, and when.
 type PeerCache = Arc<Mutex<Option<(Instant, Vec<NodeInfo>)>>>;
 
+/// Where each database lives (region, home node), as last read, and when.
+type HomeCache = Arc<Mutex<std::collections::HashMap<String, (Instant, Option<(String, Option<String>)>)>>>;
+
+/// How long where a database lives is reused: a move or a removal is seen
+/// by every node within this (a request in between reaches the old home,
+/// which answers that the database is not there).
+const HOMES_FOR: Duration = Duration::from_secs(2);
+
+/// Most databases whose home is remembered; past it the memory starts afresh.
+const HOMES_MAX: usize = 100_000;
+
 /// This node's part in the cluster.
 #[derive(Clone)]
 pub struct Cluster {
@@ -50,6 +61,7 @@ pub struct Cluster {
     secret_value: HeaderValue,
     client: reqwest::Client,
     peers: PeerCache,
+    homes: HomeCache,
 }
 
 /// Why a cluster cannot be set up.
@@ -78,6 +90,7 @@ impl Cluster {
             secret_value,
             client,
             peers: Arc::new(Mutex::new(None)),
+            homes: Arc::new(Mutex::new(std::collections::HashMap::new())),
         })
     }
 
@@ -89,6 +102,24 @@ impl Cluster {
     fn secret_matches(&self, given: &[u8]) -> bool {
         // Compared as hashes: blake3's equality takes the same time whatever differs.
         blake3::hash(given) == self.secret
+    }
+
+    /// Where database `id` lives, from memory when read within [`HOMES_FOR`].
+    async fn home(&self, state: &AppState, id: &str) -> Option<(String, Option<String>)> {
+        if let Ok(homes) = self.homes.lock()
+            && let Some((at, home)) = homes.get(id)
+            && at.elapsed() < HOMES_FOR
+        {
+            return home.clone();
+        }
+        let home = state.databases.home(id).await.ok().flatten();
+        if let Ok(mut homes) = self.homes.lock() {
+            if homes.len() >= HOMES_MAX {
+                homes.clear();
+            }
+            homes.insert(id.to_string(), (Instant::now(), home.clone()));
+        }
+        home
     }
 
     async fn peers(&self, state: &AppState) -> Vec<NodeInfo> {
@@ -132,7 +163,7 @@ fn serving<'a>(peers: &'a [NodeInfo], me: &str, region: &str) -> Option<&'a Node
 
 /// Where a request for database `id` goes, and the name of its region.
 async fn route_database(state: &AppState, cluster: &Cluster, id: &str) -> (Route, String) {
-    let Ok(Some((region, home))) = state.databases.home(id).await else { return (Route::Here, String::new()) };
+    let Some((region, home)) = cluster.home(state, id).await else { return (Route::Here, String::new()) };
     let name = region_name(state, &region);
     let here = match &home {
         Some(h) => h == cluster.node(),
