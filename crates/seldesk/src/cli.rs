@@ -353,6 +353,17 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A node was lost for good (its disk with it): restore each of its
+    /// databases of this node's data centers here from its latest snapshot,
+    /// tell each owner the time of that snapshot, and retire the lost node
+    /// once every one of its databases lives elsewhere. Run it on a node of
+    /// the lost node's data center (with --region). Refused for a live node.
+    Recover {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The lost node's name (see `seldesk node list`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -585,6 +596,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node(NodeCommand::List { db, json }) => {
             let config = load_config(&cli, &overrides(&cli, Some(db)))?;
             runtime()?.block_on(node_list(&config, *json))
+        }
+        Command::Node(NodeCommand::Recover { db, name }) => {
+            let (config, policy) = config_and_policy(&cli, db)?;
+            runtime()?.block_on(node_recover(&config, policy, name))
         }
     }
 }
@@ -987,7 +1002,11 @@ async fn node_list(config: &Config, json: bool) -> Result<(), Failure> {
     );
     for n in &nodes {
         let ago = (now - n.last_seen).whole_seconds().max(0);
-        let seen = if n.live { format!("{ago} s ago") } else { format!("{ago} s ago (down)") };
+        let seen = match (n.live, n.retired) {
+            (_, true) => format!("{ago} s ago (retired)"),
+            (true, _) => format!("{ago} s ago"),
+            (false, _) => format!("{ago} s ago (down)"),
+        };
         println!(
             "{:<28} {:<12} {:<30} {:<16} {:>9} {:>12.1}",
             n.name,
@@ -998,6 +1017,83 @@ async fn node_list(config: &Config, json: bool) -> Result<(), Failure> {
             n.disk_bytes as f64 / 1e6
         );
     }
+    Ok(())
+}
+
+async fn node_recover(config: &Config, policy: Policy, name: &str) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
+    let result = recover_node(&s, name).await;
+    s.db.close().await;
+    result
+}
+
+async fn recover_node(s: &app::Services, name: &str) -> Result<(), Failure> {
+    let nodes = s.databases.nodes().list().await?;
+    let Some(lost) = nodes.iter().find(|n| n.name == name) else {
+        return Err(usage(anyhow::anyhow!("no node is named `{name}` (see `seldesk node list`)")));
+    };
+    if lost.live {
+        let ago = (time::OffsetDateTime::now_utc() - lost.last_seen).whole_seconds().max(0);
+        return Err(usage(anyhow::anyhow!(
+            "node `{name}` was heard from {ago} s ago: it is not lost. Recovery restores from backups and loses the \
+             writes since; stop the node for good first (or move its databases away while it runs)"
+        )));
+    }
+    if s.databases.node_name() == Some(name) {
+        return Err(usage(anyhow::anyhow!("`{name}` is this node")));
+    }
+    let all = s.databases.homed_on(name).await?;
+    let (here, elsewhere): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| s.databases.files().serves(&d.region));
+    let mut failed = 0;
+    for d in &here {
+        match s.backups.recover(d, &seldesk_domain::Actor::Operator).await {
+            Ok(taken) => {
+                println!("{} ({}, {}): restored here from its backup of {taken}", d.name, d.id, d.region);
+                let owner = s.accounts.account(&d.account_id).await;
+                if let Ok(owner) = owner {
+                    let mail = seldesk_accounts::mail::OutgoingMail {
+                        to: owner.email.clone(),
+                        subject: format!("Your database {} was restored after a server failure", d.name),
+                        text: format!(
+                            "Hello {},\n\nThe server that held your database \"{}\" failed and cannot come back. \
+                             We restored the database on another server of the same data center from its backup \
+                             of {taken} (UTC). Changes made after that moment are not in it; please check your \
+                             latest work.\n\nWe are sorry for the trouble.\n",
+                            owner.name, d.name
+                        ),
+                    };
+                    if let Err(e) = s.accounts.mailer().send(&mail).await {
+                        eprintln!("{}: the owner could not be told by e-mail: {e}", d.name);
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{} ({}): not recovered: {e}", d.name, d.id);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(anyhow::anyhow!(
+            "{failed} of {} databases could not be recovered; `{name}` is not retired",
+            here.len()
+        )
+        .into());
+    }
+    if !elsewhere.is_empty() {
+        let mut regions: Vec<&str> = elsewhere.iter().map(|d| d.region.as_str()).collect();
+        regions.sort_unstable();
+        regions.dedup();
+        println!(
+            "{} of its databases are in data centers this node does not serve ({}): run `seldesk node recover {name}` \
+             on a node of each; `{name}` is retired once none is left",
+            elsewhere.len(),
+            regions.join(", ")
+        );
+        return Ok(());
+    }
+    s.databases.nodes().retire(name).await?;
+    println!("{} databases recovered; node `{name}` is retired", here.len());
     Ok(())
 }
 

@@ -35,8 +35,10 @@ pub struct NodeInfo {
     pub databases: i64,
     /// Bytes of customer databases on its disk, at its last count.
     pub disk_bytes: i64,
-    /// Heard from within [`LIVE_FOR`].
+    /// Heard from within [`LIVE_FOR`], and not retired.
     pub live: bool,
+    /// Given up for dead: its databases were recovered elsewhere.
+    pub retired: bool,
 }
 
 /// The node registry.
@@ -76,7 +78,7 @@ impl Nodes {
         }
         sqlx::query(
             "INSERT INTO nodes (name, node_id, regions, address, version, started_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
-             ON CONFLICT (name) DO UPDATE SET node_id = $2, regions = $3, address = $4, version = $5, started_at = $6, last_seen_at = $6",
+             ON CONFLICT (name) DO UPDATE SET node_id = $2, regions = $3, address = $4, version = $5, started_at = $6, last_seen_at = $6, retired = 0",
         )
         .bind(name)
         .bind(node_id)
@@ -132,13 +134,14 @@ impl Nodes {
     pub async fn list(&self) -> Result<Vec<NodeInfo>, TenantError> {
         let now = self.clock.now();
         let rows = sqlx::query(
-            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes FROM nodes ORDER BY name",
+            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes, retired FROM nodes ORDER BY name",
         )
         .fetch_all(self.db.pool())
         .await?;
         rows.iter()
             .map(|r| {
                 let last_seen = from_millis(r.try_get("last_seen_at")?);
+                let retired = r.try_get::<i64, _>("retired")? != 0;
                 Ok(NodeInfo {
                     name: r.try_get("name")?,
                     regions: r
@@ -153,10 +156,18 @@ impl Nodes {
                     last_seen,
                     databases: r.try_get("databases")?,
                     disk_bytes: r.try_get("disk_bytes")?,
-                    live: now - last_seen < LIVE_FOR,
+                    live: !retired && now - last_seen < LIVE_FOR,
+                    retired,
                 })
             })
             .collect()
+    }
+
+    /// Marks a node given up for dead (its databases recovered elsewhere).
+    /// A retired node that starts again registers afresh.
+    pub async fn retire(&self, name: &str) -> Result<(), TenantError> {
+        sqlx::query("UPDATE nodes SET retired = 1 WHERE name = $1").bind(name).execute(self.db.pool()).await?;
+        Ok(())
     }
 
     /// The live nodes serving `region`.

@@ -908,6 +908,47 @@ impl Databases {
         self.get(account_id, &id).await
     }
 
+    /// The databases whose home is node `node`.
+    pub async fn homed_on(&self, node: &str) -> Result<Vec<CustomerDb>, TenantError> {
+        let sql = format!("SELECT {COLUMNS} FROM databases WHERE home_node = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(node).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| self.record(r)).collect()
+    }
+
+    /// Takes database `d` over on this node from a folder holding its
+    /// restored `db.sqlite` and `files/` (its home node was lost): checked,
+    /// brought to the newest schema, moved into place under its own id, and
+    /// this node becomes its home. Refused when a copy is already here.
+    pub async fn take_over(&self, d: &CustomerDb, source: PathBuf, actor: &Actor) -> Result<(), TenantError> {
+        self.resident(&d.region, actor, Some(&format!("db:{}", d.id))).await?;
+        let (files, region, id) = (self.files.clone(), d.region.clone(), d.id.clone());
+        blocking(move || {
+            let target = files.dir(&region, &id)?;
+            if target.exists() {
+                return Err(TenantError::Conflict(format!("database {id} already has a copy on this node")));
+            }
+            {
+                let conn = rusqlite::Connection::open(source.join("db.sqlite"))?;
+                let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                if check != "ok" {
+                    return Err(TenantError::Internal(format!("the restored copy fails its check: {check}")));
+                }
+                crate::files::migrate(&conn)?;
+            }
+            std::fs::create_dir_all(source.join("files"))?;
+            std::fs::rename(&source, &target)?;
+            Ok(())
+        })
+        .await?;
+        sqlx::query("UPDATE databases SET home_node = $1, schema_version = $2 WHERE id = $3")
+            .bind(self.node_name.clone())
+            .bind(SCHEMA_VERSION)
+            .bind(&d.id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Creates a new database of `account_id` from a folder holding
     /// `db.sqlite` and `files/` (a restored backup, made under the region's
     /// folder): checked, brought to the newest schema, then moved into place.

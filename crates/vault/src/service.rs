@@ -455,6 +455,57 @@ impl Backups {
         Ok(restored)
     }
 
+    /// Recovers database `d`, whose home node was lost, on this node from
+    /// its latest snapshot, under its own id; returns when that snapshot
+    /// was taken (what the owner is told). Refused when the database was
+    /// removed or its owner's account erased after the snapshot: erased
+    /// data does not come back from a backup.
+    pub async fn recover(&self, d: &CustomerDb, actor: &Actor) -> Result<time::OffsetDateTime, VaultError> {
+        let latest = self.list(Some(&d.id)).await?.into_iter().max_by_key(|s| s.taken_at);
+        let Some(snap) = latest else {
+            return Err(VaultError::NotFound(format!(
+                "database {} ({}) has no snapshot to recover from",
+                d.name, d.id
+            )));
+        };
+        let (id, m) = {
+            let (vault, s) = (self.vault.clone(), snap.id.clone());
+            blocking(move || vault.manifest(&s)).await?
+        };
+        let taken = seldesk_store::from_millis(m.taken_at);
+        for record in [format!("db:{}", d.id), format!("person:{}", d.account_id)] {
+            if let Some(at) = self.erased_after(&record, m.taken_at).await? {
+                return Err(VaultError::Refused(format!(
+                    "{record} was erased on {} after its last snapshot: not brought back",
+                    at.date()
+                )));
+            }
+        }
+        let dir = self.files.dir(&d.region, &format!("recover-{}", uuid::Uuid::now_v7().simple()))?;
+        {
+            let (vault, into, id, m) = (self.vault.clone(), dir.clone(), id.clone(), m.clone());
+            let done = blocking(move || vault.restore_manifest(&id, &m, &into, &|_, _| {})).await;
+            if let Err(e) = done {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.databases.take_over(d, dir.clone(), actor).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+        self.audit
+            .record(
+                actor,
+                "node.database_recovered",
+                Some(&format!("person:{}", d.account_id)),
+                Some(&format!("db:{}", d.id)),
+                serde_json::json!({ "snapshot": id, "taken_at": taken.to_string() }),
+            )
+            .await?;
+        Ok(taken)
+    }
+
     /// Queues a restore of one of the owner's snapshots into a new database;
     /// returns its id, for the progress page. Checked now: the snapshot is
     /// theirs and the name is valid and free.

@@ -606,6 +606,7 @@ struct NodeRow {
     regions: String,
     address: String,
     live: bool,
+    retired: bool,
     seen: String,
     databases: i64,
     disk: String,
@@ -638,6 +639,7 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
             name: n.name,
             address: n.address,
             live: n.live,
+            retired: n.retired,
             databases: n.databases,
         })
         .collect();

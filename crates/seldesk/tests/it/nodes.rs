@@ -265,7 +265,20 @@ async fn cluster_node(
     secret: &Path,
     clock: &seldesk_domain::TestClock,
 ) -> seldesk::Application {
+    cluster_node_with(url, data, name, regions, secret, clock, |_| {}).await
+}
+
+async fn cluster_node_with(
+    url: &str,
+    data: &Path,
+    name: &str,
+    regions: &[&str],
+    secret: &Path,
+    clock: &seldesk_domain::TestClock,
+    tweak: impl FnOnce(&mut seldesk::Config),
+) -> seldesk::Application {
     let mut config = crate::helpers::test_config(data, url.to_string());
+    tweak(&mut config);
     config.node.regions = regions.iter().map(|r| r.to_string()).collect();
     config.node.name = Some(name.to_string());
     config.node.internal_listen = Some("127.0.0.1:0".parse().expect("addr"));
@@ -455,5 +468,125 @@ async fn a_customer_uses_an_india_database_through_the_uk_node_in_chromium() {
     assert_eq!(n, 1);
     assert!(!a_dir.path().join("tenants/in").exists(), "nothing of India on the uk node");
     b.stop().await;
+    a.stop().await;
+}
+
+// promise: BAK-1, BAK-4
+#[tokio::test]
+async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let (a_dir, b_dir, c_dir, shared) = (&dirs[0], &dirs[1], &dirs[2], &dirs[3]);
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    // The vault's regions are shared by every node, as buckets would be.
+    let stores: std::collections::BTreeMap<String, String> = ["in", "sg"]
+        .iter()
+        .map(|r| (r.to_string(), shared.path().join("vault").join(r).display().to_string()))
+        .collect();
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let with_stores = |c: &mut seldesk::Config| c.backup_stores = stores.clone();
+    let a = cluster_node_with(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock, with_stores).await;
+    let b = cluster_node_with(&url, b_dir.path(), "b-in", &["in"], &secret, &clock, with_stores).await;
+    let base = format!("http://{}", a.web_addr());
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({ "name": "Lost Node", "company": "L", "email": "lost@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let t: serde_json::Value = c
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "email": "lost@example.com", "password": PW }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let t = t["token"].as_str().expect("token").to_string();
+    let r = c
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "pune", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let add = |name: &'static str| {
+        let (c, t, url) = (c.clone(), t.clone(), format!("{base}/api/v1/databases/{id}/contacts"));
+        async move { c.post(url).bearer_auth(t).json(&json!({ "name": name })).send().await.expect("add").status() }
+    };
+    assert_eq!(add("Before the backup").await, StatusCode::CREATED);
+    b.services().backups.run(Some(&id), Arc::new(|_, _| {})).await.expect("backup on the India node");
+    assert_eq!(add("After the backup").await, StatusCode::CREATED);
+
+    // The India node is lost with its disk.
+    b.stop().await;
+    std::fs::remove_dir_all(b_dir.path().join("tenants")).expect("the disk is gone");
+    let r = c.get(format!("{base}/api/v1/databases/{id}/contacts")).bearer_auth(&t).send().await.expect("down");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Recovery is refused while the node may come back.
+    let config = shared.path().join("c.toml");
+    let toml_stores: String = stores.iter().map(|(k, v)| format!("{k} = \"{}\"\n", v.replace('\\', "\\\\"))).collect();
+    std::fs::write(&config, format!("[backup_stores]\n{toml_stores}")).expect("config");
+    std::fs::create_dir_all(c_dir.path().join("keys")).expect("keys");
+    std::fs::copy(b_dir.path().join("keys/vault.key"), c_dir.path().join("keys/vault.key")).expect("the vault key");
+    let recover = || {
+        cli_run(&[
+            "--config",
+            config.to_str().expect("path"),
+            "node",
+            "recover",
+            "b-in",
+            "--region",
+            "in",
+            "--node-name",
+            "c-in",
+            "--database-url",
+            &url,
+            "--data",
+            c_dir.path().to_str().expect("path"),
+        ])
+    };
+    let (code, _, err) = recover();
+    assert_ne!(code, 0, "b-in was seen seconds ago");
+    assert!(err.contains("not lost"), "{err}");
+    // Silent for long: lost.
+    sqlx::query("UPDATE nodes SET last_seen_at = 0 WHERE name = 'b-in'")
+        .execute(a.services().db.pool())
+        .await
+        .expect("silence");
+    let (code, out, err) = recover();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pune") && out.contains("restored here from its backup of"), "{out}");
+    assert!(out.contains("retired"), "{out}");
+    let told = std::fs::read_dir(c_dir.path().join("mail/outbox"))
+        .expect("outbox")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).expect("mail"))
+        .any(|m| m.contains("lost@example.com") && m.contains("restored"));
+    assert!(told, "the owner is told the time of the backup used");
+
+    // The new India node serves it, through any node, as of the backup.
+    let c_node = cluster_node_with(&url, c_dir.path(), "c-in", &["in"], &secret, &clock, with_stores).await;
+    // The uk node may remember the old home for up to 2 s.
+    let mut list = serde_json::Value::Null;
+    for _ in 0..50 {
+        let r = c.get(format!("{base}/api/v1/databases/{id}/contacts")).bearer_auth(&t).send().await.expect("list");
+        if r.status() == StatusCode::OK {
+            list = r.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, vec!["Before the backup"], "as of the snapshot");
+    let nodes = a.services().databases.nodes().list().await.expect("nodes");
+    assert!(nodes.iter().any(|n| n.name == "b-in" && n.retired && !n.live), "b-in is retired");
+    c_node.stop().await;
     a.stop().await;
 }

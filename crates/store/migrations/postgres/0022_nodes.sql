@@ -10,5 +10,7 @@ CREATE TABLE nodes (
     started_at   BIGINT  NOT NULL,
     last_seen_at BIGINT  NOT NULL,
     databases    BIGINT  NOT NULL DEFAULT 0,
-    disk_bytes   BIGINT  NOT NULL DEFAULT 0
+    disk_bytes   BIGINT  NOT NULL DEFAULT 0,
+    -- Given up for dead: its databases were recovered on other nodes.
+    retired      BIGINT  NOT NULL DEFAULT 0
 );

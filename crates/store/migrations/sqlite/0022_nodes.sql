@@ -10,5 +10,7 @@ CREATE TABLE nodes (
     started_at   INTEGER  NOT NULL,
     last_seen_at INTEGER  NOT NULL,
     databases    INTEGER  NOT NULL DEFAULT 0,
-    disk_bytes   INTEGER  NOT NULL DEFAULT 0
+    disk_bytes   INTEGER  NOT NULL DEFAULT 0,
+    -- Given up for dead: its databases were recovered on other nodes.
+    retired      INTEGER  NOT NULL DEFAULT 0
 );
