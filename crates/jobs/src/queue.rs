@@ -17,6 +17,8 @@ pub struct NewJob {
     pub run_at: Option<OffsetDateTime>,
     pub priority: i64,
     pub max_attempts: i64,
+    /// The node that runs it (by its name); None: any node.
+    pub node: Option<String>,
 }
 
 impl NewJob {
@@ -28,7 +30,14 @@ impl NewJob {
             run_at: None,
             priority: 0,
             max_attempts: 5,
+            node: None,
         }
+    }
+
+    /// Only node `name` runs this job (a job about its databases).
+    pub fn on_node(mut self, name: impl Into<String>) -> Self {
+        self.node = Some(name.into());
+        self
     }
 
     pub fn payload(mut self, payload: serde_json::Value) -> Self {
@@ -100,6 +109,8 @@ pub struct QueueStats {
 pub struct Queue {
     db: Db,
     clock: Arc<dyn Clock>,
+    /// This node's name: its workers also take the jobs named for it.
+    node: Option<Arc<str>>,
 }
 
 const COLUMNS: &str = "id, kind, payload, dedupe_key, status, attempts, max_attempts, run_at, last_error";
@@ -128,7 +139,19 @@ pub fn backoff(attempt: i64) -> Duration {
 
 impl Queue {
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock }
+        Self { db, clock, node: None }
+    }
+
+    /// The queue as node `name` sees it: its workers take jobs for any
+    /// node and jobs named for it; without a name, only jobs for any node.
+    pub fn for_node(mut self, name: &str) -> Self {
+        self.node = Some(Arc::from(name));
+        self
+    }
+
+    /// This node's name, if the queue has one.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -140,8 +163,8 @@ impl Queue {
     pub async fn enqueue(&self, job: NewJob) -> Result<Option<i64>, JobError> {
         let now = self.clock.now();
         let row = sqlx::query(
-            "INSERT INTO jobs (kind, payload, dedupe_key, priority, max_attempts, run_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO jobs (kind, payload, dedupe_key, priority, max_attempts, run_at, created_at, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )
@@ -152,6 +175,7 @@ impl Queue {
         .bind(job.max_attempts)
         .bind(to_millis(job.run_at.unwrap_or(now)))
         .bind(to_millis(now))
+        .bind(job.node.clone())
         .fetch_optional(self.db.pool())
         .await?;
         Ok(match row {
@@ -175,7 +199,7 @@ impl Queue {
         kinds: Option<&[String]>,
     ) -> Result<Option<Job>, JobError> {
         let now = self.clock.now();
-        let only = match kinds {
+        let mut only = match kinds {
             Some([]) => return Ok(None),
             // Placeholders only; the kinds are bound.
             Some(k) => {
@@ -183,6 +207,11 @@ impl Queue {
             }
             None => String::new(),
         };
+        let node_at = 4 + kinds.map_or(0, <[String]>::len);
+        match self.node {
+            Some(_) => only.push_str(&format!(" AND (node IS NULL OR node = ${node_at})")),
+            None => only.push_str(" AND node IS NULL"),
+        }
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -198,6 +227,9 @@ impl Queue {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(to_millis(now + lease)).bind(to_millis(now));
         for k in kinds.unwrap_or_default() {
             q = q.bind(k.clone());
+        }
+        if let Some(node) = &self.node {
+            q = q.bind(node.to_string());
         }
         let row = q.fetch_optional(self.db.pool()).await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)

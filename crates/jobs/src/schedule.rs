@@ -23,6 +23,9 @@ pub struct Schedule {
     pub name: String,
     pub job: String,
     cron: cron::Schedule,
+    /// Fires once on every node (for the node's own databases), not once
+    /// per cluster.
+    pub per_node: bool,
 }
 
 fn to_chrono(t: OffsetDateTime) -> DateTime<Utc> {
@@ -43,7 +46,13 @@ impl Schedule {
             cron: expr.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self { name: name.to_string(), job: job.to_string(), cron })
+        Ok(Self { name: name.to_string(), job: job.to_string(), cron, per_node: false })
+    }
+
+    /// A schedule that fires on every node, each running its own job.
+    pub fn per_node(mut self, per_node: bool) -> Self {
+        self.per_node = per_node;
+        self
     }
 
     /// The latest fire time at or before `now`.
@@ -90,10 +99,16 @@ impl Scheduler {
             let Some(fire) = s.last_fire(now) else {
                 continue;
             };
-            let job = NewJob::new(&s.job)
+            let mut job = NewJob::new(&s.job)
                 .dedupe(s.fire_key(fire))
                 .run_at(fire)
                 .payload(serde_json::json!({ "schedule": s.name, "fire": fire.unix_timestamp() }));
+            if s.per_node
+                && let Some(node) = self.queue.node()
+            {
+                // One fire per node, run by that node.
+                job = job.dedupe(format!("{}:{node}", s.fire_key(fire))).on_node(node);
+            }
             if let Some(id) = self.queue.enqueue(job).await? {
                 enqueued.push(id);
                 sqlx::query(

@@ -193,7 +193,10 @@ impl Services {
         let (audit_key, _) =
             seldesk_privacy::audit::AuditKey::load_or_create(&config.data.join("keys").join("audit.key"))?;
         let audit = AuditLog::new(db.clone(), clock.clone(), audit_key);
-        let queue = Queue::new(db.clone(), clock.clone());
+        // This node by name: the home of the databases it makes, and the
+        // node its per-node jobs are for.
+        let node_name = config.node.name(&node_id(&config.data)?);
+        let queue = Queue::new(db.clone(), clock.clone()).for_node(&node_name);
         let erasure_log = ErasureLog::new(db.clone(), clock.clone());
         let disclosures = DisclosureGate::new(policy.clone(), db.clone(), clock.clone(), audit.clone());
         let mailer = match &config.mail.smtp_url {
@@ -313,8 +316,7 @@ impl Services {
             queue.clone(),
         )
         .with_open(open_databases.clone())
-        // The home recorded for the databases this data folder holds.
-        .with_node_name(config.node.name(&node_id(&config.data)?))
+        .with_node_name(node_name.clone())
         .with_quotas(seldesk_tenants::Quotas {
             trial_bytes: config.databases.trial_quota_mb.saturating_mul(1_000_000),
             subscribed_bytes: config.databases.subscription_quota_mb.saturating_mul(1_000_000),
@@ -743,7 +745,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
     let schedules = config
         .schedules
         .iter()
-        .map(|(name, sc)| Schedule::parse(name, &sc.job, &sc.cron))
+        .map(|(name, sc)| Schedule::parse(name, &sc.job, &sc.cron).map(|s| s.per_node(sc.per_node)))
         .collect::<Result<Vec<_>, _>>()?;
     let purge =
         PurgeJobs { queue: s.queue.clone(), keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)) };

@@ -29,6 +29,10 @@ pub struct ScheduleConfig {
     pub cron: String,
     /// Job kind to enqueue at each fire.
     pub job: String,
+    /// Fire on every node, for its own databases (backups, export
+    /// sweeps), instead of once per cluster.
+    #[serde(default)]
+    pub per_node: bool,
 }
 
 /// Job workers.
@@ -319,55 +323,63 @@ impl Default for Config {
         let mut schedules = BTreeMap::new();
         schedules.insert(
             "reminders".to_string(),
-            ScheduleConfig { cron: "0 8 * * *".into(), job: crate::app::JOB_REMIND.into() },
+            ScheduleConfig { cron: "0 8 * * *".into(), job: crate::app::JOB_REMIND.into(), per_node: false },
         );
         schedules.insert(
             "trials".to_string(),
-            ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into() },
+            ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into(), per_node: false },
         );
         schedules.insert(
             "visits".to_string(),
-            ScheduleConfig { cron: "20 0 * * *".into(), job: crate::app::JOB_VISITS_AGGREGATE.into() },
+            ScheduleConfig { cron: "20 0 * * *".into(), job: crate::app::JOB_VISITS_AGGREGATE.into(), per_node: false },
         );
         schedules.insert(
             "exports".to_string(),
-            ScheduleConfig { cron: "*/10 * * * *".into(), job: crate::app::JOB_SWEEP_EXPORTS.into() },
+            ScheduleConfig { cron: "*/10 * * * *".into(), job: crate::app::JOB_SWEEP_EXPORTS.into(), per_node: true },
         );
         schedules.insert(
             "retention".to_string(),
-            ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into() },
+            ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into(), per_node: false },
         );
         schedules.insert(
             "trends".to_string(),
-            ScheduleConfig { cron: "40 0 * * *".into(), job: seldesk_marketing::JOB_TRENDS.into() },
+            ScheduleConfig { cron: "40 0 * * *".into(), job: seldesk_marketing::JOB_TRENDS.into(), per_node: false },
         );
         schedules.insert(
             "backup".to_string(),
-            ScheduleConfig { cron: "0 1 * * *".into(), job: seldesk_vault::JOB_BACKUP.into() },
+            ScheduleConfig { cron: "0 1 * * *".into(), job: seldesk_vault::JOB_BACKUP.into(), per_node: true },
         );
         schedules.insert(
             "overdue-requests".to_string(),
-            ScheduleConfig { cron: "0 9 * * *".into(), job: seldesk_accounts::JOB_OVERDUE_REQUESTS.into() },
+            ScheduleConfig {
+                cron: "0 9 * * *".into(),
+                job: seldesk_accounts::JOB_OVERDUE_REQUESTS.into(),
+                per_node: false,
+            },
         );
         schedules.insert(
             "idle-accounts".to_string(),
-            ScheduleConfig { cron: "20 9 * * *".into(), job: seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS.into() },
+            ScheduleConfig {
+                cron: "20 9 * * *".into(),
+                job: seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS.into(),
+                per_node: false,
+            },
         );
         schedules.insert(
             "audit-anchor".to_string(),
-            ScheduleConfig { cron: "50 0 * * *".into(), job: seldesk_vault::JOB_ANCHOR.into() },
+            ScheduleConfig { cron: "50 0 * * *".into(), job: seldesk_vault::JOB_ANCHOR.into(), per_node: false },
         );
         schedules.insert(
             "backup-prune".to_string(),
-            ScheduleConfig { cron: "0 4 * * *".into(), job: seldesk_vault::JOB_PRUNE.into() },
+            ScheduleConfig { cron: "0 4 * * *".into(), job: seldesk_vault::JOB_PRUNE.into(), per_node: false },
         );
         schedules.insert(
             "billing".to_string(),
-            ScheduleConfig { cron: "10 * * * *".into(), job: seldesk_billing::JOB_RENEW.into() },
+            ScheduleConfig { cron: "10 * * * *".into(), job: seldesk_billing::JOB_RENEW.into(), per_node: false },
         );
         schedules.insert(
             "jobs-purge".to_string(),
-            ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into() },
+            ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into(), per_node: false },
         );
         Self {
             data: PathBuf::from("./seldesk-data"),

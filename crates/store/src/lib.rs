@@ -70,6 +70,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "trial_starts", include_str!("../migrations/sqlite/0021_trial_starts.sql")),
     (22, "nodes", include_str!("../migrations/sqlite/0022_nodes.sql")),
     (23, "home_node", include_str!("../migrations/sqlite/0023_home_node.sql")),
+    (24, "job_node", include_str!("../migrations/sqlite/0024_job_node.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -95,6 +96,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "trial_starts", include_str!("../migrations/postgres/0021_trial_starts.sql")),
     (22, "nodes", include_str!("../migrations/postgres/0022_nodes.sql")),
     (23, "home_node", include_str!("../migrations/postgres/0023_home_node.sql")),
+    (24, "job_node", include_str!("../migrations/postgres/0024_job_node.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -1139,14 +1139,14 @@ impl Databases {
             serde_json::json!({ "from": d.region, "to": target.id }),
         )
         .await?;
-        self.queue
-            .enqueue(
-                seldesk_jobs::NewJob::new(JOB_MOVE)
-                    .payload(serde_json::json!({ "database": id, "region": target.id }))
-                    .dedupe(format!("move:{id}:{}", uuid::Uuid::now_v7().simple())),
-            )
-            .await
-            .map_err(|e| TenantError::Internal(format!("cannot schedule the move: {e}")))?;
+        let mut job = seldesk_jobs::NewJob::new(JOB_MOVE)
+            .payload(serde_json::json!({ "database": id, "region": target.id }))
+            .dedupe(format!("move:{id}:{}", uuid::Uuid::now_v7().simple()));
+        // The node that holds the database moves it (its writer pauses there).
+        if let Some((_, Some(home))) = self.home(id).await? {
+            job = job.on_node(home);
+        }
+        self.queue.enqueue(job).await.map_err(|e| TenantError::Internal(format!("cannot schedule the move: {e}")))?;
         self.get(account_id, id).await
     }
 

@@ -123,6 +123,32 @@ async fn a_schedule_fires_once_per_cluster() {
     }
 }
 
+// promise: BAK-1
+/// Backups and export sweeps are about one node's databases: their
+/// schedules fire on every node, and only that node runs its job.
+#[tokio::test]
+async fn a_per_node_schedule_fires_on_every_node_and_each_runs_its_own() {
+    let (q, db, clock, _dir) = queue_at(datetime!(2026-11-25 00:59:30 UTC)).await;
+    let backup = Schedule::parse("backup", "backup.run", "0 1 * * *").expect("cron").per_node(true);
+    let (a, b) = (q.clone().for_node("node-a"), q.clone().for_node("node-b"));
+    let nodes: Vec<Scheduler> =
+        [&a, &b, &a].iter().map(|q| Scheduler::new((*q).clone(), db.clone(), vec![backup.clone()])).collect();
+    clock.advance(Duration::seconds(30));
+    let mut enqueued = 0;
+    for n in &nodes {
+        enqueued += n.tick().await.expect("tick").len();
+    }
+    assert_eq!(enqueued, 2, "one fire per node, however many schedulers each has");
+    assert!(q.claim("anonymous", Duration::minutes(1)).await.expect("claim").is_none(), "no node, no node's job");
+    let mine = a.claim("a-w1", Duration::minutes(1)).await.expect("claim").expect("a's job");
+    assert!(a.claim("a-w2", Duration::minutes(1)).await.expect("claim").is_none(), "not b's job");
+    let theirs = b.claim("b-w1", Duration::minutes(1)).await.expect("claim").expect("b's job");
+    assert_ne!(mine.id, theirs.id);
+    // A job for any node is still anyone's.
+    q.enqueue(NewJob::new("anyone")).await.expect("enqueue");
+    assert!(b.claim("b-w2", Duration::minutes(1)).await.expect("claim").is_some());
+}
+
 #[tokio::test]
 async fn finished_jobs_are_purged_after_their_age() {
     let (q, _db, clock, _dir) = queue_at(datetime!(2026-11-25 10:00 UTC)).await;
