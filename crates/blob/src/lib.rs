@@ -6,10 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
+use object_store::ObjectStoreExt;
+
 pub use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::XNonce;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 
+pub mod bucket;
 pub mod sealed_file;
 
 /// Errors of the blob store.
@@ -25,12 +28,25 @@ pub enum BlobError {
     KeyFile { path: PathBuf, message: String },
     #[error("blob store I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("blob store {0}")]
+    Bucket(String),
 }
 
-/// Objects in a folder, written once (write to a temporary name, then rename).
-#[derive(Debug, Clone)]
+/// Objects written once, in a folder (write to a temporary name, then
+/// link) or in a bucket (a create-only put).
+#[derive(Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    bucket: Option<(std::sync::Arc<dyn object_store::ObjectStore>, String)>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.bucket {
+            Some((_, url)) => f.debug_struct("BlobStore").field("bucket", url).finish(),
+            None => f.debug_struct("BlobStore").field("root", &self.root).finish(),
+        }
+    }
 }
 
 fn check_key(key: &str) -> Result<(), BlobError> {
@@ -47,7 +63,18 @@ fn check_key(key: &str) -> Result<(), BlobError> {
 impl BlobStore {
     /// A store in a local folder (created on first write).
     pub fn local(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), bucket: None }
+    }
+
+    /// A store in a bucket: `s3://bucket[/prefix]` or `gs://bucket[/prefix]`
+    /// ([`bucket::open`]).
+    pub fn bucket(address: &str) -> Result<Self, BlobError> {
+        let (store, url) = bucket::open(address).map_err(BlobError::Bucket)?;
+        Ok(Self { root: PathBuf::new(), bucket: Some((store, url)) })
+    }
+
+    fn bucket_err(url: &str, key: &str, e: object_store::Error) -> BlobError {
+        BlobError::Bucket(format!("{url}: {key}: {e}"))
     }
 
     pub fn root(&self) -> &Path {
@@ -62,6 +89,18 @@ impl BlobStore {
 
     /// Stores an object; refuses to replace one.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
+        if let Some((store, url)) = &self.bucket {
+            check_key(key)?;
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            let put = store.put_opts(&object_store::path::Path::from(key), bytes.into(), opts).await;
+            return match put {
+                Ok(_) => Ok(()),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    Err(BlobError::Exists(key.to_string()))
+                }
+                Err(e) => Err(Self::bucket_err(url, key, e)),
+            };
+        }
         let path = self.path_of(key)?;
         let key = key.to_string();
         tokio::task::spawn_blocking(move || {
@@ -89,6 +128,16 @@ impl BlobStore {
 
     /// An object's bytes, or `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        if let Some((store, url)) = &self.bucket {
+            check_key(key)?;
+            let path = object_store::path::Path::from(key);
+            let got = async { store.get(&path).await?.bytes().await };
+            return match got.await {
+                Ok(b) => Ok(Some(b.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(Self::bucket_err(url, key, e)),
+            };
+        }
         let path = self.path_of(key)?;
         match tokio::fs::read(&path).await {
             Ok(b) => Ok(Some(b)),
@@ -99,6 +148,20 @@ impl BlobStore {
 
     /// Removes an object; `false` when there was none.
     pub async fn delete(&self, key: &str) -> Result<bool, BlobError> {
+        if let Some((store, url)) = &self.bucket {
+            check_key(key)?;
+            let path = object_store::path::Path::from(key);
+            // A bucket's delete says nothing of what was there: asked first.
+            match store.head(&path).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(Self::bucket_err(url, key, e)),
+            }
+            return match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                Err(e) => Err(Self::bucket_err(url, key, e)),
+            };
+        }
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),

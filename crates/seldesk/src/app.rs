@@ -95,17 +95,20 @@ pub enum StartError {
 }
 
 /// The encrypted blob store for CVs and uploads: a folder (default
-/// `<data>/blobs`), with its key in `<data>/keys/blobs.key`, apart from the blobs.
+/// `<data>/blobs`) or a bucket (`s3://…`, `gs://…`, every node reaching the
+/// same one), with its key in `<data>/keys/blobs.key`, apart from the blobs.
 fn open_blobs(config: &Config) -> Result<seldesk_blob::SealedBlobs, StartError> {
     let location = config.blobs();
-    if location.contains("://") && !location.starts_with("file://") {
+    let store = if location.starts_with("s3://") || location.starts_with("gs://") {
+        seldesk_blob::BlobStore::bucket(&location).map_err(|e| StartError::Blobs(e.to_string()))?
+    } else if location.contains("://") && !location.starts_with("file://") {
         return Err(StartError::Blobs(format!(
-            "`{}`: this build stores blobs in a folder; give a path or file:// URL",
+            "`{}`: give a folder, a file:// URL, s3://bucket or gs://bucket",
             seldesk_store::redact_url(&location)
         )));
-    }
-    let root = location.strip_prefix("file://").unwrap_or(&location);
-    let store = seldesk_blob::BlobStore::local(root);
+    } else {
+        seldesk_blob::BlobStore::local(location.strip_prefix("file://").unwrap_or(&location))
+    };
     seldesk_blob::SealedBlobs::open(store, &config.data.join("keys").join("blobs.key"))
         .map_err(|e| StartError::Blobs(e.to_string()))
 }

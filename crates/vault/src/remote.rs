@@ -43,40 +43,10 @@ impl Bucket {
     pub fn open(address: &str) -> Result<Self, VaultError> {
         let handle = Handle::try_current()
             .map_err(|_| VaultError::Invalid("a bucket can only be opened inside the server's runtime".into()))?;
-        let (url, query) = address.split_once('?').unwrap_or((address, ""));
-        let options: Vec<(&str, &str)> =
-            query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "true"))).collect();
-        let bad = |e: object_store::Error| VaultError::Invalid(format!("backup store `{url}`: {e}"));
-        let store: Arc<dyn ObjectStore> = if url.starts_with("s3://") {
-            // Object Lock buckets want writes to name their checksum algorithm
-            // (object_store sends the SHA-256 itself).
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert("x-amz-sdk-checksum-algorithm", reqwest::header::HeaderValue::from_static("SHA256"));
-            let mut b = object_store::aws::AmazonS3Builder::from_env()
-                .with_client_options(object_store::ClientOptions::new().with_default_headers(headers))
-                .with_url(url)
-                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
-                .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
-            for (k, v) in &options {
-                let key = k.parse::<object_store::aws::AmazonS3ConfigKey>().map_err(bad)?;
-                b = b.with_config(key, *v);
-            }
-            Arc::new(b.build().map_err(bad)?)
-        } else if url.starts_with("gs://") {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-            for (k, v) in &options {
-                let key = k.parse::<object_store::gcp::GoogleConfigKey>().map_err(bad)?;
-                b = b.with_config(key, *v);
-            }
-            Arc::new(b.build().map_err(bad)?)
-        } else {
-            return Err(VaultError::Invalid(format!("backup store `{url}`: use a folder, s3://bucket or gs://bucket")));
-        };
-        let prefix = url.splitn(4, '/').nth(3).unwrap_or("").trim_matches('/').to_string();
-        let store: Arc<dyn ObjectStore> =
-            if prefix.is_empty() { store } else { Arc::new(object_store::prefix::PrefixStore::new(store, prefix)) };
+        let (store, url) =
+            seldesk_blob::bucket::open(address).map_err(|e| VaultError::Invalid(format!("backup store {e}")))?;
         // Messages name the bucket, never the query (it may carry settings).
-        Ok(Self { store, handle, url: url.to_string() })
+        Ok(Self { store, handle, url })
     }
 
     pub fn url(&self) -> &str {

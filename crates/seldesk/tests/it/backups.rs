@@ -492,7 +492,7 @@ async fn a_backup_after_changes_made_through_seldesk_reads_what_its_change_log_l
 }
 
 /// The S3-compatible server for tests (moto, started by scripts/test.sh).
-fn s3_endpoint() -> String {
+pub(crate) fn s3_endpoint() -> String {
     std::env::var("SELDESK_TEST_S3").expect(
         "SELDESK_TEST_S3 is not set: run scripts/test.sh, which starts an S3-compatible server (moto) on loopback",
     )
@@ -500,7 +500,7 @@ fn s3_endpoint() -> String {
 
 /// Runs Python with boto3 (AWS's own SDK, installed with moto) against the
 /// test server: an S3 client independent of ours. Returns its JSON output.
-fn boto3(script: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) fn boto3(script: &str, args: &[&str]) -> serde_json::Value {
     let python = std::env::var("SELDESK_TEST_S3_PYTHON").unwrap_or_else(|_| "python3".into());
     let prelude = "import boto3, json, sys\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n";
     let out = std::process::Command::new(&python)

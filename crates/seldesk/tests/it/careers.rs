@@ -602,3 +602,60 @@ async fn malicious_uploads_are_refused_with_clear_messages() {
     assert_eq!(agency, "TalentBridge Recruiters");
     assert!(app.mail_to("kiran@example.com", "We received your application").is_some());
 }
+
+// promise: SEC-1
+/// CVs and uploads in a bucket (every node reaching the same one): sealed
+/// before they leave the server, written once, and a changed object does
+/// not open.
+#[tokio::test]
+async fn blobs_in_a_bucket_are_sealed_written_once_and_tamper_evident() {
+    use crate::backups::{boto3, s3_endpoint};
+    let endpoint = s3_endpoint();
+    let bucket = format!("seldesk-{}-blobs", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    boto3("s3.create_bucket(Bucket=sys.argv[2])\nprint(json.dumps(True))", &[&bucket]);
+    let url = format!(
+        "s3://{bucket}/blobs?endpoint={endpoint}&allow_http=true&access_key_id=test&secret_access_key=test&region=us-east-1"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("keys/blobs.key");
+    let blobs = seldesk_blob::SealedBlobs::open(seldesk_blob::BlobStore::bucket(&url).expect("bucket"), &key_file)
+        .expect("open");
+    let cv = b"Curriculum vitae of Ada Lovelace, analyst";
+    blobs.put("cv/a1", cv).await.expect("put");
+    assert_eq!(blobs.get("cv/a1").await.expect("get").as_deref(), Some(&cv[..]));
+    assert!(matches!(blobs.put("cv/a1", b"other").await, Err(seldesk_blob::BlobError::Exists(_))), "written once");
+    // What the bucket holds is sealed.
+    let raw = boto3(
+        "import base64\nb = s3.get_object(Bucket=sys.argv[2], Key='blobs/cv/a1')['Body'].read()\nprint(json.dumps(base64.b64encode(b).decode()))",
+        &[&bucket],
+    );
+    let raw = data_encoding::BASE64.decode(raw.as_str().expect("text").as_bytes()).expect("base64");
+    assert!(!raw.windows(cv.len()).any(|w| w == cv), "sealed before it left the server");
+    // Changed in the bucket: refused, not read as something else.
+    boto3(
+        "b = s3.get_object(Bucket=sys.argv[2], Key='blobs/cv/a1')['Body'].read()\nb = b[:-1] + bytes([b[-1] ^ 1])\ns3.put_object(Bucket=sys.argv[2], Key='blobs/cv/a1', Body=b)\nprint(json.dumps(True))",
+        &[&bucket],
+    );
+    assert!(matches!(blobs.get("cv/a1").await, Err(seldesk_blob::BlobError::Corrupt(_))));
+    assert!(blobs.delete("cv/a1").await.expect("delete"));
+    assert!(!blobs.delete("cv/a1").await.expect("delete again"), "nothing left to delete");
+    assert_eq!(blobs.get("cv/a1").await.expect("get"), None);
+    // The server takes such an address for `blobs`, and refuses one it cannot use.
+    let app = crate::helpers::spawn_app_with(
+        {
+            let url = url.clone();
+            move |c| c.blobs = Some(url)
+        },
+        seldesk_domain::Policy::builtin().expect("policy"),
+    )
+    .await;
+    app.stop().await;
+    let data = tempfile::tempdir().expect("data");
+    let mut config = crate::helpers::test_config(data.path(), crate::helpers::fresh_database_url(data.path()).await);
+    config.blobs = Some("ftp://example.com/blobs".into());
+    let clock = std::sync::Arc::new(seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc()));
+    match seldesk::Application::build(config, seldesk_domain::Policy::builtin().expect("policy"), clock).await {
+        Err(e) => assert!(e.to_string().contains("s3://bucket"), "{e}"),
+        Ok(_) => panic!("an ftp:// blob store was accepted"),
+    }
+}
