@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Server  # noqa: E402
+from common import WRK_DONE, Server, wrk_result  # noqa: E402
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 SPREAD = 1000
@@ -53,12 +53,7 @@ request = function()
   if method == "POST" then return wrk.format("POST", p, nil, body) end
   return wrk.format("GET", p)
 end
-done = function(summary, latency, requests)
-  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %d %f %d %d %d\n", summary.requests, summary.duration / 1e6,
-    latency:percentile(50), latency:percentile(99), errors))
-end
-"""
+""" + WRK_DONE
 
 
 def wrk(server, script, method, paths, connections, seconds=SECONDS):
@@ -72,12 +67,7 @@ def wrk(server, script, method, paths, connections, seconds=SECONDS):
 
 def result(proc):
     out, _ = proc.communicate()
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, secs, p50, p99, errors = line.split()[1:]
-            return {"rps": int(n) / float(secs), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000,
-                    "errors": int(errors)}
-    sys.exit(f"wrk said:\n{out}")
+    return wrk_result(out)
 
 
 def raw_sqlite_limit(folder, seconds=3):

@@ -91,3 +91,24 @@ def drop_caches():
         return True
     except OSError:
         return False
+
+
+# A wrk script's `done` hook that prints one line for wrk_result.
+WRK_DONE = r"""
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %d %f %d %d %d\n", summary.requests, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), errors))
+end
+"""
+
+
+def wrk_result(out):
+    """Requests per second, p50 and p99 in ms and errors, from wrk's output
+    with WRK_DONE in its script."""
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            n, secs, p50, p99, errors = line.split()[1:]
+            return {"rps": int(n) / float(secs), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000,
+                    "errors": int(errors)}
+    sys.exit(f"wrk said:\n{out}")

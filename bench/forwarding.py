@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Server, free_port  # noqa: E402
+from common import WRK_DONE, Server, free_port, wrk_result  # noqa: E402
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 if not shutil.which("wrk"):
@@ -34,12 +34,7 @@ if os.getenv("BENCH_METHOD") == "POST" then
   wrk.method = "POST"
   wrk.body = '{"name":"Ada Lovelace","email":"ada@example.com"}'
 end
-done = function(summary, latency, requests)
-  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %d %f %d %d %d\n", summary.requests, summary.duration / 1e6,
-    latency:percentile(50), latency:percentile(99), errors))
-end
-"""
+""" + WRK_DONE
 
 
 def wrk(port, path, token, method, script, connections=50):
@@ -47,12 +42,7 @@ def wrk(port, path, token, method, script, connections=50):
         ["wrk", "-t1" if connections == 1 else "-t2", f"-c{connections}", f"-d{SECONDS}s", "-s", script,
          f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, env={**os.environ, "BENCH_TOKEN": token, "BENCH_METHOD": method}).stdout
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, secs, p50, p99, errors = line.split()[1:]
-            return {"rps": int(n) / float(secs), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000,
-                    "errors": int(errors)}
-    sys.exit(f"wrk said:\n{out}")
+    return wrk_result(out)
 
 
 work = tempfile.mkdtemp(prefix="seldesk-bench-fwd-")

@@ -404,6 +404,28 @@ impl TestApp {
     }
 }
 
+/// Signs up a customer on the server at `base` (`http://host:port`) and
+/// returns an API token.
+pub async fn customer_token_at(client: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let r = client
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&serde_json::json!({ "name": "Test Customer", "company": "T", "email": email, "password": password }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201, "sign-up");
+    let token: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    token["token"].as_str().expect("token").to_string()
+}
+
 /// A real `seldesk serve` process over its own data folder, for what an
 /// in-process server cannot show: its memory, its logs, signals.
 pub struct ServerProcess {
@@ -486,23 +508,7 @@ impl ServerProcess {
 
     /// Signs up a customer with `password` and returns an API token.
     pub async fn customer_token(&self, client: &reqwest::Client, email: &str, password: &str) -> String {
-        let r = client
-            .post(format!("{}/api/v1/accounts", self.base))
-            .json(&serde_json::json!({ "name": "Test Customer", "company": "T", "email": email, "password": password }))
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(r.status(), 201, "sign-up");
-        let token: serde_json::Value = client
-            .post(format!("{}/api/v1/auth/token", self.base))
-            .json(&serde_json::json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json");
-        token["token"].as_str().expect("token").to_string()
+        customer_token_at(client, &self.base, email, password).await
     }
 
     /// Creates a customer database (`body`: name, region...) and returns its id.

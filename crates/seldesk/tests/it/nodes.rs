@@ -257,17 +257,6 @@ async fn with_no_live_node_of_a_region_nothing_is_created_there() {
 }
 
 /// A node of a cluster over its own data folder and the shared control plane.
-async fn cluster_node(
-    url: &str,
-    data: &Path,
-    name: &str,
-    regions: &[&str],
-    secret: &Path,
-    clock: &seldesk_domain::TestClock,
-) -> seldesk::Application {
-    cluster_node_with(url, data, name, regions, secret, clock, |_| {}).await
-}
-
 async fn cluster_node_with(
     url: &str,
     data: &Path,
@@ -288,35 +277,40 @@ async fn cluster_node_with(
         .expect("the node starts")
 }
 
+/// A uk node (`a-uk`) and an India node (`b-in`) on one control plane, each
+/// over its own data folder, with the cluster's secret; `tweak` applies to both.
+struct TwoNodes {
+    a: seldesk::Application,
+    b: seldesk::Application,
+    a_dir: tempfile::TempDir,
+    b_dir: tempfile::TempDir,
+    /// The control plane, the secret and anything else both share.
+    shared: tempfile::TempDir,
+    url: String,
+    secret: PathBuf,
+    clock: seldesk_domain::TestClock,
+}
+
+async fn two_nodes(tweak: impl Fn(&mut seldesk::Config)) -> TwoNodes {
+    let (a_dir, b_dir, shared) =
+        (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"), tempfile::tempdir().expect("shared"));
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let a = cluster_node_with(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock, &tweak).await;
+    let b = cluster_node_with(&url, b_dir.path(), "b-in", &["in"], &secret, &clock, &tweak).await;
+    TwoNodes { a, b, a_dir, b_dir, shared, url, secret, clock }
+}
+
 // promise: RES-1, DB-5
 #[tokio::test]
 async fn any_node_answers_for_any_database_and_its_files_stay_on_its_home_node() {
-    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
-    let url = crate::helpers::fresh_database_url(a_dir.path()).await;
-    let secret = a_dir.path().join("cluster.secret");
-    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
-    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
-    let a = cluster_node(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock).await;
-    let b = cluster_node(&url, b_dir.path(), "b-in", &["in"], &secret, &clock).await;
+    // `shared` holds the control plane: kept to the end of the test.
+    let TwoNodes { a, b, a_dir, b_dir, shared: _shared, .. } = two_nodes(|_| {}).await;
     let (base_a, base_b) = (format!("http://{}", a.web_addr()), format!("http://{}", b.web_addr()));
     let c = reqwest::Client::new();
-    let r = c
-        .post(format!("{base_a}/api/v1/accounts"))
-        .json(&json!({ "name": "Two Nodes", "company": "T", "email": "two@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let t: serde_json::Value = c
-        .post(format!("{base_a}/api/v1/auth/token"))
-        .json(&json!({ "email": "two@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let t = t["token"].as_str().expect("token").to_string();
+    let t = crate::helpers::customer_token_at(&c, &base_a, "two@example.com", PW).await;
 
     // Made through the uk node, the India database lives on the India node.
     let r = c
@@ -414,13 +408,8 @@ async fn any_node_answers_for_any_database_and_its_files_stay_on_its_home_node()
 // promise: RES-1
 #[tokio::test]
 async fn a_customer_uses_an_india_database_through_the_uk_node_in_chromium() {
-    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
-    let url = crate::helpers::fresh_database_url(a_dir.path()).await;
-    let secret = a_dir.path().join("cluster.secret");
-    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
-    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
-    let a = cluster_node(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock).await;
-    let b = cluster_node(&url, b_dir.path(), "b-in", &["in"], &secret, &clock).await;
+    // `shared` holds the control plane: kept to the end of the test.
+    let TwoNodes { a, b, a_dir, b_dir, shared: _shared, .. } = two_nodes(|_| {}).await;
     let base = format!("http://{}", a.web_addr());
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/accounts"))
@@ -474,39 +463,16 @@ async fn a_customer_uses_an_india_database_through_the_uk_node_in_chromium() {
 // promise: BAK-1, BAK-4
 #[tokio::test]
 async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center() {
-    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let (a_dir, b_dir, c_dir, shared) = (&dirs[0], &dirs[1], &dirs[2], &dirs[3]);
-    let url = crate::helpers::fresh_database_url(shared.path()).await;
-    let secret = shared.path().join("cluster.secret");
-    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let vault = tempfile::tempdir().expect("vault");
     // The vault's regions are shared by every node, as buckets would be.
-    let stores: std::collections::BTreeMap<String, String> = ["in", "sg"]
-        .iter()
-        .map(|r| (r.to_string(), shared.path().join("vault").join(r).display().to_string()))
-        .collect();
-    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let stores: std::collections::BTreeMap<String, String> =
+        ["in", "sg"].iter().map(|r| (r.to_string(), vault.path().join(r).display().to_string())).collect();
     let with_stores = |c: &mut seldesk::Config| c.backup_stores = stores.clone();
-    let a = cluster_node_with(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock, with_stores).await;
-    let b = cluster_node_with(&url, b_dir.path(), "b-in", &["in"], &secret, &clock, with_stores).await;
+    let TwoNodes { a, b, a_dir: _a_dir, b_dir, shared, url, secret, clock } = two_nodes(with_stores).await;
+    let c_dir = tempfile::tempdir().expect("c");
     let base = format!("http://{}", a.web_addr());
     let c = reqwest::Client::new();
-    let r = c
-        .post(format!("{base}/api/v1/accounts"))
-        .json(&json!({ "name": "Lost Node", "company": "L", "email": "lost@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let t: serde_json::Value = c
-        .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({ "email": "lost@example.com", "password": PW }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let t = t["token"].as_str().expect("token").to_string();
+    let t = crate::helpers::customer_token_at(&c, &base, "lost@example.com", PW).await;
     let r = c
         .post(format!("{base}/api/v1/databases"))
         .bearer_auth(&t)
