@@ -362,7 +362,24 @@ async fn a_backup_killed_at_any_moment_leaves_the_vault_consistent() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let (code, out, err) = cli(&app, &["check", "--read-data"]);
-        assert_eq!(code, 0, "after a kill at {delay} ms: {out}{err}");
+        if code != 0 {
+            // A kill between the manifest's writes to the two regions leaves
+            // the new snapshot in one of them only: check names exactly that,
+            // and repair (or the next run) copies it to the other.
+            // Every problem line ("region: object: problem").
+            let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("in: ") || l.starts_with("sg: ")).collect();
+            assert!(
+                !problems.is_empty()
+                    && problems
+                        .iter()
+                        .all(|l| l.contains(": snapshots/") && l.contains("missing (another region has it")),
+                "after a kill at {delay} ms, only a manifest half copied may be missing: {out}{err}"
+            );
+            let (code, out, err) = cli(&app, &["repair"]);
+            assert_eq!(code, 0, "repair after a kill at {delay} ms: {out}{err}");
+            let (code, out, err) = cli(&app, &["check", "--read-data"]);
+            assert_eq!(code, 0, "after a kill at {delay} ms and a repair: {out}{err}");
+        }
     }
     let (code, out, err) = cli(&app, &["run", "--database", &id]);
     assert_eq!(code, 0, "{out}{err}");
