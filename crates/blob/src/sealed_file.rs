@@ -198,7 +198,8 @@ pub fn seal_file(cipher: &XChaCha20Poly1305, from: &std::path::Path, to: &std::p
         done += n as u64;
     }
     let mut last = Vec::with_capacity(CHUNK + TAG);
-    input.read_to_end(&mut last)?;
+    // At most one chunk: a file that grew meanwhile is refused, not read whole.
+    Read::by_ref(&mut input).take(CHUNK as u64).read_to_end(&mut last)?;
     if last.len() >= CHUNK {
         return Err(broken("source grew while it was sealed"));
     }
@@ -244,8 +245,9 @@ pub fn open_file(cipher: &XChaCha20Poly1305, from: &std::path::Path, to: &std::p
         }
         done += n as u64;
     }
-    let mut last = Vec::with_capacity(last_len);
-    input.read_to_end(&mut last)?;
+    let mut last = Vec::with_capacity(last_len + 1);
+    // One byte more than expected at most: a file that grew is refused.
+    Read::by_ref(&mut input).take(last_len as u64 + 1).read_to_end(&mut last)?;
     if last.len() != last_len {
         return Err(broken("changed while it was opened"));
     }
