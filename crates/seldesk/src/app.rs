@@ -956,6 +956,10 @@ impl Application {
             ),
             None => None,
         };
+        if let Some(c) = &cluster {
+            // Moves and drains send databases to other nodes over this link.
+            services.databases.set_transport(std::sync::Arc::new(seldesk_web::cluster::PeerLink::new(c.clone())));
+        }
         let state: AppState = seldesk_web::AppParts {
             audit: services.audit.clone(),
             cluster,

@@ -71,6 +71,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (22, "nodes", include_str!("../migrations/sqlite/0022_nodes.sql")),
     (23, "home_node", include_str!("../migrations/sqlite/0023_home_node.sql")),
     (24, "job_node", include_str!("../migrations/sqlite/0024_job_node.sql")),
+    (25, "move_nodes", include_str!("../migrations/sqlite/0025_move_nodes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -97,6 +98,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (22, "nodes", include_str!("../migrations/postgres/0022_nodes.sql")),
     (23, "home_node", include_str!("../migrations/postgres/0023_home_node.sql")),
     (24, "job_node", include_str!("../migrations/postgres/0024_job_node.sql")),
+    (25, "move_nodes", include_str!("../migrations/postgres/0025_move_nodes.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -202,6 +202,77 @@ pub(crate) fn consistent(path: &Path, hold: Connection) -> Result<Consistent, Te
     Ok(Consistent::Stable(StableFile { reader, path: path.to_path_buf(), changed, state, wal, log_len: log.len }))
 }
 
+/// Where a database's change log stood: every page written into the file
+/// after this point is listed after it ([`pages_since`]). A move copies the
+/// file held after taking a mark, and catches the copy up with the pages
+/// listed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMark {
+    base: String,
+    len: u64,
+}
+
+/// The log's mark now; None when the database has no sound log (none yet,
+/// or broken): then nothing can be caught up from it.
+pub(crate) fn log_mark(db: &Path) -> Result<Option<LogMark>, TenantError> {
+    let log = Log::read(&log_path(db))?;
+    Ok(match (log.base, log.broken) {
+        (Some(base), false) => Some(LogMark { base, len: log.complete }),
+        _ => None,
+    })
+}
+
+/// Every page listed in the log after `mark`, ascending, each once; None
+/// when the log no longer continues from it (a backup started it afresh,
+/// it broke or grew too long): the caller copies the whole file instead.
+pub(crate) fn pages_since(db: &Path, mark: &LogMark) -> Result<Option<Vec<u32>>, TenantError> {
+    let bytes = match std::fs::read(log_path(db)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let base_line = String::from_utf8_lossy(first);
+    let mut words = base_line.split(' ');
+    let at = usize::try_from(mark.len).unwrap_or(usize::MAX);
+    if words.next() != Some("base") || words.next() != Some(mark.base.as_str()) || at > bytes.len() {
+        return Ok(None);
+    }
+    let tail = &bytes[at..];
+    // A line still being written is left for the next call: its pages
+    // reach the file only after it is complete and synced.
+    let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut pages = Vec::new();
+    for line in String::from_utf8_lossy(&tail[..complete]).lines() {
+        let mut words = line.split(' ');
+        match words.next() {
+            Some("wal") => {
+                let nums: Result<Vec<u32>, _> = words.map(str::parse).collect();
+                match nums.as_deref() {
+                    Ok([_, _, _, _, _, listed @ ..]) => pages.extend_from_slice(listed),
+                    _ => return Ok(None),
+                }
+            }
+            Some("state") | Some("") | None => {}
+            _ => return Ok(None),
+        }
+    }
+    pages.sort_unstable();
+    pages.dedup();
+    Ok(Some(pages))
+}
+
+/// Starts the log of a database that has no sound one, with `base` as its
+/// snapshot (not the vault's: its next backup reads the whole file, as it
+/// would have anyway). Returns false when a reader held the WAL.
+pub(crate) fn start_log(db: &Path, hold: Connection, base: &str) -> Result<bool, TenantError> {
+    match consistent(db, hold)? {
+        Consistent::Stable(held) if held.changed.is_none() => held.backed_up(base).map(|()| true),
+        Consistent::Stable(_) => Ok(true),
+        Consistent::Busy(_) => Ok(false),
+    }
+}
+
 fn log_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push("-changes");
@@ -366,6 +437,8 @@ struct Log {
     pages: Vec<u32>,
     broken: bool,
     len: u64,
+    /// Up to the end of its last complete line.
+    complete: u64,
     clean_end: bool,
 }
 
@@ -378,8 +451,12 @@ impl Log {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut log =
-            Self { len: text.len() as u64, clean_end: text.last().is_none_or(|b| *b == b'\n'), ..Self::default() };
+        let mut log = Self {
+            len: text.len() as u64,
+            complete: text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1),
+            clean_end: text.last().is_none_or(|b| *b == b'\n'),
+            ..Self::default()
+        };
         let text = String::from_utf8_lossy(&text);
         let mut lines: Vec<&str> = text.split('\n').collect();
         // A line cut short by a crash was never synced, nor was anything

@@ -291,87 +291,6 @@ impl TenantFiles {
         }
     }
 
-    /// Copies a database to another region (DB-8): a consistent snapshot with
-    /// SQLite's online backup API plus the attachments, into a staging
-    /// folder of the destination, verified there (integrity check and
-    /// identical content hash), then renamed into place in one step, so the
-    /// destination never holds half a copy under the database's name. The
-    /// source stays as it is. `progress` gets (done, total) bytes.
-    pub fn copy_to(
-        &self,
-        from_region: &str,
-        to_region: &str,
-        id: &str,
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<(), TenantError> {
-        // Both ends on this node, checked before anything is read.
-        self.check_region(to_region)?;
-        let source = self.open(from_region, id)?;
-        let target_dir = self.dir(to_region, id)?;
-        let staging = self.staging_dir(to_region, id)?;
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging)?;
-        }
-        std::fs::create_dir_all(staging.join("files"))?;
-        let from_files: Vec<(PathBuf, std::ffi::OsString, u64)> =
-            std::fs::read_dir(self.dir(from_region, id)?.join("files"))
-                .map(|rd| {
-                    rd.filter_map(Result::ok)
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                        .map(|e| (e.path(), e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                        .collect()
-                })
-                .unwrap_or_default();
-        let files_total: u64 = from_files.iter().map(|f| f.2).sum();
-        let result = (|| {
-            let page_size: i64 = source.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            let page_size = u64::try_from(page_size).unwrap_or(4096);
-            let mut done_files = 0u64;
-            {
-                let mut target = Connection::open(staging.join("db.sqlite"))?;
-                let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
-                loop {
-                    let step = backup.step(256)?;
-                    let p = backup.progress();
-                    let pages = u64::try_from(p.pagecount.max(0)).unwrap_or(0);
-                    let left = u64::try_from(p.remaining.max(0)).unwrap_or(0);
-                    progress((pages - left.min(pages)) * page_size, pages * page_size + files_total);
-                    match step {
-                        rusqlite::backup::StepResult::Done => break,
-                        rusqlite::backup::StepResult::More => {}
-                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-                    }
-                }
-                let db_bytes = u64::try_from(backup.progress().pagecount.max(0)).unwrap_or(0) * page_size;
-                for (path, name, len) in &from_files {
-                    std::fs::copy(path, staging.join("files").join(name))?;
-                    done_files += len;
-                    progress(db_bytes + done_files, db_bytes + files_total);
-                }
-            }
-            let target = self.open_raw(&staging.join("db.sqlite"))?;
-            let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-            if check != "ok" {
-                return Err(TenantError::Internal("the copy fails its integrity check".into()));
-            }
-            if content_hash(&source)? != content_hash(&target)? {
-                return Err(TenantError::Internal("the copy differs from the source".into()));
-            }
-            drop(target);
-            // Whatever an earlier, interrupted attempt left under the name
-            // was never the database (the control plane still says `from`).
-            if target_dir.exists() {
-                std::fs::remove_dir_all(&target_dir)?;
-            }
-            std::fs::rename(&staging, &target_dir)?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-        result
-    }
-
     /// Where a copy of database `id` is put together in `region` before it
     /// takes the database's name.
     fn staging_dir(&self, region: &str, id: &str) -> Result<PathBuf, TenantError> {
@@ -391,6 +310,35 @@ impl TenantFiles {
             self.destroy(region, id)?;
         }
         Ok(())
+    }
+
+    /// What moves left in the regions this node serves: (region, id,
+    /// placed) for each staging folder (`placed` false) and each database
+    /// folder put in place by a move not yet known to have switched.
+    pub fn received_copies(&self) -> Result<Vec<(String, String, bool)>, TenantError> {
+        let mut out = Vec::new();
+        let regions = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for region in regions.filter_map(Result::ok) {
+            let Ok(r) = region.file_name().into_string() else { continue };
+            if !valid_segment(&r) || !self.serves(&r) || !region.path().is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(region.path())?.filter_map(Result::ok) {
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                if let Some(id) = name.strip_prefix(".incoming-") {
+                    if valid_segment(id) {
+                        out.push((r.clone(), id.to_string(), false));
+                    }
+                } else if valid_segment(&name) && crate::transfer::unsettled(&entry.path()) {
+                    out.push((r.clone(), name, true));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Copies database `from` to a new database `to` in the same region (a
@@ -1205,23 +1153,6 @@ fn dump(conn: &Connection, out: &mut impl Write, on_row: &mut dyn FnMut()) -> Re
     Ok(())
 }
 
-/// BLAKE3 of a database's logical content (its dump).
-fn content_hash(conn: &Connection) -> Result<String, TenantError> {
-    struct Sink(blake3::Hasher);
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut sink = Sink(blake3::Hasher::new());
-    dump(conn, &mut sink, &mut || {})?;
-    Ok(sink.0.finalize().to_hex().to_string())
-}
-
 const CHUNK: usize = 1024 * 1024;
 
 /// Hashes what is written and sends it in 1 MiB chunks to the compressing
@@ -1457,8 +1388,8 @@ mod tests {
         refused(uk.consistent("in", "there").map(|_| ()), "backup read");
         refused(uk.import("in", "imported", &export).map(|_| ()), "import");
         refused(uk.duplicate("in", "there", "copy"), "copy");
-        refused(uk.copy_to("uk", "in", "moved", &|_, _| {}), "move in");
-        refused(uk.copy_to("in", "uk", "there", &|_, _| {}), "move out");
+        // A move's receiving and sending ends both go through `dir` (crate::moves).
+        refused(uk.dir("in", "moved").map(|_| ()), "receive a move");
         refused(uk.dir("in", "incoming").map(|_| ()), "spool an upload");
         refused(uk.destroy("in", "there"), "destroy");
         assert_eq!(std::fs::read_dir(dir.path().join("tenants/in")).expect("in").count(), before, "nothing written");

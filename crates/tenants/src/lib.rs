@@ -11,11 +11,13 @@
 pub mod app;
 pub mod changes;
 pub mod files;
+pub mod moves;
 pub mod nodes;
 pub mod open;
 pub mod sandbox;
 pub mod service;
 pub mod support;
+pub mod transfer;
 
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;
@@ -50,6 +52,10 @@ pub enum TenantError {
     /// No node of the region can take the request now.
     #[error("{0}")]
     Unavailable(String),
+    /// The database is held for a moment (the last step of a move, a
+    /// removal): a retry a second later finds it where it now lives.
+    #[error("{0}")]
+    Busy(String),
     #[error("customer database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("control-plane query failed: {0}")]

@@ -39,6 +39,8 @@ pub struct NodeInfo {
     pub live: bool,
     /// Given up for dead: its databases were recovered elsewhere.
     pub retired: bool,
+    /// Being drained: it takes no new database (`seldesk node drain`).
+    pub draining: bool,
 }
 
 /// The node registry.
@@ -134,7 +136,7 @@ impl Nodes {
     pub async fn list(&self) -> Result<Vec<NodeInfo>, TenantError> {
         let now = self.clock.now();
         let rows = sqlx::query(
-            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes, retired FROM nodes ORDER BY name",
+            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes, retired, draining FROM nodes ORDER BY name",
         )
         .fetch_all(self.db.pool())
         .await?;
@@ -158,6 +160,7 @@ impl Nodes {
                     disk_bytes: r.try_get("disk_bytes")?,
                     live: !retired && now - last_seen < LIVE_FOR,
                     retired,
+                    draining: r.try_get::<i64, _>("draining")? != 0,
                 })
             })
             .collect()
@@ -168,6 +171,30 @@ impl Nodes {
     pub async fn retire(&self, name: &str) -> Result<(), TenantError> {
         sqlx::query("UPDATE nodes SET retired = 1 WHERE name = $1").bind(name).execute(self.db.pool()).await?;
         Ok(())
+    }
+
+    /// Marks a node as draining (no new databases) or not. False: no such node.
+    pub async fn set_draining(&self, name: &str, draining: bool) -> Result<bool, TenantError> {
+        let done = sqlx::query("UPDATE nodes SET draining = $1 WHERE name = $2")
+            .bind(i64::from(draining))
+            .bind(name)
+            .execute(self.db.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Where a database of `region` goes, other than `except`: the live,
+    /// undrained node of the region with the fewest databases, then the
+    /// least disk used.
+    pub async fn place(&self, region: &str, except: Option<&str>) -> Result<Option<NodeInfo>, TenantError> {
+        let mut live: Vec<NodeInfo> = self
+            .live_in(region)
+            .await?
+            .into_iter()
+            .filter(|n| !n.draining && Some(n.name.as_str()) != except && !n.address.is_empty())
+            .collect();
+        live.sort_by_key(|n| (n.databases, n.disk_bytes));
+        Ok(live.into_iter().next())
     }
 
     /// The live nodes serving `region`.

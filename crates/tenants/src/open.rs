@@ -313,6 +313,11 @@ impl OpenDatabases {
     }
 }
 
+/// What a request for a paused database hears.
+fn paused() -> TenantError {
+    TenantError::Busy("This database is held for a moment while it moves; please try again in a second.".into())
+}
+
 impl Shared {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -321,9 +326,7 @@ impl Shared {
     fn lookup(&self, key: &Key) -> Result<Option<Arc<OpenDb>>, TenantError> {
         let state = lock(&self.state);
         if state.paused.contains(key) {
-            return Err(TenantError::Conflict(
-                "This database is being moved or removed; try again in a moment.".into(),
-            ));
+            return Err(paused());
         }
         Ok(state.open.get(key).map(|db| {
             db.last_used.store(self.now_ms(), Ordering::Relaxed);
@@ -348,9 +351,7 @@ impl Shared {
         let evicted = {
             let mut state = lock(&self.state);
             if state.paused.contains(&key) {
-                return Err(TenantError::Conflict(
-                    "This database is being moved or removed; try again in a moment.".into(),
-                ));
+                return Err(paused());
             }
             if let Some(other) = state.open.get(&key) {
                 // Another request opened it meanwhile: use theirs.
@@ -829,12 +830,12 @@ mod tests {
         );
         let held = count(&files, "a");
         let refused = open.write("uk", "a", GROUPED, insert("Late")).await;
-        assert!(matches!(refused, Err(TenantError::Conflict(_))), "{refused:?}");
+        assert!(matches!(refused, Err(TenantError::Busy(_))), "{refused:?}");
         let mut acknowledged = 0;
         for t in tasks {
             match t.await.expect("task") {
                 Ok(_) => acknowledged += 1,
-                Err(TenantError::Conflict(_)) => {}
+                Err(TenantError::Busy(_)) => {}
                 Err(e) => panic!("unexpected: {e}"),
             }
         }

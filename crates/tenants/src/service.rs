@@ -146,18 +146,23 @@ fn quota_message(plan: &str, quota: u64) -> String {
 pub struct Databases {
     pub(crate) db: Db,
     pub(crate) clock: Arc<dyn Clock>,
-    policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     pub(crate) files: TenantFiles,
     pub(crate) audit: AuditLog,
     erasure_log: ErasureLog,
-    queue: seldesk_jobs::Queue,
+    pub(crate) queue: seldesk_jobs::Queue,
     pub(crate) quotas: Quotas,
     /// The databases open in this process, each with its writer.
     pub(crate) open: crate::OpenDatabases,
     /// The cluster's nodes: where a region's databases can live.
-    nodes: crate::nodes::Nodes,
+    pub(crate) nodes: crate::nodes::Nodes,
     /// This node's name, recorded as the home of the databases it makes.
-    node_name: Option<String>,
+    pub(crate) node_name: Option<String>,
+    /// How moves reach other nodes (set once the cluster is up).
+    pub(crate) transport: Arc<std::sync::OnceLock<Arc<dyn crate::transfer::Transport>>>,
+    /// Databases this node sent away lately, and when: a request that still
+    /// reaches it hears to retry, not that the database is missing.
+    pub(crate) moved_away: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 /// Job kind: carry out a move to another region.
@@ -208,6 +213,8 @@ impl Databases {
             open,
             nodes,
             node_name: None,
+            transport: Arc::default(),
+            moved_away: Arc::default(),
         }
     }
 
@@ -507,17 +514,22 @@ impl Databases {
     /// An active database of this account, ready for a request.
     async fn usable(&self, account_id: &str, id: &str) -> Result<CustomerDb, TenantError> {
         let d = self.get(account_id, id).await?;
+        if !self.files.serves(&d.region) && self.moved_away_recently(&d.id) {
+            // This node just sent it away; a retry reaches its new home.
+            return Err(TenantError::Busy(
+                "This database has just moved to another data center; please try again in a second.".into(),
+            ));
+        }
         self.resident(&d.region, &Actor::Person { id: account_id.into() }, Some(&format!("db:{}", d.id))).await?;
         match d.status {
-            DbStatus::Active => Ok(d),
+            // A moving database keeps working while it is copied; its
+            // writer holds requests only for the switch (crate::moves).
+            DbStatus::Active | DbStatus::Moving => Ok(d),
             DbStatus::Deactivated => {
                 let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
                 Err(TenantError::Deactivated(format!(
                     "This database is deactivated. Reactivate it before {until} to use it again; after that it is destroyed."
                 )))
-            }
-            DbStatus::Moving => {
-                Err(TenantError::Conflict("This database is being moved; try again in a moment.".into()))
             }
         }
     }
@@ -1104,224 +1116,6 @@ impl Databases {
         Ok(self.policy.backups.max_age.after(self.clock.now()))
     }
 
-    /// Asks to move a database to another hosting region (DB-8). The move
-    /// runs as a job; until it switches, requests are refused with a retry
-    /// message, so no write is lost.
-    pub async fn request_move(&self, account_id: &str, id: &str, region: &str) -> Result<CustomerDb, TenantError> {
-        let d = self.get(account_id, id).await?;
-        let target = self
-            .policy
-            .region(region)
-            .filter(|r| r.hosting)
-            .ok_or_else(|| TenantError::invalid("region", format!("`{region}` is not a hosting region.")))?;
-        if target.id == d.region {
-            return Err(TenantError::invalid("region", format!("The database is already in {}.", target.name)));
-        }
-        // The move runs on this node: both ends must be its data centers.
-        let actor = Actor::Person { id: account_id.into() };
-        self.resident(&d.region, &actor, Some(&format!("db:{}", d.id))).await?;
-        self.placed(&target.id, account_id).await?;
-        let done = sqlx::query(
-            "UPDATE databases SET status = 'moving', moving_from = region, moving_to = $2, move_done = 0, move_total = 0
-             WHERE id = $1 AND status = 'active'",
-        )
-        .bind(id)
-        .bind(&target.id)
-        .execute(self.db.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(TenantError::Conflict("Only an active database can be moved.".into()));
-        }
-        self.audit_owner(
-            account_id,
-            id,
-            "database.move_requested",
-            serde_json::json!({ "from": d.region, "to": target.id }),
-        )
-        .await?;
-        let mut job = seldesk_jobs::NewJob::new(JOB_MOVE)
-            .payload(serde_json::json!({ "database": id, "region": target.id }))
-            .dedupe(format!("move:{id}:{}", uuid::Uuid::now_v7().simple()));
-        // The node that holds the database moves it (its writer pauses there).
-        if let Some((_, Some(home))) = self.home(id).await? {
-            job = job.on_node(home);
-        }
-        self.queue.enqueue(job).await.map_err(|e| TenantError::Internal(format!("cannot schedule the move: {e}")))?;
-        self.get(account_id, id).await
-    }
-
-    /// Carries out a move: copy, verify, switch atomically, erase the
-    /// source. Each step checks where things stand first, so a move
-    /// interrupted anywhere (a node killed, a job retried) resumes: before
-    /// the switch the copy is made again, after it only the erase of the
-    /// old copy remains.
-    pub async fn run_move(&self, id: &str, to_region: &str) -> Result<(), TenantError> {
-        let row = sqlx::query("SELECT account_id, region, status, moving_from FROM databases WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(row) = row else { return Ok(()) };
-        let (account_id, region, status): (String, String, String) =
-            (row.try_get("account_id")?, row.try_get("region")?, row.try_get("status")?);
-        let moving_from: Option<String> = row.try_get("moving_from")?;
-        if region == to_region {
-            // Switched already: the old copy may still be there.
-            if let Some(from) = moving_from.filter(|f| f != to_region) {
-                self.finish_move(id, &account_id, &from, to_region).await?;
-            }
-            return Ok(());
-        }
-        if status != "moving" {
-            return Ok(());
-        }
-        let from_region = region;
-        // The writer finishes what it has queued and closes: the copy sees
-        // every acknowledged write, and nothing writes behind it.
-        self.open.pause(&from_region, id).await?;
-        let copied = self.copy_with_progress(id, &from_region, to_region).await;
-        self.open.resume(&from_region, id);
-        if let Err(e) = copied {
-            // The database stays where it was, and says so.
-            self.roll_back_move(id, to_region).await?;
-            self.audit_owner(
-                &account_id,
-                id,
-                "database.move_failed",
-                serde_json::json!({ "from": from_region, "to": to_region }),
-            )
-            .await?;
-            return Err(e);
-        }
-        let switched = sqlx::query(
-            "UPDATE databases SET region = $1, status = 'active', home_node = $4 WHERE id = $2 AND status = 'moving' AND region = $3",
-        )
-        .bind(to_region)
-        .bind(id)
-        .bind(&from_region)
-        .bind(self.node_name.clone())
-        .execute(self.db.pool())
-        .await?;
-        if switched.rows_affected() != 1 {
-            // Removed or rolled back meanwhile: the copy is nobody's.
-            let (files, to, id) = (self.files.clone(), to_region.to_string(), id.to_string());
-            blocking(move || files.remove_stale_copy(&to, &id, true)).await?;
-            return Err(TenantError::Conflict(
-                "the database changed while it was copied; the move was abandoned".into(),
-            ));
-        }
-        self.finish_move(id, &account_id, &from_region, to_region).await
-    }
-
-    /// Copies a moving database, recording how far the copy is for the
-    /// database page twice a second.
-    async fn copy_with_progress(&self, id: &str, from: &str, to: &str) -> Result<(), TenantError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let seen = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-        let copy = {
-            let (files, from, to, id, seen) =
-                (self.files.clone(), from.to_string(), to.to_string(), id.to_string(), seen.clone());
-            tokio::spawn(blocking(move || {
-                files.copy_to(&from, &to, &id, &|done, total| {
-                    seen.0.store(done, Ordering::Relaxed);
-                    seen.1.store(total, Ordering::Relaxed);
-                })
-            }))
-        };
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        tokio::pin!(copy);
-        loop {
-            tokio::select! {
-                done = &mut copy => {
-                    return done.map_err(|e| TenantError::Internal(format!("the copy stopped: {e}")))?;
-                }
-                _ = tick.tick() => {
-                    let (done, total) = (seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed));
-                    sqlx::query("UPDATE databases SET move_done = $1, move_total = $2 WHERE id = $3 AND status = 'moving'")
-                        .bind(i64::try_from(done).unwrap_or(i64::MAX))
-                        .bind(i64::try_from(total).unwrap_or(i64::MAX))
-                        .bind(id)
-                        .execute(self.db.pool())
-                        .await?;
-                }
-            }
-        }
-    }
-
-    /// After the switch: erases the old copy, then clears the move.
-    async fn finish_move(&self, id: &str, account_id: &str, from: &str, to: &str) -> Result<(), TenantError> {
-        {
-            let (files, from, id) = (self.files.clone(), from.to_string(), id.to_string());
-            blocking(move || files.remove_stale_copy(&from, &id, true)).await?;
-        }
-        let cleared = sqlx::query(
-            "UPDATE databases SET moving_from = NULL, moving_to = NULL, move_done = 0, move_total = 0
-             WHERE id = $1 AND moving_from IS NOT NULL",
-        )
-        .bind(id)
-        .execute(self.db.pool())
-        .await?;
-        if cleared.rows_affected() == 1 {
-            self.audit
-                .record(
-                    &Actor::System,
-                    "database.moved",
-                    Some(&format!("person:{account_id}")),
-                    Some(&format!("db:{id}")),
-                    serde_json::json!({ "from": from, "to": to }),
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Before the switch: removes the partial copy and makes the database
-    /// active where it always was.
-    async fn roll_back_move(&self, id: &str, to: &str) -> Result<(), TenantError> {
-        {
-            let (files, to, id) = (self.files.clone(), to.to_string(), id.to_string());
-            blocking(move || files.remove_stale_copy(&to, &id, true)).await?;
-        }
-        sqlx::query(
-            "UPDATE databases SET status = 'active', moving_from = NULL, moving_to = NULL, move_done = 0, move_total = 0
-             WHERE id = $1 AND status = 'moving' AND region <> $2",
-        )
-        .bind(id)
-        .bind(to)
-        .execute(self.db.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// At start-up, before this node runs jobs: a move whose job is gone (the
-    /// node died between marking the database and queueing the job, or the
-    /// job failed for good) is rolled back before its switch and finished
-    /// after it, and staging folders of copies are removed. Moves with a job
-    /// queued resume with it. Returns how many moves were settled.
-    pub async fn recover_moves(&self) -> Result<usize, TenantError> {
-        let rows = sqlx::query(
-            "SELECT d.id, d.account_id, d.region, d.status, d.moving_from, d.moving_to FROM databases d
-             WHERE d.moving_from IS NOT NULL AND NOT EXISTS (
-                 SELECT 1 FROM jobs j WHERE j.kind = $1 AND j.status IN ('queued', 'running')
-                   AND j.dedupe_key LIKE 'move:' || d.id || ':%')",
-        )
-        .bind(JOB_MOVE)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut settled = 0;
-        for r in &rows {
-            let (id, account_id, region): (String, String, String) =
-                (r.try_get("id")?, r.try_get("account_id")?, r.try_get("region")?);
-            let (from, to): (Option<String>, Option<String>) = (r.try_get("moving_from")?, r.try_get("moving_to")?);
-            let (Some(from), Some(to)) = (from, to) else { continue };
-            if region == to {
-                self.finish_move(&id, &account_id, &from, &to).await?;
-            } else {
-                self.roll_back_move(&id, &to).await?;
-            }
-            settled += 1;
-        }
-        Ok(settled)
-    }
     /// Deactivated databases whose destruction is `within` away and whose
     /// owner has not been reminded yet.
     pub async fn due_reminders(&self, within: time::Duration) -> Result<Vec<CustomerDb>, TenantError> {

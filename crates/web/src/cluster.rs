@@ -21,7 +21,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use seldesk_domain::Actor;
+use seldesk_tenants::TenantError;
 use seldesk_tenants::nodes::NodeInfo;
+use seldesk_tenants::transfer::{Destination, Manifest, Step, Transfer, Transport};
 
 use crate::AppState;
 
@@ -31,6 +33,9 @@ pub const SECRET_HEADER: &str = "x-seldesk-cluster";
 pub const CLIENT_HEADER: &str = "x-seldesk-client";
 /// The node that forwarded the request.
 pub const VIA_HEADER: &str = "x-seldesk-forwarded-by";
+/// On an answer: the database was moved away from the answering node (the
+/// forwarding node forgets where it thought it lived).
+pub const MOVED_HEADER: &str = "x-seldesk-moved";
 
 /// How long the list of nodes is reused before it is read again.
 const PEERS_FOR: Duration = Duration::from_secs(2);
@@ -122,6 +127,13 @@ impl Cluster {
         home
     }
 
+    /// Forgets where database `id` lives (it moved).
+    fn forget(&self, id: &str) {
+        if let Ok(mut homes) = self.homes.lock() {
+            homes.remove(id);
+        }
+    }
+
     async fn peers(&self, state: &AppState) -> Vec<NodeInfo> {
         if let Ok(cached) = self.peers.lock()
             && let Some((at, list)) = cached.as_ref()
@@ -134,6 +146,84 @@ impl Cluster {
             *cached = Some((Instant::now(), list.clone()));
         }
         list
+    }
+}
+
+/// How this node sends databases to other nodes (moves, drains): their
+/// internal listeners, with the cluster's secret.
+#[derive(Clone)]
+pub struct PeerLink {
+    cluster: Cluster,
+}
+
+impl PeerLink {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+}
+
+impl Transport for PeerLink {
+    fn to(&self, node: &NodeInfo) -> Arc<dyn Destination> {
+        Arc::new(RemoteNode { cluster: self.cluster.clone(), node: node.name.clone(), address: node.address.clone() })
+    }
+}
+
+/// Another node receiving a database.
+struct RemoteNode {
+    cluster: Cluster,
+    node: String,
+    address: String,
+}
+
+impl RemoteNode {
+    async fn post(&self, path: &str, t: &Transfer, body: Vec<u8>, wait: Duration) -> Result<(), TenantError> {
+        let query = serde_urlencoded::to_string(t).map_err(|e| TenantError::Internal(e.to_string()))?;
+        let url = format!("{}{path}?{query}", self.address.trim_end_matches('/'));
+        let sent = self
+            .cluster
+            .client
+            .post(url)
+            .header(SECRET_HEADER, self.cluster.secret_value.clone())
+            .header(VIA_HEADER, self.cluster.node())
+            .timeout(wait)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| TenantError::Unavailable(format!("node {} did not answer: {e}", self.node)))?;
+        if sent.status().is_success() {
+            return Ok(());
+        }
+        let status = sent.status();
+        let text = sent.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        let message = format!("node {} refused ({status}): {message}", self.node);
+        Err(match status {
+            StatusCode::CONFLICT | StatusCode::NOT_FOUND => TenantError::Conflict(message),
+            StatusCode::SERVICE_UNAVAILABLE => TenantError::Unavailable(message),
+            _ => TenantError::Internal(message),
+        })
+    }
+}
+
+impl Destination for RemoteNode {
+    fn begin<'a>(&'a self, t: &'a Transfer) -> Step<'a, ()> {
+        Box::pin(self.post(crate::transfers::BEGIN, t, Vec::new(), Duration::from_secs(30)))
+    }
+    fn send<'a>(&'a self, t: &'a Transfer, batch: Vec<u8>) -> Step<'a, ()> {
+        Box::pin(self.post(crate::transfers::BATCH, t, batch, Duration::from_secs(120)))
+    }
+    fn commit<'a>(&'a self, t: &'a Transfer, m: &'a Manifest) -> Step<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(m).map_err(|e| TenantError::Internal(e.to_string()))?;
+            // The receiver hashes the whole copy before it answers.
+            self.post(crate::transfers::COMMIT, t, body, Duration::from_secs(600)).await
+        })
+    }
+    fn abort<'a>(&'a self, t: &'a Transfer) -> Step<'a, ()> {
+        Box::pin(self.post(crate::transfers::ABORT, t, Vec::new(), Duration::from_secs(30)))
     }
 }
 
@@ -156,14 +246,25 @@ fn region_name(state: &AppState, region: &str) -> String {
     state.policy.region(region).map(|r| r.name.clone()).unwrap_or_else(|| region.to_string())
 }
 
-/// A live node serving `region` other than this one.
+/// A live node serving `region` other than this one, one that is not
+/// being drained first.
 fn serving<'a>(peers: &'a [NodeInfo], me: &str, region: &str) -> Option<&'a NodeInfo> {
-    peers.iter().find(|n| n.live && n.name != me && !n.address.is_empty() && n.regions.iter().any(|r| r == region))
+    let mut candidates = peers
+        .iter()
+        .filter(|n| n.live && n.name != me && !n.address.is_empty() && n.regions.iter().any(|r| r == region));
+    let all: Vec<&NodeInfo> = candidates.by_ref().collect();
+    all.iter().find(|n| !n.draining).or(all.first()).copied()
 }
 
 /// Where a request for database `id` goes, and the name of its region.
 async fn route_database(state: &AppState, cluster: &Cluster, id: &str) -> (Route, String) {
-    let Some((region, home)) = cluster.home(state, id).await else { return (Route::Here, String::new()) };
+    let mut found = cluster.home(state, id).await;
+    if state.databases.moved_away_recently(id) {
+        // This node sent it away: where it lived a moment ago is stale.
+        cluster.forget(id);
+        found = cluster.home(state, id).await;
+    }
+    let Some((region, home)) = found else { return (Route::Here, String::new()) };
     let name = region_name(state, &region);
     let here = match &home {
         Some(h) => h == cluster.node(),
@@ -310,6 +411,11 @@ async fn proxy(cluster: &Cluster, node: &NodeInfo, req: Request, client: IpAddr,
         }
     };
     metrics::counter!("seldesk_forwarded_requests_total", "outcome" => "answered").increment(1);
+    if answer.headers().contains_key(MOVED_HEADER)
+        && let Some(id) = database_of(parts.uri.path())
+    {
+        cluster.forget(id);
+    }
     let mut out = Response::builder().status(answer.status());
     if let Some(h) = out.headers_mut() {
         *h = copy_headers(answer.headers());
@@ -386,6 +492,18 @@ pub(crate) async fn internal_gate(State(state): State<AppState>, mut req: Reques
     }
     for h in [SECRET_HEADER, CLIENT_HEADER, VIA_HEADER] {
         req.headers_mut().remove(h);
+    }
+    // Forwarded here by a node that did not know yet that this one sent the
+    // database away: the client retries and reaches its new home.
+    if let Some(id) = database_of(req.uri().path())
+        && state.databases.moved_away_recently(id)
+    {
+        let busy = seldesk_tenants::TenantError::Busy(
+            "This database has just moved to another data center; please try again in a second.".into(),
+        );
+        let mut r = crate::db_api::tenant_error(busy).into_response();
+        r.headers_mut().insert(HeaderName::from_static(MOVED_HEADER), HeaderValue::from_static("1"));
+        return r;
     }
     next.run(req).await
 }

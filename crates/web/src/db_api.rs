@@ -66,6 +66,7 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
         TenantError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
         TenantError::Residency { .. } => (StatusCode::MISDIRECTED_REQUEST, "wrong_region"),
         TenantError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        TenantError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -75,7 +76,9 @@ pub(crate) fn tenant_error(e: TenantError) -> ApiError {
         e.to_string()
     };
     let mut error = ApiError::new(status, code, message);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if code == "busy" {
+        error.retry_after = Some(1);
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
         error.retry_after = Some(30);
     }
     error

@@ -19,6 +19,7 @@ mod marketing_pages;
 mod pages;
 pub mod proxy;
 mod staff_pages;
+pub mod transfers;
 mod upgrade_pages;
 mod visits_pages;
 
@@ -177,7 +178,7 @@ fn site(state: AppState, internal: bool) -> Router {
     // address known; one that came from another node is not sent on.
     let app = match internal {
         false => app.layer(middleware::from_fn_with_state(state.clone(), cluster::forward)),
-        true => app,
+        true => app.merge(transfers::routes()),
     };
     let mut app = app
         .layer(middleware::from_fn_with_state(state.clone(), proxy::client_address))

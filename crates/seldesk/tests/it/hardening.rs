@@ -920,7 +920,7 @@ async fn a_move_killed_at_any_moment_ends_in_exactly_one_region_serving_at_once(
         seed ^= seed >> 7;
         seed ^= seed << 17;
         // Anywhere from before the job starts to after the switch.
-        tokio::time::sleep(std::time::Duration::from_millis(seed % 600)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(seed % 200)).await;
         let before: serde_json::Value = client
             .get(url(&server.base, &format!("/api/v1/databases/{id}")))
             .bearer_auth(&token)
