@@ -364,6 +364,22 @@ enum NodeCommand {
         /// The lost node's name (see `seldesk node list`).
         name: String,
     },
+    /// Planned maintenance: move every active database of a live node to
+    /// other nodes of its data center, with no lost write (each keeps
+    /// working while it is copied), and keep new databases off it. Waits
+    /// and shows progress unless --no-wait.
+    Drain {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The node to empty (see `seldesk node list`).
+        name: String,
+        /// Start the moves and return.
+        #[arg(long)]
+        no_wait: bool,
+        /// Take new databases again (the node is back from maintenance).
+        #[arg(long, conflicts_with = "no_wait")]
+        cancel: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -600,6 +616,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node(NodeCommand::Recover { db, name }) => {
             let (config, policy) = config_and_policy(&cli, db)?;
             runtime()?.block_on(node_recover(&config, policy, name))
+        }
+        Command::Node(NodeCommand::Drain { db, name, no_wait, cancel }) => {
+            let (config, policy) = config_and_policy(&cli, db)?;
+            runtime()?.block_on(node_drain(&config, policy, name, !*no_wait, *cancel))
         }
     }
 }
@@ -1002,10 +1022,11 @@ async fn node_list(config: &Config, json: bool) -> Result<(), Failure> {
     );
     for n in &nodes {
         let ago = (now - n.last_seen).whole_seconds().max(0);
-        let seen = match (n.live, n.retired) {
-            (_, true) => format!("{ago} s ago (retired)"),
-            (true, _) => format!("{ago} s ago"),
-            (false, _) => format!("{ago} s ago (down)"),
+        let seen = match (n.live, n.retired, n.draining) {
+            (_, true, _) => format!("{ago} s ago (retired)"),
+            (true, _, true) => format!("{ago} s ago (draining)"),
+            (true, _, false) => format!("{ago} s ago"),
+            (false, _, _) => format!("{ago} s ago (down)"),
         };
         println!(
             "{:<28} {:<12} {:<30} {:<16} {:>9} {:>12.1}",
@@ -1094,6 +1115,94 @@ async fn recover_node(s: &app::Services, name: &str) -> Result<(), Failure> {
     }
     s.databases.nodes().retire(name).await?;
     println!("{} databases recovered; node `{name}` is retired", here.len());
+    Ok(())
+}
+
+async fn node_drain(config: &Config, policy: Policy, name: &str, wait: bool, cancel: bool) -> Result<(), Failure> {
+    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
+    let result = drain_node(&s, name, wait, cancel).await;
+    s.db.close().await;
+    result
+}
+
+async fn drain_node(s: &app::Services, name: &str, wait: bool, cancel: bool) -> Result<(), Failure> {
+    let nodes = s.databases.nodes().list().await?;
+    let Some(node) = nodes.iter().find(|n| n.name == name) else {
+        return Err(usage(anyhow::anyhow!("no node is named `{name}` (see `seldesk node list`)")));
+    };
+    if cancel {
+        s.databases.nodes().set_draining(name, false).await?;
+        println!("node `{name}` takes new databases again");
+        return Ok(());
+    }
+    if !node.live {
+        return Err(usage(anyhow::anyhow!(
+            "node `{name}` is not live: a drain needs it to send its databases; for a lost node run `seldesk node recover {name}`"
+        )));
+    }
+    s.databases.nodes().set_draining(name, true).await?;
+    let actor = seldesk_domain::Actor::Operator;
+    let all = s.databases.homed_on(name).await?;
+    let mut started = Vec::new();
+    let mut stuck = 0usize;
+    for d in &all {
+        if d.status != seldesk_tenants::DbStatus::Active {
+            // Deactivated ones wait out their grace period where they are.
+            println!("{} ({}, {}): {:?}, stays until it is removed", d.name, d.id, d.region, d.status);
+            continue;
+        }
+        let target = s.databases.nodes().place(&d.region, Some(name)).await?;
+        let Some(target) = target else {
+            stuck += 1;
+            eprintln!("{} ({}): no other live node serves {}; it stays", d.name, d.id, d.region);
+            continue;
+        };
+        match s.databases.move_to_node(&d.id, &target.name, &actor).await {
+            Ok(()) => {
+                println!("{} ({}, {}): moving to {}", d.name, d.id, d.region, target.name);
+                started.push(d.id.clone());
+            }
+            Err(e) => {
+                stuck += 1;
+                eprintln!("{} ({}): not moved: {e}", d.name, d.id);
+            }
+        }
+    }
+    if !wait {
+        println!("{} moves started; `seldesk node list` shows when `{name}` holds none", started.len());
+        return if stuck == 0 { Ok(()) } else { Err(anyhow::anyhow!("{stuck} databases cannot move").into()) };
+    }
+    let total = started.len();
+    let mut left = started;
+    let mut failed = 0usize;
+    let mut shown = usize::MAX;
+    while !left.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let mut still = Vec::new();
+        for id in left {
+            match s.databases.find(&id).await {
+                Ok(d) if d.moving.is_some() => still.push(id),
+                Ok(d) => match s.databases.home(&id).await?.and_then(|h| h.1) {
+                    Some(home) if home == name => {
+                        failed += 1;
+                        eprintln!("{} ({id}): the move failed; it stays on `{name}` (see the audit trail)", d.name);
+                    }
+                    home => println!("{} ({id}): now on {}", d.name, home.unwrap_or_default()),
+                },
+                // Removed meanwhile: nothing left to move.
+                Err(_) => {}
+            }
+        }
+        left = still;
+        if left.len() != shown {
+            shown = left.len();
+            eprintln!("drain of `{name}`: {} of {total} moved", total - shown);
+        }
+    }
+    if failed + stuck > 0 {
+        return Err(anyhow::anyhow!("{} databases are still on `{name}`", failed + stuck).into());
+    }
+    println!("node `{name}` holds no active database now; it takes no new ones (`--cancel` to undo)");
     Ok(())
 }
 

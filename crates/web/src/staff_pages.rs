@@ -607,6 +607,7 @@ struct NodeRow {
     address: String,
     live: bool,
     retired: bool,
+    draining: bool,
     seen: String,
     databases: i64,
     disk: String,
@@ -640,6 +641,7 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
             address: n.address,
             live: n.live,
             retired: n.retired,
+            draining: n.draining,
             databases: n.databases,
         })
         .collect();

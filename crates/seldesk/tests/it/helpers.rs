@@ -439,6 +439,7 @@ pub struct ServerProcess {
     pub log: Vec<String>,
     lines: std::sync::mpsc::Receiver<String>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -447,15 +448,22 @@ impl ServerProcess {
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let url = fresh_database_url(dir.path()).await;
+        Self::start_with(dir, url, &[], env)
+    }
+
+    /// Starts a node of a cluster over its own data folder `dir` and the
+    /// control plane at `url`, with extra `serve` arguments (`--region`…).
+    pub fn start_with(dir: TempDir, url: String, args: &[String], env: &[(&str, &str)]) -> Self {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, base, log, lines) = Self::spawn(dir.path(), &url, &env);
-        Self { child, base, dir, url, log, lines, env }
+        let (child, base, log, lines) = Self::spawn(dir.path(), &url, &env, args);
+        Self { child, base, dir, url, log, lines, env, args: args.to_vec() }
     }
 
     fn spawn(
         dir: &Path,
         url: &str,
         env: &[(String, String)],
+        args: &[String],
     ) -> (std::process::Child, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
         let mut child = std::process::Command::new(bin())
             .args([
@@ -469,6 +477,7 @@ impl ServerProcess {
                 "--data",
             ])
             .arg(dir)
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -501,7 +510,7 @@ impl ServerProcess {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base, log, lines) = Self::spawn(self.dir.path(), &self.url, &self.env);
+        let (child, base, log, lines) = Self::spawn(self.dir.path(), &self.url, &self.env, &self.args);
         (self.child, self.base, self.lines) = (child, base, lines);
         self.log.extend(log);
     }

@@ -605,13 +605,22 @@ async fn contact_names(
     id: &str,
     glob: &str,
 ) -> std::collections::BTreeSet<String> {
-    let r = c
-        .post(format!("{base}/api/v1/databases/{id}/sql"))
-        .bearer_auth(t)
-        .json(&json!({ "sql": "SELECT name FROM contacts WHERE name GLOB ?1", "params": [glob] }))
-        .send()
-        .await
-        .expect("sql");
+    let mut tries = 0;
+    let r = loop {
+        let r = c
+            .post(format!("{base}/api/v1/databases/{id}/sql"))
+            .bearer_auth(t)
+            .json(&json!({ "sql": "SELECT name FROM contacts WHERE name GLOB ?1", "params": [glob] }))
+            .send()
+            .await
+            .expect("sql");
+        // Retried as Retry-After says while a node learns the new home.
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE || tries == 50 {
+            break r;
+        }
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(r.status(), StatusCode::OK);
     let body: serde_json::Value = r.json().await.expect("json");
     body["rows"].as_array().expect("rows").iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect()
@@ -743,4 +752,88 @@ async fn a_database_moves_between_nodes_under_writes_without_losing_one() {
     eprintln!("moved in {} rounds, {} bytes, writes held {paused} ms", details["rounds"], details["bytes"]);
     a.stop().await;
     b.stop().await;
+}
+
+// promise: DB-8, RES-1
+#[tokio::test]
+async fn a_drained_node_hands_its_databases_to_another_node_of_its_data_center() {
+    let TwoNodes { a, b, b_dir, shared, url, secret, clock, .. } = two_nodes(with_workers).await;
+    let base = format!("http://{}", a.web_addr());
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &base, "drain@example.com", PW).await;
+    let mut ids = Vec::new();
+    for name in ["delhi", "chennai"] {
+        let r = c
+            .post(format!("{base}/api/v1/databases"))
+            .bearer_auth(&t)
+            .json(&json!({ "name": name, "region": "in" }))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        ids.push(r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string());
+    }
+    // A second India node joins; the first goes down for maintenance.
+    let c_dir = tempfile::tempdir().expect("c");
+    let c_node = cluster_node_with(&url, c_dir.path(), "c-in", &["in"], &secret, &clock, with_workers).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(write_loop(c.clone(), base.clone(), t.clone(), ids[0].clone(), stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let data = shared.path().join("cli");
+    let drain = |extra: &[&str]| {
+        let mut args = vec!["node", "drain", "b-in", "--database-url", &url, "--data", data.to_str().expect("path")];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || cli_run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .expect("cli")
+        }
+    };
+    // The command queues the moves by the wall clock; the nodes' clock follows it.
+    let ticking = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            loop {
+                clock.set(time::OffsetDateTime::now_utc());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (code, out, err) = drain(&[]).await;
+    ticking.abort();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("moving to c-in") && out.contains("holds no active database"), "{out}");
+    assert!(err.contains("2 of 2 moved"), "progress is shown: {err}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.expect("writer");
+
+    for id in &ids {
+        assert!(c_dir.path().join("tenants/in").join(id).join("db.sqlite").is_file(), "on c-in");
+        assert!(!b_dir.path().join("tenants/in").join(id).exists(), "gone from b-in");
+        let home = a.services().databases.home(id).await.expect("home").expect("record");
+        assert_eq!(home, ("in".to_string(), Some("c-in".to_string())));
+    }
+    let names = contact_names(&c, &base, &t, &ids[0], "w[0-9]*").await;
+    let lost = acknowledged.iter().filter(|n| !names.contains(*n)).count();
+    assert_eq!(lost, 0, "no acknowledged write lost of {}", acknowledged.len());
+    // New India databases go to the node that is not drained.
+    let nodes = a.services().databases.nodes().list().await.expect("nodes");
+    assert!(nodes.iter().any(|n| n.name == "b-in" && n.draining));
+    let r = c
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "kochi", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    assert!(c_dir.path().join("tenants/in").join(&id).is_dir(), "placed on c-in");
+    let (code, out, _) = drain(&["--cancel"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("takes new databases again"), "{out}");
+    c_node.stop().await;
+    b.stop().await;
+    a.stop().await;
 }
