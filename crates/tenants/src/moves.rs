@@ -459,8 +459,14 @@ impl Databases {
                     source: m.source.clone(),
                     target: m.target.clone(),
                 };
-                let dest: Option<Arc<dyn Destination>> =
-                    if self.is_me(t.target.as_deref()) { Some(Arc::new(self.clone())) } else { None };
+                let dest: Option<Arc<dyn Destination>> = if self.is_me(t.target.as_deref()) {
+                    Some(Arc::new(self.clone()))
+                } else {
+                    // Told to drop its copy now if it is up; else it does at its next start.
+                    let nodes = self.nodes.list().await.unwrap_or_default();
+                    let node = nodes.iter().find(|n| Some(&n.name) == t.target.as_ref() && n.live);
+                    node.zip(self.transport.get()).map(|(n, link)| link.to(n))
+                };
                 let e = TenantError::Internal("the move's job is gone".into());
                 let _ = self.failed_move(&t, &m, dest.as_deref(), e).await;
             } else {

@@ -837,3 +837,162 @@ async fn a_drained_node_hands_its_databases_to_another_node_of_its_data_center()
     b.stop().await;
     a.stop().await;
 }
+
+/// Where a database's folder is under a node's data folder: the regions
+/// holding `<region>/<id>`, and any staging folder a move left.
+fn copies_of(data: &Path, id: &str) -> (Vec<String>, Vec<PathBuf>) {
+    let (mut held, mut staging) = (Vec::new(), Vec::new());
+    for region in std::fs::read_dir(data.join("tenants")).into_iter().flatten().filter_map(Result::ok) {
+        if region.path().join(id).exists() {
+            held.push(region.file_name().to_string_lossy().to_string());
+        }
+        let incoming = region.path().join(format!(".incoming-{id}"));
+        if incoming.exists() {
+            staging.push(incoming);
+        }
+    }
+    (held, staging)
+}
+
+// promise: DB-8, RES-1
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_between_nodes_survives_a_kill_of_either_node_at_any_moment() {
+    let shared = tempfile::tempdir().expect("shared");
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let node = |name: &str, region: &str| {
+        let args: Vec<String> = [
+            "--region",
+            region,
+            "--node-name",
+            name,
+            "--internal-listen",
+            "127.0.0.1:0",
+            "--cluster-secret-file",
+            secret.to_str().expect("path"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        crate::helpers::ServerProcess::start_with(
+            tempfile::tempdir().expect("node"),
+            url.clone(),
+            &args,
+            &[("SELDESK_JOBS__POLL_MS", "20")],
+        )
+    };
+    // [uk node, India node]
+    let mut nodes = [node("a-uk", "uk"), node("b-in", "in")];
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &nodes[0].base, "drill@example.com", PW).await;
+    let r = c
+        .post(format!("{}/api/v1/databases", nodes[0].base))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "drill", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let r = c
+        .post(format!("{}/api/v1/databases/{id}/sql", nodes[0].base))
+        .bearer_auth(&t)
+        .json(&json!({ "sql": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+                                INSERT INTO contacts (name, notes, created_at, updated_at) \
+                                SELECT 'bulk ' || i, hex(randomblob(200)), 'now', 'now' FROM n" }))
+        .send()
+        .await
+        .expect("bulk");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The full drill (docs/scaling-out.md): SELDESK_NODE_MOVE_DRILL_ROUNDS=50.
+    let rounds: usize = std::env::var("SELDESK_NODE_MOVE_DRILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut region = "in".to_string();
+    let (mut mid_move, mut acknowledged_total) = (0usize, 0usize);
+    for round in 0..rounds {
+        let (from, to) = if region == "in" { (1, 0) } else { (0, 1) };
+        let to_region = if region == "in" { "uk" } else { "in" };
+        let victim = if next() % 2 == 0 { from } else { to };
+        let survivor = 1 - victim;
+        let base = nodes[survivor].base.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn(write_loop(c.clone(), base.clone(), t.clone(), id.clone(), stop.clone()));
+        let mut tries = 0;
+        let r = loop {
+            let r = c
+                .post(format!("{base}/api/v1/databases/{id}/move"))
+                .bearer_auth(&t)
+                .json(&json!({ "region": to_region }))
+                .send()
+                .await
+                .expect("move");
+            // A node that still thought it lived on its old home: retried, as Retry-After says.
+            if r.status() != StatusCode::SERVICE_UNAVAILABLE || tries == 20 {
+                break r;
+            }
+            tries += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "round {round}: {}", r.text().await.unwrap_or_default());
+        tokio::time::sleep(std::time::Duration::from_millis(next() % 150)).await;
+        let d: serde_json::Value = c
+            .get(format!("{base}/api/v1/databases/{id}"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("show")
+            .json()
+            .await
+            .unwrap_or_default();
+        let moving = d["status"] == "moving";
+        mid_move += usize::from(moving);
+        let killed = if victim == from { "source" } else { "destination" };
+        tokio::task::block_in_place(|| nodes[victim].kill_and_restart());
+        region = settled_region(&c, &base, &t, &id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acknowledged = writer.await.expect("writer");
+        acknowledged_total += acknowledged.len();
+
+        // Served from exactly one node, in the region the control plane says.
+        let holder = if region == "uk" { 0 } else { 1 };
+        let (held, _) = copies_of(nodes[holder].dir.path(), &id);
+        let (other, _) = copies_of(nodes[1 - holder].dir.path(), &id);
+        assert_eq!((held, other), (vec![region.clone()], vec![]), "round {round}: one copy, on the {region} node");
+        let names = contact_names(&c, &base, &t, &id, "w[0-9]*").await;
+        let lost = acknowledged.iter().filter(|n| !names.contains(*n)).count();
+        assert_eq!(lost, 0, "round {round}: {lost} of {} acknowledged writes lost", acknowledged.len());
+        // Staging folders are dropped too (at once, or when the killed node starts).
+        let started = std::time::Instant::now();
+        while [0, 1].iter().any(|n| !copies_of(nodes[*n].dir.path(), &id).1.is_empty()) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "round {round}: a staging folder is left");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "round {round}: {} → {to_region}, killed the {killed} {}, in {region}, {} acknowledged writes all there",
+            if to_region == "uk" { "in" } else { "uk" },
+            if moving { "mid-move" } else { "before or after the move" },
+            acknowledged.len()
+        );
+        // The next move starts from a settled database: let the names be
+        // unique across rounds.
+        let r = c
+            .post(format!("{base}/api/v1/databases/{id}/sql"))
+            .bearer_auth(&t)
+            .json(&json!({ "sql": "UPDATE contacts SET name = 'r' || ?1 || name WHERE name GLOB 'w[0-9]*'", "params": [round] }))
+            .send()
+            .await
+            .expect("rename");
+        assert_eq!(r.status(), StatusCode::OK, "round {round}");
+    }
+    eprintln!("{mid_move} of {rounds} kills landed during a move; {acknowledged_total} acknowledged writes, none lost");
+    assert!(mid_move >= 1, "no kill landed during a move");
+}
