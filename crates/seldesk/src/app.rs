@@ -624,6 +624,14 @@ async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop
         metrics::gauge!("seldesk_open_databases").set(open.open_count() as f64);
         metrics::counter!("seldesk_group_commits_total").absolute(stats.commits);
         metrics::counter!("seldesk_group_commit_requests_total").absolute(stats.requests);
+        // The moves this node sends.
+        let moves = databases.move_stats();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("seldesk_moves_in_progress").set(get(&moves.in_progress) as f64);
+        metrics::counter!("seldesk_move_sent_bytes_total").absolute(get(&moves.sent_bytes));
+        metrics::counter!("seldesk_moves_total", "outcome" => "moved").absolute(get(&moves.finished));
+        metrics::counter!("seldesk_moves_total", "outcome" => "failed").absolute(get(&moves.failed));
+        metrics::gauge!("seldesk_move_last_pause_milliseconds").set(get(&moves.last_pause_ms) as f64);
     }
 }
 

@@ -13,6 +13,7 @@
 //! old copy remains.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use seldesk_domain::Actor;
@@ -30,6 +31,16 @@ const ROUND_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The same for the last round, while writes wait.
 const LAST_ROUND_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What this node's moves did since it started (its `/metrics`).
+#[derive(Debug, Default)]
+pub struct MoveStats {
+    pub in_progress: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub finished: AtomicU64,
+    pub failed: AtomicU64,
+    pub last_pause_ms: AtomicU64,
+}
 
 /// Where a move stands in the control plane.
 struct MoveRow {
@@ -207,12 +218,21 @@ impl Databases {
                 }
             }
         };
-        match self.send_copy(dest.as_ref(), &t).await {
+        let stats = &self.move_stats;
+        stats.in_progress.fetch_add(1, Ordering::Relaxed);
+        let sent = self.send_copy(dest.as_ref(), &t).await;
+        stats.in_progress.fetch_sub(1, Ordering::Relaxed);
+        match sent {
             Ok(sent) => {
+                stats.finished.fetch_add(1, Ordering::Relaxed);
+                stats.last_pause_ms.store(sent.paused_ms, Ordering::Relaxed);
                 let Some(now) = self.move_row(id).await? else { return Ok(()) };
                 self.finish_move(id, &now, &from, Some(sent)).await
             }
-            Err(e) => self.failed_move(&t, &m, Some(dest.as_ref()), e).await,
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.failed_move(&t, &m, Some(dest.as_ref()), e).await
+            }
         }
     }
 
@@ -348,6 +368,7 @@ impl Databases {
             while let Some(batch) = rx.recv().await {
                 let len = batch.len() as u64;
                 dest.send(t, batch).await?;
+                self.move_stats.sent_bytes.fetch_add(len, Ordering::Relaxed);
                 progress.tick(t, len).await;
             }
             Ok::<_, TenantError>(())
@@ -419,6 +440,11 @@ impl Databases {
     /// is to be retried where it lives now).
     pub fn moved_away_recently(&self, id: &str) -> bool {
         self.moved_away.lock().is_ok_and(|away| away.get(id).is_some_and(|at| at.elapsed() < MOVED_AWAY_FOR))
+    }
+
+    /// What this node's moves did since it started.
+    pub fn move_stats(&self) -> &MoveStats {
+        &self.move_stats
     }
 
     /// Sets how this node reaches others to send them databases.

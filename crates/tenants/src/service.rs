@@ -163,6 +163,8 @@ pub struct Databases {
     /// Databases this node sent away lately, and when: a request that still
     /// reaches it hears to retry, not that the database is missing.
     pub(crate) moved_away: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// What this node's moves did, for /metrics.
+    pub(crate) move_stats: Arc<crate::moves::MoveStats>,
 }
 
 /// Job kind: carry out a move to another region.
@@ -215,6 +217,7 @@ impl Databases {
             node_name: None,
             transport: Arc::default(),
             moved_away: Arc::default(),
+            move_stats: Arc::default(),
         }
     }
 

@@ -227,7 +227,7 @@ async fn show_view(
         .as_ref()
         .map(|m| state.policy.region(&m.to).map(|r| r.name.clone()).unwrap_or_else(|| m.to.clone()))
         .unwrap_or_else(|| "another data center".into());
-    let contacts = if active {
+    let contacts = if active || db_moving {
         state.databases.contacts(account_id, id, q.clone(), 500).await.unwrap_or_default()
     } else {
         Vec::new()

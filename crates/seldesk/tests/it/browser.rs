@@ -414,7 +414,9 @@ async fn customer_database_lifecycle_in_chromium() {
     b.wait_for_text("Add contact").await;
     b.click("#move").await;
     b.wait_for_text("This database is moving to India").await;
-    assert!(b.text().await.contains("% copied"), "the page shows how far the copy is");
+    let page = b.text().await;
+    assert!(page.contains("% copied"), "the page shows how far the copy is");
+    assert!(page.contains("Lee Wong") && page.contains("Add contact"), "it keeps working while it moves");
     app.run_jobs().await;
     b.client.refresh().await.expect("reload");
     b.wait_for_text("India").await;

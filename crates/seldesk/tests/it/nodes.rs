@@ -750,6 +750,10 @@ async fn a_database_moves_between_nodes_under_writes_without_losing_one() {
     assert!(details["rounds"].as_u64().is_some_and(|r| r >= 2), "{details}");
     let paused = details["paused_ms"].as_u64().expect("paused_ms");
     eprintln!("moved in {} rounds, {} bytes, writes held {paused} ms", details["rounds"], details["bytes"]);
+    // The sending node counts it for /metrics.
+    let stats = b.services().databases.move_stats();
+    assert_eq!(stats.finished.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(stats.sent_bytes.load(std::sync::atomic::Ordering::Relaxed) >= details["bytes"].as_u64().unwrap_or(0));
     a.stop().await;
     b.stop().await;
 }
