@@ -191,6 +191,7 @@ impl Services {
                 db: db.clone(),
                 files: tenant_files.clone(),
                 open: open_databases.clone(),
+                queue: Queue::new(db.clone(), clock.clone()),
             }),
         ];
         let (audit_key, _) =
@@ -718,6 +719,23 @@ impl Handler for MoveDatabase {
     }
 }
 
+/// Removes one database past its grace period, on its home node.
+struct ExpireDatabase {
+    databases: seldesk_tenants::Databases,
+}
+
+impl Handler for ExpireDatabase {
+    fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let id = job.payload.get("database").and_then(|v| v.as_str()).ok_or("the job has no database id")?;
+            match self.databases.expire(id).await.map_err(|e| e.to_string())? {
+                true => Ok(format!("database {id} removed: its grace period was over")),
+                false => Ok(format!("database {id} not removed: gone, reactivated or not due")),
+            }
+        })
+    }
+}
+
 /// E-mails account holders about the newest policy version.
 struct NotifyPolicy {
     accounts: Accounts,
@@ -776,6 +794,7 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
             AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
         )
         .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
+        .handle(seldesk_tenants::service::JOB_EXPIRE, ExpireDatabase { databases: s.databases.clone() })
         .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() })
         .handle(seldesk_marketing::JOB_SEND, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_marketing::JOB_TRANSFER, MarketingJob { marketing: s.marketing.clone() })

@@ -1087,6 +1087,44 @@ impl Databases {
         self.get(account_id, id).await
     }
 
+    /// Removes database `id` if its grace period after deactivation is over
+    /// (the [`JOB_EXPIRE`] job, on its home node), as a retention run does:
+    /// erased with its files, in the erasure log and the audit trail.
+    /// Returns whether it was removed (false: reactivated, gone, or not due).
+    pub async fn expire(&self, id: &str) -> Result<bool, TenantError> {
+        let row = sqlx::query("SELECT account_id, region, status, deactivated_at FROM databases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(r) = row else { return Ok(false) };
+        let (account_id, region, status): (String, String, String) =
+            (r.try_get("account_id")?, r.try_get("region")?, r.try_get("status")?);
+        let deactivated: Option<i64> = r.try_get("deactivated_at")?;
+        let due = match (deactivated, self.grace()) {
+            (Some(at), Some(grace)) => grace.after(from_millis(at)) <= self.clock.now(),
+            _ => false,
+        };
+        if status != "deactivated" || !due {
+            return Ok(false);
+        }
+        destroy(&self.db, &self.files, &self.open, &region, id).await?;
+        let subject = format!("person:{account_id}");
+        self.erasure_log
+            // As a retention run records the databases it removes itself.
+            .record("customer_database", &[(Some(&subject), id)], ErasureReason::Retention, &Actor::System)
+            .await?;
+        self.audit
+            .record(
+                &Actor::System,
+                "database.destroyed",
+                Some(&subject),
+                Some(&format!("db:{id}")),
+                serde_json::json!({ "why": "grace period over", "region": region }),
+            )
+            .await?;
+        Ok(true)
+    }
+
     /// Removes a database at once (DB-6); the name must be typed to confirm.
     /// Returns the date by which backups no longer hold it.
     pub async fn remove(&self, account_id: &str, id: &str, confirm: &str) -> Result<OffsetDateTime, TenantError> {
@@ -1242,11 +1280,18 @@ async fn destroy(
 }
 
 /// Destroys databases whose grace period after cancellation is over (DB-7, DB-9).
+/// A database of a region this node does not serve is removed by its home
+/// node: the run queues a [`JOB_EXPIRE`] job there (once per database).
 pub struct DatabaseEraser {
     pub db: Db,
     pub files: TenantFiles,
     pub open: crate::OpenDatabases,
+    pub queue: seldesk_jobs::Queue,
 }
+
+/// Job kind: remove one database whose grace period is over, on its home
+/// node (queued by a retention run on a node that does not serve its region).
+pub const JOB_EXPIRE: &str = "databases.expire";
 
 impl Eraser for DatabaseEraser {
     fn category(&self) -> &'static str {
@@ -1255,12 +1300,24 @@ impl Eraser for DatabaseEraser {
 
     fn candidates<'a>(&'a self, cutoff: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT id, account_id, region, deactivated_at FROM databases WHERE status = 'deactivated' AND deactivated_at <= $1")
+            let rows = sqlx::query("SELECT id, account_id, region, home_node, deactivated_at FROM databases WHERE status = 'deactivated' AND deactivated_at <= $1")
                 .bind(to_millis(cutoff))
                 .fetch_all(self.db.pool())
                 .await?;
-            // A database of another node's region is that node's to remove
-            // (its census still counts it, overdue if it is left).
+            // A database of another node's region is that node's to remove:
+            // a job there does it (the census counts it until it is gone).
+            for r in rows.iter().filter(|r| r.try_get::<String, _>("region").is_ok_and(|g| !self.files.serves(&g))) {
+                let (id, home): (String, Option<String>) = (r.try_get("id")?, r.try_get("home_node")?);
+                let Some(home) = home else { continue };
+                let job = seldesk_jobs::NewJob::new(JOB_EXPIRE)
+                    .payload(serde_json::json!({ "database": id }))
+                    .dedupe(format!("expire:{id}"))
+                    .on_node(home);
+                self.queue
+                    .enqueue(job)
+                    .await
+                    .map_err(|e| PrivacyError::Invalid(format!("cannot queue a removal: {e}")))?;
+            }
             rows.iter()
                 .filter(|r| r.try_get::<String, _>("region").is_ok_and(|region| self.files.serves(&region)))
                 .map(|r| {

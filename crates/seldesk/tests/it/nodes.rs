@@ -1000,3 +1000,51 @@ async fn a_move_between_nodes_survives_a_kill_of_either_node_at_any_moment() {
     eprintln!("{mid_move} of {rounds} kills landed during a move; {acknowledged_total} acknowledged writes, none lost");
     assert!(mid_move >= 1, "no kill landed during a move");
 }
+
+// promise: DB-7, RES-1
+#[tokio::test]
+async fn a_grace_period_removal_runs_on_the_databases_home_node() {
+    let TwoNodes { a, b, b_dir, shared: _shared, clock, .. } = two_nodes(with_workers).await;
+    let base = format!("http://{}", a.web_addr());
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &base, "expire@example.com", PW).await;
+    let r = c
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&json!({ "name": "bygone", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let r = c.post(format!("{base}/api/v1/databases/{id}/cancel")).bearer_auth(&t).send().await.expect("cancel");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(b_dir.path().join("tenants/in").join(&id).is_dir());
+    // Past the grace period; the retention run happens on the uk node.
+    clock.advance(time::Duration::days(400));
+    a.services().retention.run(&seldesk_domain::Actor::System, false).await.expect("retention");
+    let started = std::time::Instant::now();
+    while b_dir.path().join("tenants/in").join(&id).exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the India node removed it");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pool = a.services().db.pool();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM databases WHERE id = $1")
+        .bind(&id)
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "its record is gone too");
+    let node: Option<String> =
+        sqlx::query_scalar("SELECT node FROM jobs WHERE kind = 'databases.expire'").fetch_one(pool).await.expect("job");
+    assert_eq!(node.as_deref(), Some("b-in"), "the job ran on its home node");
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM erasure_log WHERE category = 'customer_database' AND record = $1 AND reason = 'retention'",
+    )
+    .bind(&id)
+    .fetch_one(pool)
+    .await
+    .expect("log");
+    assert_eq!(logged, 1, "in the erasure log once");
+    a.stop().await;
+    b.stop().await;
+}
