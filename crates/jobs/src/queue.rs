@@ -316,6 +316,27 @@ impl Queue {
         Ok(done.rows_affected())
     }
 
+    /// Gives the jobs about database `database` that were named for node
+    /// `from` (lost) to node `to`, which took the database over: they run
+    /// there instead of waiting for a node that will not come back. A job is
+    /// about a database when its payload's `database` is its id. Returns how
+    /// many.
+    pub async fn hand_over(&self, from: &str, to: &str, database: &str) -> Result<u64, JobError> {
+        if database.is_empty() || !database.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET node = $1, status = 'queued', locked_by = NULL, locked_until = NULL
+             WHERE node = $2 AND status IN ('queued', 'running') AND payload LIKE $3",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(format!("%\"database\":\"{database}\"%"))
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes finished jobs older than `older_than`; returns how many.
     pub async fn purge_finished(&self, older_than: Duration) -> Result<u64, JobError> {
         let cutoff = to_millis(self.clock.now() - older_than);

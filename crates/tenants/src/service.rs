@@ -955,12 +955,32 @@ impl Databases {
             Ok(())
         })
         .await?;
-        sqlx::query("UPDATE databases SET home_node = $1, schema_version = $2 WHERE id = $3")
-            .bind(self.node_name.clone())
-            .bind(SCHEMA_VERSION)
+        let lost: Option<String> = sqlx::query_scalar("SELECT home_node FROM databases WHERE id = $1")
             .bind(&d.id)
-            .execute(self.db.pool())
-            .await?;
+            .fetch_optional(self.db.pool())
+            .await?
+            .flatten();
+        // A move the lost node was sending is over: the copy it was making
+        // is dropped by its receiver when it next starts.
+        sqlx::query(
+            "UPDATE databases SET home_node = $1, schema_version = $2,
+                 status = CASE WHEN status = 'moving' THEN 'active' ELSE status END,
+                 moving_from = NULL, moving_to = NULL, moving_source = NULL, moving_target = NULL,
+                 move_done = 0, move_total = 0
+             WHERE id = $3",
+        )
+        .bind(self.node_name.clone())
+        .bind(SCHEMA_VERSION)
+        .bind(&d.id)
+        .execute(self.db.pool())
+        .await?;
+        // Its jobs (a backup, a removal) run here now.
+        if let (Some(lost), Some(me)) = (lost, self.node_name.as_deref()) {
+            self.queue
+                .hand_over(&lost, me, &d.id)
+                .await
+                .map_err(|e| TenantError::Internal(format!("cannot hand its jobs over: {e}")))?;
+        }
         Ok(())
     }
 

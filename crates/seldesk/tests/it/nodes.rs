@@ -313,15 +313,7 @@ async fn any_node_answers_for_any_database_and_its_files_stay_on_its_home_node()
     let t = crate::helpers::customer_token_at(&c, &base_a, "two@example.com", PW).await;
 
     // Made through the uk node, the India database lives on the India node.
-    let r = c
-        .post(format!("{base_a}/api/v1/databases"))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "mumbai", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = create_db(&c, &base_a, &t, "mumbai", "in").await;
     assert!(b_dir.path().join("tenants/in").join(&id).join("db.sqlite").is_file(), "on the India node");
     assert!(!a_dir.path().join("tenants/in").exists(), "nothing of India on the uk node");
 
@@ -473,15 +465,7 @@ async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center
     let base = format!("http://{}", a.web_addr());
     let c = reqwest::Client::new();
     let t = crate::helpers::customer_token_at(&c, &base, "lost@example.com", PW).await;
-    let r = c
-        .post(format!("{base}/api/v1/databases"))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "pune", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = create_db(&c, &base, &t, "pune", "in").await;
     let add = |name: &'static str| {
         let (c, t, url) = (c.clone(), t.clone(), format!("{base}/api/v1/databases/{id}/contacts"));
         async move { c.post(url).bearer_auth(t).json(&json!({ "name": name })).send().await.expect("add").status() }
@@ -490,6 +474,20 @@ async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center
     b.services().backups.run(Some(&id), Arc::new(|_, _| {})).await.expect("backup on the India node");
     assert_eq!(add("After the backup").await, StatusCode::CREATED);
 
+    // A job about it waits for the India node (a removal due, say).
+    let waiting = a
+        .services()
+        .queue
+        .enqueue(
+            seldesk_jobs::NewJob::new("databases.expire")
+                .payload(json!({ "database": id }))
+                .dedupe(format!("expire:{id}"))
+                .on_node("b-in")
+                .run_at(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
+        )
+        .await
+        .expect("enqueue")
+        .expect("new job");
     // The India node is lost with its disk.
     b.stop().await;
     std::fs::remove_dir_all(b_dir.path().join("tenants")).expect("the disk is gone");
@@ -553,8 +551,41 @@ async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center
     assert_eq!(names, vec!["Before the backup"], "as of the snapshot");
     let nodes = a.services().databases.nodes().list().await.expect("nodes");
     assert!(nodes.iter().any(|n| n.name == "b-in" && n.retired && !n.live), "b-in is retired");
+    let node: Option<String> = sqlx::query_scalar("SELECT node FROM jobs WHERE id = $1")
+        .bind(waiting)
+        .fetch_one(a.services().db.pool())
+        .await
+        .expect("job");
+    assert_eq!(node.as_deref(), Some("c-in"), "its job runs on the node that took it over");
     c_node.stop().await;
     a.stop().await;
+}
+
+/// Makes database `name` in `region` through the node at `base`; its id.
+async fn create_db(c: &reqwest::Client, base: &str, t: &str, name: &str, region: &str) -> String {
+    let r = c
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(t)
+        .json(&json!({ "name": name, "region": region }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED, "{name} in {region}");
+    r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string()
+}
+
+/// Adds `n` contacts named `bulk <i>` with 400 bytes of notes each, in one
+/// statement of the SQL console: bulk for a copy to take rounds.
+async fn bulk_contacts(c: &reqwest::Client, base: &str, t: &str, id: &str, n: u32) {
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+         INSERT INTO contacts (name, notes, created_at, updated_at) \
+         SELECT 'bulk ' || i, hex(randomblob(200)), 'now', 'now' FROM n"
+    );
+    let r =
+        c.post(format!("{base}/api/v1/databases/{id}/sql")).bearer_auth(t).json(&json!({ "sql": sql })).send().await;
+    let r = r.expect("bulk");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
 }
 
 /// Nodes that run their jobs, as in production.
@@ -653,26 +684,9 @@ async fn a_database_moves_between_nodes_under_writes_without_losing_one() {
     let (base_a, base_b) = (format!("http://{}", a.web_addr()), format!("http://{}", b.web_addr()));
     let c = reqwest::Client::new();
     let t = crate::helpers::customer_token_at(&c, &base_a, "travel@example.com", PW).await;
-    let r = c
-        .post(format!("{base_a}/api/v1/databases"))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "nomad", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = create_db(&c, &base_a, &t, "nomad", "in").await;
     // Some bulk, and an attachment, so the copy takes rounds.
-    let r = c
-        .post(format!("{base_a}/api/v1/databases/{id}/sql"))
-        .bearer_auth(&t)
-        .json(&json!({ "sql": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
-                                INSERT INTO contacts (name, notes, created_at, updated_at) \
-                                SELECT 'bulk ' || i, hex(randomblob(200)), 'now', 'now' FROM n" }))
-        .send()
-        .await
-        .expect("bulk");
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    bulk_contacts(&c, &base_a, &t, &id, 20_000).await;
     let contact: serde_json::Value = c
         .post(format!("{base_a}/api/v1/databases/{id}/contacts"))
         .bearer_auth(&t)
@@ -767,15 +781,7 @@ async fn a_drained_node_hands_its_databases_to_another_node_of_its_data_center()
     let t = crate::helpers::customer_token_at(&c, &base, "drain@example.com", PW).await;
     let mut ids = Vec::new();
     for name in ["delhi", "chennai"] {
-        let r = c
-            .post(format!("{base}/api/v1/databases"))
-            .bearer_auth(&t)
-            .json(&json!({ "name": name, "region": "in" }))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(r.status(), StatusCode::CREATED);
-        ids.push(r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string());
+        ids.push(create_db(&c, &base, &t, name, "in").await);
     }
     // A second India node joins; the first goes down for maintenance.
     let c_dir = tempfile::tempdir().expect("c");
@@ -825,14 +831,7 @@ async fn a_drained_node_hands_its_databases_to_another_node_of_its_data_center()
     // New India databases go to the node that is not drained.
     let nodes = a.services().databases.nodes().list().await.expect("nodes");
     assert!(nodes.iter().any(|n| n.name == "b-in" && n.draining));
-    let r = c
-        .post(format!("{base}/api/v1/databases"))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "kochi", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = create_db(&c, &base, &t, "kochi", "in").await;
     assert!(c_dir.path().join("tenants/in").join(&id).is_dir(), "placed on c-in");
     let (code, out, _) = drain(&["--cancel"]).await;
     assert_eq!(code, 0);
@@ -890,25 +889,8 @@ async fn a_move_between_nodes_survives_a_kill_of_either_node_at_any_moment() {
     let mut nodes = [node("a-uk", "uk"), node("b-in", "in")];
     let c = reqwest::Client::new();
     let t = crate::helpers::customer_token_at(&c, &nodes[0].base, "drill@example.com", PW).await;
-    let r = c
-        .post(format!("{}/api/v1/databases", nodes[0].base))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "drill", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
-    let r = c
-        .post(format!("{}/api/v1/databases/{id}/sql", nodes[0].base))
-        .bearer_auth(&t)
-        .json(&json!({ "sql": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
-                                INSERT INTO contacts (name, notes, created_at, updated_at) \
-                                SELECT 'bulk ' || i, hex(randomblob(200)), 'now', 'now' FROM n" }))
-        .send()
-        .await
-        .expect("bulk");
-    assert_eq!(r.status(), StatusCode::OK);
+    let id = create_db(&c, &nodes[0].base, &t, "drill", "in").await;
+    bulk_contacts(&c, &nodes[0].base, &t, &id, 20_000).await;
 
     // The full drill (docs/scaling-out.md): SELDESK_NODE_MOVE_DRILL_ROUNDS=50.
     let rounds: usize = std::env::var("SELDESK_NODE_MOVE_DRILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
@@ -1008,14 +990,7 @@ async fn a_grace_period_removal_runs_on_the_databases_home_node() {
     let base = format!("http://{}", a.web_addr());
     let c = reqwest::Client::new();
     let t = crate::helpers::customer_token_at(&c, &base, "expire@example.com", PW).await;
-    let r = c
-        .post(format!("{base}/api/v1/databases"))
-        .bearer_auth(&t)
-        .json(&json!({ "name": "bygone", "region": "in" }))
-        .send()
-        .await
-        .expect("create");
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let id = create_db(&c, &base, &t, "bygone", "in").await;
     let r = c.post(format!("{base}/api/v1/databases/{id}/cancel")).bearer_auth(&t).send().await.expect("cancel");
     assert!(r.status().is_success(), "{}", r.status());
     assert!(b_dir.path().join("tenants/in").join(&id).is_dir());
