@@ -1023,3 +1023,89 @@ async fn a_grace_period_removal_runs_on_the_databases_home_node() {
     a.stop().await;
     b.stop().await;
 }
+
+// promise: RES-1, DB-8
+#[tokio::test]
+async fn three_data_centers_on_three_nodes_keep_each_databases_files_at_home() {
+    let shared = tempfile::tempdir().expect("shared");
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    let mut nodes = Vec::new();
+    for (name, region) in [("n-in", "in"), ("n-sg", "sg"), ("n-uk", "uk")] {
+        let dir = tempfile::tempdir().expect("node");
+        let app = cluster_node_with(&url, dir.path(), name, &[region], &secret, &clock, with_workers).await;
+        nodes.push((region, app, dir));
+    }
+    let uk = format!("http://{}", nodes[2].1.web_addr());
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &uk, "three@example.com", PW).await;
+    let mut ids = Vec::new();
+    for region in ["in", "sg"] {
+        // Everything through the uk node.
+        let id = create_db(&c, &uk, &t, &format!("far-{region}"), region).await;
+        let db = format!("{uk}/api/v1/databases/{id}");
+        let contact: serde_json::Value = c
+            .post(format!("{db}/contacts"))
+            .bearer_auth(&t)
+            .json(&json!({ "name": "Far Away" }))
+            .send()
+            .await
+            .expect("add")
+            .json()
+            .await
+            .expect("json");
+        let cid = contact["id"].as_i64().expect("contact id");
+        let r =
+            c.post(format!("{db}/contacts/{cid}/attachments?name=note.txt")).bearer_auth(&t).body("far").send().await;
+        assert_eq!(r.expect("upload").status(), StatusCode::CREATED);
+        let names = contact_names(&c, &uk, &t, &id, "Far*").await;
+        assert_eq!(names.len(), 1, "the SQL console answers through the uk node");
+        let archive =
+            c.get(format!("{db}/export")).bearer_auth(&t).send().await.expect("export").bytes().await.expect("zip");
+        let r = c
+            .post(format!("{uk}/api/v1/databases/import?name=copy-{region}&region={region}"))
+            .bearer_auth(&t)
+            .body(archive)
+            .send()
+            .await
+            .expect("import");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let copy = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        ids.push((region, id, copy));
+    }
+    // Each database, its attachment and its copy on its own data center's
+    // node only; nothing of India or Singapore on the uk node.
+    for (region, id, copy) in &ids {
+        for (node_region, _, dir) in &nodes {
+            let here = node_region == region;
+            for db in [id, copy] {
+                let path = dir.path().join("tenants").join(region).join(db);
+                assert_eq!(path.join("db.sqlite").is_file(), here, "{db} of {region} on the {node_region} node");
+            }
+            if !here {
+                let foreign: Vec<_> = files_under(&dir.path().join("tenants").join(region));
+                assert!(foreign.is_empty(), "nothing of {region} on the {node_region} node: {foreign:?}");
+            }
+        }
+        let home = nodes.iter().find(|n| n.0 == *region).expect("home");
+        assert_eq!(files_under(&home.2.path().join("tenants").join(region).join(id).join("files")).len(), 1);
+    }
+    // Moved from India to Singapore through the uk node: on the Singapore node only.
+    let (_, in_id, _) = &ids[0];
+    let r = c
+        .post(format!("{uk}/api/v1/databases/{in_id}/move"))
+        .bearer_auth(&t)
+        .json(&json!({ "region": "sg" }))
+        .send()
+        .await;
+    assert_eq!(r.expect("move").status(), StatusCode::ACCEPTED);
+    assert_eq!(settled_region(&c, &uk, &t, in_id).await, "sg");
+    assert!(nodes[1].2.path().join("tenants/sg").join(in_id).join("db.sqlite").is_file());
+    assert!(!nodes[0].2.path().join("tenants/in").join(in_id).exists());
+    assert_eq!(contact_names(&c, &uk, &t, in_id, "Far*").await.len(), 1);
+    for (_, app, _) in nodes {
+        app.stop().await;
+    }
+}
