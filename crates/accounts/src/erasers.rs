@@ -71,10 +71,12 @@ impl Eraser for TicketEraser {
     }
 }
 
-/// Personal data archives: the file and its row.
+/// Personal data archives: the sealed object and its row.
 pub struct AccessExportEraser {
     pub db: Db,
-    /// The folder the archives are in (`AccountsConfig::exports_dir`).
+    /// Where the archives are (`AccountsConfig::archives`).
+    pub archives: seldesk_blob::SealedBlobs,
+    /// Where older versions wrote them (`AccountsConfig::exports_dir`).
     pub exports_dir: std::path::PathBuf,
 }
 
@@ -97,7 +99,8 @@ impl Eraser for AccessExportEraser {
         Box::pin(async move {
             let mut n = 0;
             for c in records {
-                crate::helpdesk::remove_archive(&self.exports_dir, &c.record)
+                crate::helpdesk::remove_archive(&self.archives, &self.exports_dir, &c.record)
+                    .await
                     .map_err(|e| PrivacyError::Invalid(e.to_string()))?;
                 n += sqlx::query("DELETE FROM access_exports WHERE id = $1")
                     .bind(&c.record)

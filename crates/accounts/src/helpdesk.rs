@@ -598,26 +598,32 @@ impl Accounts {
             .render()
             .map_err(|e| AccountError::Internal(e.to_string()))?;
         let id = crate::secret::token()?;
-        let dir = self.config.exports_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| AccountError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-        let path = archive_path(&dir, &id).ok_or_else(|| AccountError::Internal("a malformed archive id".into()))?;
+        let key = archive_key(&id).ok_or_else(|| AccountError::Internal("a malformed archive id".into()))?;
         let json = serde_json::to_vec_pretty(&data).map_err(|e| AccountError::Internal(e.to_string()))?;
-        let file = std::fs::File::create(&path)
-            .map_err(|e| AccountError::Internal(format!("cannot write the archive: {e}")))?;
-        let mut zip = zip::ZipWriter::new(file);
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in [("personal-data.json", json.as_slice()), ("index.html", html.as_bytes())] {
-            zip.start_file(name, options).map_err(|e| AccountError::Internal(e.to_string()))?;
-            zip.write_all(bytes).map_err(|e| AccountError::Internal(e.to_string()))?;
-        }
-        zip.finish().map_err(|e| AccountError::Internal(e.to_string()))?;
+        // Zipped off the async threads: a large history takes a moment.
+        let zipped = tokio::task::spawn_blocking(move || {
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            for (name, bytes) in [("personal-data.json", json.as_slice()), ("index.html", html.as_bytes())] {
+                zip.start_file(name, options).map_err(|e| AccountError::Internal(e.to_string()))?;
+                zip.write_all(bytes).map_err(|e| AccountError::Internal(e.to_string()))?;
+            }
+            Ok::<_, AccountError>(zip.finish().map_err(|e| AccountError::Internal(e.to_string()))?.into_inner())
+        })
+        .await
+        .map_err(|e| AccountError::Internal(format!("the archive could not be made: {e}")))??;
+        self.config
+            .archives
+            .put(&key, &zipped)
+            .await
+            .map_err(|e| AccountError::Internal(format!("cannot store the archive: {e}")))?;
+        let path = key;
         let now = self.now();
         sqlx::query("INSERT INTO access_exports (id, account_id, ticket_id, path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&id)
             .bind(&account.id)
             .bind(ticket_id)
-            .bind(path.display().to_string())
+            .bind(path)
             .bind(to_millis(now))
             .bind(to_millis(now + Duration::days(7)))
             .execute(self.db.pool())
@@ -689,11 +695,14 @@ impl Accounts {
         if from_millis(row.try_get("expires_at")?) <= self.now() {
             return Err(AccountError::LinkExpired);
         }
-        // The file's name comes from the archive's id, never from a path
+        // The object's name comes from the archive's id, never from a path
         // stored in the database.
-        let path = archive_path(&self.config.exports_dir, &row.try_get::<String, _>("id")?)
-            .ok_or(AccountError::LinkExpired)?;
-        let bytes = tokio::fs::read(&path).await.map_err(|_| AccountError::LinkExpired)?;
+        let key = archive_key(&row.try_get::<String, _>("id")?).ok_or(AccountError::LinkExpired)?;
+        let bytes = match self.config.archives.get(&key).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(AccountError::LinkExpired),
+            Err(e) => return Err(AccountError::Internal(format!("cannot read the archive: {e}"))),
+        };
         sqlx::query("UPDATE access_exports SET downloaded_at = $1 WHERE id = $2")
             .bind(to_millis(self.now()))
             .bind(row.try_get::<String, _>("id")?)
@@ -819,7 +828,7 @@ impl Accounts {
             .fetch_all(self.db.pool())
             .await?;
         for id in &archives {
-            remove_archive(&self.config.exports_dir, id)?;
+            remove_archive(&self.config.archives, &self.config.exports_dir, id).await?;
         }
         let mails = self.erase_outbox_mail(&person.email).await?;
         let mut tx = self.db.begin_write().await?;
@@ -957,20 +966,30 @@ fn require_support(staff: &StaffMember) -> Result<(), AccountError> {
     }
 }
 
-/// Where the access archive with this id is kept: a name made from the id
-/// (32 bytes of randomness, base64url), or nothing for an id that is not one.
-pub(crate) fn archive_path(dir: &std::path::Path, id: &str) -> Option<std::path::PathBuf> {
+/// The blob key of the access archive with this id: a name made from the
+/// id (32 bytes of randomness, base64url), or nothing for an id that is not one.
+pub(crate) fn archive_key(id: &str) -> Option<String> {
     let ok = id.len() >= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then(|| dir.join(format!("{}.zip", &id[..16])))
+    ok.then(|| format!("access/{}.zip", &id[..16]))
 }
 
-/// Deletes an access archive's file; one already gone is fine, any other
-/// failure is reported (the erasure is then retried), never ignored.
-pub(crate) fn remove_archive(dir: &std::path::Path, id: &str) -> Result<(), AccountError> {
-    let Some(path) = archive_path(dir, id) else { return Ok(()) };
-    match std::fs::remove_file(&path) {
+/// Deletes an access archive (and the file an older version wrote to
+/// `legacy_dir`); one already gone is fine, any other failure is reported
+/// (the erasure is then retried), never ignored.
+pub(crate) async fn remove_archive(
+    archives: &seldesk_blob::SealedBlobs,
+    legacy_dir: &std::path::Path,
+    id: &str,
+) -> Result<(), AccountError> {
+    let Some(key) = archive_key(id) else { return Ok(()) };
+    archives
+        .delete(&key)
+        .await
+        .map_err(|e| AccountError::Internal(format!("cannot delete access archive {key}: {e}")))?;
+    let legacy = legacy_dir.join(key.trim_start_matches("access/"));
+    match std::fs::remove_file(&legacy) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AccountError::Internal(format!("cannot delete access archive {}: {e}", path.display()))),
+        Err(e) => Err(AccountError::Internal(format!("cannot delete access archive {}: {e}", legacy.display()))),
     }
 }

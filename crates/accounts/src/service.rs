@@ -21,7 +21,11 @@ use crate::{AccountError, Mailer, OutgoingMail, rate};
 pub struct AccountsConfig {
     /// Public address of the site, for links in e-mails (no trailing slash).
     pub base_url: String,
-    /// Where access archives are written.
+    /// Where access archives are kept, sealed: the blob store every node
+    /// reaches (a download may come to any node), under `access/`.
+    pub archives: seldesk_blob::SealedBlobs,
+    /// Where access archives were written before they went to the blob
+    /// store: what is left there is deleted with its row.
     pub exports_dir: PathBuf,
     /// A web session ends after this long without a request…
     pub idle: Duration,

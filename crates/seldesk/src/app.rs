@@ -184,7 +184,7 @@ impl Services {
                 clock.clone(),
             )),
             Arc::new(TicketEraser { db: db.clone() }),
-            Arc::new(AccessExportEraser { db: db.clone(), exports_dir: exports_dir.clone() }),
+            Arc::new(AccessExportEraser { db: db.clone(), archives: blobs.clone(), exports_dir: exports_dir.clone() }),
             Arc::new(seldesk_accounts::finance::InvoiceEraser { db: db.clone() }),
             Arc::new(seldesk_billing::PaymentEraser { db: db.clone() }),
             Arc::new(seldesk_tenants::service::DatabaseEraser {
@@ -232,7 +232,7 @@ impl Services {
             policy.clone(),
             audit.clone(),
             erasure_log.clone(),
-            blobs,
+            blobs.clone(),
             mailer.clone(),
             public_url.clone(),
         );
@@ -271,6 +271,7 @@ impl Services {
             queue.clone(),
             AccountsConfig {
                 base_url: public_url.clone(),
+                archives: blobs.clone(),
                 exports_dir,
                 idle: time::Duration::hours(2),
                 absolute: time::Duration::hours(12),

@@ -1109,3 +1109,72 @@ async fn three_data_centers_on_three_nodes_keep_each_databases_files_at_home() {
         app.stop().await;
     }
 }
+
+// promise: ACC-3, RES-1
+#[tokio::test]
+async fn an_access_archive_built_on_one_node_downloads_through_another() {
+    let (a_dir, b_dir, shared) =
+        (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"), tempfile::tempdir().expect("s"));
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    // Blobs in one place every node reaches (a bucket in production), under
+    // one key; only the uk node runs jobs.
+    let blobs = shared.path().join("blobs").display().to_string();
+    let a = cluster_node_with(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock, |c| {
+        with_workers(c);
+        c.blobs = Some(blobs.clone());
+    })
+    .await;
+    std::fs::create_dir_all(b_dir.path().join("keys")).expect("keys");
+    std::fs::copy(a_dir.path().join("keys/blobs.key"), b_dir.path().join("keys/blobs.key")).expect("the same key");
+    let b = cluster_node_with(&url, b_dir.path(), "b-in", &["in"], &secret, &clock, |c| c.blobs = Some(blobs.clone()))
+        .await;
+    let (base_a, base_b) = (format!("http://{}", a.web_addr()), format!("http://{}", b.web_addr()));
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &base_b, "archive@example.com", PW).await;
+    let r = c
+        .post(format!("{base_b}/api/v1/me/requests"))
+        .bearer_auth(&t)
+        .json(&json!({ "kind": "access", "password": PW }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ticket = r.json::<serde_json::Value>().await.expect("json")["id"].as_i64().expect("ticket");
+    let started = std::time::Instant::now();
+    loop {
+        let t: serde_json::Value = c
+            .get(format!("{base_a}/api/v1/me/requests/{ticket}"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("json");
+        if t["download_ready"] == true {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the uk node built the archive: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(files_under(&a_dir.path().join("exports")).is_empty(), "nothing on the building node's own disk");
+    let r = c
+        .get(format!("{base_b}/api/v1/me/requests/{ticket}/download"))
+        .bearer_auth(&t)
+        .header("x-seldesk-password", PW)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::OK, "downloaded through the India node");
+    let bytes = r.bytes().await.expect("zip");
+    assert_eq!(&bytes[..2], b"PK");
+    let sealed = files_under(&shared.path().join("blobs/access"));
+    assert_eq!(sealed.len(), 1);
+    let raw = std::fs::read(&sealed[0].0).expect("object");
+    assert!(!raw.starts_with(b"PK") && raw.len() > bytes.len(), "sealed at rest, not the zip itself");
+    a.stop().await;
+    b.stop().await;
+}
