@@ -417,6 +417,7 @@ async fn customer_database_lifecycle_in_chromium() {
     let page = b.text().await;
     assert!(page.contains("% copied"), "the page shows how far the copy is");
     assert!(page.contains("Lee Wong") && page.contains("Add contact"), "it keeps working while it moves");
+    b.screenshot("database-moving").await;
     app.run_jobs().await;
     b.client.refresh().await.expect("reload");
     b.wait_for_text("India").await;
