@@ -171,6 +171,184 @@ impl BlobStore {
     }
 }
 
+/// Objects larger than this go to a bucket in parts of this size, so a
+/// file of gigabytes never sits in memory.
+const PART: usize = 8 * 1024 * 1024;
+
+impl BlobStore {
+    /// Where an object lives on this machine's disk, for a store in a
+    /// folder; `None` for a bucket.
+    pub fn local_path(&self, key: &str) -> Result<Option<PathBuf>, BlobError> {
+        match &self.bucket {
+            Some(_) => {
+                check_key(key)?;
+                Ok(None)
+            }
+            None => self.path_of(key).map(Some),
+        }
+    }
+
+    /// Stores the file at `from` as an object and removes the file: moved
+    /// into a folder store, streamed to a bucket in parts. Refuses to
+    /// replace an object. Returns the object's size.
+    pub async fn put_file(&self, key: &str, from: &Path) -> Result<u64, BlobError> {
+        let len = tokio::fs::metadata(from).await?.len();
+        let Some((store, url)) = &self.bucket else {
+            let path = self.path_of(key)?;
+            let (from, key) = (from.to_path_buf(), key.to_string());
+            return tokio::task::spawn_blocking(move || {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                // hard_link fails if the target exists: no object is replaced.
+                match std::fs::hard_link(&from, &path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(BlobError::Exists(key)),
+                    // Another file system: copied beside the target, then linked.
+                    Err(_) => {
+                        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+                        std::fs::copy(&from, &tmp)?;
+                        std::fs::File::open(&tmp)?.sync_all()?;
+                        let linked = std::fs::hard_link(&tmp, &path);
+                        let _ = std::fs::remove_file(&tmp);
+                        match linked {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                                return Err(BlobError::Exists(key));
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                std::fs::remove_file(&from)?;
+                Ok(len)
+            })
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+        };
+        check_key(key)?;
+        let path = object_store::path::Path::from(key);
+        if len as usize <= PART {
+            let bytes = tokio::fs::read(from).await?;
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            match store.put_opts(&path, bytes.into(), opts).await {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    return Err(BlobError::Exists(key.to_string()));
+                }
+                Err(e) => return Err(Self::bucket_err(url, key, e)),
+            }
+        } else {
+            // Multipart uploads cannot be made create-only: the key is asked first.
+            match store.head(&path).await {
+                Ok(_) => return Err(BlobError::Exists(key.to_string())),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Self::bucket_err(url, key, e)),
+            }
+            let upload = store.put_multipart(&path).await.map_err(|e| Self::bucket_err(url, key, e))?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+            let mut file = tokio::fs::File::open(from).await?;
+            let mut buf = vec![0u8; PART];
+            let sent: Result<(), BlobError> = async {
+                use tokio::io::AsyncReadExt;
+                loop {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    // At most two parts in flight: memory stays bounded.
+                    writer.wait_for_capacity(2).await.map_err(|e| Self::bucket_err(url, key, e))?;
+                    writer.write(&buf[..n]);
+                }
+            }
+            .await;
+            match sent {
+                Ok(()) => {
+                    writer.finish().await.map_err(|e| Self::bucket_err(url, key, e))?;
+                }
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        tokio::fs::remove_file(from).await?;
+        Ok(len)
+    }
+
+    /// Copies an object into the file `to` (replacing it), streaming;
+    /// `false` when there is no such object.
+    pub async fn get_to_file(&self, key: &str, to: &Path) -> Result<bool, BlobError> {
+        let Some((store, url)) = &self.bucket else {
+            let path = self.path_of(key)?;
+            return match tokio::fs::copy(&path, to).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        };
+        check_key(key)?;
+        let got = match store.get(&object_store::path::Path::from(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(Self::bucket_err(url, key, e)),
+        };
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let mut out = tokio::fs::File::create(to).await?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.map_err(|e| Self::bucket_err(url, key, e))?).await?;
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        Ok(true)
+    }
+
+    /// An object's size, or `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        let Some((store, url)) = &self.bucket else {
+            return match tokio::fs::metadata(self.path_of(key)?).await {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        };
+        check_key(key)?;
+        match store.head(&object_store::path::Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::bucket_err(url, key, e)),
+        }
+    }
+
+    /// An object to read from blocking code (read it on a blocking thread:
+    /// a bucket's object is fetched as it is read), with its size; `None`
+    /// when there is none.
+    pub async fn reader(&self, key: &str) -> Result<Option<(Box<dyn std::io::Read + Send>, u64)>, BlobError> {
+        let Some((store, url)) = &self.bucket else {
+            let file = match std::fs::File::open(self.path_of(key)?) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata()?.len();
+            return Ok(Some((Box::new(std::io::BufReader::with_capacity(256 * 1024, file)), len)));
+        };
+        check_key(key)?;
+        let got = match store.get(&object_store::path::Path::from(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::bucket_err(url, key, e)),
+        };
+        let len = got.meta.size;
+        use futures_util::TryStreamExt;
+        let stream = got.into_stream().map_err(std::io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        Ok(Some((Box::new(std::io::BufReader::with_capacity(256 * 1024, reader)), len)))
+    }
+}
+
 /// The cipher of the 32-byte key in `key_file`, creating a new random key
 /// (readable by the owner only) on first use. Losing the key loses the data.
 pub fn load_or_create_key(key_file: &Path) -> Result<XChaCha20Poly1305, BlobError> {
@@ -271,6 +449,34 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn files_move_into_a_folder_store_once_and_read_back_streaming() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = BlobStore::local(dir.path().join("objects"));
+        let file = dir.path().join("spooled");
+        let bytes: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        std::fs::write(&file, &bytes).expect("write");
+        assert_eq!(store.put_file("uploads/a1", &file).await.expect("put"), bytes.len() as u64);
+        assert!(!file.exists(), "the file became the object");
+        assert_eq!(store.local_path("uploads/a1").expect("path"), Some(dir.path().join("objects/uploads/a1")));
+        assert_eq!(store.size("uploads/a1").await.expect("size"), Some(bytes.len() as u64));
+        std::fs::write(&file, b"other").expect("write");
+        assert!(matches!(store.put_file("uploads/a1", &file).await, Err(BlobError::Exists(_))));
+        assert!(file.exists(), "a refused file is left to its owner");
+        let copy = dir.path().join("copy");
+        assert!(store.get_to_file("uploads/a1", &copy).await.expect("get"));
+        assert_eq!(std::fs::read(&copy).expect("copy"), bytes);
+        let (mut reader, len) = store.reader("uploads/a1").await.expect("reader").expect("there");
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut read).expect("read");
+        assert_eq!((read, len), (bytes.clone(), bytes.len() as u64));
+        assert!(store.delete("uploads/a1").await.expect("delete"));
+        assert_eq!(store.size("uploads/a1").await.expect("size"), None);
+        assert!(!store.get_to_file("uploads/a1", &copy).await.expect("get"));
+        assert!(store.reader("uploads/a1").await.expect("reader").is_none());
+        assert!(matches!(store.put_file("../a1", &file).await, Err(BlobError::BadKey(_))));
+    }
 
     #[tokio::test]
     async fn sealed_blobs_are_encrypted_write_once_and_tamper_evident() {

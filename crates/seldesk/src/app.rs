@@ -94,23 +94,40 @@ pub enum StartError {
     Cookies(#[from] seldesk_web::cookies::RegistryMismatch),
 }
 
+/// A store of objects at `location`: a folder (or `file://` URL) or a
+/// bucket (`s3://…`, `gs://…`).
+fn object_store_at(location: &str) -> Result<seldesk_blob::BlobStore, String> {
+    if location.starts_with("s3://") || location.starts_with("gs://") {
+        seldesk_blob::BlobStore::bucket(location).map_err(|e| e.to_string())
+    } else if location.contains("://") && !location.starts_with("file://") {
+        Err(format!(
+            "`{}`: give a folder, a file:// URL, s3://bucket or gs://bucket",
+            seldesk_store::redact_url(location)
+        ))
+    } else {
+        Ok(seldesk_blob::BlobStore::local(location.strip_prefix("file://").unwrap_or(location)))
+    }
+}
+
 /// The encrypted blob store for CVs and uploads: a folder (default
 /// `<data>/blobs`) or a bucket (`s3://…`, `gs://…`, every node reaching the
 /// same one), with its key in `<data>/keys/blobs.key`, apart from the blobs.
 fn open_blobs(config: &Config) -> Result<seldesk_blob::SealedBlobs, StartError> {
-    let location = config.blobs();
-    let store = if location.starts_with("s3://") || location.starts_with("gs://") {
-        seldesk_blob::BlobStore::bucket(&location).map_err(|e| StartError::Blobs(e.to_string()))?
-    } else if location.contains("://") && !location.starts_with("file://") {
-        return Err(StartError::Blobs(format!(
-            "`{}`: give a folder, a file:// URL, s3://bucket or gs://bucket",
-            seldesk_store::redact_url(&location)
-        )));
-    } else {
-        seldesk_blob::BlobStore::local(location.strip_prefix("file://").unwrap_or(&location))
-    };
+    let store = object_store_at(&config.blobs()).map_err(StartError::Blobs)?;
     seldesk_blob::SealedBlobs::open(store, &config.data.join("keys").join("blobs.key"))
         .map_err(|e| StartError::Blobs(e.to_string()))
+}
+
+/// The upgrade service's storage: work folders under `upgrades.storage`,
+/// uploads and results where `upgrades.objects` says, sealed with the
+/// service's own key.
+pub fn upgrade_storage(config: &Config) -> Result<seldesk_upgrades::UpgradeStorage, StartError> {
+    let mut storage = seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage());
+    if let Some(location) = config.upgrade_objects() {
+        let objects = object_store_at(&location).map_err(|e| StartError::Io(format!("upgrades.objects: {e}")))?;
+        storage = storage.with_objects(objects);
+    }
+    storage.sealed_with(&config.upgrade_key_file()).map_err(|e| StartError::Io(format!("upgrade service: {e}")))
 }
 
 /// Opens the control plane and applies migrations.
@@ -160,6 +177,7 @@ impl Services {
             seldesk_tenants::OpenDatabases::new(tenant_files.clone(), config.databases.open_settings());
         let blobs = open_blobs(config)?;
         let exports_dir = config.data.join("exports");
+        let upgrade_storage = upgrade_storage(config)?;
         let erasers: Vec<Arc<dyn Eraser>> = vec![
             Arc::new(AuditEraser { db: db.clone() }),
             Arc::new(TableEraser::new(db.clone(), "disclosure_record", "disclosures", true)),
@@ -168,16 +186,8 @@ impl Services {
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), false)),
             Arc::new(seldesk_careers::ApplicationEraser::new(db.clone(), blobs.clone(), true)),
             Arc::new(seldesk_careers::EmployeeEraser::new(db.clone(), blobs.clone())),
-            Arc::new(seldesk_upgrades::UpgradeEraser::new(
-                db.clone(),
-                seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
-                false,
-            )),
-            Arc::new(seldesk_upgrades::UpgradeEraser::new(
-                db.clone(),
-                seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage()),
-                true,
-            )),
+            Arc::new(seldesk_upgrades::UpgradeEraser::new(db.clone(), upgrade_storage.clone(), false)),
+            Arc::new(seldesk_upgrades::UpgradeEraser::new(db.clone(), upgrade_storage.clone(), true)),
             Arc::new(seldesk_visits::VisitEraser::new(
                 seldesk_visits::VisitStore::for_node(&config.data, &db),
                 db.clone(),
@@ -236,9 +246,6 @@ impl Services {
             mailer.clone(),
             public_url.clone(),
         );
-        let upgrade_storage = seldesk_upgrades::UpgradeStorage::at(config.upgrade_storage())
-            .sealed_with(&config.upgrade_key_file())
-            .map_err(|e| StartError::Io(format!("upgrade service: {e}")))?;
         let upgrades = seldesk_upgrades::Upgrades::new(
             db.clone(),
             clock.clone(),

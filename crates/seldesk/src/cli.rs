@@ -250,6 +250,9 @@ struct WorkerArgs {
     /// The upgrade service's storage [default: upgrades.storage, else <data>/upgrade].
     #[arg(long, value_name = "DIR")]
     storage: Option<PathBuf>,
+    /// Where uploads and results are kept: a folder, s3://bucket[/prefix] or gs://bucket[/prefix], as the site's nodes have it [default: upgrades.objects].
+    #[arg(long, value_name = "LOCATION")]
+    objects: Option<String>,
     /// The upgrade service's key [default: upgrades.key_file, else <data>/keys/upgrade.key].
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
@@ -493,6 +496,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut config = load_config(&cli, &overrides(&cli, Some(&args.db)))?;
             if let Some(s) = &args.storage {
                 config.upgrades.storage = Some(s.clone());
+            }
+            if let Some(o) = &args.objects {
+                config.upgrades.objects = Some(o.clone());
             }
             if let Some(k) = &args.key_file {
                 config.upgrades.key_file = Some(k.clone());

@@ -237,6 +237,12 @@ pub struct UpgradesConfig {
     /// The service's own storage (uploads, work, results), apart from
     /// production data [default: <data>/upgrade].
     pub storage: Option<PathBuf>,
+    /// Where uploads and results are kept: a folder, `s3://bucket[/prefix]`
+    /// or `gs://bucket[/prefix]`, the same for every node and worker (an
+    /// upload taken by one node is upgraded by any worker and downloaded
+    /// through any node) [default: the storage folder; with `blobs` in a
+    /// bucket, that bucket under `upgrade/`].
+    pub objects: Option<String>,
     /// The upgrade service's own key, sealing uploads and results at rest
     /// [default: <data>/keys/upgrade.key; made on first use].
     pub key_file: Option<PathBuf>,
@@ -256,6 +262,7 @@ impl Default for UpgradesConfig {
             upload_mb_per_day: a.bytes_per_day / 1_000_000,
             worker: UpgradeWorkerMode::Child,
             storage: None,
+            objects: None,
             key_file: None,
             memory_limit_mb: 4096,
             file_limit_mb: 6144,
@@ -609,10 +616,26 @@ impl Config {
         self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_string()
     }
 
-    /// The blob store location.
     /// The upgrade service's storage.
     pub fn upgrade_storage(&self) -> PathBuf {
         self.upgrades.storage.clone().unwrap_or_else(|| self.data.join("upgrade"))
+    }
+
+    /// Where the upgrade service keeps uploads and results: `None` for its
+    /// storage folder, else a folder or a bucket address.
+    pub fn upgrade_objects(&self) -> Option<String> {
+        let is_bucket = |l: &str| l.starts_with("s3://") || l.starts_with("gs://");
+        match &self.upgrades.objects {
+            Some(l) => Some(l.clone()),
+            None => {
+                let blobs = self.blobs();
+                is_bucket(&blobs).then(|| {
+                    let (address, query) = blobs.split_once('?').map_or((blobs.as_str(), None), |(a, q)| (a, Some(q)));
+                    let address = format!("{}/upgrade", address.trim_end_matches('/'));
+                    query.map_or(address.clone(), |q| format!("{address}?{q}"))
+                })
+            }
+        }
     }
 
     /// The upgrade service's key.
@@ -620,6 +643,7 @@ impl Config {
         self.upgrades.key_file.clone().unwrap_or_else(|| self.data.join("keys").join("upgrade.key"))
     }
 
+    /// The blob store location.
     pub fn blobs(&self) -> String {
         self.blobs.clone().unwrap_or_else(|| self.data.join("blobs").display().to_string())
     }
@@ -636,6 +660,21 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9069");
         assert_eq!(c.database_url(), "sqlite://./seldesk-data/control.db");
         assert_eq!(c.blobs(), "./seldesk-data/blobs");
+    }
+
+    #[test]
+    fn upgrade_objects_follow_a_blob_bucket_unless_set() {
+        let mut c = Config::default();
+        assert_eq!(c.upgrade_objects(), None, "the storage folder");
+        c.blobs = Some("s3://files/site?endpoint=http://127.0.0.1:9000&region=eu-1".into());
+        assert_eq!(
+            c.upgrade_objects().as_deref(),
+            Some("s3://files/site/upgrade?endpoint=http://127.0.0.1:9000&region=eu-1")
+        );
+        c.blobs = Some("gs://files/".into());
+        assert_eq!(c.upgrade_objects().as_deref(), Some("gs://files/upgrade"));
+        c.upgrades.objects = Some("/mnt/shared/upgrade".into());
+        assert_eq!(c.upgrade_objects().as_deref(), Some("/mnt/shared/upgrade"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use seldesk_domain::{Clock, Policy, SystemClock};
 use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner};
 use seldesk_privacy::ErasureLog;
-use seldesk_upgrades::{Isolation, UpgradeError, UpgradeFiles, UpgradeStorage, UpgradeWorker};
+use seldesk_upgrades::{Isolation, UpgradeError, UpgradeFiles, UpgradeWorker};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -85,7 +85,7 @@ pub async fn run(
         db.clone(),
         clock.clone(),
         Arc::new(policy),
-        UpgradeStorage::at(storage_root.clone()).sealed_with(&config.upgrade_key_file())?,
+        crate::app::upgrade_storage(&config)?,
         ErasureLog::new(db.clone(), clock.clone()),
     )
     .with_time_limit(limits.time)

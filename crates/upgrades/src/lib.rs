@@ -86,28 +86,64 @@ pub struct UpgradeRequest {
     pub erase_by: Option<OffsetDateTime>,
 }
 
-/// The upgrade storage location: uploads, work folders and results. With a
-/// key, uploads and results are sealed at rest (XChaCha20-Poly1305 stream);
+/// The upgrade storage: uploads and results as objects (in the storage
+/// folder by default, or in a bucket every node and worker reaches, so an
+/// upload taken by one node is upgraded by any worker and downloaded
+/// through any node), and work folders on the local disk. With a key,
+/// uploads and results are sealed at rest (XChaCha20-Poly1305 stream);
 /// plain copies exist only in a work folder while an upgrade runs.
 #[derive(Clone)]
 pub struct UpgradeStorage {
     root: PathBuf,
+    objects: seldesk_blob::BlobStore,
     cipher: Option<seldesk_blob::XChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for UpgradeStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpgradeStorage").field("root", &self.root).field("sealed", &self.cipher.is_some()).finish()
+        f.debug_struct("UpgradeStorage")
+            .field("root", &self.root)
+            .field("objects", &self.objects)
+            .field("sealed", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+/// Opens a sealed result on its first read: a bucket's object is fetched
+/// as it is read, which must happen on a blocking thread, not where the
+/// reader is made.
+struct OpenOnRead {
+    cipher: seldesk_blob::XChaCha20Poly1305,
+    sealed: Option<Box<dyn std::io::Read + Send>>,
+    plain: Option<seldesk_blob::sealed_file::OpeningReader<Box<dyn std::io::Read + Send>>>,
+}
+
+impl std::io::Read for OpenOnRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(sealed) = self.sealed.take() {
+            self.plain = Some(seldesk_blob::sealed_file::OpeningReader::new(&self.cipher, sealed)?);
+        }
+        match &mut self.plain {
+            Some(plain) => plain.read(buf),
+            None => Ok(0),
+        }
     }
 }
 
 impl UpgradeStorage {
     pub fn new(data: &Path) -> Self {
-        Self { root: data.join("upgrade"), cipher: None }
+        Self::at(data.join("upgrade"))
     }
-    /// A storage at its own location (`upgrades.storage`).
+    /// A storage at its own location (`upgrades.storage`), objects included.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), cipher: None }
+        let root = root.into();
+        Self { objects: seldesk_blob::BlobStore::local(&root), root, cipher: None }
+    }
+    /// Keeps uploads and results in `objects` (`upgrades.objects`: a bucket
+    /// when several nodes take uploads); work folders stay under the root.
+    pub fn with_objects(mut self, objects: seldesk_blob::BlobStore) -> Self {
+        self.objects = objects;
+        self
     }
     /// Seals uploads and results with the upgrade service's own key (made on
     /// first use; not a production key).
@@ -119,19 +155,20 @@ impl UpgradeStorage {
     pub fn cipher(&self) -> Option<&seldesk_blob::XChaCha20Poly1305> {
         self.cipher.as_ref()
     }
-    /// A result, readable, and its plain length: opened from its seal when
-    /// the storage seals.
-    pub fn open_result(&self, id: &str) -> Result<(Box<dyn std::io::Read + Send>, u64), UpgradeError> {
-        let path = self.result(id)?;
-        let file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
-        let file = std::io::BufReader::with_capacity(256 * 1024, file);
+    pub fn objects(&self) -> &seldesk_blob::BlobStore {
+        &self.objects
+    }
+    /// A result, readable (on a blocking thread), and its plain length:
+    /// opened from its seal when the storage seals.
+    pub async fn open_result(&self, id: &str) -> Result<(Box<dyn std::io::Read + Send>, u64), UpgradeError> {
+        let gone = || UpgradeError::NotFound("There is no upgraded database to download (any more).".into());
+        let (reader, len) = self.objects.reader(&Self::result_key(id)?).await.map_err(blob_err)?.ok_or_else(gone)?;
         Ok(match &self.cipher {
             Some(c) => (
-                Box::new(seldesk_blob::sealed_file::OpeningReader::new(c, file)?),
+                Box::new(OpenOnRead { cipher: c.clone(), sealed: Some(reader), plain: None }),
                 seldesk_blob::sealed_file::plain_len(len),
             ),
-            None => (Box::new(file), len),
+            None => (reader, len),
         })
     }
     pub fn root(&self) -> &Path {
@@ -144,35 +181,124 @@ impl UpgradeStorage {
             Err(UpgradeError::NotFound("No such upgrade.".into()))
         }
     }
-    pub fn upload(&self, id: &str) -> Result<PathBuf, UpgradeError> {
-        Ok(self.root.join("uploads").join(Self::checked(id)?))
+    fn upload_key(id: &str) -> Result<String, UpgradeError> {
+        Ok(format!("uploads/{}", Self::checked(id)?))
+    }
+    fn result_key(id: &str) -> Result<String, UpgradeError> {
+        Ok(format!("results/{}.zip", Self::checked(id)?))
     }
     pub fn work(&self, id: &str) -> Result<PathBuf, UpgradeError> {
         Ok(self.root.join("work").join(Self::checked(id)?))
     }
-    pub fn result(&self, id: &str) -> Result<PathBuf, UpgradeError> {
-        Ok(self.root.join("results").join(format!("{}.zip", Self::checked(id)?)))
+    /// Whether the result of a request is stored.
+    pub async fn has_result(&self, id: &str) -> Result<bool, UpgradeError> {
+        Ok(self.objects.size(&Self::result_key(id)?).await.map_err(blob_err)?.is_some())
     }
-    /// Removes every file of a request; returns whether anything was there.
-    fn erase_files(&self, id: &str) -> Result<bool, UpgradeError> {
+    /// Stores a spooled upload (sealing it first when the storage seals);
+    /// the spooled file is gone afterwards, stored or not.
+    async fn store_upload(&self, id: &str, spooled: &Path) -> Result<(), UpgradeError> {
+        let key = Self::upload_key(id)?;
+        let Some(cipher) = self.cipher.clone() else {
+            let stored = self.objects.put_file(&key, spooled).await;
+            let _ = tokio::fs::remove_file(spooled).await;
+            return stored.map(|_| ()).map_err(blob_err);
+        };
+        let sealed = self.work(id)?.with_extension("sealed");
+        let (from, to) = (spooled.to_path_buf(), sealed.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Sealed at rest from here on; the plain spool goes at once.
+            let done = seldesk_blob::sealed_file::seal_file(&cipher, &from, &to);
+            let _ = std::fs::remove_file(&from);
+            done
+        })
+        .await
+        .map_err(|e| UpgradeError::Internal(e.to_string()))?;
+        let stored = match done {
+            Ok(()) => self.objects.put_file(&key, &sealed).await.map(|_| ()).map_err(blob_err),
+            Err(e) => Err(e.into()),
+        };
+        let _ = tokio::fs::remove_file(&sealed).await;
+        stored
+    }
+    /// The upload as a file on this machine: the object's own file in a
+    /// folder store, else a copy fetched beside the work folder; `None`
+    /// when it is gone.
+    async fn upload_file(&self, id: &str) -> Result<Option<PathBuf>, UpgradeError> {
+        let key = Self::upload_key(id)?;
+        if let Some(path) = self.objects.local_path(&key).map_err(blob_err)? {
+            return Ok(tokio::fs::try_exists(&path).await?.then_some(path));
+        }
+        let copy = self.work(id)?.with_extension("upload");
+        if let Some(parent) = copy.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        Ok(self.objects.get_to_file(&key, &copy).await.map_err(blob_err)?.then_some(copy))
+    }
+    /// Where an upgrade writes its result: the object's own file in a
+    /// folder store, else beside the work folder until [`Self::store_result`].
+    fn result_file(&self, id: &str) -> Result<PathBuf, UpgradeError> {
+        match self.objects.local_path(&Self::result_key(id)?).map_err(blob_err)? {
+            Some(path) => Ok(path),
+            None => Ok(self.work(id)?.with_extension("result")),
+        }
+    }
+    /// Stores a result written at [`Self::result_file`].
+    async fn store_result(&self, id: &str, file: &Path) -> Result<(), UpgradeError> {
+        let key = Self::result_key(id)?;
+        if self.objects.local_path(&key).map_err(blob_err)?.is_some() {
+            return Ok(());
+        }
+        self.objects.put_file(&key, file).await.map_err(blob_err)?;
+        Ok(())
+    }
+    /// Removes the upload and any copy of it fetched for the work.
+    async fn drop_upload(&self, id: &str) -> Result<(), UpgradeError> {
+        self.objects.delete(&Self::upload_key(id)?).await.map_err(blob_err)?;
+        match tokio::fs::remove_file(self.work(id)?.with_extension("upload")).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+    /// Removes every file and object of a request; returns whether anything was there.
+    async fn erase_files(&self, id: &str) -> Result<bool, UpgradeError> {
         let mut any = false;
-        let partial = self.root.join("results").join(format!("{}.partial", Self::checked(id)?));
-        let sealing = self.root.join("results").join(format!("{}.sealing", Self::checked(id)?));
+        for key in [Self::upload_key(id)?, Self::result_key(id)?] {
+            any |= self.objects.delete(&key).await.map_err(blob_err)?;
+        }
+        let results = self.root.join("results");
         let work = self.work(id)?;
-        let plain = [work.with_extension("plain"), work.with_extension("result"), work.with_extension("partial")];
-        for p in [self.upload(id)?, self.result(id)?, partial, sealing].into_iter().chain(plain) {
-            match std::fs::remove_file(&p) {
+        let local = [
+            results.join(format!("{id}.partial")),
+            results.join(format!("{id}.sealing")),
+            work.with_extension("plain"),
+            work.with_extension("result"),
+            work.with_extension("partial"),
+            work.with_extension("upload"),
+            work.with_extension("sealed"),
+        ];
+        for p in local {
+            match tokio::fs::remove_file(&p).await {
                 Ok(()) => any = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        let work = self.work(id)?;
-        if work.exists() {
-            std::fs::remove_dir_all(&work)?;
+        if tokio::fs::try_exists(&work).await? {
+            tokio::fs::remove_dir_all(&work).await?;
             any = true;
         }
         Ok(any)
+    }
+}
+
+fn blob_err(e: seldesk_blob::BlobError) -> UpgradeError {
+    match e {
+        seldesk_blob::BlobError::Io(e) => UpgradeError::Io(e),
+        other => UpgradeError::Internal(format!("upgrade storage: {other}")),
     }
 }
 
@@ -330,23 +456,7 @@ impl Upgrades {
         }
         let size = std::fs::metadata(spooled)?.len();
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let target = self.storage.upload(&id)?;
-        std::fs::create_dir_all(target.parent().unwrap_or(self.storage.root()))?;
-        match self.storage.cipher().cloned() {
-            // Sealed at rest from here on; the plain spool goes at once.
-            Some(cipher) => {
-                let (from, to) = (spooled.to_path_buf(), target.clone());
-                let sealed = tokio::task::spawn_blocking(move || {
-                    let done = seldesk_blob::sealed_file::seal_file(&cipher, &from, &to);
-                    let _ = std::fs::remove_file(&from);
-                    done
-                })
-                .await
-                .map_err(|e| UpgradeError::Internal(e.to_string()))?;
-                sealed?;
-            }
-            None => std::fs::rename(spooled, &target)?,
-        }
+        self.storage.store_upload(&id, spooled).await?;
         sqlx::query(
             "INSERT INTO upgrade_requests (id, account_id, file_name, kind, status, created_at, size) VALUES ($1, $2, $3, $4, 'queued', $5, $6)",
         )
@@ -399,14 +509,13 @@ impl Upgrades {
         }
     }
 
-    /// The result archive of a finished upgrade.
-    pub async fn result_path(&self, account_id: &str, id: &str) -> Result<(UpgradeRequest, PathBuf), UpgradeError> {
+    /// The finished upgrade whose result can be downloaded.
+    pub async fn finished(&self, account_id: &str, id: &str) -> Result<UpgradeRequest, UpgradeError> {
         let req = self.get(account_id, id).await?;
-        let path = self.storage.result(id)?;
-        if req.status != "done" || !req.result_present || !path.is_file() {
+        if req.status != "done" || !req.result_present || !self.storage.has_result(id).await? {
             return Err(UpgradeError::NotFound("There is no upgraded database to download (any more).".into()));
         }
-        Ok((req, path))
+        Ok(req)
     }
 
     /// Erases everything of a request at the person's request (UPG-2).
@@ -415,7 +524,7 @@ impl Upgrades {
         if req.status == "running" {
             return Err(UpgradeError::Conflict("The upgrade is running; delete it when it has finished.".into()));
         }
-        self.storage.erase_files(id)?;
+        self.storage.erase_files(id).await?;
         sqlx::query("DELETE FROM upgrade_requests WHERE id = $1").bind(id).execute(self.db.pool()).await?;
         let category = if req.status == "failed" { "upgrade_failed_upload" } else { "upgrade_upload" };
         self.erasure_log
@@ -712,14 +821,20 @@ impl UpgradeWorker {
             .bind(id)
             .execute(self.db.pool())
             .await?;
+        let Some(upload) = self.storage.upload_file(id).await? else {
+            let message = "The upload could not be read back from storage; please upload it again.";
+            self.fail(id, message).await?;
+            return Ok(format!("upgrade {id} refused: {message}"));
+        };
         let files = UpgradeFiles {
             kind: req.kind.clone(),
-            upload: self.storage.upload(id)?,
+            upload,
             work: self.storage.work(id)?,
-            result: self.storage.result(id)?,
+            result: self.storage.result_file(id)?,
             name: req.file_name.clone(),
             now: self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         };
+        let files_result = files.result.clone();
         let outcome = match &self.isolation {
             Some(isolation) => match self.run_isolated(id, isolation, &files).await? {
                 Isolated::Done(outcome) => outcome,
@@ -756,9 +871,11 @@ impl UpgradeWorker {
         let finished = to_millis(self.clock.now());
         match outcome {
             Ok(report) => {
-                // UPG-2: the upload goes as soon as the upgrade succeeded.
-                let upload = self.storage.upload(id)?;
-                let _ = std::fs::remove_file(&upload);
+                // Stored where every node reaches it, then (UPG-2) the
+                // upload goes as soon as the upgrade succeeded. A result
+                // that cannot be stored fails the job, which is retried.
+                self.storage.store_result(id, &files_result).await?;
+                self.storage.drop_upload(id).await?;
                 sqlx::query(
                     "UPDATE upgrade_requests SET status = 'done', progress = 100, from_version = $1, to_version = $2,
                          report = $3, source_present = 0, result_present = 1, finished_at = $4, last_success_at = $4
@@ -791,7 +908,7 @@ impl UpgradeWorker {
     /// Nothing in the upload is needed to say why it failed: it goes at
     /// once; the record (name and reason) stays for the policy's short period.
     async fn fail(&self, id: &str, message: &str) -> Result<(), UpgradeError> {
-        self.storage.erase_files(id)?;
+        self.storage.erase_files(id).await?;
         sqlx::query(
             "UPDATE upgrade_requests SET status = 'failed', error = $1, finished_at = $2, source_present = 0 WHERE id = $3",
         )
@@ -872,7 +989,7 @@ impl Eraser for UpgradeEraser {
             let mut n = 0;
             for c in records {
                 let Some(id) = c.record.strip_prefix("upgrade:") else { continue };
-                self.storage.erase_files(id).map_err(store_err)?;
+                self.storage.erase_files(id).await.map_err(store_err)?;
                 n += sqlx::query("DELETE FROM upgrade_requests WHERE id = $1")
                     .bind(id)
                     .execute(self.db.pool())

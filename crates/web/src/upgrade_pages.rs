@@ -208,9 +208,9 @@ async fn upload(
 }
 
 async fn stream_result(state: &AppState, account: &str, id: &str) -> Result<Response, UpgradeError> {
-    let (req, _) = state.upgrades.result_path(account, id).await?;
+    let req = state.upgrades.finished(account, id).await?;
     // Opened from its seal on a blocking thread, streamed in 256 KiB pieces.
-    let (mut reader, len) = state.upgrades.storage().open_result(&req.id)?;
+    let (mut reader, len) = state.upgrades.storage().open_result(&req.id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {

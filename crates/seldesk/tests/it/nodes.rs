@@ -1178,3 +1178,102 @@ async fn an_access_archive_built_on_one_node_downloads_through_another() {
     a.stop().await;
     b.stop().await;
 }
+
+// promise: UPG-1, UPG-2, UPG-4
+#[tokio::test]
+async fn an_upgrade_uploaded_through_one_node_is_run_by_another_and_downloaded_anywhere() {
+    use crate::backups::{boto3, s3_endpoint};
+    let (a_dir, b_dir, shared) =
+        (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"), tempfile::tempdir().expect("s"));
+    let url = crate::helpers::fresh_database_url(shared.path()).await;
+    let secret = shared.path().join("cluster.secret");
+    std::fs::write(&secret, "a shared secret of the cluster, long enough\n").expect("secret");
+    let clock = seldesk_domain::TestClock::new(time::OffsetDateTime::now_utc());
+    // Uploads and results in a bucket both nodes reach, sealed under the
+    // upgrade service's one key; only the uk node runs upgrades.
+    let bucket = format!("seldesk-upg-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    boto3("s3.create_bucket(Bucket=sys.argv[2])\nprint(json.dumps(True))", &[&bucket]);
+    let objects = format!(
+        "s3://{bucket}/upg?endpoint={}&allow_http=true&access_key_id=test&secret_access_key=test&region=us-east-1",
+        s3_endpoint()
+    );
+    let list = || -> Vec<String> {
+        let keys = boto3(
+            "r = s3.list_objects_v2(Bucket=sys.argv[2])\nprint(json.dumps([o['Key'] for o in r.get('Contents', [])]))",
+            &[&bucket],
+        );
+        serde_json::from_value(keys).expect("keys")
+    };
+    let a = cluster_node_with(&url, a_dir.path(), "a-uk", &["uk"], &secret, &clock, |c| {
+        with_workers(c);
+        c.upgrades.objects = Some(objects.clone());
+    })
+    .await;
+    std::fs::create_dir_all(b_dir.path().join("keys")).expect("keys");
+    std::fs::copy(a_dir.path().join("keys/upgrade.key"), b_dir.path().join("keys/upgrade.key")).expect("one key");
+    let b = cluster_node_with(&url, b_dir.path(), "b-in", &["in"], &secret, &clock, |c| {
+        c.upgrades.objects = Some(objects.clone());
+    })
+    .await;
+    let (base_a, base_b) = (format!("http://{}", a.web_addr()), format!("http://{}", b.web_addr()));
+    let c = reqwest::Client::new();
+    let t = crate::helpers::customer_token_at(&c, &base_b, "upgrade@example.com", PW).await;
+
+    // Large enough to go to the bucket in parts.
+    let scratch = tempfile::tempdir().expect("tmp");
+    let old = std::fs::read(crate::upgrades::version_1_database(scratch.path(), 120_000)).expect("old");
+    assert!(old.len() > 8 * 1024 * 1024, "{} bytes", old.len());
+    let r = c
+        .post(format!("{base_b}/api/v1/upgrades?name=old.sqlite"))
+        .bearer_auth(&t)
+        .body(old)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    assert_eq!(list(), vec![format!("upg/uploads/{id}")], "the upload is in the bucket");
+
+    let started = std::time::Instant::now();
+    let req = loop {
+        let req: serde_json::Value = c
+            .get(format!("{base_a}/api/v1/upgrades/{id}"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("show")
+            .json()
+            .await
+            .expect("json");
+        if req["status"] == "done" || req["status"] == "failed" {
+            break req;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the uk node upgrades it: {req}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(req["status"], "done", "{req}");
+    assert_eq!(req["report"]["rows_after"]["contacts"], 120_000);
+    assert_eq!(list(), vec![format!("upg/results/{id}.zip")], "the upload went, the result is in the bucket");
+    for dir in [a_dir.path(), b_dir.path()] {
+        let kept: Vec<_> = files_under(&dir.join("upgrade")).into_iter().map(|f| f.0).collect();
+        assert!(kept.is_empty(), "nothing of the upgrade stays on a node's disk: {kept:?}");
+    }
+
+    // Downloaded through the node that did not run it, opened from its seal.
+    let r = c.get(format!("{base_b}/api/v1/upgrades/{id}/result")).bearer_auth(&t).send().await.expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    let len: usize = r.headers()[reqwest::header::CONTENT_LENGTH].to_str().expect("len").parse().expect("len");
+    let zip = r.bytes().await.expect("zip");
+    assert_eq!(zip.len(), len);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).expect("a zip archive");
+    assert!(archive.by_name("dump.sql").is_ok() && archive.by_name("manifest.json").is_ok(), "an export archive");
+
+    // Deleted through it: nothing left in the bucket.
+    let r = c.delete(format!("{base_b}/api/v1/upgrades/{id}")).bearer_auth(&t).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(list().is_empty(), "erased from the bucket");
+    let r = c.get(format!("{base_a}/api/v1/upgrades/{id}/result")).bearer_auth(&t).send().await.expect("again");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    a.stop().await;
+    b.stop().await;
+}
