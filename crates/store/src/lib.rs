@@ -72,6 +72,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (23, "home_node", include_str!("../migrations/sqlite/0023_home_node.sql")),
     (24, "job_node", include_str!("../migrations/sqlite/0024_job_node.sql")),
     (25, "move_nodes", include_str!("../migrations/sqlite/0025_move_nodes.sql")),
+    (26, "stream_segments", include_str!("../migrations/sqlite/0026_stream_segments.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -99,6 +100,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (23, "home_node", include_str!("../migrations/postgres/0023_home_node.sql")),
     (24, "job_node", include_str!("../migrations/postgres/0024_job_node.sql")),
     (25, "move_nodes", include_str!("../migrations/postgres/0025_move_nodes.sql")),
+    (26, "stream_segments", include_str!("../migrations/postgres/0026_stream_segments.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

@@ -49,6 +49,8 @@ thread_local! {
 
 fn on_commit(_: &rusqlite::hooks::Wal, _: std::ffi::c_int) -> rusqlite::Result<()> {
     COMMITTED.set(true);
+    // The writer's thread streams each commit as it happens (stream.rs).
+    crate::stream::after_commit();
     Ok(())
 }
 
@@ -279,7 +281,7 @@ fn log_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn wal_path(db: &Path) -> PathBuf {
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push("-wal");
     PathBuf::from(p)
@@ -295,7 +297,7 @@ fn mark(path: &Path) -> Result<(), TenantError> {
 }
 
 /// The file's identity, size and times: any write changes them.
-fn file_state(path: &Path) -> Result<String, TenantError> {
+pub(crate) fn file_state(path: &Path) -> Result<String, TenantError> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok(format!("{}:{}:{}.{}:{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
@@ -335,6 +337,7 @@ fn settle(path: &Path, hold: &Connection, hold_read: bool) -> Result<(bool, Opti
         mark(path)?;
     }
     let state = file_state(path)?;
+    crate::stream::checkpointed(path, &state);
     // Read after the state: a commit by another connection since the
     // record shows here, and one after this shows in the file's state once
     // it is checkpointed.
@@ -409,7 +412,7 @@ fn append(log: &Path, text: &str, sync: bool) -> Result<(), TenantError> {
 /// Where reading a WAL generation got to: its salts, the committed frames
 /// read and the running checksum after the last of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct WalPos {
+pub(crate) struct WalPos {
     salt: (u32, u32),
     frames: u32,
     sum: (u32, u32),
@@ -513,6 +516,30 @@ fn be(b: &[u8], at: usize) -> u32 {
 /// is of another generation): where that ends, and the pages those frames
 /// hold. None if there is no WAL or it holds no valid header.
 fn scan_wal(wal: &Path, from: Option<WalPos>) -> Result<Option<(WalPos, Vec<u32>)>, TenantError> {
+    Ok(scan_frames(wal, from, false)?.map(|scan| (scan.pos, scan.pages)))
+}
+
+/// One transaction read back from a WAL: the database's size in pages
+/// after it, and each page it wrote (the last version of each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WalCommit {
+    pub db_pages: u32,
+    pub pages: Vec<(u32, Vec<u8>)>,
+}
+
+/// What a scan of a WAL found after a position.
+pub(crate) struct WalScan {
+    pub pos: WalPos,
+    pub page_size: u32,
+    /// Page numbers of every committed frame read.
+    pub pages: Vec<u32>,
+    /// The committed transactions with their pages (only when asked for).
+    pub commits: Vec<WalCommit>,
+}
+
+/// [`scan_wal`], keeping each transaction's pages when `keep` (the stream
+/// of committed changes, stream.rs).
+pub(crate) fn scan_frames(wal: &Path, from: Option<WalPos>, keep: bool) -> Result<Option<WalScan>, TenantError> {
     let file = match File::open(wal) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -536,6 +563,7 @@ fn scan_wal(wal: &Path, from: Option<WalPos>) -> Result<Option<(WalPos, Vec<u32>
     f.seek(SeekFrom::Start((WAL_HEADER + pos.frames as usize * (FRAME_HEADER + page)) as u64))?;
     let (mut sum, mut frames) = (pos.sum, pos.frames);
     let (mut pages, mut pending) = (Vec::new(), Vec::new());
+    let (mut commits, mut data): (Vec<WalCommit>, Vec<(u32, Vec<u8>)>) = (Vec::new(), Vec::new());
     let mut frame = vec![0u8; FRAME_HEADER + page];
     while f.read_exact(&mut frame).is_ok() {
         if (be(&frame, 8), be(&frame, 12)) != salt {
@@ -547,13 +575,28 @@ fn scan_wal(wal: &Path, from: Option<WalPos>) -> Result<Option<(WalPos, Vec<u32>
         }
         frames += 1;
         pending.push(be(&frame, 0));
+        if keep {
+            data.push((be(&frame, 0), frame[FRAME_HEADER..].to_vec()));
+        }
         // A frame that ends a transaction gives the database's size in pages.
         if be(&frame, 4) != 0 {
             pages.append(&mut pending);
             pos = WalPos { salt, frames, sum };
+            if keep {
+                // A page written twice in one transaction: its last version.
+                let mut seen = std::collections::HashSet::with_capacity(data.len());
+                let mut last: Vec<(u32, Vec<u8>)> = Vec::with_capacity(data.len());
+                for (no, bytes) in data.drain(..).rev() {
+                    if seen.insert(no) {
+                        last.push((no, bytes));
+                    }
+                }
+                last.sort_unstable_by_key(|(no, _)| *no);
+                commits.push(WalCommit { db_pages: be(&frame, 4), pages: last });
+            }
         }
     }
-    Ok(Some((pos, pages)))
+    Ok(Some(WalScan { pos, page_size: page as u32, pages, commits }))
 }
 
 #[cfg(test)]

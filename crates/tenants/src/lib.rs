@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod open;
 pub mod sandbox;
 pub mod service;
+pub mod stream;
 pub mod support;
 pub mod transfer;
 

@@ -151,6 +151,8 @@ struct Shared {
     /// Transactions the writers committed, and the requests in them.
     commits: AtomicU64,
     committed: AtomicU64,
+    /// Where every commit is streamed (continuous protection), if anywhere.
+    stream: std::sync::OnceLock<Arc<dyn crate::stream::CommitSink>>,
 }
 
 /// What the writers did since start: how well writes are grouped.
@@ -205,12 +207,19 @@ impl OpenDatabases {
                 state: Mutex::new(State::default()),
                 commits: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
+                stream: std::sync::OnceLock::new(),
             }),
         }
     }
 
     pub fn settings(&self) -> OpenSettings {
         self.shared.settings
+    }
+
+    /// Streams every commit of every database opened from now on to
+    /// `sink` (stream.rs); set once, at start-up.
+    pub fn stream_to(&self, sink: Arc<dyn crate::stream::CommitSink>) {
+        let _ = self.shared.stream.set(sink);
     }
 
     /// Group commits and the requests they held, since start.
@@ -470,6 +479,14 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
+        if let Some(sink) = self.shared.upgrade().and_then(|s| s.stream.get().cloned()) {
+            crate::stream::begin(&self.path, &self.key.0, &self.key.1, sink);
+        }
+        self.serve(rx);
+        crate::stream::end(&self.path);
+    }
+
+    fn serve(&mut self, rx: Receiver<Job>) {
         loop {
             let job = match self.pending.take() {
                 Some(job) => job,
