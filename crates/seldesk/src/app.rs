@@ -908,6 +908,10 @@ async fn supervise_upgrade_worker(config: Config, name: String, mut stop: watch:
     }
 }
 
+/// Most commits a node holds while its backup regions are slow (beyond, a
+/// database's chain of commits ends and begins again: docs/backups.md).
+const STREAM_BUFFER: usize = 256 << 20;
+
 /// A running Seldesk node.
 pub struct Application {
     web_addr: SocketAddr,
@@ -917,6 +921,8 @@ pub struct Application {
     services: Services,
     visits: seldesk_visits::Recorder,
     config_data: std::path::PathBuf,
+    /// Ships the commits of this node's customer databases (continuous protection).
+    shipper: Option<seldesk_vault::Shipper>,
 }
 
 impl Application {
@@ -1026,6 +1032,15 @@ impl Application {
         .into();
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // Every commit streamed from the first request on: a database opened
+        // before would begin its chain only at its next open.
+        let shipper = (config.backup_stream_ms > 0).then(|| {
+            let shipper = services.backups.shipper(STREAM_BUFFER);
+            services.databases.open_databases().stream_to(Arc::new(shipper.clone()));
+            let every = std::time::Duration::from_millis(config.backup_stream_ms);
+            tasks.push(tokio::spawn(shipper.clone().run(every, rx.clone())));
+            shipper
+        });
 
         let stop = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -1088,7 +1103,12 @@ impl Application {
             tasks.push(tokio::spawn(supervise_upgrade_worker(config.clone(), format!("{node}/upgrade"), rx.clone())));
         }
         tracing::info!(%web_addr, %admin_addr, data = %config.data.display(), "seldesk is serving");
-        Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits, config_data: config.data.clone() })
+        Ok(Self { web_addr, admin_addr, shutdown, tasks, services, visits, config_data: config.data.clone(), shipper })
+    }
+
+    /// The shipper of this node's commits, when streaming is on.
+    pub fn shipper(&self) -> Option<&seldesk_vault::Shipper> {
+        self.shipper.as_ref()
     }
 
     pub fn web_addr(&self) -> SocketAddr {
@@ -1144,6 +1164,12 @@ impl Application {
         // Every open customer database's writer drains and checkpoints.
         let open = self.services.databases.open_databases().clone();
         let _ = tokio::task::spawn_blocking(move || open.close_all()).await;
+        // What the last requests committed reaches the backup regions.
+        if let Some(shipper) = &self.shipper
+            && let Err(e) = shipper.ship().await
+        {
+            tracing::warn!("backup stream at shutdown: {e}");
+        }
         self.services.db.close().await;
         tracing::info!("seldesk stopped");
     }

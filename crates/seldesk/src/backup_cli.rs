@@ -58,12 +58,18 @@ pub(crate) enum BackupCommand {
         db: DbArgs,
     },
     /// Restore a snapshot into a new database of the same owner, or write
-    /// its files into a new folder (the control plane's recovery).
+    /// its files into a new folder (the control plane's recovery); with
+    /// --at, restore a database as it was at a moment (point in time).
     Restore {
         #[command(flatten)]
         db: DbArgs,
-        /// Snapshot id (or its first 8+ characters; see `seldesk backup list`).
+        /// Snapshot id (or its first 8+ characters; see `seldesk backup list`);
+        /// with --at, the database's id (see `seldesk db list`).
         snapshot: String,
+        /// The moment to restore the database to, RFC 3339 (2026-12-06T10:15:30Z):
+        /// its last snapshot before then with every change streamed up to then.
+        #[arg(long, value_name = "TIME", conflicts_with = "to_folder")]
+        at: Option<String>,
         /// Name of the new database.
         #[arg(long, value_name = "NAME", required_unless_present = "to_folder", conflicts_with = "to_folder")]
         to_new_database: Option<String>,
@@ -231,7 +237,7 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
                 r.waiting_for_lock
             );
         }
-        BackupCommand::Restore { snapshot, to_new_database, to_folder, reason, .. } => {
+        BackupCommand::Restore { snapshot, at, to_new_database, to_folder, reason, .. } => {
             let pb = bar("restoring");
             let started = Instant::now();
             let written = Arc::new(AtomicU64::new(0));
@@ -242,7 +248,24 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
                 let most = count.fetch_max(done, Ordering::Relaxed).max(done);
                 shown(most, total);
             });
-            let done = if let Some(dir) = to_folder {
+            let done = if let Some(at) = at {
+                let when = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| usage(anyhow::anyhow!("--at {at}: not a time like 2026-12-06T10:15:30Z ({e})")))?;
+                let name = to_new_database.as_deref().unwrap_or_default();
+                let out = b.restore_at(&Actor::Operator, snapshot, when, name, reason, None, report).await;
+                pb.finish_and_clear();
+                let (d, plan) = out.map_err(usage)?;
+                format!(
+                    "restored database {snapshot} as it was at {when} into new database {} ({}) in {}: snapshot {} of {} and {} segment(s) of changes, every change shipped up to {}",
+                    d.name,
+                    d.id,
+                    d.region,
+                    &plan.snapshot.id[..16],
+                    plan.snapshot.taken_at,
+                    plan.segments.len(),
+                    plan.shipped_to
+                )
+            } else if let Some(dir) = to_folder {
                 let out = b.extract(&Actor::Operator, snapshot, dir, reason, report).await;
                 pb.finish_and_clear();
                 format!("wrote snapshot {snapshot} to {}", out.map_err(usage)?.display())

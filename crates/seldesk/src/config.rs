@@ -319,6 +319,10 @@ pub struct Config {
     /// `<data>/backups/<region>`. Bucket credentials come from the
     /// environment (`AWS_*`, `GOOGLE_*`).
     pub backup_stores: BTreeMap<String, String>,
+    /// How often each node ships the commits of its customer databases to
+    /// every backup region (continuous protection, docs/backups.md), in
+    /// milliseconds; 0 turns streaming off (nightly snapshots only).
+    pub backup_stream_ms: u64,
     /// Plans, prices, taxes, the seller and the payment processors (issue 9).
     pub billing: seldesk_billing::BillingSettings,
     /// Cron schedules by name.
@@ -410,6 +414,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             marketing: MarketingSettings::default(),
             backup_stores: BTreeMap::new(),
+            backup_stream_ms: 1000,
             billing: seldesk_billing::BillingSettings::default(),
             schedules,
         }
@@ -449,6 +454,7 @@ impl fmt::Debug for Config {
                     .map(|(k, v)| format!("{k}={}", seldesk_store::redact_url(v.split('?').next().unwrap_or(v))))
                     .collect::<Vec<_>>(),
             )
+            .field("backup_stream_ms", &self.backup_stream_ms)
             .field("billing", &self.billing)
             .field("schedules", &self.schedules)
             .finish()
@@ -480,6 +486,7 @@ const CONFIG_KEYS: &[&str] = &[
     "marketing",
     "billing",
     "backup_stores",
+    "backup_stream_ms",
 ];
 
 /// A configuration that cannot be used; names the key.

@@ -414,7 +414,7 @@ fn append(log: &Path, text: &str, sync: bool) -> Result<(), TenantError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WalPos {
     salt: (u32, u32),
-    frames: u32,
+    pub(crate) frames: u32,
     sum: (u32, u32),
 }
 

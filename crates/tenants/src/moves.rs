@@ -595,6 +595,8 @@ impl Databases {
                 "The database changed while it was copied (removed or called back); the copy was dropped.".into(),
             ));
         }
+        // Back on a node that sent it away a moment ago: it lives here now.
+        self.note_moved_away(&t.database, false);
         if let Err(e) = blocking(move || crate::transfer::settled(&dir)).await {
             // The switch stands; the marker goes at the next start.
             tracing::warn!(database = %t.database, error = %e, "could not clear a received copy's marker");

@@ -72,6 +72,10 @@ struct Capture {
 
 thread_local! {
     static CAPTURE: RefCell<Option<Capture>> = const { RefCell::new(None) };
+    /// Set when a connection on this thread committed with no capture
+    /// running (a command-line tool, streaming off): the next checkpoint on
+    /// this thread ends the file's chain instead of vouching for it.
+    static UNCAPTURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A database's chain state file (module docs).
@@ -139,13 +143,18 @@ pub(crate) fn begin(path: &Path, region: &str, database: &str, sink: Arc<dyn Com
         _ => (new_chain(), 0, now),
     };
     // Frames already in the WAL were committed before this chain's view
-    // began (a crash left them): they are part of its starting state.
+    // began (a crash, another program): they are part of its starting state.
     let pos = match scan_frames(&wal_path(path), None, false) {
         Ok(scan) => scan.map(|s| s.pos),
         Err(e) => {
             tracing::warn!("stream of {}: {e}", path.display());
             None
         }
+    };
+    let (chain, next_seq, started_ms) = match pos {
+        // Commits the chain never saw: it cannot go on.
+        Some(p) if p.frames > 0 => (new_chain(), 0, now),
+        _ => (chain, next_seq, started_ms),
     };
     let file = ChainFile { chain: chain.clone(), next_seq, started_ms, closed: false, state };
     if let Err(e) = file.write(path) {
@@ -168,13 +177,19 @@ pub(crate) fn begin(path: &Path, region: &str, database: &str, sink: Arc<dyn Com
 /// Called after every commit on this thread (the WAL hook): hands the new
 /// commits to the sink.
 pub(crate) fn after_commit() {
-    CAPTURE.with(|c| {
-        if let Ok(mut c) = c.try_borrow_mut()
-            && let Some(capture) = c.as_mut()
-        {
-            capture.capture();
-        }
+    let captured = CAPTURE.with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => match c.as_mut() {
+            Some(capture) => {
+                capture.capture();
+                true
+            }
+            None => false,
+        },
+        Err(_) => false,
     });
+    if !captured {
+        UNCAPTURED.set(true);
+    }
 }
 
 impl Capture {
@@ -251,9 +266,14 @@ pub(crate) fn end(path: &Path) {
     }
 }
 
-/// After a Seldesk checkpoint of the file (everything in it was captured):
-/// the file's new state goes on its chain.
+/// After a Seldesk checkpoint of the file: the file's new state goes on its
+/// chain, unless this thread committed without a capture.
 pub(crate) fn checkpointed(path: &Path, state: &str) {
+    if UNCAPTURED.replace(false) {
+        // What this thread committed unseen reaches the file now.
+        let _ = std::fs::remove_file(chain_path(path));
+        return;
+    }
     if let Some(mut file) = ChainFile::read(path) {
         file.state = Some(state.to_string());
         let _ = file.write(path);
@@ -355,6 +375,20 @@ mod tests {
         end(&path);
         let last = sink.got.lock().expect("lock").last().cloned().expect("batch");
         assert_eq!((last.chain.as_str(), last.commits[0].seq), (chain.as_str(), 52));
+        // … nor after a commit no capture saw (a command-line tool) …
+        drop(again);
+        let tool = open(&path);
+        tool.execute("INSERT INTO t (v) VALUES ('from a tool')", []).expect("insert");
+        crate::changes::settle_writes(&path, &tool).expect("settle");
+        drop(tool);
+        assert!(!chain_path(&path).exists(), "the chain ended");
+        let again = open(&path);
+        begin(&path, "in", "db1", sink.clone());
+        again.execute("INSERT INTO t (v) VALUES ('next again')", []).expect("insert");
+        end(&path);
+        let after_tool = sink.got.lock().expect("lock").last().cloned().expect("batch");
+        assert_ne!(after_tool.chain, chain);
+        let chain = after_tool.chain.clone();
         // … and not once another program wrote to it.
         drop(again);
         let other = rusqlite::Connection::open(&path).expect("open");

@@ -93,6 +93,8 @@ pub struct RepairReport {
 pub struct PruneReport {
     pub snapshots_removed: u64,
     pub packs_removed: u64,
+    /// Stream segments no point-in-time restore can use any more.
+    pub segments_removed: u64,
     pub keys_destroyed: Vec<String>,
     /// Objects past retention still under their lock (removed by a later prune).
     pub waiting_for_lock: u64,
@@ -335,7 +337,7 @@ impl Vault {
     }
 
     /// Writes an object to every region at once (each write ends in a sync).
-    fn put_all(&self, name: &str, bytes: &[u8], until: i64) -> Result<(), VaultError> {
+    pub(crate) fn put_all(&self, name: &str, bytes: &[u8], until: i64) -> Result<(), VaultError> {
         std::thread::scope(|scope| {
             let writes: Vec<_> = self.regions.iter().map(|r| scope.spawn(move || r.put(name, bytes, until))).collect();
             writes
@@ -409,7 +411,7 @@ impl Vault {
     }
 
     /// Reads a content-addressed object from the first region with an intact copy.
-    fn get_verified(&self, name: &str) -> Result<Vec<u8>, VaultError> {
+    pub(crate) fn get_verified(&self, name: &str) -> Result<Vec<u8>, VaultError> {
         let id = name.rsplit('/').next().unwrap_or_default();
         let mut last = VaultError::Missing(name.to_string());
         for r in &self.regions {
@@ -431,7 +433,7 @@ impl Vault {
 
     /// A database's key: from any region that holds a readable copy; made
     /// and stored in every region when `create` and none exists.
-    fn db_key(&self, db: &str, create: bool) -> Result<Key, VaultError> {
+    pub(crate) fn db_key(&self, db: &str, create: bool) -> Result<Key, VaultError> {
         let name = key_name(db);
         for r in &self.regions {
             if let Ok(sealed) = r.get(&name)
@@ -463,7 +465,8 @@ impl Vault {
     /// were left by a run that was interrupted before its manifest.
     fn needed(&self, all: &BTreeSet<String>) -> BTreeSet<String> {
         let read = |name: &str| self.regions.iter().find_map(|r| r.get(name).ok());
-        let mut needed = BTreeSet::new();
+        // Every shipped stream segment: a point-in-time restore may need it.
+        let mut needed: BTreeSet<String> = all.iter().filter(|n| n.starts_with("stream/")).cloned().collect();
         for name in all.iter().filter(|n| n.starts_with("snapshots/")) {
             needed.insert(name.clone());
             let Some((_, db, _)) = split(name) else { continue };
@@ -1610,7 +1613,7 @@ impl Vault {
                     }
                     continue;
                 }
-                let check_bytes = kind != "packs" || read_data;
+                let check_bytes = !matches!(kind, "packs" | "stream") || read_data;
                 if !check_bytes {
                     continue;
                 }
@@ -1670,6 +1673,14 @@ impl Vault {
                             }
                         }
                         Err(e) => p(name, format!("unreadable index: {e}")),
+                    },
+                    "stream" if read_data => match key_of(db) {
+                        Some(key) => {
+                            if let Err(e) = open(&key, &bytes, crate::stream::stream_aad(db).as_bytes()) {
+                                p(name, format!("stream segment unreadable: {e}"));
+                            }
+                        }
+                        None => p(name, "stream segment of a database whose key is missing".into()),
                     },
                     _ => {}
                 }
@@ -1793,7 +1804,7 @@ impl Vault {
         Ok(report)
     }
 
-    fn delete_all(&self, name: &str, now_ms: i64) -> Result<(), VaultError> {
+    pub(crate) fn delete_all(&self, name: &str, now_ms: i64) -> Result<(), VaultError> {
         for r in &self.regions {
             if let Some(until) = r.retain_until(name)
                 && now_ms < until

@@ -20,12 +20,15 @@ mod pagemap;
 pub mod remote;
 pub mod service;
 pub mod store;
+pub mod stream;
 
 pub use engine::{Changed, CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
 pub use service::{
-    BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, RestoreRecords, RestoreStatus,
+    BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, PointInTimePlan, RestoreRecords,
+    RestoreStatus,
 };
 pub use store::RegionStore;
+pub use stream::{ShipReport, Shipper};
 
 /// Errors of the vault.
 #[derive(Debug, thiserror::Error)]

@@ -112,6 +112,15 @@ impl ControlPlane {
     }
 }
 
+/// What a point-in-time restore starts from and replays.
+#[derive(Debug, Clone)]
+pub struct PointInTimePlan {
+    pub snapshot: SnapshotInfo,
+    pub segments: Vec<crate::stream::SegmentRow>,
+    /// The restore holds every change shipped up to this moment.
+    pub shipped_to: time::OffsetDateTime,
+}
+
 /// The file name of a PostgreSQL control-plane dump inside a snapshot.
 pub const PG_DUMP_FILE: &str = "control.pgdump";
 
@@ -180,6 +189,12 @@ impl Backups {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// A shipper of this node's commits to the vault's regions, holding at
+    /// most `max_bytes` of them while a region is slow.
+    pub fn shipper(&self, max_bytes: usize) -> crate::stream::Shipper {
+        crate::stream::Shipper::new(self.vault.clone(), self.db.clone(), self.clock.clone(), max_bytes)
     }
 
     /// Backs up every active or deactivated database and the control plane,
@@ -260,7 +275,8 @@ impl Backups {
     }
 
     async fn backup_one(&self, d: &CustomerDb, progress: Progress) -> Result<SnapshotInfo, VaultError> {
-        let (files, vault, work, now) = (self.files.clone(), self.vault.clone(), self.work.clone(), self.clock.now());
+        let (files, vault, work, clock) =
+            (self.files.clone(), self.vault.clone(), self.work.clone(), self.clock.clone());
         let (region, id) = (d.region.clone(), d.id.clone());
         blocking(move || {
             // The id is the control plane's; checked as every tenant path is.
@@ -280,6 +296,9 @@ impl Backups {
                         (copy, None)
                     }
                 };
+                // Taken once the view is fixed: the snapshot holds no commit
+                // made after this time (what a point-in-time restore relies on).
+                let now = clock.now();
                 let changed = stable.as_ref().and_then(|s| s.changed.as_ref()).map(|c| Changed {
                     file: 0,
                     since: &c.since,
@@ -398,31 +417,7 @@ impl Backups {
                 "The control plane is restored by an operator with the server stopped (docs/backups.md), not into a customer database.".into(),
             ));
         }
-        let row = sqlx::query("SELECT account_id, region FROM databases WHERE id = $1")
-            .bind(&m.database)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let erased_db = self.erased_after(&format!("db:{}", m.database), m.taken_at).await?;
-        let Some(row) = row.filter(|_| erased_db.is_none()) else {
-            return Err(VaultError::Refused(format!(
-                "Database {} was removed{}: its backups only keep the vault whole until they expire, and are never restored (BAK-3).",
-                m.database,
-                erased_db.map(|d| format!(" on {}", d.date())).unwrap_or_default()
-            )));
-        };
-        let account_id: String = row.try_get("account_id")?;
-        let region: String = row.try_get("region")?;
-        if let Some(o) = owner
-            && o != account_id
-        {
-            return Err(VaultError::NotFound("No such snapshot.".into()));
-        }
-        if let Some(at) = self.erased_after(&format!("person:{account_id}"), m.taken_at).await? {
-            return Err(VaultError::Refused(format!(
-                "The owner's account was erased on {}: its data is not restored from backups.",
-                at.date()
-            )));
-        }
+        let (account_id, region) = self.restorable(&m.database, m.taken_at, owner).await?;
         // The name is checked before the work, not after a restore of minutes.
         let new_name = seldesk_tenants::service::validate_name(new_name)?;
         self.databases.ensure_name_free(&account_id, &new_name).await?;
@@ -453,6 +448,142 @@ impl Backups {
             )
             .await?;
         Ok(restored)
+    }
+
+    /// What a point-in-time restore of `database` to `at_ms` starts from
+    /// and replays: the newest snapshot taken during the chain of commits
+    /// that was running then (at least a second before `at_ms`), and that
+    /// chain's segments from shortly before the snapshot up to `at_ms`.
+    pub async fn point_in_time_plan(&self, database: &str, at_ms: i64) -> Result<PointInTimePlan, VaultError> {
+        let when = |ms: i64| seldesk_store::from_millis(ms).to_string();
+        if at_ms > self.now_ms() {
+            return Err(VaultError::Invalid(format!("{} has not come yet.", when(at_ms))));
+        }
+        let all = crate::stream::segments_of(&self.db, database).await?;
+        let Some(chain) =
+            all.iter().filter(|s| s.chain_started_ms <= at_ms).map(|s| (s.chain_started_ms, &s.chain)).max()
+        else {
+            return Err(VaultError::NotFound(format!(
+                "No change of database {database} was streamed to the backup regions before {}; restore one of its snapshots instead (`seldesk backup list`).",
+                when(at_ms)
+            )));
+        };
+        let (started, chain) = (chain.0, chain.1.clone());
+        let segments: Vec<&crate::stream::SegmentRow> = all.iter().filter(|s| s.chain == chain).collect();
+        let shipped_to = segments.iter().map(|s| s.last_ms).max().unwrap_or(started);
+        // A later chain began after `at_ms`: commits between the end of this
+        // one and it may not have been shipped, so the state then is unknown.
+        if let Some(next) = all.iter().filter(|s| s.chain_started_ms > started).map(|s| s.chain_started_ms).min()
+            && at_ms > shipped_to
+        {
+            return Err(VaultError::Refused(format!(
+                "The changes made between {} and {} did not all reach the backup regions: choose a moment outside that interval.",
+                when(shipped_to),
+                when(next)
+            )));
+        }
+        let snapshot = self
+            .list(Some(database))
+            .await?
+            .into_iter()
+            .filter(|s| {
+                let t = to_millis(s.taken_at);
+                t >= started && t + 1000 <= at_ms
+            })
+            .max_by_key(|s| s.taken_at)
+            .ok_or_else(|| {
+                VaultError::NotFound(format!(
+                    "No snapshot of database {database} was taken between {} and {}, so there is nothing to replay its changes onto; back it up, then restore to a moment after that.",
+                    when(started),
+                    when(at_ms)
+                ))
+            })?;
+        // Commits from a minute before the snapshot: replaying a commit the
+        // snapshot already holds rewrites the same pages, so a margin costs
+        // nothing but time, and no commit between the two is missed.
+        let from = to_millis(snapshot.taken_at) - 60_000;
+        let mut used: Vec<crate::stream::SegmentRow> =
+            segments.into_iter().filter(|s| s.last_ms >= from && s.first_ms <= at_ms).cloned().collect();
+        used.sort_by_key(|s| s.first_seq);
+        if let Some(w) = used.windows(2).find(|w| w[1].first_seq != w[0].last_seq + 1) {
+            return Err(VaultError::Missing(format!(
+                "the change stream of database {database} lacks commits {} to {} (between {} and {}); `seldesk backup check` names what is missing",
+                w[0].last_seq + 1,
+                w[1].first_seq - 1,
+                when(w[0].last_ms),
+                when(w[1].first_ms)
+            )));
+        }
+        Ok(PointInTimePlan { snapshot, segments: used, shipped_to: seldesk_store::from_millis(shipped_to.min(at_ms)) })
+    }
+
+    /// Restores database `database` as it was committed at `at` into a new
+    /// database of the same owner (staff and operators give a reason,
+    /// BAK-3): its newest snapshot before then, with every streamed commit
+    /// up to `at` replayed onto it. Refused as [`Self::restore`] is when the
+    /// database or its owner's data was erased after `at`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn restore_at(
+        &self,
+        actor: &Actor,
+        database: &str,
+        at: time::OffsetDateTime,
+        new_name: &str,
+        reason: &str,
+        owner: Option<&str>,
+        progress: Progress,
+    ) -> Result<(CustomerDb, PointInTimePlan), VaultError> {
+        let reason = reason.trim();
+        if owner.is_none() && reason.len() < 5 {
+            return Err(VaultError::Invalid(
+                "A restore by staff needs a reason (a ticket, a legal request): backups of deleted data are used only to keep backups whole unless the customer or the law requires it.".into(),
+            ));
+        }
+        let at_ms = to_millis(at);
+        let (account_id, region) = self.restorable(database, at_ms, owner).await?;
+        let plan = self.point_in_time_plan(database, at_ms).await?;
+        let new_name = seldesk_tenants::service::validate_name(new_name)?;
+        self.databases.ensure_name_free(&account_id, &new_name).await?;
+        let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
+        let built = {
+            let (vault, into, snap, segments) =
+                (self.vault.clone(), dir.clone(), plan.snapshot.id.clone(), plan.segments.clone());
+            blocking(move || {
+                let (id, m) = vault.manifest(&snap)?;
+                vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))?;
+                // Segments are read one at a time: memory stays at one segment.
+                for row in &segments {
+                    let segment = vault.get_segment(&row.object)?;
+                    let commits: Vec<_> = segment.commits.into_iter().filter(|c| c.at_ms <= at_ms).collect();
+                    seldesk_tenants::stream::apply(&into.join("db.sqlite"), segment.page_size, &commits)?;
+                }
+                Ok(())
+            })
+            .await
+        };
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let restored = self.databases.adopt(&account_id, &new_name, &region, dir.clone()).await;
+        if restored.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let restored = restored?;
+        self.audit
+            .record(
+                actor,
+                "backup.restored",
+                Some(&format!("person:{account_id}")),
+                Some(&format!("db:{}", restored.id)),
+                serde_json::json!({
+                    "from_database": database, "at": at.to_string(), "snapshot": plan.snapshot.id,
+                    "segments": plan.segments.len(),
+                    "reason": if owner.is_some() && reason.is_empty() { "requested by the owner" } else { reason },
+                }),
+            )
+            .await?;
+        Ok((restored, plan))
     }
 
     /// Recovers database `d`, whose home node was lost, on this node from
@@ -703,6 +834,44 @@ impl Backups {
         Ok(to.to_path_buf())
     }
 
+    /// The owner and region of a database whose state at `at_ms` may be
+    /// restored: refused when the erasure log says the database was removed
+    /// or its owner's account erased after that (BAK-3); another owner's
+    /// database is "not found".
+    async fn restorable(
+        &self,
+        database: &str,
+        at_ms: i64,
+        owner: Option<&str>,
+    ) -> Result<(String, String), VaultError> {
+        let row = sqlx::query("SELECT account_id, region FROM databases WHERE id = $1")
+            .bind(database)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let erased_db = self.erased_after(&format!("db:{}", database), at_ms).await?;
+        let Some(row) = row.filter(|_| erased_db.is_none()) else {
+            return Err(VaultError::Refused(format!(
+                "Database {} was removed{}: its backups only keep the vault whole until they expire, and are never restored (BAK-3).",
+                database,
+                erased_db.map(|d| format!(" on {}", d.date())).unwrap_or_default()
+            )));
+        };
+        let account_id: String = row.try_get("account_id")?;
+        let region: String = row.try_get("region")?;
+        if let Some(o) = owner
+            && o != account_id
+        {
+            return Err(VaultError::NotFound("No such snapshot.".into()));
+        }
+        if let Some(at) = self.erased_after(&format!("person:{account_id}"), at_ms).await? {
+            return Err(VaultError::Refused(format!(
+                "The owner's account was erased on {}: its data is not restored from backups.",
+                at.date()
+            )));
+        }
+        Ok((account_id, region))
+    }
+
     /// When the erasure log recorded erasing `record` or anything about the
     /// person `record` after `after_ms`, if it did.
     async fn erased_after(&self, record: &str, after_ms: i64) -> Result<Option<time::OffsetDateTime>, VaultError> {
@@ -726,7 +895,13 @@ impl Backups {
         let rules =
             Retention { keep_daily: b.keep_daily, keep_weekly: b.keep_weekly, keep_monthly: b.keep_monthly, max_age };
         let (vault, now) = (self.vault.clone(), self.clock.now());
-        let report = blocking(move || vault.prune(now, &rules, &live)).await?;
+        let max_age_ms = rules.max_age.whole_milliseconds() as i64;
+        let mut report = blocking(move || vault.prune(now, &rules, &live)).await?;
+        let (removed, waiting) =
+            crate::stream::prune_segments(&self.vault, &self.db, to_millis(now), max_age_ms, &report.keys_destroyed)
+                .await?;
+        report.segments_removed = removed;
+        report.waiting_for_lock += waiting;
         self.audit
             .record(&Actor::System, "backup.pruned", None, None, serde_json::to_value(&report).unwrap_or_default())
             .await?;

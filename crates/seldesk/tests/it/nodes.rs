@@ -636,25 +636,44 @@ async fn contact_names(
     id: &str,
     glob: &str,
 ) -> std::collections::BTreeSet<String> {
-    let mut tries = 0;
-    let r = loop {
-        let r = c
-            .post(format!("{base}/api/v1/databases/{id}/sql"))
-            .bearer_auth(t)
-            .json(&json!({ "sql": "SELECT name FROM contacts WHERE name GLOB ?1", "params": [glob] }))
-            .send()
-            .await
-            .expect("sql");
-        // Retried as Retry-After says while a node learns the new home.
-        if r.status() != StatusCode::SERVICE_UNAVAILABLE || tries == 50 {
-            break r;
+    // Page by page: the console answers at most 1,000 rows at a time.
+    const PAGE: usize = 500;
+    let mut names = std::collections::BTreeSet::new();
+    let mut after = String::new();
+    loop {
+        let mut tries = 0;
+        let r = loop {
+            let r = c
+                .post(format!("{base}/api/v1/databases/{id}/sql"))
+                .bearer_auth(t)
+                .json(&json!({
+                    "sql": format!("SELECT DISTINCT name FROM contacts WHERE name GLOB ?1 AND name > ?2 ORDER BY name LIMIT {PAGE}"),
+                    "params": [glob, after],
+                }))
+                .send()
+                .await
+                .expect("sql");
+            // Retried as Retry-After says while a node learns the new home.
+            if r.status() != StatusCode::SERVICE_UNAVAILABLE || tries == 50 {
+                break r;
+            }
+            tries += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: serde_json::Value = r.json().await.expect("json");
+        let page: Vec<String> =
+            body["rows"].as_array().expect("rows").iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
+        let full = page.len() == PAGE;
+        match page.last() {
+            Some(last) if full => after = last.clone(),
+            _ => {
+                names.extend(page);
+                return names;
+            }
         }
-        tries += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: serde_json::Value = r.json().await.expect("json");
-    body["rows"].as_array().expect("rows").iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect()
+        names.extend(page);
+    }
 }
 
 /// Waits until database `id` is active and not moving; returns its region.
