@@ -601,7 +601,12 @@ impl Handler for RenewJob {
 /// workers' leases carry it, so a restart knows which jobs were its own.
 /// Beats every few seconds until the stop signal; counts the disk used by
 /// its databases every minute (a walk of their folders, off the runtime).
-async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop: watch::Receiver<bool>) {
+async fn heartbeat(
+    databases: seldesk_tenants::Databases,
+    shipper: Option<seldesk_vault::Shipper>,
+    name: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(seldesk_tenants::nodes::HEARTBEAT);
     let mut beats = 0u64;
     loop {
@@ -626,6 +631,14 @@ async fn heartbeat(databases: seldesk_tenants::Databases, name: String, mut stop
         }
         if let Some(bytes) = disk {
             metrics::gauge!("seldesk_node_disk_bytes").set(bytes as f64);
+        }
+        // How far behind shipping commits to the backup regions is.
+        if let Some(shipper) = &shipper {
+            let lag = shipper.lag_ms();
+            metrics::gauge!("seldesk_stream_lag_seconds").set(lag as f64 / 1000.0);
+            if let Err(e) = databases.nodes().set_stream_lag(&name, lag).await {
+                tracing::warn!(error = %e, "could not record the stream's lag");
+            }
         }
         // The open databases and how well their writes are grouped.
         let open = databases.open_databases();
@@ -1088,7 +1101,7 @@ impl Application {
                  run one node per data center with --region to separate them (docs/scaling-out.md)"
             );
         }
-        tasks.push(tokio::spawn(heartbeat(services.databases.clone(), node_name, rx.clone())));
+        tasks.push(tokio::spawn(heartbeat(services.databases.clone(), shipper.clone(), node_name, rx.clone())));
         let released = services.queue.release_node(&node).await?;
         let settled = services.databases.recover_moves().await?;
         if released + settled as u64 > 0 {

@@ -47,6 +47,16 @@ pub(crate) enum BackupCommand {
         #[arg(long)]
         read_data: bool,
     },
+    /// How well each database is protected: its newest snapshot, its newest
+    /// commit in every backup region, each node's shipping lag. Exit 1
+    /// when a live node's lag passes --max-lag-secs.
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The longest a node may hold commits not yet shipped.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        max_lag_secs: u64,
+    },
     /// Copy objects a region lost (or holds damaged) from another region.
     Repair {
         #[command(flatten)]
@@ -88,6 +98,7 @@ impl BackupCommand {
             BackupCommand::Run { db, .. }
             | BackupCommand::List { db, .. }
             | BackupCommand::Check { db, .. }
+            | BackupCommand::Status { db, .. }
             | BackupCommand::Repair { db }
             | BackupCommand::Prune { db }
             | BackupCommand::Restore { db, .. } => db,
@@ -236,6 +247,34 @@ async fn run(cmd: &BackupCommand, s: &app::Services) -> Result<(), Failure> {
                 if r.keys_destroyed.is_empty() { "none".into() } else { r.keys_destroyed.join(", ") },
                 r.waiting_for_lock
             );
+        }
+        BackupCommand::Status { max_lag_secs, .. } => {
+            let nodes = s.databases.nodes().list().await.map_err(usage)?;
+            let mut behind = Vec::new();
+            for n in nodes.iter().filter(|n| n.live) {
+                let lag = n.stream_lag_ms as f64 / 1000.0;
+                println!("node {} ({}): shipping lag {lag:.1} s", n.name, n.regions.join(","));
+                if n.stream_lag_ms > i64::try_from(max_lag_secs.saturating_mul(1000)).unwrap_or(i64::MAX) {
+                    behind.push(format!("{} ({lag:.1} s)", n.name));
+                }
+            }
+            let now = time::OffsetDateTime::now_utc();
+            for p in b.protection().await.map_err(usage)? {
+                let d = &p.database;
+                let streamed = match p.streamed_to {
+                    Some(t) => format!("changes up to {t} ({} s ago)", (now - t).whole_seconds().max(0)),
+                    None => "no change streamed yet".into(),
+                };
+                let snapshot = p.snapshot.map_or("no snapshot".to_string(), |t| format!("snapshot of {t}"));
+                println!("{} ({}, {}): {snapshot}; {streamed}", d.name, d.id, d.region);
+            }
+            if !behind.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "ALERT: commits wait longer than {max_lag_secs} s to reach the backup regions on {}",
+                    behind.join(", ")
+                )
+                .into());
+            }
         }
         BackupCommand::Restore { snapshot, at, to_new_database, to_folder, reason, .. } => {
             let pb = bar("restoring");

@@ -1075,7 +1075,7 @@ async fn recover_node(s: &app::Services, name: &str) -> Result<(), Failure> {
     for d in &here {
         match s.backups.recover(d, &seldesk_domain::Actor::Operator).await {
             Ok(taken) => {
-                println!("{} ({}, {}): restored here from its backup of {taken}", d.name, d.id, d.region);
+                println!("{} ({}, {}): restored here as it was at {taken}", d.name, d.id, d.region);
                 let owner = s.accounts.account(&d.account_id).await;
                 if let Ok(owner) = owner {
                     let mail = seldesk_accounts::mail::OutgoingMail {
@@ -1083,9 +1083,9 @@ async fn recover_node(s: &app::Services, name: &str) -> Result<(), Failure> {
                         subject: format!("Your database {} was restored after a server failure", d.name),
                         text: format!(
                             "Hello {},\n\nThe server that held your database \"{}\" failed and cannot come back. \
-                             We restored the database on another server of the same data center from its backup \
-                             of {taken} (UTC). Changes made after that moment are not in it; please check your \
-                             latest work.\n\nWe are sorry for the trouble.\n",
+                             We restored the database on another server of the same data center from its backups, \
+                             as it was at {taken} (UTC). Changes made after that moment are not in it; please check \
+                             your latest work.\n\nWe are sorry for the trouble.\n",
                             owner.name, d.name
                         ),
                     };

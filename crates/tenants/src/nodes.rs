@@ -41,6 +41,9 @@ pub struct NodeInfo {
     pub retired: bool,
     /// Being drained: it takes no new database (`seldesk node drain`).
     pub draining: bool,
+    /// How long its oldest commit not yet shipped to the backup regions had
+    /// waited at its last beat, in milliseconds.
+    pub stream_lag_ms: i64,
 }
 
 /// The node registry.
@@ -132,11 +135,22 @@ impl Nodes {
         Ok(databases)
     }
 
+    /// Records how far behind this node's shipping of commits is.
+    pub async fn set_stream_lag(&self, name: &str, lag_ms: i64) -> Result<(), TenantError> {
+        sqlx::query("UPDATE nodes SET stream_lag_ms = $1 WHERE name = $2")
+            .bind(lag_ms)
+            .bind(name)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Every node the control plane knows, by name.
     pub async fn list(&self) -> Result<Vec<NodeInfo>, TenantError> {
         let now = self.clock.now();
         let rows = sqlx::query(
-            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes, retired, draining FROM nodes ORDER BY name",
+            "SELECT name, regions, address, version, started_at, last_seen_at, databases, disk_bytes, retired, draining, stream_lag_ms
+             FROM nodes ORDER BY name",
         )
         .fetch_all(self.db.pool())
         .await?;
@@ -161,6 +175,7 @@ impl Nodes {
                     live: !retired && now - last_seen < LIVE_FOR,
                     retired,
                     draining: r.try_get::<i64, _>("draining")? != 0,
+                    stream_lag_ms: r.try_get("stream_lag_ms")?,
                 })
             })
             .collect()

@@ -24,8 +24,8 @@ pub mod stream;
 
 pub use engine::{Changed, CheckProblem, PruneReport, RepairReport, Retention, SnapshotInfo, Vault, VaultSettings};
 pub use service::{
-    BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, PointInTimePlan, RestoreRecords,
-    RestoreStatus,
+    BackupOutcome, Backups, JOB_ANCHOR, JOB_BACKUP, JOB_PRUNE, JOB_RESTORE, PointInTimePlan, Protection,
+    RestoreRecords, RestoreStatus,
 };
 pub use store::RegionStore;
 pub use stream::{ShipReport, Shipper};

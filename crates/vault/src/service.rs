@@ -112,6 +112,19 @@ impl ControlPlane {
     }
 }
 
+/// How well one database is protected.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    pub database: CustomerDb,
+    /// Its newest commit every backup region holds.
+    pub streamed_to: Option<time::OffsetDateTime>,
+    /// Its newest snapshot.
+    pub snapshot: Option<time::OffsetDateTime>,
+}
+
+/// How an owner restore to a moment names what it restores from.
+const AT_PREFIX: &str = "at:";
+
 /// What a point-in-time restore starts from and replays.
 #[derive(Debug, Clone)]
 pub struct PointInTimePlan {
@@ -189,6 +202,77 @@ impl Backups {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The newest commit of `database` every backup region holds, if any
+    /// was streamed: what a restore to now would hold.
+    pub async fn protected_up_to(&self, database: &str) -> Result<Option<time::OffsetDateTime>, VaultError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_at) FROM stream_segments WHERE database_id = $1")
+            .bind(database)
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(last.map(seldesk_store::from_millis))
+    }
+
+    /// The moments database `database` can be restored to now: from a
+    /// second after the oldest snapshot taken during its current chain of
+    /// streamed commits to its newest commit every region holds.
+    pub async fn restore_window(
+        &self,
+        database: &str,
+    ) -> Result<Option<(time::OffsetDateTime, time::OffsetDateTime)>, VaultError> {
+        let segments = crate::stream::segments_of(&self.db, database).await?;
+        let Some(started) = segments.iter().map(|s| s.chain_started_ms).max() else { return Ok(None) };
+        let to = segments.iter().filter(|s| s.chain_started_ms == started).map(|s| s.last_ms).max().unwrap_or(started);
+        let first =
+            self.list(Some(database)).await?.into_iter().map(|s| to_millis(s.taken_at)).filter(|t| *t >= started).min();
+        Ok(first.map(|f| {
+            let from = f + 1000;
+            (seldesk_store::from_millis(from), seldesk_store::from_millis(to.max(from)))
+        }))
+    }
+
+    /// Queues a restore of the owner's database as it was at `at` into a new
+    /// database (a point-in-time restore); returns its id, for the progress
+    /// page. Checked now: the database is theirs, the moment can be
+    /// restored, the name is valid and free.
+    pub async fn start_owner_restore_at(
+        &self,
+        account_id: &str,
+        database_id: &str,
+        at: time::OffsetDateTime,
+        name: &str,
+    ) -> Result<String, VaultError> {
+        self.databases.get(account_id, database_id).await?;
+        self.point_in_time_plan(database_id, to_millis(at)).await?;
+        self.start_owner_restore_of(account_id, database_id, &format!("{AT_PREFIX}{}", to_millis(at)), name).await
+    }
+
+    /// Each database with its newest streamed commit and newest snapshot.
+    pub async fn protection(&self) -> Result<Vec<Protection>, VaultError> {
+        let shipped: std::collections::HashMap<String, i64> =
+            sqlx::query("SELECT database_id, MAX(last_at) AS last FROM stream_segments GROUP BY database_id")
+                .fetch_all(self.db.pool())
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("database_id")?, r.try_get("last")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        let mut snapshots: std::collections::HashMap<String, time::OffsetDateTime> = Default::default();
+        for s in self.list(None).await? {
+            let e = snapshots.entry(s.database.clone()).or_insert(s.taken_at);
+            *e = (*e).max(s.taken_at);
+        }
+        Ok(self
+            .databases
+            .list_all()
+            .await?
+            .into_iter()
+            .map(|d| Protection {
+                streamed_to: shipped.get(&d.id).copied().map(seldesk_store::from_millis),
+                snapshot: snapshots.get(&d.id).copied(),
+                database: d,
+            })
+            .collect())
     }
 
     /// A shipper of this node's commits to the vault's regions, holding at
@@ -455,6 +539,19 @@ impl Backups {
     /// that was running then (at least a second before `at_ms`), and that
     /// chain's segments from shortly before the snapshot up to `at_ms`.
     pub async fn point_in_time_plan(&self, database: &str, at_ms: i64) -> Result<PointInTimePlan, VaultError> {
+        self.plan_with_margin(database, at_ms, 1000).await
+    }
+
+    /// [`Self::point_in_time_plan`] with the snapshot at least `margin_ms`
+    /// before `at_ms` (a commit is stamped a moment after it is visible, so
+    /// a snapshot taken just before `at_ms` might hold one stamped after it;
+    /// no margin is needed to take everything, as a recovery does).
+    async fn plan_with_margin(
+        &self,
+        database: &str,
+        at_ms: i64,
+        margin_ms: i64,
+    ) -> Result<PointInTimePlan, VaultError> {
         let when = |ms: i64| seldesk_store::from_millis(ms).to_string();
         if at_ms > self.now_ms() {
             return Err(VaultError::Invalid(format!("{} has not come yet.", when(at_ms))));
@@ -488,7 +585,7 @@ impl Backups {
             .into_iter()
             .filter(|s| {
                 let t = to_millis(s.taken_at);
-                t >= started && t + 1000 <= at_ms
+                t >= started && t + margin_ms <= at_ms
             })
             .max_by_key(|s| s.taken_at)
             .ok_or_else(|| {
@@ -515,6 +612,31 @@ impl Backups {
             )));
         }
         Ok(PointInTimePlan { snapshot, segments: used, shipped_to: seldesk_store::from_millis(shipped_to.min(at_ms)) })
+    }
+
+    /// Writes the database as it was at `at_ms` into `dir`: the plan's
+    /// snapshot, then its segments' commits up to then.
+    async fn build_point_in_time(
+        &self,
+        dir: &Path,
+        plan: &PointInTimePlan,
+        at_ms: i64,
+        progress: Progress,
+    ) -> Result<(), VaultError> {
+        let (vault, into, snap, segments) =
+            (self.vault.clone(), dir.to_path_buf(), plan.snapshot.id.clone(), plan.segments.clone());
+        blocking(move || {
+            let (id, m) = vault.manifest(&snap)?;
+            vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))?;
+            // Segments are read one at a time: memory stays at one segment.
+            for row in &segments {
+                let segment = vault.get_segment(&row.object)?;
+                let commits: Vec<_> = segment.commits.into_iter().filter(|c| c.at_ms <= at_ms).collect();
+                seldesk_tenants::stream::apply(&into.join("db.sqlite"), segment.page_size, &commits)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Restores database `database` as it was committed at `at` into a new
@@ -545,23 +667,7 @@ impl Backups {
         let new_name = seldesk_tenants::service::validate_name(new_name)?;
         self.databases.ensure_name_free(&account_id, &new_name).await?;
         let dir = self.files.dir(&region, &format!("restore-{}", uuid::Uuid::now_v7().simple()))?;
-        let built = {
-            let (vault, into, snap, segments) =
-                (self.vault.clone(), dir.clone(), plan.snapshot.id.clone(), plan.segments.clone());
-            blocking(move || {
-                let (id, m) = vault.manifest(&snap)?;
-                vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))?;
-                // Segments are read one at a time: memory stays at one segment.
-                for row in &segments {
-                    let segment = vault.get_segment(&row.object)?;
-                    let commits: Vec<_> = segment.commits.into_iter().filter(|c| c.at_ms <= at_ms).collect();
-                    seldesk_tenants::stream::apply(&into.join("db.sqlite"), segment.page_size, &commits)?;
-                }
-                Ok(())
-            })
-            .await
-        };
-        if let Err(e) = built {
+        if let Err(e) = self.build_point_in_time(&dir, &plan, at_ms, progress).await {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -587,23 +693,43 @@ impl Backups {
     }
 
     /// Recovers database `d`, whose home node was lost, on this node from
-    /// its latest snapshot, under its own id; returns when that snapshot
-    /// was taken (what the owner is told). Refused when the database was
+    /// its latest snapshot and every commit the lost node streamed after it
+    /// (only the snapshot when its chain cannot be followed), under its own
+    /// id; returns the moment the recovered database is as of (what the
+    /// owner is told). Refused when the database was
     /// removed or its owner's account erased after the snapshot: erased
     /// data does not come back from a backup.
     pub async fn recover(&self, d: &CustomerDb, actor: &Actor) -> Result<time::OffsetDateTime, VaultError> {
-        let latest = self.list(Some(&d.id)).await?.into_iter().max_by_key(|s| s.taken_at);
-        let Some(snap) = latest else {
-            return Err(VaultError::NotFound(format!(
-                "database {} ({}) has no snapshot to recover from",
-                d.name, d.id
-            )));
+        let now = self.now_ms();
+        // Every commit the lost node shipped, on its latest snapshot of the
+        // same chain; else that snapshot alone.
+        let plan = match self.plan_with_margin(&d.id, now, 0).await {
+            Ok(plan) => Some(plan),
+            Err(e) => {
+                tracing::warn!(database = %d.id, "recovery from the latest snapshot only: {e}");
+                None
+            }
+        };
+        let snap = match &plan {
+            Some(p) => p.snapshot.clone(),
+            None => match self.list(Some(&d.id)).await?.into_iter().max_by_key(|s| s.taken_at) {
+                Some(s) => s,
+                None => {
+                    return Err(VaultError::NotFound(format!(
+                        "database {} ({}) has no snapshot to recover from",
+                        d.name, d.id
+                    )));
+                }
+            },
         };
         let (id, m) = {
             let (vault, s) = (self.vault.clone(), snap.id.clone());
             blocking(move || vault.manifest(&s)).await?
         };
-        let taken = seldesk_store::from_millis(m.taken_at);
+        let taken = match &plan {
+            Some(p) => p.shipped_to.max(seldesk_store::from_millis(m.taken_at)),
+            None => seldesk_store::from_millis(m.taken_at),
+        };
         for record in [format!("db:{}", d.id), format!("person:{}", d.account_id)] {
             if let Some(at) = self.erased_after(&record, m.taken_at).await? {
                 return Err(VaultError::Refused(format!(
@@ -613,13 +739,16 @@ impl Backups {
             }
         }
         let dir = self.files.dir(&d.region, &format!("recover-{}", uuid::Uuid::now_v7().simple()))?;
-        {
-            let (vault, into, id, m) = (self.vault.clone(), dir.clone(), id.clone(), m.clone());
-            let done = blocking(move || vault.restore_manifest(&id, &m, &into, &|_, _| {})).await;
-            if let Err(e) = done {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
+        let built = match &plan {
+            Some(p) => self.build_point_in_time(&dir, p, now, Arc::new(|_, _| {})).await,
+            None => {
+                let (vault, into, id, m) = (self.vault.clone(), dir.clone(), id.clone(), m.clone());
+                blocking(move || vault.restore_manifest(&id, &m, &into, &|_, _| {})).await.map(|_| ())
             }
+        };
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
         }
         if let Err(e) = self.databases.take_over(d, dir.clone(), actor).await {
             let _ = std::fs::remove_dir_all(&dir);
@@ -631,7 +760,10 @@ impl Backups {
                 "node.database_recovered",
                 Some(&format!("person:{}", d.account_id)),
                 Some(&format!("db:{}", d.id)),
-                serde_json::json!({ "snapshot": id, "taken_at": taken.to_string() }),
+                serde_json::json!({
+                    "snapshot": id, "taken_at": seldesk_store::from_millis(m.taken_at).to_string(),
+                    "segments": plan.as_ref().map_or(0, |p| p.segments.len()), "as_of": taken.to_string(),
+                }),
             )
             .await?;
         Ok(taken)
@@ -651,6 +783,18 @@ impl Backups {
         if !owned.iter().any(|s| s.id == snapshot) {
             return Err(VaultError::NotFound("No such backup of this database.".into()));
         }
+        self.start_owner_restore_of(account_id, database_id, snapshot, name).await
+    }
+
+    /// Records and queues an owner restore of `snapshot` (a snapshot id, or
+    /// `at:<milliseconds>` for a moment).
+    async fn start_owner_restore_of(
+        &self,
+        account_id: &str,
+        database_id: &str,
+        snapshot: &str,
+        name: &str,
+    ) -> Result<String, VaultError> {
         let name = seldesk_tenants::service::validate_name(name)?;
         self.databases.ensure_name_free(account_id, &name).await?;
         let queue = self.queue.as_ref().ok_or_else(|| VaultError::Io("restores need the job queue".into()))?;
@@ -715,16 +859,21 @@ impl Backups {
                 }
             })
         };
-        let result = self
-            .restore_with_progress(
-                &Actor::Person { id: account.clone() },
-                &snapshot,
-                &name,
-                "requested by the owner",
-                Some(&account),
-                progress,
-            )
-            .await;
+        let owner = Actor::Person { id: account.clone() };
+        let result = match snapshot.strip_prefix(AT_PREFIX).and_then(|ms| ms.parse::<i64>().ok()) {
+            Some(at) => {
+                let database: String = sqlx::query_scalar("SELECT database_id FROM backup_restores WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(self.db.pool())
+                    .await?;
+                let at = seldesk_store::from_millis(at);
+                self.restore_at(&owner, &database, at, &name, "", Some(&account), progress).await.map(|(d, _)| d)
+            }
+            None => {
+                self.restore_with_progress(&owner, &snapshot, &name, "requested by the owner", Some(&account), progress)
+                    .await
+            }
+        };
         ticker.abort();
         let (done, total) = seen.lock().map(|g| *g).unwrap_or((0, 0));
         let now = to_millis(self.clock.now());

@@ -248,10 +248,26 @@ impl Shipper {
                 p.by_db.insert(db, batches);
             }
         }
+        metrics::counter!("seldesk_stream_segments_total").increment(report.segments);
+        metrics::counter!("seldesk_stream_commits_total").increment(report.commits);
+        metrics::counter!("seldesk_stream_bytes_total").increment(report.bytes);
+        let lag = self.lag_ms();
+        metrics::gauge!("seldesk_stream_waiting_commits").set(self.waiting() as f64);
+        metrics::gauge!("seldesk_stream_lag_seconds").set(lag as f64 / 1000.0);
         match failure {
-            Some(e) => Err(e),
+            Some(e) => {
+                metrics::counter!("seldesk_stream_failures_total").increment(1);
+                Err(e)
+            }
             None => Ok(report),
         }
+    }
+
+    /// How long the oldest commit not yet shipped has waited, in
+    /// milliseconds (0 when everything is shipped).
+    pub fn lag_ms(&self) -> i64 {
+        let oldest = self.pending().by_db.values().filter_map(|b| b.first()?.commits.first().map(|c| c.at_ms)).min();
+        oldest.map_or(0, |t| (to_millis(self.inner.clock.now()) - t).max(0))
     }
 
     async fn ship_one(&self, batch: &Captured) -> Result<u64, VaultError> {

@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}", get(show).delete(remove))
         .route("/api/v1/databases/{id}/backups", get(backups))
         .route("/api/v1/databases/{id}/backups/{snapshot}/restore", post(restore_backup))
+        .route("/api/v1/databases/{id}/restore-at", post(restore_at))
         .route("/api/v1/databases/{id}/cancel", post(cancel))
         .route("/api/v1/databases/{id}/reactivate", post(reactivate))
         .route("/api/v1/databases/{id}/upgrade", post(upgrade))
@@ -142,6 +143,40 @@ async fn restore_backup(
         },
     )?;
     Ok((StatusCode::CREATED, Json(serde_json::json!(d))).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct RestoreAtRequest {
+    /// RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    at: time::OffsetDateTime,
+    name: String,
+}
+
+/// `POST /api/v1/databases/{id}/restore-at {"at": "2026-12-06T10:15:30Z",
+/// "name": …}`: the database as it was at that moment, into a new
+/// database (its newest snapshot before then and every change streamed up
+/// to then); 201 with the new database and the moment it holds changes to.
+async fn restore_at(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RestoreAtRequest = json(&body)?;
+    s.databases.get(&a.id, &id).await?;
+    let (d, plan) = s
+        .backups
+        .restore_at(&a.actor(), &id, req.at, &req.name, "", Some(&a.id), std::sync::Arc::new(|_, _| {}))
+        .await
+        .map_err(|e| {
+            let (status, message) = vault_error(e);
+            ApiError::new(status, "restore", message)
+        })?;
+    let mut out = serde_json::json!(d);
+    out["restored_as_of"] =
+        serde_json::json!(plan.shipped_to.format(&time::format_description::well_known::Rfc3339).ok());
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

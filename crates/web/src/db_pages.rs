@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/databases/{id}/test-upgrade", post(test_upgrade))
         .route("/databases/{id}/remove", post(remove))
         .route("/databases/{id}/restore", post(restore))
+        .route("/databases/{id}/restore-at", post(restore_at))
         .route("/databases/{id}/restores/{rid}", get(restore_progress))
         .route("/databases/{id}/move", post(move_db))
         .route("/databases/{id}/access/{grant}/revoke", post(revoke_grant))
@@ -204,6 +205,36 @@ struct DbPage {
     log: Vec<(String, String, String)>,
     latest_schema: i64,
     snapshots: Vec<seldesk_vault::SnapshotInfo>,
+    /// "12:03:04 UTC on 7 Dec (3 s ago)": its newest change in every backup region.
+    protected: Option<String>,
+    window: Option<RestoreWindow>,
+}
+
+/// The moments a database can be restored to, for the time picker.
+struct RestoreWindow {
+    /// `datetime-local` values (UTC).
+    min: String,
+    max: String,
+    /// The first moment, for people.
+    from: String,
+}
+
+fn local_value(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn readable(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:02}:{:02}:{:02} UTC on {} {} {}", t.hour(), t.minute(), t.second(), t.day(), t.month(), t.year())
 }
 
 async fn show_view(
@@ -252,6 +283,16 @@ async fn show_view(
         .map(|r| RegionChoice { id: r.id.clone(), label: format!("{} ({})", r.name, r.city), selected: false })
         .collect();
     let snapshots = state.backups.list_for_owner(account_id, id).await.unwrap_or_default();
+    let now = state.clock.now();
+    let protected = state.backups.protected_up_to(id).await.ok().flatten().map(|t| {
+        let ago = (now - t).whole_seconds().max(0);
+        format!("{} ({ago} s ago)", readable(t))
+    });
+    let window = state.backups.restore_window(id).await.ok().flatten().map(|(from, to)| RestoreWindow {
+        min: local_value(from),
+        max: local_value(to.max(from)),
+        from: readable(from),
+    });
     let page = DbPage {
         title: format!("Database {}", db.name),
         csrf: csrf.token.clone(),
@@ -269,6 +310,8 @@ async fn show_view(
         log,
         latest_schema: seldesk_tenants::files::SCHEMA_VERSION,
         snapshots,
+        protected,
+        window,
     };
     csrf.attach(render(status, &page))
 }
@@ -547,6 +590,54 @@ async fn restore(
         return e.into_response();
     }
     match state.backups.start_owner_restore(&account.id, &id, &f.snapshot, &f.name).await {
+        Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
+        Err(e) => {
+            let (status, message) = crate::db_api::vault_error(e);
+            show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RestoreAtForm {
+    #[serde(default)]
+    csrf: String,
+    /// `datetime-local`: 2026-12-06T10:15 or 2026-12-06T10:15:30, in UTC.
+    #[serde(default)]
+    at: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The moment a `datetime-local` field names, read as UTC.
+fn moment(value: &str) -> Option<time::OffsetDateTime> {
+    let with_seconds = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let without = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    let v = value.trim();
+    time::PrimitiveDateTime::parse(v, with_seconds)
+        .or_else(|_| time::PrimitiveDateTime::parse(v, without))
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// The owner restores their database as it was at a moment into a new
+/// database (a job, like a snapshot restore; audited likewise).
+async fn restore_at(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<RestoreAtForm>,
+) -> Response {
+    if let Err(e) = verify_csrf(&headers, &f.csrf) {
+        return e.into_response();
+    }
+    let Some(at) = moment(&f.at) else {
+        let message = "Pick the moment to restore to (a date and a time, UTC).".to_string();
+        return show_view(&state, &headers, &account.id, &id, Some(message), StatusCode::UNPROCESSABLE_ENTITY, None)
+            .await;
+    };
+    match state.backups.start_owner_restore_at(&account.id, &id, at, &f.name).await {
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
             let (status, message) = crate::db_api::vault_error(e);

@@ -763,6 +763,32 @@ async fn a_database_is_restored_exactly_as_it_was_at_any_moment_its_changes_were
         .await;
     assert!(matches!(future, Err(seldesk_vault::VaultError::Invalid(_))));
 
+    // Through the API, by the owner.
+    let (moment, expected) = history[20].clone();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{id}/restore-at")))
+        .bearer_auth(&t)
+        .json(&json!({ "at": (moment + Duration::milliseconds(300)).format(&time::format_description::well_known::Rfc3339).expect("time"), "name": "ledger-api" }))
+        .send()
+        .await
+        .expect("restore-at");
+    assert_eq!(r.status(), 201);
+    let restored: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(names_in(&app, restored["id"].as_str().expect("id")), expected);
+    assert!(restored["restored_as_of"].is_string(), "{restored}");
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{id}/restore-at")))
+        .bearer_auth(&t)
+        .json(&json!({ "at": "2020-01-01T00:00:00Z", "name": "ledger-old" }))
+        .send()
+        .await
+        .expect("restore-at");
+    assert_eq!(r.status(), 404, "nothing streamed back then");
+    let window = s.backups.restore_window(&id).await.expect("window").expect("a window");
+    assert!(window.0 > snapshot_at && window.1 >= history[39].0 - Duration::seconds(1), "{window:?}");
+
     // The command line, audited with its reason.
     let (moment, expected) = history[30].clone();
     let at =

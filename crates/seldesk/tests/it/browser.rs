@@ -858,6 +858,92 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
     app.stop().await;
 }
 
+// promise: BAK-1, BAK-3
+#[tokio::test]
+async fn the_owner_restores_a_database_to_a_moment_in_chromium() {
+    use seldesk_domain::Clock as _;
+    let app = spawn_app().await;
+    app.sign_up("moment@example.in", "saffron harbour kite").await;
+    let token = app.token("moment@example.in", "saffron harbour kite").await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "ledger", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let add = async |name: &str| -> serde_json::Value {
+        app.client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("contact")
+            .json()
+            .await
+            .expect("json")
+    };
+    let step = || app.clock.advance(time::Duration::seconds(2));
+    let ravi = add("Ravi Kumar").await;
+    step();
+    app.app().services().backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup");
+    step();
+    add("Meera Iyer").await;
+    step();
+    // The moment to go back to: Meera added, Ravi not yet deleted.
+    let moment = app.clock.now() - time::Duration::seconds(1);
+    app.client
+        .delete(app.url(&format!("/api/v1/databases/{id}/contacts/{}", ravi["id"])))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    step();
+    app.app().shipper().expect("streaming").ship().await.expect("ship");
+
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "moment@example.in").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("e-mail").await;
+    b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
+    b.wait_for_text("Restore to a moment").await;
+    let protected = b.client.find(Locator::Css("#protected")).await.expect("protected").text().await.expect("text");
+    assert!(protected.contains("protected up to"), "{protected}");
+    let t = moment.to_offset(time::UtcOffset::UTC);
+    let value = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    b.client
+        .execute("document.getElementById('restore-at').value = arguments[0]", vec![serde_json::json!(value)])
+        .await
+        .expect("pick the moment");
+    let field = b.client.find(Locator::Css("#restore-at-name")).await.expect("name field");
+    field.send_keys("ledger-before").await.expect("type");
+    b.screenshot("restore-to-a-moment").await;
+    b.click("#restore-at-submit").await;
+    b.wait_for_text("Restoring ledger-before").await;
+    app.run_jobs().await;
+    b.wait_for_text("Restored.").await;
+    b.click("#open-restored").await;
+    b.wait_for_text("ledger-before").await;
+    b.wait_for_text("Meera Iyer").await;
+    b.wait_for_text("Ravi Kumar").await;
+    b.close().await;
+    app.stop().await;
+}
+
 // promise: PAY-1, DB-7
 #[tokio::test]
 async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_chromium() {

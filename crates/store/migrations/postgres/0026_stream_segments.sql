@@ -18,3 +18,6 @@ CREATE TABLE stream_segments (
     shipped_at BIGINT NOT NULL
 );
 CREATE INDEX stream_segments_by_database ON stream_segments (database_id, chain, first_seq);
+-- How long the oldest commit a node has not yet shipped has waited, at its
+-- last heartbeat (`seldesk backup status` alerts past a threshold).
+ALTER TABLE nodes ADD COLUMN stream_lag_ms BIGINT NOT NULL DEFAULT 0;
