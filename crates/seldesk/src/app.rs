@@ -697,7 +697,9 @@ impl Handler for BackupJob {
                 let r = self.backups.prune().await.map_err(|e| e.to_string())?;
                 return Ok(format!("{} snapshot(s) and {} pack(s) removed", r.snapshots_removed, r.packs_removed));
             }
-            let out = self.backups.run(None, Arc::new(|_, _| {})).await.map_err(|e| e.to_string())?;
+            // One database (a new chain of streamed commits), or all of them.
+            let only = job.payload.get("database").and_then(|v| v.as_str());
+            let out = self.backups.run(only, Arc::new(|_, _| {})).await.map_err(|e| e.to_string())?;
             let failed: Vec<String> =
                 out.iter().filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.database))).collect();
             if failed.is_empty() {
@@ -1048,7 +1050,8 @@ impl Application {
         // Every commit streamed from the first request on: a database opened
         // before would begin its chain only at its next open.
         let shipper = (config.backup_stream_ms > 0).then(|| {
-            let shipper = services.backups.shipper(STREAM_BUFFER);
+            let shipper =
+                services.backups.shipper(STREAM_BUFFER).snapshot_new_chains(services.queue.clone(), node_name.clone());
             services.databases.open_databases().stream_to(Arc::new(shipper.clone()));
             let every = std::time::Duration::from_millis(config.backup_stream_ms);
             tasks.push(tokio::spawn(shipper.clone().run(every, rx.clone())));

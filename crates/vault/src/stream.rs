@@ -177,6 +177,9 @@ struct Inner {
     max_bytes: usize,
     /// Serialises shipping runs (a tick and a shutdown's last run).
     shipping: tokio::sync::Mutex<()>,
+    /// Where a snapshot of a database whose chain just began is asked for,
+    /// and this node's name (the backup reads the database's files here).
+    snapshots: Option<(seldesk_jobs::Queue, String)>,
 }
 
 /// What one shipping run did.
@@ -197,8 +200,20 @@ impl Shipper {
                 pending: Mutex::new(Pending::default()),
                 max_bytes,
                 shipping: tokio::sync::Mutex::new(()),
+                snapshots: None,
             }),
         }
+    }
+
+    /// Asks for a snapshot of each database whose chain of commits begins
+    /// (a job on this node): a point-in-time restore replays a chain onto
+    /// a snapshot taken during it, so a new chain is restorable from then.
+    pub fn snapshot_new_chains(mut self, queue: seldesk_jobs::Queue, node: String) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.snapshots = Some((queue, node)),
+            None => tracing::warn!("the shipper is already shared: new chains get no snapshot of their own"),
+        }
+        self
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -226,6 +241,9 @@ impl Shipper {
             while let Some(batch) = queue.next() {
                 match self.ship_one(&batch).await {
                     Ok(bytes) => {
+                        if batch.commits.first().is_some_and(|c| c.seq == 0) {
+                            self.snapshot_chain(&batch).await;
+                        }
                         report.segments += 1;
                         report.commits += batch.commits.len() as u64;
                         report.bytes += bytes;
@@ -268,6 +286,17 @@ impl Shipper {
     pub fn lag_ms(&self) -> i64 {
         let oldest = self.pending().by_db.values().filter_map(|b| b.first()?.commits.first().map(|c| c.at_ms)).min();
         oldest.map_or(0, |t| (to_millis(self.inner.clock.now()) - t).max(0))
+    }
+
+    async fn snapshot_chain(&self, batch: &Captured) {
+        let Some((queue, node)) = &self.inner.snapshots else { return };
+        let job = seldesk_jobs::NewJob::new(crate::JOB_BACKUP)
+            .payload(serde_json::json!({ "database": batch.database }))
+            .dedupe(format!("chain-backup:{}:{}", batch.database, batch.chain))
+            .on_node(node.clone());
+        if let Err(e) = queue.enqueue(job).await {
+            tracing::warn!(database = %batch.database, "could not ask for a snapshot of a new chain: {e}");
+        }
     }
 
     async fn ship_one(&self, batch: &Captured) -> Result<u64, VaultError> {

@@ -832,3 +832,143 @@ async fn a_database_is_restored_exactly_as_it_was_at_any_moment_its_changes_were
     assert!(s.backups.check(true, std::sync::Arc::new(|_, _| {})).await.expect("check").is_empty());
     app.stop().await;
 }
+
+// promise: BAK-1, BAK-4, SEC-1
+/// The node-loss drill: a write loop records when each write was
+/// acknowledged, the node is SIGKILLed and its data folder deleted, and
+/// `node recover` on another node brings the database back from its
+/// snapshot and the commits the lost node shipped. Every write acknowledged
+/// more than the shipping interval (plus the time a shipment takes) before
+/// the kill is there. The full drill: SELDESK_NODE_LOSS_DRILL_ROUNDS=50
+/// (docs/backups.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_loses_at_most_the_commits_of_its_last_shipping_interval() {
+    let rounds: usize = std::env::var("SELDESK_NODE_LOSS_DRILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let interval = std::time::Duration::from_millis(1000);
+    let mut worst = std::time::Duration::ZERO;
+    let (mut lost_total, mut acknowledged_total) = (0usize, 0usize);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let vault = tempfile::tempdir().expect("vault");
+        let (store_in, store_sg) =
+            (vault.path().join("in").display().to_string(), vault.path().join("sg").display().to_string());
+        let env = [
+            ("SELDESK_BACKUP_STORES__IN", store_in.as_str()),
+            ("SELDESK_BACKUP_STORES__SG", store_sg.as_str()),
+            ("SELDESK_BACKUP_STREAM_MS", "1000"),
+        ];
+        let dir = tempfile::tempdir().expect("data");
+        let url = crate::helpers::fresh_database_url(dir.path()).await;
+        let mut server =
+            crate::helpers::ServerProcess::start_with(dir, url.clone(), &["--node-name".into(), "lost".into()], &env);
+        let client = reqwest::Client::new();
+        let token = server.customer_token(&client, &format!("drill{round}@example.com"), PW).await;
+        let id = server.create_database(&client, &token, json!({ "name": "drilled", "region": "in" })).await;
+        let data = server.dir.path().to_str().expect("path").to_string();
+        let backup = std::process::Command::new(crate::helpers::bin())
+            .args(["backup", "run", "--database", &id, "--database-url", &url, "--data", &data])
+            .envs(env)
+            .output()
+            .expect("backup");
+        assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+
+        // Writes until the kill, each with the moment it was acknowledged.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (client, url, token, stop) = (
+                client.clone(),
+                format!("{}/api/v1/databases/{id}/contacts", server.base),
+                token.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("d{n}");
+                    n += 1;
+                    let sent = client.post(&url).bearer_auth(&token).json(&json!({ "name": name })).send().await;
+                    if sent.is_ok_and(|r| r.status() == 201) {
+                        acknowledged.push((name, std::time::Instant::now()));
+                    }
+                }
+                acknowledged
+            })
+        };
+        // The node asks for a snapshot of the chain its first write began
+        // (the steady state: a database backed up during its current chain).
+        let db = seldesk_store::Db::connect(&url).await.expect("control plane");
+        let started = std::time::Instant::now();
+        loop {
+            let done: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'backup.run' AND dedupe_key LIKE 'chain-backup:%' AND status = 'done'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .expect("jobs");
+            if done > 0 {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "round {round}: the chain's snapshot");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 + seed % 2500)).await;
+        let _ = server.child.kill();
+        let killed = std::time::Instant::now();
+        let _ = server.child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acknowledged = writer.await.expect("writer");
+        // The machine is gone; its vault key was kept apart, as docs/backups.md says.
+        let rescuer = tempfile::tempdir().expect("rescuer");
+        std::fs::create_dir_all(rescuer.path().join("keys")).expect("keys");
+        std::fs::copy(server.dir.path().join("keys/vault.key"), rescuer.path().join("keys/vault.key")).expect("key");
+        std::fs::remove_dir_all(server.dir.path().join("tenants")).expect("the disk is gone");
+        sqlx::query("UPDATE nodes SET last_seen_at = 0 WHERE name = 'lost'").execute(db.pool()).await.expect("silent");
+        db.close().await;
+        let recovered = std::process::Command::new(crate::helpers::bin())
+            .args(["node", "recover", "lost", "--region", "in", "--node-name", "rescuer", "--database-url", &url])
+            .arg("--data")
+            .arg(rescuer.path())
+            .envs(env)
+            .output()
+            .expect("recover");
+        let out = String::from_utf8_lossy(&recovered.stdout).to_string();
+        let err = String::from_utf8_lossy(&recovered.stderr).to_string();
+        assert!(recovered.status.success(), "{out}{err}");
+        assert!(!err.contains("latest snapshot only"), "recovered from its streamed commits: {err}");
+
+        let path = rescuer.path().join("tenants").join("in").join(&id).join("db.sqlite");
+        let conn =
+            rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("db");
+        let names: std::collections::HashSet<String> = conn
+            .prepare("SELECT name FROM contacts")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("names");
+        let lost: Vec<std::time::Duration> = acknowledged
+            .iter()
+            .filter(|(name, _)| !names.contains(name))
+            .map(|(_, at)| killed.saturating_duration_since(*at))
+            .collect();
+        let window = lost.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "round {round}: {} acknowledged, {} lost, all acknowledged within {window:?} of the kill",
+            acknowledged.len(),
+            lost.len()
+        );
+        assert!(acknowledged.len() > 20, "round {round}: the load ran");
+        // One interval, and the moment a shipment takes on a loaded machine.
+        assert!(window <= interval * 2, "round {round}: a write acknowledged {window:?} before the kill was lost");
+        worst = worst.max(window);
+        lost_total += lost.len();
+        acknowledged_total += acknowledged.len();
+    }
+    eprintln!(
+        "{rounds} drills: {acknowledged_total} writes acknowledged, {lost_total} lost, the oldest lost acknowledged {worst:?} before its kill"
+    );
+}
