@@ -31,8 +31,10 @@ class Server:
             sys.exit("build first: cargo build --release")
         self.data = data or tempfile.mkdtemp(prefix="seldesk-bench-")
         self.port = free_port()
+        self.admin_port = free_port()
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0",
+            [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
+             "--admin-listen", f"127.0.0.1:{self.admin_port}",
              *(args or [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -76,6 +78,20 @@ class Server:
 
     def open_files(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def metrics(self):
+        """The admin listener's /metrics, as {name: value} (labels dropped)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        c.request("GET", "/metrics")
+        out = {}
+        for line in c.getresponse().read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name.split("{")[0]] = out.get(name.split("{")[0], 0) + float(value)
+                except ValueError:
+                    pass
+        return out
 
     def stop(self):
         self.proc.terminate()

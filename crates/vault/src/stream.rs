@@ -187,7 +187,10 @@ struct Inner {
 pub struct ShipReport {
     pub segments: u64,
     pub commits: u64,
+    /// Bytes written to each region.
     pub bytes: u64,
+    /// Bytes of the pages those commits wrote, before compression.
+    pub page_bytes: u64,
 }
 
 impl Shipper {
@@ -226,6 +229,9 @@ impl Shipper {
         let _one = self.inner.shipping.lock().await;
         let taken = std::mem::take(&mut *self.pending());
         let mut report = ShipReport::default();
+        // How long the oldest commit shipped in this run had waited.
+        let now = to_millis(self.inner.clock.now());
+        let mut delay_ms = 0i64;
         let mut left: BTreeMap<String, Vec<Captured>> = BTreeMap::new();
         let mut failure = None;
         for (db, batches) in taken.by_db {
@@ -241,6 +247,10 @@ impl Shipper {
             while let Some(batch) = queue.next() {
                 match self.ship_one(&batch).await {
                     Ok(bytes) => {
+                        if let Some(first) = batch.commits.first() {
+                            delay_ms = delay_ms.max(now - first.at_ms);
+                        }
+                        report.page_bytes += size_of(&batch) as u64;
                         if batch.commits.first().is_some_and(|c| c.seq == 0) {
                             self.snapshot_chain(&batch).await;
                         }
@@ -269,6 +279,10 @@ impl Shipper {
         metrics::counter!("seldesk_stream_segments_total").increment(report.segments);
         metrics::counter!("seldesk_stream_commits_total").increment(report.commits);
         metrics::counter!("seldesk_stream_bytes_total").increment(report.bytes);
+        metrics::counter!("seldesk_stream_page_bytes_total").increment(report.page_bytes);
+        if report.segments > 0 {
+            metrics::gauge!("seldesk_stream_last_delay_seconds").set(delay_ms.max(0) as f64 / 1000.0);
+        }
         let lag = self.lag_ms();
         metrics::gauge!("seldesk_stream_waiting_commits").set(self.waiting() as f64);
         metrics::gauge!("seldesk_stream_lag_seconds").set(lag as f64 / 1000.0);
