@@ -598,7 +598,14 @@ struct PeoplePage {
 struct NodesPage {
     title: &'static str,
     nodes: Vec<NodeRow>,
+    /// Live nodes whose commits wait longer than [`LAG_ALERT_MS`] to reach
+    /// the backup regions.
+    behind: Vec<String>,
 }
+
+/// Past this, a node's shipping lag is an alert (as `seldesk backup status`
+/// says by default).
+const LAG_ALERT_MS: i64 = 10_000;
 
 struct NodeRow {
     name: String,
@@ -611,6 +618,8 @@ struct NodeRow {
     seen: String,
     databases: i64,
     disk: String,
+    /// How long its oldest commit not yet in the backup regions had waited.
+    lag: String,
 }
 
 /// The cluster's nodes, for the admin role (the same as `seldesk node list`).
@@ -624,6 +633,11 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
     };
     let _ = state.accounts.audit_staff_view(&staff, "nodes.view").await;
     let now = state.clock.now();
+    let behind = list
+        .iter()
+        .filter(|n| n.live && n.stream_lag_ms > LAG_ALERT_MS)
+        .map(|n| format!("{} ({:.1} s)", n.name, n.stream_lag_ms as f64 / 1000.0))
+        .collect();
     let nodes = list
         .into_iter()
         .map(|n| NodeRow {
@@ -637,6 +651,7 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
                 .join(", "),
             seen: format!("{} s ago", (now - n.last_seen).whole_seconds().max(0)),
             disk: format!("{:.1} MB", n.disk_bytes as f64 / 1e6),
+            lag: format!("{:.1} s", n.stream_lag_ms as f64 / 1000.0),
             name: n.name,
             address: n.address,
             live: n.live,
@@ -645,7 +660,7 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
             databases: n.databases,
         })
         .collect();
-    render(StatusCode::OK, &NodesPage { title: "Nodes", nodes })
+    render(StatusCode::OK, &NodesPage { title: "Nodes", nodes, behind })
 }
 
 pub(crate) fn people_routes() -> Router<AppState> {

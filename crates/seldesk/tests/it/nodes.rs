@@ -201,6 +201,24 @@ async fn a_uk_node_refuses_every_use_of_an_india_database_and_writes_nothing() {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.expect("body");
     assert!(html.contains("uk-1") && html.contains("United Kingdom"), "{html}");
+    assert!(!html.contains("stream-alert"), "no node is behind");
+    // A node whose commits wait to reach the backup regions is an alert,
+    // on the page and from `seldesk backup status`.
+    let status = || cli_run(&["backup", "status", "--database-url", &url, "--data", app.data_dir()]);
+    let (code, out, err) = status();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("node uk-1") && out.contains(&id), "{out}");
+    // (A node of its own, so that no heartbeat of a running one resets it.)
+    let registry = uk.services().databases.nodes();
+    registry.register("sg-9", "a-node-of-the-test", &["sg".to_string()], "").await.expect("register");
+    registry.set_stream_lag("sg-9", 15_000).await.expect("lag");
+    let html = c.get(app.url("/staff/nodes")).header("cookie", &admin).send().await.expect("page").text().await;
+    let html = html.expect("body");
+    assert!(html.contains("stream-alert") && html.contains("sg-9 (15.0 s)"), "{html}");
+    let (code, _, err) = status();
+    assert_eq!(code, 1);
+    assert!(err.contains("ALERT") && err.contains("sg-9"), "{err}");
+    registry.retire("sg-9").await.expect("retire");
     let support = crate::helpers::staff_session(&app, "help@seldesk.example", "support").await;
     let page = c.get(app.url("/staff/nodes")).header("cookie", &support).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
