@@ -482,7 +482,7 @@ impl Vault {
         needed
     }
 
-    fn names(&self, prefix: &str) -> Result<BTreeSet<String>, VaultError> {
+    pub(crate) fn names(&self, prefix: &str) -> Result<BTreeSet<String>, VaultError> {
         let mut all = BTreeSet::new();
         for r in &self.regions {
             all.extend(r.list(prefix)?);

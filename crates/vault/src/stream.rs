@@ -158,7 +158,11 @@ struct Pending {
 }
 
 fn size_of(batch: &Captured) -> usize {
-    batch.commits.iter().map(|c| 64 + c.pages.iter().map(|(_, b)| b.len() + 4).sum::<usize>()).sum()
+    batch.commits.iter().map(size_of_commit).sum()
+}
+
+fn size_of_commit(c: &Commit) -> usize {
+    64 + c.pages.iter().map(|(_, b)| b.len() + 4).sum::<usize>()
 }
 
 /// Takes the commits of this node's writers and ships them (module docs).
@@ -177,6 +181,8 @@ struct Inner {
     max_bytes: usize,
     /// Serialises shipping runs (a tick and a shutdown's last run).
     shipping: tokio::sync::Mutex<()>,
+    /// The databases shipped for since start (what [`Shipper::compact`] joins).
+    shipped: Mutex<std::collections::BTreeSet<String>>,
     /// Where a snapshot of a database whose chain just began is asked for,
     /// and this node's name (the backup reads the database's files here).
     snapshots: Option<(seldesk_jobs::Queue, String)>,
@@ -203,6 +209,7 @@ impl Shipper {
                 pending: Mutex::new(Pending::default()),
                 max_bytes,
                 shipping: tokio::sync::Mutex::new(()),
+                shipped: Mutex::new(Default::default()),
                 snapshots: None,
             }),
         }
@@ -247,6 +254,9 @@ impl Shipper {
             while let Some(batch) = queue.next() {
                 match self.ship_one(&batch).await {
                     Ok(bytes) => {
+                        if let Ok(mut shipped) = self.inner.shipped.lock() {
+                            shipped.insert(db.clone());
+                        }
                         if let Some(first) = batch.commits.first() {
                             delay_ms = delay_ms.max(now - first.at_ms);
                         }
@@ -344,6 +354,7 @@ impl Shipper {
 
     /// Ships every `interval` until `stop`, then once more.
     pub async fn run(self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last_compaction = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -351,6 +362,14 @@ impl Shipper {
             }
             if let Err(e) = self.ship().await {
                 tracing::warn!("backup stream: {e}; will try again");
+            }
+            if last_compaction.elapsed() >= Duration::from_secs(60) {
+                last_compaction = std::time::Instant::now();
+                match self.compact().await {
+                    Ok(n) if n > 0 => tracing::debug!(segments = n, "joined small stream segments"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("joining stream segments: {e}"),
+                }
             }
         }
         if let Err(e) = self.ship().await {
@@ -361,6 +380,124 @@ impl Shipper {
     /// Commits captured and not yet shipped.
     pub fn waiting(&self) -> usize {
         self.pending().by_db.values().flatten().map(|b| b.commits.len()).sum()
+    }
+}
+
+/// Segments this much older than now are joined with their neighbours.
+const COMPACT_AFTER_MS: i64 = 60_000;
+/// A segment smaller than this (sealed) is worth joining.
+const SMALL_SEGMENT: i64 = 1 << 20;
+
+impl Shipper {
+    /// Joins each database's runs of small consecutive segments of a chain,
+    /// older than a minute, into one segment holding the same commits in
+    /// order: a restore reads a few objects, not one per second of the
+    /// day. The joined segment is written to every region before the list
+    /// names it instead of the small ones, in one transaction; the small
+    /// objects stay until their lock ends and prune deletes them. Only the
+    /// databases this node ships for. Returns how many segments went into
+    /// joined ones.
+    pub async fn compact(&self) -> Result<u64, VaultError> {
+        let databases: Vec<String> = self.shipped().into_iter().collect();
+        let cutoff = to_millis(self.inner.clock.now()) - COMPACT_AFTER_MS;
+        let mut joined = 0;
+        for database in databases {
+            let rows = segments_of(&self.inner.db, &database).await?;
+            let mut runs: Vec<Vec<SegmentRow>> = Vec::new();
+            for row in rows.into_iter().filter(|r| r.last_ms < cutoff && r.bytes < SMALL_SEGMENT) {
+                match runs.last_mut() {
+                    Some(run)
+                        if run.last().is_some_and(|l| l.chain == row.chain && l.last_seq + 1 == row.first_seq)
+                            && run.iter().map(|r| r.bytes).sum::<i64>() + row.bytes <= SMALL_SEGMENT * 8 =>
+                    {
+                        run.push(row)
+                    }
+                    _ => runs.push(vec![row]),
+                }
+            }
+            for run in runs.into_iter().filter(|r| r.len() > 1) {
+                joined += run.len() as u64;
+                self.join(&run).await?;
+            }
+        }
+        Ok(joined)
+    }
+
+    async fn join(&self, run: &[SegmentRow]) -> Result<(), VaultError> {
+        let (vault, objects, now) =
+            (self.inner.vault.clone(), run.iter().map(|r| r.object.clone()).collect::<Vec<_>>(), self.now_ms());
+        // Joined up to the segment size: several joined segments if the run
+        // holds more than one may (memory stays at about two segments).
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut out: Vec<(String, u64, Captured)> = Vec::new();
+            let mut current: Option<Captured> = None;
+            let mut flush = |batch: Captured| -> Result<(), VaultError> {
+                let (name, bytes) = vault.put_segment(&batch, now)?;
+                // What the list needs of it: its chain and its first and last commits.
+                let bare = |c: &Commit| Commit { seq: c.seq, at_ms: c.at_ms, db_pages: c.db_pages, pages: Vec::new() };
+                let ends = [batch.commits.first(), batch.commits.last()].into_iter().flatten().map(bare).collect();
+                out.push((name, bytes, Captured { commits: ends, ..batch }));
+                Ok(())
+            };
+            for object in &objects {
+                let s = vault.get_segment(object)?;
+                for c in s.commits {
+                    let full = current.as_ref().is_some_and(|b| size_of(b) + size_of_commit(&c) > SEGMENT_BYTES);
+                    if full && let Some(b) = current.take() {
+                        flush(b)?;
+                    }
+                    match &mut current {
+                        Some(b) => b.commits.push(c),
+                        None => {
+                            current = Some(Captured {
+                                region: String::new(),
+                                database: s.database.clone(),
+                                chain: s.chain.clone(),
+                                chain_started_ms: s.chain_started_ms,
+                                page_size: s.page_size,
+                                commits: vec![c],
+                            })
+                        }
+                    }
+                }
+            }
+            if let Some(b) = current.take() {
+                flush(b)?;
+            }
+            Ok::<_, VaultError>(out)
+        })
+        .await
+        .map_err(|e| VaultError::Io(format!("joining segments failed: {e}")))??;
+        let mut tx = self.inner.db.pool().begin().await?;
+        for (name, bytes, b) in &joined {
+            let (Some(first), Some(last)) = (b.commits.first(), b.commits.last()) else { continue };
+            sqlx::query(
+                "INSERT INTO stream_segments (object, database_id, chain, chain_started_at, first_seq, last_seq, first_at, last_at, bytes, shipped_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (object) DO NOTHING",
+            )
+            .bind(name)
+            .bind(&b.database)
+            .bind(&b.chain)
+            .bind(b.chain_started_ms)
+            .bind(first.seq as i64)
+            .bind(last.seq as i64)
+            .bind(first.at_ms)
+            .bind(last.at_ms)
+            .bind(*bytes as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in run {
+            sqlx::query("DELETE FROM stream_segments WHERE object = $1").bind(&r.object).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The databases this shipper has shipped commits of since it started.
+    fn shipped(&self) -> std::collections::BTreeSet<String> {
+        self.inner.shipped.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -403,6 +540,8 @@ impl CommitSink for Shipper {
 #[derive(Debug, Clone)]
 pub struct SegmentRow {
     pub object: String,
+    /// Its size as stored.
+    pub bytes: i64,
     pub chain: String,
     pub chain_started_ms: i64,
     pub first_seq: u64,
@@ -414,7 +553,7 @@ pub struct SegmentRow {
 /// The shipped segments of a database, by chain and order.
 pub async fn segments_of(db: &Db, database: &str) -> Result<Vec<SegmentRow>, VaultError> {
     let rows = sqlx::query(
-        "SELECT object, chain, chain_started_at, first_seq, last_seq, first_at, last_at FROM stream_segments
+        "SELECT object, chain, chain_started_at, first_seq, last_seq, first_at, last_at, bytes FROM stream_segments
          WHERE database_id = $1 ORDER BY chain_started_at, chain, first_seq",
     )
     .bind(database)
@@ -424,6 +563,7 @@ pub async fn segments_of(db: &Db, database: &str) -> Result<Vec<SegmentRow>, Vau
         .map(|r| {
             Ok(SegmentRow {
                 object: r.try_get("object")?,
+                bytes: r.try_get("bytes")?,
                 chain: r.try_get("chain")?,
                 chain_started_ms: r.try_get("chain_started_at")?,
                 first_seq: r.try_get::<i64, _>("first_seq")? as u64,
@@ -491,6 +631,30 @@ pub(crate) async fn prune_segments(
         };
         if gone {
             sqlx::query("DELETE FROM stream_segments WHERE object = $1").bind(&object).execute(db.pool()).await?;
+            removed += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    // Objects the list no longer names (joined into bigger segments, or
+    // written by a run that stopped before listing them): deleted once
+    // their lock ends.
+    let listed: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT object FROM stream_segments").fetch_all(db.pool()).await?.into_iter().collect();
+    let stored = {
+        let vault = vault.clone();
+        tokio::task::spawn_blocking(move || vault.names("stream"))
+            .await
+            .map_err(|e| VaultError::Io(format!("listing segments failed: {e}")))??
+    };
+    for object in stored.into_iter().filter(|o| !listed.contains(o)) {
+        let gone = {
+            let vault = vault.clone();
+            tokio::task::spawn_blocking(move || vault.delete_segment(&object, now_ms))
+                .await
+                .map_err(|e| VaultError::Io(format!("pruning failed: {e}")))??
+        };
+        if gone {
             removed += 1;
         } else {
             waiting += 1;

@@ -972,3 +972,80 @@ async fn a_lost_node_loses_at_most_the_commits_of_its_last_shipping_interval() {
         "{rounds} drills: {acknowledged_total} writes acknowledged, {lost_total} lost, the oldest lost acknowledged {worst:?} before its kill"
     );
 }
+
+/// Segment objects of a database in one backup region.
+fn segment_files(app: &TestApp, region: &str, id: &str) -> usize {
+    let dir = app.data.path().join("backups").join(region).join("objects").join("stream").join(id);
+    std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}
+
+// promise: BAK-1, BAK-2
+#[tokio::test]
+async fn small_segments_are_joined_and_the_small_ones_pruned_once_unlocked() {
+    use seldesk_domain::Clock as _;
+    let app = spawn_app().await;
+    let (t, id) = database_with_contacts(&app, "joined@example.com", "journal", 1).await;
+    let shipper = app.app().shipper().expect("streaming").clone();
+    let s = app.app().services();
+    app.clock.advance(Duration::seconds(2));
+    s.backups.run(Some(&id), std::sync::Arc::new(|_, _| {})).await.expect("backup");
+    let mut history = Vec::new();
+    for i in 0..12 {
+        app.clock.advance(Duration::seconds(1));
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&t)
+            .json(&json!({ "name": format!("Entry {i}") }))
+            .send()
+            .await
+            .expect("add");
+        assert_eq!(r.status(), 201);
+        shipper.ship().await.expect("ship");
+        history.push((app.clock.now(), names_in(&app, &id)));
+    }
+    let listed = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM stream_segments WHERE database_id = $1")
+            .bind(&id)
+            .fetch_one(s.db.pool())
+            .await
+            .expect("count")
+    };
+    let before = listed().await;
+    assert!(before >= 12, "one segment a second: {before}");
+    // Younger than a minute: left as they are.
+    assert_eq!(shipper.compact().await.expect("compact"), 0);
+    app.clock.advance(Duration::minutes(2));
+    let joined = shipper.compact().await.expect("compact");
+    assert_eq!(joined as i64, before, "all of them, consecutive, into one");
+    assert_eq!(listed().await, 1);
+    assert_eq!(segment_files(&app, "in", &id) as i64, before + 1, "the small ones wait for their lock");
+    let restore = async |i: usize, name: &str| {
+        let (at, expected) = &history[i];
+        let (d, plan) = s
+            .backups
+            .restore_at(
+                &seldesk_domain::Actor::Operator,
+                &id,
+                *at + Duration::milliseconds(400),
+                name,
+                "ticket 77: checking the journal",
+                None,
+                std::sync::Arc::new(|_, _| {}),
+            )
+            .await
+            .expect("restore");
+        assert_eq!(plan.segments.len(), 1, "one object to read");
+        assert_eq!(&names_in(&app, &d.id), expected);
+    };
+    restore(3, "journal-3").await;
+    restore(11, "journal-11").await;
+    // Past the lock, prune deletes what the list no longer names.
+    app.clock.advance(Duration::days(8));
+    let report = s.backups.prune().await.expect("prune");
+    assert!(report.segments_removed as i64 >= before, "{report:?}");
+    assert_eq!(segment_files(&app, "in", &id), 1);
+    assert_eq!(segment_files(&app, "sg", &id), 1);
+    restore(7, "journal-7").await;
+    app.stop().await;
+}
