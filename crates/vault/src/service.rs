@@ -214,20 +214,50 @@ impl Backups {
         Ok(last.map(seldesk_store::from_millis))
     }
 
-    /// The moments database `database` can be restored to now: from a
+    /// How far back the owner of `database` may go: its plan's window in
+    /// the policy file (`backups.point_in_time`).
+    fn plan_window(&self, plan: &str) -> seldesk_domain::policy::Period {
+        self.policy.backups.point_in_time.of(plan)
+    }
+
+    /// Refuses a moment further back than the database's plan allows its owner.
+    async fn within_plan_window(&self, database: &str, at: time::OffsetDateTime) -> Result<(), VaultError> {
+        let d = self.databases.find(database).await?;
+        let window = self.plan_window(&d.plan);
+        let now = self.clock.now();
+        if window.after(at) < now {
+            return Err(VaultError::Refused(format!(
+                "Your plan lets you restore this database to a moment of the last {window}: choose one after {}.",
+                window.before(now)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The moments the owner of `database` can restore it to now: from a
     /// second after the oldest snapshot taken during its current chain of
-    /// streamed commits to its newest commit every region holds.
+    /// streamed commits (and no further back than its plan allows) to its
+    /// newest commit every region holds.
     pub async fn restore_window(
         &self,
         database: &str,
     ) -> Result<Option<(time::OffsetDateTime, time::OffsetDateTime)>, VaultError> {
+        let floor = match self.databases.find(database).await {
+            Ok(d) => to_millis(self.plan_window(&d.plan).before(self.clock.now())),
+            Err(TenantError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let segments = crate::stream::segments_of(&self.db, database).await?;
         let Some(started) = segments.iter().map(|s| s.chain_started_ms).max() else { return Ok(None) };
         let to = segments.iter().filter(|s| s.chain_started_ms == started).map(|s| s.last_ms).max().unwrap_or(started);
         let first =
             self.list(Some(database)).await?.into_iter().map(|s| to_millis(s.taken_at)).filter(|t| *t >= started).min();
+        // Nothing the plan still reaches: no window.
+        if to < floor {
+            return Ok(None);
+        }
         Ok(first.map(|f| {
-            let from = f + 1000;
+            let from = (f + 1000).max(floor);
             (seldesk_store::from_millis(from), seldesk_store::from_millis(to.max(from)))
         }))
     }
@@ -663,6 +693,9 @@ impl Backups {
         }
         let at_ms = to_millis(at);
         let (account_id, region) = self.restorable(database, at_ms, owner).await?;
+        if owner.is_some() {
+            self.within_plan_window(database, at).await?;
+        }
         let plan = self.point_in_time_plan(database, at_ms).await?;
         let new_name = seldesk_tenants::service::validate_name(new_name)?;
         self.databases.ensure_name_free(&account_id, &new_name).await?;

@@ -353,6 +353,31 @@ pub struct Backups {
     pub keep_monthly: u32,
     /// No snapshot outlives this; must equal the `backup` category's period.
     pub max_age: Period,
+    /// How far back an owner may restore their database to a moment, by plan.
+    #[serde(default)]
+    pub point_in_time: RestoreWindows,
+}
+
+/// How far back an owner may restore a database to a moment (point-in-time
+/// restore from its streamed changes), by plan; never beyond `max_age`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreWindows {
+    pub trial: Period,
+    pub subscribed: Period,
+}
+
+impl Default for RestoreWindows {
+    fn default() -> Self {
+        Self { trial: Period::new(7, Unit::Days), subscribed: Period::new(30, Unit::Days) }
+    }
+}
+
+impl RestoreWindows {
+    /// The window of a plan (`trial` or `subscribed`; any other is a trial's).
+    pub fn of(&self, plan: &str) -> Period {
+        if plan == "subscribed" { self.subscribed } else { self.trial }
+    }
 }
 
 /// What a provider is to us.

@@ -195,6 +195,15 @@ pub(super) fn validate(p: &Policy) -> Result<(), Violation> {
             format!("is {} but category `backup` keeps snapshots {}; make them equal", p.backups.max_age, backup.keep),
         )?;
     }
+    for (plan, window) in [("trial", p.backups.point_in_time.trial), ("subscribed", p.backups.point_in_time.subscribed)]
+    {
+        if window.max_days() > p.backups.max_age.max_days() {
+            fail(
+                vec![key("backups"), key("point_in_time"), key(plan)],
+                format!("is {window} but no backup is kept beyond max_age {}", p.backups.max_age),
+            )?;
+        }
+    }
     if u64::from(p.backups.keep_monthly) * 28 > p.backups.max_age.max_days() {
         fail(
             vec![key("backups"), key("keep_monthly")],

@@ -785,9 +785,27 @@ async fn a_database_is_restored_exactly_as_it_was_at_any_moment_its_changes_were
         .send()
         .await
         .expect("restore-at");
-    assert_eq!(r.status(), 404, "nothing streamed back then");
+    assert_eq!(r.status(), 409, "further back than a trial's window");
     let window = s.backups.restore_window(&id).await.expect("window").expect("a window");
     assert!(window.0 > snapshot_at && window.1 >= history[39].0 - Duration::seconds(1), "{window:?}");
+    // A trial goes back as far as the policy file says (7 days), for its owner.
+    app.clock.advance(Duration::days(8));
+    let later = app.token("pitr@example.com", PW).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{id}/restore-at")))
+        .bearer_auth(&later)
+        .json(&json!({ "at": (moment + Duration::milliseconds(300)).format(&time::format_description::well_known::Rfc3339).expect("time"), "name": "ledger-late" }))
+        .send()
+        .await
+        .expect("restore-at");
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("last 7 days"), "{body}");
+    assert!(
+        s.backups.restore_window(&id).await.expect("window").is_none_or(|w| w.0 >= app.clock.now() - Duration::days(7))
+    );
+    app.clock.advance(Duration::days(-8));
 
     // The command line, audited with its reason.
     let (moment, expected) = history[30].clone();
