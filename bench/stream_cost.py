@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What continuous protection costs the hot path (issue 31): the same
 write load on a release build with commits streamed to both backup regions
-(`backup_stream_ms = 1000`, the default) and with streaming off, in
+(`backup_stream_ms = 500`, the default) and with streaming off, in
 alternating order, and how far behind the backup regions were meanwhile.
 
     cargo build --release && python3 bench/stream_cost.py [SECONDS] [ROUNDS]
@@ -49,7 +49,7 @@ def percentile(values, p):
 
 
 def run(mode, script):
-    server = Server(env={"SELDESK_BACKUP_STREAM_MS": "1000" if mode == "on" else "0"})
+    server = Server(env={"SELDESK_BACKUP_STREAM_MS": "500" if mode == "on" else "0"})
     try:
         server.sign_up()
         db = server.call("POST", "/api/v1/databases", {"name": "stream-cost", "region": "uk"})["id"]

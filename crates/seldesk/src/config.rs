@@ -414,7 +414,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             marketing: MarketingSettings::default(),
             backup_stores: BTreeMap::new(),
-            backup_stream_ms: 1000,
+            backup_stream_ms: 500,
             billing: seldesk_billing::BillingSettings::default(),
             schedules,
         }

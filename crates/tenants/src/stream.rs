@@ -282,22 +282,73 @@ pub(crate) fn checkpointed(path: &Path, state: &str) {
 
 /// Writes the pages of `commits` into the database file at `path` (a
 /// restored snapshot), in order, and gives the file the size the last one
-/// left it. A point-in-time restore.
+/// left it. A point-in-time restore (one batch: [`Replay`]).
 pub fn apply(path: &Path, page_size: u32, commits: &[Commit]) -> Result<(), TenantError> {
-    use std::os::unix::fs::FileExt;
-    let Some(last) = commits.last() else { return Ok(()) };
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    for c in commits {
-        for (no, bytes) in &c.pages {
-            if *no == 0 || bytes.len() != page_size as usize {
-                return Err(TenantError::Internal(format!("a streamed page {no} does not fit the database")));
-            }
-            file.write_all_at(bytes, u64::from(*no - 1) * u64::from(page_size))?;
-        }
+    let mut replay = Replay::new(path, page_size)?;
+    replay.push(commits.iter().cloned())?;
+    replay.finish()
+}
+
+/// Replays streamed commits onto a restored snapshot. A page written by
+/// many commits is written to the file once, in its last version: pages
+/// are gathered (up to [`Replay::HELD`] bytes) and written in page order,
+/// and the file is synced once at the end.
+pub struct Replay {
+    file: std::fs::File,
+    page_size: u32,
+    held: std::collections::BTreeMap<u32, Vec<u8>>,
+    held_bytes: usize,
+    db_pages: Option<u32>,
+}
+
+impl Replay {
+    /// Most page bytes held before they are written out.
+    pub const HELD: usize = 64 << 20;
+
+    pub fn new(path: &Path, page_size: u32) -> Result<Self, TenantError> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        Ok(Self { file, page_size, held: Default::default(), held_bytes: 0, db_pages: None })
     }
-    file.set_len(u64::from(last.db_pages) * u64::from(page_size))?;
-    file.sync_all()?;
-    Ok(())
+
+    /// Takes the next commits, in order.
+    pub fn push(&mut self, commits: impl IntoIterator<Item = Commit>) -> Result<(), TenantError> {
+        for c in commits {
+            for (no, bytes) in c.pages {
+                if no == 0 || bytes.len() != self.page_size as usize {
+                    return Err(TenantError::Internal(format!("a streamed page {no} does not fit the database")));
+                }
+                match self.held.insert(no, bytes) {
+                    Some(_) => {}
+                    None => self.held_bytes += self.page_size as usize,
+                }
+            }
+            self.db_pages = Some(c.db_pages);
+            if self.held_bytes >= Self::HELD {
+                self.write_out()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> Result<(), TenantError> {
+        use std::os::unix::fs::FileExt;
+        for (no, bytes) in std::mem::take(&mut self.held) {
+            self.file.write_all_at(&bytes, u64::from(no - 1) * u64::from(self.page_size))?;
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    /// Writes what is held, gives the file the size the last commit left
+    /// it, and syncs it.
+    pub fn finish(mut self) -> Result<(), TenantError> {
+        self.write_out()?;
+        if let Some(pages) = self.db_pages {
+            self.file.set_len(u64::from(pages) * u64::from(self.page_size))?;
+        }
+        self.file.sync_all()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

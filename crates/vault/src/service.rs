@@ -658,11 +658,21 @@ impl Backups {
         blocking(move || {
             let (id, m) = vault.manifest(&snap)?;
             vault.restore_manifest(&id, &m, &into, &|d, t| progress(d, t))?;
-            // Segments are read one at a time: memory stays at one segment.
+            // Segments are read one at a time and their pages held up to a
+            // bound: memory stays at about one segment and the bound.
+            let mut replay: Option<seldesk_tenants::stream::Replay> = None;
             for row in &segments {
                 let segment = vault.get_segment(&row.object)?;
-                let commits: Vec<_> = segment.commits.into_iter().filter(|c| c.at_ms <= at_ms).collect();
-                seldesk_tenants::stream::apply(&into.join("db.sqlite"), segment.page_size, &commits)?;
+                let r = match &mut replay {
+                    Some(r) => r,
+                    None => {
+                        replay.insert(seldesk_tenants::stream::Replay::new(&into.join("db.sqlite"), segment.page_size)?)
+                    }
+                };
+                r.push(segment.commits.into_iter().filter(|c| c.at_ms <= at_ms))?;
+            }
+            if let Some(r) = replay {
+                r.finish()?;
             }
             Ok(())
         })

@@ -96,7 +96,8 @@ impl Vault {
                 plain.extend_from_slice(bytes);
             }
         }
-        let packed = zstd::bulk::compress(&plain, 3).map_err(|e| VaultError::Io(format!("cannot compress: {e}")))?;
+        // Level 1: the shipper shares the cores with the requests it protects.
+        let packed = zstd::bulk::compress(&plain, 1).map_err(|e| VaultError::Io(format!("cannot compress: {e}")))?;
         let key = self.db_key(db, true)?;
         let sealed = seal(&key, &packed, stream_aad(db).as_bytes())?;
         let name = segment_name(db, &content_hash(&sealed));

@@ -862,7 +862,7 @@ async fn a_database_is_restored_exactly_as_it_was_at_any_moment_its_changes_were
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_loses_at_most_the_commits_of_its_last_shipping_interval() {
     let rounds: usize = std::env::var("SELDESK_NODE_LOSS_DRILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let interval = std::time::Duration::from_millis(1000);
+    let interval = std::time::Duration::from_millis(500);
     let mut worst = std::time::Duration::ZERO;
     let (mut lost_total, mut acknowledged_total) = (0usize, 0usize);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -876,7 +876,7 @@ async fn a_lost_node_loses_at_most_the_commits_of_its_last_shipping_interval() {
         let env = [
             ("SELDESK_BACKUP_STORES__IN", store_in.as_str()),
             ("SELDESK_BACKUP_STORES__SG", store_sg.as_str()),
-            ("SELDESK_BACKUP_STREAM_MS", "1000"),
+            ("SELDESK_BACKUP_STREAM_MS", "500"),
         ];
         let dir = tempfile::tempdir().expect("data");
         let url = crate::helpers::fresh_database_url(dir.path()).await;
