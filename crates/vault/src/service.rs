@@ -122,6 +122,19 @@ pub struct Protection {
     pub snapshot: Option<time::OffsetDateTime>,
 }
 
+/// The reason a restore is recorded with: staff and operators give one
+/// (BAK-3); the owner's own request is its reason.
+fn restore_reason<'a>(owner: Option<&str>, reason: &'a str) -> Result<&'a str, VaultError> {
+    let reason = reason.trim();
+    match (owner, reason.len()) {
+        (Some(_), 0) => Ok("requested by the owner"),
+        (None, n) if n < 5 => Err(VaultError::Invalid(
+            "A restore by staff needs a reason (a ticket, a legal request): backups of deleted data are used only to keep backups whole unless the customer or the law requires it.".into(),
+        )),
+        _ => Ok(reason),
+    }
+}
+
 /// How an owner restore to a moment names what it restores from.
 const AT_PREFIX: &str = "at:";
 
@@ -516,12 +529,7 @@ impl Backups {
         owner: Option<&str>,
         progress: Progress,
     ) -> Result<CustomerDb, VaultError> {
-        let reason = reason.trim();
-        if owner.is_none() && reason.len() < 5 {
-            return Err(VaultError::Invalid(
-                "A restore by staff needs a reason (a ticket, a legal request): backups of deleted data are used only to keep backups whole unless the customer or the law requires it.".into(),
-            ));
-        }
+        let reason = restore_reason(owner, reason)?;
         let (id, m) = {
             let (vault, s) = (self.vault.clone(), snapshot.to_string());
             blocking(move || vault.manifest(&s)).await?
@@ -544,24 +552,11 @@ impl Backups {
                 return Err(e);
             }
         }
-        let restored = self.databases.adopt(&account_id, &new_name, &region, dir.clone()).await;
-        if restored.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        let restored = restored?;
-        self.audit
-            .record(
-                actor,
-                "backup.restored",
-                Some(&format!("person:{account_id}")),
-                Some(&format!("db:{}", restored.id)),
-                serde_json::json!({
-                    "snapshot": id, "from_database": m.database, "taken_at": seldesk_store::from_millis(m.taken_at).to_string(),
-                    "reason": if owner.is_some() && reason.is_empty() { "requested by the owner" } else { reason },
-                }),
-            )
-            .await?;
-        Ok(restored)
+        let details = serde_json::json!({
+            "snapshot": id, "from_database": m.database, "taken_at": seldesk_store::from_millis(m.taken_at).to_string(),
+            "reason": reason,
+        });
+        self.adopt_restored(actor, &account_id, &new_name, &region, dir, details).await
     }
 
     /// What a point-in-time restore of `database` to `at_ms` starts from
@@ -695,12 +690,7 @@ impl Backups {
         owner: Option<&str>,
         progress: Progress,
     ) -> Result<(CustomerDb, PointInTimePlan), VaultError> {
-        let reason = reason.trim();
-        if owner.is_none() && reason.len() < 5 {
-            return Err(VaultError::Invalid(
-                "A restore by staff needs a reason (a ticket, a legal request): backups of deleted data are used only to keep backups whole unless the customer or the law requires it.".into(),
-            ));
-        }
+        let reason = restore_reason(owner, reason)?;
         let at_ms = to_millis(at);
         let (account_id, region) = self.restorable(database, at_ms, owner).await?;
         if owner.is_some() {
@@ -714,7 +704,26 @@ impl Backups {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
-        let restored = self.databases.adopt(&account_id, &new_name, &region, dir.clone()).await;
+        let details = serde_json::json!({
+            "from_database": database, "at": at.to_string(), "snapshot": plan.snapshot.id,
+            "segments": plan.segments.len(), "reason": reason,
+        });
+        let restored = self.adopt_restored(actor, &account_id, &new_name, &region, dir, details).await?;
+        Ok((restored, plan))
+    }
+
+    /// Makes the restored folder `dir` a new database of the owner, and
+    /// audits it with `details` (the folder goes if it cannot be adopted).
+    async fn adopt_restored(
+        &self,
+        actor: &Actor,
+        account_id: &str,
+        new_name: &str,
+        region: &str,
+        dir: PathBuf,
+        details: serde_json::Value,
+    ) -> Result<CustomerDb, VaultError> {
+        let restored = self.databases.adopt(account_id, new_name, region, dir.clone()).await;
         if restored.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -725,14 +734,10 @@ impl Backups {
                 "backup.restored",
                 Some(&format!("person:{account_id}")),
                 Some(&format!("db:{}", restored.id)),
-                serde_json::json!({
-                    "from_database": database, "at": at.to_string(), "snapshot": plan.snapshot.id,
-                    "segments": plan.segments.len(),
-                    "reason": if owner.is_some() && reason.is_empty() { "requested by the owner" } else { reason },
-                }),
+                details,
             )
             .await?;
-        Ok((restored, plan))
+        Ok(restored)
     }
 
     /// Recovers database `d`, whose home node was lost, on this node from
