@@ -519,6 +519,9 @@ fn scan_wal(wal: &Path, from: Option<WalPos>) -> Result<Option<(WalPos, Vec<u32>
     Ok(scan_frames(wal, from, false)?.map(|scan| (scan.pos, scan.pages)))
 }
 
+/// Most WAL bytes one capture of committed frames reads into memory.
+const TAIL_KEPT: u64 = 256 << 20;
+
 /// One transaction read back from a WAL: the database's size in pages
 /// after it, and each page it wrote (the last version of each).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -545,10 +548,12 @@ pub(crate) fn scan_frames(wal: &Path, from: Option<WalPos>, keep: bool) -> Resul
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mut f = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; WAL_HEADER];
-    if f.read_exact(&mut header).is_err() || be(&header, 0) & !1 != WAL_MAGIC {
-        return Ok(None);
+    {
+        use std::os::unix::fs::FileExt;
+        if file.read_exact_at(&mut header, 0).is_err() || be(&header, 0) & !1 != WAL_MAGIC {
+            return Ok(None);
+        }
     }
     let big = be(&header, 0) & 1 == 1;
     let page = be(&header, 8) as usize;
@@ -560,7 +565,25 @@ pub(crate) fn scan_frames(wal: &Path, from: Option<WalPos>, keep: bool) -> Resul
         Some(p) if p.salt == salt => p,
         _ => WalPos { salt, frames: 0, sum: (be(&header, 24), be(&header, 28)) },
     };
-    f.seek(SeekFrom::Start((WAL_HEADER + pos.frames as usize * (FRAME_HEADER + page)) as u64))?;
+    let start = (WAL_HEADER + pos.frames as usize * (FRAME_HEADER + page)) as u64;
+    let mut f: Box<dyn Read> = if keep {
+        // After each commit: only that commit's frames are new, read in
+        // one call (no large buffer made and dropped per commit). A tail
+        // past the stream's whole queue is not kept.
+        let tail = file.metadata()?.len().saturating_sub(start);
+        if tail > TAIL_KEPT {
+            return Err(TenantError::TooLarge(format!("{tail} bytes of WAL frames in one capture")));
+        }
+        let mut bytes = Vec::with_capacity(tail as usize);
+        let mut file = file;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_to_end(&mut bytes)?;
+        Box::new(std::io::Cursor::new(bytes))
+    } else {
+        let mut f = BufReader::with_capacity(1 << 20, file);
+        f.seek(SeekFrom::Start(start))?;
+        Box::new(f)
+    };
     let (mut sum, mut frames) = (pos.sum, pos.frames);
     let (mut pages, mut pending) = (Vec::new(), Vec::new());
     let (mut commits, mut data): (Vec<WalCommit>, Vec<(u32, Vec<u8>)>) = (Vec::new(), Vec::new());

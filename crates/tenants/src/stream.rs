@@ -214,8 +214,9 @@ impl Capture {
             Ok(Some(scan)) => scan,
             Ok(None) => return,
             Err(e) => {
-                // Commits this capture could not read are not in the chain.
-                self.pos = None;
+                // Commits this capture could not read are not in the chain:
+                // a new one begins after them.
+                self.pos = scan_frames(&wal_path(&self.path), None, false).ok().flatten().map(|s| s.pos);
                 self.restart(&format!("the WAL could not be read ({e})"));
                 return;
             }
