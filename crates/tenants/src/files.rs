@@ -260,9 +260,10 @@ impl TenantFiles {
         Ok(())
     }
 
-    /// The empty database at the newest schema version, made once per data folder.
+    /// The empty database at the newest schema version with its search
+    /// index, made once per data folder.
     fn template(&self) -> Result<PathBuf, TenantError> {
-        let path = self.root.join(format!(".template-v{SCHEMA_VERSION}.sqlite"));
+        let path = self.root.join(format!(".template-v{SCHEMA_VERSION}-indexed.sqlite"));
         if path.is_file() {
             return Ok(path);
         }
@@ -275,6 +276,7 @@ impl TenantFiles {
                 "PRAGMA journal_mode = DELETE; BEGIN; {SCHEMA_V1} INSERT INTO seldesk_meta (key, value) VALUES ('schema_version', '1'); COMMIT;"
             ))?;
             migrate(&conn)?;
+            crate::search::ensure_index(&conn)?;
         }
         // Another thread may have won the race: either file is the same.
         std::fs::rename(&tmp, &path)?;
@@ -1072,6 +1074,9 @@ fn configure(conn: &Connection) -> Result<(), TenantError> {
         // only a power loss can drop the last commits, never corrupt the file.
         "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA trusted_schema = OFF;",
     )?;
+    // Shadow tables (the search index's) read-only to every statement; no
+    // writable schema, whatever SQL runs on the connection.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())
 }
@@ -1102,7 +1107,8 @@ fn dump(conn: &Connection, out: &mut impl Write, on_row: &mut dyn FnMut()) -> Re
     let mut stmt = conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END, rowid")?;
     let objects: Vec<(String, String, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    for (kind, name, sql) in &objects {
+    // The search index is Seldesk's, rebuilt wherever the dump is loaded.
+    for (kind, name, sql) in objects.iter().filter(|(_, name, _)| !crate::search::is_index_object(name)) {
         writeln!(out, "{sql};")?;
         if kind != "table" {
             continue;
@@ -1187,7 +1193,7 @@ fn table_rows(conn: &Connection) -> Result<u64, TenantError> {
     let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?;
     let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let mut total = 0u64;
-    for name in names {
+    for name in names.into_iter().filter(|n| !crate::search::is_index_object(n)) {
         let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0))?;
         total += n.max(0) as u64;
     }
@@ -1350,6 +1356,9 @@ mod tests {
         let mut expected = Vec::new();
         dump(&conn, &mut expected, &mut || {}).expect("dump");
         assert!(expected.len() > 4 * CHUNK, "{} bytes", expected.len());
+        // New databases come with the search index; exports never carry it.
+        assert!(crate::search::has_index(&conn).expect("index"));
+        assert!(!String::from_utf8_lossy(&expected).contains("seldesk_search"), "the dump holds no index");
         let (path, _) = files.export("in", "db1", "db one", "2026-01-01T00:00:00Z", &|_, _| {}).expect("export");
         // The zip reader checks the CRC and sizes as it inflates.
         let mut archive = zip::ZipArchive::new(File::open(&path).expect("open")).expect("zip");
@@ -1364,6 +1373,26 @@ mod tests {
         files.import_into(&copy, &path).expect("import");
         let back = Connection::open(copy.join("db.sqlite")).expect("open");
         assert_eq!(count(&back, "SELECT count(*) FROM contacts"), 40_000);
+        // The copy gets its own index where it is opened for writing.
+        assert!(!crate::search::has_index(&back).expect("index"));
+        assert!(crate::search::ensure_index(&back).expect("made"));
+        let found = crate::app::list(&back, Some("Person 3999"), 20).expect("search");
+        assert_eq!(
+            found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [
+                "Person 3999",
+                "Person 39990",
+                "Person 39991",
+                "Person 39992",
+                "Person 39993",
+                "Person 39994",
+                "Person 39995",
+                "Person 39996",
+                "Person 39997",
+                "Person 39998",
+                "Person 39999"
+            ]
+        );
     }
 
     // promise: RES-1

@@ -15,6 +15,7 @@ pub mod moves;
 pub mod nodes;
 pub mod open;
 pub mod sandbox;
+pub mod search;
 pub mod service;
 pub mod stream;
 pub mod support;

@@ -482,6 +482,12 @@ impl Writer {
         if let Some(sink) = self.shared.upgrade().and_then(|s| s.stream.get().cloned()) {
             crate::stream::begin(&self.path, &self.key.0, &self.key.1, sink);
         }
+        // A database made before the search index, or imported, gets it
+        // here, once, as a commit like any other (streamed and logged).
+        match crate::search::ensure_index(&self.conn) {
+            Ok(made) => self.dirty |= made,
+            Err(e) => tracing::warn!("search index of {}: {e}; its searches scan", self.path.display()),
+        }
         self.serve(rx);
         crate::stream::end(&self.path);
     }

@@ -45,6 +45,9 @@ fn console_authorizer(ctx: AuthContext<'_>) -> Authorization {
     if ctx.database_name.is_some_and(|d| d != "main" && d != "temp") {
         return Authorization::Deny;
     }
+    if touches_search_index(&ctx) {
+        return Authorization::Deny;
+    }
     match ctx.action {
         AuthAction::Attach { .. }
         | AuthAction::Detach { .. }
@@ -53,8 +56,17 @@ fn console_authorizer(ctx: AuthContext<'_>) -> Authorization {
         | AuthAction::CreateTrigger { .. }
         | AuthAction::CreateTempTrigger { .. } => Authorization::Deny,
         AuthAction::Pragma { pragma_name, pragma_value } => {
-            // Read-only introspection only.
-            let safe = ["table_info", "table_list", "index_list", "index_info", "foreign_key_list", "user_version"];
+            // Read-only introspection only (`data_version` is how the search
+            // index's FTS5 tables notice another connection's writes).
+            let safe = [
+                "table_info",
+                "table_list",
+                "index_list",
+                "index_info",
+                "foreign_key_list",
+                "user_version",
+                "data_version",
+            ];
             if safe.contains(&pragma_name)
                 && (pragma_value.is_none() || pragma_name.ends_with("_info") || pragma_name.ends_with("_list"))
             {
@@ -83,6 +95,39 @@ fn console_authorizer(ctx: AuthContext<'_>) -> Authorization {
             Authorization::Deny
         }
         _ => Authorization::Allow,
+    }
+}
+
+/// Whether a console statement would make, change or remove the search
+/// index or name something like it (`crate::search`). The index's own
+/// triggers write to it (their name is the accessor); its shadow tables are
+/// read-only to every statement in defensive mode. A table of the owner's
+/// named like the index would be left out of exports, so none may be made.
+fn touches_search_index(ctx: &AuthContext<'_>) -> bool {
+    use crate::search::is_index_object as ours;
+    match ctx.action {
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. } => {
+            table_name.eq_ignore_ascii_case(crate::search::INDEX) && !ctx.accessor.is_some_and(ours)
+        }
+        AuthAction::CreateTable { table_name }
+        | AuthAction::CreateTempTable { table_name }
+        | AuthAction::DropTable { table_name }
+        | AuthAction::DropTempTable { table_name }
+        | AuthAction::AlterTable { table_name, .. } => ours(table_name),
+        AuthAction::CreateIndex { index_name, .. }
+        | AuthAction::CreateTempIndex { index_name, .. }
+        | AuthAction::DropIndex { index_name, .. }
+        | AuthAction::DropTempIndex { index_name, .. } => ours(index_name),
+        AuthAction::CreateView { view_name }
+        | AuthAction::CreateTempView { view_name }
+        | AuthAction::DropView { view_name }
+        | AuthAction::DropTempView { view_name } => ours(view_name),
+        AuthAction::DropTrigger { trigger_name, .. } | AuthAction::DropTempTrigger { trigger_name, .. } => {
+            ours(trigger_name)
+        }
+        _ => false,
     }
 }
 

@@ -927,7 +927,7 @@ fn table_counts(conn: &rusqlite::Connection) -> rusqlite::Result<std::collection
         conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
     let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let mut out = std::collections::BTreeMap::new();
-    for n in names {
+    for n in names.into_iter().filter(|n| !seldesk_tenants::search::is_index_object(n)) {
         let c: i64 =
             conn.query_row(&format!("SELECT COUNT(*) FROM \"{}\"", n.replace('"', "\"\"")), [], |r| r.get(0))?;
         out.insert(n, c);
