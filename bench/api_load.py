@@ -14,6 +14,7 @@ Scenarios (50 connections unless said otherwise, SECONDS each, default 15):
   search-many  the same with q=Person%20123: 111 matches, the first 20 by name
   search-short the same with q=on: too short for the search index, a scan
             that stops at the first 20 matches
+  search-common the same with q=example: every contact matches
   get-db    GET  /api/v1/databases/{id}
   home      GET  /
   mixed     one database, 10 connections adding contacts and 40 reading one
@@ -125,6 +126,7 @@ try:
         ("search", "GET", [search + "Person%2012345"]),
         ("search-many", "GET", [search + "Person%20123"]),
         ("search-short", "GET", [search + "on"]),
+        ("search-common", "GET", [search + "example"]),
         ("get-db", "GET", [base]),
         ("home", "GET", ["/"]),
     ]:

@@ -97,27 +97,94 @@ fn tags(input: &[String]) -> Result<String, TenantError> {
 }
 
 /// Contacts whose name, e-mail or tags contain `q` (any case), by name.
-/// A query of three characters or more goes through the search index
-/// (`crate::search`) when the database has it: the index finds the few
-/// candidate rows, and the same `LIKE` as the scan keeps the answer exactly
-/// the scan's.
+///
+/// Walking the names in order finds a common text ("example", "gmail") in
+/// the first few rows, and a rare one only after reading them all (about
+/// 0.35 µs a row). So a query of three characters or more walks only the
+/// first few names, and when they do not settle it, asks the search index
+/// (`crate::search`) for the rows that may hold it: up to
+/// [`most_candidates`] of them are read and sorted; a text found in more
+/// than that is common enough to walk all the names instead. Every path applies
+/// the same `LIKE` and the same order, so the answer is always the walk's.
 pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contact>, TenantError> {
     let q = q.unwrap_or_default();
     let like = format!("%{}%", q.replace('%', "\\%").replace('_', "\\_"));
-    const MATCHES: &str = "name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR tags LIKE ?1 ESCAPE '\\'";
-    if let Some(phrase) = crate::search::phrase(q)
-        && crate::search::has_index(conn)?
-    {
-        // CROSS JOIN: the index's few rows drive, never a walk of every name.
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM (SELECT rowid AS found FROM seldesk_search WHERE seldesk_search MATCH ?3) AS s
-             CROSS JOIN contacts ON contacts.id = s.found WHERE {MATCHES} ORDER BY name LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![like, limit, phrase], from_row)?.collect::<Result<_, _>>()?;
-        return Ok(rows);
+    let Some(candidates) = crate::search::candidates(q) else { return scan(conn, &like, limit) };
+    if !crate::search::has_index(conn)? {
+        return scan(conn, &like, limit);
     }
+    // A common text: the walk of the names finds it in the first rows. The
+    // walk is cut off after a few rows' work (SQLite's progress handler):
+    // then the text is rarer, and the index is asked.
+    if let Some(walked) = walk_briefly(conn, &like, limit)? {
+        return Ok(walked);
+    }
+    let rows: i64 = conn.prepare_cached("SELECT coalesce(max(id), 0) FROM contacts")?.query_row([], |r| r.get(0))?;
+    let most = most_candidates(rows);
+    // The candidates are gathered once; when they reach the bound, the
+    // constant condition skips the join (CROSS JOIN: the candidates drive,
+    // never a walk of every name).
+    let found: Vec<Contact> = conn
+        .prepare_cached(&format!(
+            "WITH candidate (found) AS MATERIALIZED (
+                 SELECT rowid FROM seldesk_search WHERE seldesk_search MATCH ?3 LIMIT ?4)
+             SELECT {COLUMNS} FROM candidate CROSS JOIN contacts ON contacts.id = candidate.found
+             WHERE (SELECT count(*) FROM candidate) < ?4 AND {MATCHES} ORDER BY name, id LIMIT ?2"
+        ))?
+        .query_map(params![like, limit, candidates, most], from_row)?
+        .collect::<Result<_, _>>()?;
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    // Nothing: either no contact holds it, or the bound was reached.
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM seldesk_search WHERE seldesk_search MATCH ?1 LIMIT ?2)")?
+        .query_row(params![candidates, most], |r| r.get(0))?;
+    if n < most { Ok(found) } else { scan(conn, &like, limit) }
+}
+
+/// Most candidates a search reads from the index, for a table of up to
+/// `rows` contacts: about √(20·rows), where reading them (0.2 µs each) and
+/// walking the names to the first 20 matches of a text that common cost the
+/// same; within 200 and 5,000.
+fn most_candidates(rows: i64) -> i64 {
+    ((20.0 * rows.max(0) as f64).sqrt() as i64).clamp(200, 5000)
+}
+
+/// The conditions of a match, on `?1` (a `LIKE` pattern).
+const MATCHES: &str = "(name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR tags LIKE ?1 ESCAPE '\\')";
+
+/// The walk of the names in order, stopped after about [`BRIEF_WALK_STEPS`]
+/// virtual-machine steps (some 25 rows); None when it was stopped.
+fn walk_briefly(conn: &Connection, like: &str, limit: i64) -> Result<Option<Vec<Contact>>, TenantError> {
+    let mut ticks = 0;
+    conn.progress_handler(
+        BRIEF_WALK_STEPS / 16,
+        Some(move || {
+            ticks += 1;
+            ticks > 16
+        }),
+    )?;
+    let walked = scan(conn, like, limit);
+    conn.progress_handler(0, None::<fn() -> bool>)?;
+    match walked {
+        Ok(rows) => Ok(Some(rows)),
+        Err(TenantError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How much of the walk a search tries before it asks the index.
+const BRIEF_WALK_STEPS: i32 = 800;
+
+/// The walk of every name, for queries the index cannot serve.
+fn scan(conn: &Connection, like: &str, limit: i64) -> Result<Vec<Contact>, TenantError> {
     let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM contacts WHERE {MATCHES} ORDER BY name LIMIT ?2"))?;
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM contacts WHERE {MATCHES} ORDER BY name, id LIMIT ?2"))?;
     let rows = stmt.query_map(params![like, limit], from_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -53,8 +53,8 @@ pub struct OpenSettings {
 impl Default for OpenSettings {
     fn default() -> Self {
         Self {
-            // 1,000 busy databases stay open (about 0.2 MB each when
-            // written at random, docs/benchmarks.md); idle ones close.
+            // 1,000 busy databases stay open (about 0.4 MB each with the
+            // search index, written at random, docs/benchmarks.md); idle ones close.
             max_open: 1024,
             idle: Duration::from_secs(60),
             readers: 4,

@@ -81,10 +81,38 @@ fn has_searchable_contacts(conn: &Connection) -> Result<bool, TenantError> {
     Ok(["id", "name", "email", "tags"].iter().all(|c| columns.iter().any(|have| have == c)))
 }
 
-/// The FTS5 query that finds `q` as a substring: one phrase of trigrams,
-/// quotes doubled. None when `q` is too short for the index.
-pub fn phrase(q: &str) -> Option<String> {
-    (q.chars().count() >= MIN_INDEXED_CHARS).then(|| format!("\"{}\"", q.replace('"', "\"\"")))
+/// The FTS5 query that finds every contact holding `q`, and some more: two
+/// of the trigrams that cover `q` without overlapping, both required. The
+/// caller's `LIKE` keeps only the true matches, so the query need not be
+/// the exact phrase, and each trigram costs a walk of its list: the phrase
+/// of every trigram of `Person 12345` took 154 µs on 20,000 contacts, its
+/// four covering trigrams 62 µs, the two kept here (" 12", "345") 26 µs.
+/// Digits, signs and spaces are rarer in names and addresses than letters,
+/// so the trigrams with most of them are kept, and of equals the later
+/// ones (a name's end tells more than its start). None when `q` is too
+/// short for the index.
+pub fn candidates(q: &str) -> Option<String> {
+    let chars: Vec<char> = q.chars().collect();
+    if chars.len() < MIN_INDEXED_CHARS {
+        return None;
+    }
+    let last = chars.len() - MIN_INDEXED_CHARS;
+    let mut starts: Vec<usize> = (0..=last).step_by(MIN_INDEXED_CHARS).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    let rare = |i: &usize| chars[*i..*i + MIN_INDEXED_CHARS].iter().filter(|c| !c.is_alphabetic()).count();
+    starts.sort_by_key(|i| std::cmp::Reverse((rare(i), *i)));
+    starts.truncate(2);
+    starts.sort_unstable();
+    let terms: Vec<String> = starts
+        .into_iter()
+        .map(|i| {
+            let trigram: String = chars[i..i + MIN_INDEXED_CHARS].iter().collect();
+            format!("\"{}\"", trigram.replace('"', "\"\""))
+        })
+        .collect();
+    Some(terms.join(" AND "))
 }
 
 #[cfg(test)]
@@ -168,6 +196,10 @@ mod tests {
             "no such person",
             "Nakamura 12",
             "kim van",
+            "example",
+            "Rao",
+            "a R",
+            "Person",
         ];
         let compare = |when: &str| {
             for q in queries {
@@ -264,9 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn a_phrase_keeps_quotes_inside_and_short_queries_out() {
-        assert_eq!(phrase("ab"), None);
-        assert_eq!(phrase("a\"b").as_deref(), Some("\"a\"\"b\""));
-        assert_eq!(phrase("élé").as_deref(), Some("\"élé\""));
+    fn the_candidate_query_keeps_two_covering_trigrams_and_quotes_inside() {
+        assert_eq!(candidates("ab"), None);
+        assert_eq!(candidates("a\"b").as_deref(), Some("\"a\"\"b\""));
+        assert_eq!(candidates("élé").as_deref(), Some("\"élé\""));
+        assert_eq!(candidates("Person 12345").as_deref(), Some("\" 12\" AND \"345\""));
+        assert_eq!(candidates("Asha R").as_deref(), Some("\"Ash\" AND \"a R\""));
+        assert_eq!(candidates("Asha Rao").as_deref(), Some("\"a R\" AND \"Rao\""));
+        assert_eq!(candidates("ravi@example.in").as_deref(), Some("\"i@e\" AND \".in\""));
     }
 }
