@@ -189,11 +189,21 @@ pub(crate) async fn verify_password_off_thread(password: String, hash: String) -
     tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false)
 }
 
+/// Hashes a password on a blocking thread, for the same reason.
+pub(crate) async fn hash_password_off_thread(password: &str) -> Result<String, AccountError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AccountError::Internal(format!("password hashing stopped: {e}")))?
+}
+
 /// A real argon2id hash to verify against when no account matches, so a
-/// wrong e-mail takes as long as a wrong password.
-pub(crate) fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password("no account has this password").unwrap_or_default())
+/// wrong e-mail takes as long as a wrong password (made once, off the
+/// async workers).
+pub(crate) async fn dummy_hash() -> &'static str {
+    static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    HASH.get_or_init(|| async { hash_password_off_thread("no account has this password").await.unwrap_or_default() })
+        .await
 }
 
 impl Accounts {
@@ -287,7 +297,7 @@ impl Accounts {
             return Err(AccountError::EmailTaken);
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let hash = hash_password(&input.password)?;
+        let hash = hash_password_off_thread(&input.password).await?;
         let inserted = sqlx::query(
             "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash,
                  created_at, updated_at, policy_accepted, policy_accepted_at, country)
@@ -424,7 +434,7 @@ impl Accounts {
                 r.try_get::<String, _>("password_hash")?,
                 r.try_get::<String, _>("status")?,
             ),
-            None => (None, dummy_hash().to_string(), String::new()),
+            None => (None, dummy_hash().await.to_string(), String::new()),
         };
         let familiar = match &id {
             Some(id) => self.familiar_address(id, ip, now).await?,
@@ -835,7 +845,7 @@ impl Accounts {
         input::password(new_password, &account.email, &account.name)?;
         self.use_link(t, "reset").await?;
         sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(hash_password(new_password)?)
+            .bind(hash_password_off_thread(new_password).await?)
             .bind(to_millis(self.now()))
             .bind(&id)
             .execute(self.db.pool())
@@ -857,7 +867,7 @@ impl Accounts {
             Some(r) => r.try_get("password_hash")?,
             None => return Err(AccountError::NotFound("No such account.".into())),
         };
-        if verify_password(password, &hash) {
+        if verify_password_off_thread(password.to_string(), hash).await {
             Ok(())
         } else {
             Err(AccountError::Forbidden("The password is not right.".into()))

@@ -8,8 +8,8 @@ use time::{Duration, OffsetDateTime};
 use totp_rs::{Algorithm, Secret, Totp};
 
 use crate::rate::Budget;
-use crate::secret::{hash_password, random_bytes};
-use crate::service::{dummy_hash, refuse, verify_password_off_thread};
+use crate::secret::random_bytes;
+use crate::service::{dummy_hash, hash_password_off_thread, refuse, verify_password_off_thread};
 use crate::{AccountError, Accounts, input, rate};
 
 /// A staff member.
@@ -102,7 +102,7 @@ impl Accounts {
         let inserted = sqlx::query("INSERT INTO staff (id, email, password_hash, totp_secret, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&id)
             .bind(&email)
-            .bind(hash_password(&password)?)
+            .bind(hash_password_off_thread(&password).await?)
             .bind(&secret)
             .bind(roles.join(","))
             .bind(to_millis(self.now()))
@@ -269,7 +269,7 @@ impl Accounts {
             .await?;
         let hash = match &row {
             Some(r) => r.try_get::<String, _>("password_hash")?,
-            None => dummy_hash().to_string(),
+            None => dummy_hash().await.to_string(),
         };
         let pw = verify_password_off_thread(password.to_string(), hash).await;
         let step = match &row {

@@ -710,30 +710,36 @@ impl Marketing {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(MarketingError::NotFound("No such recipient.".into()));
         }
-        let mut out = String::from("name,email,phone,company\n");
         let dir = self.event_dir(&event.id).join(key);
-        let mut n = 0;
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut paths: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            paths.sort();
-            for p in paths {
-                let Ok(text) = std::fs::read_to_string(&p) else { continue };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-                let f = |k: &str| csv_cell(v["fields"][k].as_str().unwrap_or_default());
-                out.push_str(&format!(
-                    "{},{},{},{}\n",
-                    f("person.name"),
-                    f("person.email"),
-                    f("person.phone"),
-                    f("person.company")
-                ));
-                n += 1;
+        // The folder is read off the async workers: it may hold many files.
+        let (out, n) = tokio::task::spawn_blocking(move || {
+            let mut out = String::from("name,email,phone,company\n");
+            let mut n = 0;
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect();
+                paths.sort();
+                for p in paths {
+                    let Ok(text) = std::fs::read_to_string(&p) else { continue };
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+                    let f = |k: &str| csv_cell(v["fields"][k].as_str().unwrap_or_default());
+                    out.push_str(&format!(
+                        "{},{},{},{}\n",
+                        f("person.name"),
+                        f("person.email"),
+                        f("person.phone"),
+                        f("person.company")
+                    ));
+                    n += 1;
+                }
             }
-        }
+            (out, n)
+        })
+        .await
+        .map_err(|e| MarketingError::Internal(format!("reading the transfer files stopped: {e}")))?;
         self.audit
             .record(
                 actor,
@@ -976,7 +982,10 @@ impl Marketing {
                 .fetch_optional(self.db.pool())
                 .await?;
         let Some(found) = found else { return Ok(0) };
-        remove_files_named(&dir(self, &found), &format!("{id}.json"))?;
+        let (folder, name) = (dir(self, &found), format!("{id}.json"));
+        tokio::task::spawn_blocking(move || remove_files_named(&folder, &name))
+            .await
+            .map_err(|e| MarketingError::Internal(format!("erasing the handed-over files stopped: {e}")))??;
         sqlx::query("DELETE FROM marketing_transfers WHERE source = $1")
             .bind(format!("{kind}:{id}"))
             .execute(self.db.pool())

@@ -182,6 +182,9 @@ pub enum PrivacyError {
     Refused(#[from] Refusal),
     #[error("retention is misconfigured: {0}")]
     Misconfigured(String),
+    /// A retention run that erased what it could; each failure is named.
+    #[error("the retention run could not erase everything due: {}", .0.failures.join("; "))]
+    Incomplete(Box<crate::retention::RunReport>),
 }
 
 /// `($1, $2, …)` for `n` values starting at `$first`: placeholders only,

@@ -162,6 +162,9 @@ pub struct CategoryRun {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub dry_run: bool,
+    /// Categories whose store failed, each with its error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
     pub categories: Vec<CategoryRun>,
 }
 
@@ -300,29 +303,17 @@ impl RetentionEngine {
     pub async fn run(&self, actor: &Actor, dry_run: bool) -> Result<RunReport, PrivacyError> {
         let started = self.clock.now();
         let holds = self.active_holds().await?;
-        let mut report = RunReport { dry_run, categories: Vec::new() };
+        let mut report = RunReport { dry_run, categories: Vec::new(), failures: Vec::new() };
+        // One store that fails does not keep the others' due records: every
+        // category is tried, and the run fails at the end naming each failure.
         for eraser in &self.erasers {
-            let (due, held) = self.due(eraser.as_ref(), &holds, started).await?;
-            let mut line =
-                CategoryRun { category: eraser.category().to_string(), due: due.len() as u64, held, erased: 0 };
-            if !dry_run && !due.is_empty() {
-                line.erased = eraser.erase(&due).await?;
-                if eraser.logs_erasures() {
-                    let refs: Vec<(Option<&str>, &str)> =
-                        due.iter().map(|c| (c.subject.as_deref(), c.record.as_str())).collect();
-                    self.erasure_log.record(eraser.category(), &refs, ErasureReason::Retention, actor).await?;
+            match self.apply(eraser.as_ref(), &holds, started, actor, dry_run).await {
+                Ok(line) => report.categories.push(line),
+                Err(e) => {
+                    tracing::error!("retention of `{}` failed: {e}", eraser.category());
+                    report.failures.push(format!("{}: {e}", eraser.category()));
                 }
-                self.audit
-                    .record(
-                        actor,
-                        "retention.erase",
-                        None,
-                        Some(eraser.category()),
-                        serde_json::json!({ "erased": line.erased, "held": held }),
-                    )
-                    .await?;
             }
-            report.categories.push(line);
         }
         if !dry_run {
             sqlx::query(
@@ -338,7 +329,42 @@ impl RetentionEngine {
             .execute(self.db.pool())
             .await?;
         }
+        if !report.failures.is_empty() {
+            return Err(PrivacyError::Incomplete(Box::new(report)));
+        }
         Ok(report)
+    }
+
+    /// Applies the rule of one store.
+    async fn apply(
+        &self,
+        eraser: &dyn Eraser,
+        holds: &[LegalHold],
+        now: OffsetDateTime,
+        actor: &Actor,
+        dry_run: bool,
+    ) -> Result<CategoryRun, PrivacyError> {
+        let (due, held) = self.due(eraser, holds, now).await?;
+        let mut line = CategoryRun { category: eraser.category().to_string(), due: due.len() as u64, held, erased: 0 };
+        if dry_run || due.is_empty() {
+            return Ok(line);
+        }
+        line.erased = eraser.erase(&due).await?;
+        if eraser.logs_erasures() {
+            let refs: Vec<(Option<&str>, &str)> =
+                due.iter().map(|c| (c.subject.as_deref(), c.record.as_str())).collect();
+            self.erasure_log.record(eraser.category(), &refs, ErasureReason::Retention, actor).await?;
+        }
+        self.audit
+            .record(
+                actor,
+                "retention.erase",
+                None,
+                Some(eraser.category()),
+                serde_json::json!({ "erased": line.erased, "held": held }),
+            )
+            .await?;
+        Ok(line)
     }
 
     /// For each category: rule, live records, oldest, overdue, held.
@@ -532,6 +558,51 @@ mod tests {
 
     fn record(id: &str, start: OffsetDateTime, country: Option<&str>) -> Candidate {
         Candidate { record: id.into(), subject: Some(format!("person:{id}")), start, country: country.map(Into::into) }
+    }
+
+    /// A store whose erasing fails.
+    struct Broken;
+
+    impl Eraser for Broken {
+        fn category(&self) -> &'static str {
+            "helpdesk_ticket"
+        }
+        fn candidates<'a>(&'a self, _: OffsetDateTime) -> BoxFuture<'a, Result<Vec<Candidate>, PrivacyError>> {
+            Box::pin(async { Ok(vec![record("stuck", datetime!(2020-01-01 00:00 UTC), None)]) })
+        }
+        fn erase<'a>(&'a self, _: &'a [Candidate]) -> BoxFuture<'a, Result<u64, PrivacyError>> {
+            Box::pin(async { Err(PrivacyError::Invalid("the disk is read-only".into())) })
+        }
+        fn census<'a>(&'a self) -> BoxFuture<'a, Result<Census, PrivacyError>> {
+            Box::pin(async { Ok(Census { live: 1, oldest: None }) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_does_not_stop_the_categories_after_it() {
+        let (db, clock, _dir) = testing::db().await;
+        let policy = Arc::new(Policy::builtin().expect("policy"));
+        let start = datetime!(2020-01-10 09:00 UTC);
+        let store =
+            Arc::new(Memory { category: "invoice", records: Mutex::new(vec![record("old", start, Some("SG"))]) });
+        let engine = RetentionEngine::new(
+            policy,
+            db.clone(),
+            testing::clock(&clock),
+            testing::audit(&db, &clock),
+            vec![Arc::new(Broken), store.clone()],
+            &[],
+        )
+        .expect("engine");
+        clock.set(datetime!(2031-01-10 09:00 UTC));
+        let Err(PrivacyError::Incomplete(report)) = engine.run(&Actor::System, false).await else {
+            panic!("the run must fail, naming the broken store");
+        };
+        assert_eq!(report.failures, ["helpdesk_ticket: the disk is read-only"]);
+        assert_eq!(report.erased(), 1, "the store after the broken one was still applied");
+        assert!(store.records.lock().expect("lock").is_empty());
+        let error = PrivacyError::Incomplete(report).to_string();
+        assert!(error.contains("helpdesk_ticket: the disk is read-only"), "{error}");
     }
 
     #[tokio::test]

@@ -160,9 +160,32 @@ pub struct Services {
     pub billing: seldesk_billing::Billing,
 }
 
-impl Services {
-    /// Opens the control plane and builds the services; refuses to start when
-    /// a stored personal category has no eraser.
+/// The services that erase and report on personal data, without the vault
+/// or the payment processor: what `seldesk retention` opens (it reads no
+/// vault key and makes none).
+pub struct Core {
+    pub policy: Arc<Policy>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub queue: Queue,
+    pub audit: AuditLog,
+    pub erasure_log: ErasureLog,
+    pub disclosures: DisclosureGate,
+    pub retention: RetentionEngine,
+    pub accounts: Accounts,
+    pub marketing: seldesk_marketing::Marketing,
+    pub careers: seldesk_careers::Careers,
+    pub upgrades: seldesk_upgrades::Upgrades,
+    tenant_files: seldesk_tenants::TenantFiles,
+    open_databases: seldesk_tenants::OpenDatabases,
+    mailer: Mailer,
+    node_name: String,
+    public_url: String,
+}
+
+impl Core {
+    /// Opens the control plane and builds the services that hold personal
+    /// data; refuses to start when a stored personal category has no eraser.
     pub async fn open(
         config: &Config,
         policy: Policy,
@@ -318,6 +341,56 @@ impl Services {
             erasers,
             COLLECTED_CATEGORIES,
         )?;
+        Ok(Self {
+            policy,
+            db,
+            clock,
+            queue,
+            audit,
+            erasure_log,
+            disclosures,
+            retention,
+            accounts,
+            marketing,
+            careers,
+            upgrades,
+            tenant_files,
+            open_databases,
+            mailer,
+            node_name,
+            public_url,
+        })
+    }
+}
+
+impl Services {
+    /// Opens the control plane and builds the services; refuses to start when
+    /// a stored personal category has no eraser.
+    pub async fn open(
+        config: &Config,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+    ) -> Result<Self, StartError> {
+        let Core {
+            policy,
+            db,
+            clock,
+            queue,
+            audit,
+            erasure_log,
+            disclosures,
+            retention,
+            accounts,
+            marketing,
+            careers,
+            upgrades,
+            tenant_files,
+            open_databases,
+            mailer,
+            node_name,
+            public_url,
+        } = Core::open(config, policy, clock, public_url).await?;
         let databases = seldesk_tenants::Databases::new(
             db.clone(),
             clock.clone(),

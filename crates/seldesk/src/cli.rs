@@ -650,10 +650,15 @@ fn parse_date(flag: &str, s: &str) -> Result<time::OffsetDateTime, Failure> {
 }
 
 async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Policy) -> Result<(), Failure> {
-    let s = app::Services::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
+    let s = app::Core::open(config, policy, Arc::new(SystemClock), config.public_url(config.listen)).await?;
     let result = match cmd {
         RetentionCommand::Run { dry_run, .. } => {
-            let report = s.retention.run(&seldesk_domain::Actor::Operator, *dry_run).await?;
+            // A store that failed does not hide what the others erased.
+            let report = match s.retention.run(&seldesk_domain::Actor::Operator, *dry_run).await {
+                Ok(report) => report,
+                Err(seldesk_privacy::PrivacyError::Incomplete(report)) => *report,
+                Err(e) => return Err(e.into()),
+            };
             let verb = if *dry_run { "would erase" } else { "erased" };
             for c in &report.categories {
                 println!(
@@ -669,6 +674,14 @@ async fn retention_command(cmd: &RetentionCommand, config: &Config, policy: Poli
                 if *dry_run { report.categories.iter().map(|c| c.due).sum::<u64>() } else { report.erased() },
                 if *dry_run { " (dry run: nothing was erased)" } else { "" }
             );
+            if !report.failures.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "{} of the categories could not be erased (the others were): {}",
+                    report.failures.len(),
+                    report.failures.join("; ")
+                )
+                .into());
+            }
             Ok(())
         }
         RetentionCommand::Report { json, .. } => {

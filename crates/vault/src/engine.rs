@@ -1825,7 +1825,8 @@ type Bucket = dyn Fn(OffsetDateTime) -> (i32, u32);
 /// Which snapshots retention keeps: the newest of each day within
 /// `keep_daily` days, of each ISO week within `keep_weekly` weeks, of each
 /// month within `keep_monthly` months, nothing older than `max_age`; and the
-/// newest of a live database within `max_age`, however old.
+/// newest of a live database within `max_age`, however old. This is what
+/// keeps BAK-2: nothing older than the policy's cap is ever kept.
 fn select(snaps: &[(String, Manifest)], now: OffsetDateTime, rules: &Retention, live: bool) -> BTreeSet<String> {
     let now_ms = ms(now);
     let max_ms = rules.max_age.whole_milliseconds() as i64;

@@ -1082,7 +1082,9 @@ impl Backups {
         Ok(at.map(seldesk_store::from_millis))
     }
 
-    /// Applies snapshot retention from the policy file.
+    /// Applies snapshot retention from the policy file: no snapshot outlives
+    /// the policy's backup cap, so deleted data leaves the backups with it
+    /// (BAK-2).
     pub async fn prune(&self) -> Result<PruneReport, VaultError> {
         let mut live: BTreeSet<String> = self.databases.list_all().await?.into_iter().map(|d| d.id).collect();
         live.insert(CONTROL_PLANE.into());

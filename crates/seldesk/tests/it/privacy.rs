@@ -367,3 +367,20 @@ async fn the_security_role_places_legal_holds_in_the_console_and_support_cannot(
     );
     app.stop().await;
 }
+
+/// `seldesk retention` erases with the services that hold personal data and
+/// nothing more: on a data folder that never had a vault it makes no vault
+/// key (nor reads one where there is).
+#[tokio::test]
+async fn the_retention_commands_open_no_vault_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = crate::helpers::fresh_database_url(dir.path()).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("path");
+    for args in [["retention", "run"], ["retention", "report"]] {
+        let (code, out, err) = cli_run(&[args[0], args[1], "--database-url", &url, "--data", data]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    assert!(!dir.path().join("data/keys/vault.key").exists(), "retention made a vault key");
+    assert!(dir.path().join("data/keys/audit.key").exists(), "it does keep the audit trail");
+}
