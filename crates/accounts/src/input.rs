@@ -28,7 +28,7 @@ pub const INTERESTS: &[&str] =
     &["Use Seldesk for my company", "Implement Seldesk for clients", "Evaluate Seldesk", "Study or research", "Other"];
 
 /// Sign-up: what ACC-1 lists, nothing more.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     pub name: String,
@@ -40,7 +40,8 @@ pub struct SignUp {
     pub industry: Option<String>,
     #[serde(default)]
     pub interest: Option<String>,
-    pub password: String,
+    /// Never printed: `{:?}` shows `[REDACTED]`.
+    pub password: secrecy::SecretString,
     #[serde(default)]
     pub invoice_by_post: bool,
     #[serde(default)]
@@ -219,5 +220,41 @@ mod tests {
         let err = text("company", "Company", "Acme 4111 1111 1111 1111", 100, true).expect_err("refused");
         assert!(matches!(err, AccountError::CardNumber { field: "company", .. }));
         assert!(text("company", "Company", "Acme 2026", 100, true).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod secrets {
+    use secrecy::ExposeSecret;
+
+    use crate::StaffCredentials;
+    use crate::input::SignUp;
+
+    /// Inputs that carry a password, a TOTP secret or its URL print none
+    /// of them with `{:?}` (a log line, a panic message, a tracing field).
+    #[test]
+    fn no_input_prints_a_secret_with_debug() {
+        let password = "violet tractor lemon";
+        let sign_up: SignUp = serde_json::from_value(serde_json::json!({
+            "name": "Asha Rao", "company": "Rao Textiles", "email": "asha@example.in", "password": password
+        }))
+        .expect("sign-up");
+        assert_eq!(sign_up.password.expose_secret(), password);
+        let credentials = StaffCredentials {
+            staff: crate::staff::StaffMember {
+                id: "s1".into(),
+                email: "ops@seldesk.com".into(),
+                roles: vec![],
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                disabled: false,
+            },
+            password: password.to_string().into(),
+            totp_url: "otpauth://totp/Seldesk:ops?secret=JBSWY3DPEHPK3PXP".to_string().into(),
+            totp_secret: "JBSWY3DPEHPK3PXP".to_string().into(),
+        };
+        for printed in [format!("{sign_up:?}"), format!("{credentials:?}"), format!("{credentials:#?}")] {
+            assert!(!printed.contains(password) && !printed.contains("JBSWY3DPEHPK3PXP"), "{printed}");
+            assert!(printed.contains("REDACTED"), "{printed}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Accounts and sessions.
 
 use std::path::PathBuf;
+
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 use seldesk_domain::{Actor, Clock, Policy};
@@ -290,14 +292,14 @@ impl Accounts {
             None
         };
         let country = input::country(input.country.as_deref().unwrap_or_default())?;
-        input::password(&input.password, &email, &name)?;
+        input::password(input.password.expose_secret(), &email, &name)?;
         let exists =
             sqlx::query("SELECT id FROM accounts WHERE email = $1").bind(&email).fetch_optional(self.db.pool()).await?;
         if exists.is_some() {
             return Err(AccountError::EmailTaken);
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let hash = hash_password_off_thread(&input.password).await?;
+        let hash = hash_password_off_thread(input.password.expose_secret()).await?;
         let inserted = sqlx::query(
             "INSERT INTO accounts (id, email, name, company, phone, industry, interest, invoice_by_post, address, password_hash,
                  created_at, updated_at, policy_accepted, policy_accepted_at, country)

@@ -1,6 +1,7 @@
 //! Staff: one role model for everyone, wherever they work (STF-1); password
 //! plus TOTP at sign-in; every staff action audited by the callers.
 
+use secrecy::SecretString;
 use seldesk_domain::{Actor, Role};
 use seldesk_store::{from_millis, to_millis};
 use sqlx::Row;
@@ -44,10 +45,11 @@ pub struct NewStaff {
 #[derive(Debug, Clone)]
 pub struct StaffCredentials {
     pub staff: StaffMember,
-    pub password: String,
-    /// `otpauth://` URL for an authenticator app.
-    pub totp_url: String,
-    pub totp_secret: String,
+    /// The secrets are never printed by `{:?}`: shown once, on purpose.
+    pub password: SecretString,
+    /// `otpauth://` URL for an authenticator app (it holds the secret).
+    pub totp_url: SecretString,
+    pub totp_secret: SecretString,
 }
 
 fn totp(secret_b32: &str, email: &str) -> Result<Totp, AccountError> {
@@ -119,7 +121,7 @@ impl Accounts {
             .record(actor, "staff.added", None, Some(&format!("staff:{id}")), serde_json::json!({ "roles": roles }))
             .await?;
         let totp_url = totp(&secret, &email)?.to_url().map_err(|e| AccountError::Internal(e.to_string()))?;
-        Ok(StaffCredentials { staff, password, totp_url, totp_secret: secret })
+        Ok(StaffCredentials { staff, password: password.into(), totp_url: totp_url.into(), totp_secret: secret.into() })
     }
 
     /// A staff member by e-mail (operators name them so).

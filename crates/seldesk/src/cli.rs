@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::ExposeSecret;
 use seldesk_domain::{Policy, SystemClock};
 use time::Date;
 use time::macros::format_description;
@@ -857,9 +858,9 @@ async fn staff_command(cmd: &StaffCommand, config: &Config, policy: Policy) -> R
                 .await
                 .map_err(usage)?;
             println!("staff account created: {} ({})", creds.staff.email, roles.join(", "));
-            println!("one-time password: {}", creds.password);
-            println!("TOTP secret:       {}", creds.totp_secret);
-            println!("authenticator URL: {}", creds.totp_url);
+            println!("one-time password: {}", creds.password.expose_secret());
+            println!("TOTP secret:       {}", creds.totp_secret.expose_secret());
+            println!("authenticator URL: {}", creds.totp_url.expose_secret());
             println!("Hand these over in person; they are not shown again.");
             Ok(())
         }

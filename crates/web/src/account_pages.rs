@@ -154,7 +154,7 @@ async fn signup(
         phone: Some(f.phone.clone()),
         industry: Some(f.industry.clone()),
         interest: Some(f.interest.clone()),
-        password: f.password.clone(),
+        password: f.password.clone().into(),
         invoice_by_post: f.by_post(),
         address: Some(f.address.clone()),
         country: Some(f.country.clone()),
