@@ -18,7 +18,6 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{
     CsrfToken, MaybeAccount, SESSION_COOKIE, SignedIn, WebError, client_ip, message_of, safe_next, status_of,
-    verify_csrf,
 };
 use crate::pages::render;
 
@@ -38,12 +37,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/account/requests/{id}", get(request_page))
         .route("/account/requests/{id}/download", post(download))
         .route("/helpdesk", get(helpdesk))
-        .route("/contact", get(|s, h| contact_form(s, h, "contact")).post(|s, c, h, f| contact(s, c, h, f, "contact")))
-        .route("/trial", get(|s, h| contact_form(s, h, "trial")).post(|s, c, h, f| contact(s, c, h, f, "trial")))
-        .route(
-            "/download",
-            get(|s, h| contact_form(s, h, "download")).post(|s, c, h, f| contact(s, c, h, f, "download")),
-        )
+        .route("/contact", get(|s, h| contact_form(s, h, "contact")).post(|s, c, f| contact(s, c, f, "contact")))
+        .route("/trial", get(|s, h| contact_form(s, h, "trial")).post(|s, c, f| contact(s, c, f, "trial")))
+        .route("/download", get(|s, h| contact_form(s, h, "download")).post(|s, c, f| contact(s, c, f, "download")))
 }
 
 fn ip(c: &ConnectInfo<SocketAddr>) -> String {
@@ -144,9 +140,6 @@ async fn signup(
     headers: HeaderMap,
     Form(f): Form<ProfileForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let input = SignUp {
         name: f.name.clone(),
         company: f.company.clone(),
@@ -264,9 +257,6 @@ async fn signin(
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     match state.accounts.authenticate(&f.email, &f.password, &ip(&conn), ua).await {
         Ok(account) => {
@@ -289,16 +279,7 @@ async fn signin(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfOnly>) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let _ = state.accounts.end_session(&token).await;
     }
@@ -310,8 +291,6 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(f): For
 #[derive(Deserialize)]
 struct CloseForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -320,12 +299,8 @@ struct CloseForm {
 async fn close_account(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Form(f): Form<CloseForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let refuse = |status: StatusCode, message: String| {
         crate::pages::message_page(status, "Your account is still open", &message)
     };
@@ -360,15 +335,7 @@ async fn close_account(
     }
 }
 
-async fn signout_everywhere(
-    State(state): State<AppState>,
-    SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
-) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn signout_everywhere(State(state): State<AppState>, SignedIn(account, _, _): SignedIn) -> Response {
     if let Err(e) = state.accounts.end_all_sessions(&Principal::Account(account.id.clone())).await {
         return WebError::from(e).into_response();
     }
@@ -402,15 +369,7 @@ struct ForgotForm {
     email: String,
 }
 
-async fn forgot(
-    State(state): State<AppState>,
-    conn: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(f): Form<ForgotForm>,
-) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn forgot(State(state): State<AppState>, conn: ConnectInfo<SocketAddr>, Form(f): Form<ForgotForm>) -> Response {
     match state.accounts.request_password_reset(&f.email, &ip(&conn)).await {
         // The same answer whether or not the address has an account.
         Ok(()) => {
@@ -450,10 +409,7 @@ struct ResetForm {
     password: String,
 }
 
-async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<ResetForm>) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn reset(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
     match state.accounts.reset_password(&f.token, &f.password).await {
         Ok(_) => crate::pages::message_page(
             StatusCode::OK,
@@ -498,8 +454,6 @@ async fn signin_link_form(State(state): State<AppState>, headers: HeaderMap, Que
 #[derive(Deserialize)]
 struct TokenForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     token: String,
 }
 
@@ -509,9 +463,6 @@ async fn signin_link(
     headers: HeaderMap,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     match state.accounts.sign_in_with_link(&f.token, &ip(&conn), ua).await {
         Ok(account) => {
@@ -614,9 +565,6 @@ async fn account_update(
     headers: HeaderMap,
     Form(f): Form<ProfileForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let update = ProfileUpdate {
         name: Some(f.name.clone()),
         company: Some(f.company.clone()),
@@ -694,8 +642,6 @@ async fn requests_page(
 #[derive(Deserialize)]
 struct RequestForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     kind: String,
     #[serde(default)]
     message: String,
@@ -715,9 +661,6 @@ async fn new_request(
     headers: HeaderMap,
     Form(f): Form<RequestForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let Some(kind) = TicketKind::parse(&f.kind) else {
         return requests_view(
             &state,
@@ -809,8 +752,6 @@ async fn request_view(
 #[derive(Deserialize)]
 struct DownloadForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -821,9 +762,6 @@ async fn download(
     Path(id): Path<i64>,
     Form(f): Form<DownloadForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.accounts.download_export(&account, id, &f.password).await {
         Ok(bytes) => zip_response(id, bytes),
         Err(e) => {
@@ -926,13 +864,9 @@ async fn contact_form(State(state): State<AppState>, headers: HeaderMap, source:
 async fn contact(
     State(state): State<AppState>,
     conn: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Form(f): Form<ContactValues>,
     source: &'static str,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let (source, title, intro) = contact_texts(source);
     let form = ContactForm {
         name: f.name.clone(),

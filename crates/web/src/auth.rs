@@ -104,9 +104,72 @@ pub async fn session_cookies(
     response
 }
 
+/// Paths whose state-changing requests carry no browser cookie to forge
+/// with, so no CSRF token: the API (a bearer token in a header, never a
+/// cookie), one-click unsubscribe (RFC 8058: the mail client posts; the
+/// link's token is the credential) and the transfers between nodes (the
+/// cluster's secret, on the internal listener only). Everything else that
+/// is not GET, HEAD or OPTIONS passes [`csrf_layer`].
+pub const CSRF_EXEMPT: &[&str] = &["/api/", "/marketing/unsubscribe/", "/internal/"];
+
+/// Largest form body read to find its token (forms are small; files come as
+/// multipart, whose token rides in the query or a header).
+const FORM_LIMIT: usize = 1024 * 1024;
+
+/// CSRF protection as one layer over the whole site: a state-changing
+/// request outside [`CSRF_EXEMPT`] needs the browser's token, from the
+/// `X-CSRF-Token` header, the `csrf` query parameter (multipart forms put
+/// it in their action) or the `csrf` field of a URL-encoded form (the body
+/// is read, up to [`FORM_LIMIT`], and handed on unchanged).
+pub async fn csrf_layer(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || csrf_exempt(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let given = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| form_field(parts.uri.query().unwrap_or_default().as_bytes(), "csrf"));
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let (token, body) = match given {
+        Some(token) => (token, body),
+        None if is_form => match axum::body::to_bytes(body, FORM_LIMIT).await {
+            Ok(bytes) => (form_field(&bytes, "csrf").unwrap_or_default(), axum::body::Body::from(bytes)),
+            Err(_) => {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "The form is larger than 1 MiB or broke off.").into_response();
+            }
+        },
+        None => (String::new(), body),
+    };
+    if let Err(e) = verify_csrf(&parts.headers, &token) {
+        return e.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
+/// Whether a path is exempt from [`csrf_layer`].
+pub fn csrf_exempt(path: &str) -> bool {
+    CSRF_EXEMPT.iter().any(|p| path.starts_with(p))
+}
+
+/// A field of a URL-encoded form or query.
+fn form_field(encoded: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(encoded)
+        .ok()?
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
 /// Checks a submitted form token against the browser's cookie (double
 /// submit) and that the request comes from our own pages.
-pub fn verify_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), WebError> {
+fn verify_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), WebError> {
     let cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     if cookie.len() < 32 || !seldesk_accounts::secret::same(&cookie, submitted) {
         return Err(WebError::Csrf);

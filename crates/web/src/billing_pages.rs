@@ -17,7 +17,7 @@ use seldesk_tenants::CustomerDb;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, StaffUser, verify_csrf};
+use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, StaffUser};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -195,8 +195,6 @@ async fn subscribe_page(
 #[derive(Deserialize)]
 struct PlanForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     plan: String,
     #[serde(default)]
     interval: String,
@@ -242,9 +240,6 @@ async fn subscribe(
     Path(id): Path<String>,
     Form(f): Form<PlanForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let result = async {
         let (interval, seats) = f.choice()?;
         state.billing.subscribe(&account.id, &id, &f.plan, interval, seats, &f.processor).await
@@ -263,9 +258,6 @@ async fn change_plan(
     Path(id): Path<String>,
     Form(f): Form<PlanForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let result = async {
         let (interval, seats) = f.choice()?;
         state.billing.change_plan(&account.id, &id, &f.plan, interval, seats).await
@@ -331,20 +323,14 @@ async fn test_processor_page(State(state): State<AppState>, headers: HeaderMap, 
 #[derive(Deserialize)]
 struct DecisionForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     decision: String,
 }
 
 async fn test_processor_decide(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(order): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let Some(test) = state.billing.test_processor() else {
         return message_page(StatusCode::NOT_FOUND, "Not available", "The test processor is turned off here.");
     };
@@ -456,8 +442,6 @@ async fn staff_invoice_pdf(
 #[derive(Deserialize)]
 struct RefundForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     amount: String,
     #[serde(default)]
     reason: String,
@@ -466,13 +450,9 @@ struct RefundForm {
 async fn staff_refund(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<RefundForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let amount = match f.amount.trim() {
         "" => None,
         a => match seldesk_billing::processor::parse_decimal(a) {

@@ -18,7 +18,7 @@ use seldesk_domain::policy::OfferField;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{ApiError, CsrfToken, StaffUser, verify_csrf};
+use crate::auth::{ApiError, CsrfToken, StaffUser};
 use crate::pages::{message_page, render};
 
 /// Routes with small bodies.
@@ -245,9 +245,6 @@ async fn apply(
             return posting_view(&state, &headers, posting, ApplyFields::default(), Some(e.to_string()), status);
         }
     };
-    if let Err(e) = verify_csrf(&headers, &sent.get("csrf")) {
-        return e.into_response();
-    }
     let keys = sent.fields.keys().map(String::as_str).filter(|k| *k != "csrf");
     let result = match seldesk_careers::check_application_keys(keys) {
         Ok(()) => {
@@ -359,22 +356,12 @@ fn cv_response(result: Result<(seldesk_careers::CvFile, Vec<u8>), CareerError>) 
 
 type Fields = BTreeMap<String, String>;
 
-/// Runs an applicant action after the CSRF check, then shows the page again.
-async fn applicant_action<F, Fut>(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: &str,
-    form: &Fields,
-    done: &str,
-    action: F,
-) -> Response
+/// Runs an applicant action, then shows the page again.
+async fn applicant_action<F, Fut>(state: &AppState, headers: &HeaderMap, token: &str, done: &str, action: F) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), CareerError>>,
 {
-    if let Err(e) = verify_csrf(headers, form.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     match action().await {
         Ok(()) => applicant_view(state, headers, token, Some(done.to_string()), None).await,
         Err(e) => applicant_view(state, headers, token, None, Some((status_of(&e), message_of(&e)))).await,
@@ -395,35 +382,24 @@ async fn correct(
         letter: get("letter"),
         shared: get("shared"),
     };
-    applicant_action(&state, &headers, &token, &f, "Your corrections are saved.", || async {
+    applicant_action(&state, &headers, &token, "Your corrections are saved.", || async {
         state.careers.correct(&token, &u).await.map(|_| ())
     })
     .await
 }
 
-async fn withdraw(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    Form(f): Form<Fields>,
-) -> Response {
-    applicant_action(&state, &headers, &token, &f, "You withdrew your application.", || async {
+async fn withdraw(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    applicant_action(&state, &headers, &token, "You withdrew your application.", || async {
         state.careers.withdraw(&token).await.map(|_| ())
     })
     .await
 }
 
-async fn object(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    Form(f): Form<Fields>,
-) -> Response {
+async fn object(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Response {
     applicant_action(
         &state,
         &headers,
         &token,
-        &f,
         "Noted: we will not keep your application for future openings.",
         || async { state.careers.object(&token).await.map(|_| ()) },
     )
@@ -437,7 +413,7 @@ async fn offer(
     Form(f): Form<Fields>,
 ) -> Response {
     let values: Fields = f.iter().filter(|(k, _)| k.as_str() != "csrf").map(|(k, v)| (k.clone(), v.clone())).collect();
-    applicant_action(&state, &headers, &token, &f, "Thank you: we have what the contract needs.", || async {
+    applicant_action(&state, &headers, &token, "Thank you: we have what the contract needs.", || async {
         state.careers.submit_offer_data(&token, &values).await.map(|_| ())
     })
     .await
@@ -449,9 +425,6 @@ async fn delete(
     Path(token): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, f.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     if f.get("confirm").map(String::as_str) != Some("yes") {
         return applicant_view(
             &state,
@@ -556,9 +529,6 @@ async fn create_posting(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, f.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     match state.careers.create_posting(&staff.actor(), &posting_input(&f)).await {
         Ok(p) => Redirect::to(&format!("/staff/careers/postings/{}", p.id)).into_response(),
         Err(e) => console_view(&state, &headers, &staff, None, Some((status_of(&e), message_of(&e)))).await,
@@ -620,9 +590,6 @@ async fn update_posting(
     Path(id): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, f.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     match state.careers.update_posting(&staff.actor(), &id, &posting_input(&f)).await {
         Ok(p) => Redirect::to(&format!("/staff/careers/postings/{}", p.id)).into_response(),
         Err(e) => posting_edit_view(&state, &headers, &staff, &id, Some((status_of(&e), message_of(&e)))).await,
@@ -632,13 +599,9 @@ async fn update_posting(
 async fn posting_status(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, f.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     let Some(status) = f.get("status").and_then(|s| PostingStatus::parse(s)) else {
         return message_page(StatusCode::UNPROCESSABLE_ENTITY, "Not done", "Choose draft, open or closed.");
     };
@@ -702,13 +665,12 @@ async fn staff_cv(State(state): State<AppState>, StaffUser(staff, _): StaffUser,
     cv_response(result)
 }
 
-/// Runs an hr action after the CSRF check; back to the application page.
+/// Runs an hr action; back to the application page.
 async fn hr_action<F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
     staff: &seldesk_accounts::StaffMember,
     id: &str,
-    form: &Fields,
     done: Option<String>,
     action: F,
 ) -> Response
@@ -716,9 +678,6 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), CareerError>>,
 {
-    if let Err(e) = verify_csrf(headers, form.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     match action().await {
         Ok(()) => Redirect::to(done.as_deref().unwrap_or(&format!("/staff/careers/applications/{id}"))).into_response(),
         Err(e) => staff_application_view(state, headers, staff, id, Some((status_of(&e), message_of(&e)))).await,
@@ -735,7 +694,7 @@ async fn move_stage(
     let to = f.get("to").and_then(|s| Stage::parse(s));
     let note = f.get("note").cloned().unwrap_or_default();
     let actor = staff.actor();
-    hr_action(&state, &headers, &staff, &id, &f, None, || async {
+    hr_action(&state, &headers, &staff, &id, None, || async {
         let to = to.ok_or_else(|| CareerError::Invalid { field: "to", message: "Choose a stage.".into() })?;
         state.careers.move_stage(&actor, &id, to, &note).await.map(|_| ())
     })
@@ -751,7 +710,7 @@ async fn hire(
 ) -> Response {
     let country = f.get("country").cloned().unwrap_or_default();
     let actor = staff.actor();
-    hr_action(&state, &headers, &staff, &id, &f, Some("/staff/careers".into()), || async {
+    hr_action(&state, &headers, &staff, &id, Some("/staff/careers".into()), || async {
         state.careers.hire(&actor, &id, &country).await.map(|_| ())
     })
     .await
@@ -766,7 +725,7 @@ async fn staff_erase(
 ) -> Response {
     let reason = f.get("reason").cloned().unwrap_or_default();
     let actor = staff.actor();
-    hr_action(&state, &headers, &staff, &id, &f, Some("/staff/careers".into()), || async {
+    hr_action(&state, &headers, &staff, &id, Some("/staff/careers".into()), || async {
         state.careers.erase_by_staff(&actor, &id, &reason).await
     })
     .await
@@ -779,9 +738,6 @@ async fn end_contract(
     Path(id): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, f.get("csrf").map(String::as_str).unwrap_or("")) {
-        return e.into_response();
-    }
     let end = f.get("end").map(|s| s.trim().to_string()).unwrap_or_default();
     let Ok(date) = time::Date::parse(&end, time::macros::format_description!("[year]-[month]-[day]")) else {
         let e = CareerError::Invalid { field: "end", message: "Give the contract's end as YYYY-MM-DD.".into() };
@@ -806,9 +762,6 @@ async fn agency_application(
                 .await;
         }
     };
-    if let Err(e) = verify_csrf(&headers, &sent.get("csrf")) {
-        return e.into_response();
-    }
     let keys = sent.fields.keys().map(String::as_str).filter(|k| !["csrf", "posting_id", "agency"].contains(k));
     let result = match seldesk_careers::check_application_keys(keys) {
         Ok(()) => {

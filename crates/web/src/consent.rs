@@ -16,7 +16,7 @@ use seldesk_privacy::consent::{Choices, Consents};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{CsrfToken, MaybeAccount, cookie, safe_next, verify_csrf};
+use crate::auth::{CsrfToken, MaybeAccount, cookie, safe_next};
 use crate::pages::render;
 
 pub const CONSENT_COOKIE: &str = crate::cookies::CONSENT.name;
@@ -278,8 +278,6 @@ async fn settings(
 #[derive(Deserialize)]
 struct ChoiceForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     choice: String,
     #[serde(default)]
     back: String,
@@ -294,9 +292,6 @@ async fn choose(
     headers: HeaderMap,
     Form(f): Form<ChoiceForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let gpc = gpc(&headers);
     let (choices, withdrawn) = match f.choice.as_str() {
         "accept_all" => (Choices::ALL, false),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
-use crate::auth::{CsrfToken, SignedIn, verify_csrf};
+use crate::auth::{CsrfToken, SignedIn};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -156,8 +156,6 @@ async fn list(
 #[derive(Deserialize)]
 struct CreateForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     region: String,
@@ -172,9 +170,6 @@ async fn create(
     headers: HeaderMap,
     Form(f): Form<CreateForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
         Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
         Err(e) => {
@@ -334,8 +329,6 @@ struct SearchQuery {
 #[derive(Deserialize)]
 struct ContactForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     email: String,
@@ -352,9 +345,6 @@ async fn add_contact(
     Path(id): Path<String>,
     Form(f): Form<ContactForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let input = ContactInput {
         name: Some(f.name),
         email: Some(f.email),
@@ -378,21 +368,14 @@ async fn add_contact(
 #[derive(Deserialize)]
 struct CsrfForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
 async fn delete_contact(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Path((id, cid)): Path<(String, i64)>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state
         .databases
         .write_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
@@ -415,65 +398,35 @@ async fn export(
     }
 }
 
-async fn cancel(
-    State(state): State<AppState>,
-    SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn cancel(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
     billing_back_to_db(&id, state.billing.cancel(&account.id, &id).await)
 }
 
 async fn test_upgrade(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.databases.test_upgrade(&account.id, &id).await {
         Ok(copy) => Redirect::to(&format!("/databases/{}", copy.id)).into_response(),
         Err(e) => page_error(e),
     }
 }
 
-async fn upgrade(
-    State(state): State<AppState>,
-    SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn upgrade(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
     back_to_db(&id, state.databases.upgrade(&account.id, &id).await)
 }
 
 async fn reactivate(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     billing_back_to_db(&id, state.billing.reactivate(&account.id, &id).await)
 }
 
 #[derive(Deserialize)]
 struct MoveForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     region: String,
 }
@@ -485,9 +438,6 @@ async fn move_db(
     Path(id): Path<String>,
     Form(f): Form<MoveForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.databases.request_move(&account.id, &id, &f.region).await {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
         Err(e) => {
@@ -500,33 +450,21 @@ async fn move_db(
 async fn revoke_grant(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Path((id, grant)): Path<(String, i64)>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     back_to_db(&id, state.databases.revoke_support(&account.id, &id, grant).await)
 }
 
 async fn approve_grant(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Path((id, grant)): Path<(String, i64)>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     back_to_db(&id, state.databases.approve_support_changes(&account.id, &id, grant).await)
 }
 
 #[derive(Deserialize)]
 struct EditForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -544,9 +482,6 @@ async fn edit_contact(
     Path((id, cid)): Path<(String, i64)>,
     Form(f): Form<EditForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let input = ContactInput {
         name: Some(f.name),
         email: Some(f.email),
@@ -570,8 +505,6 @@ async fn edit_contact(
 #[derive(Deserialize)]
 struct RestoreForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     snapshot: String,
     #[serde(default)]
     name: String,
@@ -586,9 +519,6 @@ async fn restore(
     Path(id): Path<String>,
     Form(f): Form<RestoreForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.backups.start_owner_restore(&account.id, &id, &f.snapshot, &f.name).await {
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
@@ -600,8 +530,6 @@ async fn restore(
 
 #[derive(Deserialize)]
 struct RestoreAtForm {
-    #[serde(default)]
-    csrf: String,
     /// `datetime-local`: 2026-12-06T10:15 or 2026-12-06T10:15:30, in UTC.
     #[serde(default)]
     at: String,
@@ -629,9 +557,6 @@ async fn restore_at(
     Path(id): Path<String>,
     Form(f): Form<RestoreAtForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let Some(at) = moment(&f.at) else {
         let message = "Pick the moment to restore to (a date and a time, UTC).".to_string();
         return show_view(&state, &headers, &account.id, &id, Some(message), StatusCode::UNPROCESSABLE_ENTITY, None)
@@ -680,9 +605,6 @@ async fn remove(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.databases.remove(&account.id, &id, &f.confirm).await {
         Ok(until) => message_page(
             StatusCode::OK,
@@ -700,13 +622,8 @@ async fn remove(
 }
 
 /// The import form: a multipart upload spooled into the chosen region's folder.
-async fn import(
-    State(state): State<AppState>,
-    SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
-    mut form: Multipart,
-) -> Response {
-    let (mut csrf, mut name, mut region) = (String::new(), String::new(), String::new());
+async fn import(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, mut form: Multipart) -> Response {
+    let (mut name, mut region) = (String::new(), String::new());
     let mut spooled: Option<std::path::PathBuf> = None;
     let fail = |msg: &str| message_page(StatusCode::UNPROCESSABLE_ENTITY, "Import not completed", msg);
     loop {
@@ -716,13 +633,9 @@ async fn import(
             Err(_) => return fail("The upload broke off or is larger than 2 GiB."),
         };
         match field.name().unwrap_or_default() {
-            "csrf" => csrf = field.text().await.unwrap_or_default(),
             "name" => name = field.text().await.unwrap_or_default(),
             "region" => region = field.text().await.unwrap_or_default(),
             "archive" => {
-                if let Err(e) = verify_csrf(&headers, &csrf) {
-                    return e.into_response();
-                }
                 if state.policy.region(&region).is_none_or(|r| !r.hosting) {
                     return fail("Choose a data center before the archive.");
                 }
@@ -749,9 +662,6 @@ async fn import(
             }
             _ => {}
         }
-    }
-    if let Err(e) = verify_csrf(&headers, &csrf) {
-        return e.into_response();
     }
     let Some(path) = spooled else { return fail("Choose the export archive (.zip) to import.") };
     let result = state.databases.import(&account.id, &name, Some(&region), path.clone()).await;

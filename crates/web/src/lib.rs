@@ -169,6 +169,7 @@ fn site(state: AppState, internal: bool) -> Router {
     let app = small
         .merge(large)
         .fallback(pages::not_found)
+        .layer(middleware::from_fn(auth::csrf_layer))
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))

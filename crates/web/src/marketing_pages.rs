@@ -21,7 +21,7 @@ use seldesk_privacy::DisclosureRecord;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{ApiError, CsrfToken, MaybeAccount, SignedIn, StaffUser, verify_csrf};
+use crate::auth::{ApiError, CsrfToken, MaybeAccount, SignedIn, StaffUser};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -112,8 +112,6 @@ async fn events_page(State(state): State<AppState>) -> Response {
 #[derive(Debug, Default, Deserialize)]
 struct ContactFields {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     email: String,
@@ -138,7 +136,6 @@ impl ContactFields {
 
     fn from_account(a: &seldesk_accounts::Account) -> Self {
         Self {
-            csrf: String::new(),
             name: a.name.clone(),
             email: a.email.clone(),
             phone: a.phone.clone().unwrap_or_default(),
@@ -207,9 +204,6 @@ async fn register(
     Path(slug): Path<String>,
     Form(f): Form<ContactFields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let event = match state.marketing.open_event(&slug).await {
         Ok(e) => e,
         Err(e) => return error_page(e),
@@ -292,9 +286,6 @@ async fn refer(
     headers: HeaderMap,
     Form(f): Form<ContactFields>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let account_id = me.as_ref().map(|(a, _, _)| a.id.as_str());
     match state.marketing.refer(&f.input(), account_id).await {
         Ok((r, _)) => {
@@ -368,8 +359,6 @@ async fn preferences_page(State(state): State<AppState>, headers: HeaderMap, Pat
 #[derive(Deserialize)]
 struct ChoiceForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     choice: String,
 }
 
@@ -379,9 +368,6 @@ async fn set_preferences(
     Path(token): Path<String>,
     Form(f): Form<ChoiceForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let result = match f.choice.as_str() {
         "in" => state.marketing.resubscribe(&token).await.map(|_| "You will get our news again. Thank you."),
         "out" => state.marketing.unsubscribe(&token).await.map(|_| "You are unsubscribed: no more marketing e-mail."),
@@ -434,20 +420,14 @@ async fn one_click(State(state): State<AppState>, headers: HeaderMap, Path(token
 #[derive(Deserialize)]
 struct AccountChoice {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     marketing: Option<String>,
 }
 
 async fn account_marketing(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
-    headers: HeaderMap,
     Form(f): Form<AccountChoice>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let yes = f.marketing.is_some();
     match state.marketing.set_preference(&account.actor(), &account.subject(), &account.email, yes, "account").await {
         Ok(_) => Redirect::to("/account?saved=1").into_response(),
@@ -529,8 +509,6 @@ async fn console(State(state): State<AppState>, StaffUser(staff, _): StaffUser, 
 #[derive(Deserialize)]
 struct CampaignForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     mail_subject: String,
     #[serde(default)]
     body: String,
@@ -554,9 +532,6 @@ async fn create_campaign(
     headers: HeaderMap,
     Form(f): Form<CampaignForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let segment = Segment {
         country: some(&f.country),
         industry: some(&f.industry),
@@ -628,22 +603,12 @@ async fn campaign_page(
     campaign_view(&state, &headers, &staff, &id, None).await
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn send_campaign(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.marketing.start_campaign(&staff.actor(), &id).await {
         Ok(_) => Redirect::to(&format!("/staff/marketing/campaigns/{id}")).into_response(),
         Err(e) => {
@@ -655,8 +620,6 @@ async fn send_campaign(
 
 #[derive(Deserialize)]
 struct EventForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(flatten)]
     input: EventInput,
 }
@@ -667,9 +630,6 @@ async fn create_event(
     headers: HeaderMap,
     Form(f): Form<EventForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let result = state.marketing.create_event(&staff.actor(), &f.input).await;
     back_to_console(&state, &headers, &staff, result, "events").await
 }
@@ -677,21 +637,15 @@ async fn create_event(
 #[derive(Deserialize)]
 struct StatusForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     status: String,
 }
 
 async fn event_status(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<StatusForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.marketing.set_event_status(&staff.actor(), &id, &f.status).await {
         Ok(_) => Redirect::to("/staff/marketing#events").into_response(),
         Err(e) => error_page(e),
@@ -720,8 +674,6 @@ async fn transfer_file(
 
 #[derive(Deserialize)]
 struct PartnerForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(flatten)]
     input: PartnerInput,
 }
@@ -732,9 +684,6 @@ async fn create_partner(
     headers: HeaderMap,
     Form(f): Form<PartnerForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let result = state.marketing.create_partner(&staff.actor(), &f.input).await;
     back_to_console(&state, &headers, &staff, result, "partners").await
 }
@@ -742,13 +691,9 @@ async fn create_partner(
 async fn partner_active(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<StatusForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.marketing.set_partner_active(&staff.actor(), &id, f.status == "active").await {
         Ok(_) => Redirect::to("/staff/marketing#partners").into_response(),
         Err(e) => error_page(e),

@@ -17,9 +17,7 @@ use seldesk_privacy::retention::ReportRow;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{
-    CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, status_of, verify_csrf,
-};
+use crate::auth::{CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, status_of};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -91,9 +89,6 @@ async fn signin(
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.accounts.authenticate_staff(&f.email, &f.password, &f.code, &client_ip(Some(&conn))).await {
         Ok(staff) => {
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
@@ -115,21 +110,7 @@ async fn signin(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn signout(
-    State(state): State<AppState>,
-    StaffUser(_, token): StaffUser,
-    headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
-) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
+async fn signout(State(state): State<AppState>, StaffUser(_, token): StaffUser) -> Response {
     let _ = state.accounts.end_session(&token).await;
     let mut r = Redirect::to("/staff").into_response();
     r.headers_mut().append(header::SET_COOKIE, crate::cookies::clear(&state, &crate::cookies::SESSION));
@@ -200,8 +181,6 @@ async fn ticket(
 #[derive(Deserialize)]
 struct ReplyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     body: String,
     #[serde(default)]
     status: String,
@@ -216,9 +195,6 @@ async fn reply(
     Path(id): Path<i64>,
     Form(f): Form<ReplyForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let status = TicketStatus::parse(&f.status).unwrap_or(TicketStatus::InProgress);
     match state.accounts.staff_reply(&staff, id, &f.body, status, Some(&f.outcome)).await {
         Ok(_) => Redirect::to(&format!("/staff/tickets/{id}")).into_response(),
@@ -315,12 +291,8 @@ struct GrantForm {
 async fn support_grant(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Form(f): Form<GrantForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let ticket = f.ticket.trim().parse::<i64>().unwrap_or(0);
     let hours = f.hours.trim().parse::<i64>().unwrap_or(0);
     let result = state.databases.grant_support(&staff.actor(), f.database.trim(), &f.reason, ticket, hours).await;
@@ -348,13 +320,9 @@ struct QueryForm {
 async fn support_query(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Path(grant): Path<i64>,
     Form(f): Form<QueryForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let outcome = state.databases.support_query(&staff.actor(), grant, &f.sql).await;
     let grant = state.databases.support_grant(grant).await.ok();
     let (status, error, result) = match outcome {
@@ -407,8 +375,6 @@ async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser, 
 #[derive(Deserialize)]
 struct SubscriptionGrantForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     database: String,
     #[serde(default)]
     until: String,
@@ -420,12 +386,8 @@ struct SubscriptionGrantForm {
 async fn grant_subscription(
     State(state): State<AppState>,
     StaffUser(staff, _): StaffUser,
-    headers: HeaderMap,
     Form(f): Form<SubscriptionGrantForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let Ok(until) = time::Date::parse(f.until.trim(), time::macros::format_description!("[year]-[month]-[day]")) else {
         return message_page(StatusCode::UNPROCESSABLE_ENTITY, "Grant", "Give the last day as YYYY-MM-DD.");
     };
@@ -528,8 +490,6 @@ async fn holds(State(state): State<AppState>, StaffUser(staff, _): StaffUser, he
 #[derive(Deserialize)]
 struct HoldForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     category: String,
     #[serde(default)]
     subject: String,
@@ -545,9 +505,6 @@ async fn place_hold(
     headers: HeaderMap,
     Form(f): Form<HoldForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let Ok(until) = time::Date::parse(f.until.trim(), time::macros::format_description!("[year]-[month]-[day]")) else {
         return holds_view(
             &state,
@@ -718,9 +675,6 @@ async fn change_person(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let field = |name: &str| fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
-    if let Err(e) = verify_csrf(&headers, field("csrf").first().copied().unwrap_or_default()) {
-        return e.into_response();
-    }
     if !staff.has(Role::Admin) {
         return message_page(
             StatusCode::FORBIDDEN,

@@ -7,14 +7,14 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use futures_util::StreamExt;
 use seldesk_upgrades::{UpgradeError, UpgradeRequest};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
-use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, verify_csrf};
+use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -115,7 +115,6 @@ async fn upload(
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Response {
-    let mut csrf = String::new();
     let mut spooled: Option<(std::path::PathBuf, String)> = None;
     let too_big = "The upload broke off or is larger than 2 GiB.";
     loop {
@@ -127,70 +126,52 @@ async fn upload(
                     .await;
             }
         };
-        match field.name().unwrap_or_default() {
-            "csrf" => csrf = field.text().await.unwrap_or_default(),
-            "file" => {
-                if let Err(e) = verify_csrf(&headers, &csrf) {
-                    return e.into_response();
-                }
-                let name = field.file_name().unwrap_or("upload").to_string();
-                let left = match state.upgrades.allowance_left(&account.id).await {
-                    Ok(left) => left,
-                    Err(e) => return view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,
-                };
-                let mut written = 0u64;
-                let Ok((path, mut out)) = spool_target(&state).await else {
-                    return message_page(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Upload not stored",
-                        "Try again in a moment.",
-                    );
-                };
-                let mut field = field;
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            written += chunk.len() as u64;
-                            if written > left {
-                                let _ = tokio::fs::remove_file(&path).await;
-                                return view(
-                                    &state,
-                                    &headers,
-                                    &account.id,
-                                    Some((StatusCode::PAYLOAD_TOO_LARGE, over_allowance(left))),
-                                )
-                                .await;
-                            }
-                            if out.write_all(&chunk).await.is_err() {
-                                let _ = tokio::fs::remove_file(&path).await;
-                                return message_page(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    "Upload not stored",
-                                    "Try again.",
-                                );
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
+        if field.name() == Some("file") {
+            let name = field.file_name().unwrap_or("upload").to_string();
+            let left = match state.upgrades.allowance_left(&account.id).await {
+                Ok(left) => left,
+                Err(e) => return view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,
+            };
+            let mut written = 0u64;
+            let Ok((path, mut out)) = spool_target(&state).await else {
+                return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Upload not stored", "Try again in a moment.");
+            };
+            let mut field = field;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        written += chunk.len() as u64;
+                        if written > left {
                             let _ = tokio::fs::remove_file(&path).await;
                             return view(
                                 &state,
                                 &headers,
                                 &account.id,
-                                Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into())),
+                                Some((StatusCode::PAYLOAD_TOO_LARGE, over_allowance(left))),
                             )
                             .await;
                         }
+                        if out.write_all(&chunk).await.is_err() {
+                            let _ = tokio::fs::remove_file(&path).await;
+                            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Upload not stored", "Try again.");
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        let _ = tokio::fs::remove_file(&path).await;
+                        return view(
+                            &state,
+                            &headers,
+                            &account.id,
+                            Some((StatusCode::PAYLOAD_TOO_LARGE, too_big.into())),
+                        )
+                        .await;
                     }
                 }
-                let _ = out.flush().await;
-                spooled = Some((path, name));
             }
-            _ => {}
+            let _ = out.flush().await;
+            spooled = Some((path, name));
         }
-    }
-    if let Err(e) = verify_csrf(&headers, &csrf) {
-        return e.into_response();
     }
     let Some((path, name)) = spooled else {
         return view(
@@ -259,22 +240,12 @@ async fn download(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn delete(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     match state.upgrades.erase(&account.id, &id).await {
         Ok(()) => Redirect::to("/upgrade").into_response(),
         Err(e) => view(&state, &headers, &account.id, Some((status_of(&e), message_of(&e)))).await,

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use seldesk_domain::Role;
@@ -12,7 +12,7 @@ use seldesk_visits::security::{Basis, SearchError};
 use seldesk_visits::{Visit, Who};
 
 use crate::AppState;
-use crate::auth::{CsrfToken, StaffUser, verify_csrf};
+use crate::auth::{CsrfToken, StaffUser};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -162,8 +162,6 @@ async fn security_form(State(state): State<AppState>, StaffUser(staff, _): Staff
 #[derive(serde::Deserialize)]
 struct SearchForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     by: String,
     #[serde(default)]
     who: String,
@@ -179,9 +177,6 @@ async fn security_search(
     headers: HeaderMap,
     Form(f): Form<SearchForm>,
 ) -> Response {
-    if let Err(e) = verify_csrf(&headers, &f.csrf) {
-        return e.into_response();
-    }
     let fail = |status, msg: String| security_view(&state, &headers, status, f.who.clone(), Some(msg), None);
     let Some(basis) = Basis::parse(&f.basis) else {
         return fail(

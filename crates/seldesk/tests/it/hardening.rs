@@ -1162,3 +1162,96 @@ async fn behind_a_trusted_proxy_the_client_address_comes_from_its_headers_and_fr
         app.stop().await;
     }
 }
+
+/// Every state-changing route of the site is behind the CSRF layer: the
+/// routes are read from the web crate's source (a route added tomorrow is
+/// walked too), and each is sent, by a signed-in browser with its CSRF
+/// cookie, without the token: everything outside the listed exemptions is
+/// refused with 403 before its handler runs. With the token the layer lets
+/// a form through, whether the token comes in the body, the query or a
+/// header.
+#[tokio::test]
+async fn every_state_changing_route_outside_the_exemptions_needs_the_csrf_token() {
+    let app = crate::helpers::spawn_app().await;
+    app.sign_up("walker@example.com", PW).await;
+    let session = app.web_session("walker@example.com", PW).await;
+    let token = session.split("seldesk_csrf=").nth(1).expect("csrf").to_string();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/src");
+    let mut walked = Vec::new();
+    for entry in std::fs::read_dir(&source).expect("web sources") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        walked.extend(state_changing_routes(&text));
+    }
+    walked.sort();
+    walked.dedup();
+    assert!(walked.len() > 80, "the walk found too few routes to be trusted: {walked:?}");
+    let mut checked = 0;
+    for (verb, path) in &walked {
+        if seldesk_web::auth::csrf_exempt(path) {
+            continue;
+        }
+        let r = app
+            .client
+            .request(verb.parse().expect("method"), app.url(path))
+            .header("cookie", &session)
+            .form(&[("name", "x")])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 403, "{verb} {path} ran without the CSRF token");
+        checked += 1;
+    }
+    assert!(checked > 50, "{checked}");
+    // The same token through each of the three ways gets past the layer.
+    for (query, header, body) in [(None, None, Some(&token)), (Some(&token), None, None), (None, Some(&token), None)] {
+        let mut form: Vec<(&str, &str)> = vec![("name", "x")];
+        if let Some(t) = body {
+            form.push(("csrf", t));
+        }
+        let mut req = app.client.post(app.url("/signout")).header("cookie", &session).form(&form);
+        if let Some(t) = query {
+            req = req.query(&[("csrf", t)]);
+        }
+        if let Some(t) = header {
+            req = req.header("x-csrf-token", t);
+        }
+        assert_eq!(req.send().await.expect("send").status(), 303, "signed out with the token");
+    }
+    app.stop().await;
+}
+
+/// `(METHOD, path)` of each `.route("path", …post(…)…)` in Rust source, the
+/// path's `{parameters}` left as plain words.
+fn state_changing_routes(text: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices(".route(") {
+        let rest = &text[at + ".route(".len()..];
+        // Paths given as constants are the internal listener's (exempt).
+        let Some(literal) = rest.trim_start().strip_prefix('"') else { continue };
+        let Some(len) = literal.find('"') else { continue };
+        let path = literal[..len].replace(['{', '}'], "");
+        // The route's arguments end where its parenthesis closes.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let args = &rest[..end];
+        for verb in ["post", "put", "patch", "delete"] {
+            let called = args
+                .match_indices(&format!("{verb}("))
+                .any(|(i, _)| !args[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+            if called {
+                found.push((verb.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
