@@ -886,6 +886,17 @@ mod tests {
             .await
             .expect("update");
         // Checkpointed by the writer (asked to), with the database still open.
+        // The writer checkpoints after it answers: a backup's view taken in
+        // the same instant would see that checkpoint as another connection's
+        // write and start the log afresh (a whole-file backup, not a wrong
+        // one), so the test waits for the WAL to be emptied first.
+        let wal = wal_path(&files.db_path("uk", "a").expect("path"));
+        for _ in 0..500 {
+            if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let s = take();
         let changed = s.changed.clone().expect("known");
         assert_eq!(changed.since, "snap1");
