@@ -74,7 +74,7 @@ impl Account {
 
 /// The opaque reference of an account holder.
 pub fn subject_of(account_id: &str) -> String {
-    format!("person:{account_id}")
+    seldesk_domain::Subject::person(account_id).into_string()
 }
 
 /// Which kind of session.

@@ -17,7 +17,7 @@ use crate::{Billing, BillingError, FailedRenewal};
 
 /// The opaque reference of an account holder in ledgers and the audit trail.
 pub(crate) fn subject(account_id: &str) -> String {
-    format!("person:{account_id}")
+    seldesk_domain::Subject::person(account_id).into_string()
 }
 
 /// A subscription as stored.

@@ -45,7 +45,7 @@ impl Eraser for ApplicationEraser {
                 .map(|r| {
                     let id: String = r.try_get("id")?;
                     Ok(Candidate {
-                        subject: Some(format!("applicant:{id}")),
+                        subject: Some(seldesk_domain::Subject::applicant(&id).into_string()),
                         record: format!("application:{id}"),
                         start: from_millis(r.try_get("closed_at")?),
                         country: None,

@@ -263,7 +263,7 @@ fn hr_only(actor: &Actor) -> Result<(), CareerError> {
 }
 
 fn subject(id: &str) -> String {
-    format!("applicant:{id}")
+    seldesk_domain::Subject::applicant(id).into_string()
 }
 
 /// Erases an application's rows and CV file; returns rows removed (0 or 1).

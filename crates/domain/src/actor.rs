@@ -56,6 +56,50 @@ pub enum Actor {
     Person { id: String },
 }
 
+/// Whose personal data a record is about, as the audit trail, the erasure
+/// log, the disclosure ledger and the erasers name them: `person:<account
+/// id>` for an account holder, `applicant:<application id>` for a job
+/// applicant. The prefixes are written here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(String);
+
+impl Subject {
+    /// An account holder.
+    pub fn person(account_id: &str) -> Self {
+        Self(format!("person:{account_id}"))
+    }
+
+    /// A job applicant (who may have no account).
+    pub fn applicant(application_id: &str) -> Self {
+        Self(format!("applicant:{application_id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The account id a stored `person:` reference names.
+    pub fn account_of(reference: &str) -> Option<&str> {
+        reference.strip_prefix("person:")
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Subject> for String {
+    fn from(s: Subject) -> Self {
+        s.0
+    }
+}
+
 impl Actor {
     /// The opaque reference the audit trail stores.
     pub fn reference(&self) -> String {
@@ -63,7 +107,7 @@ impl Actor {
             Actor::System => "system".into(),
             Actor::Operator => "operator".into(),
             Actor::Staff { id, .. } => format!("staff:{id}"),
-            Actor::Person { id } => format!("person:{id}"),
+            Actor::Person { id } => Subject::person(id).into_string(),
         }
     }
 
@@ -74,5 +118,19 @@ impl Actor {
             Actor::Staff { roles: held, .. } => held.iter().any(|r| roles.contains(r)),
             Actor::System | Actor::Person { .. } => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_written_one_way_and_read_back() {
+        assert_eq!(Subject::person("01a2").as_str(), "person:01a2");
+        assert_eq!(Subject::applicant("9f").to_string(), "applicant:9f");
+        assert_eq!(Subject::account_of(Subject::person("01a2").as_str()), Some("01a2"));
+        assert_eq!(Subject::account_of("applicant:9f"), None);
+        assert_eq!(Actor::Person { id: "01a2".into() }.reference(), Subject::person("01a2").into_string());
     }
 }

@@ -9,6 +9,6 @@ pub mod keyfile;
 pub mod policy;
 pub mod special;
 
-pub use actor::{Actor, Role};
+pub use actor::{Actor, Role, Subject};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use policy::{Policy, PolicyError};

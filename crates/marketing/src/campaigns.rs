@@ -353,7 +353,7 @@ impl Marketing {
                 out.suppressed += 1;
                 continue;
             }
-            out.subjects.push(format!("person:{id}"));
+            out.subjects.push(seldesk_domain::Subject::person(&id).into_string());
         }
         Ok(out)
     }

@@ -467,14 +467,14 @@ impl Marketing {
     /// holder, the account holder with this address, or a new reference.
     async fn subject_for(&self, account_id: Option<&str>, email: &str) -> Result<String, MarketingError> {
         if let Some(id) = account_id {
-            return Ok(format!("person:{id}"));
+            return Ok(seldesk_domain::Subject::person(id).into_string());
         }
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE email = $1")
             .bind(email)
             .fetch_optional(self.db.pool())
             .await?;
         Ok(match id {
-            Some(id) => format!("person:{id}"),
+            Some(id) => seldesk_domain::Subject::person(&id).into_string(),
             None => format!("contact:{}", uuid::Uuid::now_v7().simple()),
         })
     }

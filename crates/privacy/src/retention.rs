@@ -557,7 +557,12 @@ mod tests {
     }
 
     fn record(id: &str, start: OffsetDateTime, country: Option<&str>) -> Candidate {
-        Candidate { record: id.into(), subject: Some(format!("person:{id}")), start, country: country.map(Into::into) }
+        Candidate {
+            record: id.into(),
+            subject: Some(seldesk_domain::Subject::person(id).into_string()),
+            start,
+            country: country.map(Into::into),
+        }
     }
 
     /// A store whose erasing fails.

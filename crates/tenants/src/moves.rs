@@ -138,7 +138,7 @@ impl Databases {
             .record(
                 actor,
                 "database.move_requested",
-                Some(&format!("person:{}", d.account_id)),
+                Some(seldesk_domain::Subject::person(&d.account_id).as_str()),
                 Some(&format!("db:{}", d.id)),
                 serde_json::json!({ "from": d.region, "to": to_region, "node": receiver }),
             )
@@ -279,7 +279,7 @@ impl Databases {
                 .record(
                     &Actor::System,
                     "database.move_failed",
-                    Some(&format!("person:{}", m.account_id)),
+                    Some(seldesk_domain::Subject::person(&m.account_id).as_str()),
                     Some(&format!("db:{id}")),
                     serde_json::json!({ "from": t.from_region, "to": t.to_region, "node": t.target, "why": e.to_string() }),
                 )
@@ -417,7 +417,7 @@ impl Databases {
                 .record(
                     &Actor::System,
                     "database.moved",
-                    Some(&format!("person:{}", m.account_id)),
+                    Some(seldesk_domain::Subject::person(&m.account_id).as_str()),
                     Some(&format!("db:{id}")),
                     details,
                 )

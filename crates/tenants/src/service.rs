@@ -255,7 +255,7 @@ impl Databases {
             .record(
                 &Actor::Person { id: account_id.into() },
                 action,
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(account_id).as_str()),
                 Some(&format!("db:{id}")),
                 details,
             )
@@ -442,7 +442,7 @@ impl Databases {
                     &mut tx,
                     &Actor::Person { id: account_id.into() },
                     "database.created",
-                    Some(&format!("person:{account_id}")),
+                    Some(seldesk_domain::Subject::person(account_id).as_str()),
                     Some(&format!("db:{id}")),
                     serde_json::json!({ "region": region }),
                 )
@@ -693,7 +693,7 @@ impl Databases {
             .record(
                 actor,
                 "database.exported",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(account_id).as_str()),
                 Some(&format!("db:{id}")),
                 match reason {
                     Some(r) => serde_json::json!({ "reason": r }),
@@ -1054,7 +1054,7 @@ impl Databases {
             .record(
                 &Actor::Person { id: d.account_id.clone() },
                 "database.deactivated",
-                Some(&format!("person:{}", d.account_id)),
+                Some(seldesk_domain::Subject::person(&d.account_id).as_str()),
                 Some(&format!("db:{}", d.id)),
                 serde_json::json!({ "why": why }),
             )
@@ -1128,7 +1128,7 @@ impl Databases {
             return Ok(false);
         }
         destroy(&self.db, &self.files, &self.open, &region, id).await?;
-        let subject = format!("person:{account_id}");
+        let subject = seldesk_domain::Subject::person(&account_id).into_string();
         self.erasure_log
             // As a retention run records the databases it removes itself.
             .record("customer_database", &[(Some(&subject), id)], ErasureReason::Retention, &Actor::System)
@@ -1156,7 +1156,7 @@ impl Databases {
             ));
         }
         destroy(&self.db, &self.files, &self.open, &d.region, &d.id).await?;
-        let subject = format!("person:{account_id}");
+        let subject = seldesk_domain::Subject::person(account_id).into_string();
         self.erasure_log
             .record(
                 "customer_database",
@@ -1248,7 +1248,7 @@ impl Databases {
             .record(
                 staff,
                 "database.subscription_granted",
-                Some(&format!("person:{}", d.account_id)),
+                Some(seldesk_domain::Subject::person(&d.account_id).as_str()),
                 Some(&format!("db:{database_id}")),
                 serde_json::json!({ "until": until.date().to_string(), "reason": reason.trim() }),
             )
@@ -1343,7 +1343,9 @@ impl Eraser for DatabaseEraser {
                 .map(|r| {
                     Ok(Candidate {
                         record: r.try_get::<String, _>("id")?,
-                        subject: Some(format!("person:{}", r.try_get::<String, _>("account_id")?)),
+                        subject: Some(
+                            seldesk_domain::Subject::person(&r.try_get::<String, _>("account_id")?).into_string(),
+                        ),
                         start: from_millis(r.try_get("deactivated_at")?),
                         country: None,
                     })

@@ -123,7 +123,7 @@ impl Databases {
             .record(
                 staff,
                 "database.support_access_granted",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(&account_id).as_str()),
                 Some(&format!("db:{database_id}")),
                 serde_json::json!({ "grant": id, "reason": reason.trim(), "ticket": ticket_id, "hours": hours, "scope": "read" }),
             )
@@ -171,7 +171,7 @@ impl Databases {
             .record(
                 staff,
                 "database.support_query",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(&account_id).as_str()),
                 Some(&format!("db:{}", g.database_id)),
                 serde_json::json!({ "grant": grant_id, "sql": sql }),
             )
@@ -223,7 +223,7 @@ impl Databases {
             .record(
                 &Actor::Person { id: account_id.into() },
                 "database.support_changes_approved",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(account_id).as_str()),
                 Some(&format!("db:{database_id}")),
                 serde_json::json!({ "grant": grant_id }),
             )
@@ -249,7 +249,7 @@ impl Databases {
             .record(
                 &Actor::Person { id: account_id.into() },
                 "database.support_access_revoked",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(account_id).as_str()),
                 Some(&format!("db:{database_id}")),
                 serde_json::json!({ "grant": grant_id }),
             )

@@ -341,7 +341,7 @@ fn request_from_row(policy: &seldesk_domain::Policy, r: &sqlx::any::AnyRow) -> R
 }
 
 fn subject(account_id: &str) -> String {
-    format!("person:{account_id}")
+    seldesk_domain::Subject::person(account_id).into_string()
 }
 
 impl Upgrades {

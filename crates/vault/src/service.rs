@@ -732,7 +732,7 @@ impl Backups {
             .record(
                 actor,
                 "backup.restored",
-                Some(&format!("person:{account_id}")),
+                Some(seldesk_domain::Subject::person(account_id).as_str()),
                 Some(&format!("db:{}", restored.id)),
                 details,
             )
@@ -778,7 +778,7 @@ impl Backups {
             Some(p) => p.shipped_to.max(seldesk_store::from_millis(m.taken_at)),
             None => seldesk_store::from_millis(m.taken_at),
         };
-        for record in [format!("db:{}", d.id), format!("person:{}", d.account_id)] {
+        for record in [format!("db:{}", d.id), seldesk_domain::Subject::person(&d.account_id).into_string()] {
             if let Some(at) = self.erased_after(&record, m.taken_at).await? {
                 return Err(VaultError::Refused(format!(
                     "{record} was erased on {} after its last snapshot: not brought back",
@@ -806,7 +806,7 @@ impl Backups {
             .record(
                 actor,
                 "node.database_recovered",
-                Some(&format!("person:{}", d.account_id)),
+                Some(seldesk_domain::Subject::person(&d.account_id).as_str()),
                 Some(&format!("db:{}", d.id)),
                 serde_json::json!({
                     "snapshot": id, "taken_at": seldesk_store::from_millis(m.taken_at).to_string(),
@@ -1060,7 +1060,7 @@ impl Backups {
         {
             return Err(VaultError::NotFound("No such snapshot.".into()));
         }
-        if let Some(at) = self.erased_after(&format!("person:{account_id}"), at_ms).await? {
+        if let Some(at) = self.erased_after(seldesk_domain::Subject::person(&account_id).as_str(), at_ms).await? {
             return Err(VaultError::Refused(format!(
                 "The owner's account was erased on {}: its data is not restored from backups.",
                 at.date()

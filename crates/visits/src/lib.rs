@@ -426,7 +426,8 @@ async fn resolve_people(db: &Db, batch: &mut [Visit]) {
                 .fetch_optional(db.pool())
                 .await
                 .unwrap_or(None);
-            let person = principal.and_then(|p| p.strip_prefix("account:").map(|id| format!("person:{id}")));
+            let person = principal
+                .and_then(|p| p.strip_prefix("account:").map(|id| seldesk_domain::Subject::person(id).into_string()));
             known.insert(hash.clone(), person);
         }
         v.person = known.get(&hash).cloned().flatten();
