@@ -24,9 +24,7 @@ Beside them it reports what bounds them on the machine at hand:
   restore is also timed followed by `sync`, the same guarantee).
 """
 import os
-import random
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BINARY, Server, drop_caches  # noqa: E402
+from common import BINARY, Server, drop_caches, fill_contacts  # noqa: E402
 
 MB = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -85,22 +83,8 @@ try:
     server.sign_up()
     db = server.call("POST", "/api/v1/databases", {"name": "big-backup", "region": "uk"})
     path = os.path.join(server.data, "tenants", "uk", db["id"], "db.sqlite")
-    rnd = random.Random(11)
     words = "acme sales lead follow call invoice renewal meeting quote contract demo partner bengaluru mumbai".split()
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    row = 0
-    while os.path.getsize(path) < MB * 1024 * 1024:
-        rows = []
-        for _ in range(20000):
-            row += 1
-            notes = " ".join(rnd.choice(words) for _ in range(40)) + f" #{rnd.getrandbits(64):x}"
-            rows.append((0, f"Person {row}", f"p{row}@example.com", f"+91 80 {row:08d}", f"{row} MG Road", notes, "lead", "2026-01-01", "2026-01-01"))
-        con.executemany("INSERT INTO contacts (is_company, name, email, phone, address, notes, tags, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-        con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    size = os.path.getsize(path)
+    size, row = fill_contacts(path, MB, 11, words, phone="+91 80", street="MG Road")
     print(f"database: {size / 1e6:.0f} MB, {row} contacts")
 
     drop_caches()

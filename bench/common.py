@@ -15,6 +15,31 @@ BINARY = os.environ.get("SELDESK_BENCH_BINARY") or os.path.join(ROOT, "target", 
 PASSWORD = "violet tractor lemon"
 
 
+def fill_contacts(path, mb, seed, words, phone="+44 20", street="High St"):
+    """Adds contacts to the customer database file at `path`, 20,000 a
+    transaction, until it holds `mb` MiB; the same seed gives the same rows.
+    Returns (file size in bytes, contacts)."""
+    import random
+    import sqlite3
+    rnd = random.Random(seed)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    row = 0
+    while os.path.getsize(path) < mb * 1024 * 1024:
+        rows = []
+        for _ in range(20000):
+            row += 1
+            notes = " ".join(rnd.choice(words) for _ in range(40)) + f" #{rnd.getrandbits(64):x}"
+            rows.append((0, f"Person {row}", f"p{row}@example.com", f"{phone} {row:08d}", f"{row} {street}", notes,
+                         "lead", "2026-01-01", "2026-01-01"))
+        con.executemany("INSERT INTO contacts (is_company, name, email, phone, address, notes, tags, created_at, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return os.path.getsize(path), row
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

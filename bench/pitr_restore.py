@@ -30,7 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BINARY, Server, drop_caches  # noqa: E402
+from common import BINARY, Server, drop_caches, fill_contacts  # noqa: E402
 
 MB = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 CHANGES = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
@@ -55,22 +55,8 @@ try:
     server.sign_up()
     db = server.call("POST", "/api/v1/databases", {"name": "pitr", "region": "uk"})["id"]
     path = os.path.join(server.data, "tenants", "uk", db, "db.sqlite")
-    rnd = random.Random(31)
     words = "acme sales lead follow call invoice renewal meeting quote contract demo partner".split()
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    row = 0
-    while os.path.getsize(path) < MB * 1024 * 1024:
-        rows = []
-        for _ in range(20000):
-            row += 1
-            notes = " ".join(rnd.choice(words) for _ in range(40)) + f" #{rnd.getrandbits(64):x}"
-            rows.append((0, f"Person {row}", f"p{row}@example.com", f"+44 20 {row:08d}", f"{row} High St", notes, "lead", "2026-01-01", "2026-01-01"))
-        con.executemany("INSERT INTO contacts (is_company, name, email, phone, address, notes, tags, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-        con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    size = os.path.getsize(path)
+    size, row = fill_contacts(path, MB, 31, words, phone="+44 20", street="High St")
     print(f"database: {size / 1e6:.0f} MB, {row} contacts", flush=True)
 
     base = ["--data", server.data, "--database-url", f"sqlite://{server.data}/control.db"]

@@ -577,7 +577,8 @@ pub(crate) fn scan_frames(wal: &Path, from: Option<WalPos>, keep: bool) -> Resul
         let mut bytes = Vec::with_capacity(tail as usize);
         let mut file = file;
         file.seek(SeekFrom::Start(start))?;
-        file.read_to_end(&mut bytes)?;
+        // No more than was measured, whatever another process appends.
+        file.take(tail).read_to_end(&mut bytes)?;
         Box::new(std::io::Cursor::new(bytes))
     } else {
         let mut f = BufReader::with_capacity(1 << 20, file);
