@@ -2,6 +2,7 @@
 //! from the policy file; access archives (ACC-3, POL-3) and erasure with a
 //! receipt (ACC-4).
 
+use seldesk_domain::Fault;
 use std::io::Write;
 
 use askama::Template;
@@ -21,6 +22,26 @@ use crate::{Account, AccountError, Accounts, Principal, input};
 pub const JOB_ACCESS_EXPORT: &str = "account.access_export";
 /// Job kind: erase an account.
 pub const JOB_ERASE: &str = "account.erase";
+/// The job that builds the access archive a ticket asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AccessExportJob {
+    pub ticket: i64,
+}
+
+impl seldesk_jobs::JobPayload for AccessExportJob {
+    const KIND: &'static str = JOB_ACCESS_EXPORT;
+}
+
+/// The job that erases the account a ticket asks to erase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EraseJob {
+    pub ticket: i64,
+}
+
+impl seldesk_jobs::JobPayload for EraseJob {
+    const KIND: &'static str = JOB_ERASE;
+}
+
 /// Job kind: e-mail the dpo role about personal-data requests past their answer date.
 pub const JOB_OVERDUE_REQUESTS: &str = "helpdesk.overdue_requests";
 
@@ -343,9 +364,9 @@ impl Accounts {
         match kind {
             TicketKind::Access => {
                 self.queue
-                    .enqueue(NewJob::new(JOB_ACCESS_EXPORT).payload(serde_json::json!({ "ticket": ticket.id })))
+                    .enqueue(NewJob::of(&AccessExportJob { ticket: ticket.id }))
                     .await
-                    .map_err(|e| AccountError::Internal(e.to_string()))?;
+                    .map_err(|e| AccountError::Internal(Fault::new("cannot schedule the access export", e)))?;
             }
             TicketKind::Erasure => {
                 sqlx::query("UPDATE accounts SET status = 'erasing' WHERE id = $1")
@@ -354,9 +375,9 @@ impl Accounts {
                     .await?;
                 self.end_all_sessions(&Principal::Account(account.id.clone())).await?;
                 self.queue
-                    .enqueue(NewJob::new(JOB_ERASE).payload(serde_json::json!({ "ticket": ticket.id })))
+                    .enqueue(NewJob::of(&EraseJob { ticket: ticket.id }))
                     .await
-                    .map_err(|e| AccountError::Internal(e.to_string()))?;
+                    .map_err(|e| AccountError::Internal(Fault::new("cannot schedule the erasure", e)))?;
             }
             _ => {}
         }
@@ -596,27 +617,34 @@ impl Accounts {
             .unwrap_or_default();
         let html = AccessPage { generated: self.now().date().to_string(), sections }
             .render()
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+            .map_err(|e| AccountError::Internal(Fault::new("rendering the access page", e)))?;
         let id = crate::secret::token()?;
-        let key = archive_key(&id).ok_or_else(|| AccountError::Internal("a malformed archive id".into()))?;
-        let json = serde_json::to_vec_pretty(&data).map_err(|e| AccountError::Internal(e.to_string()))?;
+        let key = archive_key(&id).ok_or_else(|| AccountError::Internal(Fault::msg("a malformed archive id")))?;
+        let json = serde_json::to_vec_pretty(&data)
+            .map_err(|e| AccountError::Internal(Fault::new("encoding the access data", e)))?;
         // Zipped off the async threads: a large history takes a moment.
         let zipped = tokio::task::spawn_blocking(move || {
             let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
             let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
             for (name, bytes) in [("personal-data.json", json.as_slice()), ("index.html", html.as_bytes())] {
-                zip.start_file(name, options).map_err(|e| AccountError::Internal(e.to_string()))?;
-                zip.write_all(bytes).map_err(|e| AccountError::Internal(e.to_string()))?;
+                zip.start_file(name, options)
+                    .map_err(|e| AccountError::Internal(Fault::new("writing the access archive", e)))?;
+                zip.write_all(bytes)
+                    .map_err(|e| AccountError::Internal(Fault::new("writing the access archive", e)))?;
             }
-            Ok::<_, AccountError>(zip.finish().map_err(|e| AccountError::Internal(e.to_string()))?.into_inner())
+            Ok::<_, AccountError>(
+                zip.finish()
+                    .map_err(|e| AccountError::Internal(Fault::new("writing the access archive", e)))?
+                    .into_inner(),
+            )
         })
         .await
-        .map_err(|e| AccountError::Internal(format!("the archive could not be made: {e}")))??;
+        .map_err(|e| AccountError::Internal(Fault::new("the archive could not be made", e)))??;
         self.config
             .archives
             .put(&key, &zipped)
             .await
-            .map_err(|e| AccountError::Internal(format!("cannot store the archive: {e}")))?;
+            .map_err(|e| AccountError::Internal(Fault::new("cannot store the archive", e)))?;
         let path = key;
         let now = self.now();
         sqlx::query("INSERT INTO access_exports (id, account_id, ticket_id, path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -701,7 +729,7 @@ impl Accounts {
         let bytes = match self.config.archives.get(&key).await {
             Ok(Some(b)) => b,
             Ok(None) => return Err(AccountError::LinkExpired),
-            Err(e) => return Err(AccountError::Internal(format!("cannot read the archive: {e}"))),
+            Err(e) => return Err(AccountError::Internal(Fault::new("cannot read the archive", e))),
         };
         sqlx::query("UPDATE access_exports SET downloaded_at = $1 WHERE id = $2")
             .bind(to_millis(self.now()))
@@ -885,7 +913,7 @@ impl Accounts {
         let email = email.to_string();
         tokio::task::spawn_blocking(move || crate::mail::delete_outbox_mail_to(&dir, &email))
             .await
-            .map_err(|e| AccountError::Internal(format!("the outbox task failed: {e}")))?
+            .map_err(|e| AccountError::Internal(Fault::new("the outbox task failed", e)))?
     }
 
     fn receipt(
@@ -985,11 +1013,13 @@ pub(crate) async fn remove_archive(
     archives
         .delete(&key)
         .await
-        .map_err(|e| AccountError::Internal(format!("cannot delete access archive {key}: {e}")))?;
+        .map_err(|e| AccountError::Internal(Fault::new(format!("cannot delete access archive {key}"), e)))?;
     let legacy = legacy_dir.join(key.trim_start_matches("access/"));
     match std::fs::remove_file(&legacy) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AccountError::Internal(format!("cannot delete access archive {}: {e}", legacy.display()))),
+        Err(e) => {
+            Err(AccountError::Internal(Fault::new(format!("cannot delete access archive {}", legacy.display()), e)))
+        }
     }
 }

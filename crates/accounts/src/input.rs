@@ -252,7 +252,15 @@ mod secrets {
             totp_url: "otpauth://totp/Seldesk:ops?secret=JBSWY3DPEHPK3PXP".to_string().into(),
             totp_secret: "JBSWY3DPEHPK3PXP".to_string().into(),
         };
-        for printed in [format!("{sign_up:?}"), format!("{credentials:?}"), format!("{credentials:#?}")] {
+        let session = crate::Session {
+            kind: crate::SessionKind::Web,
+            principal: crate::Principal::Account("a1".into()),
+            csrf: "JBSWY3DPEHPK3PXP".to_string().into(),
+            expires_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        for printed in
+            [format!("{sign_up:?}"), format!("{credentials:?}"), format!("{credentials:#?}"), format!("{session:?}")]
+        {
             assert!(!printed.contains(password) && !printed.contains("JBSWY3DPEHPK3PXP"), "{printed}");
             assert!(printed.contains("REDACTED"), "{printed}");
         }

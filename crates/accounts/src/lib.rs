@@ -14,14 +14,17 @@ pub mod secret;
 pub mod service;
 pub mod staff;
 
-pub use helpdesk::{ContactForm, JOB_ACCESS_EXPORT, JOB_ERASE, JOB_OVERDUE_REQUESTS};
+pub use helpdesk::{AccessExportJob, ContactForm, EraseJob, JOB_ACCESS_EXPORT, JOB_ERASE, JOB_OVERDUE_REQUESTS};
 pub use staff::StaffCredentials;
 
 pub use helpdesk::{Ticket, TicketKind, TicketMessage, TicketStatus};
 pub use input::{INDUSTRIES, INTERESTS, ProfileUpdate, SignUp};
 pub use mail::{Mailer, OutgoingMail};
-pub use service::{Account, Accounts, AccountsConfig, Principal, Session, SessionKind};
+pub use service::{Account, AccountStatus, Accounts, AccountsConfig, Principal, Session, SessionKind};
 pub use staff::{NewStaff, StaffMember};
+
+/// Job kind: tell account holders about a new policy version (POL-2).
+pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
 
 /// Errors a person can act on, and the rest.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +57,41 @@ pub enum AccountError {
     Store(#[from] seldesk_store::StoreError),
     #[error("account store query failed: {0}")]
     Query(#[from] sqlx::Error),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
+}
+
+impl seldesk_domain::Failure for AccountError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid { .. } | Self::CardNumber { .. } | Self::WeakPassword(_) => K::Invalid,
+            Self::EmailTaken | Self::Conflict(_) => K::Conflict,
+            Self::BadCredentials => K::Unauthenticated,
+            Self::RateLimited { .. } => K::RateLimited,
+            Self::NotFound(_) => K::NotFound,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::LinkExpired => K::Gone,
+            Self::Privacy(e) => e.kind(),
+            Self::Store(_) | Self::Query(_) | Self::Internal(_) => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } | Self::CardNumber { field, .. } => Some(field),
+            Self::WeakPassword(_) => Some("password"),
+            Self::EmailTaken => Some("email"),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
 }
 
 impl AccountError {

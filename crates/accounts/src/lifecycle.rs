@@ -4,6 +4,7 @@
 //! `idle_account` period) after an e-mail warning. Both go through the same
 //! erasure as a request, and a stuck erasure is finished the same way.
 
+use seldesk_domain::Fault;
 use std::sync::Arc;
 
 use seldesk_domain::Actor;
@@ -81,7 +82,7 @@ impl Accounts {
         self.policy
             .retention("idle_account")
             .map(|r| r.keep)
-            .ok_or_else(|| AccountError::Internal("the policy file has no retention rule for idle_account".into()))
+            .ok_or_else(|| AccountError::Internal(Fault::msg("the policy file has no retention rule for idle_account")))
     }
 
     /// Open accounts not used since `before` (by sign-up or sign-in), with

@@ -2,6 +2,7 @@
 //! is written as an `.eml` file under `<data>/mail/outbox`, where a new user
 //! can read it and tests can follow its links.
 
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -56,7 +57,7 @@ impl Mailer {
     /// `smtp://host:25`, `smtp://user:pass@host:587?tls=required` or `smtps://…`.
     pub fn smtp(url: &str, from: impl Into<String>) -> Result<Self, AccountError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| AccountError::Internal(format!("invalid SMTP URL: {e}")))?
+            .map_err(|e| AccountError::Internal(Fault::new("invalid SMTP URL", e)))?
             .build();
         Ok(Self::Smtp { transport, from: from.into(), gate: None })
     }
@@ -98,7 +99,7 @@ impl Mailer {
         mail: &OutgoingMail,
         headers: &[(&'static str, String)],
     ) -> Result<(), AccountError> {
-        let bad = |e: String| AccountError::Internal(format!("cannot build the message: {e}"));
+        let bad = |e: String| AccountError::Internal(Fault::new("cannot build the message", e));
         let mut builder = Message::builder()
             .from(self.from().parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
             .to(mail.to.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?)
@@ -112,19 +113,19 @@ impl Mailer {
             .map_err(|e| bad(e.to_string()))?;
         match self {
             Mailer::Outbox { dir, .. } => {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| AccountError::Internal(format!("cannot create the outbox {}: {e}", dir.display())))?;
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    AccountError::Internal(Fault::new(format!("cannot create the outbox {}", dir.display()), e))
+                })?;
                 AsyncFileTransport::<Tokio1Executor>::new(dir)
                     .send(message)
                     .await
-                    .map_err(|e| AccountError::Internal(format!("cannot write to the outbox: {e}")))?;
+                    .map_err(|e| AccountError::Internal(Fault::new("cannot write to the outbox", e)))?;
             }
             Mailer::Smtp { transport, gate: None, .. } => {
                 transport
                     .send(message)
                     .await
-                    .map_err(|e| AccountError::Internal(format!("SMTP delivery failed: {e}")))?;
+                    .map_err(|e| AccountError::Internal(Fault::new("SMTP delivery failed", e)))?;
             }
             Mailer::Smtp { transport, gate: Some(gate), .. } => {
                 let disclosure = Disclosure {
@@ -140,7 +141,7 @@ impl Mailer {
                 let relay = Relay { transport, message: std::sync::Mutex::new(Some(message)) };
                 gate.send(&Actor::System, &disclosure, &relay)
                     .await
-                    .map_err(|e| AccountError::Internal(e.to_string()))?;
+                    .map_err(|e| AccountError::Internal(Fault::new("the mail relay failed", e)))?;
             }
         }
         Ok(())
@@ -171,7 +172,7 @@ fn outbox_files(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>, Account
             .filter(|e| e.file_name().to_string_lossy().ends_with(".eml") && e.file_type().is_ok_and(|t| t.is_file()))
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(AccountError::Internal(format!("cannot read the outbox {}: {e}", dir.display()))),
+        Err(e) => Err(AccountError::Internal(Fault::new(format!("cannot read the outbox {}", dir.display()), e))),
     }
 }
 
@@ -208,8 +209,8 @@ pub fn delete_outbox_mail_to(dir: &std::path::Path, email: &str) -> Result<usize
     let mut n = 0;
     for entry in outbox_files(dir)? {
         let path = entry.path();
-        let to =
-            recipients_of(&path).map_err(|e| AccountError::Internal(format!("cannot read {}: {e}", path.display())))?;
+        let to = recipients_of(&path)
+            .map_err(|e| AccountError::Internal(Fault::new(format!("cannot read {}", path.display()), e)))?;
         let addressed = to.split([',', '<', '>', ' ']).any(|part| part.trim() == email);
         if addressed {
             remove_outbox_file(&path)?;
@@ -223,7 +224,7 @@ fn remove_outbox_file(path: &std::path::Path) -> Result<(), AccountError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AccountError::Internal(format!("cannot delete {}: {e}", path.display()))),
+        Err(e) => Err(AccountError::Internal(Fault::new(format!("cannot delete {}", path.display()), e))),
     }
 }
 

@@ -3,20 +3,21 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use data_encoding::BASE64URL_NOPAD;
+use seldesk_domain::Fault;
 
 use crate::AccountError;
 
 /// A random token of 32 bytes, URL-safe.
 pub fn token() -> Result<String, AccountError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| AccountError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| AccountError::Internal(Fault::new("no randomness", e)))?;
     Ok(BASE64URL_NOPAD.encode(&bytes))
 }
 
 /// Random bytes.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], AccountError> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| AccountError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| AccountError::Internal(Fault::new("no randomness", e)))?;
     Ok(bytes)
 }
 
@@ -30,7 +31,7 @@ pub fn hash_password(password: &str) -> Result<String, AccountError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| AccountError::Internal(format!("cannot hash the password: {e}")))
+        .map_err(|e| AccountError::Internal(Fault::new("cannot hash the password", e)))
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {

@@ -1,5 +1,6 @@
 //! Accounts and sessions.
 
+use seldesk_domain::Fault;
 use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
@@ -56,9 +57,43 @@ pub struct Account {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-    pub status: String,
+    pub status: AccountStatus,
     /// Effective date of the policy version this person accepted (POL-2).
     pub policy_accepted: Option<String>,
+}
+
+/// Where an account is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// In use: its holder can sign in.
+    Active,
+    /// Closed by its holder, kept for the period of the policy file; a
+    /// sign-in with the password reopens it.
+    Closed,
+    /// An erasure has begun: nobody signs in again.
+    Erasing,
+}
+
+impl AccountStatus {
+    /// As stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Closed => "closed",
+            Self::Erasing => "erasing",
+        }
+    }
+
+    /// From the `status` column; a value this build does not know is
+    /// taken as erasing, the state that lets nobody in.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "closed" => Self::Closed,
+            _ => Self::Erasing,
+        }
+    }
 }
 
 impl Account {
@@ -125,7 +160,7 @@ pub struct Session {
     pub kind: SessionKind,
     pub principal: Principal,
     /// The form token bound to this session.
-    pub csrf: String,
+    pub csrf: secrecy::SecretString,
     pub expires_at: OffsetDateTime,
 }
 
@@ -164,7 +199,7 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
         email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
         created_at: from_millis(r.try_get("created_at")?),
         updated_at: from_millis(r.try_get("updated_at")?),
-        status: r.try_get("status")?,
+        status: AccountStatus::parse(&r.try_get::<String, _>("status")?),
         policy_accepted: r.try_get("policy_accepted")?,
     })
 }
@@ -196,7 +231,7 @@ pub(crate) async fn hash_password_off_thread(password: &str) -> Result<String, A
     let password = password.to_string();
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| AccountError::Internal(format!("password hashing stopped: {e}")))?
+        .map_err(|e| AccountError::Internal(Fault::new("password hashing stopped", e)))?
 }
 
 /// A real argon2id hash to verify against when no account matches, so a
@@ -434,9 +469,9 @@ impl Accounts {
             Some(r) => (
                 Some(r.try_get::<String, _>("id")?),
                 r.try_get::<String, _>("password_hash")?,
-                r.try_get::<String, _>("status")?,
+                AccountStatus::parse(&r.try_get::<String, _>("status")?),
             ),
-            None => (None, dummy_hash().await.to_string(), String::new()),
+            None => (None, dummy_hash().await.to_string(), AccountStatus::Erasing),
         };
         let familiar = match &id {
             Some(id) => self.familiar_address(id, ip, now).await?,
@@ -454,7 +489,7 @@ impl Accounts {
             return Err(AccountError::RateLimited { retry_after_secs });
         }
         // A closed account is still within its period: signing in reopens it.
-        let open = status == "active" || status == "closed";
+        let open = matches!(status, AccountStatus::Active | AccountStatus::Closed);
         let ok = verify_password_off_thread(password.to_string(), hash).await && id.is_some() && open;
         if let Some(id) = &id {
             self.record_signin(id, ok, ip, user_agent).await?;
@@ -465,7 +500,7 @@ impl Accounts {
         budget.refund(&self.db, &key).await?;
         rate::release(&self.db, SIGNIN_ADDRESS.kind, ip).await?;
         let account = self.account(&id.unwrap_or_default()).await?;
-        if account.status == "closed" {
+        if account.status == AccountStatus::Closed {
             self.reopen(&account).await?;
         }
         // POL-2: using the service after a new version took effect accepts it.
@@ -540,7 +575,7 @@ impl Accounts {
         refuse(SIGNIN_ADDRESS.spend(&self.db, ip, now).await?)?;
         let id = self.use_link(t, "signin").await?;
         let account = self.account(&id).await?;
-        if account.status != "active" {
+        if account.status != AccountStatus::Active {
             return Err(AccountError::LinkExpired);
         }
         self.record_signin(&id, true, ip, user_agent).await?;
@@ -593,7 +628,7 @@ impl Accounts {
         .bind(to_millis(expires))
         .execute(self.db.pool())
         .await?;
-        Ok((t, Session { kind, principal, csrf, expires_at: expires }))
+        Ok((t, Session { kind, principal, csrf: csrf.into(), expires_at: expires }))
     }
 
     /// The live session of a token: ended when past its absolute expiry or,
@@ -628,7 +663,7 @@ impl Accounts {
                 .execute(self.db.pool())
                 .await?;
         }
-        Ok(Some(Session { kind, principal, csrf: row.try_get("csrf")?, expires_at: expires }))
+        Ok(Some(Session { kind, principal, csrf: row.try_get::<String, _>("csrf")?.into(), expires_at: expires }))
     }
 
     pub async fn end_session(&self, t: &str) -> Result<(), AccountError> {
@@ -682,7 +717,7 @@ impl Accounts {
     /// When a closure made `at` is erased: the policy's period for account data.
     pub fn closure_erasure_day(&self, at: OffsetDateTime) -> Result<time::Date, AccountError> {
         let rule = self.policy.retention("account_contact").ok_or_else(|| {
-            AccountError::Internal("the policy file has no retention rule for account_contact".into())
+            AccountError::Internal(Fault::msg("the policy file has no retention rule for account_contact"))
         })?;
         Ok(rule.keep.after(at).date())
     }

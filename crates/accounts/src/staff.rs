@@ -2,6 +2,7 @@
 //! plus TOTP at sign-in; every staff action audited by the callers.
 
 use secrecy::SecretString;
+use seldesk_domain::Fault;
 use seldesk_domain::{Actor, Role};
 use seldesk_store::{from_millis, to_millis};
 use sqlx::Row;
@@ -54,7 +55,7 @@ pub struct StaffCredentials {
 
 fn totp(secret_b32: &str, email: &str) -> Result<Totp, AccountError> {
     let secret =
-        Secret::try_from_base32(secret_b32).map_err(|e| AccountError::Internal(format!("bad TOTP secret: {e}")))?;
+        Secret::try_from_base32(secret_b32).map_err(|e| AccountError::Internal(Fault::new("bad TOTP secret", e)))?;
     totp_rs::Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
@@ -64,7 +65,7 @@ fn totp(secret_b32: &str, email: &str) -> Result<Totp, AccountError> {
         .with_issuer(Some("Seldesk"))
         .with_account_name(email)
         .build()
-        .map_err(|e| AccountError::Internal(format!("cannot set up TOTP: {e}")))
+        .map_err(|e| AccountError::Internal(Fault::new("cannot set up TOTP", e)))
 }
 
 /// The current code of a secret (for tests and the operator's first check).
@@ -120,7 +121,9 @@ impl Accounts {
         self.audit
             .record(actor, "staff.added", None, Some(&format!("staff:{id}")), serde_json::json!({ "roles": roles }))
             .await?;
-        let totp_url = totp(&secret, &email)?.to_url().map_err(|e| AccountError::Internal(e.to_string()))?;
+        let totp_url = totp(&secret, &email)?
+            .to_url()
+            .map_err(|e| AccountError::Internal(Fault::new("cannot make the TOTP link", e)))?;
         Ok(StaffCredentials { staff, password: password.into(), totp_url: totp_url.into(), totp_secret: secret.into() })
     }
 
@@ -221,7 +224,9 @@ impl Accounts {
         self.audit
             .record(actor, "staff.totp_reset", None, Some(&format!("staff:{}", staff.id)), serde_json::json!({}))
             .await?;
-        let url = totp(&secret, &staff.email)?.to_url().map_err(|e| AccountError::Internal(e.to_string()))?;
+        let url = totp(&secret, &staff.email)?
+            .to_url()
+            .map_err(|e| AccountError::Internal(Fault::new("cannot make the TOTP link", e)))?;
         Ok((secret, url))
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// `[billing]` in the configuration file.
@@ -85,45 +86,63 @@ pub struct Tax {
     pub rate_bp: i64,
 }
 
+/// A processor credential from the configuration file: kept in a
+/// `SecretString` so no `{:?}` prints it (a log line, a panic, a config dump
+/// through Debug). It serializes, because the configuration is merged from
+/// files and environment through serde; nothing serializes it elsewhere.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Credential(SecretString);
+
+impl Credential {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<&str> for Credential {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl Serialize for Credential {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
+
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Credential {}
+
 /// PayPal REST credentials (Orders v2).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaypalSettings {
     /// `https://api-m.paypal.com` in production, `https://api-m.sandbox.paypal.com` to try.
     pub base_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Credential,
     /// The webhook's id in PayPal's dashboard, needed to verify its signatures.
     pub webhook_id: String,
 }
 
-impl std::fmt::Debug for PaypalSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaypalSettings").field("base_url", &self.base_url).field("client_id", &self.client_id).finish()
-    }
-}
-
 /// Ingenico / Worldline Direct credentials.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngenicoSettings {
     /// `https://payment.direct.worldline-solutions.com` in production.
     pub base_url: String,
     pub merchant_id: String,
     pub api_key_id: String,
-    pub api_secret: String,
+    pub api_secret: Credential,
     pub webhook_key_id: String,
-    pub webhook_secret: String,
-}
-
-impl std::fmt::Debug for IngenicoSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngenicoSettings")
-            .field("base_url", &self.base_url)
-            .field("merchant_id", &self.merchant_id)
-            .field("api_key_id", &self.api_key_id)
-            .finish()
-    }
+    pub webhook_secret: Credential,
 }
 
 const EURO_AREA: &[&str] = &[
@@ -267,5 +286,41 @@ mod tests {
         s.plans[0].prices.remove("SGD");
         let e = s.validate().expect_err("invalid");
         assert!(e.contains("standard") && e.contains("SGD"), "{e}");
+    }
+
+    /// Processor credentials and the token a processor holds for renewals
+    /// print as redacted with `{:?}`, yet reach the processor intact and
+    /// survive the configuration's serde round trip.
+    #[test]
+    fn no_processor_secret_prints_with_debug() {
+        let secret = "sk-live-violet-tractor";
+        let paypal = PaypalSettings {
+            base_url: "https://api-m.paypal.com".into(),
+            client_id: "client".into(),
+            client_secret: secret.into(),
+            webhook_id: "hook".into(),
+        };
+        let ingenico = IngenicoSettings {
+            base_url: "https://payment.direct.worldline-solutions.com".into(),
+            merchant_id: "m".into(),
+            api_key_id: "k".into(),
+            api_secret: secret.into(),
+            webhook_key_id: "w".into(),
+            webhook_secret: secret.into(),
+        };
+        let charge = crate::processor::Call::Charge { token: secret.into() };
+        let paid = crate::processor::Outcome::Paid {
+            payment: "p1".into(),
+            amount_cents: 100,
+            currency: "EUR".into(),
+            token: Some(secret.into()),
+        };
+        for printed in [format!("{paypal:?}"), format!("{ingenico:#?}"), format!("{charge:?}"), format!("{paid:?}")] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert_eq!(paypal.client_secret.expose(), secret);
+        let back: PaypalSettings =
+            serde_json::from_value(serde_json::to_value(&paypal).expect("serializes")).expect("parses");
+        assert_eq!(back, paypal);
     }
 }

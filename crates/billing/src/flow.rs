@@ -1,6 +1,8 @@
 //! The subscription's life: quote, checkout, the buyer's return, renewals
 //! with retries, plan changes with proration, cancellation and reactivation.
 
+use secrecy::ExposeSecret;
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 
 use seldesk_domain::Actor;
@@ -112,7 +114,7 @@ impl Billing {
         let price = plan
             .prices
             .get(&currency)
-            .ok_or_else(|| BillingError::Internal(format!("plan {} has no {currency} price", plan.id)))?;
+            .ok_or_else(|| BillingError::Internal(Fault::msg(format!("plan {} has no {currency} price", plan.id))))?;
         let unit = match interval {
             Interval::Monthly => price.monthly,
             Interval::Yearly => price.yearly,
@@ -362,7 +364,14 @@ impl Billing {
             .await?;
         match outcome {
             Outcome::Paid { payment: processor_payment, amount_cents, currency, token } => {
-                self.settle(&payment, &processor_payment, amount_cents, &currency, token.as_deref()).await?;
+                self.settle(
+                    &payment,
+                    &processor_payment,
+                    amount_cents,
+                    &currency,
+                    token.as_ref().map(ExposeSecret::expose_secret),
+                )
+                .await?;
             }
             Outcome::NotPaid(why) => return Err(BillingError::PaymentRequired(why)),
             Outcome::Declined(why) => {
@@ -544,7 +553,7 @@ impl Billing {
         let d = self.inner.databases.get(account_id, database_id).await?;
         let (start, end) = match (sub.period_start, sub.period_end) {
             (Some(s), Some(e)) if e > s => (s, e),
-            _ => return Err(BillingError::Internal("the subscription has no current period".into())),
+            _ => return Err(BillingError::Internal(Fault::msg("the subscription has no current period"))),
         };
         let now = self.now().clamp(start, end);
         let old_quote =

@@ -3,6 +3,7 @@
 //! webhooks signed with HMAC-SHA256. Requests are signed with the
 //! `GCS v1HMAC` scheme.
 
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ impl Ingenico {
         let auth = format!(
             "GCS v1HMAC:{}:{}",
             self.settings.api_key_id,
-            hmac_b64(&self.settings.api_secret, signed.as_bytes())?
+            hmac_b64(self.settings.api_secret.expose(), signed.as_bytes())?
         );
         let request = match body {
             Some(b) => self.http.post(&url).header("Content-Type", content_type).body(b.to_string()),
@@ -95,7 +96,7 @@ impl Ingenico {
             payment: id.to_string(),
             amount_cents: money["amount"].as_i64().ok_or_else(|| ProcessorError("Ingenico sent no amount".into()))?,
             currency: money["currencyCode"].as_str().unwrap_or_default().to_string(),
-            token,
+            token: token.map(Into::into),
         })
     }
 }
@@ -178,7 +179,7 @@ impl Processor for Ingenico {
                 Call::Charge { token } => {
                     let body = json!({
                         "cardPaymentMethodSpecificInput": {
-                            "token": token,
+                            "token": token.expose_secret(),
                             "unscheduledCardOnFileRequestor": "merchantInitiated",
                             "unscheduledCardOnFileSequenceIndicator": "subsequent",
                             "authorizationMode": "SALE",
@@ -222,7 +223,7 @@ impl Processor for Ingenico {
             let signature = header(headers, "X-GCS-Signature")
                 .and_then(|s| BASE64.decode(s.trim().as_bytes()).ok())
                 .ok_or_else(|| WebhookError::Signature("no readable X-GCS-Signature".into()))?;
-            let mut mac = HmacSha256::new_from_slice(self.settings.webhook_secret.as_bytes())
+            let mut mac = HmacSha256::new_from_slice(self.settings.webhook_secret.expose().as_bytes())
                 .map_err(|e| WebhookError::Unavailable(format!("HMAC key: {e}")))?;
             mac.update(body);
             // Constant-time comparison.

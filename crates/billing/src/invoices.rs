@@ -4,6 +4,7 @@
 //! view, a PDF, and a copy by mail on payment.
 
 use seldesk_accounts::StaffMember;
+use seldesk_domain::Fault;
 use seldesk_domain::Role;
 use seldesk_store::{from_millis, to_millis};
 use serde::{Deserialize, Serialize};
@@ -55,8 +56,8 @@ impl Billing {
             .fetch_one(self.inner.db.pool())
             .await?;
         let doc: PaymentDocument =
-            serde_json::from_str(&lines).map_err(|e| BillingError::Internal(format!("payment lines: {e}")))?;
-        let account_id = payment.account_id.as_deref().ok_or_else(|| BillingError::Internal("no buyer".into()))?;
+            serde_json::from_str(&lines).map_err(|e| BillingError::Internal(Fault::new("payment lines", e)))?;
+        let account_id = payment.account_id.as_deref().ok_or_else(|| BillingError::Internal(Fault::msg("no buyer")))?;
         let a = self.account(account_id).await?;
         let seller = &self.inner.settings.seller;
         let processor = self.inner.processors.iter().find(|p| p.id() == payment.processor).map(|p| p.label());
@@ -114,7 +115,8 @@ impl Billing {
         doc.number = number.clone();
         doc.issued = now.date().to_string();
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let document = serde_json::to_string(&doc).map_err(|e| BillingError::Internal(e.to_string()))?;
+        let document =
+            serde_json::to_string(&doc).map_err(|e| BillingError::Internal(Fault::new("encoding the invoice", e)))?;
         sqlx::query(
             "INSERT INTO invoices (id, number, account_id, buyer_name, buyer_email, buyer_address, country, currency, total_cents, issued_at, payment_id, document)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",

@@ -18,6 +18,7 @@ pub mod processor;
 mod records;
 mod webhooks;
 
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -69,8 +70,44 @@ pub enum BillingError {
     Query(#[from] sqlx::Error),
     #[error(transparent)]
     Store(#[from] seldesk_store::StoreError),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
+}
+
+impl seldesk_domain::Failure for BillingError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid { .. } => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Conflict(_) => K::Conflict,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::PaymentRequired(_) => K::PaymentRequired,
+            Self::Unauthenticated(_) => K::Unauthenticated,
+            Self::Processor(_) => K::Upstream,
+            Self::Tenant(e) => e.kind(),
+            Self::Account(e) => e.kind(),
+            Self::Privacy(e) => e.kind(),
+            Self::Query(_) | Self::Store(_) | Self::Internal(_) => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::Tenant(e) => e.field(),
+            Self::Account(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Tenant(e) => e.retry_after(),
+            Self::Account(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 impl BillingError {
@@ -127,10 +164,10 @@ impl Billing {
         settings.validate().map_err(|e| BillingError::invalid("billing", e))?;
         let mut processors: Vec<Arc<dyn Processor>> = Vec::new();
         if let Some(p) = &settings.paypal {
-            processors.push(Arc::new(paypal::Paypal::new(p.clone()).map_err(|e| BillingError::Internal(e.0))?));
+            processors.push(Arc::new(paypal::Paypal::new(p.clone()).map_err(Fault::by("cannot set up PayPal"))?));
         }
         if let Some(i) = &settings.ingenico {
-            processors.push(Arc::new(ingenico::Ingenico::new(i.clone()).map_err(|e| BillingError::Internal(e.0))?));
+            processors.push(Arc::new(ingenico::Ingenico::new(i.clone()).map_err(Fault::by("cannot set up Ingenico"))?));
         }
         let test = settings.offers_test_processor().then(|| Arc::new(TestProcessor::new(deps.base_url.clone())));
         if let Some(t) = &test {
@@ -218,7 +255,7 @@ impl Billing {
                 .iter()
                 .find(|p| matches!(p.kind, seldesk_domain::policy::ProviderKind::Payment))
                 .map(|p| p.id.clone())
-                .ok_or_else(|| BillingError::Internal("the policy lists no payment processor".into()))?
+                .ok_or_else(|| BillingError::Internal(Fault::msg("the policy lists no payment processor")))?
         } else {
             processor.id().to_string()
         };
@@ -239,7 +276,7 @@ impl Billing {
             (Some(Ok(outcome)), Ok(_)) => Ok(outcome),
             (Some(Err(e)), _) => Err(BillingError::Processor(format!("{}: {}", processor.label(), e.0))),
             (_, Err(e)) => Err(e.into()),
-            (None, Ok(_)) => Err(BillingError::Internal("the processor call left no answer".into())),
+            (None, Ok(_)) => Err(BillingError::Internal(Fault::msg("the processor call left no answer"))),
         }
     }
 

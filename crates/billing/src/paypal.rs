@@ -2,6 +2,7 @@
 //! vaulted payment token for renewals, refunds of captures, and webhook
 //! verification through PayPal's own verify-webhook-signature call.
 
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,7 @@ impl Paypal {
         let response = self
             .http
             .post(self.url("/v1/oauth2/token"))
-            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
+            .basic_auth(&self.settings.client_id, Some(self.settings.client_secret.expose()))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
@@ -102,7 +103,7 @@ impl Paypal {
             .ok_or_else(|| ProcessorError("PayPal sent no captured amount".into()))?;
         let currency = capture["amount"]["currency_code"].as_str().unwrap_or_default().to_string();
         let token = body["payment_source"]["paypal"]["attributes"]["vault"]["id"].as_str().map(str::to_string);
-        Ok(Outcome::Paid { payment: payment.to_string(), amount_cents: amount, currency, token })
+        Ok(Outcome::Paid { payment: payment.to_string(), amount_cents: amount, currency, token: token.map(Into::into) })
     }
 
     fn unit(fields: &BTreeMap<String, String>) -> Result<Value, ProcessorError> {
@@ -184,7 +185,7 @@ impl Processor for Paypal {
                     let body = json!({
                         "intent": "CAPTURE",
                         "purchase_units": [Self::unit(fields)?],
-                        "payment_source": { "paypal": { "vault_id": token } },
+                        "payment_source": { "paypal": { "vault_id": token.expose_secret() } },
                     });
                     let (status, answer) =
                         self.post("/v2/checkout/orders", &format!("{reference}-charge"), &body).await?;

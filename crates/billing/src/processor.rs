@@ -5,6 +5,7 @@
 //! other personal field can reach a processor (PAY-4). No processor call
 //! carries card data: cards are typed on the processor's page (PAY-1).
 
+use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -28,13 +29,13 @@ pub enum Call {
     /// The buyer came back: capture or look up the result.
     Complete { order: String, return_mac: Option<String>, query: BTreeMap<String, String> },
     /// Charge a processor-held token (renewals, plan changes).
-    Charge { token: String },
+    Charge { token: SecretString },
     /// Refund part or all of a captured payment.
     Refund { payment: String },
 }
 
 /// What the processor answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Send the buyer here.
     Redirect {
@@ -47,7 +48,7 @@ pub enum Outcome {
         payment: String,
         amount_cents: i64,
         currency: String,
-        token: Option<String>,
+        token: Option<SecretString>,
     },
     /// The buyer has not finished (or abandoned) the checkout.
     NotPaid(String),
@@ -270,7 +271,7 @@ impl Processor for TestProcessor {
                         payment: format!("{order}-P"),
                         amount_cents: o.amount_cents,
                         currency: o.currency.clone(),
-                        token: Some(format!("test-token-{}", uuid::Uuid::now_v7().simple())),
+                        token: Some(format!("test-token-{}", uuid::Uuid::now_v7().simple()).into()),
                     }),
                     Some(o) if o.decision == Some(false) => Ok(Outcome::NotPaid("You declined the payment.".into())),
                     Some(_) => Ok(Outcome::NotPaid("The payment was not approved yet.".into())),

@@ -37,7 +37,7 @@ pub struct Subscription {
     /// Whether the processor holds a token for renewals (the token itself stays here).
     pub has_token: bool,
     #[serde(skip)]
-    pub(crate) processor_token: Option<String>,
+    pub(crate) processor_token: Option<secrecy::SecretString>,
     pub status: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub period_start: Option<OffsetDateTime>,
@@ -105,7 +105,7 @@ fn sub_from(r: &AnyRow) -> Result<Subscription, sqlx::Error> {
         amount_cents: r.try_get("amount_cents")?,
         processor: r.try_get("processor")?,
         has_token: token.is_some(),
-        processor_token: token,
+        processor_token: token.map(Into::into),
         status: r.try_get("status")?,
         period_start: r.try_get::<Option<i64>, _>("period_start")?.map(from_millis),
         period_end: r.try_get::<Option<i64>, _>("period_end")?.map(from_millis),

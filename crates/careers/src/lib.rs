@@ -40,19 +40,38 @@ pub enum CareerError {
     Store(#[from] seldesk_store::StoreError),
     #[error(transparent)]
     Blob(#[from] seldesk_blob::BlobError),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
 }
 
-impl From<AccountError> for CareerError {
-    fn from(e: AccountError) -> Self {
-        match e {
-            AccountError::Invalid { field, message } | AccountError::CardNumber { field, message } => {
-                Self::Invalid { field, message }
-            }
-            AccountError::Query(q) => Self::Query(q),
-            AccountError::Privacy(p) => Self::Privacy(p),
-            other => Self::Internal(other.to_string()),
+impl seldesk_domain::Failure for CareerError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid { .. } => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Conflict(_) => K::Conflict,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::Account(e) => e.kind(),
+            Self::Privacy(e) => e.kind(),
+            _ => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::Account(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Account(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The careers service: postings, applications and the pipeline.
 
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -964,7 +965,8 @@ impl Careers {
             }
             clean.insert(f.id.clone(), v);
         }
-        let json = serde_json::to_string(&clean).map_err(|e| CareerError::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&clean)
+            .map_err(|e| CareerError::Internal(Fault::new("encoding the application", e)))?;
         let now = to_millis(self.clock.now());
         let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM job_offer_data WHERE application_id = $1").bind(&id).execute(&mut *tx).await?;
@@ -1011,7 +1013,7 @@ impl Careers {
         .bind(&a.phone)
         .bind(&country)
         .bind(&a.posting_title)
-        .bind(serde_json::to_string(&offer).map_err(|e| CareerError::Internal(e.to_string()))?)
+        .bind(serde_json::to_string(&offer).map_err(|e| CareerError::Internal(Fault::new("encoding the offer", e)))?)
         .bind(&a.cv_key)
         .bind(now)
         .execute(&mut *tx)

@@ -40,9 +40,20 @@ impl NewJob {
         self
     }
 
-    pub fn payload(mut self, payload: serde_json::Value) -> Self {
+    /// Any payload: for the scheduler, whose jobs carry their schedule's
+    /// name and fire time whatever their kind.
+    pub(crate) fn payload(mut self, payload: serde_json::Value) -> Self {
         self.payload = payload;
         self
+    }
+
+    /// A job of `P`'s kind carrying `payload`: the kind and the payload's
+    /// shape are declared once, by the crate that handles the job.
+    pub fn of<P: JobPayload>(payload: &P) -> Self {
+        let mut job = Self::new(P::KIND);
+        // A payload is a plain struct of ids: it always serializes.
+        job.payload = serde_json::to_value(payload).unwrap_or_default();
+        job
     }
 
     pub fn dedupe(mut self, key: impl Into<String>) -> Self {
@@ -93,6 +104,26 @@ pub struct Job {
     pub max_attempts: i64,
     pub run_at: OffsetDateTime,
     pub last_error: Option<String>,
+}
+
+impl Job {
+    /// The payload as the type its kind declares.
+    pub fn payload_as<P: JobPayload>(&self) -> Result<P, crate::JobFailure> {
+        if self.kind != P::KIND {
+            return Err(crate::JobFailure::Payload {
+                kind: self.kind.clone(),
+                why: format!("a {} job was read as a {} job", self.kind, P::KIND),
+            });
+        }
+        serde_json::from_value(self.payload.clone())
+            .map_err(|e| crate::JobFailure::Payload { kind: self.kind.clone(), why: e.to_string() })
+    }
+}
+
+/// The payload of one kind of job, declared by the crate that handles it.
+pub trait JobPayload: serde::Serialize + serde::de::DeserializeOwned {
+    /// The job kind, e.g. `account.erase`.
+    const KIND: &'static str;
 }
 
 /// Counts of jobs by status.

@@ -7,11 +7,10 @@ use std::time::Duration as StdDuration;
 use time::Duration;
 use tokio::sync::watch;
 
-use crate::{Job, JobStatus, Queue, Scheduler};
+use crate::{Job, JobFailure, JobStatus, Queue, Scheduler};
 
-/// The future a handler returns: `Err` carries a message for the job's record
-/// (identifiers only, never personal data).
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+/// The future a handler returns: a summary for the log, or why it failed.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<String, JobFailure>> + Send + 'a>>;
 
 /// Executes jobs of one kind.
 pub trait Handler: Send + Sync {
@@ -86,7 +85,7 @@ impl Runner {
         };
         let outcome = match self.handlers.get(&job.kind) {
             Some(handler) => handler.run(&job).await,
-            None => Err(format!("no handler for job kind `{}` on this node", job.kind)),
+            None => Err(JobFailure::NoHandler(job.kind.clone())),
         };
         match outcome {
             Ok(summary) => {
@@ -95,7 +94,7 @@ impl Runner {
                 self.queue.complete(&job, &self.worker).await?;
             }
             Err(error) => {
-                let status = self.queue.fail(&job, &self.worker, &error).await?;
+                let status = self.queue.fail(&job, &self.worker, &error.to_string()).await?;
                 let outcome = if status == JobStatus::Failed { "failed" } else { "retry" };
                 tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, %error, outcome, "job failed");
                 metrics::counter!("seldesk_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome).increment(1);

@@ -5,6 +5,7 @@
 //! handed to the mail server and marked sent after, so a send that dies half
 //! way resumes without sending anyone a message twice (MKT-1).
 
+use seldesk_domain::Fault;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::{JOB_SEND, Marketing, MarketingError, checked, marketing_only};
+use crate::{Marketing, MarketingError, checked, marketing_only};
 
 /// How long one job run sends before handing over to the next run, so no
 /// run outlives its lease however large the audience.
@@ -420,12 +421,14 @@ impl Marketing {
     }
 
     async fn enqueue_send(&self, id: &str, at: Option<OffsetDateTime>) -> Result<(), MarketingError> {
-        let mut job =
-            seldesk_jobs::NewJob::new(JOB_SEND).payload(serde_json::json!({ "campaign": id })).max_attempts(20);
+        let mut job = seldesk_jobs::NewJob::of(&crate::SendJob { campaign: id.to_string() }).max_attempts(20);
         if let Some(at) = at {
             job = job.run_at(at);
         }
-        self.queue.enqueue(job).await.map_err(|e| MarketingError::Internal(e.to_string()))?;
+        self.queue
+            .enqueue(job)
+            .await
+            .map_err(|e| MarketingError::Internal(Fault::new("cannot schedule the campaign", e)))?;
         Ok(())
     }
 

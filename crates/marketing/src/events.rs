@@ -5,6 +5,7 @@
 //! transfer recorded in the ledger the person's access export shows, and
 //! never twice to the same recipient, however often a failed one is retried.
 
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -557,13 +558,12 @@ impl Marketing {
     async fn enqueue_transfer(&self, kind: &str, id: &str) -> Result<(), MarketingError> {
         self.queue
             .enqueue(
-                seldesk_jobs::NewJob::new(JOB_TRANSFER)
-                    .payload(serde_json::json!({ "kind": kind, "id": id }))
+                seldesk_jobs::NewJob::of(&crate::TransferJob { kind: kind.to_string(), id: id.to_string() })
                     .dedupe(format!("{JOB_TRANSFER}:{kind}:{id}"))
                     .max_attempts(10),
             )
             .await
-            .map_err(|e| MarketingError::Internal(e.to_string()))?;
+            .map_err(|e| MarketingError::Internal(Fault::new("cannot schedule the transfer", e)))?;
         Ok(())
     }
 
@@ -642,7 +642,7 @@ impl Marketing {
                 )
                 .await
             }
-            other => Err(MarketingError::Internal(format!("unknown transfer kind `{other}`"))),
+            other => Err(MarketingError::Internal(Fault::msg(format!("unknown transfer kind `{other}`")))),
         }
     }
 
@@ -698,7 +698,7 @@ impl Marketing {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(MarketingError::Internal(format!("transfer not complete ({})", failures.join("; "))))
+            Err(MarketingError::Internal(Fault::msg(format!("transfer not complete ({})", failures.join("; ")))))
         }
     }
 
@@ -739,7 +739,7 @@ impl Marketing {
             (out, n)
         })
         .await
-        .map_err(|e| MarketingError::Internal(format!("reading the transfer files stopped: {e}")))?;
+        .map_err(|e| MarketingError::Internal(Fault::new("reading the transfer files stopped", e)))?;
         self.audit
             .record(
                 actor,
@@ -985,7 +985,7 @@ impl Marketing {
         let (folder, name) = (dir(self, &found), format!("{id}.json"));
         tokio::task::spawn_blocking(move || remove_files_named(&folder, &name))
             .await
-            .map_err(|e| MarketingError::Internal(format!("erasing the handed-over files stopped: {e}")))??;
+            .map_err(|e| MarketingError::Internal(Fault::new("erasing the handed-over files stopped", e)))??;
         sqlx::query("DELETE FROM marketing_transfers WHERE source = $1")
             .bind(format!("{kind}:{id}"))
             .execute(self.db.pool())
@@ -1003,7 +1003,7 @@ fn remove_files_named(dir: &Path, name: &str) -> Result<(), MarketingError> {
     let remove = |p: PathBuf| match std::fs::remove_file(&p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(MarketingError::Internal(format!("cannot erase {}: {e}", p.display()))),
+        Err(e) => Err(MarketingError::Internal(Fault::new(format!("cannot erase {}", p.display()), e))),
     };
     remove(dir.join(name))?;
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -33,6 +33,28 @@ pub use trends::{Dimension, TrendRow};
 pub const JOB_SEND: &str = "marketing.send";
 /// Job kind: hand a registration or referral to its recipients.
 pub const JOB_TRANSFER: &str = "marketing.transfer";
+/// The job that sends a campaign's pending messages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendJob {
+    pub campaign: String,
+}
+
+impl seldesk_jobs::JobPayload for SendJob {
+    const KIND: &'static str = JOB_SEND;
+}
+
+/// The job that hands one registration or referral to its recipients.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferJob {
+    /// `registration` or `referral`.
+    pub kind: String,
+    pub id: String,
+}
+
+impl seldesk_jobs::JobPayload for TransferJob {
+    const KIND: &'static str = JOB_TRANSFER;
+}
+
 /// Job kind: add new sign-ups, trials and conversions to the trend counts.
 pub const JOB_TRENDS: &str = "marketing.trends";
 
@@ -53,19 +75,38 @@ pub enum MarketingError {
     Query(#[from] sqlx::Error),
     #[error(transparent)]
     Store(#[from] seldesk_store::StoreError),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
 }
 
-impl From<AccountError> for MarketingError {
-    fn from(e: AccountError) -> Self {
-        match e {
-            AccountError::Invalid { field, message } | AccountError::CardNumber { field, message } => {
-                Self::Invalid { field, message }
-            }
-            AccountError::Query(q) => Self::Query(q),
-            AccountError::Privacy(p) => Self::Privacy(p),
-            other => Self::Internal(other.to_string()),
+impl seldesk_domain::Failure for MarketingError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid { .. } => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Conflict(_) => K::Conflict,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::Account(e) => e.kind(),
+            Self::Privacy(e) => e.kind(),
+            _ => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::Account(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Account(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

@@ -46,19 +46,18 @@ impl VerifyReport {
     }
 }
 
-/// The secret the chain is keyed with.
-#[derive(Clone)]
-pub struct AuditKey([u8; 32]);
-
-impl std::fmt::Debug for AuditKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuditKey(..)")
-    }
-}
+/// The secret the chain is keyed with: never printed, zeroed when dropped.
+#[derive(Clone, Debug)]
+pub struct AuditKey(std::sync::Arc<secrecy::SecretBox<[u8; 32]>>);
 
 impl AuditKey {
     pub fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self(std::sync::Arc::new(secrecy::SecretBox::new(Box::new(bytes))))
+    }
+
+    fn bytes(&self) -> &[u8; 32] {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
     }
 
     /// The key in `path` (`<data>/keys/audit.key`), made on first use;
@@ -66,7 +65,7 @@ impl AuditKey {
     pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), PrivacyError> {
         let (bytes, created) =
             seldesk_domain::keyfile::load_or_create(path).map_err(|e| PrivacyError::Misconfigured(e.to_string()))?;
-        Ok((Self(bytes), created))
+        Ok((Self::new(bytes), created))
     }
 }
 
@@ -81,7 +80,7 @@ pub struct Anchor {
 }
 
 fn anchor_mac(key: &AuditKey, seq: i64, hash: &str, at: i64) -> String {
-    let mut h = blake3::Hasher::new_keyed(&key.0);
+    let mut h = blake3::Hasher::new_keyed(key.bytes());
     h.update(b"seldesk-audit-anchor\0");
     h.update(&seq.to_le_bytes());
     h.update(&at.to_le_bytes());
@@ -105,7 +104,7 @@ fn entry_hash(
     prev: &str,
 ) -> String {
     let mut h = match key {
-        Some(k) => blake3::Hasher::new_keyed(&k.0),
+        Some(k) => blake3::Hasher::new_keyed(k.bytes()),
         None => blake3::Hasher::new(),
     };
     for part in [

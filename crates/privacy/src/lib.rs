@@ -167,6 +167,9 @@ pub fn check_owners(core: &[&str], stores: &[std::sync::Arc<dyn PersonalDataStor
     Ok(())
 }
 
+/// Job kind: apply every retention rule.
+pub const JOB_RETENTION: &str = "retention.run";
+
 /// Errors of the privacy core.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
@@ -185,6 +188,18 @@ pub enum PrivacyError {
     /// A retention run that erased what it could; each failure is named.
     #[error("the retention run could not erase everything due: {}", .0.failures.join("; "))]
     Incomplete(Box<crate::retention::RunReport>),
+}
+
+impl seldesk_domain::Failure for PrivacyError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Forbidden(_) => K::Forbidden,
+            Self::Invalid(_) => K::Invalid,
+            Self::Refused(_) => K::Refused,
+            Self::Query(_) | Self::Store(_) | Self::Misconfigured(_) | Self::Incomplete(_) => K::Internal,
+        }
+    }
 }
 
 /// `($1, $2, …)` for `n` values starting at `$first`: placeholders only,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use seldesk_accounts::erasers::{AccessExportEraser, TicketEraser};
 use seldesk_accounts::{Accounts, AccountsConfig, Mailer};
 use seldesk_domain::{Actor, Clock, Policy};
-use seldesk_jobs::{Handler, HandlerFuture, Job, Queue, Runner, Schedule, Scheduler};
+use seldesk_jobs::{Handler, HandlerFuture, Job, JobFailure, Queue, Runner, Schedule, Scheduler};
 use seldesk_privacy::audit::AuditEraser;
 use seldesk_privacy::{AuditLog, DisclosureGate, Eraser, ErasureLog, RetentionEngine, TableEraser};
 use seldesk_store::Db;
@@ -19,21 +19,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-
-/// Job kind: delete finished jobs past `jobs.keep_finished_days`.
-pub const JOB_PURGE: &str = "jobs.purge";
-/// Job kind: tell account holders about a new policy version (POL-2).
-pub const JOB_POLICY_NOTIFY: &str = "policy.notify";
-/// Job kind: deactivate free trials that ended (DB-9).
-pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
-/// Job kind: remind owners a week before a deactivated database is destroyed.
-pub const JOB_REMIND: &str = "databases.remind";
-/// Job kind: remove export archives kept for resuming once their window ends.
-pub const JOB_SWEEP_EXPORTS: &str = "databases.sweep_exports";
-/// Job kind: compute the anonymous daily statistics of browser data (BRW-3).
-pub const JOB_VISITS_AGGREGATE: &str = "visits.aggregate";
-/// Job kind: apply every retention rule.
-pub const JOB_RETENTION: &str = "retention.run";
 
 /// Personal-data categories this build stores. Each must have an eraser
 /// registered in [`Services::open`], or the node refuses to start.
@@ -489,7 +474,10 @@ impl Services {
         // POL-2: account holders hear of each version once, cluster-wide.
         let version = self.policy.newest_version().effective;
         self.queue
-            .enqueue(seldesk_jobs::NewJob::new(JOB_POLICY_NOTIFY).dedupe(format!("policy.notify:{version}")))
+            .enqueue(
+                seldesk_jobs::NewJob::new(seldesk_accounts::JOB_POLICY_NOTIFY)
+                    .dedupe(format!("policy.notify:{version}")),
+            )
             .await
             .map_err(|e| StartError::Mail(format!("cannot schedule the policy notice: {e}")))?;
         Ok(())
@@ -505,7 +493,7 @@ struct PurgeJobs {
 impl Handler for PurgeJobs {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.queue.purge_finished(self.keep).await.map_err(|e| e.to_string())?;
+            let n = self.queue.purge_finished(self.keep).await?;
             Ok(format!("purged {n} finished jobs"))
         })
     }
@@ -519,7 +507,7 @@ struct RunRetention {
 impl Handler for RunRetention {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let report = self.engine.run(&Actor::System, false).await.map_err(|e| e.to_string())?;
+            let report = self.engine.run(&Actor::System, false).await?;
             Ok(format!("erased {} records, {} held", report.erased(), report.held()))
         })
     }
@@ -533,7 +521,7 @@ struct ExpireTrials {
 impl Handler for ExpireTrials {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.databases.expire_trials().await.map_err(|e| e.to_string())?;
+            let n = self.databases.expire_trials().await?;
             Ok(format!("{n} unpaid databases deactivated"))
         })
     }
@@ -547,7 +535,7 @@ struct OverdueRequests {
 impl Handler for OverdueRequests {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.accounts.alert_overdue_requests().await.map_err(|e| e.to_string())?;
+            let n = self.accounts.alert_overdue_requests().await?;
             Ok(format!("{n} overdue personal-data requests reported"))
         })
     }
@@ -561,7 +549,7 @@ struct IdleWarnings {
 impl Handler for IdleWarnings {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.accounts.warn_idle_accounts().await.map_err(|e| e.to_string())?;
+            let n = self.accounts.warn_idle_accounts().await?;
             Ok(format!("{n} owners of idle accounts warned"))
         })
     }
@@ -581,8 +569,7 @@ impl Handler for SweepExports {
                 files.sweep_all_exports(seldesk_tenants::files::EXPORT_RESUME_WINDOW)
             })
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(JobFailure::work)??;
             Ok(format!("{n} export archives removed"))
         })
     }
@@ -597,7 +584,7 @@ struct AggregateVisits {
 impl Handler for AggregateVisits {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.aggregates.aggregate_pending(self.clock.now().date()).await.map_err(|e| e.to_string())?;
+            let n = self.aggregates.aggregate_pending(self.clock.now().date()).await?;
             Ok(format!("{n} days of browser data aggregated"))
         })
     }
@@ -612,7 +599,7 @@ struct RemindDestruction {
 impl Handler for RemindDestruction {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let due = self.databases.due_reminders(time::Duration::days(7)).await.map_err(|e| e.to_string())?;
+            let due = self.databases.due_reminders(time::Duration::days(7)).await?;
             for d in &due {
                 let until = d.reactivate_until.map(|u| u.date().to_string()).unwrap_or_default();
                 self.accounts
@@ -625,8 +612,8 @@ impl Handler for RemindDestruction {
                         ),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
-                self.databases.mark_reminded(&d.id).await.map_err(|e| e.to_string())?;
+                    ?;
+                self.databases.mark_reminded(&d.id).await?;
             }
             Ok(format!("{} reminders sent", due.len()))
         })
@@ -642,16 +629,19 @@ struct MarketingJob {
 impl Handler for MarketingJob {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let field = |k: &str| job.payload.get(k).and_then(|v| v.as_str()).ok_or(format!("the job has no `{k}`"));
             let m = &self.marketing;
-            match job.kind.as_str() {
-                seldesk_marketing::JOB_SEND => m.run_send_job(field("campaign")?).await.map(|run| format!("{run:?}")),
-                seldesk_marketing::JOB_TRANSFER => {
-                    m.run_transfer(field("kind")?, field("id")?).await.map(|()| "handed over".to_string())
+            Ok(match job.kind.as_str() {
+                seldesk_marketing::JOB_SEND => {
+                    let run = m.run_send_job(&job.payload_as::<seldesk_marketing::SendJob>()?.campaign).await?;
+                    format!("{run:?}")
                 }
-                _ => m.aggregate_trends().await.map(|n| format!("{n} records counted")),
-            }
-            .map_err(|e| e.to_string())
+                seldesk_marketing::JOB_TRANSFER => {
+                    let t: seldesk_marketing::TransferJob = job.payload_as()?;
+                    m.run_transfer(&t.kind, &t.id).await?;
+                    "handed over".to_string()
+                }
+                _ => format!("{} records counted", m.aggregate_trends().await?),
+            })
         })
     }
 }
@@ -664,7 +654,7 @@ struct RenewJob {
 impl Handler for RenewJob {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let (renewed, failed, lapsed) = self.billing.renew_due().await.map_err(|e| e.to_string())?;
+            let (renewed, failed, lapsed) = self.billing.renew_due().await?;
             Ok(format!("{renewed} renewed, {failed} failed (will retry), {lapsed} lapsed"))
         })
     }
@@ -758,27 +748,32 @@ impl Handler for BackupJob {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
             if job.kind == seldesk_vault::JOB_RESTORE {
-                let id = job.payload.get("restore").and_then(|v| v.as_str()).ok_or("the job has no `restore`")?;
-                self.backups.run_owner_restore(id).await.map_err(|e| e.to_string())?;
+                let id = job.payload_as::<seldesk_vault::RestoreJob>()?.restore;
+                self.backups.run_owner_restore(&id).await?;
                 return Ok(format!("restore {id} done"));
             }
             if job.kind == seldesk_vault::JOB_ANCHOR {
-                let a = self.backups.anchor_audit().await.map_err(|e| e.to_string())?;
+                let a = self.backups.anchor_audit().await?;
                 return Ok(format!("audit trail anchored at entry {} in every backup region", a.seq));
             }
             if job.kind == seldesk_vault::JOB_PRUNE {
-                let r = self.backups.prune().await.map_err(|e| e.to_string())?;
+                let r = self.backups.prune().await?;
                 return Ok(format!("{} snapshot(s) and {} pack(s) removed", r.snapshots_removed, r.packs_removed));
             }
             // One database (a new chain of streamed commits), or all of them.
-            let only = job.payload.get("database").and_then(|v| v.as_str());
-            let out = self.backups.run(only, Arc::new(|_, _| {})).await.map_err(|e| e.to_string())?;
+            let only = job.payload_as::<seldesk_vault::BackupJob>()?.database;
+            let out = self.backups.run(only.as_deref(), Arc::new(|_, _| {})).await?;
             let failed: Vec<String> =
                 out.iter().filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.database))).collect();
             if failed.is_empty() {
                 Ok(format!("{} snapshot(s) in every backup region", out.len()))
             } else {
-                Err(format!("{} of {} backups failed: {}", failed.len(), out.len(), failed.join("; ")))
+                Err(JobFailure::work(format!(
+                    "{} of {} backups failed: {}",
+                    failed.len(),
+                    out.len(),
+                    failed.join("; ")
+                )))
             }
         })
     }
@@ -792,8 +787,8 @@ struct RunUpgrade {
 impl Handler for RunUpgrade {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let id = job.payload.get("id").and_then(|v| v.as_str()).ok_or("the job has no upgrade id")?;
-            self.upgrades.run(id).await.map_err(|e| e.to_string())
+            let id = job.payload_as::<seldesk_upgrades::UpgradeJob>()?.id;
+            Ok(self.upgrades.run(&id).await?)
         })
     }
 }
@@ -805,11 +800,10 @@ struct MoveDatabase {
 impl Handler for MoveDatabase {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let id = job.payload.get("database").and_then(|v| v.as_str()).ok_or("the job has no database id")?;
-            let region = job.payload.get("region").and_then(|v| v.as_str()).ok_or("the job has no region")?;
-            self.databases.run_move(id, region).await.map_err(|e| e.to_string())?;
+            let seldesk_tenants::MoveJob { database: id, region } = job.payload_as()?;
+            self.databases.run_move(&id, &region).await?;
             // What is true now, whether this run moved it or found it moved.
-            let now = self.databases.find(id).await.map(|d| d.region).unwrap_or_default();
+            let now = self.databases.find(&id).await.map(|d| d.region).unwrap_or_default();
             Ok(format!("database {id} is in {now}"))
         })
     }
@@ -823,8 +817,8 @@ struct ExpireDatabase {
 impl Handler for ExpireDatabase {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let id = job.payload.get("database").and_then(|v| v.as_str()).ok_or("the job has no database id")?;
-            match self.databases.expire(id).await.map_err(|e| e.to_string())? {
+            let id = job.payload_as::<seldesk_tenants::ExpireJob>()?.database;
+            match self.databases.expire(&id).await? {
                 true => Ok(format!("database {id} removed: its grace period was over")),
                 false => Ok(format!("database {id} not removed: gone, reactivated or not due")),
             }
@@ -840,7 +834,7 @@ struct NotifyPolicy {
 impl Handler for NotifyPolicy {
     fn run<'a>(&'a self, _job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let n = self.accounts.notify_policy_version().await.map_err(|e| e.to_string())?;
+            let n = self.accounts.notify_policy_version().await?;
             Ok(format!("{n} account holders told about the new policy version"))
         })
     }
@@ -855,13 +849,14 @@ struct TicketJob {
 impl Handler for TicketJob {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let ticket = job.payload.get("ticket").and_then(|v| v.as_i64()).ok_or("the job has no ticket id")?;
-            let result = if self.erase {
-                self.accounts.erase_account(ticket).await
+            if self.erase {
+                let ticket = job.payload_as::<seldesk_accounts::EraseJob>()?.ticket;
+                Ok(self.accounts.erase_account(ticket).await?)
             } else {
-                self.accounts.build_access_export(ticket).await.map(|_| format!("archive built for ticket {ticket}"))
-            };
-            result.map_err(|e| e.to_string())
+                let ticket = job.payload_as::<seldesk_accounts::AccessExportJob>()?.ticket;
+                self.accounts.build_access_export(ticket).await?;
+                Ok(format!("archive built for ticket {ticket}"))
+            }
         })
     }
 }
@@ -876,22 +871,25 @@ fn runner(config: &Config, s: &Services, worker: String, schedules_here: bool) -
         PurgeJobs { queue: s.queue.clone(), keep: time::Duration::days(i64::from(config.jobs.keep_finished_days)) };
     let mut r = Runner::new(s.queue.clone(), worker)
         .poll_interval(Duration::from_millis(config.jobs.poll_ms))
-        .handle(JOB_PURGE, purge)
-        .handle(JOB_RETENTION, RunRetention { engine: s.retention.clone() })
+        .handle(seldesk_jobs::JOB_PURGE, purge)
+        .handle(seldesk_privacy::JOB_RETENTION, RunRetention { engine: s.retention.clone() })
         .handle(seldesk_accounts::JOB_ACCESS_EXPORT, TicketJob { accounts: s.accounts.clone(), erase: false })
         .handle(seldesk_accounts::JOB_ERASE, TicketJob { accounts: s.accounts.clone(), erase: true })
-        .handle(JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
-        .handle(JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
+        .handle(seldesk_accounts::JOB_POLICY_NOTIFY, NotifyPolicy { accounts: s.accounts.clone() })
+        .handle(seldesk_tenants::JOB_EXPIRE_TRIALS, ExpireTrials { databases: s.databases.clone() })
         .handle(seldesk_accounts::JOB_OVERDUE_REQUESTS, OverdueRequests { accounts: s.accounts.clone() })
         .handle(seldesk_accounts::lifecycle::JOB_IDLE_WARNINGS, IdleWarnings { accounts: s.accounts.clone() })
-        .handle(JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
+        .handle(seldesk_tenants::JOB_SWEEP_EXPORTS, SweepExports { databases: s.databases.clone() })
         .handle(
-            JOB_VISITS_AGGREGATE,
+            seldesk_visits::JOB_VISITS_AGGREGATE,
             AggregateVisits { aggregates: s.visit_aggregates.clone(), clock: s.clock.clone() },
         )
         .handle(seldesk_tenants::service::JOB_MOVE, MoveDatabase { databases: s.databases.clone() })
         .handle(seldesk_tenants::service::JOB_EXPIRE, ExpireDatabase { databases: s.databases.clone() })
-        .handle(JOB_REMIND, RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() })
+        .handle(
+            seldesk_tenants::JOB_REMIND,
+            RemindDestruction { databases: s.databases.clone(), accounts: s.accounts.clone() },
+        )
         .handle(seldesk_marketing::JOB_SEND, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_marketing::JOB_TRANSFER, MarketingJob { marketing: s.marketing.clone() })
         .handle(seldesk_marketing::JOB_TRENDS, MarketingJob { marketing: s.marketing.clone() })

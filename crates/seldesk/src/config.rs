@@ -334,23 +334,35 @@ impl Default for Config {
         let mut schedules = BTreeMap::new();
         schedules.insert(
             "reminders".to_string(),
-            ScheduleConfig { cron: "0 8 * * *".into(), job: crate::app::JOB_REMIND.into(), per_node: false },
+            ScheduleConfig { cron: "0 8 * * *".into(), job: seldesk_tenants::JOB_REMIND.into(), per_node: false },
         );
         schedules.insert(
             "trials".to_string(),
-            ScheduleConfig { cron: "5 * * * *".into(), job: crate::app::JOB_EXPIRE_TRIALS.into(), per_node: false },
+            ScheduleConfig {
+                cron: "5 * * * *".into(),
+                job: seldesk_tenants::JOB_EXPIRE_TRIALS.into(),
+                per_node: false,
+            },
         );
         schedules.insert(
             "visits".to_string(),
-            ScheduleConfig { cron: "20 0 * * *".into(), job: crate::app::JOB_VISITS_AGGREGATE.into(), per_node: false },
+            ScheduleConfig {
+                cron: "20 0 * * *".into(),
+                job: seldesk_visits::JOB_VISITS_AGGREGATE.into(),
+                per_node: false,
+            },
         );
         schedules.insert(
             "exports".to_string(),
-            ScheduleConfig { cron: "*/10 * * * *".into(), job: crate::app::JOB_SWEEP_EXPORTS.into(), per_node: true },
+            ScheduleConfig {
+                cron: "*/10 * * * *".into(),
+                job: seldesk_tenants::JOB_SWEEP_EXPORTS.into(),
+                per_node: true,
+            },
         );
         schedules.insert(
             "retention".to_string(),
-            ScheduleConfig { cron: "30 2 * * *".into(), job: crate::app::JOB_RETENTION.into(), per_node: false },
+            ScheduleConfig { cron: "30 2 * * *".into(), job: seldesk_privacy::JOB_RETENTION.into(), per_node: false },
         );
         schedules.insert(
             "trends".to_string(),
@@ -390,7 +402,7 @@ impl Default for Config {
         );
         schedules.insert(
             "jobs-purge".to_string(),
-            ScheduleConfig { cron: "15 3 * * *".into(), job: crate::app::JOB_PURGE.into(), per_node: false },
+            ScheduleConfig { cron: "15 3 * * *".into(), job: seldesk_jobs::JOB_PURGE.into(), per_node: false },
         );
         Self {
             data: PathBuf::from("./seldesk-data"),

@@ -56,14 +56,14 @@ struct RunUpgrade {
 impl Handler for RunUpgrade {
     fn run<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let id = job.payload.get("id").and_then(|v| v.as_str()).ok_or("the job has no request id")?;
-            match self.worker.run(id).await {
+            let id = job.payload_as::<seldesk_upgrades::UpgradeJob>()?.id;
+            match self.worker.run(&id).await {
                 Ok(summary) => Ok(summary),
                 Err(UpgradeError::TimedOut(secs)) => {
-                    tracing::error!(request = id, secs, "an upgrade ran past its time limit: the worker ends");
+                    tracing::error!(request = %id, secs, "an upgrade ran past its time limit: the worker ends");
                     std::process::exit(EXIT_TIMED_OUT);
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             }
         })
     }

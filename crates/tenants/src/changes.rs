@@ -25,6 +25,7 @@
 //! WAL generation read so far, and the pages they hold), `state <file
 //! state>` (after a checkpoint), `broken <why>`.
 
+use seldesk_domain::Fault;
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -152,7 +153,7 @@ impl StableFile {
     pub fn backed_up(self, snapshot: &str) -> Result<(), TenantError> {
         let Self { reader, path, state, wal, log_len, .. } = self;
         if snapshot.is_empty() || snapshot.contains(char::is_whitespace) {
-            return Err(TenantError::Internal(format!("not a snapshot id: {snapshot:?}")));
+            return Err(TenantError::Internal(Fault::msg(format!("not a snapshot id: {snapshot:?}"))));
         }
         reader.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
         let result = (|| {

@@ -1,6 +1,7 @@
 //! The files of customer databases. Everything of a database lives under its
 //! region's folder, exports in flight included (RES-1).
 
+use seldesk_domain::Fault;
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -56,7 +57,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(2, SCHEMA_V2), (3, SCHEMA_V3)];
 /// upgrade tests and the upgrade service's checks).
 pub fn create_at_version(path: &Path, version: i64) -> Result<Connection, TenantError> {
     if !(1..=SCHEMA_VERSION).contains(&version) {
-        return Err(TenantError::Internal(format!("no schema version {version}")));
+        return Err(TenantError::Internal(Fault::msg(format!("no schema version {version}"))));
     }
     let conn = Connection::open(path)?;
     conn.execute_batch(&format!(
@@ -73,7 +74,7 @@ pub fn create_at_version(path: &Path, version: i64) -> Result<Connection, Tenant
 /// The schema version recorded in a customer database.
 pub fn schema_version(conn: &Connection) -> Result<i64, TenantError> {
     let v: String = conn.query_row("SELECT value FROM seldesk_meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
-    v.parse().map_err(|_| TenantError::Internal(format!("schema version `{v}` is not a number")))
+    v.parse().map_err(|_| TenantError::Internal(Fault::msg(format!("schema version `{v}` is not a number"))))
 }
 
 /// Brings a database to [`SCHEMA_VERSION`], all steps in one transaction:
@@ -96,7 +97,7 @@ pub fn migrate(conn: &Connection) -> Result<(i64, i64), TenantError> {
         }
         let fk: i64 = conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
         if fk != 0 {
-            return Err(TenantError::Internal(format!("{fk} broken references after the upgrade")));
+            return Err(TenantError::Internal(Fault::msg(format!("{fk} broken references after the upgrade"))));
         }
         Ok(())
     })();
@@ -218,7 +219,7 @@ impl TenantFiles {
     /// anyway; a region this node does not serve is refused.
     pub fn dir(&self, region: &str, id: &str) -> Result<PathBuf, TenantError> {
         if !valid_segment(region) || !valid_segment(id) {
-            return Err(TenantError::Internal(format!("refusing path segment {region}/{id}")));
+            return Err(TenantError::Internal(Fault::msg(format!("refusing path segment {region}/{id}"))));
         }
         self.check_region(region)?;
         Ok(self.root.join(region).join(id))
@@ -549,7 +550,8 @@ impl TenantFiles {
             let hash = writer.hasher.finalize().to_hex().to_string();
             // Dropping the sender ends the compressor's loop either way.
             drop(writer);
-            let compressed = compressor.join().map_err(|_| TenantError::Internal("the compressor panicked".into()))?;
+            let compressed =
+                compressor.join().map_err(|_| TenantError::Internal(Fault::msg("the compressor panicked")))?;
             // A failed write in the compressor is the cause; report it first.
             let compressed = compressed?;
             dumped?;
@@ -576,7 +578,10 @@ impl TenantFiles {
             checksums,
         };
         zip.start_file("manifest.json", options).map_err(zip_err)?;
-        zip.write_all(&serde_json::to_vec_pretty(&manifest).map_err(|e| TenantError::Internal(e.to_string()))?)?;
+        zip.write_all(
+            &serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| TenantError::Internal(Fault::new("encoding the export manifest", e)))?,
+        )?;
         let mut out = zip.finish().map_err(zip_err)?;
         out.flush()?;
         Ok(out)
@@ -1052,7 +1057,7 @@ fn execute_streaming(conn: &Connection, mut reader: impl std::io::BufRead) -> Re
 }
 
 fn zip_err(e: zip::result::ZipError) -> TenantError {
-    TenantError::Internal(format!("archive error: {e}"))
+    TenantError::Internal(Fault::new("archive error", e))
 }
 
 /// Opens an existing customer database with the settings every connection

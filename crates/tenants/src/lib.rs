@@ -24,7 +24,10 @@ pub mod transfer;
 pub use app::{Contact, ContactInput};
 pub use files::TenantFiles;
 pub use open::{OpenDatabases, OpenSettings, WriteMode, WriteOptions};
-pub use service::{CustomerDb, Databases, DbStatus, ExportProgress, MoveProgress, PreparedExport, Quotas};
+pub use service::{
+    CustomerDb, Databases, DbStatus, ExpireJob, ExportProgress, JOB_EXPIRE_TRIALS, JOB_REMIND, JOB_SWEEP_EXPORTS,
+    MoveJob, MoveProgress, PreparedExport, Quotas,
+};
 
 /// Errors of customer databases.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +69,43 @@ pub enum TenantError {
     Privacy(#[from] seldesk_privacy::PrivacyError),
     #[error("file error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
+}
+
+impl seldesk_domain::Failure for TenantError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid { .. } => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Conflict(_) => K::Conflict,
+            Self::Deactivated(_) => K::Deactivated,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::TooLarge(_) => K::TooLarge,
+            Self::PaymentRequired(_) => K::PaymentRequired,
+            Self::Residency { .. } => K::WrongRegion,
+            Self::Unavailable(_) => K::Unavailable,
+            Self::Busy(_) => K::Busy,
+            Self::Privacy(e) => e.kind(),
+            Self::Sqlite(_) | Self::Query(_) | Self::Io(_) | Self::Internal(_) => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Busy(_) => Some(1),
+            Self::Unavailable(_) => Some(30),
+            _ => None,
+        }
+    }
 }
 
 impl TenantError {
@@ -80,5 +118,7 @@ impl TenantError {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TenantError> + Send + 'static,
 ) -> Result<T, TenantError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| TenantError::Internal(format!("worker failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TenantError::Internal(seldesk_domain::Fault::new("worker failed", e)))?
 }

@@ -12,6 +12,7 @@
 //! the copy is sent again or rolled back, after it only the erase of the
 //! old copy remains.
 
+use seldesk_domain::Fault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -143,14 +144,16 @@ impl Databases {
                 serde_json::json!({ "from": d.region, "to": to_region, "node": receiver }),
             )
             .await?;
-        let mut job = seldesk_jobs::NewJob::new(JOB_MOVE)
-            .payload(serde_json::json!({ "database": d.id, "region": to_region }))
-            .dedupe(format!("move:{}:{}", d.id, uuid::Uuid::now_v7().simple()));
+        let mut job = seldesk_jobs::NewJob::of(&crate::service::MoveJob {
+            database: d.id.clone(),
+            region: to_region.to_string(),
+        })
+        .dedupe(format!("move:{}:{}", d.id, uuid::Uuid::now_v7().simple()));
         // The node that holds the database sends it (its writer pauses there).
         if let Some(home) = source {
             job = job.on_node(home);
         }
-        self.queue.enqueue(job).await.map_err(|e| TenantError::Internal(format!("cannot schedule the move: {e}")))?;
+        self.queue.enqueue(job).await.map_err(|e| TenantError::Internal(Fault::new("cannot schedule the move", e)))?;
         Ok(())
     }
 
@@ -213,7 +216,7 @@ impl Databases {
                     return self.failed_move(&t, &m, None, e).await;
                 }
                 (_, None) => {
-                    let e = TenantError::Internal("this node has no cluster link to send databases with".into());
+                    let e = TenantError::Internal(Fault::msg("this node has no cluster link to send databases with"));
                     return self.failed_move(&t, &m, None, e).await;
                 }
             }
@@ -341,7 +344,7 @@ impl Databases {
             .lock()
             .ok()
             .and_then(|mut m| m.take())
-            .ok_or_else(|| TenantError::Internal("the last round made no manifest".into()))?;
+            .ok_or_else(|| TenantError::Internal(Fault::msg("the last round made no manifest")))?;
         dest.commit(t, &manifest).await?;
         Ok(Sent { rounds: sender.rounds, bytes: sender.bytes, paused_ms: paused.elapsed().as_millis() as u64 })
     }
@@ -493,7 +496,7 @@ impl Databases {
                     let node = nodes.iter().find(|n| Some(&n.name) == t.target.as_ref() && n.live);
                     node.zip(self.transport.get()).map(|(n, link)| link.to(n))
                 };
-                let e = TenantError::Internal("the move's job is gone".into());
+                let e = TenantError::Internal(Fault::msg("the move's job is gone"));
                 let _ = self.failed_move(&t, &m, dest.as_deref(), e).await;
             } else {
                 self.finish_move(&id, &m, &from, None).await?;

@@ -21,6 +21,7 @@
 //! database: its writer finishes what is queued, checkpoints and closes,
 //! and nothing opens it again until it is resumed.
 
+use seldesk_domain::Fault;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -114,13 +115,13 @@ where
         let Req { f, tx } = *self;
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
             Ok(r) => r,
-            Err(_) => Err(TenantError::Internal("the request failed unexpectedly".into())),
+            Err(_) => Err(TenantError::Internal(Fault::msg("the request failed unexpectedly"))),
         };
         let ok = result.is_ok();
         let finish: Finish = Box::new(move |failed: Option<&str>| {
             let answer = match failed {
                 None => result,
-                Some(why) => Err(TenantError::Internal(format!("the change could not be saved: {why}"))),
+                Some(why) => Err(TenantError::Internal(Fault::new("the change could not be saved", why))),
             };
             let _ = tx.send(answer);
         });
@@ -252,7 +253,7 @@ impl OpenDatabases {
             let db = self.get(region, id).await?;
             match db.send(job) {
                 Ok(()) => {
-                    return rx.await.map_err(|_| TenantError::Internal("the database's writer stopped".into()))?;
+                    return rx.await.map_err(|_| TenantError::Internal(Fault::msg("the database's writer stopped")))?;
                 }
                 Err(back) => job = back,
             }
@@ -387,7 +388,7 @@ impl Shared {
             let handle = std::thread::Builder::new()
                 .name("db-writer".into())
                 .spawn(move || writer.run(rx))
-                .map_err(|e| TenantError::Internal(format!("no writer thread: {e}")))?;
+                .map_err(|e| TenantError::Internal(Fault::new("no writer thread", e)))?;
             *lock(&db.thread) = Some(handle);
             state.open.insert(key, db.clone());
             evicted

@@ -2,6 +2,7 @@
 //! status, and the lifecycle (create, cancel, reactivate, remove, destroy
 //! after the grace period).
 
+use seldesk_domain::Fault;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -167,8 +168,26 @@ pub struct Databases {
     pub(crate) move_stats: Arc<crate::moves::MoveStats>,
 }
 
+/// Job kind: deactivate free trials that ended (DB-9).
+pub const JOB_EXPIRE_TRIALS: &str = "databases.expire_trials";
+/// Job kind: remind owners a week before a deactivated database is destroyed.
+pub const JOB_REMIND: &str = "databases.remind";
+/// Job kind: remove export archives kept for resuming once their window ends.
+pub const JOB_SWEEP_EXPORTS: &str = "databases.sweep_exports";
+
 /// Job kind: carry out a move to another region.
 pub const JOB_MOVE: &str = "databases.move";
+
+/// The job that moves a database to another region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MoveJob {
+    pub database: String,
+    pub region: String,
+}
+
+impl seldesk_jobs::JobPayload for MoveJob {
+    const KIND: &'static str = JOB_MOVE;
+}
 
 const COLUMNS: &str = "id, account_id, name, region, plan, status, trial_ends_at, deactivated_at, created_at, schema_version, test_of, moving_from, moving_to, move_done, move_total, granted_until";
 
@@ -435,7 +454,11 @@ impl Databases {
         // The record and its audit entry commit together: one commit, and
         // never a database without its audit entry.
         let committed = async {
-            let mut tx = self.db.begin_write().await.map_err(|e| TenantError::Internal(e.to_string()))?;
+            let mut tx = self
+                .db
+                .begin_write()
+                .await
+                .map_err(|e| TenantError::Internal(Fault::new("cannot start the transaction", e)))?;
             inserted.execute(&mut *tx).await?;
             self.audit
                 .record_in(
@@ -737,7 +760,7 @@ impl Databases {
                 }
                 let result = crate::files::migrate(conn).and_then(|v| {
                     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-                    if check == "ok" { Ok(v) } else { Err(TenantError::Internal(format!("integrity check: {check}"))) }
+                    if check == "ok" { Ok(v) } else { Err(TenantError::Internal(Fault::new("integrity check", check))) }
                 });
                 match result {
                     Ok(v) => {
@@ -946,7 +969,7 @@ impl Databases {
                 let conn = rusqlite::Connection::open(source.join("db.sqlite"))?;
                 let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
                 if check != "ok" {
-                    return Err(TenantError::Internal(format!("the restored copy fails its check: {check}")));
+                    return Err(TenantError::Internal(Fault::new("the restored copy fails its check", check)));
                 }
                 crate::files::migrate(&conn)?;
             }
@@ -979,7 +1002,7 @@ impl Databases {
             self.queue
                 .hand_over(&lost, me, &d.id)
                 .await
-                .map_err(|e| TenantError::Internal(format!("cannot hand its jobs over: {e}")))?;
+                .map_err(|e| TenantError::Internal(Fault::new("cannot hand its jobs over", e)))?;
         }
         Ok(())
     }
@@ -1313,6 +1336,16 @@ pub struct DatabaseEraser {
 /// node (queued by a retention run on a node that does not serve its region).
 pub const JOB_EXPIRE: &str = "databases.expire";
 
+/// The job that removes one database past its grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExpireJob {
+    pub database: String,
+}
+
+impl seldesk_jobs::JobPayload for ExpireJob {
+    const KIND: &'static str = JOB_EXPIRE;
+}
+
 impl Eraser for DatabaseEraser {
     fn category(&self) -> &'static str {
         "customer_database"
@@ -1329,8 +1362,7 @@ impl Eraser for DatabaseEraser {
             for r in rows.iter().filter(|r| r.try_get::<String, _>("region").is_ok_and(|g| !self.files.serves(&g))) {
                 let (id, home): (String, Option<String>) = (r.try_get("id")?, r.try_get("home_node")?);
                 let Some(home) = home else { continue };
-                let job = seldesk_jobs::NewJob::new(JOB_EXPIRE)
-                    .payload(serde_json::json!({ "database": id }))
+                let job = seldesk_jobs::NewJob::of(&ExpireJob { database: id.clone() })
                     .dedupe(format!("expire:{id}"))
                     .on_node(home);
                 self.queue

@@ -15,6 +15,7 @@
 //! file replaced or copied (a move, an import, a restore), a write by
 //! another program, or a sink that could not keep up begins a new chain.
 
+use seldesk_domain::Fault;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -316,7 +317,9 @@ impl Replay {
         for c in commits {
             for (no, bytes) in c.pages {
                 if no == 0 || bytes.len() != self.page_size as usize {
-                    return Err(TenantError::Internal(format!("a streamed page {no} does not fit the database")));
+                    return Err(TenantError::Internal(Fault::msg(format!(
+                        "a streamed page {no} does not fit the database"
+                    ))));
                 }
                 match self.held.insert(no, bytes) {
                     Some(_) => {}

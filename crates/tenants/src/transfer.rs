@@ -20,6 +20,7 @@
 //! `files/<name>`), the file's length, an offset and bytes. The destination
 //! treats every batch as hostile: names are checked, sizes bounded.
 
+use seldesk_domain::Fault;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -277,7 +278,7 @@ impl Sender {
                         n => u64::from(n),
                     };
                     if page_size < 512 {
-                        return Err(TenantError::Internal("the database file has no valid page size".into()));
+                        return Err(TenantError::Internal(Fault::msg("the database file has no valid page size")));
                     }
                     return Ok(Held { _hold: stable, file, len, page_size });
                 }
@@ -319,9 +320,10 @@ impl Sender {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
-        let out = self.out.as_ref().ok_or_else(|| TenantError::Internal("a round ran without a channel".into()))?;
+        let out =
+            self.out.as_ref().ok_or_else(|| TenantError::Internal(Fault::msg("a round ran without a channel")))?;
         out.blocking_send(batch)
-            .map_err(|_| TenantError::Internal("the transfer stopped while a batch was sent".into()))
+            .map_err(|_| TenantError::Internal(Fault::msg("the transfer stopped while a batch was sent")))
     }
 
     /// Starts a round whose batches go to `out`.
@@ -422,7 +424,7 @@ impl Sender {
     /// what the copy must hold, hashed from the file as held.
     pub(crate) fn last_round(&mut self, patience: std::time::Duration) -> Result<Manifest, TenantError> {
         let (_, m) = self.round(patience, true)?;
-        m.ok_or_else(|| TenantError::Internal("the last round made no manifest".into()))
+        m.ok_or_else(|| TenantError::Internal(Fault::msg("the last round made no manifest")))
     }
 
     fn round(&mut self, patience: std::time::Duration, last: bool) -> Result<(usize, Option<Manifest>), TenantError> {
@@ -547,17 +549,17 @@ pub(crate) fn place(dir: &Path, m: &Manifest) -> Result<(), TenantError> {
     present.extend(attachments(&staging)?.into_keys());
     for name in &present {
         let Some(want) = expected.remove(name.as_str()) else {
-            return Err(TenantError::Internal(format!("the copy holds {name}, which the source does not")));
+            return Err(TenantError::Internal(Fault::msg(format!("the copy holds {name}, which the source does not"))));
         };
         let path = staging.join(name);
         let (len, hash) = hash_file(&path)?;
         if len != want.len || hash != want.hash {
-            return Err(TenantError::Internal(format!("the copy of {name} differs from the source's")));
+            return Err(TenantError::Internal(Fault::msg(format!("the copy of {name} differs from the source's"))));
         }
         File::open(&path)?.sync_all()?;
     }
     if let Some(missing) = expected.keys().next() {
-        return Err(TenantError::Internal(format!("the copy lacks {missing}")));
+        return Err(TenantError::Internal(Fault::msg(format!("the copy lacks {missing}"))));
     }
     File::create(staging.join(MOVING_IN))?.write_all(b"put in place by a move; the home has not switched yet\n")?;
     File::open(staging.join("files"))?.sync_all()?;

@@ -7,6 +7,7 @@
 //! or by the retention engine at the policy's period after the last
 //! successful upgrade; a failed upload after its own short period.
 
+use seldesk_domain::Fault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,17 @@ use time::OffsetDateTime;
 
 /// Job kind: carry out an upgrade request.
 pub const JOB_UPGRADE: &str = "upgrade.run";
+
+/// The job that carries out one upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct UpgradeJob {
+    /// The request's id.
+    pub id: String,
+}
+
+impl seldesk_jobs::JobPayload for UpgradeJob {
+    const KIND: &'static str = JOB_UPGRADE;
+}
 
 /// Errors of the upgrade service.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +51,26 @@ pub enum UpgradeError {
     Privacy(#[from] PrivacyError),
     #[error("upgrade storage: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] seldesk_domain::Fault),
     /// An upgrade ran past the worker's time limit; the request is failed,
     /// and the worker process should end (its work cannot be cancelled).
     #[error("the upgrade took longer than {0} s")]
     TimedOut(u64),
+}
+
+impl seldesk_domain::Failure for UpgradeError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid(_) => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Conflict(_) => K::Conflict,
+            Self::Allowance(_) => K::RateLimited,
+            Self::Privacy(e) => e.kind(),
+            Self::Query(_) | Self::Io(_) | Self::Internal(_) | Self::TimedOut(_) => K::Internal,
+        }
+    }
 }
 
 /// How much one account may upload to the upgrade service in 24 hours
@@ -148,7 +174,8 @@ impl UpgradeStorage {
     /// Seals uploads and results with the upgrade service's own key (made on
     /// first use; not a production key).
     pub fn sealed_with(mut self, key_file: &Path) -> Result<Self, UpgradeError> {
-        let cipher = seldesk_blob::load_or_create_key(key_file).map_err(|e| UpgradeError::Internal(e.to_string()))?;
+        let cipher = seldesk_blob::load_or_create_key(key_file)
+            .map_err(|e| UpgradeError::Internal(Fault::new("cannot load the upgrade storage key", e)))?;
         self.cipher = Some(cipher);
         Ok(self)
     }
@@ -215,7 +242,7 @@ impl UpgradeStorage {
             done
         })
         .await
-        .map_err(|e| UpgradeError::Internal(e.to_string()))?;
+        .map_err(|e| UpgradeError::Internal(Fault::new("storing the upload stopped", e)))?;
         let stored = match done {
             Ok(()) => self.objects.put_file(&key, &sealed).await.map(|_| ()).map_err(blob_err),
             Err(e) => Err(e.into()),
@@ -298,7 +325,7 @@ impl UpgradeStorage {
 fn blob_err(e: seldesk_blob::BlobError) -> UpgradeError {
     match e {
         seldesk_blob::BlobError::Io(e) => UpgradeError::Io(e),
-        other => UpgradeError::Internal(format!("upgrade storage: {other}")),
+        other => UpgradeError::Internal(Fault::new("upgrade storage", other)),
     }
 }
 
@@ -478,13 +505,9 @@ impl Upgrades {
             )
             .await?;
         self.queue
-            .enqueue(
-                seldesk_jobs::NewJob::new(JOB_UPGRADE)
-                    .payload(serde_json::json!({ "id": id }))
-                    .dedupe(format!("upgrade:{id}")),
-            )
+            .enqueue(seldesk_jobs::NewJob::of(&UpgradeJob { id: id.clone() }).dedupe(format!("upgrade:{id}")))
             .await
-            .map_err(|e| UpgradeError::Internal(format!("cannot schedule the upgrade: {e}")))?;
+            .map_err(|e| UpgradeError::Internal(Fault::new("cannot schedule the upgrade", e)))?;
         self.get(account_id, &id).await
     }
 
@@ -750,8 +773,8 @@ impl UpgradeWorker {
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| UpgradeError::Internal(format!("cannot start the upgrade process: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| UpgradeError::Internal("no output pipe".into()))?;
+            .map_err(|e| UpgradeError::Internal(Fault::new("cannot start the upgrade process", e)))?;
+        let stdout = child.stdout.take().ok_or_else(|| UpgradeError::Internal(Fault::msg("no output pipe")))?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let (mut report, mut error) = (None, None);
         let reading = async {
@@ -865,7 +888,7 @@ impl UpgradeWorker {
                         }
                     },
                 };
-                joined.map_err(|e| UpgradeError::Internal(format!("upgrade worker failed: {e}")))?
+                joined.map_err(|e| UpgradeError::Internal(Fault::new("upgrade worker failed", e)))?
             }
         };
         let finished = to_millis(self.clock.now());

@@ -30,6 +30,29 @@ pub use service::{
 pub use store::RegionStore;
 pub use stream::{ShipReport, Shipper};
 
+/// The job that backs up one database, or every one (the nightly run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupJob {
+    /// One database (a new chain of streamed commits); none: all of them.
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+impl seldesk_jobs::JobPayload for BackupJob {
+    const KIND: &'static str = JOB_BACKUP;
+}
+
+/// The job that restores a snapshot an owner asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreJob {
+    /// The restore request's id.
+    pub restore: String,
+}
+
+impl seldesk_jobs::JobPayload for RestoreJob {
+    const KIND: &'static str = JOB_RESTORE;
+}
+
 /// Errors of the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -61,4 +84,40 @@ pub enum VaultError {
     Query(#[from] sqlx::Error),
     #[error(transparent)]
     Store(#[from] seldesk_store::StoreError),
+}
+
+impl seldesk_domain::Failure for VaultError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Invalid(_) => K::Invalid,
+            Self::NotFound(_) => K::NotFound,
+            Self::Refused(_) => K::Conflict,
+            Self::Forbidden(_) => K::Forbidden,
+            Self::Tenant(e) => e.kind(),
+            Self::Privacy(e) => e.kind(),
+            Self::Io(_)
+            | Self::Overwrite(_)
+            | Self::Locked { .. }
+            | Self::Missing(_)
+            | Self::Corrupt(_)
+            | Self::Crypto(_)
+            | Self::Query(_)
+            | Self::Store(_) => K::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Tenant(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Tenant(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }

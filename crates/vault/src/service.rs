@@ -859,7 +859,7 @@ impl Backups {
         .execute(self.db.pool())
         .await?;
         queue
-            .enqueue(seldesk_jobs::NewJob::new(JOB_RESTORE).payload(serde_json::json!({ "restore": id })))
+            .enqueue(seldesk_jobs::NewJob::of(&crate::RestoreJob { restore: id.clone() }))
             .await
             .map_err(|e| VaultError::Io(format!("cannot queue the restore: {e}")))?;
         Ok(id)

@@ -315,8 +315,7 @@ impl Shipper {
 
     async fn snapshot_chain(&self, batch: &Captured) {
         let Some((queue, node)) = &self.inner.snapshots else { return };
-        let job = seldesk_jobs::NewJob::new(crate::JOB_BACKUP)
-            .payload(serde_json::json!({ "database": batch.database }))
+        let job = seldesk_jobs::NewJob::of(&crate::BackupJob { database: Some(batch.database.clone()) })
             .dedupe(format!("chain-backup:{}:{}", batch.database, batch.chain))
             .on_node(node.clone());
         if let Err(e) = queue.enqueue(job).await {

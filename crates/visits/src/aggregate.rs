@@ -239,6 +239,12 @@ pub enum AggregateError {
     Task(String),
 }
 
+impl seldesk_domain::Failure for AggregateError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        seldesk_domain::ErrorKind::Internal
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,12 @@ pub enum VisitError {
     Task(String),
 }
 
+impl seldesk_domain::Failure for VisitError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        seldesk_domain::ErrorKind::Internal
+    }
+}
+
 /// One page request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Visit {
@@ -368,6 +374,9 @@ enum Msg {
 pub struct Recorder {
     tx: Option<mpsc::Sender<Msg>>,
 }
+
+/// Job kind: compute the anonymous daily statistics of browser data (BRW-3).
+pub const JOB_VISITS_AGGREGATE: &str = "visits.aggregate";
 
 /// Visits waiting to be written at most; beyond, they are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 10_000;

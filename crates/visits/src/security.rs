@@ -48,6 +48,18 @@ pub enum SearchError {
     Task(String),
 }
 
+impl seldesk_domain::Failure for SearchError {
+    fn kind(&self) -> seldesk_domain::ErrorKind {
+        use seldesk_domain::ErrorKind as K;
+        match self {
+            Self::Forbidden(_) => K::Forbidden,
+            Self::Invalid(_) => K::Invalid,
+            Self::Privacy(e) => e.kind(),
+            Self::Visits(_) | Self::Task(_) => K::Internal,
+        }
+    }
+}
+
 /// Searches raw visits for the security role, audited.
 pub async fn search(
     store: &VisitStore,

@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
 use seldesk_accounts::{
     Account, ContactForm, Principal, ProfileUpdate, SessionKind, SignUp, Ticket, TicketKind, TicketMessage,
 };
@@ -68,7 +69,7 @@ pub(crate) struct ProfileForm {
     #[serde(default)]
     address: String,
     #[serde(default)]
-    password: String,
+    password: SecretString,
     #[serde(default)]
     country: String,
     /// The marketing box (sign-up only; the account page has its own form).
@@ -147,7 +148,7 @@ async fn signup(
         phone: Some(f.phone.clone()),
         industry: Some(f.industry.clone()),
         interest: Some(f.interest.clone()),
-        password: f.password.clone().into(),
+        password: f.password.clone(),
         invoice_by_post: f.by_post(),
         address: Some(f.address.clone()),
         country: Some(f.country.clone()),
@@ -173,7 +174,7 @@ async fn signup(
                 title: "Create your Seldesk account",
                 csrf: f.csrf.clone(),
                 error: Some(message_of(&e)),
-                f: ProfileForm { password: String::new(), ..f },
+                f: ProfileForm { password: SecretString::default(), ..f },
                 industries: seldesk_accounts::INDUSTRIES,
                 interests: seldesk_accounts::INTERESTS,
                 countries: seldesk_domain::country::all(),
@@ -246,7 +247,7 @@ struct SigninForm {
     #[serde(default)]
     email: String,
     #[serde(default)]
-    password: String,
+    password: SecretString,
     #[serde(default)]
     next: String,
 }
@@ -258,7 +259,7 @@ async fn signin(
     Form(f): Form<SigninForm>,
 ) -> Response {
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    match state.accounts.authenticate(&f.email, &f.password, &ip(&conn), ua).await {
+    match state.accounts.authenticate(&f.email, f.password.expose_secret(), &ip(&conn), ua).await {
         Ok(account) => {
             // A session the browser already had is ended: the id changes at sign-in.
             if let Some(old) = crate::auth::cookie(&headers, SESSION_COOKIE) {
@@ -291,7 +292,7 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response 
 #[derive(Deserialize)]
 struct CloseForm {
     #[serde(default)]
-    password: String,
+    password: SecretString,
 }
 
 /// Closes the account (kept for the policy's period, then erased); the
@@ -304,7 +305,7 @@ async fn close_account(
     let refuse = |status: StatusCode, message: String| {
         crate::pages::message_page(status, "Your account is still open", &message)
     };
-    if let Err(e) = state.accounts.confirm_password(&account.id, &f.password).await {
+    if let Err(e) = state.accounts.confirm_password(&account.id, f.password.expose_secret()).await {
         return refuse(status_of(&e), message_of(&e));
     }
     let databases = state.databases.list(&account.id).await.unwrap_or_default();
@@ -406,11 +407,11 @@ struct ResetForm {
     #[serde(default)]
     token: String,
     #[serde(default)]
-    password: String,
+    password: SecretString,
 }
 
 async fn reset(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
-    match state.accounts.reset_password(&f.token, &f.password).await {
+    match state.accounts.reset_password(&f.token, f.password.expose_secret()).await {
         Ok(_) => crate::pages::message_page(
             StatusCode::OK,
             "Password changed",
@@ -646,7 +647,7 @@ struct RequestForm {
     #[serde(default)]
     message: String,
     #[serde(default)]
-    password: String,
+    password: SecretString,
     /// One of the account's databases the request is about, or empty.
     #[serde(default)]
     database: String,
@@ -683,7 +684,10 @@ async fn new_request(
             }
         },
     };
-    let made = state.accounts.request(&account, kind, Some(&f.message), Some(&f.password), Some(&f.confirm)).await;
+    let made = state
+        .accounts
+        .request(&account, kind, Some(&f.message), Some(f.password.expose_secret()), Some(&f.confirm))
+        .await;
     if let (Ok(t), Some(db)) = (&made, &database)
         && let Err(e) = state.accounts.link_ticket_to_database(&account, t.id, db).await
     {
@@ -752,7 +756,7 @@ async fn request_view(
 #[derive(Deserialize)]
 struct DownloadForm {
     #[serde(default)]
-    password: String,
+    password: SecretString,
 }
 
 async fn download(
@@ -762,7 +766,7 @@ async fn download(
     Path(id): Path<i64>,
     Form(f): Form<DownloadForm>,
 ) -> Response {
-    match state.accounts.download_export(&account, id, &f.password).await {
+    match state.accounts.download_export(&account, id, f.password.expose_secret()).await {
         Ok(bytes) => zip_response(id, bytes),
         Err(e) => {
             let status = status_of(&e);

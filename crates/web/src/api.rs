@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
 use seldesk_accounts::{Principal, ProfileUpdate, SessionKind, SignUp, TicketKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/requests/{id}/download", get(download))
         .route("/api/v1/me/erasure", get(erasure_preview))
         .route("/api/v1/me/close", post(close_account))
+        .route("/api/problems/{code}", get(crate::errors::problem_type))
         .route(
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.") }),
@@ -59,7 +61,8 @@ async fn create_account(
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(b),
         Some(_) => {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "marketing", "`marketing` is true or false."));
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "`marketing` is true or false.")
+                .at("marketing"));
         }
     };
     let input: SignUp = serde_json::from_value(value).map_err(|e| {
@@ -67,11 +70,7 @@ async fn create_account(
     })?;
     let account = state.accounts.sign_up(input, &client_ip(Some(&conn))).await?;
     if let Some(yes) = marketing {
-        state
-            .marketing
-            .set_preference(&account.actor(), &account.subject(), &account.email, yes, "signup")
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        state.marketing.set_preference(&account.actor(), &account.subject(), &account.email, yes, "signup").await?;
     }
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": account.id }))).into_response())
 }
@@ -80,7 +79,7 @@ async fn create_account(
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     email: String,
-    password: String,
+    password: SecretString,
 }
 
 async fn token(
@@ -91,7 +90,8 @@ async fn token(
 ) -> Result<Response, ApiError> {
     let req: TokenRequest = json(&body)?;
     let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let account = state.accounts.authenticate(&req.email, &req.password, &client_ip(Some(&conn)), ua).await?;
+    let account =
+        state.accounts.authenticate(&req.email, req.password.expose_secret(), &client_ip(Some(&conn)), ua).await?;
     let (token, session) = state.accounts.create_session(SessionKind::Api, Principal::Account(account.id)).await?;
     let expires = session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
@@ -118,7 +118,7 @@ struct NewRequest {
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
-    password: Option<String>,
+    password: Option<SecretString>,
     /// The id of one of the account's databases the request is about (a
     /// support question: support staff may then look into that database).
     #[serde(default)]
@@ -143,7 +143,7 @@ fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
 /// What an erasure request would do, before it is made: the databases it
 /// removes (export them first), and how to confirm it.
 async fn erasure_preview(State(state): State<AppState>, ApiAccount(account): ApiAccount) -> Result<Response, ApiError> {
-    let databases = state.databases.list(&account.id).await.map_err(crate::db_api::tenant_error)?;
+    let databases = state.databases.list(&account.id).await.map_err(ApiError::from)?;
     let backups = state.policy.backups.max_age.after(state.clock.now()).date().to_string();
     let list: Vec<serde_json::Value> = databases
         .iter()
@@ -173,11 +173,11 @@ async fn close_account(
     #[derive(Deserialize)]
     struct Close {
         #[serde(default)]
-        password: String,
+        password: SecretString,
     }
     let req: Close = json(&body)?;
-    state.accounts.confirm_password(&account.id, &req.password).await?;
-    let open = state.databases.list(&account.id).await.map_err(crate::db_api::tenant_error)?;
+    state.accounts.confirm_password(&account.id, req.password.expose_secret()).await?;
+    let open = state.databases.list(&account.id).await.map_err(ApiError::from)?;
     if !open.is_empty() {
         let names: Vec<&str> = open.iter().map(|d| d.name.as_str()).collect();
         return Err(ApiError::new(
@@ -205,12 +205,18 @@ async fn create_request(
     })?;
     // Only one of the account's own databases can be named.
     let database = match &req.database {
-        Some(id) => Some(state.databases.get(&account.id, id).await.map_err(crate::db_api::tenant_error)?.id),
+        Some(id) => Some(state.databases.get(&account.id, id).await.map_err(ApiError::from)?.id),
         None => None,
     };
     let t = state
         .accounts
-        .request(&account, kind, req.message.as_deref(), req.password.as_deref(), req.confirm.as_deref())
+        .request(
+            &account,
+            kind,
+            req.message.as_deref(),
+            req.password.as_ref().map(ExposeSecret::expose_secret),
+            req.confirm.as_deref(),
+        )
         .await?;
     if let Some(db) = &database {
         state.accounts.link_ticket_to_database(&account, t.id, db).await?;

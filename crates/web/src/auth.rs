@@ -5,13 +5,12 @@
 
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cookie::Cookie;
-use seldesk_accounts::{Account, AccountError, Principal, Session, SessionKind, StaffMember};
+use seldesk_accounts::{Account, AccountStatus, Principal, Session, SessionKind, StaffMember};
 
 use crate::AppState;
 
@@ -197,7 +196,7 @@ impl FromRequestParts<AppState> for MaybeAccount {
         };
         match (&session.kind, &session.principal) {
             (SessionKind::Web, Principal::Account(id)) => match state.accounts.account(id).await {
-                Ok(a) if a.status == "active" => Ok(Self(Some((a, session, token)))),
+                Ok(a) if a.status == AccountStatus::Active => Ok(Self(Some((a, session, token)))),
                 _ => Ok(Self(None)),
             },
             _ => Ok(Self(None)),
@@ -249,7 +248,7 @@ impl FromRequestParts<AppState> for ApiAccount {
                 let a = state.accounts.account(&id).await.map_err(|_| {
                     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "This token's account no longer exists.")
                 })?;
-                if a.status != "active" {
+                if a.status != AccountStatus::Active {
                     return Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "unauthorized",
@@ -324,107 +323,7 @@ fn is_local_path(n: &str) -> bool {
         && !n.contains("/../")
 }
 
-/// Errors of page handlers.
-#[derive(Debug)]
-pub enum WebError {
-    Csrf,
-    Account(AccountError),
-}
-
-impl From<AccountError> for WebError {
-    fn from(e: AccountError) -> Self {
-        Self::Account(e)
-    }
-}
-
-pub fn status_of(e: &AccountError) -> StatusCode {
-    match e {
-        AccountError::Invalid { .. } | AccountError::WeakPassword(_) | AccountError::CardNumber { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        AccountError::EmailTaken | AccountError::Conflict(_) => StatusCode::CONFLICT,
-        AccountError::BadCredentials => StatusCode::UNAUTHORIZED,
-        AccountError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AccountError::NotFound(_) => StatusCode::NOT_FOUND,
-        AccountError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AccountError::LinkExpired => StatusCode::GONE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The message a person sees: ours for their mistakes, a generic one for ours.
-pub fn message_of(e: &AccountError) -> String {
-    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "request failed");
-        "Something went wrong on our side. Please try again in a moment.".into()
-    } else {
-        e.to_string()
-    }
-}
-
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        let (status, title, message) = match &self {
-            WebError::Csrf => (
-                StatusCode::FORBIDDEN,
-                "Form expired",
-                "This form has expired or did not come from our site. Go back, reload the page and submit it again."
-                    .to_string(),
-            ),
-            WebError::Account(e) => (status_of(e), "Request not completed", message_of(e)),
-        };
-        crate::pages::message_page(status, title, &message)
-    }
-}
-
-/// A JSON API error: `{error, message}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub error: &'static str,
-    pub message: String,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self { status, error, message: message.into(), retry_after: None }
-    }
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        let status = status_of(&e);
-        let error = match status {
-            StatusCode::UNPROCESSABLE_ENTITY => "invalid",
-            StatusCode::CONFLICT => "conflict",
-            StatusCode::UNAUTHORIZED => "unauthorized",
-            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::GONE => "expired",
-            _ => "internal",
-        };
-        let retry_after = match &e {
-            AccountError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            _ => None,
-        };
-        Self { status, error, message: message_of(&e), retry_after }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r =
-            (self.status, Json(serde_json::json!({ "error": self.error, "message": self.message }))).into_response();
-        if let Some(secs) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        r
-    }
-}
+pub use crate::errors::{ApiError, WebError, message_of, status_of};
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, StaffUser};
+use crate::errors::{error_page, message_of, status_of};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -38,39 +39,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/billing/payments/{id}/complete", post(api_complete))
         .route("/api/v1/billing/webhooks/{processor}", post(webhook))
         .route("/api/v1/databases/{id}/subscription", get(api_subscription).post(api_subscribe).patch(api_change_plan))
-}
-
-/// A billing error as a status, a code and a message a person can act on.
-pub(crate) fn billing_error(e: BillingError) -> ApiError {
-    let e = match e {
-        BillingError::Tenant(t) => return crate::db_api::tenant_error(t),
-        other => other,
-    };
-    let (status, code) = match &e {
-        BillingError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-        BillingError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        BillingError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        BillingError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        BillingError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
-        BillingError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
-        BillingError::Processor(_) => (StatusCode::BAD_GATEWAY, "processor"),
-        BillingError::Privacy(seldesk_privacy::PrivacyError::Refused(_)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "refused")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    };
-    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "billing request failed");
-        "Something went wrong on our side. Please try again in a moment.".to_string()
-    } else {
-        e.to_string()
-    };
-    ApiError::new(status, code, message)
-}
-
-fn page_error(e: BillingError) -> Response {
-    let api = billing_error(e);
-    message_page(api.status, "Request not completed", &api.message)
 }
 
 struct PlanChoice {
@@ -159,7 +127,7 @@ async fn subscribe_view(
 ) -> Response {
     let db = match state.databases.get(&account.id, id).await {
         Ok(d) => d,
-        Err(e) => return page_error(e.into()),
+        Err(e) => return error_page(&e),
     };
     let csrf = CsrfToken::for_request(state, headers);
     let settings = state.billing.settings();
@@ -219,8 +187,7 @@ async fn plan_error(
     id: &str,
     e: BillingError,
 ) -> Response {
-    let api = billing_error(e);
-    subscribe_view(state, headers, account, id, None, Some(api.message), api.status).await
+    subscribe_view(state, headers, account, id, None, Some(message_of(&e)), status_of(&e)).await
 }
 
 fn seats_of(s: Option<&str>) -> Result<i64, BillingError> {
@@ -284,7 +251,7 @@ async fn return_from_processor(
             "Payment not completed",
             &format!("This payment is {}{}.", p.status, p.error.map(|e| format!(": {e}")).unwrap_or_default()),
         ),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -402,7 +369,7 @@ async fn invoice_page(
         Ok((invoice, data)) => {
             render(StatusCode::OK, &InvoicePage { title: format!("Invoice {}", invoice.number), invoice, data })
         }
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -424,7 +391,7 @@ async fn invoice_pdf(
 ) -> Response {
     match state.billing.invoice_pdf(Some(&account.id), &id).await {
         Ok((name, bytes)) => pdf_response(name, bytes),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -435,7 +402,7 @@ async fn staff_invoice_pdf(
 ) -> Response {
     match state.billing.staff_invoice_pdf(&staff, &id).await {
         Ok((name, bytes)) => pdf_response(name, bytes),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -468,7 +435,7 @@ async fn staff_refund(
     };
     match state.billing.refund(&staff, &id, amount, &f.reason).await {
         Ok(_) => Redirect::to("/staff/finance").into_response(),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -516,7 +483,7 @@ async fn api_subscribe(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: SubscribeBody = crate::api::json(&body)?;
-    let interval = Interval::parse(&b.interval).map_err(billing_error)?;
+    let interval = Interval::parse(&b.interval).map_err(ApiError::from)?;
     let processor = match b.processor {
         Some(p) => p,
         None => state.billing.processors().first().map(|(id, _)| id.to_string()).unwrap_or_default(),
@@ -525,8 +492,8 @@ async fn api_subscribe(
         .billing
         .subscribe(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1), &processor)
         .await
-        .map_err(billing_error)?;
-    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+        .map_err(ApiError::from)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "redirect_url": url, "subscription": sub }))).into_response())
 }
 
@@ -535,8 +502,8 @@ async fn api_subscription(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.databases.get(&a.id, &id).await.map_err(crate::db_api::tenant_error)?;
-    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+    state.databases.get(&a.id, &id).await.map_err(ApiError::from)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "subscription": sub })).into_response())
 }
 
@@ -556,10 +523,10 @@ async fn api_change_plan(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: ChangeBody = crate::api::json(&body)?;
-    let interval = Interval::parse(&b.interval).map_err(billing_error)?;
+    let interval = Interval::parse(&b.interval).map_err(ApiError::from)?;
     let payment =
-        state.billing.change_plan(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1)).await.map_err(billing_error)?;
-    let sub = state.billing.subscription_of(&id).await.map_err(billing_error)?;
+        state.billing.change_plan(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1)).await.map_err(ApiError::from)?;
+    let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "subscription": sub, "payment": payment })).into_response())
 }
 
@@ -570,12 +537,12 @@ async fn api_complete(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let query: BTreeMap<String, String> = if body.is_empty() { BTreeMap::new() } else { crate::api::json(&body)? };
-    let payment = state.billing.complete_return(&a.id, &id, query).await.map_err(billing_error)?;
+    let payment = state.billing.complete_return(&a.id, &id, query).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "payment": payment })).into_response())
 }
 
 async fn api_invoices(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
-    let invoices = state.billing.invoices_of(&a.id).await.map_err(billing_error)?;
+    let invoices = state.billing.invoices_of(&a.id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "invoices": invoices })).into_response())
 }
 
@@ -584,7 +551,7 @@ async fn api_invoice(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (invoice, data) = state.billing.invoice(Some(&a.id), &id).await.map_err(billing_error)?;
+    let (invoice, data) = state.billing.invoice(Some(&a.id), &id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "invoice": invoice, "document": data })).into_response())
 }
 
@@ -593,7 +560,7 @@ async fn api_invoice_pdf(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, bytes) = state.billing.invoice_pdf(Some(&a.id), &id).await.map_err(billing_error)?;
+    let (name, bytes) = state.billing.invoice_pdf(Some(&a.id), &id).await.map_err(ApiError::from)?;
     Ok(pdf_response(name, bytes))
 }
 
@@ -606,6 +573,6 @@ async fn webhook(
 ) -> Result<Response, ApiError> {
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
-    let result = state.billing.webhook(&processor, &headers, &body).await.map_err(billing_error)?;
+    let result = state.billing.webhook(&processor, &headers, &body).await.map_err(ApiError::from)?;
     Ok(Json(result).into_response())
 }

@@ -2,6 +2,7 @@
 //! private page, the hr console, and the JSON API. Handlers only translate
 //! HTTP; the careers service holds every rule.
 
+use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 
 use askama::Template;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{ApiError, CsrfToken, StaffUser};
+use crate::errors::{error_page, message_of, status_of};
 use crate::pages::{message_page, render};
 
 /// Routes with small bodies.
@@ -58,40 +60,6 @@ pub(crate) fn upload_routes() -> Router<AppState> {
 /// Largest request carrying a CV: the CV plus room for the other fields.
 pub(crate) const UPLOAD_LIMIT: usize = seldesk_careers::MAX_CV_BYTES * 2 + 256 * 1024;
 
-fn status_of(e: &CareerError) -> StatusCode {
-    match e {
-        CareerError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        CareerError::NotFound(_) => StatusCode::NOT_FOUND,
-        CareerError::Conflict(_) => StatusCode::CONFLICT,
-        CareerError::Forbidden(_) => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn message_of(e: &CareerError) -> String {
-    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "careers request failed");
-        "Something went wrong on our side. Please try again in a moment.".into()
-    } else {
-        e.to_string()
-    }
-}
-
-fn error_page(e: CareerError) -> Response {
-    message_page(status_of(&e), "Not done", &message_of(&e))
-}
-
-fn api_error(e: CareerError) -> ApiError {
-    let code = match &e {
-        CareerError::Invalid { field, .. } => field,
-        CareerError::NotFound(_) => "not_found",
-        CareerError::Conflict(_) => "conflict",
-        CareerError::Forbidden(_) => "forbidden",
-        _ => "internal",
-    };
-    ApiError::new(status_of(&e), code, message_of(&e))
-}
-
 // ----- public pages -----
 
 #[derive(Template)]
@@ -104,7 +72,7 @@ struct OpeningsPage {
 async fn openings(State(state): State<AppState>) -> Response {
     match state.careers.open_postings().await {
         Ok(postings) => render(StatusCode::OK, &OpeningsPage { title: "Careers", postings }),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -162,7 +130,7 @@ fn posting_view(
 async fn posting_page(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> Response {
     match state.careers.open_posting(&slug).await {
         Ok(p) => posting_view(&state, &headers, p, ApplyFields::default(), None, StatusCode::OK),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -227,7 +195,7 @@ async fn apply(
 ) -> Response {
     let posting = match state.careers.open_posting(&slug).await {
         Ok(p) => p,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&e),
     };
     let sent = read_form(form).await;
     let keep = |f: &SentForm| ApplyFields {
@@ -295,7 +263,7 @@ async fn applicant_view(
 ) -> Response {
     let a = match state.careers.by_token(token).await {
         Ok(a) => a,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&e),
     };
     let reads = state.careers.reads(&a).await.unwrap_or_default();
     let csrf = CsrfToken::for_request(state, headers);
@@ -350,7 +318,7 @@ fn cv_response(result: Result<(seldesk_careers::CvFile, Vec<u8>), CareerError>) 
             )
                 .into_response()
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -441,7 +409,7 @@ async fn delete(
             "Application deleted",
             "Your application and CV are deleted, and the deletion is logged. This link no longer opens anything.",
         ),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -499,7 +467,7 @@ async fn console_view(
                 },
             ))
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -570,7 +538,7 @@ async fn posting_edit_view(
                 },
             ))
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -607,7 +575,7 @@ async fn posting_status(
     };
     match state.careers.set_posting_status(&staff.actor(), &id, status).await {
         Ok(_) => Redirect::to("/staff/careers").into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -643,7 +611,7 @@ async fn staff_application_view(
                 },
             ))
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -779,7 +747,7 @@ async fn agency_application(
 // ----- JSON API -----
 
 async fn api_postings(State(state): State<AppState>) -> Result<Json<Vec<Posting>>, ApiError> {
-    state.careers.open_postings().await.map(Json).map_err(api_error)
+    state.careers.open_postings().await.map(Json).map_err(ApiError::from)
 }
 
 /// `POST /api/v1/careers/postings/{id}/applications` with a JSON object:
@@ -796,20 +764,21 @@ async fn api_apply(
     let Some(obj) = value.as_object() else {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Send a JSON object."));
     };
-    seldesk_careers::check_application_keys(obj.keys().map(String::as_str)).map_err(api_error)?;
+    seldesk_careers::check_application_keys(obj.keys().map(String::as_str)).map_err(ApiError::from)?;
     let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let cv = match obj.get("cv_base64").and_then(|v| v.as_str()) {
         Some(b64) => {
-            let bytes = data_encoding::BASE64
-                .decode(b64.as_bytes())
-                .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cv", "cv_base64 is not valid base64."))?;
+            let bytes = data_encoding::BASE64.decode(b64.as_bytes()).map_err(|_| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "cv_base64 is not valid base64.")
+                    .at("cv_base64")
+            })?;
             Some((text("cv_name"), bytes))
         }
         None => None,
     };
-    let posting = state.careers.posting(&id).await.map_err(api_error)?;
+    let posting = state.careers.posting(&id).await.map_err(ApiError::from)?;
     if posting.status != PostingStatus::Open {
-        return Err(api_error(CareerError::NotFound("This job is not open (any more).".into())));
+        return Err(ApiError::from(CareerError::NotFound("This job is not open (any more).".into())));
     }
     let a = NewApplication {
         posting_id: posting.id,
@@ -822,7 +791,7 @@ async fn api_apply(
         object_to_keeping: obj.get("object_to_keeping").and_then(|v| v.as_bool()).unwrap_or(false),
         agency: None,
     };
-    let (a, _) = state.careers.apply(&seldesk_domain::Actor::System, &a).await.map_err(api_error)?;
+    let (a, _) = state.careers.apply(&seldesk_domain::Actor::System, &a).await.map_err(ApiError::from)?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -836,9 +805,10 @@ async fn api_application(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let a = state.careers.by_token(&token).await.map_err(api_error)?;
-    let reads = state.careers.reads(&a).await.map_err(api_error)?;
-    let mut v = serde_json::to_value(&a).map_err(|e| api_error(CareerError::Internal(e.to_string())))?;
+    let a = state.careers.by_token(&token).await.map_err(ApiError::from)?;
+    let reads = state.careers.reads(&a).await.map_err(ApiError::from)?;
+    let mut v = serde_json::to_value(&a)
+        .map_err(|e| ApiError::from(CareerError::Internal(Fault::new("encoding the application", e))))?;
     v["reads"] = serde_json::json!(reads.iter().map(|r| r.date().to_string()).collect::<Vec<_>>());
     Ok(Json(v))
 }

@@ -11,6 +11,7 @@
 //! handled as if it came from the client the forwarding node names, and is
 //! never forwarded again (no loops).
 
+use seldesk_domain::Fault;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use seldesk_tenants::nodes::NodeInfo;
 use seldesk_tenants::transfer::{Destination, Manifest, Step, Transfer, Transport};
 
 use crate::AppState;
+use crate::errors::ApiError;
 
 /// The cluster's secret on a forwarded request.
 pub const SECRET_HEADER: &str = "x-seldesk-cluster";
@@ -177,7 +179,8 @@ struct RemoteNode {
 
 impl RemoteNode {
     async fn post(&self, path: &str, t: &Transfer, body: Vec<u8>, wait: Duration) -> Result<(), TenantError> {
-        let query = serde_urlencoded::to_string(t).map_err(|e| TenantError::Internal(e.to_string()))?;
+        let query = serde_urlencoded::to_string(t)
+            .map_err(|e| TenantError::Internal(Fault::new("encoding the forwarded query", e)))?;
         let url = format!("{}{path}?{query}", self.address.trim_end_matches('/'));
         let sent = self
             .cluster
@@ -203,7 +206,7 @@ impl RemoteNode {
         Err(match status {
             StatusCode::CONFLICT | StatusCode::NOT_FOUND => TenantError::Conflict(message),
             StatusCode::SERVICE_UNAVAILABLE => TenantError::Unavailable(message),
-            _ => TenantError::Internal(message),
+            _ => TenantError::Internal(Fault::msg(message)),
         })
     }
 }
@@ -217,7 +220,8 @@ impl Destination for RemoteNode {
     }
     fn commit<'a>(&'a self, t: &'a Transfer, m: &'a Manifest) -> Step<'a, ()> {
         Box::pin(async move {
-            let body = serde_json::to_vec(m).map_err(|e| TenantError::Internal(e.to_string()))?;
+            let body = serde_json::to_vec(m)
+                .map_err(|e| TenantError::Internal(Fault::new("encoding the forwarded body", e)))?;
             // The receiver hashes the whole copy before it answers.
             self.post(crate::transfers::COMMIT, t, body, Duration::from_secs(600)).await
         })
@@ -501,7 +505,7 @@ pub(crate) async fn internal_gate(State(state): State<AppState>, mut req: Reques
         let busy = seldesk_tenants::TenantError::Busy(
             "This database has just moved to another data center; please try again in a second.".into(),
         );
-        let mut r = crate::db_api::tenant_error(busy).into_response();
+        let mut r = ApiError::from(busy).into_response();
         r.headers_mut().insert(HeaderName::from_static(MOVED_HEADER), HeaderValue::from_static("1"));
         return r;
     }

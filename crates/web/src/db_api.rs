@@ -50,72 +50,12 @@ pub(crate) fn upload_routes() -> Router<AppState> {
     Router::new().route("/api/v1/databases/import", post(import))
 }
 
-impl From<TenantError> for ApiError {
-    fn from(e: TenantError) -> Self {
-        tenant_error(e)
-    }
-}
-
-pub(crate) fn tenant_error(e: TenantError) -> ApiError {
-    let (status, code) = match &e {
-        TenantError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-        TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        TenantError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        TenantError::Deactivated(_) => (StatusCode::CONFLICT, "deactivated"),
-        TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        TenantError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        TenantError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
-        TenantError::Residency { .. } => (StatusCode::MISDIRECTED_REQUEST, "wrong_region"),
-        TenantError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        TenantError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    };
-    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "database request failed");
-        "Something went wrong on our side. Please try again in a moment.".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut error = ApiError::new(status, code, message);
-    if code == "busy" {
-        error.retry_after = Some(1);
-    } else if status == StatusCode::SERVICE_UNAVAILABLE {
-        error.retry_after = Some(30);
-    }
-    error
-}
-
-/// A vault error as a status and a message a person can act on.
-pub(crate) fn vault_error(e: seldesk_vault::VaultError) -> (StatusCode, String) {
-    use seldesk_vault::VaultError as V;
-    match e {
-        V::Tenant(t) => {
-            let api = tenant_error(t);
-            (api.status, api.message)
-        }
-        V::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-        V::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        V::Refused(m) => (StatusCode::CONFLICT, m),
-        V::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-        other => {
-            tracing::error!(error = %other, "backup request failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Please try again in a moment.".into(),
-            )
-        }
-    }
-}
-
 async fn backups(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let list = s.backups.list_for_owner(&a.id, &id).await.map_err(|e| {
-        let (status, message) = vault_error(e);
-        ApiError::new(status, "backups", message)
-    })?;
+    let list = s.backups.list_for_owner(&a.id, &id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "snapshots": list })).into_response())
 }
 
@@ -136,12 +76,11 @@ async fn restore_backup(
     if !owned.iter().any(|x| x.id == snapshot) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such backup of this database."));
     }
-    let d = s.backups.restore(&a.actor(), &snapshot, &req.name, "requested by the owner", Some(&a.id)).await.map_err(
-        |e| {
-            let (status, message) = vault_error(e);
-            ApiError::new(status, "restore", message)
-        },
-    )?;
+    let d = s
+        .backups
+        .restore(&a.actor(), &snapshot, &req.name, "requested by the owner", Some(&a.id))
+        .await
+        .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!(d))).into_response())
 }
 
@@ -169,10 +108,7 @@ async fn restore_at(
         .backups
         .restore_at(&a.actor(), &id, req.at, &req.name, "", Some(&a.id), std::sync::Arc::new(|_, _| {}))
         .await
-        .map_err(|e| {
-            let (status, message) = vault_error(e);
-            ApiError::new(status, "restore", message)
-        })?;
+        .map_err(ApiError::from)?;
     let mut out = serde_json::json!(d);
     out["restored_as_of"] =
         serde_json::json!(plan.shipped_to.format(&time::format_description::well_known::Rfc3339).ok());
@@ -244,7 +180,7 @@ async fn cancel(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.billing.cancel(&a.id, &id).await.map_err(crate::billing_pages::billing_error)?).into_response())
+    Ok(Json(s.billing.cancel(&a.id, &id).await.map_err(ApiError::from)?).into_response())
 }
 
 async fn reactivate(
@@ -252,7 +188,7 @@ async fn reactivate(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.billing.reactivate(&a.id, &id).await.map_err(crate::billing_pages::billing_error)?).into_response())
+    Ok(Json(s.billing.reactivate(&a.id, &id).await.map_err(ApiError::from)?).into_response())
 }
 
 /// Upgrades the database to the newest schema version: 200 `{from, to}`.
@@ -499,7 +435,7 @@ pub(crate) async fn export_response(
                 None => Some(None),
             };
             match tag {
-                Some(t) => s.databases.resume_export(account, id, t.as_deref()).await.map_err(tenant_error)?,
+                Some(t) => s.databases.resume_export(account, id, t.as_deref()).await.map_err(ApiError::from)?,
                 None => None,
             }
         }
@@ -508,12 +444,12 @@ pub(crate) async fn export_response(
     let (d, prepared, range) = match resumed {
         Some((d, p)) => (d, p, range),
         None => {
-            let (d, p) = s.databases.export(account, id).await.map_err(tenant_error)?;
+            let (d, p) = s.databases.export(account, id).await.map_err(ApiError::from)?;
             (d, p, None)
         }
     };
-    let mut file = tokio::fs::File::open(&prepared.path).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
-    let len = file.metadata().await.map(|m| m.len()).map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let mut file = tokio::fs::File::open(&prepared.path).await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
+    let len = file.metadata().await.map(|m| m.len()).map_err(|e| ApiError::from(TenantError::Io(e)))?;
     let date = s.clock.now().date();
     let etag = format!("\"{}\"", prepared.tag);
     let common = [
@@ -548,7 +484,7 @@ pub(crate) async fn export_response(
             .into_response());
     };
     let (start, end) = (*first.start(), *first.end());
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
     let part = file.take(end - start + 1);
     let stream = tokio_util::io::ReaderStream::with_capacity(part, 256 * 1024);
     Ok((
@@ -586,11 +522,11 @@ async fn import(
             format!("`{region}` is not a hosting region."),
         ));
     }
-    let dir = s.databases.import_spool(&a.id, &region).await.map_err(tenant_error)?;
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+    let dir = s.databases.import_spool(&a.id, &region).await.map_err(ApiError::from)?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
     let spool = dir.join(format!("{}.zip", uuid::Uuid::now_v7().simple()));
     let result = async {
-        let mut out = tokio::fs::File::create(&spool).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+        let mut out = tokio::fs::File::create(&spool).await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
         let mut stream = body.into_data_stream();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -602,9 +538,9 @@ async fn import(
                 )
             })?;
             total += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+            out.write_all(&chunk).await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
         }
-        out.flush().await.map_err(|e| tenant_error(TenantError::Io(e)))?;
+        out.flush().await.map_err(|e| ApiError::from(TenantError::Io(e)))?;
         if total == 0 {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -612,7 +548,7 @@ async fn import(
                 "Send the export archive (.zip) as the request body.",
             ));
         }
-        s.databases.import(&a.id, &q.name, Some(&region), spool.clone()).await.map_err(tenant_error)
+        s.databases.import(&a.id, &q.name, Some(&region), spool.clone()).await.map_err(ApiError::from)
     }
     .await;
     let _ = tokio::fs::remove_file(&spool).await;

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::auth::{CsrfToken, SignedIn};
+use crate::errors::{error_page, message_of, status_of};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -53,7 +54,7 @@ pub(crate) fn browser_country(headers: &HeaderMap) -> Option<String> {
 fn back_to_db<T>(id: &str, result: Result<T, TenantError>) -> Response {
     match result {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -65,16 +66,8 @@ fn billing_back_to_db<T>(id: &str, result: Result<T, seldesk_billing::BillingErr
         Err(seldesk_billing::BillingError::PaymentRequired(_)) => {
             Redirect::to(&format!("/databases/{id}/subscribe")).into_response()
         }
-        Err(e) => {
-            let api = crate::billing_pages::billing_error(e);
-            message_page(api.status, "Request not completed", &api.message)
-        }
+        Err(e) => error_page(&e),
     }
-}
-
-fn page_error(e: TenantError) -> Response {
-    let api = crate::db_api::tenant_error(e);
-    message_page(api.status, "Request not completed", &api.message)
 }
 
 struct RegionChoice {
@@ -172,10 +165,7 @@ async fn create(
 ) -> Response {
     match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
         Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            list_view(&state, &headers, peer.ip(), &account.id, Some(api.message), api.status).await
-        }
+        Err(e) => list_view(&state, &headers, peer.ip(), &account.id, Some(message_of(&e)), status_of(&e)).await,
     }
 }
 
@@ -243,7 +233,7 @@ async fn show_view(
 ) -> Response {
     let db = match state.databases.get(account_id, id).await {
         Ok(d) => d,
-        Err(e) => return page_error(e),
+        Err(e) => return error_page(&e),
     };
     let active = db.status == DbStatus::Active;
     let db_moving = db.status == DbStatus::Moving;
@@ -358,10 +348,7 @@ async fn add_contact(
         .await
     {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
-        }
+        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
 
@@ -382,7 +369,7 @@ async fn delete_contact(
         .await
     {
         Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -409,7 +396,7 @@ async fn test_upgrade(
 ) -> Response {
     match state.databases.test_upgrade(&account.id, &id).await {
         Ok(copy) => Redirect::to(&format!("/databases/{}", copy.id)).into_response(),
-        Err(e) => page_error(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -440,10 +427,7 @@ async fn move_db(
 ) -> Response {
     match state.databases.request_move(&account.id, &id, &f.region).await {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
-        }
+        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
 
@@ -495,10 +479,7 @@ async fn edit_contact(
         .await
     {
         Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
-        }
+        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
 
@@ -522,7 +503,7 @@ async fn restore(
     match state.backups.start_owner_restore(&account.id, &id, &f.snapshot, &f.name).await {
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
-            let (status, message) = crate::db_api::vault_error(e);
+            let (status, message) = (status_of(&e), message_of(&e));
             show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
         }
     }
@@ -565,7 +546,7 @@ async fn restore_at(
     match state.backups.start_owner_restore_at(&account.id, &id, at, &f.name).await {
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
-            let (status, message) = crate::db_api::vault_error(e);
+            let (status, message) = (status_of(&e), message_of(&e));
             show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
         }
     }
@@ -587,7 +568,7 @@ async fn restore_progress(
 ) -> Response {
     let db = match state.databases.get(&account.id, &id).await {
         Ok(d) => d,
-        Err(e) => return page_error(e),
+        Err(e) => return error_page(&e),
     };
     let restores = state.backups.owner_restores(&account.id, &id).await.unwrap_or_default();
     match restores.into_iter().find(|r| r.id == rid) {
@@ -614,10 +595,7 @@ async fn remove(
                 until.date()
             ),
         ),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            show_view(&state, &headers, &account.id, &id, Some(api.message), api.status, None).await
-        }
+        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
 
@@ -668,9 +646,6 @@ async fn import(State(state): State<AppState>, SignedIn(account, _, _): SignedIn
     let _ = tokio::fs::remove_file(&path).await;
     match result {
         Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            message_page(api.status, "Import not completed", &api.message)
-        }
+        Err(e) => message_page(status_of(&e), "Import not completed", &message_of(&e)),
     }
 }

@@ -13,6 +13,7 @@ mod consent;
 pub mod cookies;
 mod db_api;
 mod db_pages;
+mod errors;
 pub mod i18n;
 mod markdown;
 mod marketing_pages;

@@ -22,7 +22,8 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{ApiError, CsrfToken, MaybeAccount, SignedIn, StaffUser};
-use crate::pages::{message_page, render};
+use crate::errors::{error_page, message_of, status_of};
+use crate::pages::render;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -48,40 +49,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/partners/referrals", post(api_refer))
 }
 
-fn status_of(e: &MarketingError) -> StatusCode {
-    match e {
-        MarketingError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        MarketingError::NotFound(_) => StatusCode::NOT_FOUND,
-        MarketingError::Conflict(_) => StatusCode::CONFLICT,
-        MarketingError::Forbidden(_) => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn message_of(e: &MarketingError) -> String {
-    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "marketing request failed");
-        "Something went wrong on our side. Please try again in a moment.".into()
-    } else {
-        e.to_string()
-    }
-}
-
-fn error_page(e: MarketingError) -> Response {
-    message_page(status_of(&e), "Not done", &message_of(&e))
-}
-
-fn api_error(e: MarketingError) -> ApiError {
-    let code = match &e {
-        MarketingError::Invalid { field, .. } => field,
-        MarketingError::NotFound(_) => "not_found",
-        MarketingError::Conflict(_) => "conflict",
-        MarketingError::Forbidden(_) => "forbidden",
-        _ => "internal",
-    };
-    ApiError::new(status_of(&e), code, message_of(&e))
-}
-
 /// Pages behind a private link: keep the token out of caches and referrers.
 fn private(mut r: Response) -> Response {
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
@@ -105,7 +72,7 @@ struct EventsPage {
 async fn events_page(State(state): State<AppState>) -> Response {
     match state.marketing.open_events().await {
         Ok(events) => render(StatusCode::OK, &EventsPage { title: "Events", events }),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -193,7 +160,7 @@ async fn event_page(
             let f = me.map(|(a, _, _)| ContactFields::from_account(&a)).unwrap_or_default();
             event_view(&state, &headers, e, f, None, None, StatusCode::OK)
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -206,7 +173,7 @@ async fn register(
 ) -> Response {
     let event = match state.marketing.open_event(&slug).await {
         Ok(e) => e,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&e),
     };
     let account_id = me.as_ref().map(|(a, _, _)| a.id.as_str());
     match state.marketing.register(&slug, &f.input(), account_id).await {
@@ -249,7 +216,7 @@ async fn partners_view(
 ) -> Response {
     let partners = match state.marketing.partners(true).await {
         Ok(p) => p,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&e),
     };
     let csrf = CsrfToken::for_request(state, headers);
     let page = PartnersPage {
@@ -348,7 +315,7 @@ async fn preferences_view(state: &AppState, headers: &HeaderMap, token: &str, no
             };
             private(csrf.attach(render(StatusCode::OK, &page)))
         }
-        Err(e) => private(error_page(e)),
+        Err(e) => private(error_page(&e)),
     }
 }
 
@@ -375,7 +342,7 @@ async fn set_preferences(
     };
     match result {
         Ok(notice) => preferences_view(&state, &headers, &token, Some(notice.into())).await,
-        Err(e) => private(error_page(e)),
+        Err(e) => private(error_page(&e)),
     }
 }
 
@@ -392,7 +359,7 @@ struct UnsubscribePage {
 async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     match state.marketing.link(&token).await {
         Ok(_) => private(render(StatusCode::OK, &UnsubscribePage { title: "Unsubscribe", token, done: false })),
-        Err(e) => private(error_page(e)),
+        Err(e) => private(error_page(&e)),
     }
 }
 
@@ -413,7 +380,7 @@ async fn one_click(State(state): State<AppState>, headers: HeaderMap, Path(token
                 )
             }
         }
-        Err(e) => private(error_page(e)),
+        Err(e) => private(error_page(&e)),
     }
 }
 
@@ -431,7 +398,7 @@ async fn account_marketing(
     let yes = f.marketing.is_some();
     match state.marketing.set_preference(&account.actor(), &account.subject(), &account.email, yes, "account").await {
         Ok(_) => Redirect::to("/account?saved=1").into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -484,7 +451,7 @@ async fn console_view(
                 },
             ))
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -590,7 +557,7 @@ async fn campaign_view(
             };
             csrf.attach(render(status, &page))
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -648,7 +615,7 @@ async fn event_status(
 ) -> Response {
     match state.marketing.set_event_status(&staff.actor(), &id, &f.status).await {
         Ok(_) => Redirect::to("/staff/marketing#events").into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -668,7 +635,7 @@ async fn transfer_file(
             csv,
         )
             .into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -696,7 +663,7 @@ async fn partner_active(
 ) -> Response {
     match state.marketing.set_partner_active(&staff.actor(), &id, f.status == "active").await {
         Ok(_) => Redirect::to("/staff/marketing#partners").into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -747,7 +714,7 @@ async fn trends_page(
                 min: state.policy.research.min_group_size,
             },
         ),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -770,14 +737,14 @@ async fn trends_csv(
             csv,
         )
             .into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&e),
     }
 }
 
 // ----- JSON API -----
 
 async fn api_events(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let events = state.marketing.open_events().await.map_err(api_error)?;
+    let events = state.marketing.open_events().await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "events": events })).into_response())
 }
 
@@ -787,8 +754,8 @@ async fn api_register(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let input: RegistrationInput = crate::api::json(&body)?;
-    let (r, _) = state.marketing.register(&slug, &input, None).await.map_err(api_error)?;
-    let event = state.marketing.open_event(&slug).await.map_err(api_error)?;
+    let (r, _) = state.marketing.register(&slug, &input, None).await.map_err(ApiError::from)?;
+    let event = state.marketing.open_event(&slug).await.map_err(ApiError::from)?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": r.id, "event": event.title, "shared_with": event.recipient_names() })),
@@ -797,13 +764,13 @@ async fn api_register(
 }
 
 async fn api_partners(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let partners = state.marketing.partners(true).await.map_err(api_error)?;
+    let partners = state.marketing.partners(true).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "partners": partners })).into_response())
 }
 
 async fn api_refer(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let input: RegistrationInput = crate::api::json(&body)?;
-    let (r, _) = state.marketing.refer(&input, None).await.map_err(api_error)?;
+    let (r, _) = state.marketing.refer(&input, None).await.map_err(ApiError::from)?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": r.id, "partner": r.partner_name, "partner_website": r.partner_website })),

@@ -11,6 +11,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
 use seldesk_accounts::{Principal, SessionKind, StaffMember, Ticket, TicketMessage, TicketStatus};
 use seldesk_domain::Role;
 use seldesk_privacy::retention::ReportRow;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{CsrfToken, SESSION_COOKIE, StaffUser, WebError, client_ip, cookie, message_of, status_of};
+use crate::errors::ApiError;
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -78,7 +80,7 @@ struct SigninForm {
     #[serde(default)]
     email: String,
     #[serde(default)]
-    password: String,
+    password: SecretString,
     #[serde(default)]
     code: String,
 }
@@ -89,7 +91,11 @@ async fn signin(
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
 ) -> Response {
-    match state.accounts.authenticate_staff(&f.email, &f.password, &f.code, &client_ip(Some(&conn))).await {
+    match state
+        .accounts
+        .authenticate_staff(&f.email, f.password.expose_secret(), &f.code, &client_ip(Some(&conn)))
+        .await
+    {
         Ok(staff) => {
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 let _ = state.accounts.end_session(&old).await;
@@ -298,10 +304,7 @@ async fn support_grant(
     let result = state.databases.grant_support(&staff.actor(), f.database.trim(), &f.reason, ticket, hours).await;
     let (status, error, grant) = match result {
         Ok(g) => (StatusCode::OK, None, Some(g)),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            (api.status, Some(api.message), None)
-        }
+        Err(e) => (status_of(&e), Some(message_of(&e)), None),
     };
     render(
         status,
@@ -327,10 +330,7 @@ async fn support_query(
     let grant = state.databases.support_grant(grant).await.ok();
     let (status, error, result) = match outcome {
         Ok(r) => (StatusCode::OK, None, Some(r)),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            (api.status, Some(api.message), None)
-        }
+        Err(e) => (status_of(&e), Some(message_of(&e)), None),
     };
     render(status, &SupportPage { title: "Support access", csrf: f.csrf, error, grant, sql: f.sql, result })
 }
@@ -365,10 +365,7 @@ async fn finance(State(state): State<AppState>, StaffUser(staff, _): StaffUser, 
             let page = FinancePage { title: "Finance", csrf: csrf.token.clone(), records, payments, invoices, failed };
             csrf.attach(render(StatusCode::OK, &page))
         }
-        Err(e) => {
-            let api = crate::billing_pages::billing_error(e);
-            message_page(api.status, "Finance", &api.message)
-        }
+        Err(e) => message_page(status_of(&e), "Finance", &message_of(&e)),
     }
 }
 
@@ -398,10 +395,7 @@ async fn grant_subscription(
             "Subscription granted",
             &format!("{} is subscribed until {} (audited with your reason).", d.name, until.date()),
         ),
-        Err(e) => {
-            let api = crate::db_api::tenant_error(e);
-            message_page(api.status, "Grant", &api.message)
-        }
+        Err(e) => message_page(status_of(&e), "Grant", &message_of(&e)),
     }
 }
 
@@ -524,14 +518,7 @@ async fn place_hold(
     };
     match state.retention.place_hold(&staff.actor(), hold).await {
         Ok(_) => Redirect::to("/staff/holds").into_response(),
-        Err(e) => {
-            let status = match e {
-                seldesk_privacy::PrivacyError::Forbidden(_) => StatusCode::FORBIDDEN,
-                seldesk_privacy::PrivacyError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            holds_view(&state, &headers, Some(e.to_string()), status).await
-        }
+        Err(e) => holds_view(&state, &headers, Some(message_of(&e)), status_of(&e)).await,
     }
 }
 
@@ -586,7 +573,7 @@ async fn nodes(State(state): State<AppState>, StaffUser(staff, _): StaffUser) ->
     }
     let list = match state.databases.nodes().list().await {
         Ok(l) => l,
-        Err(e) => return crate::db_api::tenant_error(e).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let _ = state.accounts.audit_staff_view(&staff, "nodes.view").await;
     let now = state.clock.now();

@@ -13,6 +13,7 @@ use seldesk_tenants::TenantError;
 use seldesk_tenants::transfer::{MAX_BATCH, Manifest, Transfer};
 
 use crate::AppState;
+use crate::errors::ApiError;
 
 /// Paths of the transfer steps.
 pub const BEGIN: &str = "/internal/v1/transfers/begin";
@@ -33,7 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
 fn answer(result: Result<(), TenantError>) -> Response {
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => crate::db_api::tenant_error(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -9,12 +9,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use seldesk_domain::Fault;
 use seldesk_upgrades::{UpgradeError, UpgradeRequest};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn};
+use crate::errors::{message_of, status_of};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -30,29 +32,6 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Routes that carry an upload (up to the import limit).
 pub(crate) fn upload_routes() -> Router<AppState> {
     Router::new().route("/upgrade", post(upload)).route("/api/v1/upgrades", post(api_upload))
-}
-
-fn status_of(e: &UpgradeError) -> StatusCode {
-    match e {
-        UpgradeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        UpgradeError::NotFound(_) => StatusCode::NOT_FOUND,
-        UpgradeError::Conflict(_) => StatusCode::CONFLICT,
-        UpgradeError::Allowance(_) => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn message_of(e: &UpgradeError) -> String {
-    if status_of(e) == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "upgrade request failed");
-        "Something went wrong on our side. Please try again in a moment.".into()
-    } else {
-        e.to_string()
-    }
-}
-
-fn api_error(e: UpgradeError) -> ApiError {
-    ApiError::new(status_of(&e), "upgrade", message_of(&e))
 }
 
 #[derive(Template)]
@@ -267,15 +246,15 @@ async fn api_upload(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let left = state.upgrades.allowance_left(&a.id).await.map_err(api_error)?;
+    let left = state.upgrades.allowance_left(&a.id).await.map_err(ApiError::from)?;
     let mut written = 0u64;
-    let (path, mut out) = spool_target(&state).await.map_err(api_error)?;
+    let (path, mut out) = spool_target(&state).await.map_err(ApiError::from)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         written += chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
         if written > left {
             let _ = tokio::fs::remove_file(&path).await;
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "allowance", over_allowance(left)));
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", over_allowance(left)));
         }
         let Ok(chunk) = chunk else {
             let _ = tokio::fs::remove_file(&path).await;
@@ -287,11 +266,11 @@ async fn api_upload(
         };
         if out.write_all(&chunk).await.is_err() {
             let _ = tokio::fs::remove_file(&path).await;
-            return Err(api_error(UpgradeError::Internal("cannot store the upload".into())));
+            return Err(ApiError::from(UpgradeError::Internal(Fault::msg("cannot store the upload"))));
         }
     }
     let _ = out.flush().await;
-    let req = state.upgrades.submit(&a.id, &q.name, &path).await.map_err(api_error)?;
+    let req = state.upgrades.submit(&a.id, &q.name, &path).await.map_err(ApiError::from)?;
     Ok((StatusCode::ACCEPTED, Json(req)).into_response())
 }
 
@@ -299,7 +278,7 @@ async fn api_list(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
 ) -> Result<Json<Vec<UpgradeRequest>>, ApiError> {
-    state.upgrades.list(&a.id).await.map(Json).map_err(api_error)
+    state.upgrades.list(&a.id).await.map(Json).map_err(ApiError::from)
 }
 
 async fn api_show(
@@ -307,7 +286,7 @@ async fn api_show(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Json<UpgradeRequest>, ApiError> {
-    state.upgrades.get(&a.id, &id).await.map(Json).map_err(api_error)
+    state.upgrades.get(&a.id, &id).await.map(Json).map_err(ApiError::from)
 }
 
 async fn api_download(
@@ -315,7 +294,7 @@ async fn api_download(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    stream_result(&state, &a.id, &id).await.map_err(api_error)
+    stream_result(&state, &a.id, &id).await.map_err(ApiError::from)
 }
 
 async fn api_delete(
@@ -323,6 +302,6 @@ async fn api_delete(
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.upgrades.erase(&a.id, &id).await.map_err(api_error)?;
+    state.upgrades.erase(&a.id, &id).await.map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }

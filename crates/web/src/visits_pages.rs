@@ -8,11 +8,12 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use seldesk_domain::Role;
-use seldesk_visits::security::{Basis, SearchError};
+use seldesk_visits::security::Basis;
 use seldesk_visits::{Visit, Who};
 
 use crate::AppState;
 use crate::auth::{CsrfToken, StaffUser};
+use crate::errors::{message_of, status_of};
 use crate::pages::{message_page, render};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -189,7 +190,7 @@ async fn security_search(
         "email" => match state.accounts.account_id_by_email(&f.who).await {
             Ok(Some(id)) => Who::Person(seldesk_accounts::service::subject_of(&id)),
             Ok(None) => return fail(StatusCode::NOT_FOUND, "No account has this e-mail address.".into()),
-            Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return fail(status_of(&e), message_of(&e)),
         },
         _ => return fail(StatusCode::UNPROCESSABLE_ENTITY, "Search by IP address or account e-mail.".into()),
     };
@@ -197,11 +198,6 @@ async fn security_search(
     match seldesk_visits::security::search(&state.visits.store, &audit, &staff.actor(), who, basis, &f.reference).await
     {
         Ok(rows) => security_view(&state, &headers, StatusCode::OK, f.who.clone(), None, Some(rows)),
-        Err(SearchError::Forbidden(m)) => fail(StatusCode::FORBIDDEN, m),
-        Err(SearchError::Invalid(m)) => fail(StatusCode::UNPROCESSABLE_ENTITY, m),
-        Err(e) => {
-            tracing::error!(error = %e, "security search failed");
-            fail(StatusCode::INTERNAL_SERVER_ERROR, "The search failed; try again.".into())
-        }
+        Err(e) => fail(status_of(&e), message_of(&e)),
     }
 }

@@ -151,13 +151,14 @@ async fn no_special_category_exists_in_any_table_and_submissions_carrying_one_ar
         body[key] = value;
         let (status, err) = api_apply(&app, &posting, &body).await;
         assert_eq!(status, 422, "{key}");
-        assert_eq!(err["error"], "special_category");
+        assert_eq!((&err["error"], &err["field"]), (&json!("invalid"), &json!("special_category")), "{err}");
         assert!(err["message"].as_str().expect("message").contains("never collect"), "{err}");
     }
     let mut body = application("unknown@example.com");
     body["favourite_colour"] = json!("blue");
     let (status, err) = api_apply(&app, &posting, &body).await;
     assert_eq!(status, 422);
+    assert_eq!(err["field"], "unknown_field", "{err}");
     assert!(err["message"].as_str().expect("message").contains("favourite_colour"));
     assert_eq!(count(&app, "job_applications").await, 0, "nothing stored");
     assert_eq!(cv_files(&app), 0, "no CV stored");

@@ -765,7 +765,12 @@ async fn owners_are_reminded_once_a_week_before_destruction() {
     let id = db["id"].as_str().expect("id").to_string();
     call(&app, Method::POST, &format!("/api/v1/databases/{id}/cancel"), &t, None).await;
     let remind = || async {
-        app.app().services().queue.enqueue(seldesk_jobs::NewJob::new(seldesk::app::JOB_REMIND)).await.expect("enqueue");
+        app.app()
+            .services()
+            .queue
+            .enqueue(seldesk_jobs::NewJob::new(seldesk_tenants::JOB_REMIND))
+            .await
+            .expect("enqueue");
         app.run_jobs().await;
     };
     app.clock.advance(Duration::days(13));

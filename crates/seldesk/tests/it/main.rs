@@ -4,6 +4,7 @@
 //! Chromium for page journeys.
 
 mod accounts;
+mod api;
 mod backups;
 mod billing;
 mod browser;

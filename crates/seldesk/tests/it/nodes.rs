@@ -497,8 +497,7 @@ async fn a_lost_nodes_databases_are_recovered_on_another_node_of_its_data_center
         .services()
         .queue
         .enqueue(
-            seldesk_jobs::NewJob::new("databases.expire")
-                .payload(json!({ "database": id }))
+            seldesk_jobs::NewJob::of(&seldesk_tenants::ExpireJob { database: id.clone() })
                 .dedupe(format!("expire:{id}"))
                 .on_node("b-in")
                 .run_at(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
