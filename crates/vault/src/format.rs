@@ -8,27 +8,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::VaultError;
 
-/// A 256-bit key (the master key, or a database's key).
-#[derive(Clone)]
-pub struct Key(pub(crate) [u8; 32]);
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Key(***)")
-    }
-}
+/// A 256-bit key (the master key, or a database's key): never printed,
+/// zeroed when the last copy is dropped.
+#[derive(Clone, Debug)]
+pub struct Key(std::sync::Arc<secrecy::SecretBox<[u8; 32]>>);
 
 impl Key {
+    pub(crate) fn new(bytes: [u8; 32]) -> Self {
+        Self(std::sync::Arc::new(secrecy::SecretBox::new(Box::new(bytes))))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+
     pub fn random() -> Result<Self, VaultError> {
         let mut k = [0u8; 32];
         getrandom::fill(&mut k).map_err(|e| VaultError::Crypto(format!("no randomness: {e}")))?;
-        Ok(Self(k))
+        Ok(Self::new(k))
     }
 
     /// The key for block hashes: keyed, so stored hashes say nothing about
     /// content to anyone without the database's key.
     pub fn hash_key(&self) -> [u8; 32] {
-        blake3::derive_key("seldesk vault block hash v1", &self.0)
+        blake3::derive_key("seldesk vault block hash v1", self.bytes())
     }
 }
 
@@ -40,7 +44,7 @@ const TAG_LEN: usize = 16;
 /// here against 1.3 GB/s for the RustCrypto crate the vault used before
 /// (docs/benchmarks.md), with the same bytes on the wire.
 fn aead(key: &Key) -> Result<LessSafeKey, VaultError> {
-    UnboundKey::new(&AES_256_GCM, &key.0)
+    UnboundKey::new(&AES_256_GCM, key.bytes())
         .map(LessSafeKey::new)
         .map_err(|_| VaultError::Crypto("cannot set up AES-256-GCM".into()))
 }
@@ -439,7 +443,8 @@ mod tests {
         // Test case 16 of the GCM specification (McGrew and Viega): what the
         // vault sealed with the RustCrypto crate before opens with ring.
         let hex = |s: &str| data_encoding::HEXLOWER.decode(s.as_bytes()).expect("hex");
-        let key = Key(hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").try_into().expect("32"));
+        let key =
+            Key::new(hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").try_into().expect("32"));
         let plain = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
              1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
         let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
@@ -461,6 +466,10 @@ mod tests {
             assert!(open(&key, &bad, &aad).is_err(), "flipped byte {at}");
         }
         assert!(open(&key, &mine[..27], &aad).is_err());
-        assert!(open(&Key([9; 32]), &mine, &aad).is_err());
+        assert!(open(&Key::new([9; 32]), &mine, &aad).is_err());
+        // The key never prints, in any form.
+        for printed in [format!("{key:?}"), format!("{key:#?}")] {
+            assert!(printed.contains("REDACTED") && !printed.contains("254") && !printed.contains("fe"), "{printed}");
+        }
     }
 }

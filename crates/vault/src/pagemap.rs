@@ -36,7 +36,7 @@ impl Fingerprinter {
     pub(crate) fn new(key: &Key) -> Self {
         let mut secret = [0u8; 192];
         let mut h = blake3::Hasher::new_derive_key("seldesk vault page fingerprint v1");
-        h.update(&key.0);
+        h.update(key.bytes());
         h.finalize_xof().fill(&mut secret);
         Self { secret }
     }

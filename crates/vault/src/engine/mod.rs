@@ -188,7 +188,7 @@ impl Vault {
             seldesk_domain::keyfile::KeyFileError::Io { .. } => VaultError::Io(e.to_string()),
             other => VaultError::Crypto(other.to_string()),
         })?;
-        let master = Key(master);
+        let master = Key::new(master);
         for r in &regions {
             r.sweep_tmp();
         }
@@ -298,7 +298,7 @@ impl Vault {
         let plain = open(&self.master, sealed, format!("seldesk-vault-key:{db}").as_bytes())?;
         let k: [u8; 32] =
             plain.try_into().map_err(|_| VaultError::Corrupt(format!("key of {db} has a wrong length")))?;
-        Ok(Key(k))
+        Ok(Key::new(k))
     }
 
     /// A database's key: from any region that holds a readable copy; made
@@ -324,7 +324,7 @@ impl Vault {
             )));
         }
         let k = Key::random()?;
-        let sealed = seal(&self.master, &k.0, format!("seldesk-vault-key:{db}").as_bytes())?;
+        let sealed = seal(&self.master, k.bytes(), format!("seldesk-vault-key:{db}").as_bytes())?;
         // Keys carry no lock: prune destroys one only when no snapshot needs it.
         self.put_all(&name, &sealed, 0)?;
         Ok(k)
