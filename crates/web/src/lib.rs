@@ -193,7 +193,25 @@ fn site(state: AppState, internal: bool) -> Router {
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
-    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
+    app.layer(compression()).layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
+}
+
+/// Brotli or gzip, as the browser asks, for text the site renders: pages,
+/// the stylesheet, JSON. Never for archives, database files, PDFs or
+/// uploads (already compressed, or read with `Range`), nor for bodies too
+/// small to gain.
+fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{Predicate, SizeAbove};
+    fn text(_: StatusCode, _: axum::http::Version, h: &axum::http::HeaderMap, _: &axum::http::Extensions) -> bool {
+        let kind = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let kind = kind.split(';').next().unwrap_or("").trim();
+        kind.starts_with("text/")
+            || matches!(kind, "application/json" | "application/problem+json" | "image/svg+xml" | "application/xml")
+    }
+    tower_http::compression::CompressionLayer::new()
+        .no_deflate()
+        .no_zstd()
+        .compress_when(SizeAbove::new(512).and(text as fn(_, _, &_, &_) -> bool))
 }
 
 /// The admin listener: metrics and health, never exposed with the site.

@@ -3,8 +3,8 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use seldesk_domain::policy::Version;
 use time::Date;
@@ -22,6 +22,77 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/privacy/versions", get(privacy_versions))
         .route("/privacy/versions/{date}", get(privacy_version))
         .route("/static/site.css", get(stylesheet))
+        .route("/static/{file}", get(hashed_stylesheet))
+        .route("/favicon.ico", get(|| async { Redirect::permanent(FAVICON_PATH) }))
+        .route(FAVICON_PATH, get(favicon))
+        .route("/robots.txt", get(robots))
+}
+
+/// The site's icon: the logo's "S", drawn, so no image file is needed.
+const FAVICON: &str = concat!(
+    r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">"##,
+    r##"<rect width="64" height="64" rx="14" fill="#1f4f8f"/>"##,
+    r##"<text x="32" y="45" font-family="Helvetica,Arial,sans-serif" font-size="40" font-weight="700" "##,
+    r##"text-anchor="middle" fill="#fff">S</text></svg>"##
+);
+const FAVICON_PATH: &str = "/static/favicon.svg";
+
+/// The stylesheet's fingerprint: its URL changes when it does, so it can
+/// be cached for a year (`/static/site.<hash>.css`).
+fn stylesheet_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| blake3::hash(STYLESHEET.as_bytes()).to_hex()[..16].to_string())
+}
+
+/// The stylesheet's URL for templates.
+pub(crate) fn stylesheet_url() -> String {
+    format!("/static/site.{}.css", stylesheet_hash())
+}
+
+/// A static text with an ETag: a 304 when the browser has it already.
+fn cached(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    cache: &'static str,
+    etag: &str,
+    body: &'static str,
+) -> Response {
+    let tag = format!("\"{etag}\"");
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let status = if fresh { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let mut r = (status, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, cache)]).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&tag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    if !fresh {
+        *r.body_mut() = axum::body::Body::from(body);
+    }
+    r
+}
+
+/// `/static/site.<hash>.css`: the current stylesheet, cached for a year;
+/// any other name under `/static/` is not found.
+async fn hashed_stylesheet(headers: HeaderMap, Path(file): Path<String>) -> Response {
+    if file != format!("site.{}.css", stylesheet_hash()) {
+        return not_found().await;
+    }
+    let cache = "public, max-age=31536000, immutable";
+    cached(&headers, "text/css; charset=utf-8", cache, stylesheet_hash(), STYLESHEET)
+}
+
+async fn favicon(headers: HeaderMap) -> Response {
+    cached(&headers, "image/svg+xml", "public, max-age=86400", "favicon-1", FAVICON)
+}
+
+/// Search engines may read the public pages; nothing behind a sign-in, a
+/// private link or the API is theirs to crawl.
+async fn robots() -> Response {
+    let body = "User-agent: *\nDisallow: /account\nDisallow: /databases\nDisallow: /staff\nDisallow: /api/\nDisallow: /helpdesk/\nDisallow: /careers/applications/\nDisallow: /marketing/\nAllow: /\n";
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")], body)
+        .into_response()
 }
 
 /// Renders a template, or a plain 500 when rendering itself fails.
@@ -185,9 +256,10 @@ async fn privacy_version(State(state): State<AppState>, Path(date): Path<String>
     }
 }
 
-async fn stylesheet() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
-        .into_response()
+/// The stylesheet at its old address, for pages cached before it had a
+/// fingerprint: revalidated with its ETag.
+async fn stylesheet(headers: HeaderMap) -> Response {
+    cached(&headers, "text/css; charset=utf-8", "public, max-age=3600", stylesheet_hash(), STYLESHEET)
 }
 
 #[derive(Template)]

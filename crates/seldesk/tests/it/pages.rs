@@ -9,8 +9,8 @@ async fn home_page_describes_the_product_and_links_onward() {
     assert_eq!(status, 200);
     assert!(body.contains("href=\"/privacy\""), "links to the policy");
     assert!(body.contains("India") && body.contains("Singapore") && body.contains("United Kingdom"));
-    assert!(body.contains("/static/site.css"));
-    let css = app.get("/static/site.css").await;
+    let css_url = body.split("href=\"/static/site.").nth(1).and_then(|r| r.split('"').next()).expect("stylesheet link");
+    let css = app.get(&format!("/static/site.{css_url}")).await;
     assert_eq!(css.status(), 200);
     assert!(css.headers()["content-type"].to_str().expect("ct").starts_with("text/css"));
     app.stop().await;
@@ -283,4 +283,48 @@ async fn the_site_speaks_the_visitors_language_and_remembers_a_choice_only_with_
         .expect("language cookie")
         .to_string();
     assert!(set.contains("Max-Age=31536000"), "{set}");
+}
+
+/// Cheap wins of a production site: brotli or gzip for text as the browser
+/// asks (never for archives), a fingerprinted stylesheet cached for a year
+/// with an ETag, an icon, robots.txt and a meta description.
+#[tokio::test]
+async fn text_is_compressed_the_stylesheet_is_fingerprinted_and_the_site_has_an_icon_and_robots_txt() {
+    let app = spawn_app().await;
+    let plain = app.client.get(app.url("/privacy")).send().await.expect("page");
+    assert!(plain.headers().get("content-encoding").is_none(), "no encoding unless asked");
+    let plain = plain.bytes().await.expect("body").len();
+    for (asked, got) in [("br", "br"), ("gzip", "gzip"), ("gzip, deflate, br", "br")] {
+        let r = app.client.get(app.url("/privacy")).header("accept-encoding", asked).send().await.expect("page");
+        assert_eq!(r.headers()["content-encoding"], got, "{asked}");
+        let size = r.bytes().await.expect("body").len();
+        assert!(size * 3 < plain, "{asked}: {size} bytes against {plain}");
+    }
+    let api = app.client.get(app.url("/api/v1/nothing")).header("accept-encoding", "br").send().await.expect("api");
+    assert!(api.headers().get("content-encoding").is_none() || api.headers()["content-encoding"] == "br");
+
+    let (_, home) = app.text("/").await;
+    assert!(home.contains("<meta name=\"description\" content=\"Seldesk hosts"), "a meta description");
+    assert!(home.contains("rel=\"icon\" href=\"/static/favicon.svg\""));
+    let name = home.split("href=\"/static/site.").nth(1).and_then(|r| r.split('"').next()).expect("stylesheet");
+    let hash = name.strip_suffix(".css").expect("css");
+    assert!(hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+    let css = app.get(&format!("/static/site.{name}")).await;
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let etag = css.headers()["etag"].clone();
+    let again = app.client.get(app.url(&format!("/static/site.{name}"))).header("if-none-match", etag).send().await;
+    assert_eq!(again.expect("again").status(), 304, "the browser's copy is still good");
+    assert_eq!(app.get("/static/site.0000000000000000.css").await.status(), 404, "an old fingerprint is gone");
+    assert_eq!(app.get("/static/../Cargo.toml").await.status(), 404);
+
+    let old = app.get("/favicon.ico").await;
+    assert_eq!((old.status().as_u16(), &old.headers()["location"]), (308, &"/static/favicon.svg".parse().expect("hv")));
+    let icon = app.get("/static/favicon.svg").await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    let (status, robots) = app.text("/robots.txt").await;
+    assert_eq!(status, 200);
+    assert!(robots.contains("Disallow: /account") && robots.contains("Disallow: /api/"), "{robots}");
+    app.stop().await;
 }
