@@ -107,16 +107,87 @@ fn tags(input: &[String]) -> Result<String, TenantError> {
 /// than that is common enough to walk all the names instead. Every path applies
 /// the same `LIKE` and the same order, so the answer is always the walk's.
 pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contact>, TenantError> {
+    list_after(conn, q, limit, None)
+}
+
+/// Where a page of contacts starts: after this contact, in the list's
+/// order (name, then id). New contacts never shift a page a client is
+/// reading through: each page starts where the last one ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    name: String,
+    id: i64,
+}
+
+impl Cursor {
+    /// The position just after `c`.
+    pub fn after(c: &Contact) -> Self {
+        Self { name: c.name.clone(), id: c.id }
+    }
+
+    /// As clients carry it: `{id}.{name in base64url}`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.id, data_encoding::BASE64URL_NOPAD.encode(self.name.as_bytes()))
+    }
+
+    /// A cursor a client sent back; anything else is refused with a reason.
+    pub fn parse(s: &str) -> Result<Self, TenantError> {
+        let bad = || TenantError::invalid("cursor", "This cursor is not one this list gave: start again without it.");
+        if s.len() > 1000 {
+            return Err(bad());
+        }
+        let (id, name) = s.split_once('.').ok_or_else(bad)?;
+        let id = id.parse().map_err(|_| bad())?;
+        let name = data_encoding::BASE64URL_NOPAD.decode(name.as_bytes()).map_err(|_| bad())?;
+        Ok(Self { name: String::from_utf8(name).map_err(|_| bad())?, id })
+    }
+
+    /// Before every contact: names are never empty, ids never this small.
+    fn start() -> Self {
+        Self { name: String::new(), id: i64::MIN }
+    }
+}
+
+/// One page of a contact list, and the cursor of the next when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactPage {
+    pub contacts: Vec<Contact>,
+    pub next_cursor: Option<String>,
+}
+
+/// Up to `limit` contacts matching `q` after `after`, as [`list`] orders
+/// them, with the cursor of the next page.
+pub fn page(
+    conn: &Connection,
+    q: Option<&str>,
+    limit: i64,
+    after: Option<&Cursor>,
+) -> Result<ContactPage, TenantError> {
+    let mut contacts = list_after(conn, q, limit + 1, after)?;
+    let more = contacts.len() as i64 > limit;
+    contacts.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = if more { contacts.last().map(|c| Cursor::after(c).encode()) } else { None };
+    Ok(ContactPage { contacts, next_cursor })
+}
+
+fn list_after(
+    conn: &Connection,
+    q: Option<&str>,
+    limit: i64,
+    after: Option<&Cursor>,
+) -> Result<Vec<Contact>, TenantError> {
+    let start = Cursor::start();
+    let after = after.unwrap_or(&start);
     let q = q.unwrap_or_default();
     let like = format!("%{}%", q.replace('%', "\\%").replace('_', "\\_"));
-    let Some(candidates) = crate::search::candidates(q) else { return scan(conn, &like, limit) };
+    let Some(candidates) = crate::search::candidates(q) else { return scan(conn, &like, limit, after) };
     if !crate::search::has_index(conn)? {
-        return scan(conn, &like, limit);
+        return scan(conn, &like, limit, after);
     }
     // A common text: the walk of the names finds it in the first rows. The
     // walk is cut off after a few rows' work (SQLite's progress handler):
     // then the text is rarer, and the index is asked.
-    if let Some(walked) = walk_briefly(conn, &like, limit)? {
+    if let Some(walked) = walk_briefly(conn, &like, limit, after)? {
         return Ok(walked);
     }
     let rows: i64 = conn.prepare_cached("SELECT coalesce(max(id), 0) FROM contacts")?.query_row([], |r| r.get(0))?;
@@ -129,9 +200,10 @@ pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contac
             "WITH candidate (found) AS MATERIALIZED (
                  SELECT rowid FROM seldesk_search WHERE seldesk_search MATCH ?3 LIMIT ?4)
              SELECT {COLUMNS} FROM candidate CROSS JOIN contacts ON contacts.id = candidate.found
-             WHERE (SELECT count(*) FROM candidate) < ?4 AND {MATCHES} ORDER BY name, id LIMIT ?2"
+             WHERE (SELECT count(*) FROM candidate) < ?4 AND {MATCHES} AND (name, id) > (?5, ?6)
+             ORDER BY name, id LIMIT ?2"
         ))?
-        .query_map(params![like, limit, candidates, most], from_row)?
+        .query_map(params![like, limit, candidates, most, after.name, after.id], from_row)?
         .collect::<Result<_, _>>()?;
     if !found.is_empty() {
         return Ok(found);
@@ -140,7 +212,7 @@ pub fn list(conn: &Connection, q: Option<&str>, limit: i64) -> Result<Vec<Contac
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM seldesk_search WHERE seldesk_search MATCH ?1 LIMIT ?2)")?
         .query_row(params![candidates, most], |r| r.get(0))?;
-    if n < most { Ok(found) } else { scan(conn, &like, limit) }
+    if n < most { Ok(found) } else { scan(conn, &like, limit, after) }
 }
 
 /// Most candidates a search reads from the index, for a table of up to
@@ -156,7 +228,12 @@ const MATCHES: &str = "(name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR
 
 /// The walk of the names in order, stopped after about [`BRIEF_WALK_STEPS`]
 /// virtual-machine steps (some 25 rows); None when it was stopped.
-fn walk_briefly(conn: &Connection, like: &str, limit: i64) -> Result<Option<Vec<Contact>>, TenantError> {
+fn walk_briefly(
+    conn: &Connection,
+    like: &str,
+    limit: i64,
+    after: &Cursor,
+) -> Result<Option<Vec<Contact>>, TenantError> {
     let mut ticks = 0;
     conn.progress_handler(
         BRIEF_WALK_STEPS / 16,
@@ -165,7 +242,7 @@ fn walk_briefly(conn: &Connection, like: &str, limit: i64) -> Result<Option<Vec<
             ticks > 16
         }),
     )?;
-    let walked = scan(conn, like, limit);
+    let walked = scan(conn, like, limit, after);
     conn.progress_handler(0, None::<fn() -> bool>)?;
     match walked {
         Ok(rows) => Ok(Some(rows)),
@@ -182,10 +259,11 @@ fn walk_briefly(conn: &Connection, like: &str, limit: i64) -> Result<Option<Vec<
 const BRIEF_WALK_STEPS: i32 = 800;
 
 /// The walk of every name, for queries the index cannot serve.
-fn scan(conn: &Connection, like: &str, limit: i64) -> Result<Vec<Contact>, TenantError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM contacts WHERE {MATCHES} ORDER BY name, id LIMIT ?2"))?;
-    let rows = stmt.query_map(params![like, limit], from_row)?.collect::<Result<_, _>>()?;
+fn scan(conn: &Connection, like: &str, limit: i64, after: &Cursor) -> Result<Vec<Contact>, TenantError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM contacts WHERE {MATCHES} AND (name, id) > (?3, ?4) ORDER BY name, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![like, limit, after.name, after.id], from_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

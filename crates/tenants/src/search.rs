@@ -305,4 +305,45 @@ mod tests {
         assert_eq!(candidates("Asha Rao").as_deref(), Some("\"a R\" AND \"Rao\""));
         assert_eq!(candidates("ravi@example.in").as_deref(), Some("\"i@e\" AND \".in\""));
     }
+
+    /// Paging through a list while contacts are added between pages sees
+    /// every contact that was there before exactly once, in the list's order,
+    /// whichever path (walk, index, full scan) each page takes.
+    #[test]
+    fn pages_see_every_contact_once_while_others_are_added() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (file, indexed) in [("indexed.sqlite", true), ("scanned.sqlite", false)] {
+            let conn = database(dir.path(), file, indexed);
+            conn.execute_batch("BEGIN").expect("begin");
+            let mut before = Vec::new();
+            for i in 0..2000 {
+                let name = format!("{} {}", ["Asha", "Zoë", "Kim", "Rao"][i % 4], (i * 7919) % 1000);
+                let email = format!("p{i}@example.{}", ["com", "in"][i % 2]);
+                before.push(app::create(&conn, &input(&name, Some(&email), &["vip"]), "now").expect("create"));
+            }
+            conn.execute_batch("COMMIT").expect("commit");
+            for q in [None, Some("asha"), Some("example.in"), Some("vip"), Some("Zoë 9")] {
+                let want: Vec<i64> = app::list(&conn, q, 10_000).expect("all").iter().map(|c| c.id).collect();
+                let (mut seen, mut cursor, mut added) = (Vec::new(), None, 0);
+                loop {
+                    let page = app::page(&conn, q, 37, cursor.as_ref()).expect("page");
+                    seen.extend(page.contacts.iter().map(|c| c.id));
+                    // New contacts land before and after the cursor.
+                    for name in ["Aaron New", "Zz New", "Asha 0 New"] {
+                        app::create(&conn, &input(name, Some("new@example.in"), &["vip"]), "now").expect("add");
+                        added += 1;
+                    }
+                    let Some(next) = page.next_cursor else { break };
+                    cursor = Some(app::Cursor::parse(&next).expect("our cursor"));
+                }
+                let old: Vec<i64> = seen.iter().copied().filter(|id| want.contains(id)).collect();
+                assert_eq!(old, want, "{file} `{q:?}`: every contact of before, once, in order ({added} added)");
+                let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+                assert_eq!(unique.len(), seen.len(), "{file} `{q:?}`: no contact twice");
+            }
+        }
+        assert!(app::Cursor::parse("12.not base64!").is_err());
+        assert!(app::Cursor::parse("x.QQ").is_err());
+        assert!(app::Cursor::parse(&"9".repeat(2000)).is_err());
+    }
 }

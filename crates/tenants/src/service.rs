@@ -660,6 +660,18 @@ impl Databases {
         self.read_db(account_id, id, move |c| app::list(c, q.as_deref(), limit)).await
     }
 
+    /// A page of the contacts of a database of this account, after `after`.
+    pub async fn contacts_page(
+        &self,
+        account_id: &str,
+        id: &str,
+        q: Option<String>,
+        limit: i64,
+        after: Option<app::Cursor>,
+    ) -> Result<app::ContactPage, TenantError> {
+        self.read_db(account_id, id, move |c| app::page(c, q.as_deref(), limit, after.as_ref())).await
+    }
+
     /// Writes an export archive (DB-5) and returns its path (in the database's folder).
     /// Prepares an export archive of a database of this account (DB-5).
     pub async fn export(&self, account_id: &str, id: &str) -> Result<(CustomerDb, PreparedExport), TenantError> {

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -272,6 +272,8 @@ struct Search {
     q: Option<String>,
     /// How many contacts at most (1 to 500; 500 when absent).
     limit: Option<i64>,
+    /// Where the page starts: the `next_cursor` of the page before.
+    cursor: Option<String>,
 }
 
 async fn list_contacts(
@@ -284,7 +286,25 @@ async fn list_contacts(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "`limit` is a number from 1 to 500."));
     }
-    Ok(Json(s.databases.contacts(&a.id, &id, q.q, limit).await?).into_response())
+    let after = q.cursor.as_deref().map(seldesk_tenants::app::Cursor::parse).transpose()?;
+    let page = s.databases.contacts_page(&a.id, &id, q.q.clone(), limit, after).await?;
+    // The body stays the list it always was; where the next page starts is
+    // said in `Link` (RFC 8288, as GitHub's API does) and `Next-Cursor`.
+    let mut r = Json(page.contacts).into_response();
+    if let Some(next) = page.next_cursor {
+        let mut query = vec![("limit", limit.to_string()), ("cursor", next.clone())];
+        if let Some(text) = q.q {
+            query.push(("q", text));
+        }
+        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+        let link = format!("</api/v1/databases/{id}/contacts?{query}>; rel=\"next\"");
+        for (name, value) in [(header::LINK, link), (HeaderName::from_static("next-cursor"), next)] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+    }
+    Ok(r)
 }
 
 async fn show_contact(

@@ -176,6 +176,10 @@ struct DbPage {
     csrf: String,
     db: CustomerDb,
     contacts: Vec<Contact>,
+    /// Where the next page starts, when there are more contacts.
+    next_cursor: Option<String>,
+    /// Whether this is a later page (a link back to the first is shown).
+    paged: bool,
     active: bool,
     moving: bool,
     /// How large the database may grow on its plan, in MB.
@@ -229,8 +233,9 @@ async fn show_view(
     id: &str,
     error: Option<String>,
     status: StatusCode,
-    q: Option<String>,
+    listing: Option<SearchQuery>,
 ) -> Response {
+    let SearchQuery { q, after } = listing.unwrap_or_default();
     let db = match state.databases.get(account_id, id).await {
         Ok(d) => d,
         Err(e) => return error_page(&e),
@@ -243,11 +248,21 @@ async fn show_view(
         .as_ref()
         .map(|m| state.policy.region(&m.to).map(|r| r.name.clone()).unwrap_or_else(|| m.to.clone()))
         .unwrap_or_else(|| "another data center".into());
-    let contacts = if active || db_moving {
-        state.databases.contacts(account_id, id, q.clone(), 500).await.unwrap_or_default()
-    } else {
-        Vec::new()
+    let (mut error, mut status) = (error, status);
+    let cursor = match after.as_deref().filter(|a| !a.is_empty()).map(seldesk_tenants::app::Cursor::parse).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            (error, status) = (Some(message_of(&e)), status_of(&e));
+            None
+        }
     };
+    let paged = cursor.is_some();
+    let page = if active || db_moving {
+        state.databases.contacts_page(account_id, id, q.clone(), CONTACTS_PER_PAGE, cursor).await.ok()
+    } else {
+        None
+    };
+    let (contacts, next_cursor) = page.map(|p| (p.contacts, p.next_cursor)).unwrap_or_default();
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
     let grants = state.databases.support_grants(account_id, id).await.unwrap_or_default();
@@ -283,6 +298,8 @@ async fn show_view(
         csrf: csrf.token.clone(),
         db,
         contacts,
+        next_cursor,
+        paged,
         active,
         moving: db_moving,
         moving_to,
@@ -308,12 +325,17 @@ async fn show(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<SearchQuery>,
 ) -> Response {
-    show_view(&state, &headers, &account.id, &id, None, StatusCode::OK, q.q).await
+    show_view(&state, &headers, &account.id, &id, None, StatusCode::OK, Some(q)).await
 }
 
-#[derive(Deserialize)]
+/// Contacts on one page of a database's page; the next ones a click away.
+const CONTACTS_PER_PAGE: i64 = 50;
+
+#[derive(Deserialize, Default)]
 struct SearchQuery {
     q: Option<String>,
+    /// The last contact of the page before (`Cursor`).
+    after: Option<String>,
 }
 
 #[derive(Deserialize)]

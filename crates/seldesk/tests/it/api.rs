@@ -153,3 +153,60 @@ async fn every_route_family_answers_errors_as_problem_json_with_the_field_at_fau
     assert_eq!(app.get("/api/problems/no-such-code").await.status(), 404);
     app.stop().await;
 }
+
+/// Contacts come in pages: `limit` and `cursor`, the next page announced in
+/// `Link` and `Next-Cursor`; contacts added while a client pages through are
+/// never shown twice and never push an existing one out of reach.
+#[tokio::test]
+async fn contacts_are_paged_with_a_cursor_that_inserts_do_not_disturb() {
+    let app = spawn_app().await;
+    app.sign_up("paging@example.com", PW).await;
+    let t = app.token("paging@example.com", PW).await;
+    let created = call(&app, Method::POST, "/api/v1/databases", Some(&t), Some(r#"{"name":"crm"}"#)).await;
+    let db = created.2["id"].as_str().expect("id").to_string();
+    let add = async |name: String| {
+        let body = json!({ "name": name }).to_string();
+        let r = call(&app, Method::POST, &format!("/api/v1/databases/{db}/contacts"), Some(&t), Some(&body)).await;
+        assert_eq!(r.0, StatusCode::CREATED);
+        r.2["id"].as_i64().expect("id")
+    };
+    let mut before = Vec::new();
+    for i in 0..250 {
+        before.push(add(format!("Person {:03}", (i * 7) % 250)).await);
+    }
+    let mut path = format!("/api/v1/databases/{db}/contacts?limit=40");
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let (status, headers, body) = call(&app, Method::GET, &path, Some(&t), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page = body.as_array().expect("a list, as before");
+        assert!(page.len() <= 40);
+        seen.extend(page.iter().map(|c| c["id"].as_i64().expect("id")));
+        pages += 1;
+        // Others write meanwhile: before, among and after what was read.
+        for name in ["Aaa new", "Person 100 new", "Zzz new"] {
+            add(name.to_string()).await;
+        }
+        let Some(link) = headers.get("link") else {
+            assert!(headers.get("next-cursor").is_none());
+            break;
+        };
+        let link = link.to_str().expect("ascii");
+        let next = headers["next-cursor"].to_str().expect("ascii");
+        assert!(link.ends_with("; rel=\"next\"") && link.contains("limit=40"), "{link}");
+        path = link.trim_start_matches('<').split('>').next().expect("url").to_string();
+        let query = path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let carried =
+            query.split('&').any(|kv| kv.strip_prefix("cursor=").is_some_and(|c| c.replace("%3D", "=") == next));
+        assert!(carried, "{path} carries the cursor {next}");
+    }
+    let old: Vec<i64> = seen.iter().copied().filter(|id| before.contains(id)).collect();
+    assert_eq!(old.len(), 250, "every contact of before seen, in {pages} pages");
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "none twice");
+    let bad =
+        call(&app, Method::GET, &format!("/api/v1/databases/{db}/contacts?cursor=nonsense"), Some(&t), None).await;
+    assert_eq!(bad.2["field"], "cursor", "{}", bad.2);
+    assert_problem(&app, "a cursor we did not give", bad, (422, "invalid")).await;
+    app.stop().await;
+}

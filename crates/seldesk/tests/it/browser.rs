@@ -1057,3 +1057,63 @@ async fn every_form_works_on_a_first_visit_with_no_cookies_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+/// A database with more contacts than a page holds: the page says where
+/// the rest are, and every contact is reached by following "Next".
+#[tokio::test]
+async fn a_long_contact_list_is_paged_and_every_contact_is_reached_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("pages@example.in", "saffron harbour kite").await;
+    let token = app.token("pages@example.in", "saffron harbour kite").await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "crm", "region": "in" }))
+        .send()
+        .await
+        .expect("create");
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    for i in 0..120 {
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{id}/contacts")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": format!("Person {i:03}") }))
+            .send()
+            .await
+            .expect("contact");
+        assert_eq!(r.status(), 201);
+    }
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/signin")).await.expect("signin");
+    b.fill("email", "pages@example.in").await;
+    b.fill("password", "saffron harbour kite").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("e-mail").await;
+    b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
+    b.wait_for_text("Person 000").await;
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let text = b.text().await;
+        let names: Vec<String> =
+            (0..120).map(|i| format!("Person {i:03}")).filter(|n| text.contains(n.as_str())).collect();
+        assert_eq!(names.len(), if page < 2 { 50 } else { 20 }, "page {page}");
+        seen.extend(names);
+        if page == 0 {
+            b.screenshot("contacts-paged").await;
+        }
+        if page < 2 {
+            b.click("#next-contacts").await;
+            b.wait_for_text(&format!("Person {:03}", (page + 1) * 50)).await;
+        } else {
+            assert!(b.client.find(Locator::Css("#next-contacts")).await.is_err(), "no next page after the last");
+            assert!(b.client.find(Locator::Css("#first-contacts")).await.is_ok(), "a way back to the first page");
+        }
+    }
+    let want: Vec<String> = (0..120).map(|i| format!("Person {i:03}")).collect();
+    assert_eq!(seen, want, "every contact once, in order");
+    b.close().await;
+    app.stop().await;
+}
