@@ -1074,6 +1074,9 @@ pub(crate) fn open_configured(path: &Path) -> Result<Connection, TenantError> {
 
 /// Per-connection settings: real deletes, foreign keys, a busy wait.
 fn configure(conn: &Connection) -> Result<(), TenantError> {
+    // The busy wait first, so that a setting that may need the file's lock
+    // (`journal_mode`) waits for another connection instead of failing.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
         // WAL with synchronous=NORMAL: a crash of the process loses nothing;
         // only a power loss can drop the last commits, never corrupt the file.
@@ -1082,7 +1085,6 @@ fn configure(conn: &Connection) -> Result<(), TenantError> {
     // Shadow tables (the search index's) read-only to every statement; no
     // writable schema, whatever SQL runs on the connection.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())
 }
 

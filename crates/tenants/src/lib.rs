@@ -73,6 +73,11 @@ pub enum TenantError {
     Internal(#[from] seldesk_domain::Fault),
 }
 
+/// Whether SQLite gave up waiting for another connection's lock.
+fn locked(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 impl seldesk_domain::Failure for TenantError {
     fn kind(&self) -> seldesk_domain::ErrorKind {
         use seldesk_domain::ErrorKind as K;
@@ -88,6 +93,9 @@ impl seldesk_domain::Failure for TenantError {
             Self::Unavailable(_) => K::Unavailable,
             Self::Busy(_) => K::Busy,
             Self::Privacy(e) => e.kind(),
+            // The file stayed locked past the busy wait (a checkpoint, a
+            // pause): a moment later the same request goes through.
+            Self::Sqlite(e) if locked(e) => K::Busy,
             Self::Sqlite(_) | Self::Query(_) | Self::Io(_) | Self::Internal(_) => K::Internal,
         }
     }
@@ -102,6 +110,7 @@ impl seldesk_domain::Failure for TenantError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Busy(_) => Some(1),
+            Self::Sqlite(e) if locked(e) => Some(1),
             Self::Unavailable(_) => Some(30),
             _ => None,
         }
@@ -121,4 +130,24 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| TenantError::Internal(seldesk_domain::Fault::new("worker failed", e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use seldesk_domain::{ErrorKind, Failure};
+
+    use super::TenantError;
+
+    /// A file still locked after the busy wait is a moment's wait for the
+    /// caller (503, retry in a second), not a failure on our side.
+    #[test]
+    fn a_locked_file_is_busy_and_other_sqlite_errors_are_ours() {
+        let sqlite = |code| TenantError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = sqlite(code);
+            assert_eq!((e.kind(), e.retry_after()), (ErrorKind::Busy, Some(1)), "{e}");
+        }
+        let corrupt = sqlite(rusqlite::ffi::SQLITE_CORRUPT);
+        assert_eq!((corrupt.kind(), corrupt.retry_after()), (ErrorKind::Internal, None));
+    }
 }
