@@ -208,9 +208,14 @@ fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::c
         kind.starts_with("text/")
             || matches!(kind, "application/json" | "application/problem+json" | "image/svg+xml" | "application/xml")
     }
+    // Brotli's default quality (11) is meant for files compressed once;
+    // on every response it would cost milliseconds a page. Quality 4 keeps
+    // most of the gain for a fraction of the time (as CDNs compress dynamic
+    // pages); gzip at 4 likewise.
     tower_http::compression::CompressionLayer::new()
         .no_deflate()
         .no_zstd()
+        .quality(tower_http::CompressionLevel::Precise(4))
         .compress_when(SizeAbove::new(512).and(text as fn(_, _, &_, &_) -> bool))
 }
 
