@@ -109,6 +109,14 @@ impl Browser {
         self.wait_for_text("Your business database").await;
     }
 
+    /// Signs in through the sign-in page at `url`, as a person would.
+    pub async fn sign_in(&self, url: &str, email: &str, password: &str) {
+        self.client.goto(url).await.expect("signin");
+        self.fill("email", email).await;
+        self.fill("password", password).await;
+        self.click("form.stack button[type=submit]").await;
+    }
+
     /// Fills the first visible form field with this name.
     pub async fn fill(&self, name: &str, value: &str) {
         let fields = self.client.find_all(Locator::Css(&format!("[name='{name}']"))).await.expect("fields");
@@ -317,10 +325,7 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     crate::helpers::add_invoice(&app, &id, "2026-000042", "IN").await;
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "ravi@example.in").await;
-    b.fill("password", "monsoon copper tiger").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "ravi@example.in", "monsoon copper tiger").await;
     b.wait_for_text("Everything we hold in your account").await;
     b.client.goto(&app.url("/account/requests")).await.expect("requests");
     b.client.find(Locator::Css("#kind")).await.expect("kind").select_by_value("erasure").await.expect("select");
@@ -330,10 +335,7 @@ async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
     b.wait_for_text("Your erasure request is under way").await;
     b.screenshot("erasure").await;
     app.run_jobs().await;
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "ravi@example.in").await;
-    b.fill("password", "monsoon copper tiger").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "ravi@example.in", "monsoon copper tiger").await;
     b.wait_for_text("not right").await;
     let receipt = app.mail_to("ravi@example.in", "has been erased").expect("receipt in the outbox");
     assert!(receipt.contains("1 invoice(s), in a restricted finance archive"), "{receipt}");
@@ -721,10 +723,7 @@ async fn register_for_an_event_ask_for_a_partner_and_find_both_transfers_in_my_d
     let marketing = b.client.find(Locator::Css("#marketing")).await.expect("marketing box");
     assert!(!marketing.is_selected().await.expect("selected"), "not pre-ticked");
 
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "meera@example.in").await;
-    b.fill("password", "saffron harbour kite").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "meera@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail verified").await;
 
     // The event page names the organiser and the sponsor before registration.
@@ -828,10 +827,7 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
 
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "restore@example.in").await;
-    b.fill("password", "saffron harbour kite").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "restore@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail").await;
     b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
     b.wait_for_text("Backups").await;
@@ -906,10 +902,7 @@ async fn the_owner_restores_a_database_to_a_moment_in_chromium() {
 
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "moment@example.in").await;
-    b.fill("password", "saffron harbour kite").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "moment@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail").await;
     b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
     b.wait_for_text("Restore to a moment").await;
@@ -1087,10 +1080,7 @@ async fn a_long_contact_list_is_paged_and_every_contact_is_reached_in_chromium()
     }
     let b = Browser::start().await;
     b.reject_cookies(&app.url("/")).await;
-    b.client.goto(&app.url("/signin")).await.expect("signin");
-    b.fill("email", "pages@example.in").await;
-    b.fill("password", "saffron harbour kite").await;
-    b.click("form.stack button[type=submit]").await;
+    b.sign_in(&app.url("/signin"), "pages@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail").await;
     b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
     b.wait_for_text("Person 000").await;
