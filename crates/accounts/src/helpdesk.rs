@@ -591,6 +591,7 @@ impl Accounts {
             "generated_at": self.now().to_string(),
             "account": account,
             "sign_in_history": self.signins(&account.id).await?,
+            "api_tokens": self.api_tokens(&account.id).await?,
             "helpdesk_tickets": ticket_json,
             "cookie_consents": seldesk_privacy::consent::Consents::new(self.db.clone(), self.clock.clone()).for_subject(&subject).await?,
             "disclosures_to_third_parties": self.disclosures.for_subject(&subject).await?,
@@ -890,6 +891,8 @@ impl Accounts {
             "DELETE FROM signins WHERE account_id = $1",
             "DELETE FROM policy_notices WHERE account_id = $1",
             "DELETE FROM auth_tokens WHERE account_id = $1",
+            "DELETE FROM api_tokens WHERE account_id = $1",
+            "DELETE FROM idempotency_keys WHERE account_id = $1",
         ] {
             sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
         }

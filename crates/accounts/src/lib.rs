@@ -6,6 +6,7 @@
 pub mod erasers;
 pub mod finance;
 pub mod helpdesk;
+pub mod idempotency;
 pub mod input;
 pub mod lifecycle;
 pub mod mail;
@@ -13,6 +14,7 @@ pub mod rate;
 pub mod secret;
 pub mod service;
 pub mod staff;
+pub mod tokens;
 
 pub use helpdesk::{AccessExportJob, ContactForm, EraseJob, JOB_ACCESS_EXPORT, JOB_ERASE, JOB_OVERDUE_REQUESTS};
 pub use staff::StaffCredentials;
@@ -22,6 +24,7 @@ pub use input::{INDUSTRIES, INTERESTS, ProfileUpdate, SignUp};
 pub use mail::{Mailer, OutgoingMail};
 pub use service::{Account, AccountStatus, Accounts, AccountsConfig, Principal, Session, SessionKind};
 pub use staff::{NewStaff, StaffMember};
+pub use tokens::{ApiToken, NewToken, Scope, TokenGrant};
 
 /// Job kind: tell account holders about a new policy version (POL-2).
 pub const JOB_POLICY_NOTIFY: &str = "policy.notify";

@@ -39,6 +39,8 @@ pub const CORE_TABLES: &[&str] = &[
     "tickets",
     "ticket_messages",
     "rate_limits",
+    "api_tokens",
+    "idempotency_keys",
 ];
 
 impl Accounts {

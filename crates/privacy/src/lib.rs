@@ -111,6 +111,8 @@ pub const PERSONAL_TABLES: &[&str] = &[
     "tickets",
     "ticket_messages",
     "rate_limits",
+    "api_tokens",
+    "idempotency_keys",
     // billing
     "subscriptions",
     "payments",

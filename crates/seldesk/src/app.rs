@@ -1088,6 +1088,7 @@ impl Application {
             services.databases.set_transport(std::sync::Arc::new(seldesk_web::cluster::PeerLink::new(c.clone())));
         }
         let state: AppState = seldesk_web::AppParts {
+            site: Default::default(),
             audit: services.audit.clone(),
             cluster,
             visits: seldesk_visits::Visits {

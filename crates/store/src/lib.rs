@@ -73,6 +73,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "job_node", include_str!("../migrations/sqlite/0024_job_node.sql")),
     (25, "move_nodes", include_str!("../migrations/sqlite/0025_move_nodes.sql")),
     (26, "stream_segments", include_str!("../migrations/sqlite/0026_stream_segments.sql")),
+    (27, "api_tokens", include_str!("../migrations/sqlite/0027_api_tokens.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -101,6 +102,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "job_node", include_str!("../migrations/postgres/0024_job_node.sql")),
     (25, "move_nodes", include_str!("../migrations/postgres/0025_move_nodes.sql")),
     (26, "stream_segments", include_str!("../migrations/postgres/0026_stream_segments.sql")),
+    (27, "api_tokens", include_str!("../migrations/postgres/0027_api_tokens.sql")),
 ];
 
 /// Hides the password of a database URL, for logs and error messages.

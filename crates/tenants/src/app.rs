@@ -65,7 +65,7 @@ fn clean(field: &'static str, label: &str, v: Option<&str>, max: usize) -> Resul
     // Line breaks and tabs belong in notes and addresses; other control
     // characters (NUL) and the bidi controls that make a name read as
     // another (U+202E) belong nowhere.
-    if v.chars().any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || is_bidi_control(c))
+    if v.chars().any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || seldesk_domain::is_bidi_control(c))
         || (field == "name" && v.contains(['\n', '\r', '\t']))
     {
         return Err(TenantError::invalid(
@@ -74,11 +74,6 @@ fn clean(field: &'static str, label: &str, v: Option<&str>, max: usize) -> Resul
         ));
     }
     Ok(Some(v.to_string()))
-}
-
-/// The Unicode characters that reorder how text is displayed.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{61c}')
 }
 
 fn tags(input: &[String]) -> Result<String, TenantError> {
@@ -382,7 +377,7 @@ fn clean_file_name(name: &str) -> Result<String, TenantError> {
     if base.is_empty() || base == "." || base == ".." {
         return Err(TenantError::invalid("name", "Give the file a name, e.g. ?name=contract.pdf."));
     }
-    if base.chars().count() > 200 || base.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+    if base.chars().count() > 200 || base.chars().any(|c| c.is_control() || seldesk_domain::is_bidi_control(c)) {
         return Err(TenantError::invalid(
             "name",
             "The file name is too long or has control or text-direction characters.",

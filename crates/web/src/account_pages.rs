@@ -34,6 +34,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/signin/link", get(signin_link_form).post(signin_link))
         .route("/account", get(account_page).post(account_update))
         .route("/account/close", post(close_account))
+        .route("/account/tokens", post(create_token))
+        .route("/account/tokens/{id}/revoke", post(revoke_token))
         .route("/account/requests", get(requests_page).post(new_request))
         .route("/account/requests/{id}", get(request_page))
         .route("/account/requests/{id}/download", post(download))
@@ -493,14 +495,38 @@ struct AccountPage {
     marketing: Option<seldesk_marketing::Preference>,
     /// How long a closed account is kept before erasure ("30 days after…").
     closure_keep: String,
+    tokens: TokenPanel,
+    scopes: Vec<(&'static str, &'static str)>,
+}
+
+/// The account page's personal access tokens.
+#[derive(Default)]
+struct TokenPanel {
+    list: Vec<TokenRow>,
+    /// A token just made: (name, token), shown this once.
+    made: Option<(String, String)>,
+    error: Option<String>,
+    /// What the person typed, kept when the form is refused.
+    name: String,
+}
+
+struct TokenRow {
+    id: String,
+    name: String,
+    scopes: String,
+    expires: String,
+    last_used: String,
+    uses: i64,
 }
 
 #[derive(Deserialize)]
 struct AccountQuery {
     welcome: Option<String>,
     saved: Option<String>,
+    revoked: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn account_view(
     state: &AppState,
     headers: &HeaderMap,
@@ -509,8 +535,26 @@ async fn account_view(
     error: Option<String>,
     notice: Option<String>,
     status: StatusCode,
+    mut tokens: TokenPanel,
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
+    let now = state.clock.now();
+    let day = |d: time::OffsetDateTime| d.date().to_string();
+    tokens.list = state
+        .accounts
+        .api_tokens(&account.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| TokenRow {
+            expires: if t.expired(now) { format!("expired {}", day(t.expires_at)) } else { day(t.expires_at) },
+            last_used: t.last_used_at.map_or_else(|| "never".to_string(), day),
+            scopes: t.scope_names(),
+            uses: t.uses,
+            id: t.id,
+            name: t.name,
+        })
+        .collect();
     let audit = state
         .accounts
         .audit_about(&account)
@@ -540,6 +584,8 @@ async fn account_view(
                 .then(|| (newest.effective.to_string(), newest.summary.clone()))
         },
         closure_keep: state.policy.retention("account_contact").map(|r| r.to_string()).unwrap_or_default(),
+        tokens,
+        scopes: seldesk_accounts::Scope::ALL.iter().map(|s| (s.as_str(), s.describe())).collect(),
     };
     csrf.attach(render(status, &page))
 }
@@ -554,10 +600,12 @@ async fn account_page(
         Some("Welcome to Seldesk! We sent you an e-mail to confirm your address.".to_string())
     } else if q.saved.is_some() {
         Some("Your changes are saved.".to_string())
+    } else if q.revoked.is_some() {
+        Some("The token is revoked: it no longer works.".to_string())
     } else {
         None
     };
-    account_view(&state, &headers, account, None, None, notice, StatusCode::OK).await
+    account_view(&state, &headers, account, None, None, notice, StatusCode::OK, TokenPanel::default()).await
 }
 
 async fn account_update(
@@ -581,8 +629,47 @@ async fn account_update(
         Ok(_) => Redirect::to("/account?saved=1").into_response(),
         Err(e) => {
             let status = status_of(&e);
-            account_view(&state, &headers, account, Some(f), Some(message_of(&e)), None, status).await
+            account_view(&state, &headers, account, Some(f), Some(message_of(&e)), None, status, TokenPanel::default())
+                .await
         }
+    }
+}
+
+/// `POST /account/tokens`: makes a personal access token and shows it once.
+/// The form has `token_name`, `days` and one checkbox per scope, named by it.
+async fn create_token(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let name = f.get("token_name").cloned().unwrap_or_default();
+    let scopes: Vec<String> = seldesk_accounts::Scope::ALL
+        .iter()
+        .filter(|s| f.contains_key(s.as_str()))
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let days = f.get("days").and_then(|d| d.trim().parse::<i64>().ok()).unwrap_or(0);
+    let made = match seldesk_accounts::NewToken::parse(&name, &scopes, days) {
+        Ok(new) => state.accounts.create_api_token(&account, new).await,
+        Err(e) => Err(e),
+    };
+    let (status, panel) = match made {
+        Ok((t, secret)) => (StatusCode::CREATED, TokenPanel { made: Some((t.name, secret)), ..TokenPanel::default() }),
+        Err(e) => (status_of(&e), TokenPanel { error: Some(message_of(&e)), name, ..TokenPanel::default() }),
+    };
+    account_view(&state, &headers, account, None, None, None, status, panel).await
+}
+
+/// `POST /account/tokens/{id}/revoke`.
+async fn revoke_token(
+    State(state): State<AppState>,
+    SignedIn(account, _, _): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match state.accounts.revoke_api_token(&account, &id).await {
+        Ok(()) => Redirect::to("/account?revoked=1#tokens").into_response(),
+        Err(e) => WebError::from(e).into_response(),
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/requests/{id}/download", get(download))
         .route("/api/v1/me/erasure", get(erasure_preview))
         .route("/api/v1/me/close", post(close_account))
+        .route("/api/v1/me/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/me/tokens/{id}", get(show_token).delete(revoke_token))
         .route("/api/problems/{code}", get(crate::errors::problem_type))
         .route(
             "/api/{*rest}",
@@ -95,6 +97,60 @@ async fn token(
     let (token, session) = state.accounts.create_session(SessionKind::Api, Principal::Account(account.id)).await?;
     let expires = session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTokenRequest {
+    name: String,
+    scopes: Vec<String>,
+    /// Days until the token expires.
+    expires_in_days: i64,
+}
+
+/// `GET /api/v1/me/tokens`: the account's personal tokens (never the tokens themselves).
+async fn list_tokens(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::to_value(state.accounts.api_tokens(&account.id).await?).unwrap_or_default()))
+}
+
+/// `POST /api/v1/me/tokens`: a new personal token, shown in this response only.
+async fn create_token(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: NewTokenRequest = json(&body)?;
+    let new = seldesk_accounts::NewToken::parse(&req.name, &req.scopes, req.expires_in_days)?;
+    let (made, secret) = state.accounts.create_api_token(&account, new).await?;
+    let mut body = serde_json::to_value(&made).unwrap_or_default();
+    body["token"] = secret.into();
+    let location = format!("/api/v1/me/tokens/{}", made.id);
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// `GET /api/v1/me/tokens/{id}`: one personal token.
+async fn show_token(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let found = state.accounts.api_tokens(&account.id).await?.into_iter().find(|t| t.id == id);
+    let t =
+        found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "You hold no token with this id."))?;
+    Ok(Json(serde_json::to_value(t).unwrap_or_default()))
+}
+
+/// `DELETE /api/v1/me/tokens/{id}`: revokes a token at once.
+async fn revoke_token(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.revoke_api_token(&account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Value> {
@@ -223,7 +279,7 @@ async fn create_request(
     }
     let mut body = ticket_json(&t);
     body["database"] = serde_json::json!(database);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(crate::errors::created(StatusCode::CREATED, format!("/api/v1/me/requests/{}", t.id), body))
 }
 
 async fn list_requests(

@@ -5,12 +5,12 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use cookie::Cookie;
-use seldesk_accounts::{Account, AccountStatus, Principal, Session, SessionKind, StaffMember};
+use seldesk_accounts::{Account, AccountStatus, Principal, Scope, Session, SessionKind, StaffMember, TokenGrant};
 
 use crate::AppState;
 
@@ -222,47 +222,144 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// The API caller (bearer token).
+/// The API caller (bearer token): a sign-in token from
+/// `POST /api/v1/auth/token`, which carries every scope of its account, or a
+/// personal access token, which reaches only the routes its scopes cover
+/// (see [`required_scope`]).
 pub struct ApiAccount(pub Account);
+
+/// How a caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiCredential {
+    /// A sign-in token: everything the account may do.
+    SignIn,
+    /// A personal access token and its scopes.
+    Personal(TokenGrant),
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The scope a personal token needs for a route, by the route's template
+/// and method: reads (GET, HEAD) need the read scope of the route's family,
+/// everything else its write scope. `None`: no personal token may use the
+/// route (managing tokens needs a sign-in token, as a stolen token must not
+/// make itself others). The one place that says which scope covers what.
+pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
+    // Most specific first.
+    const FAMILIES: &[(&str, Option<(Scope, Scope)>)] = &[
+        ("/api/v1/me/tokens", None),
+        ("/api/v1/me", Some((Scope::AccountRead, Scope::AccountWrite))),
+        ("/api/v1/databases/{id}/subscription", Some((Scope::BillingRead, Scope::BillingWrite))),
+        ("/api/v1/billing", Some((Scope::BillingRead, Scope::BillingWrite))),
+        ("/api/v1/databases", Some((Scope::DatabasesRead, Scope::DatabasesWrite))),
+        ("/api/v1/upgrades", Some((Scope::DatabasesRead, Scope::DatabasesWrite))),
+    ];
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    FAMILIES
+        .iter()
+        .find(|(prefix, _)| route == *prefix || route.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')))
+        .and_then(|(_, scopes)| *scopes)
+        .map(|(r, w)| if read { r } else { w })
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+impl ApiAccount {
+    /// Who the request's bearer token belongs to, and how it proves it,
+    /// refusing a personal token without the route's scope.
+    pub async fn resolve(parts: &Parts, state: &AppState) -> Result<(Account, ApiCredential), ApiError> {
+        // Already resolved for this request (by the idempotency layer): a
+        // personal token's use is counted once.
+        if let Some(Resolved(a, c)) = parts.extensions.get::<Resolved>() {
+            return Ok((a.clone(), c.clone()));
+        }
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            unauthorized("Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token or make a personal access token on your account page.")
+        })?;
+        let route = parts.extensions.get::<MatchedPath>().map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+        let (account_id, credential) = if token.starts_with(seldesk_accounts::tokens::TOKEN_PREFIX) {
+            let grant = state
+                .accounts
+                .use_api_token(token, &format!("{} {route}", parts.method))
+                .await
+                .map_err(ApiError::from)?
+                .ok_or_else(|| unauthorized("This personal access token is unknown, revoked or expired; make a new one on your account page."))?;
+            let Some(needed) = required_scope(&parts.method, route) else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!(
+                        "A personal access token cannot use {} {route}; use a sign-in token from POST /api/v1/auth/token.",
+                        parts.method
+                    ),
+                ));
+            };
+            if !grant.scopes.contains(&needed) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!(
+                        "This token lacks the {} scope that {} {route} needs; make a token with it on your account page.",
+                        needed.as_str(),
+                        parts.method
+                    ),
+                ));
+            }
+            (grant.account_id.clone(), ApiCredential::Personal(grant))
+        } else {
+            match state.accounts.session(token).await.map_err(ApiError::from)? {
+                Some(Session { kind: SessionKind::Api, principal: Principal::Account(id), .. }) => {
+                    (id, ApiCredential::SignIn)
+                }
+                _ => {
+                    return Err(unauthorized(
+                        "The token is invalid or expired; get a new one from POST /api/v1/auth/token.",
+                    ));
+                }
+            }
+        };
+        let a = state
+            .accounts
+            .account(&account_id)
+            .await
+            .map_err(|_| unauthorized("This token's account no longer exists."))?;
+        if a.status != AccountStatus::Active {
+            return Err(unauthorized("This account is closed or being erased."));
+        }
+        Ok((a, credential))
+    }
+}
+
+/// The caller as [`ApiAccount::resolve`] found it, kept in the request.
+#[derive(Clone)]
+pub struct Resolved(pub Account, pub ApiCredential);
 
 impl FromRequestParts<AppState> for ApiAccount {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.",
-                )
-            })?;
-        let session = state.accounts.session(token).await.map_err(ApiError::from)?;
-        match session {
-            Some(Session { kind: SessionKind::Api, principal: Principal::Account(id), .. }) => {
-                let a = state.accounts.account(&id).await.map_err(|_| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "This token's account no longer exists.")
-                })?;
-                if a.status != AccountStatus::Active {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "This account is being erased.",
-                    ));
-                }
-                Ok(Self(a))
-            }
-            _ => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "The token is invalid or expired; get a new one from POST /api/v1/auth/token.",
-            )),
-        }
+        Self::resolve(parts, state).await.map(|(a, _)| Self(a))
+    }
+}
+
+/// The API caller with how it signed in: for the routes that treat a
+/// personal token differently from a sign-in token.
+pub struct ApiCaller(pub Account, pub ApiCredential);
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        ApiAccount::resolve(parts, state).await.map(|(a, c)| Self(a, c))
     }
 }
 
@@ -327,7 +424,48 @@ pub use crate::errors::{ApiError, WebError, message_of, status_of};
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{Method, Scope, required_scope, safe_next};
+
+    /// Routes a personal token never uses: no sign-in (sign-up, careers,
+    /// events, partners, the processors' webhooks, the plan list) or, for
+    /// tokens, only with a sign-in token.
+    const OUTSIDE_SCOPES: &[&str] = &[
+        "/api/v1/accounts",
+        "/api/v1/auth/token",
+        "/api/v1/me/tokens",
+        "/api/v1/me/tokens/{id}",
+        "/api/v1/careers/",
+        "/api/v1/events",
+        "/api/v1/partners",
+    ];
+
+    // promise: SEC-1
+    #[test]
+    fn every_api_route_is_covered_by_a_scope_or_listed_as_outside_them() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut routes = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("sources") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+            for part in text.split(".route(\"/api/v1").skip(1) {
+                routes.push(format!("/api/v1{}", part.split('"').next().expect("path")));
+            }
+        }
+        assert!(routes.len() > 40, "{routes:?}");
+        for r in &routes {
+            let outside = OUTSIDE_SCOPES
+                .iter()
+                .any(|o| r == o || (o.ends_with('/') && r.starts_with(o)) || r.starts_with(&format!("{o}/")));
+            assert!(
+                outside || required_scope(&Method::GET, r).is_some(),
+                "{r} needs a scope family in required_scope, or a place in OUTSIDE_SCOPES"
+            );
+        }
+        assert_eq!(required_scope(&Method::GET, "/api/v1/me/tokens"), None);
+        assert_eq!(required_scope(&Method::POST, "/api/v1/databases/{id}/contacts"), Some(Scope::DatabasesWrite));
+        assert_eq!(required_scope(&Method::GET, "/api/v1/databases/{id}/subscription"), Some(Scope::BillingRead));
+        assert_eq!(required_scope(&Method::DELETE, "/api/v1/upgrades/{id}"), Some(Scope::DatabasesWrite));
+        assert_eq!(required_scope(&Method::GET, "/api/v1/meeting"), None, "a prefix is a whole segment");
+    }
 
     /// Where a browser goes for a `Location` of `n`, as the URL standard
     /// reads it: tabs and newlines dropped, `\` taken as `/`.

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError};
+use crate::errors::created;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/databases/{id}/sql", post(sql))
         .route("/api/v1/databases/{id}/export", get(export))
         .route("/api/v1/databases/{id}/attachments/{aid}", get(download_attachment).delete(delete_attachment))
+        .route("/api/v1/databases/{id}/contacts/{cid}/attachments/{aid}", get(show_attachment))
 }
 
 /// Attachment uploads: bodies up to 25 MiB.
@@ -81,7 +83,7 @@ async fn restore_backup(
         .restore(&a.actor(), &snapshot, &req.name, "requested by the owner", Some(&a.id))
         .await
         .map_err(ApiError::from)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!(d))).into_response())
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), d))
 }
 
 #[derive(serde::Deserialize)]
@@ -112,7 +114,7 @@ async fn restore_at(
     let mut out = serde_json::json!(d);
     out["restored_as_of"] =
         serde_json::json!(plan.shipped_to.format(&time::format_description::well_known::Rfc3339).ok());
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), out))
 }
 
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -143,7 +145,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let req: NewDb = json(&body)?;
     let d = s.databases.create(&a.id, &req.name, req.region.as_deref(), req.plan.as_deref(), None).await?;
-    Ok((StatusCode::CREATED, Json(d)).into_response())
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), d))
 }
 
 async fn list(State(s): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
@@ -264,7 +266,7 @@ async fn create_contact(
         .databases
         .write_db(&a.id, &id, false, move |conn, now| seldesk_tenants::app::create(conn, &input, now))
         .await?;
-    Ok((StatusCode::CREATED, Json(c)).into_response())
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{id}/contacts/{}", c.id), c))
 }
 
 #[derive(Deserialize)]
@@ -360,7 +362,7 @@ async fn upload_attachment(
             seldesk_tenants::app::add_attachment(conn, files, cid, &q.name, &body, now)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(att)).into_response())
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{id}/contacts/{cid}/attachments/{}", att.id), att))
 }
 
 async fn list_attachments(
@@ -370,6 +372,20 @@ async fn list_attachments(
 ) -> Result<Response, ApiError> {
     let list = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::attachments(conn, cid)).await?;
     Ok(Json(list).into_response())
+}
+
+/// `GET /api/v1/databases/{id}/contacts/{cid}/attachments/{aid}`: one
+/// attachment's details (its bytes are at `/api/v1/databases/{id}/attachments/{aid}`).
+async fn show_attachment(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Path((id, cid, aid)): Path<(String, i64, i64)>,
+) -> Result<Response, ApiError> {
+    let list = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::attachments(conn, cid)).await?;
+    match list.into_iter().find(|x| x.id == aid) {
+        Some(att) => Ok(Json(att).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "This contact has no attachment with this id.")),
+    }
 }
 
 async fn download_attachment(
@@ -572,5 +588,6 @@ async fn import(
     }
     .await;
     let _ = tokio::fs::remove_file(&spool).await;
-    Ok((StatusCode::CREATED, Json(result?)).into_response())
+    let d = result?;
+    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), d))
 }

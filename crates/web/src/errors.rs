@@ -73,6 +73,8 @@ pub fn title(code: &str) -> &'static str {
         "upstream" => "A provider failed",
         "internal" => "Internal error",
         "bad_request" => "Malformed request",
+        "insufficient_scope" => "The token lacks a scope",
+        "idempotency_key_reused" => "Idempotency-Key used for another request",
         _ => "Request not completed",
     }
 }
@@ -81,6 +83,8 @@ pub fn title(code: &str) -> &'static str {
 pub const CODES: &[&str] = &[
     "invalid",
     "bad_request",
+    "insufficient_scope",
+    "idempotency_key_reused",
     "refused",
     "unauthorized",
     "forbidden",
@@ -263,6 +267,17 @@ fn announce_wait(r: &mut Response, status: StatusCode, retry_after: Option<u64>)
     {
         r.headers_mut().insert(header::HeaderName::from_static("ratelimit"), v);
     }
+}
+
+/// A create's answer: the status (201, or 202 for work that continues), the
+/// new thing's address in `Location` (what an idempotent retry reads back)
+/// and the thing itself.
+pub fn created(status: StatusCode, location: String, body: impl serde::Serialize) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod db_api;
 mod db_pages;
 mod errors;
 pub mod i18n;
+pub mod idempotency;
 mod markdown;
 mod marketing_pages;
 mod pages;
@@ -86,6 +87,9 @@ pub struct AppParts {
     pub audit: seldesk_privacy::AuditLog,
     /// This node's part in a cluster; None for a single node.
     pub cluster: Option<cluster::Cluster>,
+    /// The public site, once built: what an idempotent retry reads the
+    /// created thing back through.
+    pub site: OnceLock<Router>,
 }
 
 /// Web settings from the configuration.
@@ -129,6 +133,14 @@ pub fn internal_router(state: AppState) -> Router {
 }
 
 fn site(state: AppState, internal: bool) -> Router {
+    let app = build_site(state.clone(), internal);
+    if !internal {
+        let _ = state.site.set(app.clone());
+    }
+    app
+}
+
+fn build_site(state: AppState, internal: bool) -> Router {
     let security_headers = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -169,6 +181,7 @@ fn site(state: AppState, internal: bool) -> Router {
     let large = large.merge(attachments).merge(cvs);
     let app = small
         .merge(large)
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .fallback(pages::not_found)
         .layer(middleware::from_fn(auth::csrf_layer))
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))

@@ -271,7 +271,7 @@ async fn api_upload(
     }
     let _ = out.flush().await;
     let req = state.upgrades.submit(&a.id, &q.name, &path).await.map_err(ApiError::from)?;
-    Ok((StatusCode::ACCEPTED, Json(req)).into_response())
+    Ok(crate::errors::created(StatusCode::ACCEPTED, format!("/api/v1/upgrades/{}", req.id), req))
 }
 
 async fn api_list(

@@ -210,3 +210,248 @@ async fn contacts_are_paged_with_a_cursor_that_inserts_do_not_disturb() {
     assert_problem(&app, "a cursor we did not give", bad, (422, "invalid")).await;
     app.stop().await;
 }
+
+/// The account's activity (its audit trail), by action.
+async fn activity(app: &TestApp, account: &str, action: &str) -> usize {
+    let subject = seldesk_domain::Subject::person(account).into_string();
+    let entries = app.app().services().audit.about(&subject).await.expect("audit");
+    entries.iter().filter(|e| e.action == action).count()
+}
+
+// promise: SEC-1, ACC-3
+#[tokio::test]
+async fn personal_tokens_reach_only_their_scopes_and_every_use_is_recorded() {
+    let app = spawn_app().await;
+    let account = app.sign_up("tokens@example.com", PW).await;
+    let signin = app.token("tokens@example.com", PW).await;
+    let make = async |name: &str, scopes: Value, days: i64| {
+        let body = json!({ "name": name, "scopes": scopes, "expires_in_days": days }).to_string();
+        call(&app, Method::POST, "/api/v1/me/tokens", Some(&signin), Some(&body)).await
+    };
+    let (status, headers, made) = make("reporting", json!(["databases:read"]), 30).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let reader = made["token"].as_str().expect("the token, shown once").to_string();
+    assert!(reader.starts_with("sdpat_") && reader.len() > 40, "{reader}");
+    let location = headers["location"].to_str().expect("ascii").to_string();
+    let (status, _, shown) = call(&app, Method::GET, &location, Some(&signin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["scopes"], json!(["databases:read"]));
+    assert!(shown.get("token").is_none(), "never shown again: {shown}");
+    // Only a hash is kept.
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_all(app.db().pool()).await.expect("rows");
+    assert!(stored.iter().all(|h| !h.contains(&reader[6..])));
+    let (_, _, writer) = make("importer", json!(["databases:write"]), 7).await;
+    let writer = writer["token"].as_str().expect("token").to_string();
+    let db = call(&app, Method::POST, "/api/v1/databases", Some(&writer), Some(r#"{"name":"ledger"}"#)).await;
+    assert_eq!(db.0, StatusCode::CREATED, "{}", db.2);
+    let db = db.2["id"].as_str().expect("id").to_string();
+
+    // A read token reads and cannot write; a write token writes and cannot read.
+    for i in 0..3 {
+        let (status, _, list) = call(&app, Method::GET, "/api/v1/databases", Some(&reader), None).await;
+        assert_eq!(status, StatusCode::OK, "read {i}: {list}");
+    }
+    let contacts = format!("/api/v1/databases/{db}/contacts");
+    let refused = [
+        (Method::POST, "/api/v1/databases", &reader, "databases:write"),
+        (Method::POST, contacts.as_str(), &reader, "databases:write"),
+        (Method::GET, "/api/v1/me", &reader, "account:read"),
+        (Method::GET, "/api/v1/billing/invoices", &reader, "billing:read"),
+        (Method::GET, "/api/v1/databases", &writer, "databases:read"),
+        (Method::GET, contacts.as_str(), &writer, "databases:read"),
+    ];
+    for (method, path, token, scope) in refused {
+        let what = format!("{method} {path} needs {scope}");
+        let body = (method == Method::POST).then_some(r#"{"name":"x"}"#);
+        let got = call(&app, method, path, Some(token), body).await;
+        assert!(got.2["detail"].as_str().is_some_and(|d| d.contains(scope)), "{what}: {}", got.2);
+        assert_problem(&app, &what, got, (403, "insufficient_scope")).await;
+    }
+    let added = call(&app, Method::POST, &contacts, Some(&writer), Some(r#"{"name":"Ravi"}"#)).await;
+    assert_eq!(added.0, StatusCode::CREATED, "{}", added.2);
+    // No personal token manages tokens, whatever its scopes.
+    let (_, _, all) = make(
+        "everything",
+        json!(["account:read", "account:write", "databases:read", "databases:write", "billing:read", "billing:write"]),
+        366,
+    )
+    .await;
+    let all = all["token"].as_str().expect("token").to_string();
+    let got = call(
+        &app,
+        Method::POST,
+        "/api/v1/me/tokens",
+        Some(&all),
+        Some(r#"{"name":"x","scopes":["account:read"],"expires_in_days":1}"#),
+    )
+    .await;
+    assert_problem(&app, "a token making a token", got, (403, "insufficient_scope")).await;
+    assert_eq!(call(&app, Method::GET, "/api/v1/me", Some(&all), None).await.0, StatusCode::OK);
+
+    // Uses are counted on the token and recorded in the activity, once an hour.
+    let (_, _, list) = call(&app, Method::GET, "/api/v1/me/tokens", Some(&signin), None).await;
+    let reporting = list.as_array().expect("list").iter().find(|t| t["name"] == "reporting").expect("listed").clone();
+    assert!(reporting["uses"].as_i64().expect("uses") >= 3, "{reporting}");
+    // Refused tries count too: the owner sees what a leaked token tried.
+    assert_eq!(reporting["last_route"], "GET /api/v1/billing/invoices", "{reporting}");
+    assert!(list.as_array().expect("list").iter().all(|t| t.get("token").is_none()));
+    assert_eq!(activity(&app, &account, "account.token_created").await, 3);
+    let used = activity(&app, &account, "account.token_used").await;
+    assert_eq!(used, 3, "one entry per token within the hour");
+    app.clock.advance(time::Duration::minutes(61));
+    call(&app, Method::GET, "/api/v1/databases", Some(&reader), None).await;
+    assert_eq!(activity(&app, &account, "account.token_used").await, used + 1);
+
+    // Bad requests name their field.
+    for (body, field) in [
+        (r#"{"name":"","scopes":["account:read"],"expires_in_days":1}"#, "name"),
+        (r#"{"name":"x","scopes":["root"],"expires_in_days":1}"#, "scopes"),
+        (r#"{"name":"x","scopes":["account:read"],"expires_in_days":9999}"#, "days"),
+    ] {
+        let got = call(&app, Method::POST, "/api/v1/me/tokens", Some(&signin), Some(body)).await;
+        assert_eq!(got.2["field"], field, "{}", got.2);
+        assert_problem(&app, field, got, (422, "invalid")).await;
+    }
+    // Revoked: refused at once. Expired: refused.
+    let id = reporting["id"].as_str().expect("id");
+    let gone = call(&app, Method::DELETE, &format!("/api/v1/me/tokens/{id}"), Some(&signin), None).await;
+    assert_eq!(gone.0, StatusCode::NO_CONTENT);
+    let got = call(&app, Method::GET, "/api/v1/databases", Some(&reader), None).await;
+    assert_problem(&app, "a revoked token", got, (401, "unauthorized")).await;
+    assert_eq!(activity(&app, &account, "account.token_revoked").await, 1);
+    app.clock.advance(time::Duration::days(8));
+    let got = call(&app, Method::POST, &contacts, Some(&writer), Some(r#"{"name":"Late"}"#)).await;
+    assert_problem(&app, "an expired token", got, (401, "unauthorized")).await;
+    app.stop().await;
+}
+
+async fn create_with_key(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_idempotency_key_makes_one_object() {
+    let app = spawn_app().await;
+    app.sign_up("retries@example.com", PW).await;
+    let t = app.token("retries@example.com", PW).await;
+    let first = create_with_key(&app, "/api/v1/databases", &t, "k-db-1", r#"{"name":"orders"}"#).await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.2);
+    assert!(first.1.get("idempotent-replayed").is_none());
+    let again = create_with_key(&app, "/api/v1/databases", &t, "k-db-1", r#"{"name":"orders"}"#).await;
+    assert_eq!(again.0, StatusCode::CREATED, "{}", again.2);
+    assert_eq!(again.1["idempotent-replayed"], "true");
+    assert_eq!(again.1["location"], first.1["location"]);
+    assert_eq!(again.2["id"], first.2["id"]);
+    assert_eq!(again.2["name"], "orders");
+    let (_, _, list) = call(&app, Method::GET, "/api/v1/databases", Some(&t), None).await;
+    assert_eq!(list.as_array().expect("list").len(), 1, "one database: {list}");
+    let db = first.2["id"].as_str().expect("id").to_string();
+
+    // The same key for another request is refused, naming the header.
+    let other = create_with_key(&app, "/api/v1/databases", &t, "k-db-1", r#"{"name":"other"}"#).await;
+    assert_eq!(other.2["field"], "Idempotency-Key", "{}", other.2);
+    assert_problem(&app, "a key reused", other, (422, "idempotency_key_reused")).await;
+    // A first attempt that failed does not pin its key.
+    let bad = create_with_key(&app, "/api/v1/databases", &t, "k-db-2", r#"{"name":""}"#).await;
+    assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let good = create_with_key(&app, "/api/v1/databases", &t, "k-db-2", r#"{"name":"second"}"#).await;
+    assert_eq!(good.0, StatusCode::CREATED, "{}", good.2);
+    let key = create_with_key(&app, "/api/v1/databases", &t, "has space", r#"{"name":"x"}"#).await;
+    assert_eq!(key.2["field"], "Idempotency-Key", "{}", key.2);
+
+    // Contacts (customer data: the retry reads the contact back from its database).
+    let contacts = format!("/api/v1/databases/{db}/contacts");
+    let c1 =
+        create_with_key(&app, &contacts, &t, "k-contact", r#"{"name":"Meera Shah","email":"meera@example.com"}"#).await;
+    assert_eq!(c1.0, StatusCode::CREATED, "{}", c1.2);
+    let stored: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT location FROM idempotency_keys").fetch_all(app.db().pool()).await.expect("keys");
+    assert!(stored.iter().flatten().all(|l| !l.contains("Meera")), "no customer data kept: {stored:?}");
+    // Several retries at once still make one contact.
+    let body = r#"{"name":"Meera Shah","email":"meera@example.com"}"#;
+    let at_once = |key: &'static str| create_with_key(&app, &contacts, &t, key, body);
+    let (a, b, c, d) =
+        tokio::join!(at_once("k-contact"), at_once("k-contact"), at_once("k-contact"), at_once("k-contact"));
+    for r in [&a, &b, &c, &d] {
+        assert!(r.0 == StatusCode::CREATED || r.0 == StatusCode::CONFLICT, "{} {}", r.0, r.2);
+        if r.0 == StatusCode::CREATED {
+            assert_eq!(r.2["id"], c1.2["id"]);
+            assert_eq!(r.2["email"], "meera@example.com");
+        }
+    }
+    // Two first tries racing: exactly one creates.
+    for key in ["k-race-0", "k-race-1", "k-race-2", "k-race-3"] {
+        let raced = r#"{"name":"Raced"}"#;
+        let (a, b) = tokio::join!(
+            create_with_key(&app, &contacts, &t, key, raced),
+            create_with_key(&app, &contacts, &t, key, raced)
+        );
+        let made =
+            [&a, &b].iter().filter(|r| r.0 == StatusCode::CREATED && r.1.get("idempotent-replayed").is_none()).count();
+        assert_eq!(made, 1, "exactly one of two racing tries creates: {} {} / {} {}", a.0, a.2, b.0, b.2);
+    }
+    let (_, _, all) = call(&app, Method::GET, &format!("{contacts}?limit=100"), Some(&t), None).await;
+    let names: Vec<&str> = all.as_array().expect("list").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "Meera Shah").count(), 1, "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "Raced").count(), 4, "{names:?}");
+
+    // Attachments: the retry answers with the attachment's details.
+    let cid = c1.2["id"].as_i64().expect("id");
+    let upload = async || {
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/databases/{db}/contacts/{cid}/attachments?name=offer.txt")))
+            .bearer_auth(&t)
+            .header("idempotency-key", "k-file")
+            .body("the signed offer")
+            .send()
+            .await
+            .expect("upload");
+        (r.status(), r.headers().clone(), r.json::<Value>().await.expect("json"))
+    };
+    let (s1, _, a1) = upload().await;
+    let (s2, h2, a2) = upload().await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{a1} {a2}");
+    assert_eq!(h2["idempotent-replayed"], "true");
+    assert_eq!(a1, a2);
+    let (_, _, files) =
+        call(&app, Method::GET, &format!("/api/v1/databases/{db}/contacts/{cid}/attachments"), Some(&t), None).await;
+    assert_eq!(files.as_array().expect("list").len(), 1, "{files}");
+
+    // Requests; and keys are each account's own.
+    let ask = r#"{"kind":"question","message":"Where are my backups kept?"}"#;
+    let r1 = create_with_key(&app, "/api/v1/me/requests", &t, "k-ask", ask).await;
+    let r2 = create_with_key(&app, "/api/v1/me/requests", &t, "k-ask", ask).await;
+    assert_eq!((r1.0, r2.0), (StatusCode::CREATED, StatusCode::CREATED), "{} {}", r1.2, r2.2);
+    assert_eq!(r1.2["id"], r2.2["id"]);
+    app.sign_up("other@example.com", PW).await;
+    let o = app.token("other@example.com", PW).await;
+    let theirs = create_with_key(&app, "/api/v1/databases", &o, "k-db-1", r#"{"name":"orders"}"#).await;
+    assert_eq!(theirs.0, StatusCode::CREATED);
+    assert!(theirs.1.get("idempotent-replayed").is_none());
+    assert_ne!(theirs.2["id"], first.2["id"]);
+    // A day later the key is forgotten.
+    app.clock.advance(time::Duration::hours(25));
+    let later = create_with_key(&app, "/api/v1/databases", &t, "k-db-1", r#"{"name":"orders"}"#).await;
+    assert!(later.1.get("idempotent-replayed").is_none());
+    assert_ne!(later.2["id"], first.2["id"], "{}", later.2);
+    app.stop().await;
+}

@@ -317,6 +317,52 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     app.stop().await;
 }
 
+// promise: SEC-1, ACC-3
+#[tokio::test]
+async fn make_use_and_revoke_a_personal_access_token_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("tokens@example.in", "monsoon copper tiger").await;
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.sign_in(&app.url("/signin"), "tokens@example.in", "monsoon copper tiger").await;
+    b.wait_for_text("Everything we hold in your account").await;
+    // Without a scope the form says what is missing and keeps the name.
+    b.fill("token_name", "nightly report").await;
+    b.click("#new-token-form button[type=submit]").await;
+    b.wait_for_text("Choose at least one scope").await;
+    b.click("#new-token-form input[name='databases:read']").await;
+    b.click("#new-token-form button[type=submit]").await;
+    b.wait_for_text("shown only this once").await;
+    let token = b.client.find(Locator::Css("#token-value")).await.expect("token").text().await.expect("text");
+    assert!(token.starts_with("sdpat_"), "{token}");
+    b.screenshot("api-token-made").await;
+    // It reads databases, and is refused writing.
+    let list = app.client.get(app.url("/api/v1/databases")).bearer_auth(&token).send().await.expect("list");
+    assert_eq!(list.status(), 200);
+    let write = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(write.status(), 403);
+    // The page shows its use, never the token again.
+    b.client.goto(&app.url("/account")).await.expect("account");
+    let page = b.text().await;
+    assert!(page.contains("nightly report") && page.contains("databases:read") && !page.contains(&token), "{page}");
+    let row = b.client.find(Locator::Css("#token-list tbody tr")).await.expect("row").text().await.expect("text");
+    assert!(row.contains('2'), "two uses counted: {row}");
+    b.click("#token-list button[type=submit]").await;
+    b.wait_for_text("The token is revoked").await;
+    assert!(b.text().await.contains("You have no tokens"));
+    let after = app.client.get(app.url("/api/v1/databases")).bearer_auth(&token).send().await.expect("after");
+    assert_eq!(after.status(), 401);
+    b.close().await;
+    app.stop().await;
+}
+
 // promise: ACC-4
 #[tokio::test]
 async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {

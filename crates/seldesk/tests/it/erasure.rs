@@ -265,6 +265,25 @@ async fn erasure_leaves_nothing_of_the_person_but_what_the_receipt_names() {
         "archives are searched inside: {holding:?}"
     );
 
+    // A personal token and a remembered Idempotency-Key: account data too.
+    api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/me/tokens",
+        &token,
+        json!({ "name": "sync", "scopes": ["databases:read"], "expires_in_days": 30 }),
+    )
+    .await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/databases/{db_id}/contacts")))
+        .bearer_auth(&token)
+        .header("idempotency-key", "erase-me-too")
+        .json(&json!({ "name": "Retried" }))
+        .send()
+        .await
+        .expect("keyed create");
+    assert_eq!(r.status(), StatusCode::CREATED);
     // The erasure: the preview names the database, the request needs it typed.
     let preview = app.client.get(app.url("/api/v1/me/erasure")).bearer_auth(&token).send().await.expect("preview");
     let preview: serde_json::Value = preview.json().await.expect("json");
@@ -295,6 +314,15 @@ async fn erasure_leaves_nothing_of_the_person_but_what_the_receipt_names() {
         assert!(receipt.contains(&line), "the receipt says: {line}\n{receipt}");
     }
 
+    for table in ["api_tokens", "idempotency_keys"] {
+        let left: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE account_id = $1")))
+                .bind(&account_id)
+                .fetch_one(app.db().pool())
+                .await
+                .expect("count");
+        assert_eq!(left, 0, "{table} emptied of the account");
+    }
     // Control plane: only the archived invoice, which the receipt names.
     for needle in [EMAIL, NAME] {
         for (table, value) in rows_containing(&app, needle).await {
