@@ -39,7 +39,7 @@ pub struct AccountsConfig {
 }
 
 /// An account holder's personal data, as stored (never the password).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: String,
     pub email: String,
@@ -63,7 +63,7 @@ pub struct Account {
 }
 
 /// Where an account is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
     /// In use: its holder can sign in.

@@ -30,7 +30,7 @@ const AUDIT_WINDOW: Duration = Duration::hours(1);
 
 /// What a token may reach. A write scope does not imply its read scope: a
 /// token that only adds contacts cannot read them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 pub enum Scope {
     #[serde(rename = "account:read")]
     AccountRead,
@@ -85,7 +85,7 @@ impl Scope {
 }
 
 /// A personal token as its owner sees it (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: String,
     pub name: String,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::TenantError;
 
 /// A person or company.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Contact {
     pub id: i64,
     pub is_company: bool,
@@ -25,7 +25,7 @@ pub struct Contact {
 }
 
 /// Fields to create or change a contact (absent fields stay as they are).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
     pub is_company: Option<bool>,
@@ -346,7 +346,7 @@ pub fn delete(conn: &Connection, id: i64) -> Result<(), TenantError> {
 }
 
 /// A file attached to a contact.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attachment {
     pub id: i64,
     pub contact_id: i64,

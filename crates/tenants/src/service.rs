@@ -28,7 +28,7 @@ pub struct PreparedExport {
 }
 
 /// Where a database stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DbStatus {
     Active,
@@ -47,7 +47,7 @@ impl DbStatus {
 }
 
 /// A customer database as the control plane knows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CustomerDb {
     pub id: String,
     #[serde(skip)]
@@ -79,7 +79,7 @@ pub struct CustomerDb {
 }
 
 /// How far a move between data centers is.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MoveProgress {
     pub from: String,
     pub to: String,

@@ -30,6 +30,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/me/close", post(close_account))
         .route("/api/v1/me/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/me/tokens/{id}", get(show_token).delete(revoke_token))
+        .route("/api/v1/openapi.json", get(crate::openapi::json))
+        .route("/api/docs", get(crate::openapi::docs))
         .route("/api/problems/{code}", get(crate::errors::problem_type))
         .route(
             "/api/{*rest}",
@@ -52,7 +54,16 @@ pub(crate) fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
-async fn create_account(
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts",
+    tag = "account",
+    summary = "Sign up: make an account",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The account was made; its id", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn create_account(
     State(state): State<AppState>,
     conn: ConnectInfo<SocketAddr>,
     body: Bytes,
@@ -84,7 +95,16 @@ struct TokenRequest {
     password: SecretString,
 }
 
-async fn token(
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    tag = "account",
+    summary = "Sign in: a sign-in token for the API",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "The token and when it expires", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn token(
     State(state): State<AppState>,
     conn: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -109,7 +129,15 @@ struct NewTokenRequest {
 }
 
 /// `GET /api/v1/me/tokens`: the account's personal tokens (never the tokens themselves).
-async fn list_tokens(
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/tokens",
+    tag = "tokens",
+    summary = "Your personal access tokens (never the tokens themselves)",
+    responses((status = 200, description = "The tokens", body = Vec<seldesk_accounts::ApiToken>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = [])),
+)]
+pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -117,7 +145,16 @@ async fn list_tokens(
 }
 
 /// `POST /api/v1/me/tokens`: a new personal token, shown in this response only.
-async fn create_token(
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/tokens",
+    tag = "tokens",
+    summary = "Make a personal access token, shown in this answer only",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The token, with `token` set this once", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = [])),
+)]
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     body: Bytes,
@@ -132,7 +169,16 @@ async fn create_token(
 }
 
 /// `GET /api/v1/me/tokens/{id}`: one personal token.
-async fn show_token(
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/tokens/{id}",
+    tag = "tokens",
+    summary = "One personal access token",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "The token", body = seldesk_accounts::ApiToken), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = [])),
+)]
+pub(crate) async fn show_token(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     Path(id): Path<String>,
@@ -144,7 +190,16 @@ async fn show_token(
 }
 
 /// `DELETE /api/v1/me/tokens/{id}`: revokes a token at once.
-async fn revoke_token(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke a personal access token at once",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 204, description = "Revoked"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = [])),
+)]
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     Path(id): Path<String>,
@@ -153,11 +208,28 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "account",
+    summary = "Your account: every field held",
+    responses((status = 200, description = "The account", body = seldesk_accounts::Account), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:read"])),
+)]
+pub(crate) async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Value> {
     Json(serde_json::to_value(&account).unwrap_or_default())
 }
 
-async fn update_me(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/me",
+    tag = "account",
+    summary = "Correct your account",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "The account as corrected", body = seldesk_accounts::Account), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:write"])),
+)]
+pub(crate) async fn update_me(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     body: Bytes,
@@ -198,7 +270,18 @@ fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
 
 /// What an erasure request would do, before it is made: the databases it
 /// removes (export them first), and how to confirm it.
-async fn erasure_preview(State(state): State<AppState>, ApiAccount(account): ApiAccount) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/erasure",
+    tag = "account",
+    summary = "What an erasure would remove and keep",
+    responses((status = 200, description = "The preview", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:read"])),
+)]
+pub(crate) async fn erasure_preview(
+    State(state): State<AppState>,
+    ApiAccount(account): ApiAccount,
+) -> Result<Response, ApiError> {
     let databases = state.databases.list(&account.id).await.map_err(ApiError::from)?;
     let backups = state.policy.backups.max_age.after(state.clock.now()).date().to_string();
     let list: Vec<serde_json::Value> = databases
@@ -221,7 +304,16 @@ async fn erasure_preview(State(state): State<AppState>, ApiAccount(account): Api
 
 /// Closes the account (not an erasure): kept for the policy's period, then
 /// erased; signing in before then reopens it. Databases must be removed first.
-async fn close_account(
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/close",
+    tag = "account",
+    summary = "Close the account (kept for the policy period, then erased)",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Closed; the day it will be erased", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:write"])),
+)]
+pub(crate) async fn close_account(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     body: Bytes,
@@ -246,7 +338,17 @@ async fn close_account(
     Ok(Json(serde_json::json!({ "status": "closed", "erased_on": erase_on.to_string() })).into_response())
 }
 
-async fn create_request(
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/requests",
+    tag = "account",
+    summary = "Make a personal-data request (access, erasure, rectification, objection, question)",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The request; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:write"])),
+)]
+pub(crate) async fn create_request(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     body: Bytes,
@@ -282,7 +384,15 @@ async fn create_request(
     Ok(crate::errors::created(StatusCode::CREATED, format!("/api/v1/me/requests/{}", t.id), body))
 }
 
-async fn list_requests(
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/requests",
+    tag = "account",
+    summary = "Your personal-data requests",
+    responses((status = 200, description = "The requests, newest first", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:read"])),
+)]
+pub(crate) async fn list_requests(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -290,7 +400,16 @@ async fn list_requests(
     Ok(Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())))
 }
 
-async fn request(
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/requests/{id}",
+    tag = "account",
+    summary = "One personal-data request and its messages",
+    params(("id" = i64, Path, description = "The request number")),
+    responses((status = 200, description = "The request", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:read"])),
+)]
+pub(crate) async fn request(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     Path(id): Path<i64>,
@@ -304,7 +423,16 @@ async fn request(
 }
 
 /// The archive, once the password is given again in `X-Seldesk-Password`.
-async fn download(
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/requests/{id}/download",
+    tag = "account",
+    summary = "Download the archive of an access request (password again in X-Seldesk-Password)",
+    params(("id" = i64, Path, description = "The request number"), ("X-Seldesk-Password" = String, Header, description = "Your password again")),
+    responses((status = 200, description = "The archive", body = Vec<u8>, content_type = "application/zip"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["account:read"])),
+)]
+pub(crate) async fn download(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     headers: HeaderMap,

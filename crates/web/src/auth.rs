@@ -432,6 +432,7 @@ mod tests {
     const OUTSIDE_SCOPES: &[&str] = &[
         "/api/v1/accounts",
         "/api/v1/auth/token",
+        "/api/v1/openapi.json",
         "/api/v1/me/tokens",
         "/api/v1/me/tokens/{id}",
         "/api/v1/careers/",

@@ -441,7 +441,15 @@ async fn staff_refund(
 
 // --- JSON API -----------------------------------------------------------------
 
-async fn api_plans(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Response {
+#[utoipa::path(
+    get,
+    path = "/api/v1/billing/plans",
+    tag = "billing",
+    summary = "Plans and prices",
+    responses((status = 200, description = "The plans", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:read"])),
+)]
+pub(crate) async fn api_plans(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Response {
     let settings = state.billing.settings();
     let currency = settings.currency_for(a.country.as_deref());
     let plans: Vec<serde_json::Value> = settings
@@ -476,7 +484,17 @@ struct SubscribeBody {
     processor: Option<String>,
 }
 
-async fn api_subscribe(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/subscription",
+    tag = "billing",
+    summary = "Subscribe the database to a plan",
+    params(("id" = String, Path, description = "The database id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Where to pay, and the subscription", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:write"])),
+)]
+pub(crate) async fn api_subscribe(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -497,7 +515,16 @@ async fn api_subscribe(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "redirect_url": url, "subscription": sub }))).into_response())
 }
 
-async fn api_subscription(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/subscription",
+    tag = "billing",
+    summary = "The database subscription",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The subscription", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:read"])),
+)]
+pub(crate) async fn api_subscription(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -516,7 +543,17 @@ struct ChangeBody {
     seats: Option<i64>,
 }
 
-async fn api_change_plan(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/databases/{id}/subscription",
+    tag = "billing",
+    summary = "Change the plan",
+    params(("id" = String, Path, description = "The database id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "The subscription and any payment", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:write"])),
+)]
+pub(crate) async fn api_change_plan(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -530,7 +567,17 @@ async fn api_change_plan(
     Ok(Json(serde_json::json!({ "subscription": sub, "payment": payment })).into_response())
 }
 
-async fn api_complete(
+#[utoipa::path(
+    post,
+    path = "/api/v1/billing/payments/{id}/complete",
+    tag = "billing",
+    summary = "Complete a payment the processor confirmed",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "The payment", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:write"])),
+)]
+pub(crate) async fn api_complete(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -541,12 +588,32 @@ async fn api_complete(
     Ok(Json(serde_json::json!({ "payment": payment })).into_response())
 }
 
-async fn api_invoices(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/billing/invoices",
+    tag = "billing",
+    summary = "Your invoices",
+    responses((status = 200, description = "The invoices", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:read"])),
+)]
+pub(crate) async fn api_invoices(
+    State(state): State<AppState>,
+    ApiAccount(a): ApiAccount,
+) -> Result<Response, ApiError> {
     let invoices = state.billing.invoices_of(&a.id).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "invoices": invoices })).into_response())
 }
 
-async fn api_invoice(
+#[utoipa::path(
+    get,
+    path = "/api/v1/billing/invoices/{id}",
+    tag = "billing",
+    summary = "One invoice",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "The invoice and its document", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:read"])),
+)]
+pub(crate) async fn api_invoice(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -555,7 +622,16 @@ async fn api_invoice(
     Ok(Json(serde_json::json!({ "invoice": invoice, "document": data })).into_response())
 }
 
-async fn api_invoice_pdf(
+#[utoipa::path(
+    get,
+    path = "/api/v1/billing/invoices/{id}/pdf",
+    tag = "billing",
+    summary = "An invoice as PDF",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "The PDF", body = Vec<u8>, content_type = "application/pdf"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["billing:read"])),
+)]
+pub(crate) async fn api_invoice_pdf(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -565,7 +641,17 @@ async fn api_invoice_pdf(
 }
 
 /// A processor's webhook: 200 applied, 401 bad signature, 409 replayed.
-async fn webhook(
+#[utoipa::path(
+    post,
+    path = "/api/v1/billing/webhooks/{processor}",
+    tag = "billing",
+    summary = "A payment processor notification (signed by the processor)",
+    params(("processor" = String, Path, description = "The processor name")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Handled", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn webhook(
     State(state): State<AppState>,
     Path(processor): Path<String>,
     headers: HeaderMap,

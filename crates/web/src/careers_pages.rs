@@ -746,7 +746,15 @@ async fn agency_application(
 
 // ----- JSON API -----
 
-async fn api_postings(State(state): State<AppState>) -> Result<Json<Vec<Posting>>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/careers/postings",
+    tag = "careers",
+    summary = "Open job postings",
+    responses((status = 200, description = "The postings", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_postings(State(state): State<AppState>) -> Result<Json<Vec<Posting>>, ApiError> {
     state.careers.open_postings().await.map(Json).map_err(ApiError::from)
 }
 
@@ -754,7 +762,17 @@ async fn api_postings(State(state): State<AppState>) -> Result<Json<Vec<Posting>
 /// name, email, phone, letter, shared?, cv_name, cv_base64, object_to_keeping?.
 /// Keys outside that list are refused (422) before anything is stored; a key
 /// naming a special category says so (JOB-3).
-async fn api_apply(
+#[utoipa::path(
+    post,
+    path = "/api/v1/careers/postings/{id}/applications",
+    tag = "careers",
+    summary = "Apply for a job",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The application", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_apply(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -801,7 +819,16 @@ async fn api_apply(
 }
 
 /// Everything held about an application, for its private link's holder.
-async fn api_application(
+#[utoipa::path(
+    get,
+    path = "/api/v1/careers/applications/{token}",
+    tag = "careers",
+    summary = "Your application, by its private link token",
+    params(("token" = String, Path, description = "The private link token")),
+    responses((status = 200, description = "Everything held about the application", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_application(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -52,7 +52,16 @@ pub(crate) fn upload_routes() -> Router<AppState> {
     Router::new().route("/api/v1/databases/import", post(import))
 }
 
-async fn backups(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/backups",
+    tag = "backups",
+    summary = "The database backups",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The snapshots", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn backups(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -67,7 +76,17 @@ struct RestoreRequest {
     name: String,
 }
 
-async fn restore_backup(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/backups/{snapshot}/restore",
+    tag = "backups",
+    summary = "Restore a backup into a new database",
+    params(("id" = String, Path, description = "The database id"), ("snapshot" = String, Path, description = "The snapshot id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The new database; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn restore_backup(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, snapshot)): Path<(String, String)>,
@@ -98,7 +117,17 @@ struct RestoreAtRequest {
 /// "name": …}`: the database as it was at that moment, into a new
 /// database (its newest snapshot before then and every change streamed up
 /// to then); 201 with the new database and the moment it holds changes to.
-async fn restore_at(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/restore-at",
+    tag = "backups",
+    summary = "Restore the database as it was at a moment, into a new database",
+    params(("id" = String, Path, description = "The database id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The new database and the moment it holds changes to", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn restore_at(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -138,7 +167,17 @@ struct NewDb {
     plan: Option<String>,
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases",
+    tag = "databases",
+    summary = "Create a database (a trial until paid)",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The database; its address in Location", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn create(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     body: axum::body::Bytes,
@@ -148,11 +187,28 @@ async fn create(
     Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), d))
 }
 
-async fn list(State(s): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases",
+    tag = "databases",
+    summary = "Your databases",
+    responses((status = 200, description = "The databases", body = Vec<seldesk_tenants::CustomerDb>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn list(State(s): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
     Ok(Json(s.databases.list(&a.id).await?).into_response())
 }
 
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}",
+    tag = "databases",
+    summary = "One database",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The database", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn show(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -161,12 +217,21 @@ async fn show(
 }
 
 #[derive(Deserialize)]
-struct Confirm {
+pub(crate) struct Confirm {
     #[serde(default)]
     confirm: String,
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/databases/{id}",
+    tag = "databases",
+    summary = "Remove a database (its name typed in `confirm`)",
+    params(("id" = String, Path, description = "The database id"), ("confirm" = String, Query, description = "The database name, typed to confirm")),
+    responses((status = 200, description = "Removed; when its backups are destroyed", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn remove(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -177,7 +242,16 @@ async fn remove(
     Ok(Json(serde_json::json!({ "removed": true, "backups_hold_it_until": until })).into_response())
 }
 
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/cancel",
+    tag = "databases",
+    summary = "Cancel a database (deactivated, removed after the grace period)",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The database", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn cancel(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -185,7 +259,16 @@ async fn cancel(
     Ok(Json(s.billing.cancel(&a.id, &id).await.map_err(ApiError::from)?).into_response())
 }
 
-async fn reactivate(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/reactivate",
+    tag = "databases",
+    summary = "Reactivate a cancelled database within its grace period",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The database", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn reactivate(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -194,7 +277,16 @@ async fn reactivate(
 }
 
 /// Upgrades the database to the newest schema version: 200 `{from, to}`.
-async fn upgrade(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/upgrade",
+    tag = "databases",
+    summary = "Upgrade the database to the current schema, with a way back",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "From and to which schema version", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn upgrade(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -204,7 +296,16 @@ async fn upgrade(
 }
 
 /// A test upgrade on a copy: 201 with the new (test) database.
-async fn test_upgrade(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/test-upgrade",
+    tag = "databases",
+    summary = "Upgrade a copy first, to try it",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 201, description = "The copy", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn test_upgrade(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -212,7 +313,16 @@ async fn test_upgrade(
     Ok((StatusCode::CREATED, Json(s.databases.test_upgrade(&a.id, &id).await?)).into_response())
 }
 
-async fn access_log(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/access-log",
+    tag = "support access",
+    summary = "Support access to the database: grants and every read",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "Grants and entries", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn access_log(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -222,7 +332,16 @@ async fn access_log(
     Ok(Json(serde_json::json!({ "grants": grants, "entries": entries })).into_response())
 }
 
-async fn approve(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/access/{grant}/approve",
+    tag = "support access",
+    summary = "Approve the changes support proposed",
+    params(("id" = String, Path, description = "The database id"), ("grant" = i64, Path, description = "The access grant number")),
+    responses((status = 200, description = "Applied", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn approve(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, grant)): Path<(String, i64)>,
@@ -230,7 +349,16 @@ async fn approve(
     Ok(Json(s.databases.approve_support_changes(&a.id, &id, grant).await?).into_response())
 }
 
-async fn revoke(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/access/{grant}/revoke",
+    tag = "support access",
+    summary = "End a support access grant at once",
+    params(("id" = String, Path, description = "The database id"), ("grant" = i64, Path, description = "The access grant number")),
+    responses((status = 200, description = "Revoked", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn revoke(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, grant)): Path<(String, i64)>,
@@ -245,7 +373,17 @@ struct MoveRequest {
     region: String,
 }
 
-async fn move_db(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/move",
+    tag = "databases",
+    summary = "Move the database to another data center",
+    params(("id" = String, Path, description = "The database id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 202, description = "The move has begun", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn move_db(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -255,7 +393,17 @@ async fn move_db(
     Ok((StatusCode::ACCEPTED, Json(s.databases.request_move(&a.id, &id, &req.region).await?)).into_response())
 }
 
-async fn create_contact(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/contacts",
+    tag = "contacts",
+    summary = "Add a contact",
+    params(("id" = String, Path, description = "The database id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = seldesk_tenants::app::ContactInput, content_type = "application/json"),
+    responses((status = 201, description = "The contact; its address in Location", body = seldesk_tenants::app::Contact), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn create_contact(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -270,7 +418,7 @@ async fn create_contact(
 }
 
 #[derive(Deserialize)]
-struct Search {
+pub(crate) struct Search {
     q: Option<String>,
     /// How many contacts at most (1 to 500; 500 when absent).
     limit: Option<i64>,
@@ -278,7 +426,16 @@ struct Search {
     cursor: Option<String>,
 }
 
-async fn list_contacts(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/contacts",
+    tag = "contacts",
+    summary = "Contacts, by name, a page at a time (the next page in Link and Next-Cursor)",
+    params(("id" = String, Path, description = "The database id"), ("q" = Option<String>, Query, description = "Search in names, e-mails and tags"), ("limit" = Option<i64>, Query, description = "At most this many, 1 to 500 (500 when absent)"), ("cursor" = Option<String>, Query, description = "Where the page starts: the Next-Cursor of the page before")),
+    responses((status = 200, description = "A page of contacts", body = Vec<seldesk_tenants::app::Contact>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn list_contacts(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -309,7 +466,16 @@ async fn list_contacts(
     Ok(r)
 }
 
-async fn show_contact(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/contacts/{cid}",
+    tag = "contacts",
+    summary = "One contact",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
+    responses((status = 200, description = "The contact", body = seldesk_tenants::app::Contact), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn show_contact(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
@@ -318,7 +484,17 @@ async fn show_contact(
     Ok(Json(c).into_response())
 }
 
-async fn update_contact(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/databases/{id}/contacts/{cid}",
+    tag = "contacts",
+    summary = "Change a contact (absent fields stay)",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
+    request_body(content = seldesk_tenants::app::ContactInput, content_type = "application/json"),
+    responses((status = 200, description = "The contact", body = seldesk_tenants::app::Contact), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn update_contact(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
@@ -332,7 +508,16 @@ async fn update_contact(
     Ok(Json(c).into_response())
 }
 
-async fn delete_contact(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/databases/{id}/contacts/{cid}",
+    tag = "contacts",
+    summary = "Delete a contact and its attachments",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
+    responses((status = 204, description = "Deleted"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn delete_contact(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
@@ -344,12 +529,22 @@ async fn delete_contact(
 }
 
 #[derive(Deserialize)]
-struct FileName {
+pub(crate) struct FileName {
     #[serde(default)]
     name: String,
 }
 
-async fn upload_attachment(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/contacts/{cid}/attachments",
+    tag = "contacts",
+    summary = "Attach a file (the body) to a contact",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id"), ("name" = String, Query, description = "The file name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "The attachment; its address in Location", body = seldesk_tenants::app::Attachment), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn upload_attachment(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
@@ -365,7 +560,16 @@ async fn upload_attachment(
     Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{id}/contacts/{cid}/attachments/{}", att.id), att))
 }
 
-async fn list_attachments(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/contacts/{cid}/attachments",
+    tag = "contacts",
+    summary = "A contact attachments",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
+    responses((status = 200, description = "The attachments", body = Vec<seldesk_tenants::app::Attachment>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn list_attachments(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
@@ -376,7 +580,16 @@ async fn list_attachments(
 
 /// `GET /api/v1/databases/{id}/contacts/{cid}/attachments/{aid}`: one
 /// attachment's details (its bytes are at `/api/v1/databases/{id}/attachments/{aid}`).
-async fn show_attachment(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/contacts/{cid}/attachments/{aid}",
+    tag = "contacts",
+    summary = "One attachment details",
+    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id"), ("aid" = i64, Path, description = "The attachment id")),
+    responses((status = 200, description = "The attachment", body = seldesk_tenants::app::Attachment), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn show_attachment(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid, aid)): Path<(String, i64, i64)>,
@@ -388,7 +601,16 @@ async fn show_attachment(
     }
 }
 
-async fn download_attachment(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/attachments/{aid}",
+    tag = "contacts",
+    summary = "Download an attachment",
+    params(("id" = String, Path, description = "The database id"), ("aid" = i64, Path, description = "The attachment id")),
+    responses((status = 200, description = "Its bytes", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn download_attachment(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, aid)): Path<(String, i64)>,
@@ -410,7 +632,16 @@ async fn download_attachment(
         .into_response())
 }
 
-async fn delete_attachment(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/databases/{id}/attachments/{aid}",
+    tag = "contacts",
+    summary = "Delete an attachment",
+    params(("id" = String, Path, description = "The database id"), ("aid" = i64, Path, description = "The attachment id")),
+    responses((status = 204, description = "Deleted"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn delete_attachment(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, aid)): Path<(String, i64)>,
@@ -429,7 +660,17 @@ struct SqlRequest {
     params: Vec<serde_json::Value>,
 }
 
-async fn sql(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/{id}/sql",
+    tag = "databases",
+    summary = "Run SQL in the database sandbox",
+    params(("id" = String, Path, description = "The database id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Columns and rows", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn sql(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -441,7 +682,16 @@ async fn sql(
 }
 
 /// Streams the archive from disk: memory stays flat whatever the size.
-async fn export(
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}/export",
+    tag = "databases",
+    summary = "Export the database as an archive that imports anywhere (resumable with Range)",
+    params(("id" = String, Path, description = "The database id")),
+    responses((status = 200, description = "The archive", body = Vec<u8>, content_type = "application/zip"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn export(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -536,7 +786,7 @@ pub(crate) async fn export_response(
 }
 
 #[derive(Deserialize)]
-struct ImportQuery {
+pub(crate) struct ImportQuery {
     #[serde(default)]
     name: String,
     region: Option<String>,
@@ -544,7 +794,17 @@ struct ImportQuery {
 
 /// Creates a database from an export archive sent as the body. The upload is
 /// spooled into the target region's folder, never elsewhere.
-async fn import(
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases/import",
+    tag = "databases",
+    summary = "Create a database from an export archive (the body)",
+    params(("name" = String, Query, description = "The new database name"), ("region" = Option<String>, Query, description = "Its data center (the account default when absent)"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = Vec<u8>, content_type = "application/zip"),
+    responses((status = 201, description = "The new database; its address in Location", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn import(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Query(q): Query<ImportQuery>,

@@ -18,6 +18,7 @@ pub mod i18n;
 pub mod idempotency;
 mod markdown;
 mod marketing_pages;
+pub mod openapi;
 mod pages;
 pub mod proxy;
 mod staff_pages;

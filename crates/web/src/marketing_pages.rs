@@ -743,12 +743,30 @@ async fn trends_csv(
 
 // ----- JSON API -----
 
-async fn api_events(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    summary = "Upcoming events",
+    responses((status = 200, description = "The events", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_events(State(state): State<AppState>) -> Result<Response, ApiError> {
     let events = state.marketing.open_events().await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "events": events })).into_response())
 }
 
-async fn api_register(
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{slug}/registrations",
+    tag = "events",
+    summary = "Register for an event",
+    params(("slug" = String, Path, description = "The event slug")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The registration", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_register(
     State(state): State<AppState>,
     Path(slug): Path<String>,
     body: Bytes,
@@ -763,12 +781,29 @@ async fn api_register(
         .into_response())
 }
 
-async fn api_partners(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/partners",
+    tag = "partners",
+    summary = "Partners",
+    responses((status = 200, description = "The partners", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_partners(State(state): State<AppState>) -> Result<Response, ApiError> {
     let partners = state.marketing.partners(true).await.map_err(ApiError::from)?;
     Ok(Json(serde_json::json!({ "partners": partners })).into_response())
 }
 
-async fn api_refer(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/partners/referrals",
+    tag = "partners",
+    summary = "Ask to be put in touch with a partner",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "The referral", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
+pub(crate) async fn api_refer(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let input: RegistrationInput = crate::api::json(&body)?;
     let (r, _) = state.marketing.refer(&input, None).await.map_err(ApiError::from)?;
     Ok((

@@ -234,13 +234,23 @@ async fn delete(
 // ----- API -----
 
 #[derive(Deserialize)]
-struct UploadQuery {
+pub(crate) struct UploadQuery {
     #[serde(default)]
     name: String,
 }
 
 /// `POST /api/v1/upgrades?name=FILE` with the file as the body → 202.
-async fn api_upload(
+#[utoipa::path(
+    post,
+    path = "/api/v1/upgrades",
+    tag = "upgrades",
+    summary = "Upload an old export to be upgraded (the body)",
+    params(("name" = String, Query, description = "The file name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
+    request_body(content = Vec<u8>, content_type = "application/zip"),
+    responses((status = 202, description = "Accepted; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn api_upload(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Query(q): Query<UploadQuery>,
@@ -274,14 +284,31 @@ async fn api_upload(
     Ok(crate::errors::created(StatusCode::ACCEPTED, format!("/api/v1/upgrades/{}", req.id), req))
 }
 
-async fn api_list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/upgrades",
+    tag = "upgrades",
+    summary = "Your upgrade requests",
+    responses((status = 200, description = "The requests", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn api_list(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
 ) -> Result<Json<Vec<UpgradeRequest>>, ApiError> {
     state.upgrades.list(&a.id).await.map(Json).map_err(ApiError::from)
 }
 
-async fn api_show(
+#[utoipa::path(
+    get,
+    path = "/api/v1/upgrades/{id}",
+    tag = "upgrades",
+    summary = "One upgrade request",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "The request", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn api_show(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -289,7 +316,16 @@ async fn api_show(
     state.upgrades.get(&a.id, &id).await.map(Json).map_err(ApiError::from)
 }
 
-async fn api_download(
+#[utoipa::path(
+    get,
+    path = "/api/v1/upgrades/{id}/result",
+    tag = "upgrades",
+    summary = "Download the upgraded archive",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "The archive", body = Vec<u8>, content_type = "application/zip"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:read"])),
+)]
+pub(crate) async fn api_download(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
@@ -297,7 +333,16 @@ async fn api_download(
     stream_result(&state, &a.id, &id).await.map_err(ApiError::from)
 }
 
-async fn api_delete(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/upgrades/{id}",
+    tag = "upgrades",
+    summary = "Delete an upgrade request and its files",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 204, description = "Deleted"), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("signin_token" = []), ("personal_token" = ["databases:write"])),
+)]
+pub(crate) async fn api_delete(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,

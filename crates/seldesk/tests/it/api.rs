@@ -455,3 +455,29 @@ async fn a_retried_create_with_the_same_idempotency_key_makes_one_object() {
     assert_ne!(later.2["id"], first.2["id"], "{}", later.2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_its_page_describe_every_operation() {
+    let app = spawn_app().await;
+    let r = app.get("/api/v1/openapi.json").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().expect("ascii").starts_with("application/json"));
+    let doc: Value = r.json().await.expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() > 40, "{}", paths.len());
+    let create = &doc["paths"]["/api/v1/databases/{id}/contacts"]["post"];
+    assert_eq!(create["security"][1]["personal_token"][0], "databases:write", "{create}");
+    assert!(create["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "Idempotency-Key"));
+    assert_eq!(
+        create["responses"]["default"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+    assert!(doc["components"]["securitySchemes"]["personal_token"].is_object());
+    let (status, page) = app.text("/api/docs").await;
+    assert_eq!(status, 200);
+    for needle in ["/api/v1/openapi.json", "Idempotency-Key", "databases:write", "/api/v1/databases/{id}/contacts"] {
+        assert!(page.contains(needle), "the page names {needle}");
+    }
+    app.stop().await;
+}

@@ -694,9 +694,10 @@ async fn a_database_is_restored_exactly_as_it_was_at_any_moment_its_changes_were
         write(step, &mut live).await;
         history.push((app.clock.now(), names_in(&app, &id)));
     }
+    // The server's own shipper runs every 500 ms and may have sent part of
+    // the 32 commits already; what matters is that none waits now.
     let shipped = shipper.ship().await.expect("ship");
-    assert!(shipped.commits >= 32, "{shipped:?}");
-    assert_eq!(shipper.waiting(), 0);
+    assert_eq!(shipper.waiting(), 0, "{shipped:?}");
     app.clock.advance(Duration::seconds(1));
 
     // Every backup region holds the segments, sealed.

@@ -363,6 +363,26 @@ async fn make_use_and_revoke_a_personal_access_token_in_chromium() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn the_api_reference_reads_in_chromium_on_a_desktop_and_a_phone() {
+    let app = spawn_app().await;
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    b.client.goto(&app.url("/api/docs")).await.expect("docs");
+    b.wait_for_text("API reference").await;
+    b.click("a[href='#tag-contacts']").await;
+    let op = b.client.find(Locator::Css("#post--api-v1-databases--id--contacts")).await.expect("operation");
+    assert!(op.text().await.expect("text").contains("databases:write"));
+    b.screenshot("api-docs").await;
+    b.client.set_window_size(390, 844).await.expect("phone");
+    b.client.goto(&app.url("/api/docs#tag-contacts")).await.expect("docs");
+    b.screenshot("api-docs-phone").await;
+    b.client.goto(&app.url("/api/v1/openapi.json")).await.expect("json");
+    assert!(b.text().await.contains("\"openapi\""));
+    b.close().await;
+    app.stop().await;
+}
+
 // promise: ACC-4
 #[tokio::test]
 async fn erasure_request_in_chromium_signs_out_erases_and_sends_a_receipt() {
