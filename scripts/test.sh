@@ -101,6 +101,8 @@ say "tests on SQLite"
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 say "tests on PostgreSQL ($(printf '%s' "$PG_URL" | sed -E 's#://([^:@/]+):[^@]*@#://\1:***@#'))"
 SELDESK_TEST_PG="$PG_URL" cargo test --workspace --locked 2>&1 | tee -a "$log"
+say "API fuzzing against the OpenAPI document (schemathesis)"
+./scripts/api-fuzz.sh 120
 say "promise coverage"
 ./scripts/promises.sh --check
 # One closing line over both runs.

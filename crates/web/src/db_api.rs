@@ -800,7 +800,7 @@ pub(crate) struct ImportQuery {
     tag = "databases",
     summary = "Create a database from an export archive (the body)",
     params(("name" = String, Query, description = "The new database name"), ("region" = Option<String>, Query, description = "Its data center (the account default when absent)"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = Vec<u8>, content_type = "application/zip"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "An export archive (.zip)"),
     responses((status = 201, description = "The new database; its address in Location", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]

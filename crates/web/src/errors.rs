@@ -74,6 +74,8 @@ pub fn title(code: &str) -> &'static str {
         "internal" => "Internal error",
         "bad_request" => "Malformed request",
         "insufficient_scope" => "The token lacks a scope",
+        "method_not_allowed" => "Method not allowed here",
+        "unsupported_media_type" => "Unsupported body type",
         "idempotency_key_reused" => "Idempotency-Key used for another request",
         _ => "Request not completed",
     }
@@ -85,6 +87,8 @@ pub const CODES: &[&str] = &[
     "bad_request",
     "insufficient_scope",
     "idempotency_key_reused",
+    "method_not_allowed",
+    "unsupported_media_type",
     "refused",
     "unauthorized",
     "forbidden",
@@ -276,6 +280,66 @@ pub fn created(status: StatusCode, location: String, body: impl serde::Serialize
     let mut r = (status, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// The API's code for a status that no service chose: what axum itself
+/// answers when a path parameter, a query or a body cannot be read, or a
+/// method is not routed.
+fn code_of_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid",
+        429 => "rate_limited",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Makes every error under `/api/` a problem document, also those axum
+/// answers before a handler runs (a contact id that is not a number, a
+/// query that does not parse, a method the route lacks), so clients parse
+/// one format.
+pub async fn api_problems(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let problem =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // axum's own messages are a line; a larger body is not one of them.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = code_of_status(status);
+    let detail = match (status.as_u16(), text.is_empty()) {
+        (405, _) => {
+            let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            format!("This address does not take this method; it takes {allow}.")
+        }
+        (500..=599, _) => OUR_SIDE.to_string(),
+        (_, false) => text,
+        (_, true) => title(code).to_string(),
+    };
+    let mut e = ApiError::new(status, code, detail);
+    e.retry_after = parts.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let mut r = e.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        r.headers_mut().insert(header::ALLOW, allow.clone());
     }
     r
 }

@@ -184,6 +184,7 @@ fn build_site(state: AppState, internal: bool) -> Router {
         .merge(large)
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .fallback(pages::not_found)
+        .layer(middleware::from_fn(errors::api_problems))
         .layer(middleware::from_fn(auth::csrf_layer))
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))

@@ -246,7 +246,7 @@ pub(crate) struct UploadQuery {
     tag = "upgrades",
     summary = "Upload an old export to be upgraded (the body)",
     params(("name" = String, Query, description = "The file name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = Vec<u8>, content_type = "application/zip"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "An export archive (.zip)"),
     responses((status = 202, description = "Accepted; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Fuzzes the JSON API against its own OpenAPI document with schemathesis:
+# a real server (the debug build) on a free loopback port over a temporary
+# data folder, signed in, with a database, a contact, an attachment, a
+# request and a personal token for the generated cases to reach. Every
+# check but two: `ignored_auth` (the public operations take no token) and
+# `positive_data_acceptance` (the document's request schemas are looser
+# than the rules the services enforce, e.g. a contact e-mail's form).
+# Fails on any failure or server error. Usage: scripts/api-fuzz.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget="${1:-120}"
+venv="${SELDESK_SCHEMATHESIS_VENV:-$HOME/.cache/seldesk/schemathesis-4.32.5}"
+if [ ! -x "$venv/bin/st" ]; then
+  echo "==> installing schemathesis 4.32.5 in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'schemathesis==4.32.5'
+fi
+cargo build --locked -q -p seldesk
+data=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+admin=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+target/debug/seldesk serve --data "$data" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >"$data/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
+json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+call() { curl -sf -H 'content-type: application/json' "$@"; }
+call -X POST "$base/api/v1/accounts" -d '{"name":"Fuzz Tester","company":"Fuzz Ltd","email":"fuzz@example.com","password":"violet tractor lemon"}' >/dev/null
+token=$(call -X POST "$base/api/v1/auth/token" -d '{"email":"fuzz@example.com","password":"violet tractor lemon"}' | json '["token"]')
+auth=(-H "Authorization: Bearer $token")
+db=$(call "${auth[@]}" -X POST "$base/api/v1/databases" -d '{"name":"fuzzed"}' | json '["id"]')
+cid=$(call "${auth[@]}" -X POST "$base/api/v1/databases/$db/contacts" -d '{"name":"Meera Shah","email":"meera@example.com"}' | json '["id"]')
+aid=$(curl -sf "${auth[@]}" -X POST "$base/api/v1/databases/$db/contacts/$cid/attachments?name=offer.txt" --data-binary 'signed' | json '["id"]')
+request=$(call "${auth[@]}" -X POST "$base/api/v1/me/requests" -d '{"kind":"question","message":"Where are my backups kept?"}' | json '["id"]')
+pat=$(call "${auth[@]}" -X POST "$base/api/v1/me/tokens" -d '{"name":"fuzz","scopes":["databases:read"],"expires_in_days":1}' | json '["id"]')
+cat >"$data/schemathesis.toml" <<TOML
+headers = { Authorization = "Bearer $token" }
+[[operations]]
+include-path-regex = "^/api/v1/databases/\\\\{id\\\\}"
+parameters = { id = "$db", cid = $cid, aid = $aid }
+[[operations]]
+include-path-regex = "^/api/v1/me/requests/"
+parameters = { id = $request }
+[[operations]]
+include-path-regex = "^/api/v1/me/tokens/"
+parameters = { id = "$pat" }
+TOML
+echo "==> schemathesis against $base/api/v1/openapi.json for ${budget}s"
+"$venv/bin/st" --config-file "$data/schemathesis.toml" run "$base/api/v1/openapi.json" \
+  --checks all --exclude-checks ignored_auth,positive_data_acceptance \
+  --phases examples,coverage,fuzzing --max-time "$budget" --workers 2 --no-color 2>&1 |
+  tee "$data/fuzz.log" | sed -n '/SUMMARY/,$p'
+status=${PIPESTATUS[0]}
+if grep -qi "panicked" "$data/server.log"; then
+  grep -i -A3 "panicked" "$data/server.log"
+  status=1
+fi
+exit "$status"
