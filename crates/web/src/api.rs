@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError, client_ip};
+use crate::paging::{self, PageQuery};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -134,14 +135,18 @@ struct NewTokenRequest {
     path = "/api/v1/me/tokens",
     tag = "tokens",
     summary = "Your personal access tokens (never the tokens themselves)",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The tokens", body = Vec<seldesk_accounts::ApiToken>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = [])),
 )]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(serde_json::to_value(state.accounts.api_tokens(&account.id).await?).unwrap_or_default()))
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let tokens = state.accounts.api_tokens(&account.id).await?;
+    let (tokens, next) = paging::page(tokens, |t| format!("{:030}|{}", t.created_at.unix_timestamp_nanos(), t.id), &q)?;
+    Ok(paging::announce(Json(tokens).into_response(), "/api/v1/me/tokens", &q, next))
 }
 
 /// `POST /api/v1/me/tokens`: a new personal token, shown in this response only.
@@ -389,15 +394,19 @@ pub(crate) async fn create_request(
     path = "/api/v1/me/requests",
     tag = "account",
     summary = "Your personal-data requests",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The requests, newest first", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:read"])),
 )]
 pub(crate) async fn list_requests(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
     let tickets = state.accounts.tickets_of(&account.id).await?;
-    Ok(Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())))
+    let (tickets, next) = paging::page(tickets, |t| format!("{:020}", t.id), &q)?;
+    let body = Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())).into_response();
+    Ok(paging::announce(body, "/api/v1/me/requests", &q, next))
 }
 
 #[utoipa::path(

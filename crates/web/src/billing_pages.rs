@@ -593,15 +593,19 @@ pub(crate) async fn api_complete(
     path = "/api/v1/billing/invoices",
     tag = "billing",
     summary = "Your invoices",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The invoices", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:read"])),
 )]
 pub(crate) async fn api_invoices(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
+    axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let invoices = state.billing.invoices_of(&a.id).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "invoices": invoices })).into_response())
+    let (invoices, next) = crate::paging::page(invoices, |i| format!("{}|{}", i.number, i.id), &q)?;
+    let body = Json(serde_json::json!({ "invoices": invoices })).into_response();
+    Ok(crate::paging::announce(body, "/api/v1/billing/invoices", &q, next))
 }
 
 #[utoipa::path(

@@ -751,11 +751,17 @@ async fn agency_application(
     path = "/api/v1/careers/postings",
     tag = "careers",
     summary = "Open job postings",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The postings", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
-pub(crate) async fn api_postings(State(state): State<AppState>) -> Result<Json<Vec<Posting>>, ApiError> {
-    state.careers.open_postings().await.map(Json).map_err(ApiError::from)
+pub(crate) async fn api_postings(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
+) -> Result<Response, ApiError> {
+    let postings: Vec<Posting> = state.careers.open_postings().await.map_err(ApiError::from)?;
+    let (postings, next) = crate::paging::page(postings, |p| p.id.clone(), &q)?;
+    Ok(crate::paging::announce(Json(postings).into_response(), "/api/v1/careers/postings", &q, next))
 }
 
 /// `POST /api/v1/careers/postings/{id}/applications` with a JSON object:

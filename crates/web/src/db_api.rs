@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError};
 use crate::errors::created;
+use crate::paging::{self, PageQuery};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -57,7 +58,7 @@ pub(crate) fn upload_routes() -> Router<AppState> {
     path = "/api/v1/databases/{id}/backups",
     tag = "backups",
     summary = "The database backups",
-    params(("id" = String, Path, description = "The database id")),
+    params(crate::paging::PageQuery, ("id" = String, Path, description = "The database id")),
     responses((status = 200, description = "The snapshots", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
@@ -65,9 +66,12 @@ pub(crate) async fn backups(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = s.backups.list_for_owner(&a.id, &id).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "snapshots": list })).into_response())
+    let (list, next) = paging::page(list, |b| format!("{:030}|{}", b.taken_at.unix_timestamp_nanos(), b.id), &q)?;
+    let body = Json(serde_json::json!({ "snapshots": list })).into_response();
+    Ok(paging::announce(body, &format!("/api/v1/databases/{id}/backups"), &q, next))
 }
 
 #[derive(Deserialize)]
@@ -192,11 +196,18 @@ pub(crate) async fn create(
     path = "/api/v1/databases",
     tag = "databases",
     summary = "Your databases",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The databases", body = Vec<seldesk_tenants::CustomerDb>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
-pub(crate) async fn list(State(s): State<AppState>, ApiAccount(a): ApiAccount) -> Result<Response, ApiError> {
-    Ok(Json(s.databases.list(&a.id).await?).into_response())
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    ApiAccount(a): ApiAccount,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let all = s.databases.list(&a.id).await?;
+    let (dbs, next) = paging::page(all, |d| format!("{:030}|{}", d.created_at.unix_timestamp_nanos(), d.id), &q)?;
+    Ok(paging::announce(Json(dbs).into_response(), "/api/v1/databases", &q, next))
 }
 
 #[utoipa::path(
@@ -565,7 +576,7 @@ pub(crate) async fn upload_attachment(
     path = "/api/v1/databases/{id}/contacts/{cid}/attachments",
     tag = "contacts",
     summary = "A contact attachments",
-    params(("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
+    params(crate::paging::PageQuery, ("id" = String, Path, description = "The database id"), ("cid" = i64, Path, description = "The contact id")),
     responses((status = 200, description = "The attachments", body = Vec<seldesk_tenants::app::Attachment>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
@@ -573,9 +584,16 @@ pub(crate) async fn list_attachments(
     State(s): State<AppState>,
     ApiAccount(a): ApiAccount,
     Path((id, cid)): Path<(String, i64)>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::attachments(conn, cid)).await?;
-    Ok(Json(list).into_response())
+    let (list, next) = paging::page(list, |x| format!("{:020}", x.id), &q)?;
+    Ok(paging::announce(
+        Json(list).into_response(),
+        &format!("/api/v1/databases/{id}/contacts/{cid}/attachments"),
+        &q,
+        next,
+    ))
 }
 
 /// `GET /api/v1/databases/{id}/contacts/{cid}/attachments/{aid}`: one

@@ -338,8 +338,11 @@ pub async fn api_problems(req: axum::extract::Request, next: axum::middleware::N
     let mut e = ApiError::new(status, code, detail);
     e.retry_after = parts.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let mut r = e.into_response();
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        r.headers_mut().insert(header::ALLOW, allow.clone());
+    // The rest of what was said stays: Allow on a 405, Content-Range on a 416.
+    for (name, value) in &parts.headers {
+        if ![header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING].contains(name) {
+            r.headers_mut().append(name.clone(), value.clone());
+        }
     }
     r
 }

@@ -20,6 +20,7 @@ mod markdown;
 mod marketing_pages;
 pub mod openapi;
 mod pages;
+pub mod paging;
 pub mod proxy;
 mod staff_pages;
 pub mod transfers;

@@ -748,12 +748,18 @@ async fn trends_csv(
     path = "/api/v1/events",
     tag = "events",
     summary = "Upcoming events",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The events", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
-pub(crate) async fn api_events(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn api_events(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
+) -> Result<Response, ApiError> {
     let events = state.marketing.open_events().await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "events": events })).into_response())
+    let (events, next) = crate::paging::page(events, |e| e.id.clone(), &q)?;
+    let body = Json(serde_json::json!({ "events": events })).into_response();
+    Ok(crate::paging::announce(body, "/api/v1/events", &q, next))
 }
 
 #[utoipa::path(
@@ -786,12 +792,18 @@ pub(crate) async fn api_register(
     path = "/api/v1/partners",
     tag = "partners",
     summary = "Partners",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The partners", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
-pub(crate) async fn api_partners(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn api_partners(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
+) -> Result<Response, ApiError> {
     let partners = state.marketing.partners(true).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "partners": partners })).into_response())
+    let (partners, next) = crate::paging::page(partners, |p| p.id.clone(), &q)?;
+    let body = Json(serde_json::json!({ "partners": partners })).into_response();
+    Ok(crate::paging::announce(body, "/api/v1/partners", &q, next))
 }
 
 #[utoipa::path(

@@ -289,14 +289,18 @@ pub(crate) async fn api_upload(
     path = "/api/v1/upgrades",
     tag = "upgrades",
     summary = "Your upgrade requests",
+    params(crate::paging::PageQuery),
     responses((status = 200, description = "The requests", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
 pub(crate) async fn api_list(
     State(state): State<AppState>,
     ApiAccount(a): ApiAccount,
-) -> Result<Json<Vec<UpgradeRequest>>, ApiError> {
-    state.upgrades.list(&a.id).await.map(Json).map_err(ApiError::from)
+    axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
+) -> Result<Response, ApiError> {
+    let list = state.upgrades.list(&a.id).await.map_err(ApiError::from)?;
+    let (list, next) = crate::paging::page(list, |u| u.id.clone(), &q)?;
+    Ok(crate::paging::announce(Json(list).into_response(), "/api/v1/upgrades", &q, next))
 }
 
 #[utoipa::path(

@@ -481,3 +481,102 @@ async fn the_openapi_document_and_its_page_describe_every_operation() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn ten_thousand_contacts_are_each_seen_once_while_a_thousand_are_inserted() {
+    let app = spawn_app().await;
+    let account = app.sign_up("tenk@example.com", PW).await;
+    let t = app.token("tenk@example.com", PW).await;
+    let created = call(&app, Method::POST, "/api/v1/databases", Some(&t), Some(r#"{"name":"big-crm"}"#)).await;
+    let db = created.2["id"].as_str().expect("id").to_string();
+    // 10,000 contacts at once through the service (the API would take minutes in a debug build).
+    let before: Vec<i64> = app
+        .app()
+        .services()
+        .databases
+        .write_db(&account, &db, false, |conn, now| {
+            (0..10_000)
+                .map(|i| {
+                    let input = seldesk_tenants::app::ContactInput {
+                        name: Some(format!("Person {:05}", (i * 7919) % 10_000)),
+                        ..Default::default()
+                    };
+                    seldesk_tenants::app::create(conn, &input, now).map(|c| c.id)
+                })
+                .collect()
+        })
+        .await
+        .expect("contacts");
+    let mut path = format!("/api/v1/databases/{db}/contacts?limit=200");
+    let (mut seen, mut pages, mut inserted) = (Vec::new(), 0, 0);
+    loop {
+        let (status, headers, body) = call(&app, Method::GET, &path, Some(&t), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.extend(body.as_array().expect("list").iter().map(|c| c["id"].as_i64().expect("id")));
+        pages += 1;
+        // Twenty others through the API meanwhile: before, among and after what was read.
+        for k in 0..20 {
+            let name = match k % 4 {
+                0 => format!("Aaa {pages}-{k}"),
+                1 => format!("Person {:05} new", (pages * 397 + k) % 10_000),
+                2 => format!("Person {:05} later", (pages * 211 + k * 13) % 10_000),
+                _ => format!("Zzz {pages}-{k}"),
+            };
+            let r = call(
+                &app,
+                Method::POST,
+                &format!("/api/v1/databases/{db}/contacts"),
+                Some(&t),
+                Some(&json!({ "name": name }).to_string()),
+            )
+            .await;
+            assert_eq!(r.0, StatusCode::CREATED);
+            inserted += 1;
+        }
+        let Some(link) = headers.get("link") else { break };
+        path = link.to_str().expect("ascii").trim_start_matches('<').split('>').next().expect("url").to_string();
+    }
+    assert!(inserted >= 1_000, "{inserted} inserted while paging");
+    let before: std::collections::BTreeSet<i64> = before.into_iter().collect();
+    let old: Vec<i64> = seen.iter().copied().filter(|id| before.contains(id)).collect();
+    let unique: std::collections::BTreeSet<i64> = old.iter().copied().collect();
+    assert_eq!(old.len(), 10_000, "every one of the 10,000 seen, in {pages} pages");
+    assert_eq!(unique.len(), 10_000, "none twice");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_list_is_paged_with_the_same_cursor_headers() {
+    let app = spawn_app().await;
+    app.sign_up("lists@example.com", PW).await;
+    let t = app.token("lists@example.com", PW).await;
+    for i in 0..3 {
+        let body = json!({ "name": format!("t{i}"), "scopes": ["databases:read"], "expires_in_days": 5 }).to_string();
+        assert_eq!(call(&app, Method::POST, "/api/v1/me/tokens", Some(&t), Some(&body)).await.0, StatusCode::CREATED);
+        let body = json!({ "kind": "question", "message": format!("Question {i}") }).to_string();
+        assert_eq!(call(&app, Method::POST, "/api/v1/me/requests", Some(&t), Some(&body)).await.0, StatusCode::CREATED);
+        let body = json!({ "name": format!("db{i}") }).to_string();
+        assert_eq!(call(&app, Method::POST, "/api/v1/databases", Some(&t), Some(&body)).await.0, StatusCode::CREATED);
+    }
+    for list in ["/api/v1/databases", "/api/v1/me/requests", "/api/v1/me/tokens"] {
+        let mut path = format!("{list}?limit=2");
+        let mut ids = Vec::new();
+        loop {
+            let (status, headers, body) = call(&app, Method::GET, &path, Some(&t), None).await;
+            assert_eq!(status, StatusCode::OK, "{list}: {body}");
+            let page = body.as_array().expect("a list");
+            assert!(page.len() <= 2, "{list}");
+            ids.extend(page.iter().map(|x| x["id"].to_string()));
+            let Some(link) = headers.get("link") else { break };
+            assert!(headers.get("next-cursor").is_some());
+            path = link.to_str().expect("ascii").trim_start_matches('<').split('>').next().expect("url").to_string();
+            assert!(path.starts_with(list), "{path}");
+        }
+        let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (3, 3), "{list}: {ids:?}");
+        let bad = call(&app, Method::GET, &format!("{list}?cursor=%2A%2A"), Some(&t), None).await;
+        assert_eq!(bad.2["field"], "cursor", "{list}: {}", bad.2);
+        assert_problem(&app, list, bad, (422, "invalid")).await;
+    }
+    app.stop().await;
+}

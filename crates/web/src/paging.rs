@@ -1,0 +1,139 @@
+//! Pages of the API's lists: `?limit=&cursor=`, the next page's address in
+//! `Link: <…>; rel="next"` (RFC 8288) and its cursor in `Next-Cursor`, the
+//! body unchanged (a list stays a list), as contacts already do.
+//!
+//! Contacts, which grow without bound, are paged in SQL by the tenants crate
+//! (`seldesk_tenants::app::Cursor`). The lists here are each account's own
+//! and small by nature (databases bounded by plans, at most 50 live tokens,
+//! requests, invoices, upgrades, a contact's attachments, a database's
+//! backups) or the site's own (events, partners, postings): they are read
+//! whole and paged by a stable key, so a cursor means "after this key" and
+//! inserts or deletions elsewhere in the list neither repeat nor hide items.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use data_encoding::BASE64URL_NOPAD;
+use serde::Deserialize;
+
+use crate::auth::ApiError;
+
+/// The largest page.
+pub const MAX_LIMIT: usize = 500;
+
+/// `?limit=&cursor=` of a list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many items, 1 to 500 (500 when absent).
+    pub limit: Option<i64>,
+    /// Where the page starts: the `Next-Cursor` of the page before.
+    pub cursor: Option<String>,
+}
+
+/// One page of `items`, ordered by `key` (unique per item), after the
+/// query's cursor; and the cursor of the next page when there is one.
+pub fn page<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    q: &PageQuery,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let limit = match q.limit {
+        None => MAX_LIMIT,
+        Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "`limit` is a number from 1 to 500.",
+            )
+            .at("limit"));
+        }
+    };
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(
+            BASE64URL_NOPAD
+                .decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|k| k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "This cursor is not one we gave: use the Next-Cursor of the page before, or leave it out for the first page.",
+                    )
+                    .at("cursor")
+                })?,
+        ),
+    };
+    items.sort_by_key(&key);
+    let start = after.map_or(0, |a| items.partition_point(|i| key(i) <= a));
+    let mut rest: Vec<T> = items.drain(start..).collect();
+    let next = (rest.len() > limit).then(|| {
+        rest.truncate(limit);
+        rest.last().map(|last| BASE64URL_NOPAD.encode(key(last).as_bytes()))
+    });
+    Ok((rest, next.flatten()))
+}
+
+/// Announces the next page of `path` on a list's answer.
+pub fn announce(mut r: Response, path: &str, q: &PageQuery, next: Option<String>) -> Response {
+    let Some(next) = next else { return r };
+    let mut query = vec![("cursor", next.clone())];
+    if let Some(limit) = q.limit {
+        query.insert(0, ("limit", limit.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+    let link = format!("<{path}?{query}>; rel=\"next\"");
+    for (name, value) in [(header::LINK, link), (HeaderName::from_static("next-cursor"), next)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(limit: i64, cursor: Option<String>) -> PageQuery {
+        PageQuery { limit: Some(limit), cursor }
+    }
+
+    #[test]
+    fn every_item_is_seen_once_while_others_come_and_go() {
+        let mut list: Vec<u32> = (0..100).map(|i| i * 2).collect();
+        let key = |i: &u32| format!("{i:010}");
+        let (mut seen, mut cursor) = (Vec::new(), None);
+        loop {
+            let (items, next) = page(list.clone(), key, &q(7, cursor.clone())).expect("page");
+            seen.extend(items.iter().copied());
+            // Inserted before, among and after what was read; one deleted ahead.
+            // (odd numbers: new items, each once)
+            let p = seen.len() as u32;
+            list.extend([2 * p + 1, 2 * p + 101, 10_001 + 2 * p]);
+            list.retain(|i| *i != 150);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let original: Vec<u32> = seen.iter().copied().filter(|i| i % 2 == 0 && *i < 200).collect();
+        assert_eq!(original.len(), 99, "all but the one deleted before it was reached");
+        let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "none twice");
+    }
+
+    #[test]
+    fn bad_limits_and_cursors_name_their_field() {
+        for (limit, cursor, field) in [(0, None, "limit"), (501, None, "limit"), (5, Some("***".to_string()), "cursor")]
+        {
+            let e = page(vec![1u8], |i| i.to_string(), &q(limit, cursor)).expect_err("refused");
+            assert_eq!(e.field, Some(field));
+        }
+        let (all, next) = page(vec![3u8, 1, 2], |i| i.to_string(), &PageQuery::default()).expect("page");
+        assert_eq!((all, next), (vec![1, 2, 3], None));
+    }
+}
