@@ -52,8 +52,9 @@ pub struct SignUp {
 }
 
 /// A correction of the profile (ACC-3): absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+91 80 1234 5678", "invoice_by_post": false}))]
 pub struct ProfileUpdate {
     pub name: Option<String>,
     pub company: Option<String>,

@@ -89,10 +89,13 @@ pub(crate) async fn create_account(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": account.id }))).into_response())
 }
 
-#[derive(Deserialize)]
+/// Sign-in for the API.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+#[schema(example = json!({"email": "asha@example.com", "password": "violet tractor lemon"}))]
+pub(crate) struct TokenRequest {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
@@ -101,7 +104,7 @@ struct TokenRequest {
     path = "/api/v1/auth/token",
     tag = "account",
     summary = "Sign in: a sign-in token for the API",
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = TokenRequest, content_type = "application/json"),
     responses((status = 200, description = "The token and when it expires", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
@@ -120,13 +123,26 @@ pub(crate) async fn token(
     Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
 }
 
-#[derive(Deserialize)]
+/// A personal access token to make.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTokenRequest {
+#[schema(example = json!({"name": "nightly export", "scopes": ["databases:read"], "expires_in_days": 30}))]
+pub(crate) struct NewTokenRequest {
+    /// Where it is used, 1 to 60 characters.
     name: String,
+    /// account:read, account:write, databases:read, databases:write, billing:read, billing:write.
     scopes: Vec<String>,
     /// Days until the token expires.
     expires_in_days: i64,
+}
+
+/// Closing the account: the password again.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"password": "violet tractor lemon"}))]
+pub(crate) struct CloseRequest {
+    #[serde(default)]
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
 }
 
 /// `GET /api/v1/me/tokens`: the account's personal tokens (never the tokens themselves).
@@ -155,7 +171,7 @@ pub(crate) async fn list_tokens(
     path = "/api/v1/me/tokens",
     tag = "tokens",
     summary = "Make a personal access token, shown in this answer only",
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = NewTokenRequest, content_type = "application/json"),
     responses((status = 201, description = "The token, with `token` set this once", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = [])),
 )]
@@ -230,7 +246,7 @@ pub(crate) async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Valu
     path = "/api/v1/me",
     tag = "account",
     summary = "Correct your account",
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = seldesk_accounts::ProfileUpdate, content_type = "application/json"),
     responses((status = 200, description = "The account as corrected", body = seldesk_accounts::Account), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:write"])),
 )]
@@ -244,13 +260,18 @@ pub(crate) async fn update_me(
     Ok(Json(serde_json::to_value(&updated).unwrap_or_default()))
 }
 
-#[derive(Deserialize)]
+/// A personal-data request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewRequest {
+#[schema(example = json!({"kind": "question", "message": "Where are my backups kept?"}))]
+pub(crate) struct NewRequest {
+    /// access, erasure, rectification, objection or question.
     kind: String,
     #[serde(default)]
     message: Option<String>,
+    /// Your password, for access and erasure requests.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<SecretString>,
     /// The id of one of the account's databases the request is about (a
     /// support question: support staff may then look into that database).
@@ -314,7 +335,7 @@ pub(crate) async fn erasure_preview(
     path = "/api/v1/me/close",
     tag = "account",
     summary = "Close the account (kept for the policy period, then erased)",
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = CloseRequest, content_type = "application/json"),
     responses((status = 200, description = "Closed; the day it will be erased", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:write"])),
 )]
@@ -323,12 +344,7 @@ pub(crate) async fn close_account(
     ApiAccount(account): ApiAccount,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    #[derive(Deserialize)]
-    struct Close {
-        #[serde(default)]
-        password: SecretString,
-    }
-    let req: Close = json(&body)?;
+    let req: CloseRequest = json(&body)?;
     state.accounts.confirm_password(&account.id, req.password.expose_secret()).await?;
     let open = state.databases.list(&account.id).await.map_err(ApiError::from)?;
     if !open.is_empty() {
@@ -349,7 +365,7 @@ pub(crate) async fn close_account(
     tag = "account",
     summary = "Make a personal-data request (access, erasure, rectification, objection, question)",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = NewRequest, content_type = "application/json"),
     responses((status = 201, description = "The request; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:write"])),
 )]

@@ -74,9 +74,12 @@ pub(crate) async fn backups(
     Ok(paging::announce(body, &format!("/api/v1/databases/{id}/backups"), &q, next))
 }
 
-#[derive(Deserialize)]
+/// Where a backup is restored to.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreRequest {
+#[schema(example = json!({"name": "ledger-restored"}))]
+pub(crate) struct RestoreRequest {
+    /// The new database's name.
     name: String,
 }
 
@@ -86,7 +89,7 @@ struct RestoreRequest {
     tag = "backups",
     summary = "Restore a backup into a new database",
     params(("id" = String, Path, description = "The database id"), ("snapshot" = String, Path, description = "The snapshot id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = RestoreRequest, content_type = "application/json"),
     responses((status = 201, description = "The new database; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
@@ -109,11 +112,14 @@ pub(crate) async fn restore_backup(
     Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), d))
 }
 
-#[derive(serde::Deserialize)]
-struct RestoreAtRequest {
-    /// RFC 3339.
+/// A point-in-time restore.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"at": "2026-12-06T10:15:30Z", "name": "ledger-at-10-15"}))]
+pub(crate) struct RestoreAtRequest {
+    /// The moment, RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
     at: time::OffsetDateTime,
+    /// The new database's name.
     name: String,
 }
 
@@ -127,7 +133,7 @@ struct RestoreAtRequest {
     tag = "backups",
     summary = "Restore the database as it was at a moment, into a new database",
     params(("id" = String, Path, description = "The database id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = RestoreAtRequest, content_type = "application/json"),
     responses((status = 201, description = "The new database and the moment it holds changes to", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
@@ -161,10 +167,13 @@ fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+/// A database to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewDb {
+#[schema(example = json!({"name": "ledger", "region": "uk"}))]
+pub(crate) struct NewDb {
     name: String,
+    /// Its data center (the account's nearest when absent).
     #[serde(default)]
     region: Option<String>,
     #[serde(default)]
@@ -177,7 +186,7 @@ struct NewDb {
     tag = "databases",
     summary = "Create a database (a trial until paid)",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = NewDb, content_type = "application/json"),
     responses((status = 201, description = "The database; its address in Location", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
@@ -378,9 +387,11 @@ pub(crate) async fn revoke(
     Ok(Json(serde_json::json!({ "revoked": true })).into_response())
 }
 
-#[derive(Deserialize)]
+/// Where a database moves to.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MoveRequest {
+#[schema(example = json!({"region": "sg"}))]
+pub(crate) struct MoveRequest {
     region: String,
 }
 
@@ -390,7 +401,7 @@ struct MoveRequest {
     tag = "databases",
     summary = "Move the database to another data center",
     params(("id" = String, Path, description = "The database id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = MoveRequest, content_type = "application/json"),
     responses((status = 202, description = "The move has begun", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
@@ -670,9 +681,11 @@ pub(crate) async fn delete_attachment(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+/// SQL for the sandbox.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
+#[schema(example = json!({"sql": "SELECT name FROM contacts WHERE name LIKE ?", "params": ["A%"]}))]
+pub(crate) struct SqlRequest {
     sql: String,
     #[serde(default)]
     params: Vec<serde_json::Value>,
@@ -684,7 +697,7 @@ struct SqlRequest {
     tag = "databases",
     summary = "Run SQL in the database sandbox",
     params(("id" = String, Path, description = "The database id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = SqlRequest, content_type = "application/json"),
     responses((status = 200, description = "Columns and rows", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]

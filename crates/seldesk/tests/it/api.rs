@@ -474,6 +474,13 @@ async fn the_openapi_document_and_its_page_describe_every_operation() {
         "#/components/schemas/Problem"
     );
     assert!(doc["components"]["securitySchemes"]["personal_token"].is_object());
+    // Bodies are typed, with examples.
+    let body = &doc["paths"]["/api/v1/databases"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/NewDb", "{body}");
+    assert_eq!(doc["components"]["schemas"]["NewDb"]["example"]["name"], "ledger");
+    let answer =
+        &doc["paths"]["/api/v1/databases"]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
+    assert_eq!(answer["$ref"], "#/components/schemas/CustomerDb", "{answer}");
     let (status, page) = app.text("/api/docs").await;
     assert_eq!(status, 200);
     for needle in ["/api/v1/openapi.json", "Idempotency-Key", "databases:write", "/api/v1/databases/{id}/contacts"] {
