@@ -161,7 +161,12 @@ pub(crate) async fn list_tokens(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let tokens = state.accounts.api_tokens(&account.id).await?;
-    let (tokens, next) = paging::page(tokens, |t| format!("{:030}|{}", t.created_at.unix_timestamp_nanos(), t.id), &q)?;
+    let (tokens, next) = paging::page(
+        tokens,
+        |t| format!("{:030}|{}", t.created_at.unix_timestamp_nanos(), t.id),
+        paging::Order::Newest,
+        &q,
+    )?;
     Ok(paging::announce(Json(tokens).into_response(), "/api/v1/me/tokens", &q, next))
 }
 
@@ -420,7 +425,7 @@ pub(crate) async fn list_requests(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let tickets = state.accounts.tickets_of(&account.id).await?;
-    let (tickets, next) = paging::page(tickets, |t| format!("{:020}", t.id), &q)?;
+    let (tickets, next) = paging::page(tickets, |t| format!("{:020}", t.id), paging::Order::Newest, &q)?;
     let body = Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())).into_response();
     Ok(paging::announce(body, "/api/v1/me/requests", &q, next))
 }

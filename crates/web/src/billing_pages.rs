@@ -603,7 +603,12 @@ pub(crate) async fn api_invoices(
     axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let invoices = state.billing.invoices_of(&a.id).await.map_err(ApiError::from)?;
-    let (invoices, next) = crate::paging::page(invoices, |i| format!("{}|{}", i.number, i.id), &q)?;
+    let (invoices, next) = crate::paging::page(
+        invoices,
+        |i| format!("{:030}|{}|{}", i.issued_at.unix_timestamp_nanos(), i.number, i.id),
+        crate::paging::Order::Newest,
+        &q,
+    )?;
     let body = Json(serde_json::json!({ "invoices": invoices })).into_response();
     Ok(crate::paging::announce(body, "/api/v1/billing/invoices", &q, next))
 }

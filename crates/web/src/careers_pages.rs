@@ -760,7 +760,12 @@ pub(crate) async fn api_postings(
     axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let postings: Vec<Posting> = state.careers.open_postings().await.map_err(ApiError::from)?;
-    let (postings, next) = crate::paging::page(postings, |p| p.id.clone(), &q)?;
+    let (postings, next) = crate::paging::page(
+        postings,
+        |p| format!("{:030}|{}", p.published_at.map_or(0, |t| t.unix_timestamp_nanos()), p.id),
+        crate::paging::Order::Newest,
+        &q,
+    )?;
     Ok(crate::paging::announce(Json(postings).into_response(), "/api/v1/careers/postings", &q, next))
 }
 

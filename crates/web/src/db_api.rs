@@ -69,7 +69,12 @@ pub(crate) async fn backups(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = s.backups.list_for_owner(&a.id, &id).await.map_err(ApiError::from)?;
-    let (list, next) = paging::page(list, |b| format!("{:030}|{}", b.taken_at.unix_timestamp_nanos(), b.id), &q)?;
+    let (list, next) = paging::page(
+        list,
+        |b| format!("{:030}|{}", b.taken_at.unix_timestamp_nanos(), b.id),
+        paging::Order::Oldest,
+        &q,
+    )?;
     let body = Json(serde_json::json!({ "snapshots": list })).into_response();
     Ok(paging::announce(body, &format!("/api/v1/databases/{id}/backups"), &q, next))
 }
@@ -215,7 +220,12 @@ pub(crate) async fn list(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let all = s.databases.list(&a.id).await?;
-    let (dbs, next) = paging::page(all, |d| format!("{:030}|{}", d.created_at.unix_timestamp_nanos(), d.id), &q)?;
+    let (dbs, next) = paging::page(
+        all,
+        |d| format!("{:030}|{}", d.created_at.unix_timestamp_nanos(), d.id),
+        paging::Order::Oldest,
+        &q,
+    )?;
     Ok(paging::announce(Json(dbs).into_response(), "/api/v1/databases", &q, next))
 }
 
@@ -598,7 +608,7 @@ pub(crate) async fn list_attachments(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = s.databases.read_db(&a.id, &id, move |conn| seldesk_tenants::app::attachments(conn, cid)).await?;
-    let (list, next) = paging::page(list, |x| format!("{:020}", x.id), &q)?;
+    let (list, next) = paging::page(list, |x| format!("{:020}", x.id), paging::Order::Oldest, &q)?;
     Ok(paging::announce(
         Json(list).into_response(),
         &format!("/api/v1/databases/{id}/contacts/{cid}/attachments"),

@@ -757,7 +757,12 @@ pub(crate) async fn api_events(
     axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let events = state.marketing.open_events().await.map_err(ApiError::from)?;
-    let (events, next) = crate::paging::page(events, |e| e.id.clone(), &q)?;
+    let (events, next) = crate::paging::page(
+        events,
+        |e| format!("{:030}|{}", e.starts_at.unix_timestamp_nanos(), e.id),
+        crate::paging::Order::Oldest,
+        &q,
+    )?;
     let body = Json(serde_json::json!({ "events": events })).into_response();
     Ok(crate::paging::announce(body, "/api/v1/events", &q, next))
 }
@@ -801,7 +806,12 @@ pub(crate) async fn api_partners(
     axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let partners = state.marketing.partners(true).await.map_err(ApiError::from)?;
-    let (partners, next) = crate::paging::page(partners, |p| p.id.clone(), &q)?;
+    let (partners, next) = crate::paging::page(
+        partners,
+        |p| format!("{}\u{0}{}\u{0}{}", p.country, p.name, p.id),
+        crate::paging::Order::Oldest,
+        &q,
+    )?;
     let body = Json(serde_json::json!({ "partners": partners })).into_response();
     Ok(crate::paging::announce(body, "/api/v1/partners", &q, next))
 }

@@ -30,11 +30,20 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-/// One page of `items`, ordered by `key` (unique per item), after the
-/// query's cursor; and the cursor of the next page when there is one.
+/// In which order a list comes: the order its service gives, kept so that
+/// paging changes no client's view of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Oldest,
+    Newest,
+}
+
+/// One page of `items`, ordered by `key` (unique per item) in `order`, after
+/// the query's cursor; and the cursor of the next page when there is one.
 pub fn page<T>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> String,
+    order: Order,
     q: &PageQuery,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let limit = match q.limit {
@@ -68,7 +77,13 @@ pub fn page<T>(
         ),
     };
     items.sort_by_key(&key);
-    let start = after.map_or(0, |a| items.partition_point(|i| key(i) <= a));
+    if order == Order::Newest {
+        items.reverse();
+    }
+    let start = after.map_or(0, |a| match order {
+        Order::Oldest => items.partition_point(|i| key(i) <= a),
+        Order::Newest => items.partition_point(|i| key(i) >= a),
+    });
     let mut rest: Vec<T> = items.drain(start..).collect();
     let next = (rest.len() > limit).then(|| {
         rest.truncate(limit);
@@ -108,7 +123,7 @@ mod tests {
         let key = |i: &u32| format!("{i:010}");
         let (mut seen, mut cursor) = (Vec::new(), None);
         loop {
-            let (items, next) = page(list.clone(), key, &q(7, cursor.clone())).expect("page");
+            let (items, next) = page(list.clone(), key, Order::Oldest, &q(7, cursor.clone())).expect("page");
             seen.extend(items.iter().copied());
             // Inserted before, among and after what was read; one deleted ahead.
             // (odd numbers: new items, each once)
@@ -130,10 +145,14 @@ mod tests {
     fn bad_limits_and_cursors_name_their_field() {
         for (limit, cursor, field) in [(0, None, "limit"), (501, None, "limit"), (5, Some("***".to_string()), "cursor")]
         {
-            let e = page(vec![1u8], |i| i.to_string(), &q(limit, cursor)).expect_err("refused");
+            let e = page(vec![1u8], |i| i.to_string(), Order::Oldest, &q(limit, cursor)).expect_err("refused");
             assert_eq!(e.field, Some(field));
         }
-        let (all, next) = page(vec![3u8, 1, 2], |i| i.to_string(), &PageQuery::default()).expect("page");
+        let (all, next) = page(vec![3u8, 1, 2], |i| i.to_string(), Order::Oldest, &PageQuery::default()).expect("page");
         assert_eq!((all, next), (vec![1, 2, 3], None));
+        let (first, next) = page(vec![3u8, 1, 2, 4], |i| i.to_string(), Order::Newest, &q(2, None)).expect("page");
+        assert_eq!(first, vec![4, 3]);
+        let (second, last) = page(vec![3u8, 1, 2, 5, 4], |i| i.to_string(), Order::Newest, &q(2, next)).expect("page");
+        assert_eq!((second, last), (vec![2, 1], None), "what came after the first page is not on a later one");
     }
 }

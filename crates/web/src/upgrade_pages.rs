@@ -299,7 +299,7 @@ pub(crate) async fn api_list(
     axum::extract::Query(q): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = state.upgrades.list(&a.id).await.map_err(ApiError::from)?;
-    let (list, next) = crate::paging::page(list, |u| u.id.clone(), &q)?;
+    let (list, next) = crate::paging::page(list, |u| u.id.clone(), crate::paging::Order::Newest, &q)?;
     Ok(crate::paging::announce(Json(list).into_response(), "/api/v1/upgrades", &q, next))
 }
 
