@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Seldesk test on a fresh Debian machine with Rust:
-# installs what is missing (Chromium, chromedriver, PostgreSQL), starts
+# installs what is missing (Chromium, chromedriver, PostgreSQL, curl), starts
 # PostgreSQL if it is installed but not running, then runs the format check,
 # clippy with warnings denied, and the whole suite on SQLite and on PostgreSQL,
-# browser journeys included.
+# browser journeys included, and fuzzes the API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,7 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   # Another apt (a fresh machine's own updates) may hold the lock: wait for it.
