@@ -16,7 +16,9 @@ if [ ! -x "$venv/bin/st" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'schemathesis==4.32.5'
 fi
-cargo build --locked -q -p seldesk
+# The binary the test suite just built (same features: a plain `cargo build`
+# would resolve features without the dev-dependencies and rebuild much).
+cargo test --workspace --locked --no-run -q
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
