@@ -336,6 +336,9 @@ async fn make_use_and_revoke_a_personal_access_token_in_chromium() {
     let token = b.client.find(Locator::Css("#token-value")).await.expect("token").text().await.expect("text");
     assert!(token.starts_with("sdpat_"), "{token}");
     b.screenshot("api-token-made").await;
+    b.client.set_window_size(390, 844).await.expect("phone");
+    b.screenshot("api-token-made-phone").await;
+    b.client.set_window_size(1280, 800).await.expect("desktop");
     // It reads databases, and is refused writing.
     let list = app.client.get(app.url("/api/v1/databases")).bearer_auth(&token).send().await.expect("list");
     assert_eq!(list.status(), 200);
