@@ -151,7 +151,7 @@ pub struct Ticket {
 }
 
 /// A message in a ticket.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketMessage {
     pub author: String,
     pub body: String,

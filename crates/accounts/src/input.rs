@@ -28,7 +28,7 @@ pub const INTERESTS: &[&str] =
     &["Use Seldesk for my company", "Implement Seldesk for clients", "Evaluate Seldesk", "Study or research", "Other"];
 
 /// Sign-up: what ACC-1 lists, nothing more.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     pub name: String,
@@ -41,6 +41,7 @@ pub struct SignUp {
     #[serde(default)]
     pub interest: Option<String>,
     /// Never printed: `{:?}` shows `[REDACTED]`.
+    #[schema(value_type = String, format = Password)]
     pub password: secrecy::SecretString,
     #[serde(default)]
     pub invoice_by_post: bool,

@@ -52,7 +52,7 @@ impl Default for Seller {
 }
 
 /// What a plan is priced by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Per {
     Database,
@@ -79,7 +79,7 @@ pub struct Price {
 }
 
 /// A tax rate in basis points (1800 = 18%) and its label on invoices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tax {
     pub label: String,

@@ -20,7 +20,7 @@ use crate::{Billing, BillingError, pdf};
 pub type InvoiceData = pdf::InvoiceDoc;
 
 /// An invoice in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvoiceSummary {
     pub id: String,
     pub number: String,

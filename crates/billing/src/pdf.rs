@@ -14,7 +14,7 @@
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
 /// Everything printed on an invoice; amounts in minor units (cents).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct InvoiceDoc {
     /// Invoice number, e.g. "2026-000001".
     pub number: String,
@@ -55,7 +55,7 @@ pub struct InvoiceDoc {
 }
 
 /// One row of the invoice table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     /// Free text; wrapped to the column, explicit newlines are kept.
     pub description: String,

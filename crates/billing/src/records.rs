@@ -21,7 +21,7 @@ pub(crate) fn subject(account_id: &str) -> String {
 }
 
 /// A subscription as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub id: String,
     pub account_id: String,
@@ -51,7 +51,7 @@ pub struct Subscription {
 }
 
 /// A payment as stored (never card data: there is no column for it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Payment {
     pub id: String,
     pub account_id: Option<String>,

@@ -10,7 +10,7 @@ use crate::processor::{EventKind, WebhookError};
 use crate::{Billing, BillingError};
 
 /// What a webhook did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookResult {
     pub event: String,
     pub applied: &'static str,

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::{CareerError, cv};
 
 /// Where a posting stands; only open postings are public.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PostingStatus {
     Draft,
@@ -44,7 +44,7 @@ impl PostingStatus {
 }
 
 /// A job posting.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Posting {
     pub id: String,
     pub slug: String,
@@ -70,7 +70,7 @@ pub struct PostingInput {
 pub const EMPLOYMENT_TYPES: &[&str] = &["Full-time", "Part-time", "Internship", "Fixed-term contract"];
 
 /// A stage of the hiring pipeline (JOB-4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     New,
@@ -128,7 +128,7 @@ impl Stage {
 }
 
 /// How an application reached us (JOB-1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "agency", rename_all = "snake_case")]
 pub enum Source {
     Website,
@@ -163,7 +163,7 @@ pub struct ApplicationUpdate {
 }
 
 /// The CV as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CvFile {
     pub name: String,
     pub content_type: String,
@@ -171,7 +171,7 @@ pub struct CvFile {
 }
 
 /// A note HR wrote at a stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Note {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -180,7 +180,7 @@ pub struct Note {
 }
 
 /// Everything held about an application.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Application {
     pub id: String,
     pub posting_id: String,

@@ -28,8 +28,12 @@ pub struct Sponsor {
     pub webhook: Option<String>,
 }
 
+fn sponsor_names<S: serde::Serializer>(sponsors: &[Sponsor], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(sponsors.iter().map(|s| &s.name))
+}
+
 /// An event people can register for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
     pub slug: String,
@@ -42,6 +46,9 @@ pub struct Event {
     pub organiser: String,
     #[serde(skip_serializing)]
     pub organiser_webhook: Option<String>,
+    /// Shown by name only: a sponsor's webhook address is a credential.
+    #[serde(serialize_with = "sponsor_names")]
+    #[schema(value_type = Vec<String>)]
     pub sponsors: Vec<Sponsor>,
     /// `draft`, `open` or `closed`.
     pub status: String,
@@ -82,7 +89,8 @@ pub struct EventInput {
 }
 
 /// The four fields a registration or referral asks for, and nothing else.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Meera Iyer", "email": "meera@example.in", "phone": "+91 22 5555 0199", "company": "Iyer Spices"}))]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationInput {
     pub name: String,
@@ -109,7 +117,7 @@ pub struct Registration {
 }
 
 /// An official partner.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Partner {
     pub id: String,
     pub name: String,

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::{BoxFuture, Candidate, Census, Eraser, PrivacyError, placeholders};
 
 /// One entry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     #[serde(with = "time::serde::rfc3339")]

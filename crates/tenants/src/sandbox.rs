@@ -195,7 +195,7 @@ fn unlimit(conn: &Connection) -> Result<(), TenantError> {
 }
 
 /// The result of a console statement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<serde_json::Value>>,

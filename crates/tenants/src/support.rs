@@ -15,7 +15,7 @@ use crate::{Databases, TenantError};
 pub const MAX_HOURS: i64 = 8;
 
 /// A grant of support access.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupportGrant {
     pub id: i64,
     pub database_id: String,

@@ -88,7 +88,7 @@ impl Default for Allowance {
 }
 
 /// One uploaded database and what became of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UpgradeRequest {
     pub id: String,
     #[serde(skip)]

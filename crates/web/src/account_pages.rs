@@ -490,6 +490,7 @@ struct AccountPage {
     industries: &'static [&'static str],
     interests: &'static [&'static str],
     audit: Vec<(String, String, String)>,
+    audit_pager: crate::paging::Pager,
     upcoming: Option<(String, String)>,
     countries: Vec<(&'static str, &'static str)>,
     marketing: Option<seldesk_marketing::Preference>,
@@ -524,6 +525,8 @@ struct AccountQuery {
     welcome: Option<String>,
     saved: Option<String>,
     revoked: Option<String>,
+    /// The activity list's page (a cursor).
+    activity: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -536,6 +539,7 @@ async fn account_view(
     notice: Option<String>,
     status: StatusCode,
     mut tokens: TokenPanel,
+    activity: Option<&str>,
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
     let now = state.clock.now();
@@ -555,16 +559,17 @@ async fn account_view(
             name: t.name,
         })
         .collect();
-    let audit = state
-        .accounts
-        .audit_about(&account)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .take(20)
-        .map(|e| (e.at.date().to_string(), e.actor, e.action))
-        .collect();
+    let (audit, audit_pager) = crate::paging::site_page(
+        state.accounts.audit_about(&account).await.unwrap_or_default(),
+        |e| format!("{:020}", e.seq),
+        crate::paging::Order::Newest,
+        activity,
+        crate::paging::SITE_PAGE,
+        "Activity pages",
+        "activity",
+        |c| c.map_or_else(|| "/account#activity".to_string(), |c| format!("/account?activity={c}#activity")),
+    );
+    let audit = audit.into_iter().map(|e| (e.at.date().to_string(), e.actor, e.action)).collect();
     let marketing = state.marketing.preference(&account.subject()).await.ok();
     let page = AccountPage {
         title: "Your account",
@@ -576,6 +581,7 @@ async fn account_view(
         industries: seldesk_accounts::INDUSTRIES,
         interests: seldesk_accounts::INTERESTS,
         audit,
+        audit_pager,
         countries: seldesk_domain::country::all(),
         marketing,
         upcoming: {
@@ -605,7 +611,18 @@ async fn account_page(
     } else {
         None
     };
-    account_view(&state, &headers, account, None, None, notice, StatusCode::OK, TokenPanel::default()).await
+    account_view(
+        &state,
+        &headers,
+        account,
+        None,
+        None,
+        notice,
+        StatusCode::OK,
+        TokenPanel::default(),
+        q.activity.as_deref(),
+    )
+    .await
 }
 
 async fn account_update(
@@ -629,8 +646,8 @@ async fn account_update(
         Ok(_) => Redirect::to("/account?saved=1").into_response(),
         Err(e) => {
             let status = status_of(&e);
-            account_view(&state, &headers, account, Some(f), Some(message_of(&e)), None, status, TokenPanel::default())
-                .await
+            let panel = TokenPanel::default();
+            account_view(&state, &headers, account, Some(f), Some(message_of(&e)), None, status, panel, None).await
         }
     }
 }
@@ -658,7 +675,7 @@ async fn create_token(
         Ok((t, secret)) => (StatusCode::CREATED, TokenPanel { made: Some((t.name, secret)), ..TokenPanel::default() }),
         Err(e) => (status_of(&e), TokenPanel { error: Some(message_of(&e)), name, ..TokenPanel::default() }),
     };
-    account_view(&state, &headers, account, None, None, None, status, panel).await
+    account_view(&state, &headers, account, None, None, None, status, panel, None).await
 }
 
 /// `POST /account/tokens/{id}/revoke`.
@@ -679,6 +696,7 @@ struct RequestsPage {
     title: &'static str,
     csrf: String,
     tickets: Vec<Ticket>,
+    pager: crate::paging::Pager,
     error: Option<String>,
     notice: Option<String>,
     due_days: String,
@@ -695,13 +713,29 @@ async fn requests_view(
     error: Option<String>,
     notice: Option<String>,
     status: StatusCode,
+    after: Option<&str>,
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
-    let tickets = state.accounts.tickets_of(&account.id).await.unwrap_or_default();
+    let (tickets, pager) = crate::paging::site_page(
+        state.accounts.tickets_of(&account.id).await.unwrap_or_default(),
+        |t| format!("{:020}", t.id),
+        crate::paging::Order::Newest,
+        after,
+        crate::paging::SITE_PAGE,
+        "Request pages",
+        "requests",
+        |c| {
+            c.map_or_else(
+                || "/account/requests#requests".to_string(),
+                |c| format!("/account/requests?after={c}#requests"),
+            )
+        },
+    );
     let page = RequestsPage {
         title: "Your requests",
         csrf: csrf.token.clone(),
         tickets,
+        pager,
         error,
         notice,
         due_days: state.policy.organisation.request_due.to_string(),
@@ -719,12 +753,19 @@ async fn requests_view(
     csrf.attach(render(status, &page))
 }
 
+/// `?after=` of a list page: where its page starts.
+#[derive(Deserialize)]
+pub(crate) struct AfterQuery {
+    pub after: Option<String>,
+}
+
 async fn requests_page(
     State(state): State<AppState>,
     SignedIn(account, _, _): SignedIn,
     headers: HeaderMap,
+    Query(q): Query<AfterQuery>,
 ) -> Response {
-    requests_view(&state, &headers, &account, None, None, StatusCode::OK).await
+    requests_view(&state, &headers, &account, None, None, StatusCode::OK, q.after.as_deref()).await
 }
 
 #[derive(Deserialize)]
@@ -757,6 +798,7 @@ async fn new_request(
             Some("Choose what you are asking for.".into()),
             None,
             StatusCode::UNPROCESSABLE_ENTITY,
+            None,
         )
         .await;
     };
@@ -766,8 +808,16 @@ async fn new_request(
             Ok(d) => Some(d.id),
             Err(_) => {
                 let e = "Choose one of your databases, or none.".to_string();
-                return requests_view(&state, &headers, &account, Some(e), None, StatusCode::UNPROCESSABLE_ENTITY)
-                    .await;
+                return requests_view(
+                    &state,
+                    &headers,
+                    &account,
+                    Some(e),
+                    None,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                )
+                .await;
             }
         },
     };
@@ -796,7 +846,7 @@ async fn new_request(
         Ok(t) => Redirect::to(&format!("/account/requests/{}", t.id)).into_response(),
         Err(e) => {
             let status = status_of(&e);
-            requests_view(&state, &headers, &account, Some(message_of(&e)), None, status).await
+            requests_view(&state, &headers, &account, Some(message_of(&e)), None, status, None).await
         }
     }
 }

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 use seldesk_accounts::{Principal, ProfileUpdate, SessionKind, SignUp, TicketKind};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError, client_ip};
@@ -60,8 +60,8 @@ pub(crate) fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     path = "/api/v1/accounts",
     tag = "account",
     summary = "Sign up: make an account",
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "The account was made; its id", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = SignUpBody, content_type = "application/json"),
+    responses((status = 201, description = "The account was made; its id", body = AccountCreated), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn create_account(
@@ -86,7 +86,44 @@ pub(crate) async fn create_account(
     if let Some(yes) = marketing {
         state.marketing.set_preference(&account.actor(), &account.subject(), &account.email, yes, "signup").await?;
     }
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": account.id }))).into_response())
+    Ok((StatusCode::CREATED, Json(AccountCreated { id: account.id })).into_response())
+}
+
+/// Sign-up: the account's fields and the marketing choice. Parsed in two
+/// steps so a wrong `marketing` gets its own message.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Asha Rao", "company": "Rao Traders", "email": "asha@example.com", "password": "violet tractor lemon", "country": "IN", "marketing": false}))]
+#[allow(dead_code)] // the document's description of the body `create_account` reads
+pub(crate) struct SignUpBody {
+    #[schema(inline)]
+    #[serde(flatten)]
+    account: SignUp,
+    /// Whether we may send product news (asked once, changeable any time).
+    marketing: Option<bool>,
+}
+
+/// A new account.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AccountCreated {
+    pub id: String,
+}
+
+/// A sign-in token for the API.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SignInToken {
+    /// Send as `Authorization: Bearer …`.
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// A personal token just made: the only time `token` is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MadeToken {
+    #[serde(flatten)]
+    pub about: seldesk_accounts::ApiToken,
+    /// The token itself (`sdpat_…`), shown in this answer only.
+    pub token: String,
 }
 
 /// Sign-in for the API.
@@ -105,7 +142,7 @@ pub(crate) struct TokenRequest {
     tag = "account",
     summary = "Sign in: a sign-in token for the API",
     request_body(content = TokenRequest, content_type = "application/json"),
-    responses((status = 200, description = "The token and when it expires", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The token and when it expires", body = SignInToken), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn token(
@@ -120,7 +157,7 @@ pub(crate) async fn token(
         state.accounts.authenticate(&req.email, req.password.expose_secret(), &client_ip(Some(&conn)), ua).await?;
     let (token, session) = state.accounts.create_session(SessionKind::Api, Principal::Account(account.id)).await?;
     let expires = session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    Ok(Json(serde_json::json!({ "token": token, "expires_at": expires })).into_response())
+    Ok(Json(SignInToken { token, expires_at: expires }).into_response())
 }
 
 /// A personal access token to make.
@@ -177,7 +214,7 @@ pub(crate) async fn list_tokens(
     tag = "tokens",
     summary = "Make a personal access token, shown in this answer only",
     request_body(content = NewTokenRequest, content_type = "application/json"),
-    responses((status = 201, description = "The token, with `token` set this once", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 201, description = "The token, with `token` set this once", body = MadeToken), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = [])),
 )]
 pub(crate) async fn create_token(
@@ -188,10 +225,13 @@ pub(crate) async fn create_token(
     let req: NewTokenRequest = json(&body)?;
     let new = seldesk_accounts::NewToken::parse(&req.name, &req.scopes, req.expires_in_days)?;
     let (made, secret) = state.accounts.create_api_token(&account, new).await?;
-    let mut body = serde_json::to_value(&made).unwrap_or_default();
-    body["token"] = secret.into();
     let location = format!("/api/v1/me/tokens/{}", made.id);
-    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(body)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        Json(MadeToken { about: made, token: secret }),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/me/tokens/{id}`: one personal token.
@@ -208,11 +248,11 @@ pub(crate) async fn show_token(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<seldesk_accounts::ApiToken>, ApiError> {
     let found = state.accounts.api_tokens(&account.id).await?.into_iter().find(|t| t.id == id);
     let t =
         found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "You hold no token with this id."))?;
-    Ok(Json(serde_json::to_value(t).unwrap_or_default()))
+    Ok(Json(t))
 }
 
 /// `DELETE /api/v1/me/tokens/{id}`: revokes a token at once.
@@ -242,8 +282,8 @@ pub(crate) async fn revoke_token(
     responses((status = 200, description = "The account", body = seldesk_accounts::Account), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:read"])),
 )]
-pub(crate) async fn me(ApiAccount(account): ApiAccount) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(&account).unwrap_or_default())
+pub(crate) async fn me(ApiAccount(account): ApiAccount) -> Json<seldesk_accounts::Account> {
+    Json(account)
 }
 
 #[utoipa::path(
@@ -259,10 +299,9 @@ pub(crate) async fn update_me(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<seldesk_accounts::Account>, ApiError> {
     let update: ProfileUpdate = json(&body)?;
-    let updated = state.accounts.update_profile(&account.id, update, &account.actor()).await?;
-    Ok(Json(serde_json::to_value(&updated).unwrap_or_default()))
+    Ok(Json(state.accounts.update_profile(&account.id, update, &account.actor()).await?))
 }
 
 /// A personal-data request.
@@ -287,16 +326,78 @@ pub(crate) struct NewRequest {
     confirm: Option<String>,
 }
 
-fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
-    let fmt = |d: time::OffsetDateTime| d.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    serde_json::json!({
-        "id": t.id,
-        "kind": t.kind.as_str(),
-        "status": t.status.as_str(),
-        "due": fmt(t.due_at),
-        "created_at": fmt(t.created_at),
-        "outcome": t.outcome,
-    })
+/// A personal-data request as its maker sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RequestView {
+    pub id: i64,
+    /// access, erasure, rectification, objection or question.
+    pub kind: &'static str,
+    /// open, answered or closed.
+    pub status: &'static str,
+    /// The day the answer is due at the latest (RFC 3339).
+    pub due: String,
+    pub created_at: String,
+    /// What was done, once answered.
+    pub outcome: Option<String>,
+    /// The database the request is about, when one was named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// For an access request: whether the archive is ready to download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_ready: Option<bool>,
+    /// The conversation, on `GET /api/v1/me/requests/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<seldesk_accounts::TicketMessage>>,
+}
+
+impl RequestView {
+    fn of(t: &seldesk_accounts::Ticket) -> Self {
+        let fmt =
+            |d: time::OffsetDateTime| d.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        Self {
+            id: t.id,
+            kind: t.kind.as_str(),
+            status: t.status.as_str(),
+            due: fmt(t.due_at),
+            created_at: fmt(t.created_at),
+            outcome: t.outcome.clone(),
+            database: None,
+            download_ready: None,
+            messages: None,
+        }
+    }
+}
+
+/// What an erasure would do.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErasurePreview {
+    /// Each database the erasure removes (export it first to keep it).
+    pub databases_removed: Vec<DatabaseToRemove>,
+    /// What is kept, and why.
+    pub kept: String,
+    /// How to confirm.
+    pub confirm: String,
+}
+
+/// A database an erasure removes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DatabaseToRemove {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    /// Where to export it first.
+    pub export: String,
+    /// The day its last backup is destroyed.
+    pub backups_destroyed_by: String,
+}
+
+/// A closed account.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Closed {
+    /// Always `closed`.
+    pub status: &'static str,
+    /// The day it is erased unless you sign in before.
+    pub erased_on: String,
 }
 
 /// What an erasure request would do, before it is made: the databases it
@@ -306,7 +407,7 @@ fn ticket_json(t: &seldesk_accounts::Ticket) -> serde_json::Value {
     path = "/api/v1/me/erasure",
     tag = "account",
     summary = "What an erasure would remove and keep",
-    responses((status = 200, description = "The preview", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The preview", body = ErasurePreview), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:read"])),
 )]
 pub(crate) async fn erasure_preview(
@@ -315,21 +416,21 @@ pub(crate) async fn erasure_preview(
 ) -> Result<Response, ApiError> {
     let databases = state.databases.list(&account.id).await.map_err(ApiError::from)?;
     let backups = state.policy.backups.max_age.after(state.clock.now()).date().to_string();
-    let list: Vec<serde_json::Value> = databases
+    let databases_removed = databases
         .iter()
-        .map(|d| {
-            serde_json::json!({
-                "id": d.id, "name": d.name, "region": d.region,
-                "export": format!("/api/v1/databases/{}/export", d.id),
-                "backups_destroyed_by": backups,
-            })
+        .map(|d| DatabaseToRemove {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            region: d.region.clone(),
+            export: format!("/api/v1/databases/{}/export", d.id),
+            backups_destroyed_by: backups.clone(),
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "databases_removed": list,
-        "kept": "Invoices and payment records, in a restricted archive for the legal period of your country; the receipt lists each with its date.",
-        "confirm": format!("POST /api/v1/me/requests with kind \"erasure\", your password, and \"confirm\": \"{}\"", account.email),
-    }))
+    Ok(Json(ErasurePreview {
+        databases_removed,
+        kept: "Invoices and payment records, in a restricted archive for the legal period of your country; the receipt lists each with its date.".into(),
+        confirm: format!("POST /api/v1/me/requests with kind \"erasure\", your password, and \"confirm\": \"{}\"", account.email),
+    })
     .into_response())
 }
 
@@ -341,7 +442,7 @@ pub(crate) async fn erasure_preview(
     tag = "account",
     summary = "Close the account (kept for the policy period, then erased)",
     request_body(content = CloseRequest, content_type = "application/json"),
-    responses((status = 200, description = "Closed; the day it will be erased", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Closed; the day it will be erased", body = Closed), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:write"])),
 )]
 pub(crate) async fn close_account(
@@ -361,7 +462,7 @@ pub(crate) async fn close_account(
         ));
     }
     let erase_on = state.accounts.close_account(&account).await?;
-    Ok(Json(serde_json::json!({ "status": "closed", "erased_on": erase_on.to_string() })).into_response())
+    Ok(Json(Closed { status: "closed", erased_on: erase_on.to_string() }).into_response())
 }
 
 #[utoipa::path(
@@ -371,7 +472,7 @@ pub(crate) async fn close_account(
     summary = "Make a personal-data request (access, erasure, rectification, objection, question)",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
     request_body(content = NewRequest, content_type = "application/json"),
-    responses((status = 201, description = "The request; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 201, description = "The request; its address in Location", body = RequestView), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:write"])),
 )]
 pub(crate) async fn create_request(
@@ -405,8 +506,7 @@ pub(crate) async fn create_request(
     if let Some(db) = &database {
         state.accounts.link_ticket_to_database(&account, t.id, db).await?;
     }
-    let mut body = ticket_json(&t);
-    body["database"] = serde_json::json!(database);
+    let body = RequestView { database, ..RequestView::of(&t) };
     Ok(crate::errors::created(StatusCode::CREATED, format!("/api/v1/me/requests/{}", t.id), body))
 }
 
@@ -416,7 +516,7 @@ pub(crate) async fn create_request(
     tag = "account",
     summary = "Your personal-data requests",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The requests, newest first", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The requests, newest first", body = Vec<RequestView>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:read"])),
 )]
 pub(crate) async fn list_requests(
@@ -426,7 +526,7 @@ pub(crate) async fn list_requests(
 ) -> Result<Response, ApiError> {
     let tickets = state.accounts.tickets_of(&account.id).await?;
     let (tickets, next) = paging::page(tickets, |t| format!("{:020}", t.id), paging::Order::Newest, &q)?;
-    let body = Json(serde_json::Value::Array(tickets.iter().map(ticket_json).collect())).into_response();
+    let body = Json(tickets.iter().map(RequestView::of).collect::<Vec<_>>()).into_response();
     Ok(paging::announce(body, "/api/v1/me/requests", &q, next))
 }
 
@@ -436,20 +536,18 @@ pub(crate) async fn list_requests(
     tag = "account",
     summary = "One personal-data request and its messages",
     params(("id" = i64, Path, description = "The request number")),
-    responses((status = 200, description = "The request", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The request", body = RequestView), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["account:read"])),
 )]
 pub(crate) async fn request(
     State(state): State<AppState>,
     ApiAccount(account): ApiAccount,
     Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RequestView>, ApiError> {
     let t = state.accounts.own_ticket(&account, id).await?;
-    let mut v = ticket_json(&t);
-    v["download_ready"] =
-        serde_json::Value::Bool(t.kind == TicketKind::Access && state.accounts.export_ready(&account, id).await?);
-    v["messages"] = serde_json::to_value(state.accounts.messages(id).await?).unwrap_or_default();
-    Ok(Json(v))
+    let ready = t.kind == TicketKind::Access && state.accounts.export_ready(&account, id).await?;
+    let messages = state.accounts.messages(id).await?;
+    Ok(Json(RequestView { download_ready: Some(ready), messages: Some(messages), ..RequestView::of(&t) }))
 }
 
 /// The archive, once the password is given again in `X-Seldesk-Password`.

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use seldesk_billing::{BillingError, Interval, InvoiceSummary, Payment, Per, Subscription};
 use seldesk_tenants::CustomerDb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{ApiAccount, ApiError, CsrfToken, SignedIn, StaffUser};
@@ -319,12 +319,18 @@ struct BillingPage {
     paid: Option<InvoiceSummary>,
     subscriptions: Vec<(Subscription, String)>,
     invoices: Vec<InvoiceSummary>,
+    invoices_pager: crate::paging::Pager,
     payments: Vec<Payment>,
+    payments_pager: crate::paging::Pager,
 }
 
 #[derive(Deserialize)]
 struct PaidQuery {
     paid: Option<String>,
+    /// Where the invoice list's page starts.
+    invoices: Option<String>,
+    /// Where the payment list's page starts.
+    payments: Option<String>,
 }
 
 async fn account_billing(
@@ -335,6 +341,38 @@ async fn account_billing(
     let invoices = state.billing.invoices_of(&account.id).await.unwrap_or_default();
     let payments = state.billing.payments_of(&account.id).await.unwrap_or_default();
     let paid = q.paid.and_then(|p| invoices.iter().find(|i| i.payment_id.as_deref() == Some(p.as_str())).cloned());
+    // Each list pages on its own; the other keeps its place in the link.
+    let link = |list: &str, c: Option<&str>| {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        for (name, value) in [("invoices", q.invoices.as_deref()), ("payments", q.payments.as_deref())] {
+            let value = if name == list { c } else { value };
+            if let Some(v) = value {
+                query.push((name, v));
+            }
+        }
+        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+        format!("/account/billing{}{}#{list}", if query.is_empty() { "" } else { "?" }, query)
+    };
+    let (invoices, invoices_pager) = crate::paging::site_page(
+        invoices,
+        |i| format!("{:030}|{}|{}", i.issued_at.unix_timestamp_nanos(), i.number, i.id),
+        crate::paging::Order::Newest,
+        q.invoices.as_deref(),
+        crate::paging::SITE_PAGE,
+        "Invoice pages",
+        "invoices",
+        |c| link("invoices", c),
+    );
+    let (payments, payments_pager) = crate::paging::site_page(
+        payments,
+        |p| format!("{:030}|{}", p.created_at.unix_timestamp_nanos(), p.id),
+        crate::paging::Order::Newest,
+        q.payments.as_deref(),
+        crate::paging::SITE_PAGE,
+        "Payment pages",
+        "payments",
+        |c| link("payments", c),
+    );
     let mut subscriptions = Vec::new();
     for d in state.databases.list(&account.id).await.unwrap_or_default() {
         if let Ok(Some(s)) = state.billing.subscription_of(&d.id).await
@@ -343,7 +381,9 @@ async fn account_billing(
             subscriptions.push((s, d.name));
         }
     }
-    render(StatusCode::OK, &BillingPage { title: "Billing", paid, subscriptions, invoices, payments })
+    let page =
+        BillingPage { title: "Billing", paid, subscriptions, invoices, invoices_pager, payments, payments_pager };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Template)]
@@ -441,42 +481,113 @@ async fn staff_refund(
 
 // --- JSON API -----------------------------------------------------------------
 
+/// Plans and prices in the caller's currency.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Plans {
+    /// ISO 4217, from the account's country.
+    pub currency: String,
+    /// The tax added to prices, when the country has one.
+    pub tax: Option<seldesk_billing::Tax>,
+    pub plans: Vec<PlanPrice>,
+    /// The payment processors that can be chosen; empty when paid plans are unavailable.
+    pub processors: Vec<String>,
+}
+
+/// A plan's price.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PlanPrice {
+    pub id: String,
+    pub name: String,
+    /// What the price is counted in.
+    pub per: seldesk_billing::Per,
+    pub monthly_cents: i64,
+    pub yearly_cents: i64,
+}
+
+/// A new subscription and where to pay for it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Subscribed {
+    /// Where the customer pays (the processor's page).
+    pub redirect_url: String,
+    pub subscription: Option<seldesk_billing::Subscription>,
+}
+
+/// A database's subscription.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SubscriptionView {
+    /// None for a trial or free database.
+    pub subscription: Option<seldesk_billing::Subscription>,
+}
+
+/// A changed plan and the payment it took, if any.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PlanChanged {
+    pub subscription: Option<seldesk_billing::Subscription>,
+    pub payment: Option<seldesk_billing::Payment>,
+}
+
+/// A completed payment.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Completed {
+    pub payment: seldesk_billing::Payment,
+}
+
+/// The account's invoices.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Invoices {
+    pub invoices: Vec<seldesk_billing::InvoiceSummary>,
+}
+
+/// One invoice and everything printed on it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct InvoiceView {
+    pub invoice: seldesk_billing::InvoiceSummary,
+    pub document: seldesk_billing::InvoiceData,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/billing/plans",
     tag = "billing",
     summary = "Plans and prices",
-    responses((status = 200, description = "The plans", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The plans", body = Plans), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:read"])),
 )]
 pub(crate) async fn api_plans(State(state): State<AppState>, ApiAccount(a): ApiAccount) -> Response {
     let settings = state.billing.settings();
     let currency = settings.currency_for(a.country.as_deref());
-    let plans: Vec<serde_json::Value> = settings
+    let plans = settings
         .plans
         .iter()
         .filter_map(|p| {
             let price = p.prices.get(currency)?;
-            Some(serde_json::json!({
-                "id": p.id, "name": p.name, "per": p.per,
-                "monthly_cents": price.monthly, "yearly_cents": price.yearly,
-            }))
+            Some(PlanPrice {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                per: p.per,
+                monthly_cents: price.monthly,
+                yearly_cents: price.yearly,
+            })
         })
         .collect();
-    let processors: Vec<&str> = state.billing.processors().into_iter().map(|(id, _)| id).collect();
-    Json(serde_json::json!({
-        "currency": currency,
-        "tax": settings.tax_for(a.country.as_deref()),
-        "plans": plans,
-        "processors": processors,
-    }))
+    let processors = state.billing.processors().into_iter().map(|(id, _)| id.to_string()).collect();
+    Json(Plans {
+        currency: currency.to_string(),
+        tax: settings.tax_for(a.country.as_deref()).cloned(),
+        plans,
+        processors,
+    })
     .into_response()
 }
 
-#[derive(Deserialize)]
+/// A subscription to take.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubscribeBody {
+#[schema(example = json!({"plan": "standard", "interval": "monthly", "seats": 1}))]
+pub(crate) struct SubscribeBody {
+    /// A plan id from GET /api/v1/billing/plans.
     plan: String,
+    /// monthly or yearly.
     interval: String,
     #[serde(default)]
     seats: Option<i64>,
@@ -490,8 +601,8 @@ struct SubscribeBody {
     tag = "billing",
     summary = "Subscribe the database to a plan",
     params(("id" = String, Path, description = "The database id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "Where to pay, and the subscription", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = SubscribeBody, content_type = "application/json"),
+    responses((status = 201, description = "Where to pay, and the subscription", body = Subscribed), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:write"])),
 )]
 pub(crate) async fn api_subscribe(
@@ -512,7 +623,7 @@ pub(crate) async fn api_subscribe(
         .await
         .map_err(ApiError::from)?;
     let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "redirect_url": url, "subscription": sub }))).into_response())
+    Ok((StatusCode::CREATED, Json(Subscribed { redirect_url: url, subscription: sub })).into_response())
 }
 
 #[utoipa::path(
@@ -521,7 +632,7 @@ pub(crate) async fn api_subscribe(
     tag = "billing",
     summary = "The database subscription",
     params(("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "The subscription", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The subscription", body = SubscriptionView), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:read"])),
 )]
 pub(crate) async fn api_subscription(
@@ -531,13 +642,17 @@ pub(crate) async fn api_subscription(
 ) -> Result<Response, ApiError> {
     state.databases.get(&a.id, &id).await.map_err(ApiError::from)?;
     let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "subscription": sub })).into_response())
+    Ok(Json(SubscriptionView { subscription: sub }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A plan to change to.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangeBody {
+#[schema(example = json!({"plan": "standard", "interval": "yearly"}))]
+pub(crate) struct ChangeBody {
+    /// A plan id from GET /api/v1/billing/plans.
     plan: String,
+    /// monthly or yearly.
     interval: String,
     #[serde(default)]
     seats: Option<i64>,
@@ -549,8 +664,8 @@ struct ChangeBody {
     tag = "billing",
     summary = "Change the plan",
     params(("id" = String, Path, description = "The database id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 200, description = "The subscription and any payment", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = ChangeBody, content_type = "application/json"),
+    responses((status = 200, description = "The subscription and any payment", body = PlanChanged), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:write"])),
 )]
 pub(crate) async fn api_change_plan(
@@ -564,7 +679,7 @@ pub(crate) async fn api_change_plan(
     let payment =
         state.billing.change_plan(&a.id, &id, &b.plan, interval, b.seats.unwrap_or(1)).await.map_err(ApiError::from)?;
     let sub = state.billing.subscription_of(&id).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "subscription": sub, "payment": payment })).into_response())
+    Ok(Json(PlanChanged { subscription: sub, payment }).into_response())
 }
 
 #[utoipa::path(
@@ -573,8 +688,8 @@ pub(crate) async fn api_change_plan(
     tag = "billing",
     summary = "Complete a payment the processor confirmed",
     params(("id" = String, Path, description = "The id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 200, description = "The payment", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = BTreeMap<String, String>, content_type = "application/json", description = "The query parameters the processor added to the return address"),
+    responses((status = 200, description = "The payment", body = Completed), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:write"])),
 )]
 pub(crate) async fn api_complete(
@@ -585,7 +700,7 @@ pub(crate) async fn api_complete(
 ) -> Result<Response, ApiError> {
     let query: BTreeMap<String, String> = if body.is_empty() { BTreeMap::new() } else { crate::api::json(&body)? };
     let payment = state.billing.complete_return(&a.id, &id, query).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "payment": payment })).into_response())
+    Ok(Json(Completed { payment }).into_response())
 }
 
 #[utoipa::path(
@@ -594,7 +709,7 @@ pub(crate) async fn api_complete(
     tag = "billing",
     summary = "Your invoices",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The invoices", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The invoices", body = Invoices), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:read"])),
 )]
 pub(crate) async fn api_invoices(
@@ -609,7 +724,7 @@ pub(crate) async fn api_invoices(
         crate::paging::Order::Newest,
         &q,
     )?;
-    let body = Json(serde_json::json!({ "invoices": invoices })).into_response();
+    let body = Json(Invoices { invoices }).into_response();
     Ok(crate::paging::announce(body, "/api/v1/billing/invoices", &q, next))
 }
 
@@ -619,7 +734,7 @@ pub(crate) async fn api_invoices(
     tag = "billing",
     summary = "One invoice",
     params(("id" = String, Path, description = "The id")),
-    responses((status = 200, description = "The invoice and its document", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The invoice and its document", body = InvoiceView), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["billing:read"])),
 )]
 pub(crate) async fn api_invoice(
@@ -628,7 +743,7 @@ pub(crate) async fn api_invoice(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (invoice, data) = state.billing.invoice(Some(&a.id), &id).await.map_err(ApiError::from)?;
-    Ok(Json(serde_json::json!({ "invoice": invoice, "document": data })).into_response())
+    Ok(Json(InvoiceView { invoice, document: data }).into_response())
 }
 
 #[utoipa::path(
@@ -656,8 +771,8 @@ pub(crate) async fn api_invoice_pdf(
     tag = "billing",
     summary = "A payment processor notification (signed by the processor)",
     params(("processor" = String, Path, description = "The processor name")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 200, description = "Handled", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = Object, content_type = "application/json", description = "The processor's own notification"),
+    responses((status = 200, description = "Handled", body = seldesk_billing::WebhookResult), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn webhook(

@@ -2,7 +2,6 @@
 //! private page, the hr console, and the JSON API. Handlers only translate
 //! HTTP; the careers service holds every rule.
 
-use seldesk_domain::Fault;
 use std::collections::BTreeMap;
 
 use askama::Template;
@@ -16,7 +15,7 @@ use seldesk_careers::{
     PostingStatus, Stage,
 };
 use seldesk_domain::policy::OfferField;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{ApiError, CsrfToken, StaffUser};
@@ -752,7 +751,7 @@ async fn agency_application(
     tag = "careers",
     summary = "Open job postings",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The postings", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The postings", body = Vec<Posting>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_postings(
@@ -779,15 +778,15 @@ pub(crate) async fn api_postings(
     tag = "careers",
     summary = "Apply for a job",
     params(("id" = String, Path, description = "The id")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "The application", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = ApplicationBody, content_type = "application/json"),
+    responses((status = 201, description = "The application", body = ApplicationReceived), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_apply(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<ApplicationReceived>), ApiError> {
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("The body is not JSON: {e}")))?;
     let Some(obj) = value.as_object() else {
@@ -823,10 +822,50 @@ pub(crate) async fn api_apply(
     let (a, _) = state.careers.apply(&seldesk_domain::Actor::System, &a).await.map_err(ApiError::from)?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            serde_json::json!({ "id": a.id, "stage": a.stage, "message": "Received. A private link to the application was e-mailed to the applicant." }),
-        ),
+        Json(ApplicationReceived {
+            id: a.id,
+            stage: a.stage,
+            message: "Received. A private link to the application was e-mailed to the applicant.",
+        }),
     ))
+}
+
+/// An application, as the API takes it. The keys are checked against this
+/// list before anything is read (JOB-3), so the handler reads the object
+/// itself; this type is what the document shows.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Ravi Kumar", "email": "ravi@example.in", "phone": "+91 98 1234 5678", "letter": "I would like to join.", "cv_name": "cv.pdf", "cv_base64": "JVBERi0xLjQK"}))]
+#[allow(dead_code)]
+pub(crate) struct ApplicationBody {
+    name: String,
+    email: String,
+    phone: Option<String>,
+    letter: Option<String>,
+    /// Links the applicant chooses to share.
+    shared: Option<String>,
+    /// The CV's file name (PDF, DOCX, ODT or TXT).
+    cv_name: Option<String>,
+    /// The CV, base64.
+    cv_base64: Option<String>,
+    /// Ask us not to keep the application after the process ends.
+    object_to_keeping: Option<bool>,
+}
+
+/// A received application.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ApplicationReceived {
+    pub id: String,
+    pub stage: seldesk_careers::Stage,
+    pub message: &'static str,
+}
+
+/// Everything held about an application, and each day HR read it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ApplicationView {
+    #[serde(flatten)]
+    pub application: seldesk_careers::Application,
+    /// The days HR opened it.
+    pub reads: Vec<String>,
 }
 
 /// Everything held about an application, for its private link's holder.
@@ -836,17 +875,14 @@ pub(crate) async fn api_apply(
     tag = "careers",
     summary = "Your application, by its private link token",
     params(("token" = String, Path, description = "The private link token")),
-    responses((status = 200, description = "Everything held about the application", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Everything held about the application", body = ApplicationView), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_application(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ApplicationView>, ApiError> {
     let a = state.careers.by_token(&token).await.map_err(ApiError::from)?;
     let reads = state.careers.reads(&a).await.map_err(ApiError::from)?;
-    let mut v = serde_json::to_value(&a)
-        .map_err(|e| ApiError::from(CareerError::Internal(Fault::new("encoding the application", e))))?;
-    v["reads"] = serde_json::json!(reads.iter().map(|r| r.date().to_string()).collect::<Vec<_>>());
-    Ok(Json(v))
+    Ok(Json(ApplicationView { application: a, reads: reads.iter().map(|r| r.date().to_string()).collect() }))
 }

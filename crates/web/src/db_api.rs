@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use seldesk_tenants::{ContactInput, TenantError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::AppState;
@@ -59,7 +59,7 @@ pub(crate) fn upload_routes() -> Router<AppState> {
     tag = "backups",
     summary = "The database backups",
     params(crate::paging::PageQuery, ("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "The snapshots", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The snapshots", body = Snapshots), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
 pub(crate) async fn backups(
@@ -75,8 +75,55 @@ pub(crate) async fn backups(
         paging::Order::Oldest,
         &q,
     )?;
-    let body = Json(serde_json::json!({ "snapshots": list })).into_response();
+    let body = Json(Snapshots { snapshots: list }).into_response();
     Ok(paging::announce(body, &format!("/api/v1/databases/{id}/backups"), &q, next))
+}
+
+/// A database's backups.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Snapshots {
+    pub snapshots: Vec<seldesk_vault::SnapshotInfo>,
+}
+
+/// A database restored to a moment.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RestoredDb {
+    #[serde(flatten)]
+    pub database: seldesk_tenants::CustomerDb,
+    /// The moment it holds changes up to (RFC 3339).
+    pub restored_as_of: Option<String>,
+}
+
+/// A removed database.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Removed {
+    /// Always true.
+    pub removed: bool,
+    /// The day its last backup is destroyed.
+    pub backups_hold_it_until: String,
+}
+
+/// A schema upgrade.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SchemaUpgrade {
+    pub id: String,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Support access to a database.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AccessLog {
+    pub grants: Vec<seldesk_tenants::support::SupportGrant>,
+    /// Every recorded access and change, oldest first.
+    pub entries: Vec<seldesk_privacy::AuditEntry>,
+}
+
+/// A revoked support grant.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Revoked {
+    /// Always true.
+    pub revoked: bool,
 }
 
 /// Where a backup is restored to.
@@ -95,7 +142,7 @@ pub(crate) struct RestoreRequest {
     summary = "Restore a backup into a new database",
     params(("id" = String, Path, description = "The database id"), ("snapshot" = String, Path, description = "The snapshot id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
     request_body(content = RestoreRequest, content_type = "application/json"),
-    responses((status = 201, description = "The new database; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 201, description = "The new database; its address in Location", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn restore_backup(
@@ -139,7 +186,7 @@ pub(crate) struct RestoreAtRequest {
     summary = "Restore the database as it was at a moment, into a new database",
     params(("id" = String, Path, description = "The database id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
     request_body(content = RestoreAtRequest, content_type = "application/json"),
-    responses((status = 201, description = "The new database and the moment it holds changes to", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 201, description = "The new database and the moment it holds changes to", body = RestoredDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn restore_at(
@@ -155,10 +202,9 @@ pub(crate) async fn restore_at(
         .restore_at(&a.actor(), &id, req.at, &req.name, "", Some(&a.id), std::sync::Arc::new(|_, _| {}))
         .await
         .map_err(ApiError::from)?;
-    let mut out = serde_json::json!(d);
-    out["restored_as_of"] =
-        serde_json::json!(plan.shipped_to.format(&time::format_description::well_known::Rfc3339).ok());
-    Ok(created(StatusCode::CREATED, format!("/api/v1/databases/{}", d.id), out))
+    let location = format!("/api/v1/databases/{}", d.id);
+    let restored_as_of = plan.shipped_to.format(&time::format_description::well_known::Rfc3339).ok();
+    Ok(created(StatusCode::CREATED, location, RestoredDb { database: d, restored_as_of }))
 }
 
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -258,7 +304,7 @@ pub(crate) struct Confirm {
     tag = "databases",
     summary = "Remove a database (its name typed in `confirm`)",
     params(("id" = String, Path, description = "The database id"), ("confirm" = String, Query, description = "The database name, typed to confirm")),
-    responses((status = 200, description = "Removed; when its backups are destroyed", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Removed; when its backups are destroyed", body = Removed), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn remove(
@@ -269,7 +315,7 @@ pub(crate) async fn remove(
 ) -> Result<Response, ApiError> {
     let until = s.databases.remove(&a.id, &id, &q.confirm).await?;
     let until = until.date().to_string();
-    Ok(Json(serde_json::json!({ "removed": true, "backups_hold_it_until": until })).into_response())
+    Ok(Json(Removed { removed: true, backups_hold_it_until: until }).into_response())
 }
 
 #[utoipa::path(
@@ -278,7 +324,7 @@ pub(crate) async fn remove(
     tag = "databases",
     summary = "Cancel a database (deactivated, removed after the grace period)",
     params(("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "The database", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The database", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn cancel(
@@ -295,7 +341,7 @@ pub(crate) async fn cancel(
     tag = "databases",
     summary = "Reactivate a cancelled database within its grace period",
     params(("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "The database", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The database", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn reactivate(
@@ -313,7 +359,7 @@ pub(crate) async fn reactivate(
     tag = "databases",
     summary = "Upgrade the database to the current schema, with a way back",
     params(("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "From and to which schema version", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "From and to which schema version", body = SchemaUpgrade), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn upgrade(
@@ -322,7 +368,7 @@ pub(crate) async fn upgrade(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (from, to) = s.databases.upgrade(&a.id, &id).await?;
-    Ok(Json(serde_json::json!({ "id": id, "from": from, "to": to })).into_response())
+    Ok(Json(SchemaUpgrade { id, from, to }).into_response())
 }
 
 /// A test upgrade on a copy: 201 with the new (test) database.
@@ -349,7 +395,7 @@ pub(crate) async fn test_upgrade(
     tag = "support access",
     summary = "Support access to the database: grants and every read",
     params(("id" = String, Path, description = "The database id")),
-    responses((status = 200, description = "Grants and entries", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Grants and entries", body = AccessLog), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
 pub(crate) async fn access_log(
@@ -359,7 +405,7 @@ pub(crate) async fn access_log(
 ) -> Result<Response, ApiError> {
     let grants = s.databases.support_grants(&a.id, &id).await?;
     let entries = s.databases.access_log(&a.id, &id).await?;
-    Ok(Json(serde_json::json!({ "grants": grants, "entries": entries })).into_response())
+    Ok(Json(AccessLog { grants, entries }).into_response())
 }
 
 #[utoipa::path(
@@ -368,7 +414,7 @@ pub(crate) async fn access_log(
     tag = "support access",
     summary = "Approve the changes support proposed",
     params(("id" = String, Path, description = "The database id"), ("grant" = i64, Path, description = "The access grant number")),
-    responses((status = 200, description = "Applied", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Applied", body = seldesk_tenants::support::SupportGrant), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn approve(
@@ -385,7 +431,7 @@ pub(crate) async fn approve(
     tag = "support access",
     summary = "End a support access grant at once",
     params(("id" = String, Path, description = "The database id"), ("grant" = i64, Path, description = "The access grant number")),
-    responses((status = 200, description = "Revoked", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Revoked", body = Revoked), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn revoke(
@@ -394,7 +440,7 @@ pub(crate) async fn revoke(
     Path((id, grant)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
     s.databases.revoke_support(&a.id, &id, grant).await?;
-    Ok(Json(serde_json::json!({ "revoked": true })).into_response())
+    Ok(Json(Revoked { revoked: true }).into_response())
 }
 
 /// Where a database moves to.
@@ -412,7 +458,7 @@ pub(crate) struct MoveRequest {
     summary = "Move the database to another data center",
     params(("id" = String, Path, description = "The database id")),
     request_body(content = MoveRequest, content_type = "application/json"),
-    responses((status = 202, description = "The move has begun", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "The move has begun", body = seldesk_tenants::CustomerDb), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn move_db(
@@ -708,7 +754,7 @@ pub(crate) struct SqlRequest {
     summary = "Run SQL in the database sandbox",
     params(("id" = String, Path, description = "The database id")),
     request_body(content = SqlRequest, content_type = "application/json"),
-    responses((status = 200, description = "Columns and rows", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Columns and rows", body = seldesk_tenants::sandbox::QueryResult), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn sql(

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, Multipart, Path, State};
+use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -82,6 +82,7 @@ struct ListPage {
     title: &'static str,
     csrf: String,
     databases: Vec<CustomerDb>,
+    pager: crate::paging::Pager,
     regions: Vec<RegionChoice>,
     why: String,
     error: Option<String>,
@@ -95,9 +96,19 @@ async fn list_view(
     account_id: &str,
     error: Option<String>,
     status: StatusCode,
+    after: Option<&str>,
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
-    let databases = state.databases.list(account_id).await.unwrap_or_default();
+    let (databases, pager) = crate::paging::site_page(
+        state.databases.list(account_id).await.unwrap_or_default(),
+        |d| format!("{:030}|{}", d.created_at.unix_timestamp_nanos(), d.id),
+        crate::paging::Order::Oldest,
+        after,
+        crate::paging::SITE_PAGE,
+        "Database pages",
+        "databases",
+        |c| c.map_or_else(|| "/databases".to_string(), |c| format!("/databases?after={c}")),
+    );
     // The country from the IP address when a geolocation database is
     // configured, else from the region of the browser's language ("en-IN" → IN).
     let (country, source) = match (crate::consent::remembered_country(state, headers), state.visits.geo.country(ip)) {
@@ -129,6 +140,7 @@ async fn list_view(
         title: "Your databases",
         csrf: csrf.token.clone(),
         databases,
+        pager,
         regions,
         why,
         error,
@@ -142,8 +154,9 @@ async fn list(
     SignedIn(account, _, _): SignedIn,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
+    Query(q): Query<crate::account_pages::AfterQuery>,
 ) -> Response {
-    list_view(&state, &headers, peer.ip(), &account.id, None, StatusCode::OK).await
+    list_view(&state, &headers, peer.ip(), &account.id, None, StatusCode::OK, q.after.as_deref()).await
 }
 
 #[derive(Deserialize)]
@@ -165,7 +178,7 @@ async fn create(
 ) -> Response {
     match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
         Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
-        Err(e) => list_view(&state, &headers, peer.ip(), &account.id, Some(message_of(&e)), status_of(&e)).await,
+        Err(e) => list_view(&state, &headers, peer.ip(), &account.id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
 

@@ -749,7 +749,7 @@ async fn trends_csv(
     tag = "events",
     summary = "Upcoming events",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The events", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The events", body = Events), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_events(
@@ -763,7 +763,7 @@ pub(crate) async fn api_events(
         crate::paging::Order::Oldest,
         &q,
     )?;
-    let body = Json(serde_json::json!({ "events": events })).into_response();
+    let body = Json(Events { events }).into_response();
     Ok(crate::paging::announce(body, "/api/v1/events", &q, next))
 }
 
@@ -773,8 +773,8 @@ pub(crate) async fn api_events(
     tag = "events",
     summary = "Register for an event",
     params(("slug" = String, Path, description = "The event slug")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "The registration", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = seldesk_marketing::RegistrationInput, content_type = "application/json"),
+    responses((status = 201, description = "The registration", body = Registered), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_register(
@@ -787,7 +787,7 @@ pub(crate) async fn api_register(
     let event = state.marketing.open_event(&slug).await.map_err(ApiError::from)?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": r.id, "event": event.title, "shared_with": event.recipient_names() })),
+        Json(Registered { id: r.id, event: event.title.clone(), shared_with: event.recipient_names() }),
     )
         .into_response())
 }
@@ -798,7 +798,7 @@ pub(crate) async fn api_register(
     tag = "partners",
     summary = "Partners",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The partners", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The partners", body = Partners), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_partners(
@@ -812,7 +812,7 @@ pub(crate) async fn api_partners(
         crate::paging::Order::Oldest,
         &q,
     )?;
-    let body = Json(serde_json::json!({ "partners": partners })).into_response();
+    let body = Json(Partners { partners }).into_response();
     Ok(crate::paging::announce(body, "/api/v1/partners", &q, next))
 }
 
@@ -821,16 +821,43 @@ pub(crate) async fn api_partners(
     path = "/api/v1/partners/referrals",
     tag = "partners",
     summary = "Ask to be put in touch with a partner",
-    request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "The referral", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    request_body(content = seldesk_marketing::RegistrationInput, content_type = "application/json"),
+    responses((status = 201, description = "The referral", body = Referred), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(()),
 )]
 pub(crate) async fn api_refer(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let input: RegistrationInput = crate::api::json(&body)?;
     let (r, _) = state.marketing.refer(&input, None).await.map_err(ApiError::from)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": r.id, "partner": r.partner_name, "partner_website": r.partner_website })),
-    )
+    Ok((StatusCode::CREATED, Json(Referred { id: r.id, partner: r.partner_name, partner_website: r.partner_website }))
         .into_response())
+}
+
+/// Upcoming events.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Events {
+    pub events: Vec<seldesk_marketing::Event>,
+}
+
+/// A registration: who receives the four fields.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Registered {
+    pub id: String,
+    /// The event's title.
+    pub event: String,
+    /// The organiser and each sponsor, who each receive name, e-mail, phone and company.
+    pub shared_with: Vec<String>,
+}
+
+/// The partners.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Partners {
+    pub partners: Vec<seldesk_marketing::Partner>,
+}
+
+/// A referral: the partner the person is put in touch with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Referred {
+    pub id: String,
+    pub partner: String,
+    pub partner_website: String,
 }

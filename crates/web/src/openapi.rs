@@ -348,4 +348,56 @@ mod tests {
             }
         }
     }
+
+    /// Resolves a `$ref` to its component, once.
+    fn resolved<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+        match schema.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => doc.pointer(&r.replacen('#', "", 1)).unwrap_or(schema),
+            None => schema,
+        }
+    }
+
+    /// A JSON body the document leaves as "anything" lets a response change
+    /// shape without schemathesis noticing: every JSON answer and body is a
+    /// typed object or list, and every property of a component is typed
+    /// (a free-form object is allowed only where it is said so, such as a
+    /// processor's notification or an upgrade report).
+    #[test]
+    fn every_json_body_has_a_typed_schema() {
+        let doc = document();
+        let mut loose = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                let mut bodies: Vec<(String, &serde_json::Value)> = Vec::new();
+                if let Some(c) = op["requestBody"]["content"]["application/json"].get("schema") {
+                    bodies.push(("request".into(), c));
+                }
+                for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                    if let Some(c) = r["content"]["application/json"].get("schema") {
+                        bodies.push((status.clone(), c));
+                    }
+                }
+                for (what, schema) in bodies {
+                    let schema = resolved(doc, schema);
+                    let typed = schema.get("type").is_some() || schema.get("allOf").is_some();
+                    if !typed {
+                        loose.push(format!("{method} {path} {what}: {schema}"));
+                    }
+                }
+            }
+        }
+        for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+            for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+                let prop = resolved(doc, prop);
+                let typed = ["type", "allOf", "oneOf", "anyOf", "$ref"].iter().any(|k| prop.get(k).is_some());
+                let free_form_by_design =
+                    matches!((name.as_str(), field.as_str()), ("AuditEntry", "details") | ("UpgradeRequest", "report"))
+                        || (name == "QueryResult" && field == "rows");
+                if !typed && !free_form_by_design {
+                    loose.push(format!("component {name}.{field}: {prop}"));
+                }
+            }
+        }
+        assert!(loose.is_empty(), "untyped JSON in the document:\n{}", loose.join("\n"));
+    }
 }

@@ -10,6 +10,7 @@
 //! whole and paged by a stable key, so a cursor means "after this key" and
 //! inserts or deletions elsewhere in the list neither repeat nor hide items.
 
+use askama::Template;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use data_encoding::BASE64URL_NOPAD;
@@ -60,21 +61,14 @@ pub fn page<T>(
     };
     let after = match &q.cursor {
         None => None,
-        Some(c) => Some(
-            BASE64URL_NOPAD
-                .decode(c.as_bytes())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|k| k.len() <= 200)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        "This cursor is not one we gave: use the Next-Cursor of the page before, or leave it out for the first page.",
-                    )
-                    .at("cursor")
-                })?,
-        ),
+        Some(c) => Some(decode(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "This cursor is not one we gave: use the Next-Cursor of the page before, or leave it out for the first page.",
+            )
+            .at("cursor")
+        })?),
     };
     items.sort_by_key(&key);
     if order == Order::Newest {
@@ -90,6 +84,64 @@ pub fn page<T>(
         rest.last().map(|last| BASE64URL_NOPAD.encode(key(last).as_bytes()))
     });
     Ok((rest, next.flatten()))
+}
+
+/// The key a cursor carries, when it is one of ours.
+fn decode(cursor: &str) -> Option<String> {
+    BASE64URL_NOPAD.decode(cursor.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()).filter(|k| k.len() <= 200)
+}
+
+/// Rows per page of the site's lists.
+pub const SITE_PAGE: usize = 25;
+
+/// A site list's pager: a link back to the first page (when not on it) and
+/// one to the next page (when there is one), so no row is ever silently
+/// left out of a list.
+#[derive(Template, Default)]
+#[template(path = "pager.html")]
+pub struct Pager {
+    /// What the pages hold, for the navigation's label ("Activity pages").
+    pub label: &'static str,
+    /// Prefix of the links' ids (`first-{id}`, `next-{id}`).
+    pub id: &'static str,
+    pub first: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// Whether the list is longer than this page.
+    pub fn shown(&self) -> bool {
+        self.first.is_some() || self.next.is_some()
+    }
+}
+
+/// One page of a site list, in the same order and with the same cursors as
+/// the API's: `cursor` comes from the page's query (one we did not give
+/// shows the first page: a stale bookmark is not an error), and the pager
+/// links to `link(None)` for the first page and `link(Some(cursor))` for the
+/// next.
+#[allow(clippy::too_many_arguments)]
+pub fn site_page<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    order: Order,
+    cursor: Option<&str>,
+    per_page: usize,
+    label: &'static str,
+    id: &'static str,
+    link: impl Fn(Option<&str>) -> String,
+) -> (Vec<T>, Pager) {
+    let cursor = cursor.filter(|c| decode(c).is_some()).map(str::to_string);
+    let paged = cursor.is_some();
+    let q = PageQuery { limit: Some(per_page.clamp(1, MAX_LIMIT) as i64), cursor };
+    match page(items, key, order, &q) {
+        Ok((items, next)) => {
+            let pager = Pager { label, id, first: paged.then(|| link(None)), next: next.map(|n| link(Some(&n))) };
+            (items, pager)
+        }
+        // Unreachable: the cursor and the limit were checked above.
+        Err(_) => (Vec::new(), Pager { label, id, first: Some(link(None)), next: None }),
+    }
 }
 
 /// Announces the next page of `path` on a list's answer.
@@ -154,5 +206,28 @@ mod tests {
         assert_eq!(first, vec![4, 3]);
         let (second, last) = page(vec![3u8, 1, 2, 5, 4], |i| i.to_string(), Order::Newest, &q(2, next)).expect("page");
         assert_eq!((second, last), (vec![2, 1], None), "what came after the first page is not on a later one");
+    }
+
+    #[test]
+    fn a_site_list_links_its_pages_and_ignores_a_stale_cursor() {
+        let link = |c: Option<&str>| c.map_or_else(|| "/l".to_string(), |c| format!("/l?after={c}"));
+        let (first, pager) = site_page((0..7).collect(), |i| format!("{i:03}"), Order::Oldest, None, 3, "L", "l", link);
+        assert_eq!(first, [0, 1, 2]);
+        assert!(pager.first.is_none());
+        let next = pager.next.expect("a next page");
+        let cursor = next.trim_start_matches("/l?after=").to_string();
+        let (second, pager) =
+            site_page((0..7).collect(), |i| format!("{i:03}"), Order::Oldest, Some(&cursor), 3, "L", "l", link);
+        assert_eq!(second, [3, 4, 5]);
+        assert_eq!(pager.first.as_deref(), Some("/l"));
+        let html = pager.render().expect("render");
+        assert!(html.contains("id=\"first-l\"") && html.contains("id=\"next-l\""), "{html}");
+        let (stale, pager) =
+            site_page((0..7).collect(), |i| format!("{i:03}"), Order::Oldest, Some("**"), 3, "L", "l", link);
+        assert_eq!(stale, [0, 1, 2]);
+        assert!(pager.first.is_none());
+        let (short, pager) = site_page((0..2).collect(), |i| format!("{i:03}"), Order::Oldest, None, 3, "L", "l", link);
+        assert_eq!(short, [0, 1]);
+        assert!(!pager.shown() && pager.render().expect("render").trim().is_empty());
     }
 }

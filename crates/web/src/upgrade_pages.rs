@@ -247,7 +247,7 @@ pub(crate) struct UploadQuery {
     summary = "Upload an old export to be upgraded (the body)",
     params(("name" = String, Query, description = "The file name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry with the same key to get the first result, never a second object (see /api/docs)")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "An export archive (.zip)"),
-    responses((status = 202, description = "Accepted; its address in Location", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "Accepted; its address in Location", body = seldesk_upgrades::UpgradeRequest), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:write"])),
 )]
 pub(crate) async fn api_upload(
@@ -290,7 +290,7 @@ pub(crate) async fn api_upload(
     tag = "upgrades",
     summary = "Your upgrade requests",
     params(crate::paging::PageQuery),
-    responses((status = 200, description = "The requests", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The requests", body = Vec<seldesk_upgrades::UpgradeRequest>), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
 pub(crate) async fn api_list(
@@ -309,7 +309,7 @@ pub(crate) async fn api_list(
     tag = "upgrades",
     summary = "One upgrade request",
     params(("id" = String, Path, description = "The id")),
-    responses((status = 200, description = "The request", body = serde_json::Value), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The request", body = seldesk_upgrades::UpgradeRequest), (status = "default", description = "An error: an RFC 9457 problem document", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("signin_token" = []), ("personal_token" = ["databases:read"])),
 )]
 pub(crate) async fn api_show(

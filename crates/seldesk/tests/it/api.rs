@@ -587,3 +587,84 @@ async fn every_list_is_paged_with_the_same_cursor_headers() {
     }
     app.stop().await;
 }
+
+/// Follows a site list's "Next page" links from `path`; returns each page's
+/// HTML.
+async fn site_pages(app: &TestApp, session: &str, path: &str, id: &str) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut path = path.to_string();
+    loop {
+        let r = app.client.get(app.url(&path)).header("cookie", session).send().await.expect("page");
+        assert_eq!(r.status(), 200, "{path}");
+        let html = r.text().await.expect("html");
+        let next = html
+            .split(&format!("id=\"next-{id}\" href=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(|href| href.replace("&amp;", "&"));
+        if !pages.is_empty() {
+            assert!(html.contains(&format!("id=\"first-{id}\"")), "a later page links back to the first: {path}");
+        }
+        pages.push(html);
+        match next {
+            Some(href) => path = href,
+            None => break,
+        }
+        assert!(pages.len() < 20, "the pages end");
+    }
+    pages
+}
+
+/// The site's own lists page as the API's do: nothing is cut off silently.
+#[tokio::test]
+async fn the_site_lists_are_paged_and_every_row_is_reached() {
+    let app = spawn_app().await;
+    app.sign_up("pages@example.com", PW).await;
+    let t = app.token("pages@example.com", PW).await;
+    for i in 0..27 {
+        let body = json!({ "kind": "question", "message": format!("Question {i}") }).to_string();
+        assert_eq!(call(&app, Method::POST, "/api/v1/me/requests", Some(&t), Some(&body)).await.0, StatusCode::CREATED);
+    }
+    let session = app.web_session("pages@example.com", PW).await;
+
+    // Requests: 25 on the first page, newest first, then the rest; each once.
+    let pages = site_pages(&app, &session, "/account/requests", "requests").await;
+    assert_eq!(pages.len(), 2);
+    let ids_of = |html: &str| -> Vec<String> {
+        html.split("<a href=\"/account/requests/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_string))
+            .collect()
+    };
+    let first = ids_of(&pages[0]);
+    assert_eq!(first.len(), 25);
+    let all: Vec<String> = pages.iter().flat_map(|p| ids_of(p)).collect();
+    let unique: std::collections::BTreeSet<i64> = all.iter().map(|i| i.parse().expect("id")).collect();
+    assert_eq!((all.len(), unique.len()), (27, 27), "{all:?}");
+    let numbers: Vec<i64> = all.iter().map(|i| i.parse().expect("id")).collect();
+    assert!(numbers.windows(2).all(|w| w[0] > w[1]), "newest first across pages: {numbers:?}");
+
+    // The account's activity: every entry about the person, over pages.
+    let held = app.app().services().audit.about(&format!("person:{}", me(&app, &t).await)).await.expect("audit").len();
+    assert!(held > 27, "{held}");
+    let pages = site_pages(&app, &session, "/account", "activity").await;
+    let rows: usize = pages
+        .iter()
+        .map(|p| {
+            let table = p.split("id=\"activity\"").nth(1).and_then(|t| t.split("</tbody>").next()).unwrap_or_default();
+            table.matches("<tr><td>").count()
+        })
+        .sum();
+    assert_eq!(rows, held, "every activity entry is on one of the pages");
+
+    // A cursor that is not ours shows the first page rather than an error.
+    let r =
+        app.client.get(app.url("/account/requests?after=%2A%2A")).header("cookie", &session).send().await.expect("bad");
+    assert_eq!(r.status(), 200);
+    assert_eq!(ids_of(&r.text().await.expect("html")), first);
+    app.stop().await;
+}
+
+async fn me(app: &TestApp, token: &str) -> String {
+    call(app, Method::GET, "/api/v1/me", Some(token), None).await.2["id"].as_str().expect("id").to_string()
+}

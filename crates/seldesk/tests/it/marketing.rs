@@ -332,6 +332,10 @@ async fn an_event_registration_goes_to_the_named_organiser_and_sponsors_only_onc
         assert!(page.1.contains(needle), "{needle}: {}", page.1);
     }
     assert!(app.text("/events").await.1.contains("Seldesk Day Mumbai"));
+    // The public list names the sponsors, never their webhook addresses (a credential).
+    let listed = app.text("/api/v1/events").await.1;
+    assert!(listed.contains("Big Bank") && !listed.contains(&sponsor_hook), "{listed}");
+    assert!(!listed.contains(&organiser_hook), "{listed}");
 
     // Anything beyond the four fields is refused before anything is stored.
     let r = app

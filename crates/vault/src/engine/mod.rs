@@ -72,7 +72,7 @@ pub struct Retention {
 }
 
 /// A snapshot as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
     pub id: String,
     pub database: String,
