@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/billing/return/{payment}", get(return_from_processor))
         .route("/billing/test-processor/{order}", get(test_processor_page).post(test_processor_decide))
         .route("/account/billing", get(account_billing))
+        .route("/pricing", get(pricing))
         .route("/account/invoices/{id}", get(invoice_page))
         .route("/account/invoices/{id}/pdf", get(invoice_pdf))
         .route("/staff/finance/invoices/{id}/pdf", get(staff_invoice_pdf))
@@ -310,6 +311,83 @@ async fn test_processor_decide(
         Some(back) => Redirect::to(&back).into_response(),
         None => message_page(StatusCode::CONFLICT, "Already decided", "This test order was already decided."),
     }
+}
+
+#[derive(Template)]
+#[template(path = "pricing.html")]
+struct PricingPage {
+    title: &'static str,
+    currency: String,
+    /// Every currency prices are set in, to switch.
+    currencies: Vec<String>,
+    plans: Vec<PlanCard>,
+    /// The tax added for the visitor's country, e.g. "GST 18%".
+    tax: Option<String>,
+    trial: String,
+    /// Whether a payment processor is set up (else paid plans are not offered yet).
+    paid_open: bool,
+}
+
+struct PlanCard {
+    name: String,
+    per_user: bool,
+    monthly: String,
+    yearly: String,
+}
+
+#[derive(Deserialize)]
+struct PricingQuery {
+    currency: Option<String>,
+}
+
+/// `GET /pricing`: the plans of the billing configuration in the visitor's
+/// currency (from their country, as the data-center choice finds it), or
+/// the one they pick.
+async fn pricing(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<PricingQuery>,
+) -> Response {
+    let settings = state.billing.settings();
+    let country = crate::consent::remembered_country(&state, &headers)
+        .or_else(|| state.visits.geo.country(peer.ip()))
+        .or_else(|| crate::db_pages::browser_country(&headers));
+    let mut currencies: Vec<String> = settings.plans.iter().flat_map(|p| p.prices.keys().cloned()).collect();
+    currencies.sort();
+    currencies.dedup();
+    let currency = q
+        .currency
+        .filter(|c| currencies.contains(c))
+        .unwrap_or_else(|| settings.currency_for(country.as_deref()).to_string());
+    let plans = settings
+        .plans
+        .iter()
+        .filter_map(|p| {
+            let price = p.prices.get(&currency)?;
+            Some(PlanCard {
+                name: p.name.clone(),
+                per_user: p.per == seldesk_billing::Per::User,
+                monthly: seldesk_billing::money(price.monthly, &currency),
+                yearly: seldesk_billing::money(price.yearly, &currency),
+            })
+        })
+        .collect();
+    // A tax applies to the visitor's country only when prices are in its currency.
+    let tax = settings
+        .tax_for(country.as_deref())
+        .filter(|_| settings.currency_for(country.as_deref()) == currency)
+        .map(|t| t.label.clone());
+    let page = PricingPage {
+        title: "Pricing",
+        currency,
+        currencies,
+        plans,
+        tax,
+        trial: crate::i18n::period(&state.policy.trial.length.to_string()),
+        paid_open: !state.billing.processors().is_empty(),
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Template)]

@@ -144,7 +144,8 @@ pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if !is_html || path.starts_with("/staff") {
+    // The cookie settings page is the banner's longer form: no banner over it.
+    if !is_html || path.starts_with("/staff") || path == "/cookies" {
         return response;
     }
     let version = current_version(&state);

@@ -14,6 +14,7 @@ pub mod cookies;
 mod db_api;
 mod db_pages;
 mod errors;
+pub mod frame;
 pub mod i18n;
 pub mod idempotency;
 mod markdown;
@@ -189,6 +190,7 @@ fn build_site(state: AppState, internal: bool) -> Router {
         .layer(middleware::from_fn(auth::csrf_layer))
         .layer(middleware::from_fn_with_state(state.clone(), consent::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), record_visit))
+        .layer(middleware::from_fn_with_state(state.clone(), frame::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), i18n::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), billing_pages::simulated_payments))
         .layer(middleware::from_fn_with_state(state.clone(), auth::session_cookies));

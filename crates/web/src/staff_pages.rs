@@ -265,7 +265,16 @@ pub(crate) fn support_routes() -> Router<AppState> {
         .route("/staff/support/{grant}", post(support_query))
 }
 
-async fn support_form(State(state): State<AppState>, StaffUser(_staff, _): StaffUser, headers: HeaderMap) -> Response {
+async fn support_form(State(state): State<AppState>, StaffUser(staff, _): StaffUser, headers: HeaderMap) -> Response {
+    // The same roles the grant itself needs (least privilege: no one else
+    // is shown a way into customer databases).
+    if !(staff.has(Role::Support) || staff.has(Role::Security)) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            "Support access to a customer's database is for the support and security roles.",
+        );
+    }
     let csrf = CsrfToken::for_request(&state, &headers);
     csrf.attach(render(
         StatusCode::OK,

@@ -283,7 +283,9 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     b.wait_for_text("confirmed").await;
 
     b.client.goto(&app.url("/account")).await.expect("account");
-    b.click("form[action='/signout'] button").await;
+    // Signing out from the menu under the person's name, in the header.
+    b.click(".user-menu summary").await;
+    b.click(".user-menu form[action='/signout'] button").await;
     b.wait_for_text("Your business database").await;
     b.client.goto(&app.url("/account")).await.expect("account");
     assert!(b.client.current_url().await.expect("url").path().starts_with("/signin"), "signed out");
@@ -1173,6 +1175,82 @@ async fn a_long_contact_list_is_paged_and_every_contact_is_reached_in_chromium()
     }
     let want: Vec<String> = (0..120).map(|i| format!("Person {i:03}")).collect();
     assert_eq!(seen, want, "every contact once, in order");
+    b.close().await;
+    app.stop().await;
+}
+
+/// Whether the page is wider than the window (a phone would scroll sideways).
+async fn overflows(b: &Browser) -> Option<String> {
+    let v = b
+        .client
+        .execute(
+            "const w = window.innerWidth; const d = document.documentElement.scrollWidth; \
+             if (d <= w) return null; \
+             const out = e => e.getBoundingClientRect().right > w + 1; \
+             const clipped = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) { if (getComputedStyle(p).overflowX !== 'visible') return true; } return false; }; \
+             const wide = [...document.querySelectorAll('body *')].filter(e => out(e) && !out(e.parentElement) && !clipped(e) && getComputedStyle(e).position !== 'fixed').slice(0, 3).map(e => e.tagName + '.' + e.className + '#' + e.id + ' in ' + e.parentElement.tagName + '.' + e.parentElement.className); \
+             return `${d} > ${w}: ${wide.join(', ')}`;",
+            vec![],
+        )
+        .await
+        .expect("measure");
+    v.as_str().map(str::to_string)
+}
+
+/// The header, the phone menu and the width of the main pages at 1280 and
+/// 390 pixels, signed out and signed in; screenshots of each.
+#[tokio::test]
+async fn the_app_frame_works_on_a_desktop_and_a_phone_in_chromium() {
+    let app = spawn_app().await;
+    app.sign_up("frame@example.com", "violet tractor lemon").await;
+    let b = Browser::start().await;
+    b.reject_cookies(&app.url("/")).await;
+    let public = ["/", "/pricing", "/privacy", "/signup", "/signin", "/careers", "/helpdesk", "/cookies"];
+    for (w, h, tag) in [(1280, 900, "desktop"), (390, 844, "phone")] {
+        b.client.set_window_size(w, h).await.expect("size");
+        for path in public {
+            b.client.goto(&app.url(path)).await.expect("page");
+            assert_eq!(overflows(&b).await, None, "{path} at {w}px");
+            let name = if path == "/" { "home".to_string() } else { path.trim_start_matches('/').replace('/', "-") };
+            b.screenshot(&format!("frame-{name}-{tag}")).await;
+        }
+    }
+    // On a phone the links sit behind the menu button.
+    b.client.goto(&app.url("/")).await.expect("home");
+    let main_nav = b.client.find(Locator::Css(".main-nav")).await.expect("nav");
+    assert!(!main_nav.is_displayed().await.expect("shown?"), "the desktop links are folded away");
+    b.click(".phone-menu summary").await;
+    let pricing = b.client.find(Locator::Css(".phone-menu a[href='/pricing']")).await.expect("pricing");
+    assert!(pricing.is_displayed().await.expect("shown?"));
+    b.screenshot("frame-menu-open-phone").await;
+    pricing.click().await.expect("click");
+    b.wait_for_text("Simple pricing").await;
+
+    // Signed in: the customer's own links, on both widths.
+    b.client.set_window_size(1280, 900).await.expect("desktop");
+    b.sign_in(&app.url("/signin"), "frame@example.com", "violet tractor lemon").await;
+    b.wait_for_text("Asha Rao").await;
+    b.click(".main-nav a[href='/databases']").await;
+    b.wait_for_text("No databases yet").await;
+    b.fill("name", "ledger").await;
+    b.click("form[action='/databases'] button[type=submit]").await;
+    b.wait_for_text("ledger").await;
+    let db_page = b.client.current_url().await.expect("url").path().to_string();
+    let private = ["/databases", db_page.as_str(), "/account", "/account/requests", "/account/billing", "/api/docs"];
+    for (w, h, tag) in [(1280, 900, "desktop"), (390, 844, "phone")] {
+        b.client.set_window_size(w, h).await.expect("size");
+        for path in private {
+            b.client.goto(&app.url(path)).await.expect("page");
+            assert_eq!(overflows(&b).await, None, "{path} at {w}px");
+            let name = path.trim_start_matches('/').split('/').take(2).collect::<Vec<_>>().join("-");
+            let name = if path == db_page { "database".to_string() } else { name };
+            b.screenshot(&format!("frame-signed-in-{name}-{tag}")).await;
+        }
+    }
+    b.click(".phone-menu summary").await;
+    let requests = b.client.find(Locator::Css(".phone-menu a[href='/account/requests']")).await.expect("link");
+    assert!(requests.is_displayed().await.expect("shown?"));
+    b.screenshot("frame-signed-in-menu-phone").await;
     b.close().await;
     app.stop().await;
 }

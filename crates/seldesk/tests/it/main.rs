@@ -15,6 +15,7 @@ mod databases;
 mod deploy;
 mod erasure;
 mod fakes;
+mod frame;
 mod hardening;
 mod helpers;
 mod jobs;
