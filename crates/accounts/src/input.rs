@@ -104,23 +104,11 @@ pub fn text(
 /// A plausible e-mail address, lowercased.
 pub fn email(value: &str) -> Result<String, AccountError> {
     let v = value.trim().to_lowercase();
-    let bad = || AccountError::invalid("email", "Enter an e-mail address like name@company.com.");
     if v.is_empty() {
         return Err(AccountError::invalid("email", "E-mail address is required."));
     }
-    if v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
-    if local.is_empty()
-        || local.len() > 64
-        || local.contains('@')
-        || !domain.contains('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-        || domain.contains("..")
-    {
-        return Err(bad());
+    if !seldesk_domain::contact::is_email(&v) {
+        return Err(AccountError::invalid("email", seldesk_domain::contact::EMAIL_HINT));
     }
     no_card("email", &v)?;
     Ok(v)
@@ -131,10 +119,8 @@ pub fn phone(value: &str) -> Result<Option<String>, AccountError> {
     let Some(v) = text("phone", "Phone", value, 30, false)? else {
         return Ok(None);
     };
-    if !v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
-        || v.chars().filter(char::is_ascii_digit).count() < 5
-    {
-        return Err(AccountError::invalid("phone", "Enter a phone number with digits, spaces and + - ( ) only."));
+    if !seldesk_domain::contact::is_phone(&v) {
+        return Err(AccountError::invalid("phone", seldesk_domain::contact::PHONE_HINT));
     }
     Ok(Some(v))
 }

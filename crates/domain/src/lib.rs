@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod clock;
+pub mod contact;
 pub mod country;
 pub mod failure;
 pub mod keyfile;

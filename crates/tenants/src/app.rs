@@ -76,6 +76,28 @@ fn clean(field: &'static str, label: &str, v: Option<&str>, max: usize) -> Resul
     Ok(Some(v.to_string()))
 }
 
+/// A contact's e-mail address: as typed (trimmed), if it has an address's shape.
+fn email(v: Option<&str>) -> Result<Option<String>, TenantError> {
+    let v = clean("email", "E-mail", v, 254)?;
+    match v {
+        Some(e) if !seldesk_domain::contact::is_email(&e) => {
+            Err(TenantError::invalid("email", seldesk_domain::contact::EMAIL_HINT))
+        }
+        v => Ok(v),
+    }
+}
+
+/// A contact's phone number, if it has a number's shape.
+fn phone(v: Option<&str>) -> Result<Option<String>, TenantError> {
+    let v = clean("phone", "Phone", v, 40)?;
+    match v {
+        Some(p) if !seldesk_domain::contact::is_phone(&p) => {
+            Err(TenantError::invalid("phone", seldesk_domain::contact::PHONE_HINT))
+        }
+        v => Ok(v),
+    }
+}
+
 fn tags(input: &[String]) -> Result<String, TenantError> {
     let mut out = Vec::new();
     for t in input {
@@ -282,8 +304,8 @@ pub fn create(conn: &Connection, input: &ContactInput, now: &str) -> Result<Cont
     .execute(params![
             i64::from(input.is_company.unwrap_or(false)),
             name,
-            clean("email", "E-mail", input.email.as_deref(), 254)?,
-            clean("phone", "Phone", input.phone.as_deref(), 40)?,
+            email(input.email.as_deref())?,
+            phone(input.phone.as_deref())?,
             clean("address", "Address", input.address.as_deref(), 1000)?,
             clean("notes", "Notes", input.notes.as_deref(), 20_000)?,
             input.company_id,
@@ -304,10 +326,10 @@ pub fn update(conn: &Connection, id: i64, input: &ContactInput, now: &str) -> Re
             .ok_or_else(|| TenantError::invalid("name", "Name is required."))?;
     }
     if input.email.is_some() {
-        c.email = clean("email", "E-mail", input.email.as_deref(), 254)?;
+        c.email = email(input.email.as_deref())?;
     }
     if input.phone.is_some() {
-        c.phone = clean("phone", "Phone", input.phone.as_deref(), 40)?;
+        c.phone = phone(input.phone.as_deref())?;
     }
     if input.address.is_some() {
         c.address = clean("address", "Address", input.address.as_deref(), 1000)?;

@@ -37,11 +37,31 @@ pub enum DbStatus {
 }
 
 impl DbStatus {
+    /// In words, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Deactivated => "Deactivated",
+            Self::Moving => "Moving to another data center",
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "deactivated" => Self::Deactivated,
             "moving" => Self::Moving,
             _ => Self::Active,
+        }
+    }
+}
+
+impl CustomerDb {
+    /// The plan in words, for people ("Free trial", "Subscription").
+    pub fn plan_label(&self) -> &'static str {
+        match self.plan.as_str() {
+            "trial" => "Free trial",
+            "subscribed" => "Subscription",
+            _ => "Other",
         }
     }
 }

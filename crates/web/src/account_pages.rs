@@ -166,7 +166,8 @@ async fn signup(
                     tracing::error!(error = %e, "the marketing choice made at sign-up was not saved");
                 }
             }
-            let mut r = start_session(&state, &account, "/account?welcome=1").await;
+            // First things first: the database they came for.
+            let mut r = start_session(&state, &account, "/databases?welcome=1").await;
             crate::consent::remember_country(&state, &headers, &mut r, &f.country);
             r
         }
@@ -569,7 +570,17 @@ async fn account_view(
         "activity",
         |c| c.map_or_else(|| "/account#activity".to_string(), |c| format!("/account?activity={c}#activity")),
     );
-    let audit = audit.into_iter().map(|e| (e.at.date().to_string(), e.actor, e.action)).collect();
+    let me = account.subject();
+    let audit = audit
+        .into_iter()
+        .map(|e| {
+            (
+                e.at.date().to_string(),
+                crate::pages::audit_who(&e.actor, me.as_str()),
+                crate::pages::audit_what(&e.action),
+            )
+        })
+        .collect();
     let marketing = state.marketing.preference(&account.subject()).await.ok();
     let page = AccountPage {
         title: "Your account",

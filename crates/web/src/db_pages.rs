@@ -50,19 +50,42 @@ pub(crate) fn browser_country(headers: &HeaderMap) -> Option<String> {
     (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then(|| region.to_ascii_uppercase())
 }
 
+/// What just happened, said on the page an action leads back to
+/// (`?done=KEY`; an unknown key says nothing, so the address carries no text).
+fn done_notice(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "created" => "Your database is ready. Add your first contact below, or import an export.",
+        "contact-added" => "Contact added.",
+        "contact-saved" => "Contact saved.",
+        "contact-deleted" => "Contact deleted, with its files.",
+        "cancelled" => "Database cancelled.",
+        "reactivated" => "Database reactivated: it works again.",
+        "upgraded" => "Database upgraded to the current structure.",
+        "move-started" => "The move has begun.",
+        "access-revoked" => "Support access ended.",
+        "changes-allowed" => "Support may now make changes, until the access ends.",
+        _ => return None,
+    })
+}
+
+/// Back to a database's page, saying what was done.
+fn to_db(id: &str, done: &str) -> Response {
+    Redirect::to(&format!("/databases/{id}?done={done}")).into_response()
+}
+
 /// After an action on a database: back to its page, or the error page.
-fn back_to_db<T>(id: &str, result: Result<T, TenantError>) -> Response {
+fn back_to_db<T>(id: &str, done: &str, result: Result<T, TenantError>) -> Response {
     match result {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(_) => to_db(id, done),
         Err(e) => error_page(&e),
     }
 }
 
 /// After a billing action on a database: back to its page; when payment is
 /// needed first, to the plans.
-fn billing_back_to_db<T>(id: &str, result: Result<T, seldesk_billing::BillingError>) -> Response {
+fn billing_back_to_db<T>(id: &str, done: &str, result: Result<T, seldesk_billing::BillingError>) -> Response {
     match result {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(_) => to_db(id, done),
         Err(seldesk_billing::BillingError::PaymentRequired(_)) => {
             Redirect::to(&format!("/databases/{id}/subscribe")).into_response()
         }
@@ -87,17 +110,38 @@ struct ListPage {
     why: String,
     error: Option<String>,
     trial: String,
+    /// Just signed up: greet, and point at the first database.
+    welcome: bool,
+    /// Every data center by (id, name).
+    region_names: Vec<(String, String)>,
 }
 
+impl ListPage {
+    /// A data center's name ("United Kingdom"), not its id.
+    fn region_name(&self, id: &str) -> String {
+        self.region_names.iter().find(|(i, _)| i == id).map_or_else(|| id.to_string(), |(_, n)| n.clone())
+    }
+}
+
+/// `/databases?after=&welcome=`.
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    welcome: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn list_view(
     state: &AppState,
     headers: &HeaderMap,
     ip: std::net::IpAddr,
-    account_id: &str,
+    account: &seldesk_accounts::Account,
     error: Option<String>,
     status: StatusCode,
     after: Option<&str>,
+    welcome: bool,
 ) -> Response {
+    let account_id = account.id.as_str();
     let csrf = CsrfToken::for_request(state, headers);
     let (databases, pager) = crate::paging::site_page(
         state.databases.list(account_id).await.unwrap_or_default(),
@@ -111,10 +155,15 @@ async fn list_view(
     );
     // The country from the IP address when a geolocation database is
     // configured, else from the region of the browser's language ("en-IN" → IN).
-    let (country, source) = match (crate::consent::remembered_country(state, headers), state.visits.geo.country(ip)) {
-        (Some(c), _) => (Some(c), "the country you chose before"),
-        (None, Some(c)) => (Some(c), "from your connection's location"),
-        (None, None) => (browser_country(headers), "from your browser's language settings"),
+    let (country, source) = match (
+        crate::consent::remembered_country(state, headers),
+        account.country.clone(),
+        state.visits.geo.country(ip),
+    ) {
+        (Some(c), _, _) => (Some(c), "the country you chose before"),
+        (None, Some(c), _) => (Some(c), "the country of your account"),
+        (None, None, Some(c)) => (Some(c), "from your connection's location"),
+        (None, None, None) => (browser_country(headers), "from your browser's language settings"),
     };
     let nearest = state.policy.nearest_region(country.as_deref());
     let regions = state
@@ -145,6 +194,8 @@ async fn list_view(
         why,
         error,
         trial: state.policy.trial.length.to_string(),
+        welcome,
+        region_names: state.policy.regions.iter().map(|r| (r.id.clone(), r.name.clone())).collect(),
     };
     csrf.attach(render(status, &page))
 }
@@ -154,9 +205,10 @@ async fn list(
     SignedIn(account, _, _): SignedIn,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<crate::account_pages::AfterQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
-    list_view(&state, &headers, peer.ip(), &account.id, None, StatusCode::OK, q.after.as_deref()).await
+    let welcome = q.welcome.is_some();
+    list_view(&state, &headers, peer.ip(), &account, None, StatusCode::OK, q.after.as_deref(), welcome).await
 }
 
 #[derive(Deserialize)]
@@ -177,8 +229,10 @@ async fn create(
     Form(f): Form<CreateForm>,
 ) -> Response {
     match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
-        Ok(d) => Redirect::to(&format!("/databases/{}", d.id)).into_response(),
-        Err(e) => list_view(&state, &headers, peer.ip(), &account.id, Some(message_of(&e)), status_of(&e), None).await,
+        Ok(d) => to_db(&d.id, "created"),
+        Err(e) => {
+            list_view(&state, &headers, peer.ip(), &account, Some(message_of(&e)), status_of(&e), None, false).await
+        }
     }
 }
 
@@ -210,6 +264,10 @@ struct DbPage {
     /// "12:03:04 UTC on 7 Dec (3 s ago)": its newest change in every backup region.
     protected: Option<String>,
     window: Option<RestoreWindow>,
+    /// What the last action did.
+    notice: Option<&'static str>,
+    /// How long a cancelled database can be reactivated ("30 days").
+    grace: String,
 }
 
 /// The moments a database can be restored to, for the time picker.
@@ -248,7 +306,8 @@ async fn show_view(
     status: StatusCode,
     listing: Option<SearchQuery>,
 ) -> Response {
-    let SearchQuery { q, after } = listing.unwrap_or_default();
+    let SearchQuery { q, after, done } = listing.unwrap_or_default();
+    let notice = done.as_deref().and_then(done_notice);
     let db = match state.databases.get(account_id, id).await {
         Ok(d) => d,
         Err(e) => return error_page(&e),
@@ -279,6 +338,7 @@ async fn show_view(
     let csrf = CsrfToken::for_request(state, headers);
     let region_name = state.policy.region(&db.region).map(|r| r.name.clone()).unwrap_or_else(|| db.region.clone());
     let grants = state.databases.support_grants(account_id, id).await.unwrap_or_default();
+    let me = seldesk_domain::Subject::person(account_id);
     let log = state
         .databases
         .access_log(account_id, id)
@@ -287,7 +347,7 @@ async fn show_view(
         .into_iter()
         .rev()
         .take(50)
-        .map(|e| (e.at.to_string(), e.actor, e.action))
+        .map(|e| (readable(e.at), crate::pages::audit_who(&e.actor, me.as_str()), crate::pages::audit_what(&e.action)))
         .collect();
     let regions = state
         .policy
@@ -327,6 +387,10 @@ async fn show_view(
         snapshots,
         protected,
         window,
+        notice,
+        grace: crate::i18n::period(
+            &state.policy.retention("customer_database").map(|r| r.keep.to_string()).unwrap_or_default(),
+        ),
     };
     csrf.attach(render(status, &page))
 }
@@ -349,6 +413,8 @@ struct SearchQuery {
     q: Option<String>,
     /// The last contact of the page before (`Cursor`).
     after: Option<String>,
+    /// What the action that led here did ([`done_notice`]).
+    done: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -382,7 +448,7 @@ async fn add_contact(
         .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::create(c, &input, now))
         .await
     {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(_) => to_db(&id, "contact-added"),
         Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
@@ -403,7 +469,7 @@ async fn delete_contact(
         .write_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
         .await
     {
-        Ok(()) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(()) => to_db(&id, "contact-deleted"),
         Err(e) => error_page(&e),
     }
 }
@@ -421,7 +487,7 @@ async fn export(
 }
 
 async fn cancel(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
-    billing_back_to_db(&id, state.billing.cancel(&account.id, &id).await)
+    billing_back_to_db(&id, "cancelled", state.billing.cancel(&account.id, &id).await)
 }
 
 async fn test_upgrade(
@@ -436,7 +502,7 @@ async fn test_upgrade(
 }
 
 async fn upgrade(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
-    back_to_db(&id, state.databases.upgrade(&account.id, &id).await)
+    back_to_db(&id, "upgraded", state.databases.upgrade(&account.id, &id).await)
 }
 
 async fn reactivate(
@@ -444,7 +510,7 @@ async fn reactivate(
     SignedIn(account, _, _): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    billing_back_to_db(&id, state.billing.reactivate(&account.id, &id).await)
+    billing_back_to_db(&id, "reactivated", state.billing.reactivate(&account.id, &id).await)
 }
 
 #[derive(Deserialize)]
@@ -461,7 +527,7 @@ async fn move_db(
     Form(f): Form<MoveForm>,
 ) -> Response {
     match state.databases.request_move(&account.id, &id, &f.region).await {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(_) => to_db(&id, "move-started"),
         Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
@@ -471,7 +537,7 @@ async fn revoke_grant(
     SignedIn(account, _, _): SignedIn,
     Path((id, grant)): Path<(String, i64)>,
 ) -> Response {
-    back_to_db(&id, state.databases.revoke_support(&account.id, &id, grant).await)
+    back_to_db(&id, "access-revoked", state.databases.revoke_support(&account.id, &id, grant).await)
 }
 
 async fn approve_grant(
@@ -479,7 +545,7 @@ async fn approve_grant(
     SignedIn(account, _, _): SignedIn,
     Path((id, grant)): Path<(String, i64)>,
 ) -> Response {
-    back_to_db(&id, state.databases.approve_support_changes(&account.id, &id, grant).await)
+    back_to_db(&id, "changes-allowed", state.databases.approve_support_changes(&account.id, &id, grant).await)
 }
 
 #[derive(Deserialize)]
@@ -513,7 +579,7 @@ async fn edit_contact(
         .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::update(c, cid, &input, now))
         .await
     {
-        Ok(_) => Redirect::to(&format!("/databases/{id}")).into_response(),
+        Ok(_) => to_db(&id, "contact-saved"),
         Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }

@@ -78,6 +78,11 @@ pub fn t(key: &str) -> String {
     CATALOG.get(key).and_then(|m| m.get(lang).or_else(|| m.get("en"))).cloned().unwrap_or_else(|| key.to_string())
 }
 
+/// The words for `key` in the current language, if the catalog has the key.
+pub fn t_opt(key: &str) -> Option<String> {
+    CATALOG.get(key).map(|_| t(key))
+}
+
 /// As [`t`], with `{0}`, `{1}`… filled in order.
 pub fn tf(key: &str, args: &[&dyn std::fmt::Display]) -> String {
     let mut s = t(key);

@@ -290,3 +290,44 @@ struct MessagePage<'a> {
 pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &MessagePage { title, message })
 }
+
+/// Who did something, as the account holder reads it (never an internal id).
+pub(crate) fn audit_who(actor: &str, me: &str) -> String {
+    let key = match actor {
+        a if a == me => "audit.who.you",
+        "system" => "audit.who.system",
+        "operator" => "audit.who.operator",
+        a if a.starts_with("staff:") => "audit.who.staff",
+        _ => "audit.who.other",
+    };
+    crate::i18n::t(key)
+}
+
+/// What was done, in words: the catalog's sentence, or the recorded action
+/// spelled out ("billing.amount_mismatch" → "Billing: amount mismatch").
+pub(crate) fn audit_what(action: &str) -> String {
+    crate::i18n::t_opt(&format!("audit.{action}")).unwrap_or_else(|| {
+        let (area, act) = action.split_once('.').unwrap_or(("", action));
+        let mut area = area.replace('_', " ");
+        if let Some(first) = area.get(..1) {
+            area = first.to_uppercase() + &area[1..];
+        }
+        let act = act.replace(['_', '.'], " ");
+        if area.is_empty() { act } else { format!("{area}: {act}") }
+    })
+}
+
+#[cfg(test)]
+mod audit_words {
+    use super::*;
+
+    #[test]
+    fn actions_read_as_words_and_people_by_their_part() {
+        assert_eq!(audit_what("account.created"), "Account created");
+        assert_eq!(audit_what("billing.amount_mismatch"), "Billing: amount mismatch");
+        assert_eq!(audit_who("person:abc", "person:abc"), "You");
+        assert_eq!(audit_who("staff:x", "person:abc"), "Seldesk staff");
+        assert_eq!(audit_who("person:other", "person:abc"), "Someone else");
+        assert_eq!(audit_who("system", "person:abc"), "Seldesk, automatically");
+    }
+}

@@ -668,3 +668,29 @@ async fn the_site_lists_are_paged_and_every_row_is_reached() {
 async fn me(app: &TestApp, token: &str) -> String {
     call(app, Method::GET, "/api/v1/me", Some(token), None).await.2["id"].as_str().expect("id").to_string()
 }
+
+/// A contact's e-mail address and phone number must have their shape, on
+/// create and on edit, with the field named.
+#[tokio::test]
+async fn contact_addresses_and_numbers_without_their_shape_are_refused() {
+    let app = spawn_app().await;
+    app.sign_up("shapes@example.com", PW).await;
+    let t = app.token("shapes@example.com", PW).await;
+    let body = json!({ "name": "shapes" }).to_string();
+    let (_, _, db) = call(&app, Method::POST, "/api/v1/databases", Some(&t), Some(&body)).await;
+    let contacts = format!("/api/v1/databases/{}/contacts", db["id"].as_str().expect("id"));
+    for (field, value) in [("email", "nope"), ("email", "a@b"), ("phone", "call me"), ("phone", "12")] {
+        let body = json!({ "name": "Meera", field: value }).to_string();
+        let got = call(&app, Method::POST, &contacts, Some(&t), Some(&body)).await;
+        assert_eq!(got.2["field"], field, "{value}: {}", got.2);
+        assert_problem(&app, value, got, (422, "invalid")).await;
+    }
+    let body = json!({ "name": "Meera", "email": "meera@example.in", "phone": "+91 22 5555 0100" }).to_string();
+    let (status, _, made) = call(&app, Method::POST, &contacts, Some(&t), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let one = format!("{contacts}/{}", made["id"]);
+    let got = call(&app, Method::PATCH, &one, Some(&t), Some(&json!({ "email": "still nope" }).to_string())).await;
+    assert_eq!(got.2["field"], "email");
+    assert_problem(&app, "edit", got, (422, "invalid")).await;
+    app.stop().await;
+}

@@ -266,8 +266,16 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     b.fill("email", "meera@example.in").await;
     b.fill("phone", "+91 44 5555 0199").await;
     b.fill("password", "saffron harbour kite").await;
+    let country = b.client.find(Locator::Css("select[name=country]")).await.expect("country");
+    country.select_by_value("IN").await.expect("India");
     b.screenshot("signup").await;
     b.click("form.stack button[type=submit]").await;
+    // Sign-up leads to the first database, its data center the account's country's.
+    b.wait_for_text("create your first database").await;
+    let chosen = b.client.find(Locator::Css("form[action='/databases'] select[name=region] option:checked")).await;
+    let chosen = chosen.expect("region").text().await.expect("text");
+    assert!(chosen.contains("India"), "the country given at sign-up picks the data center: {chosen}");
+    b.client.goto(&app.url("/account")).await.expect("account");
     b.wait_for_text("e-mail not verified").await;
     let cookies = b.client.get_all_cookies().await.expect("cookies");
     let session = cookies.iter().find(|c| c.name() == "seldesk_session").expect("session cookie");
@@ -297,7 +305,7 @@ async fn sign_up_verify_sign_in_edit_and_download_my_data_in_chromium() {
     b.fill("company", "Iyer Spices & Teas").await;
     b.click("form[action='/account'] button[type=submit]").await;
     b.wait_for_text("Your changes are saved.").await;
-    b.wait_for_text("account.updated").await;
+    b.wait_for_text("Account details corrected").await;
     b.screenshot("account").await;
 
     b.client.goto(&app.url("/account/requests")).await.expect("requests");
@@ -458,10 +466,10 @@ async fn customer_database_lifecycle_in_chromium() {
         .goto(b.client.current_url().await.expect("url").as_str().split('?').next().expect("base"))
         .await
         .expect("back");
-    b.click("details summary").await;
+    b.click("td details summary").await;
     b.fill("notes", "Prefers calls after 3 pm").await;
-    b.click("details form button[type=submit]").await;
-    b.wait_for_text("Add contact").await;
+    b.click("td details[open] form button[type=submit]").await;
+    b.wait_for_text("Contact saved.").await;
     b.click("#export").await;
     let zip = b.downloaded(".zip").await;
 
@@ -479,6 +487,7 @@ async fn customer_database_lifecycle_in_chromium() {
     b.wait_for_text("panel-copy").await;
     b.wait_for_text("Lee Wong").await;
 
+    b.click("#cancel-confirm summary").await;
     b.click("#cancel").await;
     b.wait_for_text("This database is deactivated").await;
     assert!(b.text().await.contains("will be destroyed on"));
@@ -1026,7 +1035,7 @@ async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_
     b.wait_for_text("New database").await;
     b.fill("name", "paid-crm").await;
     b.click("form[action='/databases'] button[type=submit]").await;
-    b.wait_for_text("trial ends").await;
+    b.wait_for_text("Free trial (ends").await;
     b.click("#subscribe").await;
     b.wait_for_text("Choose a plan").await;
     assert!(b.text().await.contains("Prices in USD"), "currency shown");
@@ -1048,6 +1057,7 @@ async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_
     assert_eq!(db.plan, "subscribed");
     b.client.goto(&app.url(&format!("/databases/{}", db.id))).await.expect("db page");
     b.wait_for_text("Plan and billing").await;
+    b.click("#cancel-confirm summary").await;
     b.click("#cancel").await;
     b.wait_for_text("This database is deactivated").await;
     assert!(b.text().await.contains("will be destroyed on"), "the grace date is shown");
@@ -1079,7 +1089,7 @@ async fn every_form_works_on_a_first_visit_with_no_cookies_in_chromium() {
     b.fill("email", "first-visit@example.com").await;
     b.fill("password", "violet tractor lemon").await;
     submit(&b).await;
-    b.wait_for_text("Sign out").await;
+    b.wait_for_text("Asha Rao").await;
     assert!(!refused(&b.text().await));
 
     first_visit("/signup").await;
@@ -1088,7 +1098,7 @@ async fn every_form_works_on_a_first_visit_with_no_cookies_in_chromium() {
     b.fill("email", "new-visitor@example.com").await;
     b.fill("password", "orange kettle window").await;
     submit(&b).await;
-    b.wait_for_text("Sign out").await;
+    b.wait_for_text("New Visitor").await;
 
     first_visit("/contact").await;
     b.fill("name", "Curious Visitor").await;
@@ -1102,8 +1112,9 @@ async fn every_form_works_on_a_first_visit_with_no_cookies_in_chromium() {
     submit(&b).await;
     b.wait_for_text("If an account uses that address").await;
 
-    // The cookie banner's form and the page's own, each on a first visit.
-    first_visit("/cookies").await;
+    // The cookie banner's form and the settings page's own, each on a first
+    // visit (the settings page shows no banner over itself).
+    first_visit("/privacy").await;
     b.click("#cookies-reject").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.client.get_named_cookie("seldesk_consent").await.is_err() {
