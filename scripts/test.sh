@@ -89,6 +89,17 @@ for _ in $(seq 1 30); do
 done
 export SELDESK_TEST_SMTP="smtp://127.0.0.1:$SMTP_PORT" SELDESK_TEST_SMTP_DIR="$SMTP_DIR"
 
+# axe-core (npm) for the accessibility checks of the browser tests: the
+# tests inject it into each page they check.
+AXE_DIR="${SELDESK_AXE_DIR:-$HOME/.cache/seldesk/axe-4.14.1}"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  command -v npm >/dev/null 2>&1 || { as_root apt-get -o DPkg::Lock::Timeout=600 update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq npm >/dev/null; }
+  say "installing axe-core 4.14.1 in $AXE_DIR"
+  mkdir -p "$AXE_DIR"
+  (cd "$AXE_DIR" && npm install --silent --no-audit --no-fund --no-save axe-core@4.14.1 >/dev/null)
+fi
+export SELDESK_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
+
 # 4. Rust checks and tests.
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

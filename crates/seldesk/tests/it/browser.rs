@@ -102,6 +102,28 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
+    /// The accessibility violations axe-core finds on the page shown (every
+    /// rule axe runs by default, any impact), one line each.
+    pub async fn axe(&self) -> Vec<String> {
+        let path = std::env::var("SELDESK_AXE").unwrap_or_else(|_| {
+            format!("{}/.cache/seldesk/axe-4.14.1/node_modules/axe-core/axe.min.js", std::env::var("HOME").unwrap_or_default())
+        });
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("axe-core at {path} ({e}): run scripts/test.sh, which installs it"));
+        self.client.execute(&source, vec![]).await.expect("inject axe-core");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 axe.run(document, { resultTypes: ['violations'] }).then(r => done(r.violations.map(v => \
+                   `${v.id} (${v.impact}): ${v.nodes.length} × ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')} — ${v.help}`)));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        found.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+
     /// Answers the cookie banner with "Reject all", as a careful visitor would.
     pub async fn reject_cookies(&self, base: &str) {
         self.client.goto(base).await.expect("home");
@@ -1262,6 +1284,68 @@ async fn the_app_frame_works_on_a_desktop_and_a_phone_in_chromium() {
     let requests = b.client.find(Locator::Css(".phone-menu a[href='/account/requests']")).await.expect("link");
     assert!(requests.is_displayed().await.expect("shown?"));
     b.screenshot("frame-signed-in-menu-phone").await;
+    b.close().await;
+    app.stop().await;
+}
+
+/// axe-core finds no accessibility violation of any impact on the public
+/// pages, the customer's pages and a staff console, at 1280 and 390 pixels.
+#[tokio::test]
+async fn axe_finds_no_accessibility_violation_at_desktop_and_phone_widths() {
+    let app = spawn_app().await;
+    app.sign_up("axe@example.com", "violet tractor lemon").await;
+    let staff = crate::helpers::add_staff(&app, "axe-staff@seldesk.com", "support");
+    let b = Browser::start().await;
+    let mut found = Vec::new();
+    // The cookie banner, as a first visit shows it.
+    b.client.goto(&app.url("/")).await.expect("home");
+    found.extend(b.axe().await.into_iter().map(|v| format!("/ with the cookie banner: {v}")));
+    b.reject_cookies(&app.url("/")).await;
+    let public = ["/", "/pricing", "/privacy", "/privacy/versions", "/signup", "/signin", "/forgot-password", "/careers", "/events", "/partners", "/helpdesk", "/contact", "/cookies", "/api/docs", "/no-such-page"];
+    let check = |paths: Vec<String>, who: &'static str| {
+        let b = &b;
+        let app = &app;
+        async move {
+            let mut out = Vec::new();
+            for (w, h) in [(1280, 900), (390, 844)] {
+                b.client.set_window_size(w, h).await.expect("size");
+                for path in &paths {
+                    b.client.goto(&app.url(path)).await.expect("page");
+                    out.extend(b.axe().await.into_iter().map(|v| format!("{who} {path} at {w}px: {v}")));
+                }
+            }
+            b.client.set_window_size(1280, 900).await.expect("size");
+            out
+        }
+    };
+    found.extend(check(public.iter().map(|p| p.to_string()).collect(), "signed out").await);
+
+    b.sign_in(&app.url("/signin"), "axe@example.com", "violet tractor lemon").await;
+    b.wait_for_text("Asha Rao").await;
+    b.client.goto(&app.url("/databases")).await.expect("databases");
+    b.fill("name", "ledger").await;
+    b.click("form[action='/databases'] button[type=submit]").await;
+    b.wait_for_text("Add your first contact").await;
+    b.fill("name", "Meera Shah").await;
+    b.fill("email", "meera@example.com").await;
+    b.click("form[action$='/contacts'] button[type=submit]").await;
+    b.wait_for_text("Contact added").await;
+    let db = b.client.current_url().await.expect("url").path().to_string();
+    let customer = [db.as_str(), "/databases", "/account", "/account/requests", "/account/billing", "/pricing"];
+    found.extend(check(customer.iter().map(|p| p.to_string()).collect(), "customer").await);
+
+    b.client.delete_all_cookies().await.expect("sign out");
+    b.reject_cookies(&app.url("/")).await;
+    let (password, secret) = staff;
+    b.client.goto(&app.url("/staff")).await.expect("staff");
+    found.extend(check(vec!["/staff".into()], "staff sign-in").await);
+    b.fill("email", "axe-staff@seldesk.com").await;
+    b.fill("password", &password).await;
+    b.fill("code", &seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code")).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Helpdesk").await;
+    found.extend(check(vec!["/staff/tickets".into(), "/staff/analytics".into(), "/staff/backups".into()], "staff").await);
+    assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
     b.close().await;
     app.stop().await;
 }
