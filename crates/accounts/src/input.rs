@@ -1,6 +1,7 @@
 //! Validated input: exactly the fields ACC-1 lists, each checked, and free
 //! text refused when it carries a card number (PAY-2).
 
+use secrecy::ExposeSecret;
 use seldesk_privacy::card::{CARD_NUMBER_REFUSED, contains_card_number};
 use serde::Deserialize;
 
@@ -50,6 +51,72 @@ pub struct SignUp {
     /// ISO 3166-1 alpha-2 code (`IN`, `SG`, `GB`).
     #[serde(default)]
     pub country: Option<String>,
+}
+
+/// A sign-up whose every field passed its check.
+#[derive(Debug, Clone)]
+pub struct CheckedSignUp {
+    pub name: String,
+    pub company: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub industry: Option<String>,
+    pub interest: Option<String>,
+    /// Only when invoices go by post (ACC-1).
+    pub address: Option<String>,
+    pub country: Option<String>,
+}
+
+/// Keeps a field's checked value, or its problem.
+fn keep<T>(problems: &mut Vec<AccountError>, checked: Result<T, AccountError>) -> Option<T> {
+    checked.map_err(|e| problems.push(e)).ok()
+}
+
+impl SignUp {
+    /// Every field checked, every problem reported at once (so a form can
+    /// show each beside its field); the password is checked against the
+    /// name and e-mail address as typed.
+    pub fn check(&self) -> Result<CheckedSignUp, Vec<AccountError>> {
+        let mut problems = Vec::new();
+        let p = &mut problems;
+        let name = keep(p, text("name", "Name", &self.name, 100, true)).flatten();
+        let company = keep(p, text("company", "Company", &self.company, 100, true)).flatten();
+        let email = keep(p, email(&self.email));
+        let phone = keep(p, phone(self.phone.as_deref().unwrap_or_default())).flatten();
+        let industry =
+            keep(p, choice("industry", "an industry", self.industry.as_deref().unwrap_or_default(), crate::INDUSTRIES))
+                .flatten();
+        let interest = keep(
+            p,
+            choice("interest", "your interest", self.interest.as_deref().unwrap_or_default(), crate::INTERESTS),
+        )
+        .flatten();
+        let address = if self.invoice_by_post {
+            keep(
+                p,
+                text(
+                    "address",
+                    "Mailing address (for invoices by post)",
+                    self.address.as_deref().unwrap_or_default(),
+                    500,
+                    true,
+                ),
+            )
+            .flatten()
+        } else {
+            // ACC-1: the address is collected only when invoices go by post.
+            None
+        };
+        let country = keep(p, country(self.country.as_deref().unwrap_or_default())).flatten();
+        let typed_email = email.clone().unwrap_or_else(|| self.email.trim().to_lowercase());
+        keep(p, password(self.password.expose_secret(), &typed_email, name.as_deref().unwrap_or(&self.name)));
+        match (name, company, email) {
+            (Some(name), Some(company), Some(email)) if problems.is_empty() => {
+                Ok(CheckedSignUp { name, company, email, phone, industry, interest, address, country })
+            }
+            _ => Err(problems),
+        }
+    }
 }
 
 /// A correction of the profile (ACC-3): absent fields stay as they are.

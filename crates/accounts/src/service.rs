@@ -299,35 +299,9 @@ impl Accounts {
     pub async fn sign_up(&self, input: SignUp, ip: &str) -> Result<Account, AccountError> {
         let now = self.now();
         rate::hit(&self.db, "signup-ip", ip, 20, Duration::hours(1), now).await?;
-        let name = input::text("name", "Name", &input.name, 100, true)?.unwrap_or_default();
-        let company = input::text("company", "Company", &input.company, 100, true)?.unwrap_or_default();
-        let email = input::email(&input.email)?;
-        let phone = input::phone(input.phone.as_deref().unwrap_or_default())?;
-        let industry =
-            input::choice("industry", "an industry", input.industry.as_deref().unwrap_or_default(), crate::INDUSTRIES)?;
-        let interest = input::choice(
-            "interest",
-            "your interest",
-            input.interest.as_deref().unwrap_or_default(),
-            crate::INTERESTS,
-        )?;
-        let address = if input.invoice_by_post {
-            Some(
-                input::text(
-                    "address",
-                    "Mailing address (for invoices by post)",
-                    input.address.as_deref().unwrap_or_default(),
-                    500,
-                    true,
-                )?
-                .unwrap_or_default(),
-            )
-        } else {
-            // ACC-1: the address is collected only when invoices go by post.
-            None
-        };
-        let country = input::country(input.country.as_deref().unwrap_or_default())?;
-        input::password(input.password.expose_secret(), &email, &name)?;
+        // Every field is checked; the API answers with the first problem.
+        let input::CheckedSignUp { name, company, email, phone, industry, interest, address, country } =
+            input.check().map_err(|mut problems| problems.remove(0))?;
         let exists =
             sqlx::query("SELECT id FROM accounts WHERE email = $1").bind(&email).fetch_optional(self.db.pool()).await?;
         if exists.is_some() {

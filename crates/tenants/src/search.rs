@@ -164,8 +164,11 @@ mod tests {
         let mut made = Vec::new();
         for i in 0..3000 {
             let name = format!("{} {} {}", first[next() % first.len()], last[next() % last.len()], next() % 500);
-            let email =
-                format!("{}.{i}@example.{}", last[next() % last.len()].to_lowercase().replace(' ', "-"), ["com", "in", "sg"][i % 3]);
+            let email = format!(
+                "{}.{i}@example.{}",
+                last[next() % last.len()].to_lowercase().replace(' ', "-"),
+                ["com", "in", "sg"][i % 3]
+            );
             let tags = [["vip"], ["lead"], ["100%"]][next() % 3];
             let c = input(&name, (i % 4 != 0).then_some(email.as_str()), &tags);
             for conn in [&indexed, &scanned] {

@@ -105,11 +105,38 @@ impl ProfileForm {
 struct SignupPage {
     title: &'static str,
     csrf: String,
+    /// A problem with no field of its own (too many sign-ups from here…).
     error: Option<String>,
+    /// Each field's problem, shown beside it: (field, message).
+    problems: Vec<(&'static str, String)>,
     f: ProfileForm,
     industries: &'static [&'static str],
     interests: &'static [&'static str],
     countries: Vec<(&'static str, &'static str)>,
+}
+
+impl SignupPage {
+    /// The problem with `field`, if it has one.
+    fn problem(&self, field: &str) -> Option<&str> {
+        self.problems.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+
+    /// A field's label, for the list of fields to change.
+    fn label(&self, field: &str) -> String {
+        let key = match field {
+            "name" => "form.name",
+            "company" => "form.company",
+            "email" => "form.email",
+            "phone" => "form.phone",
+            "industry" => "form.industry",
+            "interest" => "form.interest",
+            "country" => "signup.country",
+            "address" => "signup.address",
+            "password" => "form.password",
+            other => return other.to_string(),
+        };
+        crate::i18n::t(key)
+    }
 }
 
 async fn signup_form(State(state): State<AppState>, conn: ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
@@ -129,6 +156,7 @@ async fn signup_form(State(state): State<AppState>, conn: ConnectInfo<SocketAddr
         title: "Create your Seldesk account",
         csrf: csrf.token.clone(),
         error: None,
+        problems: Vec::new(),
         f,
         industries: seldesk_accounts::INDUSTRIES,
         interests: seldesk_accounts::INTERESTS,
@@ -155,8 +183,13 @@ async fn signup(
         address: Some(f.address.clone()),
         country: Some(f.country.clone()),
     };
-    match state.accounts.sign_up(input, &ip(&conn)).await {
-        Ok(account) => {
+    // Every field's problem at once, beside the field; then the service,
+    // which checks the same rules again and what only it knows (a taken
+    // address, too many sign-ups from one place).
+    let problems: Vec<seldesk_accounts::AccountError> = input.check().err().unwrap_or_default();
+    let result = if problems.is_empty() { Some(state.accounts.sign_up(input, &ip(&conn)).await) } else { None };
+    match result {
+        Some(Ok(account)) => {
             let yes = f.marketing.is_some();
             // Record a choice the person made: a tick, or an untick of a pre-ticked box.
             if yes || state.marketing.default_opt_in() {
@@ -171,12 +204,20 @@ async fn signup(
             crate::consent::remember_country(&state, &headers, &mut r, &f.country);
             r
         }
-        Err(e) => {
-            let status = status_of(&e);
+        failed => {
+            let refused = failed.and_then(Result::err);
+            let status = refused.as_ref().map_or(StatusCode::UNPROCESSABLE_ENTITY, |e| status_of(e));
+            let all: Vec<&seldesk_accounts::AccountError> = refused.iter().chain(problems.iter()).collect();
+            let (with_field, without): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|p| seldesk_domain::Failure::field(*p).is_some());
             let page = SignupPage {
                 title: "Create your Seldesk account",
                 csrf: f.csrf.clone(),
-                error: Some(message_of(&e)),
+                error: without.first().map(|p| message_of(*p)),
+                problems: with_field
+                    .into_iter()
+                    .filter_map(|p| seldesk_domain::Failure::field(p).map(|field| (field, message_of(p))))
+                    .collect(),
                 f: ProfileForm { password: SecretString::default(), ..f },
                 industries: seldesk_accounts::INDUSTRIES,
                 interests: seldesk_accounts::INTERESTS,

@@ -68,24 +68,51 @@ fn done_notice(key: &str) -> Option<&'static str> {
     })
 }
 
-/// Back to a database's page, saying what was done.
-fn to_db(id: &str, done: &str) -> Response {
-    Redirect::to(&format!("/databases/{id}?done={done}")).into_response()
+/// The sections of a database's page, in the order its tabs show them.
+const TABS: &[(&str, &str)] = &[
+    ("contacts", "Contacts"),
+    ("backups", "Backups"),
+    ("location", "Data center"),
+    ("billing", "Billing"),
+    ("access", "Access log"),
+    ("settings", "Settings"),
+];
+
+/// The tab a query names; the contacts for anything else.
+fn tab_of(v: Option<&str>) -> &'static str {
+    TABS.iter().find(|(k, _)| Some(*k) == v).map_or("contacts", |(k, _)| k)
+}
+
+/// The page of a database showing `tab`, for an error to be shown on.
+fn on_tab(tab: &str) -> Option<SearchQuery> {
+    Some(SearchQuery { tab: Some(tab.to_string()), ..SearchQuery::default() })
+}
+
+/// Back to a tab of a database's page, saying what was done.
+fn to_db(id: &str, tab: &str, done: &str) -> Response {
+    let tab = tab_of(Some(tab));
+    let at = if tab == "contacts" { String::new() } else { format!("tab={tab}&") };
+    Redirect::to(&format!("/databases/{id}?{at}done={done}")).into_response()
 }
 
 /// After an action on a database: back to its page, or the error page.
-fn back_to_db<T>(id: &str, done: &str, result: Result<T, TenantError>) -> Response {
+fn back_to_db<T>(id: &str, tab: &str, done: &str, result: Result<T, TenantError>) -> Response {
     match result {
-        Ok(_) => to_db(id, done),
+        Ok(_) => to_db(id, tab, done),
         Err(e) => error_page(&e),
     }
 }
 
 /// After a billing action on a database: back to its page; when payment is
 /// needed first, to the plans.
-fn billing_back_to_db<T>(id: &str, done: &str, result: Result<T, seldesk_billing::BillingError>) -> Response {
+fn billing_back_to_db<T>(
+    id: &str,
+    tab: &str,
+    done: &str,
+    result: Result<T, seldesk_billing::BillingError>,
+) -> Response {
     match result {
-        Ok(_) => to_db(id, done),
+        Ok(_) => to_db(id, tab, done),
         Err(seldesk_billing::BillingError::PaymentRequired(_)) => {
             Redirect::to(&format!("/databases/{id}/subscribe")).into_response()
         }
@@ -229,7 +256,7 @@ async fn create(
     Form(f): Form<CreateForm>,
 ) -> Response {
     match state.databases.create(&account.id, &f.name, Some(&f.region), Some(&f.plan), None).await {
-        Ok(d) => to_db(&d.id, "created"),
+        Ok(d) => to_db(&d.id, "contacts", "created"),
         Err(e) => {
             list_view(&state, &headers, peer.ip(), &account, Some(message_of(&e)), status_of(&e), None, false).await
         }
@@ -266,6 +293,9 @@ struct DbPage {
     window: Option<RestoreWindow>,
     /// What the last action did.
     notice: Option<&'static str>,
+    /// The section shown, and every section.
+    tab: &'static str,
+    tabs: &'static [(&'static str, &'static str)],
     /// How long a cancelled database can be reactivated ("30 days").
     grace: String,
 }
@@ -306,7 +336,8 @@ async fn show_view(
     status: StatusCode,
     listing: Option<SearchQuery>,
 ) -> Response {
-    let SearchQuery { q, after, done } = listing.unwrap_or_default();
+    let SearchQuery { q, after, done, tab } = listing.unwrap_or_default();
+    let tab = tab_of(tab.as_deref());
     let notice = done.as_deref().and_then(done_notice);
     let db = match state.databases.get(account_id, id).await {
         Ok(d) => d,
@@ -388,6 +419,8 @@ async fn show_view(
         protected,
         window,
         notice,
+        tab,
+        tabs: TABS,
         grace: crate::i18n::period(
             &state.policy.retention("customer_database").map(|r| r.keep.to_string()).unwrap_or_default(),
         ),
@@ -415,6 +448,8 @@ struct SearchQuery {
     after: Option<String>,
     /// What the action that led here did ([`done_notice`]).
     done: Option<String>,
+    /// The section shown ([`TABS`]).
+    tab: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -448,7 +483,7 @@ async fn add_contact(
         .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::create(c, &input, now))
         .await
     {
-        Ok(_) => to_db(&id, "contact-added"),
+        Ok(_) => to_db(&id, "contacts", "contact-added"),
         Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
@@ -469,7 +504,7 @@ async fn delete_contact(
         .write_db_files(&account.id, &id, move |c, files, _| seldesk_tenants::app::delete_with_files(c, files, cid))
         .await
     {
-        Ok(()) => to_db(&id, "contact-deleted"),
+        Ok(()) => to_db(&id, "contacts", "contact-deleted"),
         Err(e) => error_page(&e),
     }
 }
@@ -487,7 +522,7 @@ async fn export(
 }
 
 async fn cancel(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
-    billing_back_to_db(&id, "cancelled", state.billing.cancel(&account.id, &id).await)
+    billing_back_to_db(&id, "settings", "cancelled", state.billing.cancel(&account.id, &id).await)
 }
 
 async fn test_upgrade(
@@ -502,7 +537,7 @@ async fn test_upgrade(
 }
 
 async fn upgrade(State(state): State<AppState>, SignedIn(account, _, _): SignedIn, Path(id): Path<String>) -> Response {
-    back_to_db(&id, "upgraded", state.databases.upgrade(&account.id, &id).await)
+    back_to_db(&id, "settings", "upgraded", state.databases.upgrade(&account.id, &id).await)
 }
 
 async fn reactivate(
@@ -510,7 +545,7 @@ async fn reactivate(
     SignedIn(account, _, _): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    billing_back_to_db(&id, "reactivated", state.billing.reactivate(&account.id, &id).await)
+    billing_back_to_db(&id, "contacts", "reactivated", state.billing.reactivate(&account.id, &id).await)
 }
 
 #[derive(Deserialize)]
@@ -527,8 +562,10 @@ async fn move_db(
     Form(f): Form<MoveForm>,
 ) -> Response {
     match state.databases.request_move(&account.id, &id, &f.region).await {
-        Ok(_) => to_db(&id, "move-started"),
-        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
+        Ok(_) => to_db(&id, "location", "move-started"),
+        Err(e) => {
+            show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), on_tab("location")).await
+        }
     }
 }
 
@@ -537,7 +574,7 @@ async fn revoke_grant(
     SignedIn(account, _, _): SignedIn,
     Path((id, grant)): Path<(String, i64)>,
 ) -> Response {
-    back_to_db(&id, "access-revoked", state.databases.revoke_support(&account.id, &id, grant).await)
+    back_to_db(&id, "access", "access-revoked", state.databases.revoke_support(&account.id, &id, grant).await)
 }
 
 async fn approve_grant(
@@ -545,7 +582,7 @@ async fn approve_grant(
     SignedIn(account, _, _): SignedIn,
     Path((id, grant)): Path<(String, i64)>,
 ) -> Response {
-    back_to_db(&id, "changes-allowed", state.databases.approve_support_changes(&account.id, &id, grant).await)
+    back_to_db(&id, "access", "changes-allowed", state.databases.approve_support_changes(&account.id, &id, grant).await)
 }
 
 #[derive(Deserialize)]
@@ -579,7 +616,7 @@ async fn edit_contact(
         .write_db(&account.id, &id, false, move |c, now| seldesk_tenants::app::update(c, cid, &input, now))
         .await
     {
-        Ok(_) => to_db(&id, "contact-saved"),
+        Ok(_) => to_db(&id, "contacts", "contact-saved"),
         Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
     }
 }
@@ -605,7 +642,7 @@ async fn restore(
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
             let (status, message) = (status_of(&e), message_of(&e));
-            show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
+            show_view(&state, &headers, &account.id, &id, Some(message), status, on_tab("backups")).await
         }
     }
 }
@@ -641,14 +678,14 @@ async fn restore_at(
 ) -> Response {
     let Some(at) = moment(&f.at) else {
         let message = "Pick the moment to restore to (a date and a time, UTC).".to_string();
-        return show_view(&state, &headers, &account.id, &id, Some(message), StatusCode::UNPROCESSABLE_ENTITY, None)
-            .await;
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return show_view(&state, &headers, &account.id, &id, Some(message), status, on_tab("backups")).await;
     };
     match state.backups.start_owner_restore_at(&account.id, &id, at, &f.name).await {
         Ok(rid) => Redirect::to(&format!("/databases/{id}/restores/{rid}")).into_response(),
         Err(e) => {
             let (status, message) = (status_of(&e), message_of(&e));
-            show_view(&state, &headers, &account.id, &id, Some(message), status, None).await
+            show_view(&state, &headers, &account.id, &id, Some(message), status, on_tab("backups")).await
         }
     }
 }
@@ -696,7 +733,9 @@ async fn remove(
                 until.date()
             ),
         ),
-        Err(e) => show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), None).await,
+        Err(e) => {
+            show_view(&state, &headers, &account.id, &id, Some(message_of(&e)), status_of(&e), on_tab("settings")).await
+        }
     }
 }
 

@@ -1134,3 +1134,39 @@ async fn a_sign_in_does_not_stall_other_requests_on_a_single_threaded_runtime() 
     }
     panic!("requests waited {gaps:?} during sign-ins; one hash takes {one_hash:?}");
 }
+
+/// The sign-up form names every problem at once, each beside its field,
+/// and keeps what was typed (but never the password).
+#[tokio::test]
+async fn the_signup_form_shows_every_problem_beside_its_field() {
+    let app = spawn_app().await;
+    let (cookie, csrf) = app.csrf("/signup").await;
+    let r = app
+        .client
+        .post(app.url("/signup"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Asha Rao"),
+            ("company", ""),
+            ("email", "nope"),
+            ("phone", "call me"),
+            ("password", "short"),
+        ])
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    for field in ["company", "email", "phone", "password"] {
+        assert!(html.contains(&format!("id=\"{field}-problem\"")), "{field} is named beside it");
+        assert!(html.contains(&format!("aria-describedby=\"{field}-problem\"")), "{field} is marked invalid");
+    }
+    assert!(!html.contains("id=\"name-problem\""), "a good field is not marked");
+    assert!(html.contains("4 fields need a change"), "a summary lists them");
+    assert!(html.contains("value=\"Asha Rao\"") && html.contains("value=\"nope\""), "what was typed is kept");
+    assert!(!html.contains("value=\"short\""), "the password is never sent back");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(app.db().pool()).await.expect("count");
+    assert_eq!(n, 0, "nothing was stored");
+    app.stop().await;
+}

@@ -106,7 +106,10 @@ impl Browser {
     /// rule axe runs by default, any impact), one line each.
     pub async fn axe(&self) -> Vec<String> {
         let path = std::env::var("SELDESK_AXE").unwrap_or_else(|_| {
-            format!("{}/.cache/seldesk/axe-4.14.1/node_modules/axe-core/axe.min.js", std::env::var("HOME").unwrap_or_default())
+            format!(
+                "{}/.cache/seldesk/axe-4.14.1/node_modules/axe-core/axe.min.js",
+                std::env::var("HOME").unwrap_or_default()
+            )
         });
         let source = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("axe-core at {path} ({e}): run scripts/test.sh, which installs it"));
@@ -509,6 +512,10 @@ async fn customer_database_lifecycle_in_chromium() {
     b.wait_for_text("panel-copy").await;
     b.wait_for_text("Lee Wong").await;
 
+    // Cancel and remove are under Settings, in the danger zone.
+    b.click("#tab-settings").await;
+    b.wait_for_text("Danger zone").await;
+    b.screenshot("database-settings").await;
     b.click("#cancel-confirm summary").await;
     b.click("#cancel").await;
     b.wait_for_text("This database is deactivated").await;
@@ -516,8 +523,10 @@ async fn customer_database_lifecycle_in_chromium() {
     b.screenshot("database-deactivated").await;
     b.click("#reactivate").await;
     b.wait_for_text("Add contact").await;
+    b.click("#tab-location").await;
     b.click("#move").await;
     b.wait_for_text("This database is moving to India").await;
+    b.click("#tab-contacts").await;
     let page = b.text().await;
     assert!(page.contains("% copied"), "the page shows how far the copy is");
     assert!(page.contains("Lee Wong") && page.contains("Add contact"), "it keeps working while it moves");
@@ -527,6 +536,7 @@ async fn customer_database_lifecycle_in_chromium() {
     b.wait_for_text("India").await;
     b.wait_for_text("Lee Wong").await;
 
+    b.click("#tab-settings").await;
     b.fill("confirm", "panel-copy").await;
     b.click("#remove").await;
     b.wait_for_text("Database removed").await;
@@ -932,7 +942,8 @@ async fn the_owner_restores_a_backup_into_a_new_database_in_chromium() {
     b.sign_in(&app.url("/signin"), "restore@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail").await;
     b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
-    b.wait_for_text("Backups").await;
+    b.click("#tab-backups").await;
+    b.wait_for_text("Restore into a new database").await;
     let table = b.client.find(Locator::Css("#snapshots")).await.expect("snapshots").text().await.expect("text");
     assert!(table.contains("in, sg"), "{table}");
     let field = b.client.find(Locator::Css("#snapshots input[name='name']")).await.expect("name field");
@@ -1007,6 +1018,8 @@ async fn the_owner_restores_a_database_to_a_moment_in_chromium() {
     b.sign_in(&app.url("/signin"), "moment@example.in", "saffron harbour kite").await;
     b.wait_for_text("e-mail").await;
     b.client.goto(&app.url(&format!("/databases/{id}"))).await.expect("db page");
+    b.wait_for_text("changes copied to both backup data centers up to").await;
+    b.click("#tab-backups").await;
     b.wait_for_text("Restore to a moment").await;
     let protected = b.client.find(Locator::Css("#protected")).await.expect("protected").text().await.expect("text");
     assert!(protected.contains("protected up to"), "{protected}");
@@ -1058,6 +1071,7 @@ async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_
     b.fill("name", "paid-crm").await;
     b.click("form[action='/databases'] button[type=submit]").await;
     b.wait_for_text("Free trial (ends").await;
+    b.click("#tab-billing").await;
     b.click("#subscribe").await;
     b.wait_for_text("Choose a plan").await;
     assert!(b.text().await.contains("Prices in USD"), "currency shown");
@@ -1077,8 +1091,9 @@ async fn subscribe_pay_on_the_test_processor_download_the_invoice_and_cancel_in_
     assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"), "an invoice PDF");
     let db = app.app().services().databases.list_all().await.expect("list").into_iter().next().expect("db");
     assert_eq!(db.plan, "subscribed");
-    b.client.goto(&app.url(&format!("/databases/{}", db.id))).await.expect("db page");
+    b.client.goto(&app.url(&format!("/databases/{}?tab=billing", db.id))).await.expect("db page");
     b.wait_for_text("Plan and billing").await;
+    b.click("#tab-settings").await;
     b.click("#cancel-confirm summary").await;
     b.click("#cancel").await;
     b.wait_for_text("This database is deactivated").await;
@@ -1269,14 +1284,30 @@ async fn the_app_frame_works_on_a_desktop_and_a_phone_in_chromium() {
     b.click("form[action='/databases'] button[type=submit]").await;
     b.wait_for_text("ledger").await;
     let db_page = b.client.current_url().await.expect("url").path().to_string();
-    let private = ["/databases", db_page.as_str(), "/account", "/account/requests", "/account/billing", "/api/docs"];
+    let tabs: Vec<String> =
+        ["backups", "location", "billing", "access", "settings"].iter().map(|t| format!("{db_page}?tab={t}")).collect();
+    let subscribe = format!("{db_page}/subscribe");
+    let mut private = vec![
+        "/databases",
+        db_page.as_str(),
+        "/account",
+        "/account/requests",
+        "/account/billing",
+        "/api/docs",
+        subscribe.as_str(),
+    ];
+    private.extend(tabs.iter().map(String::as_str));
     for (w, h, tag) in [(1280, 900, "desktop"), (390, 844, "phone")] {
         b.client.set_window_size(w, h).await.expect("size");
-        for path in private {
+        for path in private.iter().copied() {
             b.client.goto(&app.url(path)).await.expect("page");
             assert_eq!(overflows(&b).await, None, "{path} at {w}px");
             let name = path.trim_start_matches('/').split('/').take(2).collect::<Vec<_>>().join("-");
-            let name = if path == db_page { "database".to_string() } else { name };
+            let name = match path.strip_prefix(db_page.as_str()) {
+                Some("") => "database".to_string(),
+                Some(rest) => format!("database-{}", rest.trim_start_matches(['?', '/']).replace("tab=", "")),
+                None => name,
+            };
             b.screenshot(&format!("frame-signed-in-{name}-{tag}")).await;
         }
     }
@@ -1301,7 +1332,23 @@ async fn axe_finds_no_accessibility_violation_at_desktop_and_phone_widths() {
     b.client.goto(&app.url("/")).await.expect("home");
     found.extend(b.axe().await.into_iter().map(|v| format!("/ with the cookie banner: {v}")));
     b.reject_cookies(&app.url("/")).await;
-    let public = ["/", "/pricing", "/privacy", "/privacy/versions", "/signup", "/signin", "/forgot-password", "/careers", "/events", "/partners", "/helpdesk", "/contact", "/cookies", "/api/docs", "/no-such-page"];
+    let public = [
+        "/",
+        "/pricing",
+        "/privacy",
+        "/privacy/versions",
+        "/signup",
+        "/signin",
+        "/forgot-password",
+        "/careers",
+        "/events",
+        "/partners",
+        "/helpdesk",
+        "/contact",
+        "/cookies",
+        "/api/docs",
+        "/no-such-page",
+    ];
     let check = |paths: Vec<String>, who: &'static str| {
         let b = &b;
         let app = &app;
@@ -1331,8 +1378,12 @@ async fn axe_finds_no_accessibility_violation_at_desktop_and_phone_widths() {
     b.click("form[action$='/contacts'] button[type=submit]").await;
     b.wait_for_text("Contact added").await;
     let db = b.client.current_url().await.expect("url").path().to_string();
-    let customer = [db.as_str(), "/databases", "/account", "/account/requests", "/account/billing", "/pricing"];
-    found.extend(check(customer.iter().map(|p| p.to_string()).collect(), "customer").await);
+    let mut customer: Vec<String> =
+        ["/databases", "/account", "/account/requests", "/account/billing", "/pricing"].map(String::from).into();
+    for tab in ["", "?tab=backups", "?tab=location", "?tab=billing", "?tab=access", "?tab=settings", "/subscribe"] {
+        customer.push(format!("{db}{tab}"));
+    }
+    found.extend(check(customer, "customer").await);
 
     b.client.delete_all_cookies().await.expect("sign out");
     b.reject_cookies(&app.url("/")).await;
@@ -1344,7 +1395,9 @@ async fn axe_finds_no_accessibility_violation_at_desktop_and_phone_widths() {
     b.fill("code", &seldesk_accounts::staff::totp_code(&secret, app.clock_now()).expect("code")).await;
     b.click("form.stack button[type=submit]").await;
     b.wait_for_text("Helpdesk").await;
-    found.extend(check(vec!["/staff/tickets".into(), "/staff/analytics".into(), "/staff/backups".into()], "staff").await);
+    found.extend(
+        check(vec!["/staff/tickets".into(), "/staff/analytics".into(), "/staff/backups".into()], "staff").await,
+    );
     assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
     b.close().await;
     app.stop().await;

@@ -908,6 +908,14 @@ async fn an_older_database_is_upgraded_in_place_with_a_way_back() {
     // The page offers the upgrade.
     let session = app.web_session("upgrade@example.com", PW).await;
     let page = app.client.get(app.url(&format!("/databases/{id}"))).header("cookie", &session).send().await.expect("p");
+    assert!(page.text().await.expect("body").contains("an upgrade is available"), "the header points to it");
+    let page = app
+        .client
+        .get(app.url(&format!("/databases/{id}?tab=settings")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("p");
     assert!(page.text().await.expect("body").contains("id=\"upgrade-offer\""));
 
     // Its export says version 1; importing it gives a database at the newest version.
