@@ -1051,6 +1051,7 @@ impl Application {
                 "cookies are not marked Secure: the public URL is not https://; serve the site over HTTPS in production"
             );
         }
+        let site_url = public_url.trim_end_matches('/').to_string();
         let services = Services::open(&config, policy, clock, public_url).await?;
         services.audit_policy().await?;
         let geo =
@@ -1110,6 +1111,7 @@ impl Application {
             billing: services.billing.clone(),
             web: seldesk_web::WebSettings {
                 node_name: node_name.clone(),
+                public_url: site_url,
                 secure_cookies,
                 google_analytics_id: config.google_analytics_id.clone(),
                 // Checked when the configuration was read.

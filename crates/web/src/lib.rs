@@ -100,6 +100,8 @@ pub struct AppParts {
 pub struct WebSettings {
     /// This node's name in the cluster (shown by /healthz).
     pub node_name: String,
+    /// The site's public address without a trailing slash, for the sitemap.
+    pub public_url: String,
     /// Mark cookies `Secure` (set when the site is served over TLS).
     pub secure_cookies: bool,
     /// Google Analytics measurement id; its script loads only after consent (CK-4).

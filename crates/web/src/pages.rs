@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/favicon.ico", get(|| async { Redirect::permanent(FAVICON_PATH) }))
         .route(FAVICON_PATH, get(favicon))
         .route("/robots.txt", get(robots))
+        .route("/sitemap.xml", get(sitemap))
 }
 
 /// The site's icon: the logo's "S", drawn, so no image file is needed.
@@ -89,9 +90,50 @@ async fn favicon(headers: HeaderMap) -> Response {
 
 /// Search engines may read the public pages; nothing behind a sign-in, a
 /// private link or the API is theirs to crawl.
-async fn robots() -> Response {
-    let body = "User-agent: *\nDisallow: /account\nDisallow: /databases\nDisallow: /staff\nDisallow: /api/\nDisallow: /helpdesk/\nDisallow: /careers/applications/\nDisallow: /marketing/\nAllow: /\n";
+async fn robots(State(state): State<AppState>) -> Response {
+    let body = format!(
+        "User-agent: *\nDisallow: /account\nDisallow: /databases\nDisallow: /staff\nDisallow: /api/\nDisallow: /helpdesk/\nDisallow: /careers/applications/\nDisallow: /marketing/\nAllow: /\nSitemap: {}/sitemap.xml\n",
+        state.web.public_url
+    );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")], body)
+        .into_response()
+}
+
+/// The public pages, each once, with the open job postings and events, at
+/// the configured public address (never one a request's Host names).
+async fn sitemap(State(state): State<AppState>) -> Response {
+    let mut paths: Vec<String> = [
+        "/",
+        "/pricing",
+        "/privacy",
+        "/privacy/versions",
+        "/careers",
+        "/events",
+        "/partners",
+        "/helpdesk",
+        "/contact",
+        "/signup",
+        "/api/docs",
+    ]
+    .map(String::from)
+    .into();
+    if let Ok(postings) = state.careers.open_postings().await {
+        paths.extend(postings.into_iter().map(|p| format!("/careers/{}", p.slug)));
+    }
+    if let Ok(events) = state.marketing.open_events().await {
+        paths.extend(events.into_iter().map(|e| format!("/events/{}", e.slug)));
+    }
+    let mut body = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
+    for path in paths {
+        let url = format!("{}{path}", state.web.public_url);
+        // Slugs are checked when made; escape anyway, as XML requires.
+        let url = url.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        body.push_str(&format!("  <url><loc>{url}</loc></url>\n"));
+    }
+    body.push_str("</urlset>\n");
+    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], body)
         .into_response()
 }
 

@@ -326,5 +326,16 @@ async fn text_is_compressed_the_stylesheet_is_fingerprinted_and_the_site_has_an_
     let (status, robots) = app.text("/robots.txt").await;
     assert_eq!(status, 200);
     assert!(robots.contains("Disallow: /account") && robots.contains("Disallow: /api/"), "{robots}");
+    assert!(robots.contains("Sitemap: http://") && robots.contains("/sitemap.xml"), "{robots}");
+    let r = app.client.get(app.url("/sitemap.xml")).header("host", "evil.example").send().await.expect("sitemap");
+    assert_eq!(r.headers()["content-type"], "application/xml; charset=utf-8");
+    let map = r.text().await.expect("xml");
+    for page in ["/pricing</loc>", "/privacy</loc>", "/careers</loc>"] {
+        assert!(map.contains(page), "{page}: {map}");
+    }
+    assert!(
+        !map.contains("evil.example") && !map.contains("/account"),
+        "the configured address, public pages only: {map}"
+    );
     app.stop().await;
 }
