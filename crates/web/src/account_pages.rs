@@ -641,7 +641,14 @@ async fn account_view(
             (newest.effective > state.clock.now().date())
                 .then(|| (newest.effective.to_string(), newest.summary.clone()))
         },
-        closure_keep: state.policy.retention("account_contact").map(|r| r.to_string()).unwrap_or_default(),
+        closure_keep: state
+            .policy
+            .retention("account_contact")
+            .map(|r| {
+                let keep = crate::i18n::period(&r.keep.to_string());
+                format!("{keep} {}", crate::i18n::tr(r.after.label()))
+            })
+            .unwrap_or_default(),
         tokens,
         scopes: seldesk_accounts::Scope::ALL.iter().map(|s| (s.as_str(), s.describe())).collect(),
     };

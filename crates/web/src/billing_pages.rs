@@ -80,13 +80,17 @@ fn plan_choices(state: &AppState, currency: &str) -> Vec<PlanChoice> {
         .iter()
         .filter_map(|p| {
             let price = p.prices.get(currency)?;
-            let per = if p.per == Per::User { " per user" } else { "" };
+            let (monthly, yearly) = if p.per == Per::User {
+                ("{0} per user a month", "{0} per user a year")
+            } else {
+                ("{0} a month", "{0} a year")
+            };
             Some(PlanChoice {
                 id: p.id.clone(),
                 name: p.name.clone(),
                 per_user: p.per == Per::User,
-                monthly: format!("{}{per} a month", seldesk_billing::money(price.monthly, currency)),
-                yearly: format!("{}{per} a year", seldesk_billing::money(price.yearly, currency)),
+                monthly: crate::i18n::tr1(monthly, seldesk_billing::money(price.monthly, currency)),
+                yearly: crate::i18n::tr1(yearly, seldesk_billing::money(price.yearly, currency)),
             })
         })
         .collect()

@@ -202,15 +202,16 @@ async fn list_view(
             selected: r.id == nearest.id,
         })
         .collect();
+    use crate::i18n::tr;
     let why = match &country {
-        Some(c) if nearest.countries.iter().any(|x| x == c) => format!(
-            "Preselected: {}, the data center nearest to your country ({c}, {source}). You can choose another.",
-            nearest.name
-        ),
-        _ => format!(
-            "Preselected: {}, the default data center, because we do not know your country. Choose the one closest to you and your customers.",
-            nearest.name
-        ),
+        Some(c) if nearest.countries.iter().any(|x| x == c) => {
+            tr("Preselected: {0}, the data center nearest to your country ({1}, {2}). You can choose another.")
+                .replace("{0}", &nearest.name)
+                .replace("{1}", c)
+                .replace("{2}", &tr(source))
+        }
+        _ => tr("Preselected: {0}, the default data center, because we do not know your country. Choose the one closest to you and your customers.")
+            .replace("{0}", &nearest.name),
     };
     let page = ListPage {
         title: "Your databases",
@@ -324,7 +325,8 @@ fn local_value(t: time::OffsetDateTime) -> String {
 
 fn readable(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!("{:02}:{:02}:{:02} UTC on {} {} {}", t.hour(), t.minute(), t.second(), t.day(), t.month(), t.year())
+    let time = format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+    crate::i18n::tr2("{0} UTC on {1}", time, crate::i18n::long_date(t.date()))
 }
 
 async fn show_view(
@@ -390,7 +392,7 @@ async fn show_view(
     let now = state.clock.now();
     let protected = state.backups.protected_up_to(id).await.ok().flatten().map(|t| {
         let ago = (now - t).whole_seconds().max(0);
-        format!("{} ({ago} s ago)", readable(t))
+        crate::i18n::tr2("{0} ({1} s ago)", readable(t), ago)
     });
     let window = state.backups.restore_window(id).await.ok().flatten().map(|(from, to)| RestoreWindow {
         min: local_value(from),

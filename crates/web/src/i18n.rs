@@ -78,6 +78,54 @@ pub fn t(key: &str) -> String {
     CATALOG.get(key).and_then(|m| m.get(lang).or_else(|| m.get("en"))).cloned().unwrap_or_else(|| key.to_string())
 }
 
+/// French for the site's English sentences (i18n/fr.toml: "English" =
+/// "French"), for the control panel's pages: a sentence is written once,
+/// in English, where it is used, and found here by its text.
+static FRENCH: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    // Checked by a unit test; an unreadable catalog is a build defect.
+    toml::from_str(include_str!("../i18n/fr.toml")).unwrap_or_default()
+});
+
+/// A date in words in the current language: "7 December 2026", "7 décembre 2026".
+pub fn long_date(d: time::Date) -> String {
+    const FR: [&str; 12] = [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ];
+    match current() {
+        Lang::En => format!("{} {} {}", d.day(), d.month(), d.year()),
+        Lang::Fr => format!("{} {} {}", d.day(), FR[usize::from(u8::from(d.month())) - 1], d.year()),
+    }
+}
+
+/// `english` in the current language (itself when no translation exists).
+pub fn tr(english: &str) -> String {
+    match current() {
+        Lang::Fr => FRENCH.get(english).cloned().unwrap_or_else(|| english.to_string()),
+        Lang::En => english.to_string(),
+    }
+}
+
+/// [`tr`] with `{0}` filled.
+pub fn tr1(english: &str, a: impl std::fmt::Display) -> String {
+    tr(english).replace("{0}", &a.to_string())
+}
+
+/// [`tr`] with `{0}` and `{1}` filled.
+pub fn tr2(english: &str, a: impl std::fmt::Display, b: impl std::fmt::Display) -> String {
+    tr(english).replace("{0}", &a.to_string()).replace("{1}", &b.to_string())
+}
+
 /// The words for `key` in the current language, if the catalog has the key.
 pub fn t_opt(key: &str) -> Option<String> {
     CATALOG.get(key).map(|_| t(key))
@@ -204,6 +252,44 @@ mod tests {
         assert!(used > 20, "templates use the catalog");
     }
 
+    /// Every sentence a template passes to `tr`, `tr1` or `tr2` has its
+    /// French, with the same placeholders.
+    #[test]
+    fn every_sentence_a_template_translates_has_its_french() {
+        let raw: HashMap<String, String> = toml::from_str(include_str!("../i18n/fr.toml")).expect("fr.toml parses");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut missing = Vec::new();
+        let mut used = 0;
+        let files = ["templates", "src"].iter().flat_map(|d| std::fs::read_dir(root.join(d)).expect("dir"));
+        for entry in files {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+            // `tr("…")`, `tr1("…")`, `tr2("…")` as a call of their own (not `str("`).
+            for (i, _) in text.match_indices("tr") {
+                let before = text[..i].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' {
+                    continue;
+                }
+                let rest = text[i + 2..].trim_start_matches(['1', '2']);
+                let Some(rest) = rest.strip_prefix("(\"") else { continue };
+                let Some(english) = rest.split("\"").next() else { continue };
+                if english.is_empty() || english == "…" || english.contains('\\') {
+                    continue;
+                }
+                used += 1;
+                match raw.get(english) {
+                    None => missing.push(english.to_string()),
+                    Some(french) => {
+                        for p in ["{0}", "{1}"] {
+                            assert_eq!(english.contains(p), french.contains(p), "{english} / {french}: {p}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no French for:\n{}", missing.join("\n"));
+        assert!(used > 100, "templates translate their sentences ({used})");
+    }
+
     #[test]
     fn accept_language_weights_decide() {
         assert_eq!(from_accept_language("fr-CH, fr;q=0.9, en;q=0.8"), Some(Lang::Fr));
@@ -222,8 +308,16 @@ mod tests {
             );
             assert_eq!(period("3 weeks"), "3 semaines");
             assert_eq!(period("12 months"), "12 mois");
+            let d = time::macros::date!(2026 - 08 - 07);
+            assert_eq!(long_date(d), "7 août 2026");
+            assert_eq!(tr("Add contact"), "Ajouter le contact");
+            assert_eq!(tr1("Delete {0}", "Asha"), "Supprimer Asha");
+            let untranslated = "A sentence nobody translated";
+            assert_eq!(tr(untranslated), untranslated);
         })
         .await;
         assert_eq!(t("nav.privacy"), "Privacy");
+        assert_eq!(long_date(time::macros::date!(2026 - 08 - 07)), "7 August 2026");
+        assert_eq!(tr("Add contact"), "Add contact");
     }
 }

@@ -149,7 +149,7 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 fn long_date(d: Date) -> String {
-    d.format(format_description!("[day padding:none] [month repr:long] [year]")).unwrap_or_else(|_| d.to_string())
+    crate::i18n::long_date(d)
 }
 
 /// A region, as the home page shows it.

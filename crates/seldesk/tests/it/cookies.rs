@@ -186,7 +186,11 @@ async fn every_cookie_comes_from_the_registry_and_waits_for_its_consent() {
     assert!(home.contains("googletagmanager"), "Google Analytics loads after consent, and then sets `_ga`");
     assert!(home.contains("id=\"recent-page\""), "the preference cookie offers the last product page");
     let databases = accepting.get("/databases").await;
-    assert!(databases.contains("the country you chose before"), "the country cookie preselects the data center");
+    // (in French: the visitor chose it on the way, and the preference cookie keeps it)
+    assert!(
+        databases.contains("le pays que vous avez choisi auparavant"),
+        "the country cookie preselects the data center"
+    );
     // Only the visitor who accepted analytics (without GPC) is followed from
     // page to page, by one visit id.
     app.app().visits().flush().await;

@@ -794,7 +794,8 @@ async fn the_create_form_preselects_the_data_center_nearest_the_visitor() {
     for (lang, region, says) in [
         ("hi-IN,hi;q=0.9", "in", "nearest to your country (IN"),
         ("en-SG", "sg", "nearest to your country (SG"),
-        ("fr", "uk", "the default data center"),
+        // In French, and saying so in French.
+        ("fr", "uk", "le centre de données par défaut"),
     ] {
         let body = app
             .client

@@ -136,3 +136,147 @@ async fn pricing_comes_from_the_billing_configuration_in_the_visitors_currency()
     assert!(fr.contains(&seldesk_billing::money(standard.prices["EUR"].monthly, "EUR")), "France pays in euros");
     app.stop().await;
 }
+
+/// The visible text of a page: tags dropped, entities read, spaces folded.
+fn visible_text(html: &str) -> String {
+    let body = html.split("<body").nth(1).unwrap_or(html);
+    let (mut out, mut in_tag) = (String::new(), false);
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.replace("&#x27;", "'").replace("&#39;", "'").replace("&quot;", "\"").replace("&amp;", "&");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The English a control-panel template writes: its translated sentences
+/// (each fragment between placeholders) and any literal text left in it,
+/// three words or more (shorter ones, like "Export" or "Notes", read the
+/// same in French).
+fn english_of_the_templates() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let french: std::collections::BTreeMap<String, String> =
+        toml::from_str(&std::fs::read_to_string(root.join("i18n/fr.toml")).expect("fr.toml")).expect("parses");
+    let mut english = Vec::new();
+    let long = |s: &str| s.split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).count() >= 3;
+    for (en, fr) in &french {
+        for part in en.split(['{', '}']).filter(|p| !p.chars().all(|c| c.is_ascii_digit())) {
+            let part = part.trim().trim_matches(|c: char| c.is_ascii_punctuation() || c == '“' || c == '”');
+            if long(part) && !fr.contains(part) {
+                english.push(part.to_string());
+            }
+        }
+    }
+    for name in [
+        "databases",
+        "database",
+        "account",
+        "requests",
+        "request",
+        "billing",
+        "subscribe",
+        "invoice",
+        "restore",
+        "upgrade",
+        "pager",
+    ] {
+        let text = std::fs::read_to_string(root.join(format!("templates/{name}.html"))).expect("template");
+        // Drop expressions, statements and tags; what is left is literal text.
+        let mut literal = String::new();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find(['{', '<']) {
+            literal.push_str(&rest[..i]);
+            literal.push('\n');
+            let close = match &rest[i..i + 2.min(rest.len() - i)] {
+                "{{" => "}}",
+                "{%" => "%}",
+                "{#" => "#}",
+                _ if rest[i..].starts_with('<') => ">",
+                _ => {
+                    rest = &rest[i + 1..];
+                    continue;
+                }
+            };
+            rest = rest[i..].split_once(close).map_or("", |(_, after)| after);
+        }
+        literal.push_str(rest);
+        for line in literal.split('\n').map(str::trim).filter(|l| long(l)) {
+            english.push(line.to_string());
+        }
+    }
+    english
+}
+
+/// The control panel in French shows no English sentence of its templates.
+#[tokio::test]
+async fn the_control_panel_speaks_french_with_no_english_left() {
+    let app = spawn_app().await;
+    app.sign_up("francais@example.com", PW).await;
+    let t = app.token("francais@example.com", PW).await;
+    let db = app
+        .client
+        .post(app.url("/api/v1/databases"))
+        .bearer_auth(&t)
+        .json(&serde_json::json!({ "name": "registre" }))
+        .send()
+        .await
+        .expect("db")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let contact = serde_json::json!({ "name": "Élodie Dupont", "email": "elodie@example.fr" });
+    app.client
+        .post(app.url(&format!("/api/v1/databases/{db}/contacts")))
+        .bearer_auth(&t)
+        .json(&contact)
+        .send()
+        .await
+        .expect("c");
+    let request = serde_json::json!({ "kind": "question", "message": "Où sont mes sauvegardes ?" });
+    let r = app.client.post(app.url("/api/v1/me/requests")).bearer_auth(&t).json(&request).send().await.expect("r");
+    let request_id = r.json::<serde_json::Value>().await.expect("json")["id"].to_string();
+    let session = app.web_session("francais@example.com", PW).await;
+    let english = english_of_the_templates();
+    assert!(english.len() > 100, "the templates' English is found ({})", english.len());
+    let mut pages = vec![
+        "/databases".to_string(),
+        "/account".into(),
+        "/account/requests".into(),
+        format!("/account/requests/{request_id}"),
+        "/account/billing".into(),
+        "/upgrade".into(),
+        format!("/databases/{db}/subscribe"),
+    ];
+    for tab in ["", "?tab=backups", "?tab=location", "?tab=billing", "?tab=access", "?tab=settings"] {
+        pages.push(format!("/databases/{db}{tab}"));
+    }
+    let mut found = Vec::new();
+    for path in &pages {
+        let (status, html) = page(&app, path, Some(&session), "fr-FR,fr;q=0.9").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(html.contains("lang=\"fr\""), "{path} is served in French");
+        let text = visible_text(&html);
+        found.extend(english.iter().filter(|e| text.contains(e.as_str())).map(|e| format!("{path}: {e}")));
+    }
+    found.sort();
+    found.dedup();
+    assert!(found.is_empty(), "English on French pages:\n{}", found.join("\n"));
+    // The same pages in English still read in English, and the check sees it.
+    let mut seen_in_english = 0;
+    for path in &pages {
+        let text = visible_text(&page(&app, path, Some(&session), "en").await.1);
+        seen_in_english += english.iter().filter(|e| text.contains(e.as_str())).count();
+    }
+    assert!(seen_in_english > 60, "the English pages show the sentences looked for ({seen_in_english})");
+    app.stop().await;
+}
