@@ -585,7 +585,7 @@ async fn account_view(
 ) -> Response {
     let csrf = CsrfToken::for_request(state, headers);
     let now = state.clock.now();
-    let day = |d: time::OffsetDateTime| d.date().to_string();
+    let day = |d: time::OffsetDateTime| crate::i18n::day(d.date());
     tokens.list = state
         .accounts
         .api_tokens(&account.id)
@@ -593,8 +593,12 @@ async fn account_view(
         .unwrap_or_default()
         .into_iter()
         .map(|t| TokenRow {
-            expires: if t.expired(now) { format!("expired {}", day(t.expires_at)) } else { day(t.expires_at) },
-            last_used: t.last_used_at.map_or_else(|| "never".to_string(), day),
+            expires: if t.expired(now) {
+                crate::i18n::tr1("expired {0}", day(t.expires_at))
+            } else {
+                day(t.expires_at)
+            },
+            last_used: t.last_used_at.map_or_else(|| crate::i18n::tr("never"), day),
             scopes: t.scope_names(),
             uses: t.uses,
             id: t.id,
@@ -616,7 +620,7 @@ async fn account_view(
         .into_iter()
         .map(|e| {
             (
-                e.at.date().to_string(),
+                crate::i18n::long_date(e.at.date()),
                 crate::pages::audit_who(&e.actor, me.as_str()),
                 crate::pages::audit_what(&e.action),
             )

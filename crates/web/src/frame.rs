@@ -144,14 +144,20 @@ impl Frame {
 }
 
 tokio::task_local! {
-    static FRAME: (Visitor, String);
+    static FRAME: (Visitor, String, time::Date);
 }
 
 /// The frame of the request being served (signed out outside one).
 pub fn current() -> Frame {
     FRAME
-        .try_with(|(visitor, path)| Frame { visitor: visitor.clone(), path: path.clone() })
+        .try_with(|(visitor, path, _)| Frame { visitor: visitor.clone(), path: path.clone() })
         .unwrap_or(Frame { visitor: Visitor::Anonymous, path: String::new() })
+}
+
+/// Today, by the platform's clock, for the page being served (dates read
+/// "in 3 days" from it).
+pub fn today() -> Option<time::Date> {
+    FRAME.try_with(|(_, _, today)| *today).ok()
 }
 
 async fn visitor(state: &AppState, token: Option<String>, csrf: Option<String>) -> Visitor {
@@ -183,7 +189,14 @@ pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next
     // request is not Sync).
     let (token, csrf) = (cookie(req.headers(), SESSION_COOKIE), cookie(req.headers(), CSRF_COOKIE));
     let who = visitor(&state, token, csrf).await;
-    FRAME.scope((who, path), next.run(req)).await
+    let today = state.clock.now().date();
+    FRAME.scope((who, path, today), next.run(req)).await
+}
+
+/// Runs `f` as if serving a page on `today` (for tests of dates in words).
+#[cfg(test)]
+pub(crate) async fn with_today<F: std::future::Future>(today: time::Date, f: F) -> F::Output {
+    FRAME.scope((Visitor::Anonymous, String::new(), today), f).await
 }
 
 #[cfg(test)]

@@ -108,6 +108,27 @@ pub fn long_date(d: time::Date) -> String {
     }
 }
 
+/// A day in words with how far it is from today, in the current language:
+/// "22 December 2026, in 15 days", "7 décembre 2026, aujourd'hui".
+pub fn day(d: time::Date) -> String {
+    let Some(today) = crate::frame::today() else { return long_date(d) };
+    let n = (d - today).whole_days();
+    let fr = current() == Lang::Fr;
+    let relative = match (n, fr) {
+        (0, false) => "today".to_string(),
+        (0, true) => "aujourd'hui".to_string(),
+        (1, false) => "tomorrow".to_string(),
+        (1, true) => "demain".to_string(),
+        (-1, false) => "yesterday".to_string(),
+        (-1, true) => "hier".to_string(),
+        (n, false) if n > 0 => format!("in {n} days"),
+        (n, true) if n > 0 => format!("dans {n} jours"),
+        (n, false) => format!("{} days ago", -n),
+        (n, true) => format!("il y a {} jours", -n),
+    };
+    format!("{}, {relative}", long_date(d))
+}
+
 /// `english` in the current language (itself when no translation exists).
 pub fn tr(english: &str) -> String {
     match current() {
@@ -318,6 +339,17 @@ mod tests {
         .await;
         assert_eq!(t("nav.privacy"), "Privacy");
         assert_eq!(long_date(time::macros::date!(2026 - 08 - 07)), "7 August 2026");
+        let today = time::macros::date!(2026 - 12 - 07);
+        crate::frame::with_today(today, async {
+            assert_eq!(day(time::macros::date!(2026 - 12 - 22)), "22 December 2026, in 15 days");
+            assert_eq!(day(today), "7 December 2026, today");
+            assert_eq!(day(time::macros::date!(2026 - 12 - 04)), "4 December 2026, 3 days ago");
+            LANG.scope(Lang::Fr, async {
+                assert_eq!(day(time::macros::date!(2026 - 12 - 08)), "8 décembre 2026, demain");
+            })
+            .await;
+        })
+        .await;
         assert_eq!(tr("Add contact"), "Add contact");
     }
 }

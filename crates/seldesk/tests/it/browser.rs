@@ -1315,6 +1315,14 @@ async fn the_app_frame_works_on_a_desktop_and_a_phone_in_chromium() {
     let requests = b.client.find(Locator::Css(".phone-menu a[href='/account/requests']")).await.expect("link");
     assert!(requests.is_displayed().await.expect("shown?"));
     b.screenshot("frame-signed-in-menu-phone").await;
+    // The same workspace in French, from the footer's choice.
+    b.client.set_window_size(1280, 900).await.expect("desktop");
+    b.client.goto(&app.url(&format!("{db_page}?lang=fr"))).await.expect("french");
+    b.wait_for_text("Ajouter le contact").await;
+    b.screenshot("frame-signed-in-database-fr").await;
+    b.client.goto(&app.url(&format!("{db_page}?tab=settings"))).await.expect("settings");
+    b.wait_for_text("Zone de danger").await;
+    b.screenshot("frame-signed-in-database-settings-fr").await;
     b.close().await;
     app.stop().await;
 }
